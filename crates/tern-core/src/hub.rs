@@ -1,0 +1,263 @@
+//! The registry of this node's live connections: user -> devices, each with
+//! a bounded outbound queue. Pushing never blocks and never waits: a full
+//! queue marks the connection as a slow reader, to be closed with 4008.
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use tern_proto::close;
+use tokio::sync::{mpsc, Notify};
+
+/// What a connection's writer receives.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A frame to write as it is.
+    Frame(Bytes),
+    /// A message push: written, then tracked until acknowledged and pushed
+    /// again after the ack timeout. `frame` is shared by all recipients.
+    Msg { conv: Arc<str>, seq: u64, frame: Bytes },
+    /// A frame the writer may merge with others that arrive within the
+    /// storm window into one `{"type":"batch","frames":[...]}`.
+    Batched(Bytes),
+}
+
+/// One live connection as the rest of the node sees it.
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    pub user: Arc<str>,
+    pub device: Arc<str>,
+    tx: mpsc::Sender<Outbound>,
+    close_code: AtomicU16,
+    closing: Notify,
+    active: AtomicBool,
+}
+
+impl Conn {
+    pub fn new(user: &str, device: &str, queue: usize) -> (Arc<Conn>, mpsc::Receiver<Outbound>) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = mpsc::channel(queue);
+        let conn = Arc::new(Conn {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            user: user.into(),
+            device: device.into(),
+            tx,
+            close_code: AtomicU16::new(0),
+            closing: Notify::new(),
+            active: AtomicBool::new(true),
+        });
+        (conn, rx)
+    }
+
+    /// Queues a frame without waiting. A full queue closes the connection
+    /// as a slow reader; its messages stay in history and the offline queue.
+    pub fn push(&self, out: Outbound) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("tern_slow_reader_closes_total").increment(1);
+                self.kick(close::POLICY);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a reply, waiting for room: backpressure on the connection's
+    /// own requests rather than a disconnect.
+    pub async fn reply(&self, frame: Bytes) -> bool {
+        self.tx.send(Outbound::Frame(frame)).await.is_ok()
+    }
+
+    /// Asks the connection to close with `code`. The first code wins.
+    pub fn kick(&self, code: u16) {
+        if self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.closing.notify_one();
+        }
+    }
+
+    /// Resolves once `kick` was called; returns the close code.
+    pub async fn kicked(&self) -> u16 {
+        loop {
+            let code = self.close_code.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            self.closing.notified().await;
+        }
+    }
+
+    pub fn close_code(&self) -> Option<u16> {
+        match self.close_code.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// Whether the device is in the foreground (`state` frame).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+}
+
+/// Who a push goes to.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub users: Vec<Arc<str>>,
+    /// A device to leave out: `(user, device)` of the sending connection.
+    pub except: Option<(Arc<str>, Arc<str>)>,
+    pub out: Outbound,
+    /// What devices in the background (`state` inactive) get instead.
+    pub inactive: Option<Outbound>,
+}
+
+/// Sharded by user (DashMap), so pushes to different users rarely contend.
+#[derive(Debug, Default)]
+pub struct Hub {
+    users: DashMap<Arc<str>, Vec<Arc<Conn>>>,
+}
+
+/// What `register` changed.
+#[derive(Debug)]
+pub struct Registered {
+    /// The connection of the same user and device that this one replaces.
+    pub replaced: Option<Arc<Conn>>,
+    /// Whether this is the user's first device online on this node.
+    pub first: bool,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    pub fn register(&self, conn: Arc<Conn>) -> Registered {
+        let mut entry = self.users.entry(conn.user.clone()).or_default();
+        let devices = entry.value_mut();
+        let first = devices.is_empty();
+        let replaced = devices
+            .iter()
+            .position(|c| c.device == conn.device)
+            .map(|i| devices.swap_remove(i));
+        devices.push(conn);
+        Registered { replaced, first }
+    }
+
+    /// Removes this exact connection; returns true when it was the user's
+    /// last device on this node.
+    pub fn unregister(&self, conn: &Conn) -> bool {
+        let mut last = false;
+        self.users.remove_if_mut(&conn.user, |_, devices| {
+            let before = devices.len();
+            devices.retain(|c| c.id != conn.id);
+            last = before > devices.len() && devices.is_empty();
+            devices.is_empty()
+        });
+        last
+    }
+
+    pub fn is_online(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|d| !d.is_empty())
+    }
+
+    /// Delivers to every device of the listed users but the excepted one.
+    /// Returns the number of connections the push was queued to.
+    pub fn deliver(&self, push: &Push) -> usize {
+        let mut n = 0;
+        for user in &push.users {
+            let Some(devices) = self.users.get(user) else { continue };
+            for c in devices.iter() {
+                if let Some((eu, ed)) = &push.except {
+                    if eu == user && *ed == c.device {
+                        continue;
+                    }
+                }
+                let out = match &push.inactive {
+                    Some(alt) if !c.is_active() => alt,
+                    _ => &push.out,
+                };
+                if c.push(out.clone()) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Connections of one user (a snapshot).
+    pub fn devices(&self, user: &str) -> Vec<Arc<Conn>> {
+        self.users.get(user).map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Asks every connection to close with `code` (shutdown).
+    pub fn kick_all(&self, code: u16) {
+        for e in self.users.iter() {
+            for c in e.value() {
+                c.kick(code);
+            }
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.users.iter().map(|e| e.value().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_replace_unregister() {
+        let hub = Hub::new();
+        let (a1, _r1) = Conn::new("a", "phone", 4);
+        let r = hub.register(a1.clone());
+        assert!(r.first && r.replaced.is_none());
+        let (a2, _r2) = Conn::new("a", "laptop", 4);
+        assert!(!hub.register(a2.clone()).first);
+        let (a3, _r3) = Conn::new("a", "phone", 4);
+        let r = hub.register(a3.clone());
+        assert_eq!(r.replaced.map(|c| c.id), Some(a1.id));
+        // The replaced connection unregistering later must not remove a3.
+        assert!(!hub.unregister(&a1));
+        assert!(!hub.unregister(&a2));
+        assert!(hub.is_online("a"));
+        assert!(hub.unregister(&a3));
+        assert!(!hub.is_online("a"));
+    }
+
+    #[test]
+    fn full_queue_kicks_slow_reader() {
+        let hub = Hub::new();
+        let (c, _rx) = Conn::new("a", "d", 2);
+        hub.register(c.clone());
+        let push = Push { users: vec!["a".into()], except: None, out: Outbound::Frame(Bytes::from_static(b"{}")), inactive: None };
+        assert_eq!(hub.deliver(&push), 1);
+        assert_eq!(hub.deliver(&push), 1);
+        assert_eq!(hub.deliver(&push), 0);
+        assert_eq!(c.close_code(), Some(close::POLICY));
+    }
+
+    #[test]
+    fn except_skips_sending_device() {
+        let hub = Hub::new();
+        let (p, mut prx) = Conn::new("a", "phone", 4);
+        let (l, mut lrx) = Conn::new("a", "laptop", 4);
+        hub.register(p);
+        hub.register(l);
+        let push = Push {
+            users: vec!["a".into()],
+            except: Some(("a".into(), "phone".into())),
+            out: Outbound::Frame(Bytes::from_static(b"{}")),
+            inactive: None,
+        };
+        assert_eq!(hub.deliver(&push), 1);
+        assert!(prx.try_recv().is_err());
+        assert!(lrx.try_recv().is_ok());
+    }
+}

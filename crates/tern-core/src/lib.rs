@@ -1,0 +1,54 @@
+//! Tern's IM logic: delivery, seq, dedup, unread and fan-out policy. It
+//! depends on the protocol crate and on the storage and bus traits only:
+//! no web framework, no database driver.
+
+pub mod auth;
+pub mod bus;
+pub mod error;
+pub mod groups;
+pub mod hub;
+pub mod ids;
+mod pipeline;
+pub mod rooms;
+pub mod service;
+pub mod store;
+
+pub use bus::{Bus, LocalBus, LocalPresence, Presence};
+pub use error::{CoreError, CoreResult};
+pub use hub::{Conn, Hub, Outbound, Push};
+pub use service::{Actor, Core, CoreConfig, SendOk, SendRequest};
+
+use bytes::Bytes;
+use store::StoredMessage;
+use tern_proto::frames::{MsgPush, MsgView};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The wire view of a stored message. Content is stored as JSON text and
+/// goes out as it is, without re-encoding.
+pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
+    MsgView {
+        msg_id: m.msg_id,
+        conv: &m.conv,
+        seq: m.seq,
+        from: &m.from,
+        to: m.to.as_deref(),
+        group: m.group.as_deref(),
+        kind: &m.kind,
+        content: m.content.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+        ts: m.ts,
+        client_msg_id: m.client_msg_id.as_deref(),
+        recalled: m.recalled,
+    }
+}
+
+/// `{"type":"msg","msg":{...}}`, encoded once per message.
+pub fn encode_msg_push(m: &StoredMessage) -> Bytes {
+    service::encode(&MsgPush { ty: "msg", msg: msg_view(m) })
+}

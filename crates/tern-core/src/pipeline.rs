@@ -1,0 +1,221 @@
+//! The append pipeline: every message of this node passes through here so
+//! that (1) many sends share one storage transaction (group commit), and
+//! (2) pushes leave in commit order, which keeps each conversation's pushes
+//! in seq order on every device.
+//!
+//! Two tasks joined by a bounded channel: the committer takes a batch of
+//! queued sends, stamps msg_id and ts, and stores the batch; the publisher
+//! then encodes each new message once, hands it to the bus, and answers the
+//! senders. While one batch is published the next is being stored.
+
+use crate::error::{CoreError, CoreResult};
+use crate::hub::{Outbound, Push};
+use crate::ids::IdGen;
+use crate::groups::{GroupView, Groups};
+use crate::service::encode;
+use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
+use crate::{encode_msg_push, now_ms, Bus};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Who gets the push of a stored message.
+#[derive(Debug)]
+pub enum PushPlan {
+    /// These users' devices (1:1 messages).
+    Users { users: Vec<Arc<str>>, except: Option<(Arc<str>, Arc<str>)> },
+    /// The group's members as of this message, resolved by the publisher.
+    Group { gid: Arc<str>, except: Option<(Arc<str>, Arc<str>)> },
+}
+
+pub(crate) struct AppendJob {
+    pub msg: NewMessage,
+    pub plan: PushPlan,
+    pub reply: oneshot::Sender<CoreResult<Appended>>,
+}
+
+type Reply = oneshot::Sender<CoreResult<Appended>>;
+
+struct Committed {
+    results: Vec<Appended>,
+    jobs: Vec<(PushPlan, Option<MemberChange>, Reply)>,
+}
+
+/// What the publisher needs to route group messages.
+pub(crate) struct Publisher {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    pub groups: Arc<Groups>,
+    /// Groups up to this size are write-diffused: tracked pushes, inbox.
+    pub write_limit: usize,
+}
+
+#[derive(Clone)]
+pub(crate) struct Pipeline {
+    tx: mpsc::Sender<AppendJob>,
+}
+
+impl Pipeline {
+    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize, offline_cap: usize) -> Pipeline {
+        let (tx, rx) = mpsc::channel(batch_max * 4);
+        let (ctx, crx) = mpsc::channel(4);
+        let store = publisher.store.clone();
+        tokio::spawn(commit_loop(store, rx, ctx, IdGen::new(node_id), batch_max, offline_cap));
+        tokio::spawn(publish_loop(publisher, crx));
+        Pipeline { tx }
+    }
+
+    pub async fn append(&self, msg: NewMessage, plan: PushPlan) -> CoreResult<Appended> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AppendJob { msg, plan, reply })
+            .await
+            .map_err(|_| CoreError::unavailable())?;
+        rx.await.map_err(|_| CoreError::unavailable())?
+    }
+
+    /// Appends several messages back to back: queued in order, so nothing
+    /// of this node comes between them.
+    pub async fn append_all(&self, jobs: Vec<(NewMessage, PushPlan)>) -> CoreResult<Vec<Appended>> {
+        let mut waits = Vec::with_capacity(jobs.len());
+        for (msg, plan) in jobs {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(AppendJob { msg, plan, reply })
+                .await
+                .map_err(|_| CoreError::unavailable())?;
+            waits.push(rx);
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for rx in waits {
+            out.push(rx.await.map_err(|_| CoreError::unavailable())??);
+        }
+        Ok(out)
+    }
+}
+
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<AppendJob>,
+    out: mpsc::Sender<Committed>,
+    mut ids: IdGen,
+    batch_max: usize,
+    offline_cap: usize,
+) {
+    let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut batch, batch_max).await > 0 {
+        let now = now_ms();
+        let mut msgs = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for mut job in batch.drain(..) {
+            job.msg.msg_id = ids.next(now);
+            job.msg.ts = now;
+            let change = job.msg.change.clone();
+            msgs.push(job.msg);
+            jobs.push((job.plan, change, job.reply));
+        }
+        let started = Instant::now();
+        let n = msgs.len();
+        let result = store.append_messages(msgs, offline_cap).await;
+        metrics::histogram!("tern_storage_seconds", "op" => "append").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("tern_append_batch_size").record(n as f64);
+        match result {
+            Ok(results) if results.len() == jobs.len() => {
+                if out.send(Committed { results, jobs }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(results) => {
+                tracing::error!(expected = jobs.len(), got = results.len(), "store returned a short batch");
+                for (_, _, reply) in jobs {
+                    let _ = reply.send(Err(CoreError::unavailable()));
+                }
+            }
+            Err(e) => {
+                let e = CoreError::from(e);
+                for (_, _, reply) in jobs {
+                    let _ = reply.send(Err(CoreError::new(e.code, e.message.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn publish_loop(p: Publisher, mut rx: mpsc::Receiver<Committed>) {
+    while let Some(Committed { results, jobs }) = rx.recv().await {
+        for (result, (plan, change, reply)) in results.into_iter().zip(jobs) {
+            match &result {
+                Appended::New(m) => {
+                    metrics::counter!("tern_messages_stored_total").increment(1);
+                    p.publish(m, plan, change.as_ref()).await;
+                }
+                Appended::Duplicate(_) => {}
+                Appended::Refused(r) => {
+                    let _ = reply.send(Err(StoreError::from(*r).into()));
+                    continue;
+                }
+            }
+            let _ = reply.send(Ok(result));
+        }
+    }
+}
+
+impl Publisher {
+    async fn publish(&self, m: &StoredMessage, plan: PushPlan, change: Option<&MemberChange>) {
+        // Encoded once; every recipient's queue shares these bytes.
+        let frame = encode_msg_push(m);
+        match plan {
+            PushPlan::Users { users, except } => {
+                if users.is_empty() {
+                    return;
+                }
+                let out = Outbound::Msg { conv: m.conv.as_str().into(), seq: m.seq, frame };
+                self.bus.publish(Push { users, except, out, inactive: None });
+            }
+            PushPlan::Group { gid, except } => {
+                let Some(view) = self.view(&gid, &m.from, change).await else { return };
+                let users = view.members.to_vec();
+                let push = if view.size() <= self.write_limit {
+                    let out = Outbound::Msg { conv: m.conv.as_str().into(), seq: m.seq, frame };
+                    Push { users, except, out, inactive: None }
+                } else {
+                    // Read diffusion: untracked pushes that the writer may
+                    // merge (storm control); background devices get a notice.
+                    let notify = encode(&Notify { ty: "notify", conv: &m.conv, max_seq: m.seq });
+                    Push {
+                        users,
+                        except,
+                        out: Outbound::Batched(frame),
+                        inactive: Some(Outbound::Batched(notify)),
+                    }
+                };
+                self.bus.publish(push);
+                self.groups.after_push(&gid, change);
+            }
+        }
+    }
+
+    async fn view(&self, gid: &str, from: &str, change: Option<&MemberChange>) -> Option<Arc<GroupView>> {
+        if self.groups.get(gid).is_none() && !matches!(change, Some(MemberChange::Create { .. })) {
+            match self.store.get_group(gid).await {
+                Ok(Some(rec)) => {
+                    self.groups.insert(GroupView::from_record(&rec));
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, gid, "cannot load group for push");
+                    return None;
+                }
+            }
+        }
+        self.groups.before_push(gid, from, change)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Notify<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    conv: &'a str,
+    max_seq: u64,
+}

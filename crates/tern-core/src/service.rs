@@ -1,0 +1,784 @@
+//! The IM logic behind both the WebSocket and the HTTP API: who may do
+//! what, which users a message reaches, and what each action pushes.
+
+use crate::auth::Auth;
+use crate::bus::{Bus, Presence};
+use crate::error::{CoreError, CoreResult};
+use crate::hub::{Conn, Hub, Outbound, Push, Registered};
+use crate::groups::{GroupView, Groups};
+use crate::pipeline::{Pipeline, Publisher, PushPlan};
+use crate::rooms::{RoomConfig, Rooms};
+use crate::store::{
+    Appended, ConvList, FriendLists, FriendStatus, HistoryQuery, MemberChange, NewMessage, OfflineBatch, Store,
+    StoreError, StoredMessage, UserRecord,
+};
+use crate::now_ms;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use tern_proto::frames::check_kind_content;
+use tern_proto::ids::{is_valid_name, is_valid_token};
+use tern_proto::{close, ConvId, ErrorCode};
+
+/// Limits and timings the logic enforces.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub node_id: u16,
+    pub content_bytes: usize,
+    pub offline_cap: usize,
+    pub recall_window_ms: i64,
+    pub batch_max: usize,
+    pub rooms: RoomConfig,
+    /// Groups up to this many members are write-diffused (per-member
+    /// inbox, tracked pushes); larger ones are read-diffused.
+    pub write_limit: usize,
+    /// Most members a group may have.
+    pub max_group_size: usize,
+}
+
+/// Largest `limit` of a history page.
+pub const HISTORY_MAX: u32 = 500;
+pub const HISTORY_DEFAULT: u32 = 50;
+/// Largest `limit` of a conversation list.
+pub const SYNC_MAX: u32 = 1000;
+pub const SYNC_DEFAULT: u32 = 200;
+/// Most users in one presence query and seqs in one delete.
+pub const LIST_MAX: usize = 1000;
+
+/// A `send`, as the gateway decoded it; the core validates every field.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SendRequest<'a> {
+    pub to: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub client_msg_id: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub content: Option<&'a RawValue>,
+}
+
+/// The answer to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOk {
+    pub msg_id: u64,
+    pub conv: String,
+    pub seq: u64,
+    pub ts: i64,
+    pub duplicate: bool,
+}
+
+/// The sending side of a request: the user and, over WebSocket, the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub user: &'a str,
+    pub device: Option<&'a str>,
+}
+
+pub struct Core {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    presence: Arc<dyn Presence>,
+    hub: Arc<Hub>,
+    auth: Auth,
+    pipeline: Pipeline,
+    rooms: Rooms,
+    groups: Arc<Groups>,
+    cfg: CoreConfig,
+    /// Users known to exist (users are never deleted), to spare a lookup
+    /// per send.
+    known_users: dashmap::DashSet<String>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Starts the append pipeline; call from within a tokio runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        presence: Arc<dyn Presence>,
+        hub: Arc<Hub>,
+        auth: Auth,
+        cfg: CoreConfig,
+    ) -> Core {
+        let groups = Arc::new(Groups::default());
+        let publisher = Publisher {
+            bus: bus.clone(),
+            store: store.clone(),
+            groups: groups.clone(),
+            write_limit: cfg.write_limit,
+        };
+        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.offline_cap);
+        let rooms = Rooms::new(cfg.rooms.clone());
+        Core { store, bus, presence, hub, auth, pipeline, rooms, groups, cfg, known_users: Default::default() }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    // ----- accounts -----
+
+    pub async fn register(&self, user: &str, password: &str, name: Option<&str>) -> CoreResult<()> {
+        if !is_valid_name(user) {
+            return Err(CoreError::invalid("user must be 1-64 characters of A-Z a-z 0-9 _ . -"));
+        }
+        if password.chars().count() < 8 {
+            return Err(CoreError::invalid("password must be at least 8 characters"));
+        }
+        if password.len() > 1024 {
+            return Err(CoreError::invalid("password must be at most 1024 bytes"));
+        }
+        let name = name.unwrap_or(user);
+        if name.chars().count() > 128 {
+            return Err(CoreError::invalid("name must be at most 128 characters"));
+        }
+        let auth = self.auth.clone();
+        let pw = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || auth.hash_password(&pw))
+            .await
+            .map_err(|_| CoreError::unavailable())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                CoreError::unavailable()
+            })?;
+        let rec = UserRecord { user: user.to_owned(), name: name.to_owned(), password_hash: hash, created_at: now_ms() };
+        match self.store.create_user(rec).await {
+            Ok(()) => {
+                self.known_users.insert(user.to_owned());
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(CoreError::new(ErrorCode::UserExists, "user exists")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks a password; returns a token and its expiry (ms).
+    pub async fn login(&self, user: &str, password: &str) -> CoreResult<(String, i64)> {
+        let bad = || CoreError::new(ErrorCode::BadCredentials, "wrong user or password");
+        if !is_valid_name(user) || password.len() > 1024 {
+            return Err(bad());
+        }
+        let rec = self.store.get_user(user).await?.ok_or_else(bad)?;
+        let auth = self.auth.clone();
+        let pw = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || auth.verify_password(&pw, &rec.password_hash))
+            .await
+            .map_err(|_| CoreError::unavailable())?;
+        if !ok {
+            return Err(bad());
+        }
+        self.auth.issue(user, now_ms()).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            CoreError::unavailable()
+        })
+    }
+
+    /// The user a token belongs to.
+    pub fn authenticate(&self, token: &str) -> CoreResult<String> {
+        self.auth
+            .verify(token)
+            .ok_or_else(|| CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token"))
+    }
+
+    pub async fn user_exists(&self, user: &str) -> CoreResult<bool> {
+        if self.known_users.contains(user) {
+            return Ok(true);
+        }
+        if !is_valid_name(user) {
+            return Ok(false);
+        }
+        let found = self.store.get_user(user).await?.is_some();
+        if found {
+            self.known_users.insert(user.to_owned());
+        }
+        Ok(found)
+    }
+
+    /// `(user, name, online)`.
+    pub async fn user_info(&self, user: &str) -> CoreResult<(String, String, bool)> {
+        let rec = if is_valid_name(user) { self.store.get_user(user).await? } else { None };
+        let rec = rec.ok_or_else(|| CoreError::new(ErrorCode::NoSuchUser, "no such user"))?;
+        let online = self.presence.online(&[user]).await.first().copied().unwrap_or(false);
+        Ok((rec.user, rec.name, online))
+    }
+
+    // ----- friends -----
+
+    pub async fn friend_request(&self, user: &str, other: &str) -> CoreResult<FriendStatus> {
+        if user == other {
+            return Err(CoreError::invalid("cannot befriend oneself"));
+        }
+        self.require_user(other).await?;
+        Ok(self.store.friend_request(user, other, now_ms()).await?)
+    }
+
+    pub async fn friend_delete(&self, user: &str, other: &str) -> CoreResult<()> {
+        self.require_user(other).await?;
+        Ok(self.store.friend_delete(user, other).await?)
+    }
+
+    /// The lists, with each friend's presence.
+    pub async fn friends(&self, user: &str) -> CoreResult<(Vec<(String, bool)>, FriendLists)> {
+        let lists = self.store.friends(user).await?;
+        let names: Vec<&str> = lists.friends.iter().map(String::as_str).collect();
+        let online = self.presence.online(&names).await;
+        let friends = lists.friends.iter().cloned().zip(online).collect();
+        Ok((friends, lists))
+    }
+
+    async fn require_user(&self, user: &str) -> CoreResult<()> {
+        if self.user_exists(user).await? {
+            Ok(())
+        } else {
+            Err(CoreError::new(ErrorCode::NoSuchUser, format!("no such user {user:?}")))
+        }
+    }
+
+    // ----- messages -----
+
+    pub async fn send(&self, actor: Actor<'_>, req: SendRequest<'_>) -> CoreResult<SendOk> {
+        let cmid = req.client_msg_id.ok_or_else(|| CoreError::invalid("client_msg_id is required"))?;
+        if !is_valid_token(cmid) {
+            return Err(CoreError::invalid("client_msg_id must be 1-64 characters"));
+        }
+        let kind = req.kind.ok_or_else(|| CoreError::invalid("kind is required"))?;
+        let content = req.content.ok_or_else(|| CoreError::invalid("content is required"))?;
+        check_kind_content(kind, content).map_err(CoreError::invalid)?;
+        if content.get().len() > self.cfg.content_bytes {
+            return Err(CoreError::new(
+                ErrorCode::ContentTooLarge,
+                format!("content is over {} bytes", self.cfg.content_bytes),
+            ));
+        }
+        let to = match (req.to, req.group) {
+            (Some(to), None) => to,
+            (None, Some(gid)) => return self.send_group(actor, gid, cmid, kind, content).await,
+            _ => return Err(CoreError::invalid("exactly one of to and group is required")),
+        };
+        if !is_valid_name(to) {
+            return Err(CoreError::new(ErrorCode::NoSuchUser, format!("no such user {to:?}")));
+        }
+        self.require_user(to).await?;
+        let conv = ConvId::dm(actor.user, to).to_string();
+        let mut participants = vec![actor.user.to_owned()];
+        if to != actor.user {
+            participants.push(to.to_owned());
+        }
+        let msg = NewMessage {
+            msg_id: 0,
+            conv,
+            from: actor.user.to_owned(),
+            to: Some(to.to_owned()),
+            group: None,
+            kind: kind.to_owned(),
+            content: content.get().to_owned(),
+            ts: 0,
+            client_msg_id: Some(cmid.to_owned()),
+            inbox: vec![to.to_owned()],
+            participants: participants.clone(),
+            inbox_members_up_to: 0,
+            change: None,
+        };
+        let plan = PushPlan::Users {
+            users: participants.iter().map(|u| Arc::from(u.as_str())).collect(),
+            except: except_of(actor),
+        };
+        send_ok(self.pipeline.append(msg, plan).await?)
+    }
+
+    async fn send_group(
+        &self,
+        actor: Actor<'_>,
+        gid: &str,
+        cmid: &str,
+        kind: &str,
+        content: &RawValue,
+    ) -> CoreResult<SendOk> {
+        let view = self.group_view(gid).await?;
+        if !view.is_member(actor.user) {
+            return Err(CoreError::new(ErrorCode::NotMember, "not a member of this group"));
+        }
+        let msg = self.group_message(gid, actor.user, kind, content.get().to_owned(), Some(cmid), None);
+        let plan = PushPlan::Group { gid: gid.into(), except: except_of(actor) };
+        send_ok(self.pipeline.append(msg, plan).await?)
+    }
+
+    fn group_message(
+        &self,
+        gid: &str,
+        from: &str,
+        kind: &str,
+        content: String,
+        cmid: Option<&str>,
+        change: Option<MemberChange>,
+    ) -> NewMessage {
+        NewMessage {
+            msg_id: 0,
+            conv: ConvId::group(gid).to_string(),
+            from: from.to_owned(),
+            to: None,
+            group: Some(gid.to_owned()),
+            kind: kind.to_owned(),
+            content,
+            ts: 0,
+            client_msg_id: cmid.map(str::to_owned),
+            inbox: Vec::new(),
+            participants: Vec::new(),
+            inbox_members_up_to: self.cfg.write_limit,
+            change,
+        }
+    }
+
+    /// The group's membership, from this node's cache or the store.
+    async fn group_view(&self, gid: &str) -> CoreResult<Arc<GroupView>> {
+        if let Some(v) = self.groups.get(gid) {
+            return Ok(v);
+        }
+        let no_such = || CoreError::new(ErrorCode::NoSuchGroup, "no such group");
+        if !is_valid_name(gid) {
+            return Err(no_such());
+        }
+        let rec = self.store.get_group(gid).await?.ok_or_else(no_such)?;
+        Ok(self.groups.insert(GroupView::from_record(&rec)))
+    }
+
+    /// Checks that `user` may use `conv`. `former_ok`: a former group
+    /// member may still read (the store then bounds what they see).
+    async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<ConvId> {
+        let id = ConvId::parse(conv).ok_or_else(|| CoreError::invalid("conv is not a conversation id"))?;
+        let not_member = || CoreError::new(ErrorCode::NotMember, "not in this conversation");
+        match &id {
+            ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(id),
+            ConvId::Dm { .. } => Err(not_member()),
+            ConvId::Group(gid) => {
+                let view = self.group_view(gid).await?;
+                if view.is_member(user) || former_ok {
+                    Ok(id)
+                } else {
+                    Err(not_member())
+                }
+            }
+        }
+    }
+
+    /// Everyone in a conversation now.
+    async fn audience(&self, id: &ConvId) -> Vec<Arc<str>> {
+        match id {
+            ConvId::Dm { a, b } if a == b => vec![Arc::from(a.as_str())],
+            ConvId::Dm { a, b } => vec![Arc::from(a.as_str()), Arc::from(b.as_str())],
+            ConvId::Group(gid) => self.group_view(gid).await.map(|v| v.members.to_vec()).unwrap_or_default(),
+        }
+    }
+
+    /// A device holds `conv` up to `seq`.
+    pub async fn ack(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
+        let id = self.access(user, conv, true).await?;
+        let peer = id.peer_of(user).filter(|p| *p != user);
+        metrics::counter!("tern_acks_total").increment(1);
+        if let Some(delivered) = self.store.ack(user, conv, seq, peer).await? {
+            if let Some(peer) = peer {
+                let frame = encode(&Receipt { ty: "receipt", conv, by: user, delivered_seq: Some(delivered), read_seq: None });
+                self.bus.publish(Push { users: vec![peer.into()], except: None, out: Outbound::Frame(frame), inactive: None });
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn read(&self, actor: Actor<'_>, conv: &str, seq: u64) -> CoreResult<u64> {
+        let id = self.access(actor.user, conv, true).await?;
+        if seq == 0 {
+            return Err(CoreError::invalid("no message with seq 0"));
+        }
+        let out = self.store.mark_read(actor.user, conv, seq, now_ms()).await?;
+        if out.advanced {
+            let frame = encode(&Receipt { ty: "receipt", conv, by: actor.user, delivered_seq: None, read_seq: Some(out.read_seq) });
+            // 1:1: the peer and one's other devices; groups: one's other
+            // devices (who read what in a group is asked with read_status).
+            let users = match &id {
+                ConvId::Dm { .. } => self.audience(&id).await,
+                ConvId::Group(_) => vec![Arc::from(actor.user)],
+            };
+            self.bus.publish(Push {
+                users,
+                except: Some((actor.user.into(), actor.device.unwrap_or("").into())),
+                out: Outbound::Frame(frame),
+                inactive: None,
+            });
+        }
+        Ok(out.read_seq)
+    }
+
+    pub async fn sync(&self, user: &str, since: Option<i64>, limit: Option<u64>) -> CoreResult<ConvList> {
+        let limit = match limit {
+            None => SYNC_DEFAULT,
+            Some(l) if (1..=u64::from(SYNC_MAX)).contains(&l) => l as u32,
+            Some(_) => return Err(CoreError::invalid("limit must be 1-1000")),
+        };
+        Ok(self.store.conversations(user, since.unwrap_or(0), limit).await?)
+    }
+
+    pub async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        before_seq: Option<u64>,
+        after_seq: Option<u64>,
+        limit: Option<u64>,
+    ) -> CoreResult<Vec<StoredMessage>> {
+        self.access(user, conv, true).await?;
+        let limit = match limit {
+            None => HISTORY_DEFAULT,
+            Some(l) if (1..=u64::from(HISTORY_MAX)).contains(&l) => l as u32,
+            Some(_) => return Err(CoreError::invalid("limit must be 1-500")),
+        };
+        Ok(self.store.history(user, conv, HistoryQuery { before_seq, after_seq, limit }).await?)
+    }
+
+    pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
+        let id = self.access(user, conv, false).await?;
+        let m = self.store.recall(conv, seq, user, self.cfg.recall_window_ms, now_ms()).await?;
+        let frame = encode(&Recalled { ty: "recalled", conv, seq, msg_id: m.msg_id, by: user });
+        let users = self.audience(&id).await;
+        self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+        Ok(())
+    }
+
+    pub async fn delete(&self, user: &str, conv: &str, seqs: &[u64]) -> CoreResult<()> {
+        self.access(user, conv, true).await?;
+        if seqs.is_empty() || seqs.len() > LIST_MAX {
+            return Err(CoreError::invalid("seqs must hold 1-1000 seqs"));
+        }
+        Ok(self.store.delete_for_user(user, conv, seqs).await?)
+    }
+
+    pub async fn typing(&self, user: &str, conv: &str) -> CoreResult<()> {
+        let id = self.access(user, conv, false).await?;
+        let audience = self.audience(&id).await;
+        // Typing in a read-diffused group would be a storm of its own.
+        if audience.len() > self.cfg.write_limit {
+            return Ok(());
+        }
+        let users: Vec<Arc<str>> = audience.into_iter().filter(|u| &**u != user).collect();
+        if !users.is_empty() {
+            let frame = encode(&Typing { ty: "typing", conv, user });
+            self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+        }
+        Ok(())
+    }
+
+    pub async fn presence(&self, users: &[&str]) -> CoreResult<Vec<bool>> {
+        if users.len() > LIST_MAX {
+            return Err(CoreError::invalid("at most 1000 users per presence query"));
+        }
+        Ok(self.presence.online(users).await)
+    }
+
+    // ----- groups -----
+
+    /// Creates a group owned by `owner` with `members` (the owner need not
+    /// be listed). Writes `group_created` and one `member_joined` per listed
+    /// member, in order.
+    pub async fn create_group(&self, owner: &str, name: &str, members: &[&str]) -> CoreResult<Arc<GroupView>> {
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(CoreError::invalid("name must be 1-128 characters"));
+        }
+        let members = self.new_members(members, None).await?;
+        if members.len() + 1 > self.cfg.max_group_size {
+            return Err(CoreError::invalid(format!("a group has at most {} members", self.cfg.max_group_size)));
+        }
+        let gid = new_group_id();
+        let mut jobs = Vec::with_capacity(members.len() + 1);
+        let created = system_content("group_created", owner);
+        let change = Some(MemberChange::Create { name: name.to_owned() });
+        jobs.push((self.group_message(&gid, owner, "system", created, None, change), self.group_plan(&gid)));
+        for m in members.iter().filter(|m| **m != owner) {
+            let change = Some(MemberChange::Join((*m).to_owned()));
+            let content = system_content("member_joined", m);
+            jobs.push((self.group_message(&gid, owner, "system", content, None, change), self.group_plan(&gid)));
+        }
+        self.pipeline.append_all(jobs).await?;
+        self.group_view(&gid).await
+    }
+
+    fn group_plan(&self, gid: &str) -> PushPlan {
+        PushPlan::Group { gid: gid.into(), except: None }
+    }
+
+    /// Validates a list of users to add: at most 1000, all existing,
+    /// duplicates and current members dropped.
+    async fn new_members<'a>(&self, users: &[&'a str], view: Option<&GroupView>) -> CoreResult<Vec<&'a str>> {
+        if users.len() > LIST_MAX {
+            return Err(CoreError::invalid("at most 1000 users per call"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            if !seen.insert(*u) || view.is_some_and(|v| v.is_member(u)) {
+                continue;
+            }
+            self.require_user(u).await?;
+            out.push(*u);
+        }
+        Ok(out)
+    }
+
+    /// The group, for one of its members.
+    pub async fn group(&self, user: &str, gid: &str) -> CoreResult<Arc<GroupView>> {
+        let view = self.group_view(gid).await?;
+        if !view.is_member(user) {
+            return Err(CoreError::new(ErrorCode::NotMember, "not a member of this group"));
+        }
+        Ok(view)
+    }
+
+    /// Any member may add users; each gets a `member_joined` message.
+    pub async fn add_members(&self, actor: &str, gid: &str, users: &[&str]) -> CoreResult<Arc<GroupView>> {
+        let view = self.group(actor, gid).await?;
+        let users = self.new_members(users, Some(&view)).await?;
+        if view.size() + users.len() > self.cfg.max_group_size {
+            return Err(CoreError::invalid(format!("a group has at most {} members", self.cfg.max_group_size)));
+        }
+        let jobs = users
+            .iter()
+            .map(|u| {
+                let change = Some(MemberChange::Join((*u).to_owned()));
+                let content = system_content("member_joined", u);
+                (self.group_message(gid, actor, "system", content, None, change), self.group_plan(gid))
+            })
+            .collect();
+        self.pipeline.append_all(jobs).await?;
+        self.group_view(gid).await
+    }
+
+    /// The owner removes anyone (`member_removed`); anyone removes
+    /// themself (`member_left`).
+    pub async fn remove_member(&self, actor: &str, gid: &str, user: &str) -> CoreResult<()> {
+        let view = self.group(actor, gid).await?;
+        let event = if actor == user {
+            "member_left"
+        } else if *view.owner == *actor {
+            "member_removed"
+        } else {
+            return Err(CoreError::new(ErrorCode::Forbidden, "only the owner removes other members"));
+        };
+        if !view.is_member(user) {
+            return Err(CoreError::new(ErrorCode::NoSuchUser, "not a member of this group"));
+        }
+        let change = Some(MemberChange::Leave(user.to_owned()));
+        let content = system_content(event, user);
+        let msg = self.group_message(gid, actor, "system", content, None, change);
+        self.pipeline.append(msg, self.group_plan(gid)).await?;
+        Ok(())
+    }
+
+    /// Who of a group's current members has read message `seq` (write-
+    /// diffused groups only). Returns `(read, unread)`, leaving out the
+    /// message's sender.
+    pub async fn read_status(&self, user: &str, conv: &str, seq: u64) -> CoreResult<(Vec<String>, Vec<String>)> {
+        let id = self.access(user, conv, false).await?;
+        let ConvId::Group(gid) = &id else {
+            return Err(CoreError::invalid("read_status is for group conversations; 1:1 has read receipts"));
+        };
+        let view = self.group_view(gid).await?;
+        if view.size() > self.cfg.write_limit {
+            return Err(CoreError::invalid(format!(
+                "read status is kept for groups of at most {} members",
+                self.cfg.write_limit
+            )));
+        }
+        let q = HistoryQuery { before_seq: None, after_seq: Some(seq.saturating_sub(1)), limit: 1 };
+        let msg = self.store.history(user, conv, q).await?.into_iter().next().filter(|m| m.seq == seq);
+        let max = self.store.max_seq(conv).await?;
+        if seq == 0 || seq > max {
+            return Err(CoreError::invalid("no such seq in this conversation"));
+        }
+        let sender = msg.map(|m| m.from);
+        let (mut read, mut unread) = (Vec::new(), Vec::new());
+        for (member, pos) in self.store.read_positions(conv).await? {
+            if Some(&member) == sender.as_ref() {
+                continue;
+            }
+            if pos >= seq {
+                read.push(member);
+            } else {
+                unread.push(member);
+            }
+        }
+        Ok((read, unread))
+    }
+
+    // ----- live rooms -----
+
+    /// Joins `conn` to a live room; `joined` is how many it is in already.
+    pub fn room_join(&self, conn: &Arc<Conn>, room: &str, joined: usize) -> CoreResult<()> {
+        if !is_valid_name(room) {
+            return Err(CoreError::invalid("room must be 1-64 characters of A-Z a-z 0-9 _ . -"));
+        }
+        self.rooms.join(room, conn, joined)
+    }
+
+    /// Returns whether the connection was in the room.
+    pub fn room_leave(&self, conn: &Conn, room: &str) -> bool {
+        self.rooms.leave(room, conn.id)
+    }
+
+    /// Broadcasts to the room's other members; nothing is stored.
+    pub fn room_send(&self, conn: &Conn, room: &str, content: Option<&RawValue>) -> CoreResult<()> {
+        let content = content.ok_or_else(|| CoreError::invalid("content is required"))?;
+        if content.get().len() > self.cfg.content_bytes {
+            return Err(CoreError::new(
+                ErrorCode::ContentTooLarge,
+                format!("content is over {} bytes", self.cfg.content_bytes),
+            ));
+        }
+        let frame = encode(&RoomMsg { ty: "room_msg", room, from: &conn.user, content, ts: now_ms() });
+        self.rooms.broadcast(room, conn, frame)?;
+        Ok(())
+    }
+
+    // ----- connections -----
+
+    /// Registers an authenticated connection: replaces the same device's
+    /// older connection (4009) and tells online friends when this is the
+    /// user's first device.
+    pub async fn connect(&self, conn: Arc<Conn>) {
+        let user = conn.user.clone();
+        let Registered { replaced, .. } = self.hub.register(conn);
+        if let Some(old) = replaced {
+            old.kick(close::REPLACED);
+        }
+        if self.presence.connected(&user).await {
+            self.announce_presence(&user, true).await;
+        }
+    }
+
+    /// Unregisters a connection that has ended.
+    pub async fn disconnect(&self, conn: &Conn) {
+        self.hub.unregister(conn);
+        if self.presence.disconnected(&conn.user).await {
+            self.announce_presence(&conn.user, false).await;
+        }
+    }
+
+    async fn announce_presence(&self, user: &str, online: bool) {
+        let friends = match self.store.friends(user).await {
+            Ok(l) => l.friends,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot load friends");
+                return;
+            }
+        };
+        if friends.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = friends.iter().map(String::as_str).collect();
+        let flags = self.presence.online(&names).await;
+        let users: Vec<Arc<str>> =
+            names.iter().zip(flags).filter(|(_, on)| *on).map(|(u, _)| Arc::from(*u)).collect();
+        if users.is_empty() {
+            return;
+        }
+        let frame = encode(&PresencePush { ty: "presence", user, online, ts: now_ms() });
+        self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+    }
+
+    /// The user's queued offline messages.
+    pub async fn offline(&self, user: &str) -> CoreResult<OfflineBatch> {
+        let cap = u32::try_from(self.cfg.offline_cap).unwrap_or(u32::MAX);
+        Ok(self.store.offline_fetch(user, cap).await?)
+    }
+
+    pub async fn health(&self) -> CoreResult<()> {
+        Ok(self.store.health().await?)
+    }
+}
+
+#[derive(Serialize)]
+struct Receipt<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    conv: &'a str,
+    by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_seq: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Recalled<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    conv: &'a str,
+    seq: u64,
+    #[serde(serialize_with = "tern_proto::frames::as_decimal")]
+    msg_id: u64,
+    by: &'a str,
+}
+
+#[derive(Serialize)]
+struct Typing<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    conv: &'a str,
+    user: &'a str,
+}
+
+#[derive(Serialize)]
+struct RoomMsg<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    room: &'a str,
+    from: &'a str,
+    content: &'a RawValue,
+    ts: i64,
+}
+
+#[derive(Serialize)]
+struct PresencePush<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    user: &'a str,
+    online: bool,
+    ts: i64,
+}
+
+fn except_of(actor: Actor<'_>) -> Option<(Arc<str>, Arc<str>)> {
+    actor.device.map(|d| (Arc::from(actor.user), Arc::from(d)))
+}
+
+fn send_ok(appended: Appended) -> CoreResult<SendOk> {
+    let duplicate = matches!(appended, Appended::Duplicate(_));
+    match appended {
+        Appended::New(m) | Appended::Duplicate(m) => {
+            Ok(SendOk { msg_id: m.msg_id, conv: m.conv, seq: m.seq, ts: m.ts, duplicate })
+        }
+        Appended::Refused(r) => Err(StoreError::from(r).into()),
+    }
+}
+
+/// `{"event":...,"user":...}`, the content of membership messages.
+fn system_content(event: &str, user: &str) -> String {
+    serde_json::json!({"event": event, "user": user}).to_string()
+}
+
+/// 12 characters of [a-z0-9]: about 62 bits, unique enough not to collide.
+fn new_group_id() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..12).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Encodes a server frame. Serializing these plain structs cannot fail.
+pub fn encode<T: Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}

@@ -1,0 +1,330 @@
+//! Durable storage: the one trait every backend (SQLite embedded,
+//! PostgreSQL/MySQL in cluster mode) implements, and its plain data types.
+//!
+//! Rules every implementation follows (the conformance tests in
+//! `tern-store-sqlite/tests` check them):
+//! - `append_messages` runs the whole batch in one transaction (group
+//!   commit: one fsync for the batch) and returns one outcome per input, in
+//!   input order. Within a conversation, seqs are allocated 1, 2, 3 ... with
+//!   no gaps, in input order. A message whose `(from, client_msg_id)` was
+//!   stored before (or earlier in the same batch) is not stored again: its
+//!   outcome is `Appended::Duplicate` with the original message.
+//! - An `Ok` result means the data is durable (fsync'd) before it returns.
+//! - Times are milliseconds since the Unix epoch, given by the caller.
+
+use async_trait::async_trait;
+
+/// Errors of a storage backend. `Invalid`, `NotFound`, `Conflict` and
+/// `Forbidden` are answers about the request; `Backend` is a failure of the
+/// store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Conflict,
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The user is not (and never was) in the conversation, or no longer
+    /// is in the group.
+    #[error("not a member")]
+    NotMember,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: String,
+    pub name: String,
+    /// PHC string (argon2).
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendStatus {
+    /// `from` asked `to`; `to` has not asked back.
+    Requested,
+    /// Both sides asked: they are friends.
+    Friends,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FriendLists {
+    /// Sorted by user id.
+    pub friends: Vec<String>,
+    /// Users who asked this user, not yet answered. Sorted.
+    pub incoming: Vec<String>,
+    /// Users this user asked, not yet answered. Sorted.
+    pub outgoing: Vec<String>,
+}
+
+/// A message to store. The store allocates `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub msg_id: u64,
+    /// Canonical conversation id (`dm:a:b`, `group:g`).
+    pub conv: String,
+    pub from: String,
+    /// The peer, for 1:1 messages.
+    pub to: Option<String>,
+    /// The group id, for group messages.
+    pub group: Option<String>,
+    pub kind: String,
+    /// The content as JSON text (a JSON string for `text`).
+    pub content: String,
+    pub ts: i64,
+    /// Deduplication key, per sender. `None` for server-written messages.
+    pub client_msg_id: Option<String>,
+    /// Users whose conversation list gets (or keeps) this conversation. The
+    /// sender's read position moves to the new message's seq.
+    pub participants: Vec<String>,
+    /// Users who get an offline-queue entry for this message.
+    pub inbox: Vec<String>,
+    /// Group messages: when the group has at most this many members, every
+    /// member but the sender also gets an offline-queue entry (write
+    /// diffusion); above it, none (read diffusion). 0 for 1:1 messages.
+    pub inbox_members_up_to: usize,
+    /// Group messages: the membership change this message records, applied
+    /// in the same transaction.
+    pub change: Option<MemberChange>,
+}
+
+/// A membership change, written together with its `system` message so that
+/// the member list and the conversation never disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Creates the group (the message's `group`) with the sender as owner
+    /// and first member.
+    Create { name: String },
+    /// Adds a member before the message's inbox entries are written (the new
+    /// member gets this message). Re-adding a former member restores them.
+    Join(String),
+    /// Removes a member after the message's inbox entries are written (the
+    /// member gets this message and nothing after it); the member's view of
+    /// the conversation ends at this seq. If the owner leaves, the
+    /// longest-standing remaining member becomes owner.
+    Leave(String),
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub msg_id: u64,
+    pub conv: String,
+    pub seq: u64,
+    pub from: String,
+    pub to: Option<String>,
+    pub group: Option<String>,
+    pub kind: String,
+    /// `None` once recalled.
+    pub content: Option<String>,
+    pub ts: i64,
+    pub client_msg_id: Option<String>,
+    pub recalled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now.
+    New(StoredMessage),
+    /// `(from, client_msg_id)` was stored before: the original message.
+    Duplicate(StoredMessage),
+    /// Not stored.
+    Refused(Refusal),
+}
+
+/// Why a group message was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The group does not exist.
+    NoSuchGroup,
+    /// A message (other than a membership change) from someone not in the
+    /// group.
+    NotMember,
+}
+
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> StoreError {
+        match r {
+            Refusal::NoSuchGroup => StoreError::NoSuchGroup,
+            Refusal::NotMember => StoreError::NotMember,
+        }
+    }
+}
+
+impl Appended {
+    /// The stored (or original) message; `None` when refused.
+    pub fn message(&self) -> Option<&StoredMessage> {
+        match self {
+            Appended::New(m) | Appended::Duplicate(m) => Some(m),
+            Appended::Refused(_) => None,
+        }
+    }
+}
+
+/// A group and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub gid: String,
+    pub name: String,
+    pub owner: String,
+    /// Current members, longest-standing first.
+    pub members: Vec<String>,
+    pub created_at: i64,
+}
+
+/// Bounds of a history page. Both bounds exclusive. With `after_seq`, the
+/// oldest `limit` messages above it; otherwise the newest `limit` below
+/// `before_seq` (or of all). Always returned in ascending seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub before_seq: Option<u64>,
+    pub after_seq: Option<u64>,
+    pub limit: u32,
+}
+
+/// One entry of a user's conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSummary {
+    pub conv: String,
+    /// The other party of a 1:1 conversation.
+    pub peer: Option<String>,
+    pub group: Option<String>,
+    /// The highest seq this user can see.
+    pub max_seq: u64,
+    pub read_seq: u64,
+    /// `max_seq - read_seq` (never negative).
+    pub unread: u64,
+    /// The newest message this user can see and has not deleted.
+    pub last: Option<StoredMessage>,
+    /// Time of the last message or recall, or of this user's last change of
+    /// read position, whichever is newer.
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvList {
+    /// Newest `updated_at` first.
+    pub convs: Vec<ConvSummary>,
+    /// Sum of `unread` over all of the user's conversations, whatever the
+    /// filter.
+    pub total_unread: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Whether the read position moved forward.
+    pub advanced: bool,
+    /// The read position after the call.
+    pub read_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineBatch {
+    /// Queued messages in queue order (within a conversation, seq order).
+    pub msgs: Vec<StoredMessage>,
+    /// Whether the cap dropped messages since the previous `offline_fetch`.
+    pub truncated: bool,
+}
+
+/// Durable storage. Held as `Arc<dyn Store>`; no driver type crosses it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ----- users and friends -----
+
+    /// `Conflict` if the user exists.
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, user: &str) -> StoreResult<Option<UserRecord>>;
+    /// `from` asks `to` to be friends (or accepts `to`'s request). Both
+    /// users exist (the caller checked). Asking again is harmless.
+    async fn friend_request(&self, from: &str, to: &str, now: i64) -> StoreResult<FriendStatus>;
+    /// Ends a friendship and drops requests either way. Idempotent.
+    async fn friend_delete(&self, a: &str, b: &str) -> StoreResult<()>;
+    async fn friends(&self, user: &str) -> StoreResult<FriendLists>;
+
+    // ----- messages -----
+
+    /// Stores a batch in one transaction; see the module docs. The outer
+    /// error means the whole batch failed and nothing was stored. For each
+    /// user in a message's `inbox`, the offline queue keeps only the newest
+    /// `offline_cap` entries; dropping any marks that user's queue truncated.
+    async fn append_messages(
+        &self,
+        batch: Vec<NewMessage>,
+        offline_cap: usize,
+    ) -> StoreResult<Vec<Appended>>;
+
+    /// Highest seq of a conversation (0 when empty).
+    async fn max_seq(&self, conv: &str) -> StoreResult<u64>;
+
+    /// History page for `user`, leaving out messages the user deleted. For a
+    /// group conversation: `NotMember` if the user never was in it, and a
+    /// former member sees messages up to their removal only.
+    async fn history(&self, user: &str, conv: &str, q: HistoryQuery) -> StoreResult<Vec<StoredMessage>>;
+
+    /// Device of `user` holds `conv` up to `seq`: drops the user's offline
+    /// entries of `conv` with seq <= `seq` and moves the user's delivered
+    /// position forward (to at most the conversation's max seq). When
+    /// `receipt_for` names a user and the delivered position moved past at
+    /// least one message sent by that user, returns the new delivered seq.
+    async fn ack(&self, user: &str, conv: &str, seq: u64, receipt_for: Option<&str>) -> StoreResult<Option<u64>>;
+
+    /// Moves `user`'s read position in `conv` to `seq` (never backwards).
+    /// `Invalid` when no message `seq` exists in `conv`.
+    async fn mark_read(&self, user: &str, conv: &str, seq: u64, now: i64) -> StoreResult<ReadOutcome>;
+
+    /// Recalls message `seq` of `conv`: `Invalid` if it does not exist,
+    /// `Forbidden` unless `by` sent it and `now - ts <= window_ms`. Clears
+    /// the content, marks it recalled, and counts as activity of the
+    /// conversation at `now`. Recalling twice is fine. Returns the message.
+    async fn recall(&self, conv: &str, seq: u64, by: &str, window_ms: i64, now: i64) -> StoreResult<StoredMessage>;
+
+    /// Hides messages from `user`'s own history. `Invalid` (and nothing
+    /// hidden) if any seq does not exist in `conv`.
+    async fn delete_for_user(&self, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()>;
+
+    /// The user's conversations with `updated_at > since`, newest first, at
+    /// most `limit`, plus the exact total unread.
+    async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList>;
+
+    /// The user's queued offline messages (at most `limit`, oldest first)
+    /// and whether the cap dropped any since the last fetch; clears that
+    /// flag. Entries stay queued until acknowledged.
+    async fn offline_fetch(&self, user: &str, limit: u32) -> StoreResult<OfflineBatch>;
+
+    // ----- groups -----
+
+    /// A group with its current members, `None` if it never existed.
+    async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>>;
+
+    /// Read positions of the current members of a group conversation.
+    async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Answers when the backend is reachable and working.
+    async fn health(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,73 @@
+//! Error codes (PROTOCOL.md 2.10, 3) and WebSocket close codes.
+
+/// Every error code a client can see, in `error` frames and HTTP bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadFrame,
+    UnknownType,
+    Invalid,
+    Unauthenticated,
+    BadCredentials,
+    Forbidden,
+    NotMember,
+    NoSuchUser,
+    NoSuchGroup,
+    UserExists,
+    ContentTooLarge,
+    RateLimited,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::NoSuchGroup => "no_such_group",
+            ErrorCode::UserExists => "user_exists",
+            ErrorCode::ContentTooLarge => "content_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status that carries this code (PROTOCOL.md 3).
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadFrame | ErrorCode::UnknownType | ErrorCode::Invalid => 400,
+            ErrorCode::Unauthenticated | ErrorCode::BadCredentials => 401,
+            ErrorCode::Forbidden | ErrorCode::NotMember => 403,
+            ErrorCode::NoSuchUser | ErrorCode::NoSuchGroup => 404,
+            ErrorCode::UserExists => 409,
+            ErrorCode::ContentTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes used by the server.
+pub mod close {
+    /// Server shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A text frame over the frame limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Bad or missing token, or a frame before `auth`.
+    pub const UNAUTHENTICATED: u16 = 4001;
+    /// Over the frame rate for too long, or a reader too slow for its queue.
+    pub const POLICY: u16 = 4008;
+    /// The same user logged in again with the same device.
+    pub const REPLACED: u16 = 4009;
+}

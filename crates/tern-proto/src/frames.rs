@@ -1,0 +1,300 @@
+//! JSON frames. Client frames are decoded in one pass into [`ClientFrame`],
+//! a flat view with borrowed strings; the handler for each `type` then
+//! checks the fields it needs. Server frames are small `Serialize` structs.
+
+use crate::codes::ErrorCode;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Every request type a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    Auth,
+    Ping,
+    Send,
+    Ack,
+    Read,
+    Sync,
+    History,
+    Recall,
+    Delete,
+    Presence,
+    Typing,
+    State,
+    Join,
+    Leave,
+    RoomSend,
+    ReadStatus,
+}
+
+impl FrameType {
+    pub fn parse(s: &str) -> Option<FrameType> {
+        Some(match s {
+            "auth" => FrameType::Auth,
+            "ping" => FrameType::Ping,
+            "send" => FrameType::Send,
+            "ack" => FrameType::Ack,
+            "read" => FrameType::Read,
+            "sync" => FrameType::Sync,
+            "history" => FrameType::History,
+            "recall" => FrameType::Recall,
+            "delete" => FrameType::Delete,
+            "presence" => FrameType::Presence,
+            "typing" => FrameType::Typing,
+            "state" => FrameType::State,
+            "join" => FrameType::Join,
+            "leave" => FrameType::Leave,
+            "room_send" => FrameType::RoomSend,
+            "read_status" => FrameType::ReadStatus,
+            _ => return None,
+        })
+    }
+}
+
+/// A client frame: every field any request type uses, all optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    pub ty: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub device: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub group: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub client_msg_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub conv: Option<Cow<'a, str>>,
+    pub seq: Option<u64>,
+    pub seqs: Option<Vec<u64>>,
+    pub since: Option<i64>,
+    pub limit: Option<u64>,
+    pub before_seq: Option<u64>,
+    pub after_seq: Option<u64>,
+    #[serde(borrow)]
+    pub users: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    pub room: Option<Cow<'a, str>>,
+    pub active: Option<bool>,
+}
+
+/// Why a frame could not be decoded, with the request id when one was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub id: Option<String>,
+    pub message: String,
+}
+
+/// A decoded frame with its type checked.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub ty: FrameType,
+    pub frame: ClientFrame<'a>,
+}
+
+/// Decodes one text frame: `bad_frame` for non-JSON or a missing `type`,
+/// `unknown_type` for a type this server does not know, `invalid` for known
+/// types whose fields have the wrong JSON types.
+pub fn decode(text: &str) -> Result<Decoded<'_>, DecodeError> {
+    match serde_json::from_str::<ClientFrame<'_>>(text) {
+        Ok(frame) => {
+            let id = frame.id.as_deref().map(str::to_owned);
+            let Some(ty) = frame.ty.as_deref() else {
+                return Err(DecodeError {
+                    code: ErrorCode::BadFrame,
+                    id,
+                    message: "frame has no type".into(),
+                });
+            };
+            match FrameType::parse(ty) {
+                Some(ty) => Ok(Decoded { ty, frame }),
+                None => Err(DecodeError {
+                    code: ErrorCode::UnknownType,
+                    id,
+                    message: format!("unknown frame type {ty:?}"),
+                }),
+            }
+        }
+        Err(err) => Err(classify(text, err)),
+    }
+}
+
+/// Slow path for frames that failed the one-pass decode: find out whether
+/// the frame is not JSON at all, lacks a type, or has bad fields.
+fn classify(text: &str, err: serde_json::Error) -> DecodeError {
+    let bad = |message: &str| DecodeError {
+        code: ErrorCode::BadFrame,
+        id: None,
+        message: message.into(),
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return bad("frame is not JSON");
+    };
+    let Some(obj) = value.as_object() else {
+        return bad("frame is not a JSON object");
+    };
+    let id = obj.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+    let Some(ty) = obj.get("type").and_then(|v| v.as_str()) else {
+        return DecodeError { code: ErrorCode::BadFrame, id, message: "frame has no type".into() };
+    };
+    if FrameType::parse(ty).is_none() {
+        return DecodeError {
+            code: ErrorCode::UnknownType,
+            id,
+            message: format!("unknown frame type {ty:?}"),
+        };
+    }
+    let mut message = err.to_string();
+    if let Some(cut) = message.find(" at line ") {
+        message.truncate(cut);
+    }
+    DecodeError { code: ErrorCode::Invalid, id, message }
+}
+
+/// Serializes a u64 as a decimal string (message ids, so JavaScript keeps
+/// every digit).
+pub fn as_decimal<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// A message as clients see it, in `msg` pushes, `history` and `sync`.
+#[derive(Debug, Serialize)]
+pub struct MsgView<'a> {
+    #[serde(serialize_with = "as_decimal")]
+    pub msg_id: u64,
+    pub conv: &'a str,
+    pub seq: u64,
+    pub from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a RawValue>,
+    pub ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+}
+
+/// `{"type":"msg","msg":{...}}`.
+#[derive(Debug, Serialize)]
+pub struct MsgPush<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub msg: MsgView<'a>,
+}
+
+/// `{"type":"error","id":...,"code":...,"message":...}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+impl<'a> ErrorFrame<'a> {
+    pub fn new(id: Option<&'a str>, code: ErrorCode, message: &'a str) -> Self {
+        ErrorFrame { ty: "error", id, code: code.as_str(), message }
+    }
+}
+
+/// Kinds of message a client may send.
+pub const CLIENT_KINDS: [&str; 5] = ["text", "image", "voice", "file", "custom"];
+
+/// Checks `kind` against `content`: text takes a JSON string, the other
+/// client kinds take a JSON object. `system` is server-only.
+pub fn check_kind_content(kind: &str, content: &RawValue) -> Result<(), &'static str> {
+    let first = content.get().trim_start().as_bytes().first().copied();
+    match kind {
+        "text" if first == Some(b'"') => Ok(()),
+        "text" => Err("text content must be a string"),
+        "image" | "voice" | "file" | "custom" if first == Some(b'{') => Ok(()),
+        "image" | "voice" | "file" | "custom" => Err("content must be a JSON object"),
+        "system" => Err("system messages are written by the server only"),
+        _ => Err("unknown kind"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_send() {
+        let d = decode(r#"{"type":"send","id":"2","to":"bob","client_msg_id":"c1","kind":"text","content":"hi \"x\""}"#).unwrap();
+        assert_eq!(d.ty, FrameType::Send);
+        assert_eq!(d.frame.id.as_deref(), Some("2"));
+        assert_eq!(d.frame.content.unwrap().get(), r#""hi \"x\"""#);
+    }
+
+    #[test]
+    fn escaped_strings_decode() {
+        let d = decode(r#"{"type":"typing","conv":"dm:a\u003ab"}"#).unwrap();
+        assert_eq!(d.frame.conv.as_deref(), Some("dm:a:b"));
+    }
+
+    #[test]
+    fn error_classes() {
+        assert_eq!(decode("nope").unwrap_err().code, ErrorCode::BadFrame);
+        assert_eq!(decode("[1,2]").unwrap_err().code, ErrorCode::BadFrame);
+        assert_eq!(decode(r#"{"id":"1"}"#).unwrap_err().code, ErrorCode::BadFrame);
+        let e = decode(r#"{"type":"fly","id":"9"}"#).unwrap_err();
+        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::UnknownType, Some("9")));
+        let e = decode(r#"{"type":"ack","id":"3","seq":"x"}"#).unwrap_err();
+        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::Invalid, Some("3")));
+        let e = decode(r#"{"type":"ack","seq":-1}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn msg_view_encodes_ids_as_strings() {
+        let content = RawValue::from_string("\"hi\"".into()).unwrap();
+        let v = MsgView {
+            msg_id: 18446744073709551615,
+            conv: "dm:a:b",
+            seq: 1,
+            from: "a",
+            to: Some("b"),
+            group: None,
+            kind: "text",
+            content: Some(&content),
+            ts: 5,
+            client_msg_id: Some("c"),
+            recalled: false,
+        };
+        let s = serde_json::to_string(&MsgPush { ty: "msg", msg: v }).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"msg","msg":{"msg_id":"18446744073709551615","conv":"dm:a:b","seq":1,"from":"a","to":"b","kind":"text","content":"hi","ts":5,"client_msg_id":"c"}}"#
+        );
+    }
+
+    #[test]
+    fn kinds() {
+        let s = RawValue::from_string("\"x\"".into()).unwrap();
+        let o = RawValue::from_string("{\"url\":1}".into()).unwrap();
+        assert!(check_kind_content("text", &s).is_ok());
+        assert!(check_kind_content("text", &o).is_err());
+        assert!(check_kind_content("image", &o).is_ok());
+        assert!(check_kind_content("image", &s).is_err());
+        assert!(check_kind_content("system", &o).is_err());
+        assert!(check_kind_content("video", &o).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Wiring: builds the store, bus, presence and core from the config, and
+//! runs the listener until shutdown.
+
+use crate::config::Config;
+use crate::metrics::{prometheus, Hot};
+use anyhow::Context;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tern_core::auth::Auth;
+use tern_core::rooms::RoomConfig;
+use tern_core::{Core, CoreConfig, Hub, LocalBus, LocalPresence};
+use tern_store_sqlite::{SqliteOptions, SqliteStore};
+use tokio::sync::{watch, Notify};
+
+/// Shared by every handler and session.
+pub struct App {
+    pub core: Core,
+    pub cfg: Config,
+    pub hot: Hot,
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Flips to true when shutdown starts: sessions stop reading.
+    pub stopping: watch::Receiver<bool>,
+    /// Sessions whose reader still runs / sessions not yet finished.
+    pub readers: Counter,
+    pub sessions: Counter,
+}
+
+/// A count that can be awaited down to zero.
+#[derive(Default)]
+pub struct Counter {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Counter {
+    pub fn enter(&self) {
+        self.n.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn leave(&self) {
+        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_waiters();
+        }
+    }
+
+    pub async fn wait_zero(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.zero.notified();
+                if self.n.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Reads the token secret from the config, or from `data_dir/secret.key`,
+/// generating it there on first start.
+fn load_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
+    if !cfg.auth.secret.is_empty() {
+        return Ok(cfg.auth.secret.as_bytes().to_vec());
+    }
+    let path = cfg.data_dir.join("secret.key");
+    match std::fs::read(&path) {
+        Ok(s) if s.len() >= 32 => return Ok(s),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret: [u8; 32] = rand::random();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, hex.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(hex.into_bytes())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+impl App {
+    async fn build(cfg: Config, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<App>> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        let secret = load_secret(&cfg)?;
+        let auth = Auth::new(&secret, cfg.auth.token_ttl_secs, cfg.auth.argon2_m_cost_kib, cfg.auth.argon2_t_cost)
+            .context("auth settings")?;
+        let dir = cfg.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
+            .await
+            .context("opening the store")?
+            .context("opening the embedded store")?;
+        let hub = Arc::new(Hub::new());
+        let core = Core::new(
+            Arc::new(store),
+            Arc::new(LocalBus::new(hub.clone())),
+            Arc::new(LocalPresence::new()),
+            hub,
+            auth,
+            CoreConfig {
+                node_id: cfg.node_id,
+                content_bytes: cfg.limits.content_bytes,
+                offline_cap: cfg.delivery.offline_cap,
+                recall_window_ms: (cfg.delivery.recall_window_secs * 1000) as i64,
+                batch_max: cfg.delivery.batch_max,
+                rooms: RoomConfig {
+                    deliver_rate: cfg.rooms.deliver_rate,
+                    send_rate: cfg.rooms.send_rate,
+                    max_joined: cfg.rooms.max_joined,
+                },
+                write_limit: cfg.groups.write_limit,
+                max_group_size: cfg.groups.max_size,
+            },
+        );
+        let prometheus = prometheus();
+        Hot::describe();
+        Ok(Arc::new(App {
+            core,
+            cfg,
+            hot: Hot::new(),
+            prometheus,
+            stopping,
+            readers: Counter::default(),
+            sessions: Counter::default(),
+        }))
+    }
+}
+
+/// Serves HTTP and WebSocket on `listener` until `shutdown` resolves. Then
+/// it stops accepting, lets every session finish the request it is
+/// handling, waits for stored messages to be pushed, closes every
+/// WebSocket with 1001 and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = App::build(config, stop_rx).await?;
+    let router = crate::http::router(app.clone());
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "listening");
+    let stop_app = app.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+            // Readers finish the frame in hand; their sends are then stored
+            // and published. Only then are the writers told to close.
+            stop_app.readers.wait_zero(Duration::from_secs(10)).await;
+            stop_app.core.hub().kick_all(tern_proto::close::GOING_AWAY);
+        })
+        .await
+        .context("server failed")?;
+    app.sessions.wait_zero(Duration::from_secs(10)).await;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Server configuration: defaults, then a TOML file, then `TERN_*`
+//! environment variables (nested keys joined by `__`, e.g.
+//! `TERN_LIMITS__FRAME_BYTES=131072`), then command-line flags. Validated
+//! once at start-up.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store and the generated token secret.
+    pub data_dir: PathBuf,
+    /// Node number (0-1023), part of every message id this node makes.
+    pub node_id: u16,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub delivery: DeliveryConfig,
+    pub rooms: RoomsConfig,
+    pub groups: GroupsConfig,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Token signing secret. Empty: generated once into `data_dir/secret.key`.
+    pub secret: String,
+    /// Lifetime of a session token.
+    pub token_ttl_secs: u64,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_m_cost_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub argon2_t_cost: u32,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &if self.secret.is_empty() { "" } else { "<redacted>" })
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("argon2_m_cost_kib", &self.argon2_m_cost_kib)
+            .field("argon2_t_cost", &self.argon2_t_cost)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest text frame; bigger ones close the connection with 1009.
+    pub frame_bytes: usize,
+    /// Largest `content` (its JSON encoding) of a message.
+    pub content_bytes: usize,
+    /// Sustained client frames per second per connection.
+    pub frame_rate: u32,
+    /// Burst of client frames above the rate.
+    pub frame_burst: u32,
+    /// Seconds over the frame rate before the connection is closed (4008).
+    pub rate_close_secs: u64,
+    /// Frames queued to one connection before it counts as a slow reader
+    /// and is closed (4008).
+    pub outbound_queue: usize,
+    /// Pushed messages awaiting an ack on one connection before it counts as
+    /// a slow reader.
+    pub max_unacked: usize,
+    /// Seconds without any frame before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Room and large-group frames to one device within this many ms are
+    /// merged into one `batch` frame.
+    pub storm_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Most room messages one device gets from one room per second; the
+    /// excess is dropped.
+    pub deliver_rate: u32,
+    /// Most `room_send` frames one device may send to one room per second.
+    pub send_rate: u32,
+    /// Most rooms one connection may be in at once.
+    pub max_joined: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Groups up to this many members keep a per-member inbox (offline
+    /// queue, tracked pushes); larger groups store each message once.
+    pub write_limit: usize,
+    /// Most members a group may have.
+    pub max_size: usize,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig { write_limit: 500, max_size: 100_000 }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig { deliver_rate: 50, send_rate: 50, max_joined: 64 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// A push not acknowledged within this time is pushed again.
+    pub ack_timeout_ms: u64,
+    /// How many times a push is repeated.
+    pub redeliveries: u32,
+    /// Offline queue cap per user (newest kept).
+    pub offline_cap: usize,
+    /// How long after sending a message its sender may recall it.
+    pub recall_window_secs: u64,
+    /// Most messages written in one storage transaction.
+    pub batch_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./tern-data"),
+            node_id: 0,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            delivery: DeliveryConfig::default(),
+            rooms: RoomsConfig::default(),
+            groups: GroupsConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secret: String::new(),
+            token_ttl_secs: 7 * 24 * 3600,
+            argon2_m_cost_kib: 19456,
+            argon2_t_cost: 2,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            frame_bytes: 64 * 1024,
+            content_bytes: 16384,
+            frame_rate: 200,
+            frame_burst: 400,
+            rate_close_secs: 5,
+            outbound_queue: 4096,
+            max_unacked: 8192,
+            idle_timeout_secs: 90,
+            auth_timeout_secs: 10,
+            storm_window_ms: 100,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            ack_timeout_ms: 10_000,
+            redeliveries: 3,
+            offline_cap: 1000,
+            recall_window_secs: 120,
+            batch_max: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `TERN_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        use figment::providers::{Env, Format, Serialized, Toml};
+        let mut fig = figment::Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        fig = fig.merge(Env::prefixed("TERN_").split("__"));
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        Ok(cfg)
+    }
+
+    /// Checks every bound once, at start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        let l = &self.limits;
+        let d = &self.delivery;
+        if self.node_id > 1023 {
+            return bad("node_id must be at most 1023");
+        }
+        if l.frame_bytes < 1024 {
+            return bad("limits.frame_bytes must be at least 1024");
+        }
+        if l.content_bytes == 0 || l.content_bytes > l.frame_bytes {
+            return bad("limits.content_bytes must be between 1 and limits.frame_bytes");
+        }
+        if l.frame_rate == 0 || l.frame_burst < l.frame_rate {
+            return bad("limits.frame_rate must be > 0 and limits.frame_burst >= frame_rate");
+        }
+        if l.outbound_queue < 16 || l.max_unacked < 16 {
+            return bad("limits.outbound_queue and limits.max_unacked must be at least 16");
+        }
+        if l.idle_timeout_secs == 0 || l.auth_timeout_secs == 0 {
+            return bad("limits.idle_timeout_secs and auth_timeout_secs must be > 0");
+        }
+        if d.ack_timeout_ms < 10 {
+            return bad("delivery.ack_timeout_ms must be at least 10");
+        }
+        if d.offline_cap == 0 || d.batch_max == 0 {
+            return bad("delivery.offline_cap and delivery.batch_max must be > 0");
+        }
+        if self.rooms.deliver_rate == 0 || self.rooms.send_rate == 0 || self.rooms.max_joined == 0 {
+            return bad("rooms.deliver_rate, rooms.send_rate and rooms.max_joined must be > 0");
+        }
+        if self.groups.max_size < 2 || self.groups.write_limit > self.groups.max_size {
+            return bad("groups.max_size must be >= 2 and groups.write_limit <= groups.max_size");
+        }
+        if l.storm_window_ms > 10_000 {
+            return bad("limits.storm_window_ms must be at most 10000");
+        }
+        if self.auth.argon2_m_cost_kib < 8 || self.auth.argon2_t_cost == 0 {
+            return bad("auth.argon2_m_cost_kib must be >= 8 and argon2_t_cost >= 1");
+        }
+        Ok(())
+    }
+}

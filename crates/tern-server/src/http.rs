@@ -1,0 +1,284 @@
+//! The HTTP API (PROTOCOL.md 3). Handlers only decode, call the core and
+//! encode; the logic lives in `tern-core`.
+
+use crate::app::App;
+use crate::views::{HistoryAnswer, SendAnswer, SyncAnswer};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use tern_core::groups::GroupView;
+use tern_core::store::FriendStatus;
+use tern_core::{Actor, CoreError, SendRequest};
+use tern_proto::ErrorCode;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(crate::ws::upgrade))
+        .route("/v1/users", post(create_user))
+        .route("/v1/users/{user}", get(get_user))
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/friends", get(list_friends))
+        .route("/v1/friends/{user}", put(put_friend).delete(delete_friend))
+        .route("/v1/groups", post(create_group))
+        .route("/v1/groups/{group}", get(get_group))
+        .route("/v1/groups/{group}/members", post(add_members))
+        .route("/v1/groups/{group}/members/{user}", delete(remove_member))
+        .route("/v1/conversations", get(conversations))
+        .route("/v1/conversations/{conv}/messages", get(messages))
+        .route("/v1/messages", post(send_message))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(CoreError::new(ErrorCode::Invalid, "no such endpoint")).with_status(404) })
+        .with_state(app)
+}
+
+/// An error answer: `{"code","message"}` with the code's status.
+pub struct ApiError(pub CoreError);
+
+impl ApiError {
+    fn with_status(self, status: u16) -> Response {
+        let body = Json(json!({"code": self.0.code.as_str(), "message": self.0.message}));
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.0.code.http_status();
+        self.with_status(status)
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError(e)
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError(CoreError::invalid(msg))
+}
+
+/// Decodes a JSON body; any mistake is `invalid`.
+fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let mut m = e.to_string();
+        if let Some(cut) = m.find(" at line ") {
+            m.truncate(cut);
+        }
+        invalid(format!("bad JSON body: {m}"))
+    })
+}
+
+/// The user of the bearer token.
+fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError(CoreError::new(ErrorCode::Unauthenticated, "missing bearer token")))?;
+    Ok(app.core.authenticate(token.trim())?)
+}
+
+#[derive(Deserialize)]
+struct NewUserBody<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    password: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+}
+
+async fn create_user(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
+    let b: NewUserBody = body(&raw)?;
+    app.core.register(&b.user, &b.password, b.name.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"user": b.user}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct SessionBody<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    password: std::borrow::Cow<'a, str>,
+}
+
+async fn create_session(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
+    let b: SessionBody = body(&raw)?;
+    let (token, expires_at) = app.core.login(&b.user, &b.password).await?;
+    Ok(Json(json!({"token": token, "expires_at": expires_at})).into_response())
+}
+
+async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(user): Path<String>) -> ApiResult<Response> {
+    bearer(&app, &headers)?;
+    let (user, name, online) = app.core.user_info(&user).await?;
+    Ok(Json(json!({"user": user, "name": name, "online": online})).into_response())
+}
+
+async fn put_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(other): Path<String>) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let status = match app.core.friend_request(&me, &other).await? {
+        FriendStatus::Requested => "requested",
+        FriendStatus::Friends => "friends",
+    };
+    Ok(Json(json!({"status": status})).into_response())
+}
+
+async fn delete_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(other): Path<String>) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    app.core.friend_delete(&me, &other).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let (friends, lists) = app.core.friends(&me).await?;
+    let friends: Vec<_> = friends.iter().map(|(u, on)| json!({"user": u, "online": on})).collect();
+    Ok(Json(json!({"friends": friends, "incoming": lists.incoming, "outgoing": lists.outgoing})).into_response())
+}
+
+#[derive(Deserialize)]
+struct SyncParams {
+    since: Option<i64>,
+    limit: Option<u64>,
+}
+
+async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<Query<SyncParams>, QueryRejection>) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
+    let list = app.core.sync(&me, q.since, q.limit).await?;
+    Ok(Json(SyncAnswer::from(&list)).into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    before_seq: Option<u64>,
+    after_seq: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn messages(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(conv): Path<String>,
+    q: Result<Query<HistoryParams>, QueryRejection>,
+) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
+    let msgs = app.core.history(&me, &conv, q.before_seq, q.after_seq, q.limit).await?;
+    Ok(Json(HistoryAnswer::new(&msgs)).into_response())
+}
+
+#[derive(Deserialize)]
+struct SendBody<'a> {
+    #[serde(borrow)]
+    to: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    group: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    client_msg_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+async fn send_message(State(app): State<Arc<App>>, headers: HeaderMap, raw: Bytes) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let b: SendBody = body(&raw)?;
+    let req = SendRequest {
+        to: b.to.as_deref(),
+        group: b.group.as_deref(),
+        client_msg_id: b.client_msg_id.as_deref(),
+        kind: b.kind.as_deref(),
+        content: b.content,
+    };
+    let ok = app.core.send(Actor { user: &me, device: None }, req).await?;
+    Ok(Json(SendAnswer::from(&ok)).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewGroupBody<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    members: Vec<std::borrow::Cow<'a, str>>,
+}
+
+fn group_json(v: &GroupView, with_size: bool) -> serde_json::Value {
+    let mut j = json!({"group": &*v.gid, "name": &*v.name, "owner": &*v.owner, "members": v.members.iter().map(|m| &**m).collect::<Vec<_>>()});
+    if with_size {
+        j["size"] = json!(v.size());
+    }
+    j
+}
+
+async fn create_group(State(app): State<Arc<App>>, headers: HeaderMap, raw: Bytes) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let b: NewGroupBody = body(&raw)?;
+    let members: Vec<&str> = b.members.iter().map(|m| m.as_ref()).collect();
+    let view = app.core.create_group(&me, &b.name, &members).await?;
+    Ok((StatusCode::CREATED, Json(group_json(&view, false))).into_response())
+}
+
+async fn get_group(State(app): State<Arc<App>>, headers: HeaderMap, Path(gid): Path<String>) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let view = app.core.group(&me, &gid).await?;
+    Ok(Json(group_json(&view, true)).into_response())
+}
+
+#[derive(Deserialize)]
+struct AddMembersBody<'a> {
+    #[serde(borrow)]
+    users: Vec<std::borrow::Cow<'a, str>>,
+}
+
+async fn add_members(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    raw: Bytes,
+) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    let b: AddMembersBody = body(&raw)?;
+    let users: Vec<&str> = b.users.iter().map(|m| m.as_ref()).collect();
+    let view = app.core.add_members(&me, &gid, &users).await?;
+    Ok(Json(group_json(&view, true)).into_response())
+}
+
+async fn remove_member(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((gid, user)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let me = bearer(&app, &headers)?;
+    app.core.remove_member(&me, &gid, &user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> ApiResult<Response> {
+    app.core.health().await?;
+    Ok(Json(json!({"status": "ok"})).into_response())
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = match &app.prometheus {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,14 @@
+//! The Tern gateway and wiring: axum HTTP API, WebSocket sessions, metrics.
+//! The entry point takes a bound listener, a config and a shutdown future,
+//! so tests run real servers on port 0.
+
+mod app;
+pub mod config;
+mod http;
+pub mod metrics;
+mod pending;
+mod views;
+mod ws;
+
+pub use app::serve;
+pub use config::Config;

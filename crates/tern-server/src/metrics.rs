@@ -1,0 +1,75 @@
+//! Prometheus metrics. The `metrics` facade is process-global by design;
+//! the recorder is installed once per process and every server in it
+//! renders the same registry.
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder unless one is installed already (by an
+/// embedding application, for instance); then `/metrics` is empty.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full("tern_storage_seconds".into()), &buckets)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("tern_append_batch_size".into()), &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]))
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+/// Handles of the hot-path metrics, looked up once.
+#[derive(Clone)]
+pub struct Hot {
+    pub connections: Gauge,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub redeliveries: Counter,
+    pub rate_limited: Counter,
+}
+
+impl Hot {
+    pub fn new() -> Hot {
+        Hot {
+            connections: metrics::gauge!("tern_connections"),
+            frames_in: metrics::counter!("tern_frames_in_total"),
+            frames_out: metrics::counter!("tern_frames_out_total"),
+            redeliveries: metrics::counter!("tern_redeliveries_total"),
+            rate_limited: metrics::counter!("tern_rate_limited_total"),
+        }
+    }
+
+    /// Makes every metric appear in `/metrics` from the start.
+    pub fn describe() {
+        metrics::describe_gauge!("tern_connections", "Authenticated WebSocket connections");
+        metrics::describe_counter!("tern_frames_in_total", "Frames received from clients");
+        metrics::describe_counter!("tern_frames_out_total", "Frames written to clients");
+        metrics::describe_counter!("tern_messages_stored_total", "Messages durably stored");
+        metrics::describe_counter!("tern_pushes_total", "Frames queued to connections by fan-out");
+        metrics::describe_counter!("tern_acks_total", "Acks received");
+        metrics::describe_counter!("tern_redeliveries_total", "Pushes repeated after the ack timeout");
+        metrics::describe_counter!("tern_rate_limited_total", "Frames refused by the per-connection rate limit");
+        metrics::describe_counter!("tern_slow_reader_closes_total", "Connections closed because their queue was full");
+        metrics::describe_histogram!("tern_storage_seconds", metrics::Unit::Seconds, "Storage latency by operation");
+        for name in [
+            "tern_messages_stored_total",
+            "tern_pushes_total",
+            "tern_acks_total",
+            "tern_slow_reader_closes_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+    }
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot::new()
+    }
+}

@@ -1,0 +1,704 @@
+//! WebSocket sessions (PROTOCOL.md 2). One session = a reader (this task:
+//! decodes and handles frames strictly in order) and a writer (a spawned
+//! task: drains the connection's bounded queue, coalesces writes, tracks
+//! unacknowledged pushes and repeats them).
+
+use crate::app::App;
+use crate::pending::Pending;
+use crate::views::{HistoryAnswer, OkFrame, SendAnswer, SyncAnswer};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_core::service::encode;
+use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound, SendRequest};
+use tern_proto::frames::{decode, ClientFrame, ErrorFrame, FrameType};
+use tern_proto::ids::{is_valid_request_id, is_valid_token};
+use tern_proto::{close, ErrorCode};
+use tokio::time::Instant;
+
+#[derive(Deserialize, Default)]
+pub struct WsParams {
+    token: Option<String>,
+    device: Option<String>,
+}
+
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let params = params.map(|q| q.0).unwrap_or_default();
+    let max = app.cfg.limits.frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        // Small buffers that grow on demand keep idle connections cheap.
+        .read_buffer_size(4096)
+        .write_buffer_size(32 * 1024)
+        .on_upgrade(move |socket| session(app, socket, params))
+}
+
+/// Counts a session from upgrade to the end of its writer.
+struct SessionGuard(Arc<App>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.leave();
+    }
+}
+
+async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
+    app.sessions.enter();
+    let _guard = SessionGuard(app.clone());
+    let Some((user, device)) = authenticate(&app, &mut socket, params).await else {
+        return;
+    };
+    let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
+    app.core.connect(conn.clone()).await;
+    app.hot.connections.increment(1.0);
+
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let offline_max = match push_offline(&app, &mut socket, &user, &pending).await {
+        Ok(m) => m,
+        Err(()) => {
+            app.hot.connections.decrement(1.0);
+            app.core.disconnect(&conn).await;
+            return;
+        }
+    };
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(writer_loop(app.clone(), conn.clone(), sink, rx, pending.clone(), offline_max));
+
+    app.readers.enter();
+    reader_loop(&app, &conn, stream, &pending).await;
+    app.readers.leave();
+    if !*app.stopping.borrow() {
+        // Stopped for a reason of its own (client gone, idle, kicked):
+        // tell the writer. During shutdown the writer waits for the 1001
+        // that comes once every reader has finished.
+        conn.kick(1000);
+    }
+    let _ = writer.await;
+    app.hot.connections.decrement(1.0);
+    app.core.disconnect(&conn).await;
+}
+
+fn text(b: Bytes) -> Message {
+    // Frames are built from `serde_json` output: always UTF-8.
+    Message::Text(Utf8Bytes::try_from(b).unwrap_or_default())
+}
+
+fn close_msg(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
+    encode(&ErrorFrame::new(id, code, message))
+}
+
+#[derive(Serialize)]
+struct AuthOk<'a> {
+    user: &'a str,
+    device: &'a str,
+    ts: i64,
+}
+
+/// Runs the `auth` step; on failure sends `unauthenticated` and closes
+/// with 4001.
+async fn authenticate(app: &App, socket: &mut WebSocket, params: WsParams) -> Option<(String, String)> {
+    let reject = |id: Option<&str>, msg: &str| (error_frame(id, ErrorCode::Unauthenticated, msg), close_msg(close::UNAUTHENTICATED, "unauthenticated"));
+    let (user, device, id) = if let Some(token) = params.token {
+        match app.core.authenticate(&token) {
+            Ok(user) => (user, params.device, None),
+            Err(e) => {
+                let (err, bye) = reject(None, &e.message);
+                let _ = socket.send(text(err)).await;
+                let _ = socket.send(bye).await;
+                return None;
+            }
+        }
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(app.cfg.limits.auth_timeout_secs);
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
+                Err(_) => {
+                    let (err, bye) = reject(None, "auth timed out");
+                    let _ = socket.send(text(err)).await;
+                    let _ = socket.send(bye).await;
+                    return None;
+                }
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(m))) => m,
+            };
+            let t = match msg {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Close(_) => return None,
+                Message::Text(t) => t,
+                Message::Binary(_) => Utf8Bytes::from_static(""),
+            };
+            let outcome = match decode(t.as_str()) {
+                Ok(d) if d.ty == FrameType::Auth => {
+                    let id = d.frame.id.as_deref().map(str::to_owned);
+                    match d.frame.token.as_deref().map(|tok| app.core.authenticate(tok)) {
+                        Some(Ok(user)) => Ok((user, d.frame.device.as_deref().map(str::to_owned), id)),
+                        Some(Err(e)) => Err((id, e.message.into_owned())),
+                        None => Err((id, "auth needs a token".to_owned())),
+                    }
+                }
+                Ok(d) => Err((d.frame.id.as_deref().map(str::to_owned), "the first frame must be auth".to_owned())),
+                Err(e) => Err((e.id, "the first frame must be auth".to_owned())),
+            };
+            match outcome {
+                Ok(found) => break found,
+                Err((id, m)) => {
+                    let (err, bye) = reject(id.as_deref(), &m);
+                    let _ = socket.send(text(err)).await;
+                    let _ = socket.send(bye).await;
+                    return None;
+                }
+            }
+        }
+    };
+    let device = device.unwrap_or_else(|| "default".to_owned());
+    if !is_valid_token(&device) {
+        let _ = socket.send(text(error_frame(id.as_deref(), ErrorCode::Invalid, "device must be 1-64 characters"))).await;
+        let _ = socket.send(close_msg(close::UNAUTHENTICATED, "bad device")).await;
+        return None;
+    }
+    let ok = encode(&OkFrame::new(id.as_deref(), AuthOk { user: &user, device: &device, ts: now_ms() }));
+    socket.send(text(ok)).await.ok()?;
+    Some((user, device))
+}
+
+#[derive(Serialize)]
+struct OfflineDone {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    count: usize,
+    truncated: bool,
+}
+
+/// Pushes the offline queue, then `offline_done`. Returns, per
+/// conversation, the highest seq pushed, so the writer can skip live pushes
+/// of the same messages that were queued meanwhile.
+async fn push_offline(
+    app: &App,
+    socket: &mut WebSocket,
+    user: &str,
+    pending: &Mutex<Pending>,
+) -> Result<HashMap<Arc<str>, u64>, ()> {
+    let batch = match app.core.offline(user).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = socket.send(text(error_frame(None, e.code, &e.message))).await;
+            let _ = socket.send(close_msg(1011, "offline queue unavailable")).await;
+            return Err(());
+        }
+    };
+    let timeout = Duration::from_millis(app.cfg.delivery.ack_timeout_ms);
+    let mut max: HashMap<Arc<str>, u64> = HashMap::new();
+    let count = batch.msgs.len();
+    for m in &batch.msgs {
+        let frame = encode_msg_push(m);
+        let conv: Arc<str> = m.conv.as_str().into();
+        let e = max.entry(conv.clone()).or_default();
+        *e = (*e).max(m.seq);
+        pending.lock().add(conv, m.seq, frame.clone(), Instant::now() + timeout);
+        socket.feed(text(frame)).await.map_err(|_| ())?;
+    }
+    let done = encode(&OfflineDone { ty: "offline_done", count, truncated: batch.truncated });
+    socket.send(text(done)).await.map_err(|_| ())?;
+    app.hot.frames_out.increment(count as u64 + 1);
+    Ok(max)
+}
+
+/// Token bucket over every client frame.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+    over_since: Option<Instant>,
+    close_after: Duration,
+}
+
+enum Verdict {
+    Allow,
+    Refuse,
+    Close,
+}
+
+impl RateLimit {
+    fn check(&mut self, now: Instant) -> Verdict {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.over_since = None;
+            return Verdict::Allow;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.duration_since(since) >= self.close_after {
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+async fn reader_loop(app: &App, conn: &Arc<Conn>, mut stream: SplitStream<WebSocket>, pending: &Mutex<Pending>) {
+    let mut rooms = Vec::new();
+    reader_frames(app, conn, &mut stream, pending, &mut rooms).await;
+    for room in rooms {
+        app.core.room_leave(conn, &room);
+    }
+}
+
+async fn reader_frames(
+    app: &App,
+    conn: &Arc<Conn>,
+    stream: &mut SplitStream<WebSocket>,
+    pending: &Mutex<Pending>,
+    rooms: &mut Vec<String>,
+) {
+    let idle = Duration::from_secs(app.cfg.limits.idle_timeout_secs);
+    let lim = &app.cfg.limits;
+    let mut rate = RateLimit {
+        tokens: f64::from(lim.frame_burst),
+        last: Instant::now(),
+        rate: f64::from(lim.frame_rate),
+        burst: f64::from(lim.frame_burst),
+        over_since: None,
+        close_after: Duration::from_secs(lim.rate_close_secs),
+    };
+    let mut stopping = app.stopping.clone();
+    let mut deadline = Instant::now() + idle;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = conn.kicked() => return,
+            _ = stopping.wait_for(|s| *s) => return,
+            r = tokio::time::timeout_at(deadline, stream.next()) => match r {
+                Err(_) => {
+                    conn.kick(1000);
+                    return;
+                }
+                Ok(None) => return,
+                Ok(Some(Err(e))) => {
+                    if is_capacity(&e) {
+                        conn.kick(close::TOO_BIG);
+                    }
+                    return;
+                }
+                Ok(Some(Ok(m))) => m,
+            },
+        };
+        let now = Instant::now();
+        deadline = now + idle;
+        if matches!(msg, Message::Pong(_)) {
+            continue;
+        }
+        if let Message::Close(_) = msg {
+            return;
+        }
+        app.hot.frames_in.increment(1);
+        match rate.check(now) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                app.hot.rate_limited.increment(1);
+                if let Message::Text(t) = &msg {
+                    let id = decode(t.as_str()).ok().and_then(|d| d.frame.id.map(|s| s.into_owned()));
+                    conn.reply(error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames")).await;
+                }
+                continue;
+            }
+            Verdict::Close => {
+                app.hot.rate_limited.increment(1);
+                conn.kick(close::POLICY);
+                return;
+            }
+        }
+        match msg {
+            Message::Text(t) => handle_text(app, conn, t.as_str(), pending, rooms).await,
+            Message::Binary(_) => {
+                conn.reply(error_frame(None, ErrorCode::BadFrame, "frames are JSON text")).await;
+            }
+            // Answered by the WebSocket layer; counted above as activity.
+            _ => {}
+        }
+    }
+}
+
+fn is_capacity(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        let s = err.to_string();
+        if s.contains("Space limit exceeded") || s.contains("too long") || s.contains("Message too big") {
+            return true;
+        }
+        src = err.source();
+    }
+    false
+}
+
+#[derive(Serialize)]
+struct Pong<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct ReadAnswer {
+    read_seq: u64,
+}
+
+#[derive(Serialize)]
+struct ReadStatusAnswer<'a> {
+    conv: &'a str,
+    seq: u64,
+    read: Vec<String>,
+    unread: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct PresenceAnswer<'a> {
+    online: HashMap<&'a str, bool>,
+}
+
+async fn handle_text(app: &App, conn: &Arc<Conn>, text: &str, pending: &Mutex<Pending>, rooms: &mut Vec<String>) {
+    let d = match decode(text) {
+        Ok(d) => d,
+        Err(e) => {
+            conn.reply(error_frame(e.id.as_deref(), e.code, &e.message)).await;
+            return;
+        }
+    };
+    let id = d.frame.id.as_deref();
+    if id.is_some_and(|i| !is_valid_request_id(i)) {
+        conn.reply(error_frame(None, ErrorCode::Invalid, "id must be at most 64 characters")).await;
+        return;
+    }
+    match handle(app, conn, d.ty, &d.frame, pending, rooms).await {
+        Ok(Some(frame)) => {
+            conn.reply(frame).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            conn.reply(error_frame(id, e.code, &e.message)).await;
+        }
+    }
+}
+
+fn need<T>(v: Option<T>, field: &'static str) -> Result<T, CoreError> {
+    v.ok_or_else(|| CoreError::invalid(format!("{field} is required")))
+}
+
+/// Handles one decoded frame; returns the reply to send, if any. `ok`
+/// replies are sent only to requests that carry an `id`.
+async fn handle(
+    app: &App,
+    conn: &Arc<Conn>,
+    ty: FrameType,
+    f: &ClientFrame<'_>,
+    pending: &Mutex<Pending>,
+    rooms: &mut Vec<String>,
+) -> Result<Option<Bytes>, CoreError> {
+    let id = f.id.as_deref();
+    let user = &*conn.user;
+    let actor = Actor { user, device: Some(&conn.device) };
+    let ok = |frame: Bytes| Ok(id.map(|_| frame));
+    match ty {
+        FrameType::Ping => Ok(Some(encode(&Pong { ty: "pong", id }))),
+        FrameType::Auth => Err(CoreError::invalid("already authenticated")),
+        FrameType::Send => {
+            let req = SendRequest {
+                to: f.to.as_deref(),
+                group: f.group.as_deref(),
+                client_msg_id: f.client_msg_id.as_deref(),
+                kind: f.kind.as_deref(),
+                content: f.content,
+            };
+            let sent = app.core.send(actor, req).await?;
+            ok(encode(&OkFrame::new(id, SendAnswer::from(&sent))))
+        }
+        FrameType::Ack => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let seq = need(f.seq, "seq")?;
+            pending.lock().ack(conv, seq);
+            app.core.ack(user, conv, seq).await?;
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::Read => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let seq = need(f.seq, "seq")?;
+            let read_seq = app.core.read(actor, conv, seq).await?;
+            ok(encode(&OkFrame::new(id, ReadAnswer { read_seq })))
+        }
+        FrameType::Sync => {
+            let list = app.core.sync(user, f.since, f.limit).await?;
+            ok(encode(&OkFrame::new(id, SyncAnswer::from(&list))))
+        }
+        FrameType::History => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let msgs = app.core.history(user, conv, f.before_seq, f.after_seq, f.limit).await?;
+            ok(encode(&OkFrame::new(id, HistoryAnswer::new(&msgs))))
+        }
+        FrameType::Recall => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let seq = need(f.seq, "seq")?;
+            app.core.recall(user, conv, seq).await?;
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::Delete => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let seqs = need(f.seqs.as_deref(), "seqs")?;
+            app.core.delete(user, conv, seqs).await?;
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::Presence => {
+            let users = need(f.users.as_deref(), "users")?;
+            let names: Vec<&str> = users.iter().map(|u| u.as_ref()).collect();
+            let flags = app.core.presence(&names).await?;
+            let online = names.iter().copied().zip(flags).collect();
+            ok(encode(&OkFrame::new(id, PresenceAnswer { online })))
+        }
+        FrameType::Typing => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            app.core.typing(user, conv).await?;
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::State => {
+            let active = need(f.active, "active")?;
+            conn.set_active(active);
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::Join => {
+            let room = need(f.room.as_deref(), "room")?;
+            app.core.room_join(conn, room, rooms.len())?;
+            if !rooms.iter().any(|r| r == room) {
+                rooms.push(room.to_owned());
+            }
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::Leave => {
+            let room = need(f.room.as_deref(), "room")?;
+            app.core.room_leave(conn, room);
+            rooms.retain(|r| r != room);
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::RoomSend => {
+            let room = need(f.room.as_deref(), "room")?;
+            app.core.room_send(conn, room, f.content)?;
+            ok(encode(&OkFrame::new(id, Empty {})))
+        }
+        FrameType::ReadStatus => {
+            let conv = need(f.conv.as_deref(), "conv")?;
+            let seq = need(f.seq, "seq")?;
+            let (read, unread) = app.core.read_status(user, conv, seq).await?;
+            ok(encode(&OkFrame::new(id, ReadStatusAnswer { conv, seq, read, unread })))
+        }
+    }
+}
+
+/// How long a closing connection may take to flush its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Frames written before one flush.
+const COALESCE: usize = 64;
+/// Most frames merged into one `batch` frame.
+const BATCH_MAX: usize = 256;
+
+/// The writer's bookkeeping between socket writes.
+struct WriterState {
+    pending: Arc<Mutex<Pending>>,
+    offline_max: HashMap<Arc<str>, u64>,
+    ack_timeout: Duration,
+    max_unacked: usize,
+    next_wake: Option<Instant>,
+    storm: Duration,
+    batch: Vec<Bytes>,
+    batch_due: Option<Instant>,
+}
+
+impl WriterState {
+    /// Turns a queued item into the frame to write now, if any: records
+    /// message pushes for redelivery, skips pushes the offline batch
+    /// already carried, and holds batchable frames for the storm window.
+    fn prepare(&mut self, out: Outbound, conn: &Conn) -> Option<Bytes> {
+        match out {
+            Outbound::Frame(f) => Some(f),
+            Outbound::Batched(f) => {
+                if self.storm.is_zero() {
+                    return Some(f);
+                }
+                if self.batch.is_empty() {
+                    self.batch_due = Some(Instant::now() + self.storm);
+                }
+                self.batch.push(f);
+                if self.batch.len() >= BATCH_MAX {
+                    return self.take_batch();
+                }
+                None
+            }
+            Outbound::Msg { conv, seq, frame } => {
+                if self.offline_max.get(&conv).is_some_and(|m| seq <= *m) {
+                    return None;
+                }
+                let due = Instant::now() + self.ack_timeout;
+                let n = self.pending.lock().add(conv, seq, frame.clone(), due);
+                if n > self.max_unacked {
+                    conn.kick(close::POLICY);
+                }
+                if self.next_wake.is_none_or(|w| due < w) {
+                    self.next_wake = Some(due);
+                }
+                Some(frame)
+            }
+        }
+    }
+
+    /// The held frames as one frame: alone if there is one, else
+    /// `{"type":"batch","frames":[...]}` built from the encoded frames
+    /// without decoding them again.
+    fn take_batch(&mut self) -> Option<Bytes> {
+        self.batch_due = None;
+        match self.batch.len() {
+            0 => None,
+            1 => self.batch.pop(),
+            _ => {
+                let len: usize = self.batch.iter().map(|f| f.len() + 1).sum();
+                let mut buf = Vec::with_capacity(len + 32);
+                buf.extend_from_slice(br#"{"type":"batch","frames":["#);
+                for (i, f) in self.batch.drain(..).enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(&f);
+                }
+                buf.extend_from_slice(b"]}");
+                Some(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+async fn writer_loop(
+    app: Arc<App>,
+    conn: Arc<Conn>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+    pending: Arc<Mutex<Pending>>,
+    offline_max: HashMap<Arc<str>, u64>,
+) {
+    let max_tries = app.cfg.delivery.redeliveries;
+    let next_wake = pending.lock().next_due();
+    let mut st = WriterState {
+        pending,
+        offline_max,
+        ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
+        max_unacked: app.cfg.limits.max_unacked,
+        next_wake,
+        storm: Duration::from_millis(app.cfg.limits.storm_window_ms),
+        batch: Vec::new(),
+        batch_due: None,
+    };
+    let code = 'run: loop {
+        let mut written = 0u64;
+        tokio::select! {
+            biased;
+            code = conn.kicked() => break 'run code,
+            out = rx.recv() => {
+                let Some(mut out) = out else { break 'run 1000 };
+                loop {
+                    if let Some(frame) = st.prepare(out, &conn) {
+                        if sink.feed(text(frame)).await.is_err() {
+                            break 'run 1000;
+                        }
+                        written += 1;
+                    }
+                    if written as usize >= COALESCE {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(o) => out = o,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep_until_opt(st.batch_due) => {
+                if let Some(frame) = st.take_batch() {
+                    if sink.feed(text(frame)).await.is_err() {
+                        break 'run 1000;
+                    }
+                    written += 1;
+                }
+            }
+            _ = sleep_until_opt(st.next_wake) => {
+                let due = st.pending.lock().take_due(Instant::now(), st.ack_timeout, max_tries);
+                app.hot.redeliveries.increment(due.len() as u64);
+                for frame in due {
+                    if sink.feed(text(frame)).await.is_err() {
+                        break 'run 1000;
+                    }
+                    written += 1;
+                }
+                st.next_wake = st.pending.lock().next_due();
+            }
+        }
+        if written > 0 {
+            app.hot.frames_out.increment(written);
+            // A reader too slow to take our bytes must not stall a kick.
+            tokio::select! {
+                biased;
+                r = sink.flush() => if r.is_err() { break 'run 1000 },
+                code = conn.kicked() => break 'run code,
+            }
+        }
+    };
+    if code == close::GOING_AWAY {
+        // Shutdown: everything stored is pushed before the close.
+        st.max_unacked = usize::MAX;
+        while let Ok(out) = rx.try_recv() {
+            if let Some(frame) = st.prepare(out, &conn) {
+                if sink.feed(text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some(frame) = st.take_batch() {
+            if sink.feed(text(frame)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let reason = match code {
+        close::GOING_AWAY => "server shutting down",
+        close::TOO_BIG => "frame too large",
+        close::POLICY => "rate limit or slow reader",
+        close::REPLACED => "replaced by a newer login of this device",
+        1000 => "idle timeout or closed",
+        _ => "",
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_msg(code, reason))).await;
+    // Make sure the reader stops too (it may still be waiting on the socket).
+    conn.kick(code);
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,291 @@
+//! Tern's embedded store: one SQLite database (`tern.db` in the data
+//! directory) in WAL mode with `synchronous = FULL`.
+//!
+//! Writes go to one writer thread that owns the only writing connection.
+//! It drains whatever jobs are queued (up to `max_batch`), runs them in one
+//! `BEGIN IMMEDIATE` transaction, each inside its own savepoint so a failing
+//! job rolls back alone, and answers every job only after `COMMIT` returned:
+//! many concurrent writes share one fsync (group commit). Reads run on a
+//! small pool of read-only connections on the blocking thread pool; WAL lets
+//! them proceed while the writer works.
+
+mod ops;
+mod schema;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tern_core::store::{
+    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage, OfflineBatch, ReadOutcome,
+    Store, StoreError, StoreResult, StoredMessage, UserRecord,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "tern.db";
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections kept open.
+    pub readers: usize,
+    /// Most write jobs committed together.
+    pub max_batch: usize,
+    /// Write jobs that may wait for the writer; senders wait when full.
+    pub queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { readers: 4, max_batch: 256, queue: 4096 }
+    }
+}
+
+/// Runs inside the write transaction; returns what to do once the
+/// transaction's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
+/// Called with the outcome of `COMMIT`.
+type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl ReadPool {
+    fn take(&self) -> StoreResult<Connection> {
+        if let Some(c) = self.idle.lock().pop() {
+            return Ok(c);
+        }
+        let c = Connection::open(&self.path).map_err(StoreError::backend)?;
+        schema::configure(&c, true).map_err(StoreError::backend)?;
+        Ok(c)
+    }
+
+    fn give(&self, c: Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.keep {
+            idle.push(c);
+        }
+    }
+}
+
+/// A failed transaction, whose cause is shared by every job in it.
+#[derive(Debug)]
+struct CommitFailed(String);
+
+impl std::fmt::Display for CommitFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "commit failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for CommitFailed {}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir`. Blocking: call it
+    /// from a blocking context.
+    pub fn open(dir: &Path, opts: SqliteOptions) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(StoreError::backend)?;
+        schema::configure(&conn, false).map_err(StoreError::backend)?;
+        if let Err(v) = schema::migrate(&conn).map_err(StoreError::backend)? {
+            tracing::error!(found = v, supported = schema::VERSION, "database schema is newer than this binary");
+            return Err(StoreError::Invalid("database schema is newer than this binary"));
+        }
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let max_batch = opts.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("tern-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_batch))
+            .map_err(StoreError::backend)?;
+        let readers = Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()), keep: opts.readers.max(1) });
+        Ok(SqliteStore { writer: tx, readers })
+    }
+
+    /// Runs `f` in the next write transaction; answers after it committed.
+    async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::backend(CommitFailed(e))),
+                };
+                let _ = tx.send(out);
+            })
+        });
+        if self.writer.send(job).await.is_err() {
+            return Err(StoreError::backend(CommitFailed("the writer thread is gone".into())));
+        }
+        rx.await.unwrap_or_else(|_| Err(StoreError::backend(CommitFailed("the writer thread is gone".into()))))
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let out = f(&conn);
+            pool.give(conn);
+            out
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::backend(CommitFailed("the write transaction did not run".into()))
+}
+
+fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+    conn.execute_batch("SAVEPOINT job").map_err(StoreError::backend)?;
+    let result = f(conn);
+    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    if let Err(e) = conn.execute_batch(end) {
+        return Err(StoreError::backend(e));
+    }
+    result
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut jobs = Vec::with_capacity(max_batch);
+    let mut done: Vec<Done> = Vec::with_capacity(max_batch);
+    loop {
+        if rx.blocking_recv().map(|j| jobs.push(j)).is_none() {
+            break;
+        }
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        tracing::trace!(jobs = jobs.len(), "write batch");
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a write transaction");
+            // Dropping a job that never ran closes its answer channel: its
+            // caller reports a backend failure.
+            jobs.clear();
+            continue;
+        }
+        for job in jobs.drain(..) {
+            done.push(job(&conn));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "write transaction failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for d in done.drain(..) {
+            d(commit.clone());
+        }
+    }
+}
+
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
+        self.write(move |c| ops::create_user(c, &user)).await
+    }
+
+    async fn get_user(&self, user: &str) -> StoreResult<Option<UserRecord>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::get_user(c, &user)).await
+    }
+
+    async fn friend_request(&self, from: &str, to: &str, now: i64) -> StoreResult<FriendStatus> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.write(move |c| ops::friend_request(c, &from, &to, now)).await
+    }
+
+    async fn friend_delete(&self, a: &str, b: &str) -> StoreResult<()> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.write(move |c| ops::friend_delete(c, &a, &b)).await
+    }
+
+    async fn friends(&self, user: &str) -> StoreResult<FriendLists> {
+        let user = user.to_owned();
+        self.read(move |c| ops::friends(c, &user)).await
+    }
+
+    async fn append_messages(&self, batch: Vec<NewMessage>, offline_cap: usize) -> StoreResult<Vec<Appended>> {
+        self.write(move |c| ops::append_messages(c, &batch, offline_cap)).await
+    }
+
+    async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::max_seq(c, &conv)).await
+    }
+
+    async fn history(&self, user: &str, conv: &str, q: HistoryQuery) -> StoreResult<Vec<StoredMessage>> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.read(move |c| ops::history(c, &user, &conv, q)).await
+    }
+
+    async fn ack(&self, user: &str, conv: &str, seq: u64, receipt_for: Option<&str>) -> StoreResult<Option<u64>> {
+        let (user, conv, rf) = (user.to_owned(), conv.to_owned(), receipt_for.map(str::to_owned));
+        self.write(move |c| ops::ack(c, &user, &conv, seq, rf.as_deref())).await
+    }
+
+    async fn mark_read(&self, user: &str, conv: &str, seq: u64, now: i64) -> StoreResult<ReadOutcome> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.write(move |c| ops::mark_read(c, &user, &conv, seq, now)).await
+    }
+
+    async fn recall(&self, conv: &str, seq: u64, by: &str, window_ms: i64, now: i64) -> StoreResult<StoredMessage> {
+        let (conv, by) = (conv.to_owned(), by.to_owned());
+        self.write(move |c| ops::recall(c, &conv, seq, &by, window_ms, now)).await
+    }
+
+    async fn delete_for_user(&self, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()> {
+        let (user, conv, seqs) = (user.to_owned(), conv.to_owned(), seqs.to_vec());
+        self.write(move |c| ops::delete_for_user(c, &user, &conv, &seqs)).await
+    }
+
+    async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList> {
+        let user = user.to_owned();
+        self.read(move |c| ops::conversations(c, &user, since, limit)).await
+    }
+
+    async fn offline_fetch(&self, user: &str, limit: u32) -> StoreResult<OfflineBatch> {
+        let user = user.to_owned();
+        self.write(move |c| ops::offline_fetch(c, &user, limit)).await
+    }
+
+    async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
+        let gid = gid.to_owned();
+        self.read(move |c| ops::get_group(c, &gid)).await
+    }
+
+    async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::read_positions(c, &conv)).await
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(StoreError::backend)).await?;
+        // The writer answers too (a wedged writer is not healthy).
+        self.write(|_| Ok(())).await
+    }
+}
