@@ -73,18 +73,23 @@ impl Conn {
     /// Asks the connection to close with `code`. The first code wins.
     pub fn kick(&self, code: u16) {
         if self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.closing.notify_one();
+            // Both the reader and the writer wait on this.
+            self.closing.notify_waiters();
         }
     }
 
     /// Resolves once `kick` was called; returns the close code.
     pub async fn kicked(&self) -> u16 {
         loop {
+            // Registered before the check, so a kick in between is not missed.
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let code = self.close_code.load(Ordering::Acquire);
             if code != 0 {
                 return code;
             }
-            self.closing.notified().await;
+            notified.await;
         }
     }
 
