@@ -14,6 +14,13 @@ fn be(e: rusqlite::Error) -> StoreError {
     StoreError::backend(e)
 }
 
+/// A seq bound given by a caller, as SQLite's signed integer. Stored seqs
+/// never exceed `i64::MAX`, so clamping keeps every comparison's meaning
+/// (a plain `as` cast would turn `u64::MAX` into -1).
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
 /// Columns read by [`message_from_row`], in order.
 const MSG_COLS: &str = "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
                         m.client_msg_id, m.recalled";
@@ -442,18 +449,18 @@ pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> Store
     let hidden = "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user = ?2 AND h.conv = m.conv AND h.seq = m.seq)";
     let (sql, lo, hi) = match q.after_seq {
         Some(after) => {
-            let hi = q.before_seq.map_or(upper, |b| (b as i64 - 1).min(upper));
+            let hi = q.before_seq.map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
             (
                 format!(
                     "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?3 AND m.seq <= ?4 AND {hidden} \
                      ORDER BY m.seq ASC LIMIT ?5"
                 ),
-                after as i64,
+                sql_seq(after),
                 hi,
             )
         }
         None => {
-            let hi = q.before_seq.map_or(upper, |b| (b as i64 - 1).min(upper));
+            let hi = q.before_seq.map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
             (
                 format!(
                     "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?3 AND m.seq <= ?4 AND {hidden} \
@@ -477,7 +484,7 @@ pub fn ack(c: &Connection, user: &str, conv: &str, seq: u64, receipt_for: Option
     let dropped = c
         .prepare_cached("DELETE FROM offline WHERE user = ?1 AND conv = ?2 AND seq <= ?3")
         .map_err(be)?
-        .execute(params![user, conv, seq as i64])
+        .execute(params![user, conv, sql_seq(seq)])
         .map_err(be)?;
     if dropped > 0 {
         c.prepare_cached("UPDATE offline_state SET queued = max(0, queued - ?2) WHERE user = ?1")
