@@ -45,6 +45,11 @@ impl Server {
 
     /// Starts a server on an existing data dir (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Server {
+        // RUST_LOG=debug shows the server's events while debugging a test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut cfg = test_config(dir.path());
         tweak(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -176,12 +181,14 @@ pub struct Client {
     next_id: u64,
     /// Set once the server closed: the close code.
     pub closed: Option<u16>,
+    /// How many `batch` frames arrived.
+    pub batches: usize,
 }
 
 impl Client {
     pub async fn open(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Client { ws, queued: VecDeque::new(), next_id: 1, closed: None }
+        Client { ws, queued: VecDeque::new(), next_id: 1, closed: None, batches: 0 }
     }
 
     pub async fn send_raw(&mut self, msg: Message) {
@@ -200,13 +207,26 @@ impl Client {
         v["id"] = json!(id);
         self.send(v).await;
         let deadline = tokio::time::Instant::now() + WAIT;
+        let mut checked = 0;
         loop {
-            let f = self.read_until(deadline).await.unwrap_or_else(|| panic!("no reply to {id}"));
-            if f["id"] == json!(id) && matches!(f["type"].as_str(), Some("ok" | "error" | "pong")) {
-                return f;
+            let hit = self.queued.iter().skip(checked).position(|f| {
+                f["id"] == json!(id) && matches!(f["type"].as_str(), Some("ok" | "error" | "pong"))
+            });
+            if let Some(i) = hit {
+                return self.queued.remove(checked + i).unwrap();
             }
-            self.queued.push_back(f);
+            checked = self.queued.len();
+            if !self.fill(deadline).await {
+                panic!("no reply to {id}");
+            }
         }
+    }
+
+    /// Waits until every frame this connection sent before has taken
+    /// effect (frames are handled in order; a ping is answered after them).
+    pub async fn barrier(&mut self) {
+        let r = self.request(json!({"type": "ping"})).await;
+        assert_eq!(r["type"], "pong", "{r}");
     }
 
     /// A request that must succeed.
@@ -255,18 +275,26 @@ impl Client {
     }
 
     async fn read_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
-        if let Some(f) = self.queued.pop_front() {
-            return Some(f);
-        }
-        loop {
-            if self.closed.is_some() {
+        while self.queued.is_empty() {
+            if !self.fill(deadline).await {
                 return None;
             }
+        }
+        self.queued.pop_front()
+    }
+
+    /// Reads one WebSocket message and queues its frames (a `batch` is
+    /// split). False on timeout or once the connection is closed.
+    async fn fill(&mut self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            if self.closed.is_some() {
+                return false;
+            }
             let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return None,
+                Err(_) => return false,
                 Ok(None) | Ok(Some(Err(_))) => {
                     self.closed.get_or_insert(1006);
-                    return None;
+                    return false;
                 }
                 Ok(Some(Ok(m))) => m,
             };
@@ -275,11 +303,13 @@ impl Client {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap();
                     if v["type"] == "batch" {
                         let frames = v["frames"].as_array().unwrap().clone();
-                        assert!(!frames.is_empty(), "empty batch");
+                        assert!(frames.len() > 1, "a batch merges several frames: {v}");
+                        self.batches += 1;
                         self.queued.extend(frames);
-                        return self.queued.pop_front();
+                    } else {
+                        self.queued.push_back(v);
                     }
-                    return Some(v);
+                    return true;
                 }
                 Message::Close(c) => {
                     self.closed = Some(c.map(|c| u16::from(c.code)).unwrap_or(1005));

@@ -4,4 +4,5 @@
 mod common;
 
 mod accounts;
+mod messaging;
 mod session;
