@@ -5,4 +5,5 @@ mod common;
 
 mod accounts;
 mod messaging;
+mod reading;
 mod session;
