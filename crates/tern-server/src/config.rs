@@ -244,3 +244,83 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tern.example.toml");
+
+    fn example() -> String {
+        std::fs::read_to_string(EXAMPLE_PATH).expect("read tern.example.toml")
+    }
+
+    #[test]
+    fn example_file_is_the_defaults_and_validates() {
+        let cfg: Config = toml::from_str(&example()).expect("tern.example.toml parses as Config");
+        assert_eq!(cfg, Config::default(), "tern.example.toml must hold exactly the defaults");
+        cfg.validate().expect("the defaults validate");
+    }
+
+    /// `serde(default)` would hide a setting missing from the example, so
+    /// compare the key sets too: every setting is spelled out, nothing extra.
+    #[test]
+    fn example_file_lists_every_setting() {
+        let file: toml::Table = toml::from_str(&example()).expect("tern.example.toml is TOML");
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(sub) => keys(sub, &format!("{prefix}{k}."), out),
+                    _ => out.push(format!("{prefix}{k}")),
+                }
+            }
+        }
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        keys(&defaults, "", &mut want);
+        keys(&file, "", &mut got);
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "settings in tern.example.toml vs Config");
+        assert_eq!(file, defaults, "values in tern.example.toml vs Config::default()");
+    }
+
+    /// Each setting in the example has its own comment line right above it.
+    #[test]
+    fn example_file_comments_every_setting() {
+        let text = example();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+                continue;
+            }
+            assert!(
+                i > 0 && lines[i - 1].starts_with('#'),
+                "tern.example.toml line {}: `{l}` has no comment line above it",
+                i + 1
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_values_do_not() {
+        Config::default().validate().expect("defaults validate");
+        let invalid = |tweak: fn(&mut Config), needle: &str| {
+            let mut c = Config::default();
+            tweak(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("expected an error naming {needle}, got {other:?}"),
+            }
+        };
+        invalid(|c| c.limits.frame_bytes = 10, "frame_bytes");
+        invalid(|c| c.limits.content_bytes = c.limits.frame_bytes + 1, "content_bytes");
+        invalid(|c| c.node_id = 1024, "node_id");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("lisen = \"127.0.0.1:1\"").is_err());
+        assert!(toml::from_str::<Config>("[limits]\nframe_byte = 4096").is_err());
+    }
+}
