@@ -9,6 +9,9 @@ use std::sync::Arc;
 use tern_proto::close;
 use tokio::sync::{mpsc, Notify};
 
+/// How long a reply may wait for room in a full outbound queue.
+pub const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a connection's writer receives.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -66,8 +69,18 @@ impl Conn {
 
     /// Queues a reply, waiting for room: backpressure on the connection's
     /// own requests rather than a disconnect.
+    /// A client that sends requests but never reads the replies is closed
+    /// as a slow reader once the queue stays full for `REPLY_WAIT`.
     pub async fn reply(&self, frame: Bytes) -> bool {
-        self.tx.send(Outbound::Frame(frame)).await.is_ok()
+        match self.tx.send_timeout(Outbound::Frame(frame), REPLY_WAIT).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                metrics::counter!("tern_slow_reader_closes_total").increment(1);
+                self.kick(close::POLICY);
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+        }
     }
 
     /// Asks the connection to close with `code`. The first code wins.

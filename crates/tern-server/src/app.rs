@@ -150,12 +150,24 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_ready(listener, config, shutdown, |_| {}).await
+}
+
+/// [`serve`], calling `ready` with the listening address once the store is
+/// open and requests are about to be served.
+pub async fn serve_ready(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     config.validate()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = App::build(config, stop_rx).await?;
     let router = crate::http::router(app.clone());
-    let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "listening");
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, "listening");
+    ready(addr);
     let stop_app = app.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {

@@ -10,5 +10,5 @@ mod pending;
 mod views;
 mod ws;
 
-pub use app::serve;
+pub use app::{serve, serve_ready};
 pub use config::Config;

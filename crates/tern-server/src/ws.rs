@@ -226,6 +226,7 @@ struct RateLimit {
     rate: f64,
     burst: f64,
     over_since: Option<Instant>,
+    last_refused: Option<Instant>,
     close_after: Duration,
 }
 
@@ -242,9 +243,15 @@ impl RateLimit {
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.over_since = None;
+            // A client stays "over the limit" while refusals keep coming:
+            // one allowed frame between refusals does not reset the clock,
+            // a quiet second without any refusal does.
+            if self.last_refused.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                self.over_since = None;
+            }
             return Verdict::Allow;
         }
+        self.last_refused = Some(now);
         let since = *self.over_since.get_or_insert(now);
         if now.duration_since(since) >= self.close_after {
             Verdict::Close
@@ -277,6 +284,7 @@ async fn reader_frames(
         rate: f64::from(lim.frame_rate),
         burst: f64::from(lim.frame_burst),
         over_since: None,
+        last_refused: None,
         close_after: Duration::from_secs(lim.rate_close_secs),
     };
     let mut stopping = app.stopping.clone();
@@ -316,7 +324,9 @@ async fn reader_frames(
                 app.hot.rate_limited.increment(1);
                 if let Message::Text(t) = &msg {
                     let id = decode(t.as_str()).ok().and_then(|d| d.frame.id.map(|s| s.into_owned()));
-                    conn.reply(error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames")).await;
+                    // Never waits: a client that floods and does not read
+                    // fills its queue and is closed as a slow reader.
+                    conn.push(Outbound::Frame(error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames")));
                 }
                 continue;
             }

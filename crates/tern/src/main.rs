@@ -59,9 +59,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        println!("tern: listening on {addr}");
-        tern_server::serve(listener, cfg, shutdown_signal()).await
+        // Printed once the store is open: scripts may wait for this line.
+        tern_server::serve_ready(listener, cfg, shutdown_signal(), |addr| {
+            println!("tern: listening on {addr}");
+        })
+        .await
     })
 }
 

@@ -195,6 +195,11 @@ impl Client {
         self.ws.send(msg).await.unwrap();
     }
 
+    /// Sends unless the connection is already gone.
+    pub async fn try_send(&mut self, v: Value) -> bool {
+        self.ws.send(Message::Text(v.to_string().into())).await.is_ok()
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.send_raw(Message::Text(v.to_string().into())).await;
     }

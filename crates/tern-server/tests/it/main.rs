@@ -6,4 +6,6 @@ mod common;
 mod accounts;
 mod messaging;
 mod reading;
+mod presence;
+mod limits;
 mod session;
