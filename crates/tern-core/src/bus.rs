@@ -40,7 +40,7 @@ impl LocalBus {
 impl Bus for LocalBus {
     fn publish(&self, push: Push) {
         let n = self.hub.deliver(&push);
-        metrics::counter!("tern_pushes_total").increment(n as u64);
+        metrics::counter!("tern_deliveries_total").increment(n as u64);
     }
 }
 

@@ -51,7 +51,7 @@ impl Hot {
         metrics::describe_counter!("tern_frames_in_total", "Frames received from clients");
         metrics::describe_counter!("tern_frames_out_total", "Frames written to clients");
         metrics::describe_counter!("tern_messages_stored_total", "Messages durably stored");
-        metrics::describe_counter!("tern_pushes_total", "Frames queued to connections by fan-out");
+        metrics::describe_counter!("tern_deliveries_total", "Frames queued to connections by fan-out (messages, receipts, events)");
         metrics::describe_counter!("tern_acks_total", "Acks received");
         metrics::describe_counter!("tern_redeliveries_total", "Pushes repeated after the ack timeout");
         metrics::describe_counter!("tern_rate_limited_total", "Frames refused by the per-connection rate limit");
@@ -59,7 +59,7 @@ impl Hot {
         metrics::describe_histogram!("tern_storage_seconds", metrics::Unit::Seconds, "Storage latency by operation");
         for name in [
             "tern_messages_stored_total",
-            "tern_pushes_total",
+            "tern_deliveries_total",
             "tern_acks_total",
             "tern_slow_reader_closes_total",
         ] {

@@ -150,11 +150,6 @@ async fn unacked_pushes_are_redelivered_three_times() {
     assert_eq!(f["msg"]["msg_id"], ok2["msg_id"]);
     b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":2})).await;
     b.quiet(Duration::from_millis(1000)).await;
-    // The redeliveries counter moved.
-    let (_, m) = s.get("/metrics", None).await;
-    let text = m.as_str().unwrap();
-    let line = text.lines().find(|l| l.starts_with("tern_redeliveries_total")).expect("redeliveries metric");
-    assert_eq!(line.split_whitespace().last().unwrap(), "3");
 }
 
 #[tokio::test]
