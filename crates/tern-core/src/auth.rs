@@ -1,6 +1,8 @@
 //! Passwords (argon2id) and session tokens (JWT, HS256).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{decode, encode, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("ttl_ms", &self.ttl_ms).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("ttl_ms", &self.ttl_ms)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +43,12 @@ pub enum AuthError {
 }
 
 impl Auth {
-    pub fn new(secret: &[u8], ttl_secs: u64, m_cost_kib: u32, t_cost: u32) -> Result<Auth, AuthError> {
+    pub fn new(
+        secret: &[u8],
+        ttl_secs: u64,
+        m_cost_kib: u32,
+        t_cost: u32,
+    ) -> Result<Auth, AuthError> {
         let params = Params::new(m_cost_kib, t_cost, 1, None).map_err(AuthError::Params)?;
         let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 0;
@@ -84,7 +93,9 @@ impl Auth {
 
     /// The user a valid, unexpired token was issued to.
     pub fn verify(&self, token: &str) -> Option<String> {
-        decode::<Claims>(token, &self.dec, &self.validation).ok().map(|d| d.claims.sub)
+        decode::<Claims>(token, &self.dec, &self.validation)
+            .ok()
+            .map(|d| d.claims.sub)
     }
 }
 

@@ -59,7 +59,10 @@ impl LocalPresence {
 #[async_trait]
 impl Presence for LocalPresence {
     async fn online(&self, users: &[&str]) -> Vec<bool> {
-        users.iter().map(|u| self.devices.get(*u).is_some_and(|n| *n > 0)).collect()
+        users
+            .iter()
+            .map(|u| self.devices.get(*u).is_some_and(|n| *n > 0))
+            .collect()
     }
 
     async fn connected(&self, user: &str) -> bool {

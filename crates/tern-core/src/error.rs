@@ -13,7 +13,10 @@ pub struct CoreError {
 
 impl CoreError {
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> CoreError {
-        CoreError { code, message: message.into() }
+        CoreError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<Cow<'static, str>>) -> CoreError {
@@ -30,7 +33,9 @@ impl From<StoreError> for CoreError {
         match e {
             StoreError::Invalid(m) => CoreError::invalid(m),
             StoreError::Forbidden(m) => CoreError::new(ErrorCode::Forbidden, m),
-            StoreError::NotMember => CoreError::new(ErrorCode::NotMember, "not a member of this conversation"),
+            StoreError::NotMember => {
+                CoreError::new(ErrorCode::NotMember, "not a member of this conversation")
+            }
             StoreError::NoSuchGroup => CoreError::new(ErrorCode::NoSuchGroup, "no such group"),
             StoreError::NotFound => CoreError::invalid("not found"),
             StoreError::Conflict => CoreError::invalid("conflict"),

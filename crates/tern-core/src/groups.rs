@@ -67,15 +67,22 @@ impl Groups {
 
     /// Applies the part of a change that precedes the message's push
     /// (create, join). Returns the view to push to.
-    pub fn before_push(&self, gid: &str, from: &str, change: Option<&MemberChange>) -> Option<Arc<GroupView>> {
+    pub fn before_push(
+        &self,
+        gid: &str,
+        from: &str,
+        change: Option<&MemberChange>,
+    ) -> Option<Arc<GroupView>> {
         match change {
-            Some(MemberChange::Create { name }) => Some(self.insert(GroupView::from_record(&GroupRecord {
-                gid: gid.to_owned(),
-                name: name.clone(),
-                owner: from.to_owned(),
-                members: vec![from.to_owned()],
-                created_at: 0,
-            }))),
+            Some(MemberChange::Create { name }) => {
+                Some(self.insert(GroupView::from_record(&GroupRecord {
+                    gid: gid.to_owned(),
+                    name: name.clone(),
+                    owner: from.to_owned(),
+                    members: vec![from.to_owned()],
+                    created_at: 0,
+                })))
+            }
             Some(MemberChange::Join(user)) => {
                 let view = self.get(gid)?;
                 if view.is_member(user) {
@@ -91,11 +98,21 @@ impl Groups {
 
     /// Applies the part of a change that follows the push (leave).
     pub fn after_push(&self, gid: &str, change: Option<&MemberChange>) {
-        let Some(MemberChange::Leave(user)) = change else { return };
+        let Some(MemberChange::Leave(user)) = change else {
+            return;
+        };
         let Some(view) = self.get(gid) else { return };
-        let members: Vec<Arc<str>> = view.members.iter().filter(|m| ***m != **user).cloned().collect();
+        let members: Vec<Arc<str>> = view
+            .members
+            .iter()
+            .filter(|m| ***m != **user)
+            .cloned()
+            .collect();
         let owner = if *view.owner == **user {
-            members.first().cloned().unwrap_or_else(|| view.owner.clone())
+            members
+                .first()
+                .cloned()
+                .unwrap_or_else(|| view.owner.clone())
         } else {
             view.owner.clone()
         };
@@ -110,19 +127,32 @@ mod tests {
     #[test]
     fn changes_in_order() {
         let g = Groups::default();
-        let v = g.before_push("g", "alice", Some(&MemberChange::Create { name: "n".into() })).unwrap();
+        let v = g
+            .before_push(
+                "g",
+                "alice",
+                Some(&MemberChange::Create { name: "n".into() }),
+            )
+            .unwrap();
         assert_eq!(v.size(), 1);
-        let v = g.before_push("g", "alice", Some(&MemberChange::Join("bob".into()))).unwrap();
+        let v = g
+            .before_push("g", "alice", Some(&MemberChange::Join("bob".into())))
+            .unwrap();
         assert!(v.is_member("bob"));
         g.before_push("g", "alice", Some(&MemberChange::Join("carol".into())));
         // The leaving owner is still pushed to, then removed; the
         // longest-standing member becomes owner.
-        let v = g.before_push("g", "alice", Some(&MemberChange::Leave("alice".into()))).unwrap();
+        let v = g
+            .before_push("g", "alice", Some(&MemberChange::Leave("alice".into())))
+            .unwrap();
         assert!(v.is_member("alice"));
         g.after_push("g", Some(&MemberChange::Leave("alice".into())));
         let v = g.get("g").unwrap();
         assert!(!v.is_member("alice"));
         assert_eq!(&*v.owner, "bob");
-        assert_eq!(v.members.iter().map(|m| &**m).collect::<Vec<_>>(), ["bob", "carol"]);
+        assert_eq!(
+            v.members.iter().map(|m| &**m).collect::<Vec<_>>(),
+            ["bob", "carol"]
+        );
     }
 }

@@ -19,7 +19,11 @@ pub enum Outbound {
     Frame(Bytes),
     /// A message push: written, then tracked until acknowledged and pushed
     /// again after the ack timeout. `frame` is shared by all recipients.
-    Msg { conv: Arc<str>, seq: u64, frame: Bytes },
+    Msg {
+        conv: Arc<str>,
+        seq: u64,
+        frame: Bytes,
+    },
     /// A frame the writer may merge with others that arrive within the
     /// storm window into one `{"type":"batch","frames":[...]}`.
     Batched(Bytes),
@@ -72,7 +76,11 @@ impl Conn {
     /// A client that sends requests but never reads the replies is closed
     /// as a slow reader once the queue stays full for `REPLY_WAIT`.
     pub async fn reply(&self, frame: Bytes) -> bool {
-        match self.tx.send_timeout(Outbound::Frame(frame), REPLY_WAIT).await {
+        match self
+            .tx
+            .send_timeout(Outbound::Frame(frame), REPLY_WAIT)
+            .await
+        {
             Ok(()) => true,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 metrics::counter!("tern_slow_reader_closes_total").increment(1);
@@ -85,7 +93,11 @@ impl Conn {
 
     /// Asks the connection to close with `code`. The first code wins.
     pub fn kick(&self, code: u16) {
-        if self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .close_code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             // Both the reader and the writer wait on this.
             self.closing.notify_waiters();
         }
@@ -188,7 +200,9 @@ impl Hub {
     pub fn deliver(&self, push: &Push) -> usize {
         let mut n = 0;
         for user in &push.users {
-            let Some(devices) = self.users.get(user) else { continue };
+            let Some(devices) = self.users.get(user) else {
+                continue;
+            };
             for c in devices.iter() {
                 if let Some((eu, ed)) = &push.except {
                     if eu == user && *ed == c.device {
@@ -254,7 +268,12 @@ mod tests {
         let hub = Hub::new();
         let (c, _rx) = Conn::new("a", "d", 2);
         hub.register(c.clone());
-        let push = Push { users: vec!["a".into()], except: None, out: Outbound::Frame(Bytes::from_static(b"{}")), inactive: None };
+        let push = Push {
+            users: vec!["a".into()],
+            except: None,
+            out: Outbound::Frame(Bytes::from_static(b"{}")),
+            inactive: None,
+        };
         assert_eq!(hub.deliver(&push), 1);
         assert_eq!(hub.deliver(&push), 1);
         assert_eq!(hub.deliver(&push), 0);

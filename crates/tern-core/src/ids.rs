@@ -16,7 +16,11 @@ pub struct IdGen {
 
 impl IdGen {
     pub fn new(node: u16) -> IdGen {
-        IdGen { node: u64::from(node) & ((1 << NODE_BITS) - 1), last_ms: 0, seq: 0 }
+        IdGen {
+            node: u64::from(node) & ((1 << NODE_BITS) - 1),
+            last_ms: 0,
+            seq: 0,
+        }
     }
 
     /// A new id. Never goes backwards, even if the clock does: it then keeps
@@ -46,7 +50,11 @@ mod tests {
         let mut g = IdGen::new(3);
         let mut last = 0;
         for i in 0..10_000 {
-            let now = if i == 5000 { EPOCH_MS + 10 } else { EPOCH_MS + 1_000 };
+            let now = if i == 5000 {
+                EPOCH_MS + 10
+            } else {
+                EPOCH_MS + 1_000
+            };
             let id = g.next(now);
             assert!(id > last);
             last = id;

@@ -41,7 +41,10 @@ pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
         to: m.to.as_deref(),
         group: m.group.as_deref(),
         kind: &m.kind,
-        content: m.content.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+        content: m
+            .content
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
         ts: m.ts,
         client_msg_id: m.client_msg_id.as_deref(),
         recalled: m.recalled,
@@ -50,5 +53,8 @@ pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
 
 /// `{"type":"msg","msg":{...}}`, encoded once per message.
 pub fn encode_msg_push(m: &StoredMessage) -> Bytes {
-    service::encode(&MsgPush { ty: "msg", msg: msg_view(m) })
+    service::encode(&MsgPush {
+        ty: "msg",
+        msg: msg_view(m),
+    })
 }

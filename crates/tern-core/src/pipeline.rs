@@ -9,9 +9,9 @@
 //! senders. While one batch is published the next is being stored.
 
 use crate::error::{CoreError, CoreResult};
+use crate::groups::{GroupView, Groups};
 use crate::hub::{Outbound, Push};
 use crate::ids::IdGen;
-use crate::groups::{GroupView, Groups};
 use crate::service::encode;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
 use crate::{encode_msg_push, now_ms, Bus};
@@ -23,9 +23,15 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub enum PushPlan {
     /// These users' devices (1:1 messages).
-    Users { users: Vec<Arc<str>>, except: Option<(Arc<str>, Arc<str>)> },
+    Users {
+        users: Vec<Arc<str>>,
+        except: Option<(Arc<str>, Arc<str>)>,
+    },
     /// The group's members as of this message, resolved by the publisher.
-    Group { gid: Arc<str>, except: Option<(Arc<str>, Arc<str>)> },
+    Group {
+        gid: Arc<str>,
+        except: Option<(Arc<str>, Arc<str>)>,
+    },
 }
 
 pub(crate) struct AppendJob {
@@ -56,11 +62,23 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize, offline_cap: usize) -> Pipeline {
+    pub fn start(
+        publisher: Publisher,
+        node_id: u16,
+        batch_max: usize,
+        offline_cap: usize,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel(batch_max * 4);
         let (ctx, crx) = mpsc::channel(4);
         let store = publisher.store.clone();
-        tokio::spawn(commit_loop(store, rx, ctx, IdGen::new(node_id), batch_max, offline_cap));
+        tokio::spawn(commit_loop(
+            store,
+            rx,
+            ctx,
+            IdGen::new(node_id),
+            batch_max,
+            offline_cap,
+        ));
         tokio::spawn(publish_loop(publisher, crx));
         Pipeline { tx }
     }
@@ -117,7 +135,8 @@ async fn commit_loop(
         let started = Instant::now();
         let n = msgs.len();
         let result = store.append_messages(msgs, offline_cap).await;
-        metrics::histogram!("tern_storage_seconds", "op" => "append").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("tern_storage_seconds", "op" => "append")
+            .record(started.elapsed().as_secs_f64());
         metrics::histogram!("tern_append_batch_size").record(n as f64);
         match result {
             Ok(results) if results.len() == jobs.len() => {
@@ -126,7 +145,11 @@ async fn commit_loop(
                 }
             }
             Ok(results) => {
-                tracing::error!(expected = jobs.len(), got = results.len(), "store returned a short batch");
+                tracing::error!(
+                    expected = jobs.len(),
+                    got = results.len(),
+                    "store returned a short batch"
+                );
                 for (_, _, reply) in jobs {
                     let _ = reply.send(Err(CoreError::unavailable()));
                 }
@@ -169,19 +192,43 @@ impl Publisher {
                 if users.is_empty() {
                     return;
                 }
-                let out = Outbound::Msg { conv: m.conv.as_str().into(), seq: m.seq, frame };
-                self.bus.publish(Push { users, except, out, inactive: None });
+                let out = Outbound::Msg {
+                    conv: m.conv.as_str().into(),
+                    seq: m.seq,
+                    frame,
+                };
+                self.bus.publish(Push {
+                    users,
+                    except,
+                    out,
+                    inactive: None,
+                });
             }
             PushPlan::Group { gid, except } => {
-                let Some(view) = self.view(&gid, &m.from, change).await else { return };
+                let Some(view) = self.view(&gid, &m.from, change).await else {
+                    return;
+                };
                 let users = view.members.to_vec();
                 let push = if view.size() <= self.write_limit {
-                    let out = Outbound::Msg { conv: m.conv.as_str().into(), seq: m.seq, frame };
-                    Push { users, except, out, inactive: None }
+                    let out = Outbound::Msg {
+                        conv: m.conv.as_str().into(),
+                        seq: m.seq,
+                        frame,
+                    };
+                    Push {
+                        users,
+                        except,
+                        out,
+                        inactive: None,
+                    }
                 } else {
                     // Read diffusion: untracked pushes that the writer may
                     // merge (storm control); background devices get a notice.
-                    let notify = encode(&Notify { ty: "notify", conv: &m.conv, max_seq: m.seq });
+                    let notify = encode(&Notify {
+                        ty: "notify",
+                        conv: &m.conv,
+                        max_seq: m.seq,
+                    });
                     Push {
                         users,
                         except,
@@ -195,7 +242,12 @@ impl Publisher {
         }
     }
 
-    async fn view(&self, gid: &str, from: &str, change: Option<&MemberChange>) -> Option<Arc<GroupView>> {
+    async fn view(
+        &self,
+        gid: &str,
+        from: &str,
+        change: Option<&MemberChange>,
+    ) -> Option<Arc<GroupView>> {
         if self.groups.get(gid).is_none() && !matches!(change, Some(MemberChange::Create { .. })) {
             match self.store.get_group(gid).await {
                 Ok(Some(rec)) => {

@@ -32,11 +32,18 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     pub fn new(cap: u32) -> SlidingWindow {
-        SlidingWindow { cap: cap as usize, times: VecDeque::new() }
+        SlidingWindow {
+            cap: cap as usize,
+            times: VecDeque::new(),
+        }
     }
 
     pub fn allow(&mut self, now: Instant) -> bool {
-        while self.times.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
             self.times.pop_front();
         }
         if self.times.len() < self.cap {
@@ -75,7 +82,10 @@ pub struct Broadcast {
 
 impl Rooms {
     pub fn new(cfg: RoomConfig) -> Rooms {
-        Rooms { rooms: DashMap::new(), cfg }
+        Rooms {
+            rooms: DashMap::new(),
+            cfg,
+        }
     }
 
     /// `joined` is how many rooms the connection is in already.
@@ -86,7 +96,10 @@ impl Rooms {
             return Ok(());
         }
         if joined >= self.cfg.max_joined {
-            return Err(CoreError::invalid(format!("at most {} rooms per connection", self.cfg.max_joined)));
+            return Err(CoreError::invalid(format!(
+                "at most {} rooms per connection",
+                self.cfg.max_joined
+            )));
         }
         members.insert(
             conn.id,
@@ -118,13 +131,20 @@ impl Rooms {
     /// The frame is encoded once by the caller and shared.
     pub fn broadcast(&self, room: &str, from: &Conn, frame: Bytes) -> CoreResult<Broadcast> {
         let not_member = || CoreError::new(ErrorCode::NotMember, "join the room first");
-        let r = self.rooms.get(room).map(|r| r.clone()).ok_or_else(not_member)?;
+        let r = self
+            .rooms
+            .get(room)
+            .map(|r| r.clone())
+            .ok_or_else(not_member)?;
         let members = r.members.read();
         let sender = members.get(&from.id).ok_or_else(not_member)?;
         let now = Instant::now();
         if !sender.send.lock().allow(now) {
             metrics::counter!("tern_room_send_limited_total").increment(1);
-            return Err(CoreError::new(ErrorCode::RateLimited, "room send rate exceeded"));
+            return Err(CoreError::new(
+                ErrorCode::RateLimited,
+                "room send rate exceeded",
+            ));
         }
         let mut out = Broadcast::default();
         for (id, m) in members.iter() {
@@ -164,7 +184,11 @@ mod tests {
     }
 
     fn cfg() -> RoomConfig {
-        RoomConfig { deliver_rate: 2, send_rate: 100, max_joined: 2 }
+        RoomConfig {
+            deliver_rate: 2,
+            send_rate: 100,
+            max_joined: 2,
+        }
     }
 
     #[test]
@@ -184,7 +208,9 @@ mod tests {
         }
         assert_eq!(got, 2);
         let (c, _crx) = Conn::new("c", "d", 16);
-        let e = rooms.broadcast("r", &c, Bytes::from_static(b"{}")).unwrap_err();
+        let e = rooms
+            .broadcast("r", &c, Bytes::from_static(b"{}"))
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotMember);
         assert!(rooms.leave("r", a.id));
         assert!(rooms.leave("r", b.id));
@@ -197,6 +223,9 @@ mod tests {
         let (a, _rx) = Conn::new("a", "d", 16);
         rooms.join("r1", &a, 0).unwrap();
         rooms.join("r2", &a, 1).unwrap();
-        assert_eq!(rooms.join("r3", &a, 2).unwrap_err().code, ErrorCode::Invalid);
+        assert_eq!(
+            rooms.join("r3", &a, 2).unwrap_err().code,
+            ErrorCode::Invalid
+        );
     }
 }

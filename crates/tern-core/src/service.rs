@@ -4,15 +4,15 @@
 use crate::auth::Auth;
 use crate::bus::{Bus, Presence};
 use crate::error::{CoreError, CoreResult};
-use crate::hub::{Conn, Hub, Outbound, Push, Registered};
 use crate::groups::{GroupView, Groups};
+use crate::hub::{Conn, Hub, Outbound, Push, Registered};
+use crate::now_ms;
 use crate::pipeline::{Pipeline, Publisher, PushPlan};
 use crate::rooms::{RoomConfig, Rooms};
 use crate::store::{
-    Appended, ConvList, FriendLists, FriendStatus, HistoryQuery, MemberChange, NewMessage, OfflineBatch, Store,
-    StoreError, StoredMessage, UserRecord,
+    Appended, ConvList, FriendLists, FriendStatus, HistoryQuery, MemberChange, NewMessage,
+    OfflineBatch, Store, StoreError, StoredMessage, UserRecord,
 };
-use crate::now_ms;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -90,7 +90,9 @@ pub struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +115,18 @@ impl Core {
         };
         let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.offline_cap);
         let rooms = Rooms::new(cfg.rooms.clone());
-        Core { store, bus, presence, hub, auth, pipeline, rooms, groups, cfg, known_users: Default::default() }
+        Core {
+            store,
+            bus,
+            presence,
+            hub,
+            auth,
+            pipeline,
+            rooms,
+            groups,
+            cfg,
+            known_users: Default::default(),
+        }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -128,7 +141,9 @@ impl Core {
 
     pub async fn register(&self, user: &str, password: &str, name: Option<&str>) -> CoreResult<()> {
         if !is_valid_name(user) {
-            return Err(CoreError::invalid("user must be 1-64 characters of A-Z a-z 0-9 _ . -"));
+            return Err(CoreError::invalid(
+                "user must be 1-64 characters of A-Z a-z 0-9 _ . -",
+            ));
         }
         if password.chars().count() < 8 {
             return Err(CoreError::invalid("password must be at least 8 characters"));
@@ -149,7 +164,12 @@ impl Core {
                 tracing::error!(error = %e, "password hashing failed");
                 CoreError::unavailable()
             })?;
-        let rec = UserRecord { user: user.to_owned(), name: name.to_owned(), password_hash: hash, created_at: now_ms() };
+        let rec = UserRecord {
+            user: user.to_owned(),
+            name: name.to_owned(),
+            password_hash: hash,
+            created_at: now_ms(),
+        };
         match self.store.create_user(rec).await {
             Ok(()) => {
                 self.known_users.insert(user.to_owned());
@@ -183,9 +203,9 @@ impl Core {
 
     /// The user a token belongs to.
     pub fn authenticate(&self, token: &str) -> CoreResult<String> {
-        self.auth
-            .verify(token)
-            .ok_or_else(|| CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token"))
+        self.auth.verify(token).ok_or_else(|| {
+            CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
+        })
     }
 
     pub async fn user_exists(&self, user: &str) -> CoreResult<bool> {
@@ -204,9 +224,19 @@ impl Core {
 
     /// `(user, name, online)`.
     pub async fn user_info(&self, user: &str) -> CoreResult<(String, String, bool)> {
-        let rec = if is_valid_name(user) { self.store.get_user(user).await? } else { None };
+        let rec = if is_valid_name(user) {
+            self.store.get_user(user).await?
+        } else {
+            None
+        };
         let rec = rec.ok_or_else(|| CoreError::new(ErrorCode::NoSuchUser, "no such user"))?;
-        let online = self.presence.online(&[user]).await.first().copied().unwrap_or(false);
+        let online = self
+            .presence
+            .online(&[user])
+            .await
+            .first()
+            .copied()
+            .unwrap_or(false);
         Ok((rec.user, rec.name, online))
     }
 
@@ -238,19 +268,28 @@ impl Core {
         if self.user_exists(user).await? {
             Ok(())
         } else {
-            Err(CoreError::new(ErrorCode::NoSuchUser, format!("no such user {user:?}")))
+            Err(CoreError::new(
+                ErrorCode::NoSuchUser,
+                format!("no such user {user:?}"),
+            ))
         }
     }
 
     // ----- messages -----
 
     pub async fn send(&self, actor: Actor<'_>, req: SendRequest<'_>) -> CoreResult<SendOk> {
-        let cmid = req.client_msg_id.ok_or_else(|| CoreError::invalid("client_msg_id is required"))?;
+        let cmid = req
+            .client_msg_id
+            .ok_or_else(|| CoreError::invalid("client_msg_id is required"))?;
         if !is_valid_token(cmid) {
             return Err(CoreError::invalid("client_msg_id must be 1-64 characters"));
         }
-        let kind = req.kind.ok_or_else(|| CoreError::invalid("kind is required"))?;
-        let content = req.content.ok_or_else(|| CoreError::invalid("content is required"))?;
+        let kind = req
+            .kind
+            .ok_or_else(|| CoreError::invalid("kind is required"))?;
+        let content = req
+            .content
+            .ok_or_else(|| CoreError::invalid("content is required"))?;
         check_kind_content(kind, content).map_err(CoreError::invalid)?;
         if content.get().len() > self.cfg.content_bytes {
             return Err(CoreError::new(
@@ -261,10 +300,17 @@ impl Core {
         let to = match (req.to, req.group) {
             (Some(to), None) => to,
             (None, Some(gid)) => return self.send_group(actor, gid, cmid, kind, content).await,
-            _ => return Err(CoreError::invalid("exactly one of to and group is required")),
+            _ => {
+                return Err(CoreError::invalid(
+                    "exactly one of to and group is required",
+                ))
+            }
         };
         if !is_valid_name(to) {
-            return Err(CoreError::new(ErrorCode::NoSuchUser, format!("no such user {to:?}")));
+            return Err(CoreError::new(
+                ErrorCode::NoSuchUser,
+                format!("no such user {to:?}"),
+            ));
         }
         self.require_user(to).await?;
         let conv = ConvId::dm(actor.user, to).to_string();
@@ -304,10 +350,23 @@ impl Core {
     ) -> CoreResult<SendOk> {
         let view = self.group_view(gid).await?;
         if !view.is_member(actor.user) {
-            return Err(CoreError::new(ErrorCode::NotMember, "not a member of this group"));
+            return Err(CoreError::new(
+                ErrorCode::NotMember,
+                "not a member of this group",
+            ));
         }
-        let msg = self.group_message(gid, actor.user, kind, content.get().to_owned(), Some(cmid), None);
-        let plan = PushPlan::Group { gid: gid.into(), except: except_of(actor) };
+        let msg = self.group_message(
+            gid,
+            actor.user,
+            kind,
+            content.get().to_owned(),
+            Some(cmid),
+            None,
+        );
+        let plan = PushPlan::Group {
+            gid: gid.into(),
+            except: except_of(actor),
+        };
         send_ok(self.pipeline.append(msg, plan).await?)
     }
 
@@ -353,7 +412,8 @@ impl Core {
     /// Checks that `user` may use `conv`. `former_ok`: a former group
     /// member may still read (the store then bounds what they see).
     async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<ConvId> {
-        let id = ConvId::parse(conv).ok_or_else(|| CoreError::invalid("conv is not a conversation id"))?;
+        let id = ConvId::parse(conv)
+            .ok_or_else(|| CoreError::invalid("conv is not a conversation id"))?;
         let not_member = || CoreError::new(ErrorCode::NotMember, "not in this conversation");
         match &id {
             ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(id),
@@ -374,7 +434,11 @@ impl Core {
         match id {
             ConvId::Dm { a, b } if a == b => vec![Arc::from(a.as_str())],
             ConvId::Dm { a, b } => vec![Arc::from(a.as_str()), Arc::from(b.as_str())],
-            ConvId::Group(gid) => self.group_view(gid).await.map(|v| v.members.to_vec()).unwrap_or_default(),
+            ConvId::Group(gid) => self
+                .group_view(gid)
+                .await
+                .map(|v| v.members.to_vec())
+                .unwrap_or_default(),
         }
     }
 
@@ -385,8 +449,19 @@ impl Core {
         metrics::counter!("tern_acks_total").increment(1);
         if let Some(delivered) = self.store.ack(user, conv, seq, peer).await? {
             if let Some(peer) = peer {
-                let frame = encode(&Receipt { ty: "receipt", conv, by: user, delivered_seq: Some(delivered), read_seq: None });
-                self.bus.publish(Push { users: vec![peer.into()], except: None, out: Outbound::Frame(frame), inactive: None });
+                let frame = encode(&Receipt {
+                    ty: "receipt",
+                    conv,
+                    by: user,
+                    delivered_seq: Some(delivered),
+                    read_seq: None,
+                });
+                self.bus.publish(Push {
+                    users: vec![peer.into()],
+                    except: None,
+                    out: Outbound::Frame(frame),
+                    inactive: None,
+                });
             }
         }
         Ok(())
@@ -397,9 +472,18 @@ impl Core {
         if seq == 0 {
             return Err(CoreError::invalid("no message with seq 0"));
         }
-        let out = self.store.mark_read(actor.user, conv, seq, now_ms()).await?;
+        let out = self
+            .store
+            .mark_read(actor.user, conv, seq, now_ms())
+            .await?;
         if out.advanced {
-            let frame = encode(&Receipt { ty: "receipt", conv, by: actor.user, delivered_seq: None, read_seq: Some(out.read_seq) });
+            let frame = encode(&Receipt {
+                ty: "receipt",
+                conv,
+                by: actor.user,
+                delivered_seq: None,
+                read_seq: Some(out.read_seq),
+            });
             // 1:1: the peer and one's other devices; groups: one's other
             // devices (who read what in a group is asked with read_status).
             let users = match &id {
@@ -416,13 +500,21 @@ impl Core {
         Ok(out.read_seq)
     }
 
-    pub async fn sync(&self, user: &str, since: Option<i64>, limit: Option<u64>) -> CoreResult<ConvList> {
+    pub async fn sync(
+        &self,
+        user: &str,
+        since: Option<i64>,
+        limit: Option<u64>,
+    ) -> CoreResult<ConvList> {
         let limit = match limit {
             None => SYNC_DEFAULT,
             Some(l) if (1..=u64::from(SYNC_MAX)).contains(&l) => l as u32,
             Some(_) => return Err(CoreError::invalid("limit must be 1-1000")),
         };
-        Ok(self.store.conversations(user, since.unwrap_or(0), limit).await?)
+        Ok(self
+            .store
+            .conversations(user, since.unwrap_or(0), limit)
+            .await?)
     }
 
     pub async fn history(
@@ -439,15 +531,40 @@ impl Core {
             Some(l) if (1..=u64::from(HISTORY_MAX)).contains(&l) => l as u32,
             Some(_) => return Err(CoreError::invalid("limit must be 1-500")),
         };
-        Ok(self.store.history(user, conv, HistoryQuery { before_seq, after_seq, limit }).await?)
+        Ok(self
+            .store
+            .history(
+                user,
+                conv,
+                HistoryQuery {
+                    before_seq,
+                    after_seq,
+                    limit,
+                },
+            )
+            .await?)
     }
 
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
         let id = self.access(user, conv, false).await?;
-        let m = self.store.recall(conv, seq, user, self.cfg.recall_window_ms, now_ms()).await?;
-        let frame = encode(&Recalled { ty: "recalled", conv, seq, msg_id: m.msg_id, by: user });
+        let m = self
+            .store
+            .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
+            .await?;
+        let frame = encode(&Recalled {
+            ty: "recalled",
+            conv,
+            seq,
+            msg_id: m.msg_id,
+            by: user,
+        });
         let users = self.audience(&id).await;
-        self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+        self.bus.publish(Push {
+            users,
+            except: None,
+            out: Outbound::Frame(frame),
+            inactive: None,
+        });
         Ok(())
     }
 
@@ -468,8 +585,17 @@ impl Core {
         }
         let users: Vec<Arc<str>> = audience.into_iter().filter(|u| &**u != user).collect();
         if !users.is_empty() {
-            let frame = encode(&Typing { ty: "typing", conv, user });
-            self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+            let frame = encode(&Typing {
+                ty: "typing",
+                conv,
+                user,
+            });
+            self.bus.publish(Push {
+                users,
+                except: None,
+                out: Outbound::Frame(frame),
+                inactive: None,
+            });
         }
         Ok(())
     }
@@ -486,35 +612,58 @@ impl Core {
     /// Creates a group owned by `owner` with `members` (the owner need not
     /// be listed). Writes `group_created` and one `member_joined` per listed
     /// member, in order.
-    pub async fn create_group(&self, owner: &str, name: &str, members: &[&str]) -> CoreResult<Arc<GroupView>> {
+    pub async fn create_group(
+        &self,
+        owner: &str,
+        name: &str,
+        members: &[&str],
+    ) -> CoreResult<Arc<GroupView>> {
         if name.is_empty() || name.chars().count() > 128 {
             return Err(CoreError::invalid("name must be 1-128 characters"));
         }
         let members = self.new_members(members, None).await?;
         if members.len() + 1 > self.cfg.max_group_size {
-            return Err(CoreError::invalid(format!("a group has at most {} members", self.cfg.max_group_size)));
+            return Err(CoreError::invalid(format!(
+                "a group has at most {} members",
+                self.cfg.max_group_size
+            )));
         }
         let gid = new_group_id();
         let mut jobs = Vec::with_capacity(members.len() + 1);
         let created = system_content("group_created", owner);
-        let change = Some(MemberChange::Create { name: name.to_owned() });
-        jobs.push((self.group_message(&gid, owner, "system", created, None, change), self.group_plan(&gid)));
+        let change = Some(MemberChange::Create {
+            name: name.to_owned(),
+        });
+        jobs.push((
+            self.group_message(&gid, owner, "system", created, None, change),
+            self.group_plan(&gid),
+        ));
         for m in members.iter().filter(|m| **m != owner) {
             let change = Some(MemberChange::Join((*m).to_owned()));
             let content = system_content("member_joined", m);
-            jobs.push((self.group_message(&gid, owner, "system", content, None, change), self.group_plan(&gid)));
+            jobs.push((
+                self.group_message(&gid, owner, "system", content, None, change),
+                self.group_plan(&gid),
+            ));
         }
         self.pipeline.append_all(jobs).await?;
         self.group_view(&gid).await
     }
 
     fn group_plan(&self, gid: &str) -> PushPlan {
-        PushPlan::Group { gid: gid.into(), except: None }
+        PushPlan::Group {
+            gid: gid.into(),
+            except: None,
+        }
     }
 
     /// Validates a list of users to add: at most 1000, all existing,
     /// duplicates and current members dropped.
-    async fn new_members<'a>(&self, users: &[&'a str], view: Option<&GroupView>) -> CoreResult<Vec<&'a str>> {
+    async fn new_members<'a>(
+        &self,
+        users: &[&'a str],
+        view: Option<&GroupView>,
+    ) -> CoreResult<Vec<&'a str>> {
         if users.len() > LIST_MAX {
             return Err(CoreError::invalid("at most 1000 users per call"));
         }
@@ -534,24 +683,38 @@ impl Core {
     pub async fn group(&self, user: &str, gid: &str) -> CoreResult<Arc<GroupView>> {
         let view = self.group_view(gid).await?;
         if !view.is_member(user) {
-            return Err(CoreError::new(ErrorCode::NotMember, "not a member of this group"));
+            return Err(CoreError::new(
+                ErrorCode::NotMember,
+                "not a member of this group",
+            ));
         }
         Ok(view)
     }
 
     /// Any member may add users; each gets a `member_joined` message.
-    pub async fn add_members(&self, actor: &str, gid: &str, users: &[&str]) -> CoreResult<Arc<GroupView>> {
+    pub async fn add_members(
+        &self,
+        actor: &str,
+        gid: &str,
+        users: &[&str],
+    ) -> CoreResult<Arc<GroupView>> {
         let view = self.group(actor, gid).await?;
         let users = self.new_members(users, Some(&view)).await?;
         if view.size() + users.len() > self.cfg.max_group_size {
-            return Err(CoreError::invalid(format!("a group has at most {} members", self.cfg.max_group_size)));
+            return Err(CoreError::invalid(format!(
+                "a group has at most {} members",
+                self.cfg.max_group_size
+            )));
         }
         let jobs = users
             .iter()
             .map(|u| {
                 let change = Some(MemberChange::Join((*u).to_owned()));
                 let content = system_content("member_joined", u);
-                (self.group_message(gid, actor, "system", content, None, change), self.group_plan(gid))
+                (
+                    self.group_message(gid, actor, "system", content, None, change),
+                    self.group_plan(gid),
+                )
             })
             .collect();
         self.pipeline.append_all(jobs).await?;
@@ -567,10 +730,16 @@ impl Core {
         } else if *view.owner == *actor {
             "member_removed"
         } else {
-            return Err(CoreError::new(ErrorCode::Forbidden, "only the owner removes other members"));
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "only the owner removes other members",
+            ));
         };
         if !view.is_member(user) {
-            return Err(CoreError::new(ErrorCode::NoSuchUser, "not a member of this group"));
+            return Err(CoreError::new(
+                ErrorCode::NoSuchUser,
+                "not a member of this group",
+            ));
         }
         let change = Some(MemberChange::Leave(user.to_owned()));
         let content = system_content(event, user);
@@ -582,10 +751,17 @@ impl Core {
     /// Who of a group's current members has read message `seq` (write-
     /// diffused groups only). Returns `(read, unread)`, leaving out the
     /// message's sender.
-    pub async fn read_status(&self, user: &str, conv: &str, seq: u64) -> CoreResult<(Vec<String>, Vec<String>)> {
+    pub async fn read_status(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+    ) -> CoreResult<(Vec<String>, Vec<String>)> {
         let id = self.access(user, conv, false).await?;
         let ConvId::Group(gid) = &id else {
-            return Err(CoreError::invalid("read_status is for group conversations; 1:1 has read receipts"));
+            return Err(CoreError::invalid(
+                "read_status is for group conversations; 1:1 has read receipts",
+            ));
         };
         let view = self.group_view(gid).await?;
         if view.size() > self.cfg.write_limit {
@@ -594,8 +770,18 @@ impl Core {
                 self.cfg.write_limit
             )));
         }
-        let q = HistoryQuery { before_seq: None, after_seq: Some(seq.saturating_sub(1)), limit: 1 };
-        let msg = self.store.history(user, conv, q).await?.into_iter().next().filter(|m| m.seq == seq);
+        let q = HistoryQuery {
+            before_seq: None,
+            after_seq: Some(seq.saturating_sub(1)),
+            limit: 1,
+        };
+        let msg = self
+            .store
+            .history(user, conv, q)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|m| m.seq == seq);
         let max = self.store.max_seq(conv).await?;
         if seq == 0 || seq > max {
             return Err(CoreError::invalid("no such seq in this conversation"));
@@ -620,7 +806,9 @@ impl Core {
     /// Joins `conn` to a live room; `joined` is how many it is in already.
     pub fn room_join(&self, conn: &Arc<Conn>, room: &str, joined: usize) -> CoreResult<()> {
         if !is_valid_name(room) {
-            return Err(CoreError::invalid("room must be 1-64 characters of A-Z a-z 0-9 _ . -"));
+            return Err(CoreError::invalid(
+                "room must be 1-64 characters of A-Z a-z 0-9 _ . -",
+            ));
         }
         self.rooms.join(room, conn, joined)
     }
@@ -639,7 +827,13 @@ impl Core {
                 format!("content is over {} bytes", self.cfg.content_bytes),
             ));
         }
-        let frame = encode(&RoomMsg { ty: "room_msg", room, from: &conn.user, content, ts: now_ms() });
+        let frame = encode(&RoomMsg {
+            ty: "room_msg",
+            room,
+            from: &conn.user,
+            content,
+            ts: now_ms(),
+        });
         self.rooms.broadcast(room, conn, frame)?;
         Ok(())
     }
@@ -681,13 +875,27 @@ impl Core {
         }
         let names: Vec<&str> = friends.iter().map(String::as_str).collect();
         let flags = self.presence.online(&names).await;
-        let users: Vec<Arc<str>> =
-            names.iter().zip(flags).filter(|(_, on)| *on).map(|(u, _)| Arc::from(*u)).collect();
+        let users: Vec<Arc<str>> = names
+            .iter()
+            .zip(flags)
+            .filter(|(_, on)| *on)
+            .map(|(u, _)| Arc::from(*u))
+            .collect();
         if users.is_empty() {
             return;
         }
-        let frame = encode(&PresencePush { ty: "presence", user, online, ts: now_ms() });
-        self.bus.publish(Push { users, except: None, out: Outbound::Frame(frame), inactive: None });
+        let frame = encode(&PresencePush {
+            ty: "presence",
+            user,
+            online,
+            ts: now_ms(),
+        });
+        self.bus.publish(Push {
+            users,
+            except: None,
+            out: Outbound::Frame(frame),
+            inactive: None,
+        });
     }
 
     /// The user's queued offline messages.
@@ -758,9 +966,13 @@ fn except_of(actor: Actor<'_>) -> Option<(Arc<str>, Arc<str>)> {
 fn send_ok(appended: Appended) -> CoreResult<SendOk> {
     let duplicate = matches!(appended, Appended::Duplicate(_));
     match appended {
-        Appended::New(m) | Appended::Duplicate(m) => {
-            Ok(SendOk { msg_id: m.msg_id, conv: m.conv, seq: m.seq, ts: m.ts, duplicate })
-        }
+        Appended::New(m) | Appended::Duplicate(m) => Ok(SendOk {
+            msg_id: m.msg_id,
+            conv: m.conv,
+            seq: m.seq,
+            ts: m.ts,
+            duplicate,
+        }),
         Appended::Refused(r) => Err(StoreError::from(r).into()),
     }
 }
@@ -775,7 +987,9 @@ fn new_group_id() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..12).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..12)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// Encodes a server frame. Serializing these plain structs cannot fail.

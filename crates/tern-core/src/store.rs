@@ -285,24 +285,48 @@ pub trait Store: Send + Sync + 'static {
     /// History page for `user`, leaving out messages the user deleted. For a
     /// group conversation: `NotMember` if the user never was in it, and a
     /// former member sees messages up to their removal only.
-    async fn history(&self, user: &str, conv: &str, q: HistoryQuery) -> StoreResult<Vec<StoredMessage>>;
+    async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        q: HistoryQuery,
+    ) -> StoreResult<Vec<StoredMessage>>;
 
     /// Device of `user` holds `conv` up to `seq`: drops the user's offline
     /// entries of `conv` with seq <= `seq` and moves the user's delivered
     /// position forward (to at most the conversation's max seq). When
     /// `receipt_for` names a user and the delivered position moved past at
     /// least one message sent by that user, returns the new delivered seq.
-    async fn ack(&self, user: &str, conv: &str, seq: u64, receipt_for: Option<&str>) -> StoreResult<Option<u64>>;
+    async fn ack(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        receipt_for: Option<&str>,
+    ) -> StoreResult<Option<u64>>;
 
     /// Moves `user`'s read position in `conv` to `seq` (never backwards).
     /// `Invalid` when no message `seq` exists in `conv`.
-    async fn mark_read(&self, user: &str, conv: &str, seq: u64, now: i64) -> StoreResult<ReadOutcome>;
+    async fn mark_read(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<ReadOutcome>;
 
     /// Recalls message `seq` of `conv`: `Invalid` if it does not exist,
     /// `Forbidden` unless `by` sent it and `now - ts <= window_ms`. Clears
     /// the content, marks it recalled, and counts as activity of the
     /// conversation at `now`. Recalling twice is fine. Returns the message.
-    async fn recall(&self, conv: &str, seq: u64, by: &str, window_ms: i64, now: i64) -> StoreResult<StoredMessage>;
+    async fn recall(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage>;
 
     /// Hides messages from `user`'s own history. `Invalid` (and nothing
     /// hidden) if any seq does not exist in `conv`.

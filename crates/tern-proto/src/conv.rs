@@ -12,8 +12,15 @@ pub enum ConvId {
 impl ConvId {
     /// The 1:1 conversation between two users, in canonical order.
     pub fn dm(x: &str, y: &str) -> ConvId {
-        let (a, b) = if x.as_bytes() <= y.as_bytes() { (x, y) } else { (y, x) };
-        ConvId::Dm { a: a.to_owned(), b: b.to_owned() }
+        let (a, b) = if x.as_bytes() <= y.as_bytes() {
+            (x, y)
+        } else {
+            (y, x)
+        };
+        ConvId::Dm {
+            a: a.to_owned(),
+            b: b.to_owned(),
+        }
     }
 
     pub fn group(gid: &str) -> ConvId {
@@ -27,7 +34,10 @@ impl ConvId {
             if !is_valid_name(a) || !is_valid_name(b) || a.as_bytes() > b.as_bytes() {
                 return None;
             }
-            Some(ConvId::Dm { a: a.to_owned(), b: b.to_owned() })
+            Some(ConvId::Dm {
+                a: a.to_owned(),
+                b: b.to_owned(),
+            })
         } else if let Some(g) = s.strip_prefix("group:") {
             is_valid_name(g).then(|| ConvId::Group(g.to_owned()))
         } else {

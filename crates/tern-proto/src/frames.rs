@@ -146,7 +146,11 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     };
     let id = obj.get("id").and_then(|v| v.as_str()).map(str::to_owned);
     let Some(ty) = obj.get("type").and_then(|v| v.as_str()) else {
-        return DecodeError { code: ErrorCode::BadFrame, id, message: "frame has no type".into() };
+        return DecodeError {
+            code: ErrorCode::BadFrame,
+            id,
+            message: "frame has no type".into(),
+        };
     };
     if FrameType::parse(ty).is_none() {
         return DecodeError {
@@ -159,7 +163,11 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     if let Some(cut) = message.find(" at line ") {
         message.truncate(cut);
     }
-    DecodeError { code: ErrorCode::Invalid, id, message }
+    DecodeError {
+        code: ErrorCode::Invalid,
+        id,
+        message,
+    }
 }
 
 /// Serializes a u64 as a decimal string (message ids, so JavaScript keeps
@@ -211,7 +219,12 @@ pub struct ErrorFrame<'a> {
 
 impl<'a> ErrorFrame<'a> {
     pub fn new(id: Option<&'a str>, code: ErrorCode, message: &'a str) -> Self {
-        ErrorFrame { ty: "error", id, code: code.as_str(), message }
+        ErrorFrame {
+            ty: "error",
+            id,
+            code: code.as_str(),
+            message,
+        }
     }
 }
 
@@ -254,9 +267,15 @@ mod tests {
     fn error_classes() {
         assert_eq!(decode("nope").unwrap_err().code, ErrorCode::BadFrame);
         assert_eq!(decode("[1,2]").unwrap_err().code, ErrorCode::BadFrame);
-        assert_eq!(decode(r#"{"id":"1"}"#).unwrap_err().code, ErrorCode::BadFrame);
+        assert_eq!(
+            decode(r#"{"id":"1"}"#).unwrap_err().code,
+            ErrorCode::BadFrame
+        );
         let e = decode(r#"{"type":"fly","id":"9"}"#).unwrap_err();
-        assert_eq!((e.code, e.id.as_deref()), (ErrorCode::UnknownType, Some("9")));
+        assert_eq!(
+            (e.code, e.id.as_deref()),
+            (ErrorCode::UnknownType, Some("9"))
+        );
         let e = decode(r#"{"type":"ack","id":"3","seq":"x"}"#).unwrap_err();
         assert_eq!((e.code, e.id.as_deref()), (ErrorCode::Invalid, Some("3")));
         let e = decode(r#"{"type":"ack","seq":-1}"#).unwrap_err();

@@ -98,13 +98,19 @@ impl App {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let secret = load_secret(&cfg)?;
-        let auth = Auth::new(&secret, cfg.auth.token_ttl_secs, cfg.auth.argon2_m_cost_kib, cfg.auth.argon2_t_cost)
-            .context("auth settings")?;
+        let auth = Auth::new(
+            &secret,
+            cfg.auth.token_ttl_secs,
+            cfg.auth.argon2_m_cost_kib,
+            cfg.auth.argon2_t_cost,
+        )
+        .context("auth settings")?;
         let dir = cfg.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
-            .await
-            .context("opening the store")?
-            .context("opening the embedded store")?;
+        let store =
+            tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
+                .await
+                .context("opening the store")?
+                .context("opening the embedded store")?;
         let hub = Arc::new(Hub::new());
         let core = Core::new(
             Arc::new(store),

@@ -39,7 +39,14 @@ pub struct AuthConfig {
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
-            .field("secret", &if self.secret.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("argon2_m_cost_kib", &self.argon2_m_cost_kib)
             .field("argon2_t_cost", &self.argon2_t_cost)
@@ -99,13 +106,20 @@ pub struct GroupsConfig {
 
 impl Default for GroupsConfig {
     fn default() -> Self {
-        GroupsConfig { write_limit: 500, max_size: 100_000 }
+        GroupsConfig {
+            write_limit: 500,
+            max_size: 100_000,
+        }
     }
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        RoomsConfig { deliver_rate: 50, send_rate: 50, max_joined: 64 }
+        RoomsConfig {
+            deliver_rate: 50,
+            send_rate: 50,
+            max_joined: 64,
+        }
     }
 }
 
@@ -258,7 +272,11 @@ mod tests {
     #[test]
     fn example_file_is_the_defaults_and_validates() {
         let cfg: Config = toml::from_str(&example()).expect("tern.example.toml parses as Config");
-        assert_eq!(cfg, Config::default(), "tern.example.toml must hold exactly the defaults");
+        assert_eq!(
+            cfg,
+            Config::default(),
+            "tern.example.toml must hold exactly the defaults"
+        );
         cfg.validate().expect("the defaults validate");
     }
 
@@ -282,7 +300,10 @@ mod tests {
         want.sort();
         got.sort();
         assert_eq!(got, want, "settings in tern.example.toml vs Config");
-        assert_eq!(file, defaults, "values in tern.example.toml vs Config::default()");
+        assert_eq!(
+            file, defaults,
+            "values in tern.example.toml vs Config::default()"
+        );
     }
 
     /// Each setting in the example has its own comment line right above it.
@@ -314,7 +335,10 @@ mod tests {
             }
         };
         invalid(|c| c.limits.frame_bytes = 10, "frame_bytes");
-        invalid(|c| c.limits.content_bytes = c.limits.frame_bytes + 1, "content_bytes");
+        invalid(
+            |c| c.limits.content_bytes = c.limits.frame_bytes + 1,
+            "content_bytes",
+        );
         invalid(|c| c.node_id = 1024, "node_id");
     }
 

@@ -36,7 +36,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/messages", post(send_message))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError(CoreError::new(ErrorCode::Invalid, "no such endpoint")).with_status(404) })
+        .fallback(|| async {
+            ApiError(CoreError::new(ErrorCode::Invalid, "no such endpoint")).with_status(404)
+        })
         .with_state(app)
 }
 
@@ -46,7 +48,11 @@ pub struct ApiError(pub CoreError);
 impl ApiError {
     fn with_status(self, status: u16) -> Response {
         let body = Json(json!({"code": self.0.code.as_str(), "message": self.0.message}));
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body).into_response()
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -86,7 +92,12 @@ fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError(CoreError::new(ErrorCode::Unauthenticated, "missing bearer token")))?;
+        .ok_or_else(|| {
+            ApiError(CoreError::new(
+                ErrorCode::Unauthenticated,
+                "missing bearer token",
+            ))
+        })?;
     Ok(app.core.authenticate(token.trim())?)
 }
 
@@ -102,7 +113,9 @@ struct NewUserBody<'a> {
 
 async fn create_user(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
     let b: NewUserBody = body(&raw)?;
-    app.core.register(&b.user, &b.password, b.name.as_deref()).await?;
+    app.core
+        .register(&b.user, &b.password, b.name.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({"user": b.user}))).into_response())
 }
 
@@ -120,13 +133,21 @@ async fn create_session(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Re
     Ok(Json(json!({"token": token, "expires_at": expires_at})).into_response())
 }
 
-async fn get_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(user): Path<String>) -> ApiResult<Response> {
+async fn get_user(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> ApiResult<Response> {
     bearer(&app, &headers)?;
     let (user, name, online) = app.core.user_info(&user).await?;
     Ok(Json(json!({"user": user, "name": name, "online": online})).into_response())
 }
 
-async fn put_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(other): Path<String>) -> ApiResult<Response> {
+async fn put_friend(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(other): Path<String>,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let status = match app.core.friend_request(&me, &other).await? {
         FriendStatus::Requested => "requested",
@@ -135,7 +156,11 @@ async fn put_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(other)
     Ok(Json(json!({"status": status})).into_response())
 }
 
-async fn delete_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(other): Path<String>) -> ApiResult<Response> {
+async fn delete_friend(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(other): Path<String>,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     app.core.friend_delete(&me, &other).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -144,8 +169,14 @@ async fn delete_friend(State(app): State<Arc<App>>, headers: HeaderMap, Path(oth
 async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let (friends, lists) = app.core.friends(&me).await?;
-    let friends: Vec<_> = friends.iter().map(|(u, on)| json!({"user": u, "online": on})).collect();
-    Ok(Json(json!({"friends": friends, "incoming": lists.incoming, "outgoing": lists.outgoing})).into_response())
+    let friends: Vec<_> = friends
+        .iter()
+        .map(|(u, on)| json!({"user": u, "online": on}))
+        .collect();
+    Ok(
+        Json(json!({"friends": friends, "incoming": lists.incoming, "outgoing": lists.outgoing}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -154,7 +185,11 @@ struct SyncParams {
     limit: Option<u64>,
 }
 
-async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<Query<SyncParams>, QueryRejection>) -> ApiResult<Response> {
+async fn conversations(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<SyncParams>, QueryRejection>,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
     let list = app.core.sync(&me, q.since, q.limit).await?;
@@ -176,7 +211,10 @@ async fn messages(
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
-    let msgs = app.core.history(&me, &conv, q.before_seq, q.after_seq, q.limit).await?;
+    let msgs = app
+        .core
+        .history(&me, &conv, q.before_seq, q.after_seq, q.limit)
+        .await?;
     Ok(Json(HistoryAnswer::new(&msgs)).into_response())
 }
 
@@ -194,7 +232,11 @@ struct SendBody<'a> {
     content: Option<&'a RawValue>,
 }
 
-async fn send_message(State(app): State<Arc<App>>, headers: HeaderMap, raw: Bytes) -> ApiResult<Response> {
+async fn send_message(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let b: SendBody = body(&raw)?;
     let req = SendRequest {
@@ -204,7 +246,16 @@ async fn send_message(State(app): State<Arc<App>>, headers: HeaderMap, raw: Byte
         kind: b.kind.as_deref(),
         content: b.content,
     };
-    let ok = app.core.send(Actor { user: &me, device: None }, req).await?;
+    let ok = app
+        .core
+        .send(
+            Actor {
+                user: &me,
+                device: None,
+            },
+            req,
+        )
+        .await?;
     Ok(Json(SendAnswer::from(&ok)).into_response())
 }
 
@@ -224,7 +275,11 @@ fn group_json(v: &GroupView, with_size: bool) -> serde_json::Value {
     j
 }
 
-async fn create_group(State(app): State<Arc<App>>, headers: HeaderMap, raw: Bytes) -> ApiResult<Response> {
+async fn create_group(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let b: NewGroupBody = body(&raw)?;
     let members: Vec<&str> = b.members.iter().map(|m| m.as_ref()).collect();
@@ -232,7 +287,11 @@ async fn create_group(State(app): State<Arc<App>>, headers: HeaderMap, raw: Byte
     Ok((StatusCode::CREATED, Json(group_json(&view, false))).into_response())
 }
 
-async fn get_group(State(app): State<Arc<App>>, headers: HeaderMap, Path(gid): Path<String>) -> ApiResult<Response> {
+async fn get_group(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let view = app.core.group(&me, &gid).await?;
     Ok(Json(group_json(&view, true)).into_response())

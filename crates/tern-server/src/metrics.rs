@@ -13,10 +13,17 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn prometheus() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+            let buckets = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("tern_storage_seconds".into()), &buckets)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("tern_append_batch_size".into()), &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tern_append_batch_size".into()),
+                        &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0],
+                    )
+                })
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
@@ -51,12 +58,28 @@ impl Hot {
         metrics::describe_counter!("tern_frames_in_total", "Frames received from clients");
         metrics::describe_counter!("tern_frames_out_total", "Frames written to clients");
         metrics::describe_counter!("tern_messages_stored_total", "Messages durably stored");
-        metrics::describe_counter!("tern_deliveries_total", "Frames queued to connections by fan-out (messages, receipts, events)");
+        metrics::describe_counter!(
+            "tern_deliveries_total",
+            "Frames queued to connections by fan-out (messages, receipts, events)"
+        );
         metrics::describe_counter!("tern_acks_total", "Acks received");
-        metrics::describe_counter!("tern_redeliveries_total", "Pushes repeated after the ack timeout");
-        metrics::describe_counter!("tern_rate_limited_total", "Frames refused by the per-connection rate limit");
-        metrics::describe_counter!("tern_slow_reader_closes_total", "Connections closed because their queue was full");
-        metrics::describe_histogram!("tern_storage_seconds", metrics::Unit::Seconds, "Storage latency by operation");
+        metrics::describe_counter!(
+            "tern_redeliveries_total",
+            "Pushes repeated after the ack timeout"
+        );
+        metrics::describe_counter!(
+            "tern_rate_limited_total",
+            "Frames refused by the per-connection rate limit"
+        );
+        metrics::describe_counter!(
+            "tern_slow_reader_closes_total",
+            "Connections closed because their queue was full"
+        );
+        metrics::describe_histogram!(
+            "tern_storage_seconds",
+            metrics::Unit::Seconds,
+            "Storage latency by operation"
+        );
         for name in [
             "tern_messages_stored_total",
             "tern_deliveries_total",

@@ -24,14 +24,21 @@ pub struct Pending {
 impl Pending {
     /// Records a push; returns how many pushes now await an ack.
     pub fn add(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, due: Instant) -> usize {
-        self.convs.entry(conv).or_default().push_back(Entry { seq, frame, due, tries: 0 });
+        self.convs.entry(conv).or_default().push_back(Entry {
+            seq,
+            frame,
+            due,
+            tries: 0,
+        });
         self.total += 1;
         self.total
     }
 
     /// A cumulative ack: drops every entry of `conv` up to `seq`.
     pub fn ack(&mut self, conv: &str, seq: u64) {
-        let Some(q) = self.convs.get_mut(conv) else { return };
+        let Some(q) = self.convs.get_mut(conv) else {
+            return;
+        };
         let before = q.len();
         q.retain(|e| e.seq > seq);
         self.total -= before - q.len();
@@ -42,7 +49,12 @@ impl Pending {
 
     /// Frames due for another push at `now`; each is pushed at most
     /// `max_tries` more times, then left to the offline queue.
-    pub fn take_due(&mut self, now: Instant, timeout: std::time::Duration, max_tries: u32) -> Vec<Bytes> {
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        timeout: std::time::Duration,
+        max_tries: u32,
+    ) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut dropped = 0;
         for q in self.convs.values_mut() {
@@ -66,7 +78,10 @@ impl Pending {
     }
 
     pub fn next_due(&self) -> Option<Instant> {
-        self.convs.values().flat_map(|q| q.iter().map(|e| e.due)).min()
+        self.convs
+            .values()
+            .flat_map(|q| q.iter().map(|e| e.due))
+            .min()
     }
 
     pub fn len(&self) -> usize {

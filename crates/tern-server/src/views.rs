@@ -18,7 +18,13 @@ pub struct SendAnswer<'a> {
 
 impl<'a> From<&'a SendOk> for SendAnswer<'a> {
     fn from(s: &'a SendOk) -> Self {
-        SendAnswer { msg_id: s.msg_id, conv: &s.conv, seq: s.seq, ts: s.ts, duplicate: s.duplicate }
+        SendAnswer {
+            msg_id: s.msg_id,
+            conv: &s.conv,
+            seq: s.seq,
+            ts: s.ts,
+            duplicate: s.duplicate,
+        }
     }
 }
 
@@ -71,7 +77,9 @@ pub struct HistoryAnswer<'a> {
 
 impl<'a> HistoryAnswer<'a> {
     pub fn new(msgs: &'a [StoredMessage]) -> Self {
-        HistoryAnswer { msgs: msgs.iter().map(msg_view).collect() }
+        HistoryAnswer {
+            msgs: msgs.iter().map(msg_view).collect(),
+        }
     }
 }
 

@@ -74,7 +74,14 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
         }
     };
     let (sink, stream) = socket.split();
-    let writer = tokio::spawn(writer_loop(app.clone(), conn.clone(), sink, rx, pending.clone(), offline_max));
+    let writer = tokio::spawn(writer_loop(
+        app.clone(),
+        conn.clone(),
+        sink,
+        rx,
+        pending.clone(),
+        offline_max,
+    ));
 
     app.readers.enter();
     reader_loop(&app, &conn, stream, &pending).await;
@@ -96,7 +103,10 @@ fn text(b: Bytes) -> Message {
 }
 
 fn close_msg(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
 }
 
 fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
@@ -112,8 +122,17 @@ struct AuthOk<'a> {
 
 /// Runs the `auth` step; on failure sends `unauthenticated` and closes
 /// with 4001.
-async fn authenticate(app: &App, socket: &mut WebSocket, params: WsParams) -> Option<(String, String)> {
-    let reject = |id: Option<&str>, msg: &str| (error_frame(id, ErrorCode::Unauthenticated, msg), close_msg(close::UNAUTHENTICATED, "unauthenticated"));
+async fn authenticate(
+    app: &App,
+    socket: &mut WebSocket,
+    params: WsParams,
+) -> Option<(String, String)> {
+    let reject = |id: Option<&str>, msg: &str| {
+        (
+            error_frame(id, ErrorCode::Unauthenticated, msg),
+            close_msg(close::UNAUTHENTICATED, "unauthenticated"),
+        )
+    };
     let (user, device, id) = if let Some(token) = params.token {
         match app.core.authenticate(&token) {
             Ok(user) => (user, params.device, None),
@@ -146,13 +165,23 @@ async fn authenticate(app: &App, socket: &mut WebSocket, params: WsParams) -> Op
             let outcome = match decode(t.as_str()) {
                 Ok(d) if d.ty == FrameType::Auth => {
                     let id = d.frame.id.as_deref().map(str::to_owned);
-                    match d.frame.token.as_deref().map(|tok| app.core.authenticate(tok)) {
-                        Some(Ok(user)) => Ok((user, d.frame.device.as_deref().map(str::to_owned), id)),
+                    match d
+                        .frame
+                        .token
+                        .as_deref()
+                        .map(|tok| app.core.authenticate(tok))
+                    {
+                        Some(Ok(user)) => {
+                            Ok((user, d.frame.device.as_deref().map(str::to_owned), id))
+                        }
                         Some(Err(e)) => Err((id, e.message.into_owned())),
                         None => Err((id, "auth needs a token".to_owned())),
                     }
                 }
-                Ok(d) => Err((d.frame.id.as_deref().map(str::to_owned), "the first frame must be auth".to_owned())),
+                Ok(d) => Err((
+                    d.frame.id.as_deref().map(str::to_owned),
+                    "the first frame must be auth".to_owned(),
+                )),
                 Err(e) => Err((e.id, "the first frame must be auth".to_owned())),
             };
             match outcome {
@@ -168,11 +197,26 @@ async fn authenticate(app: &App, socket: &mut WebSocket, params: WsParams) -> Op
     };
     let device = device.unwrap_or_else(|| "default".to_owned());
     if !is_valid_token(&device) {
-        let _ = socket.send(text(error_frame(id.as_deref(), ErrorCode::Invalid, "device must be 1-64 characters"))).await;
-        let _ = socket.send(close_msg(close::UNAUTHENTICATED, "bad device")).await;
+        let _ = socket
+            .send(text(error_frame(
+                id.as_deref(),
+                ErrorCode::Invalid,
+                "device must be 1-64 characters",
+            )))
+            .await;
+        let _ = socket
+            .send(close_msg(close::UNAUTHENTICATED, "bad device"))
+            .await;
         return None;
     }
-    let ok = encode(&OkFrame::new(id.as_deref(), AuthOk { user: &user, device: &device, ts: now_ms() }));
+    let ok = encode(&OkFrame::new(
+        id.as_deref(),
+        AuthOk {
+            user: &user,
+            device: &device,
+            ts: now_ms(),
+        },
+    ));
     socket.send(text(ok)).await.ok()?;
     Some((user, device))
 }
@@ -197,8 +241,12 @@ async fn push_offline(
     let batch = match app.core.offline(user).await {
         Ok(b) => b,
         Err(e) => {
-            let _ = socket.send(text(error_frame(None, e.code, &e.message))).await;
-            let _ = socket.send(close_msg(1011, "offline queue unavailable")).await;
+            let _ = socket
+                .send(text(error_frame(None, e.code, &e.message)))
+                .await;
+            let _ = socket
+                .send(close_msg(1011, "offline queue unavailable"))
+                .await;
             return Err(());
         }
     };
@@ -210,10 +258,16 @@ async fn push_offline(
         let conv: Arc<str> = m.conv.as_str().into();
         let e = max.entry(conv.clone()).or_default();
         *e = (*e).max(m.seq);
-        pending.lock().add(conv, m.seq, frame.clone(), Instant::now() + timeout);
+        pending
+            .lock()
+            .add(conv, m.seq, frame.clone(), Instant::now() + timeout);
         socket.feed(text(frame)).await.map_err(|_| ())?;
     }
-    let done = encode(&OfflineDone { ty: "offline_done", count, truncated: batch.truncated });
+    let done = encode(&OfflineDone {
+        ty: "offline_done",
+        count,
+        truncated: batch.truncated,
+    });
     socket.send(text(done)).await.map_err(|_| ())?;
     app.hot.frames_out.increment(count as u64 + 1);
     Ok(max)
@@ -246,7 +300,10 @@ impl RateLimit {
             // A client stays "over the limit" while refusals keep coming:
             // one allowed frame between refusals does not reset the clock,
             // a quiet second without any refusal does.
-            if self.last_refused.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            if self
+                .last_refused
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
                 self.over_since = None;
             }
             return Verdict::Allow;
@@ -261,7 +318,12 @@ impl RateLimit {
     }
 }
 
-async fn reader_loop(app: &App, conn: &Arc<Conn>, mut stream: SplitStream<WebSocket>, pending: &Mutex<Pending>) {
+async fn reader_loop(
+    app: &App,
+    conn: &Arc<Conn>,
+    mut stream: SplitStream<WebSocket>,
+    pending: &Mutex<Pending>,
+) {
     let mut rooms = Vec::new();
     reader_frames(app, conn, &mut stream, pending, &mut rooms).await;
     for room in rooms {
@@ -323,10 +385,16 @@ async fn reader_frames(
             Verdict::Refuse => {
                 app.hot.rate_limited.increment(1);
                 if let Message::Text(t) = &msg {
-                    let id = decode(t.as_str()).ok().and_then(|d| d.frame.id.map(|s| s.into_owned()));
+                    let id = decode(t.as_str())
+                        .ok()
+                        .and_then(|d| d.frame.id.map(|s| s.into_owned()));
                     // Never waits: a client that floods and does not read
                     // fills its queue and is closed as a slow reader.
-                    conn.push(Outbound::Frame(error_frame(id.as_deref(), ErrorCode::RateLimited, "too many frames")));
+                    conn.push(Outbound::Frame(error_frame(
+                        id.as_deref(),
+                        ErrorCode::RateLimited,
+                        "too many frames",
+                    )));
                 }
                 continue;
             }
@@ -339,7 +407,12 @@ async fn reader_frames(
         match msg {
             Message::Text(t) => handle_text(app, conn, t.as_str(), pending, rooms).await,
             Message::Binary(_) => {
-                conn.reply(error_frame(None, ErrorCode::BadFrame, "frames are JSON text")).await;
+                conn.reply(error_frame(
+                    None,
+                    ErrorCode::BadFrame,
+                    "frames are JSON text",
+                ))
+                .await;
             }
             // Answered by the WebSocket layer; counted above as activity.
             _ => {}
@@ -351,7 +424,10 @@ fn is_capacity(e: &axum::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = src {
         let s = err.to_string();
-        if s.contains("Space limit exceeded") || s.contains("too long") || s.contains("Message too big") {
+        if s.contains("Space limit exceeded")
+            || s.contains("too long")
+            || s.contains("Message too big")
+        {
             return true;
         }
         src = err.source();
@@ -388,17 +464,29 @@ struct PresenceAnswer<'a> {
     online: HashMap<&'a str, bool>,
 }
 
-async fn handle_text(app: &App, conn: &Arc<Conn>, text: &str, pending: &Mutex<Pending>, rooms: &mut Vec<String>) {
+async fn handle_text(
+    app: &App,
+    conn: &Arc<Conn>,
+    text: &str,
+    pending: &Mutex<Pending>,
+    rooms: &mut Vec<String>,
+) {
     let d = match decode(text) {
         Ok(d) => d,
         Err(e) => {
-            conn.reply(error_frame(e.id.as_deref(), e.code, &e.message)).await;
+            conn.reply(error_frame(e.id.as_deref(), e.code, &e.message))
+                .await;
             return;
         }
     };
     let id = d.frame.id.as_deref();
     if id.is_some_and(|i| !is_valid_request_id(i)) {
-        conn.reply(error_frame(None, ErrorCode::Invalid, "id must be at most 64 characters")).await;
+        conn.reply(error_frame(
+            None,
+            ErrorCode::Invalid,
+            "id must be at most 64 characters",
+        ))
+        .await;
         return;
     }
     match handle(app, conn, d.ty, &d.frame, pending, rooms).await {
@@ -428,7 +516,10 @@ async fn handle(
 ) -> Result<Option<Bytes>, CoreError> {
     let id = f.id.as_deref();
     let user = &*conn.user;
-    let actor = Actor { user, device: Some(&conn.device) };
+    let actor = Actor {
+        user,
+        device: Some(&conn.device),
+    };
     let ok = |frame: Bytes| Ok(id.map(|_| frame));
     match ty {
         FrameType::Ping => Ok(Some(encode(&Pong { ty: "pong", id }))),
@@ -463,7 +554,10 @@ async fn handle(
         }
         FrameType::History => {
             let conv = need(f.conv.as_deref(), "conv")?;
-            let msgs = app.core.history(user, conv, f.before_seq, f.after_seq, f.limit).await?;
+            let msgs = app
+                .core
+                .history(user, conv, f.before_seq, f.after_seq, f.limit)
+                .await?;
             ok(encode(&OkFrame::new(id, HistoryAnswer::new(&msgs))))
         }
         FrameType::Recall => {
@@ -518,7 +612,15 @@ async fn handle(
             let conv = need(f.conv.as_deref(), "conv")?;
             let seq = need(f.seq, "seq")?;
             let (read, unread) = app.core.read_status(user, conv, seq).await?;
-            ok(encode(&OkFrame::new(id, ReadStatusAnswer { conv, seq, read, unread })))
+            ok(encode(&OkFrame::new(
+                id,
+                ReadStatusAnswer {
+                    conv,
+                    seq,
+                    read,
+                    unread,
+                },
+            )))
         }
     }
 }

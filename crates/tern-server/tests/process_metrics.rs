@@ -52,10 +52,14 @@ async fn healthz_metrics_and_slow_readers() {
     for _ in 0..5 {
         b.next_of("msg").await;
     }
-    b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":5})).await;
+    b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":5}))
+        .await;
     b.barrier().await;
     a.next_of("receipt").await;
-    assert_eq!(metric(&s, "tern_messages_stored_total").await - before[0], 5.0);
+    assert_eq!(
+        metric(&s, "tern_messages_stored_total").await - before[0],
+        5.0
+    );
     // 5 pushes to bob and one receipt to alice.
     assert_eq!(metric(&s, "tern_deliveries_total").await - before[1], 6.0);
     assert_eq!(metric(&s, "tern_acks_total").await - before[2], 1.0);
@@ -63,7 +67,10 @@ async fn healthz_metrics_and_slow_readers() {
     assert!(metric(&s, "tern_frames_out_total").await - before[4] >= 12.0);
     let (_, text) = s.get("/metrics", None).await;
     let text = text.as_str().unwrap();
-    assert!(text.contains("tern_storage_seconds_bucket{op=\"append\""), "storage latency histogram");
+    assert!(
+        text.contains("tern_storage_seconds_bucket{op=\"append\""),
+        "storage latency histogram"
+    );
     assert!(text.contains("tern_storage_seconds_count{op=\"append\"}"));
 
     // Redelivery: one unacked push is repeated 3 times.
@@ -106,6 +113,8 @@ async fn slow_reader_is_cut_off_and_keeps_its_messages(s: &Server) {
     let (_, (msgs, done)) = s.connect_offline(&td, "d").await;
     assert_eq!(done["count"], sent);
     assert_eq!(msgs.len(), sent);
-    let h = c.ok(json!({"type":"history","conv":dm("carol","dave"),"limit":1})).await;
+    let h = c
+        .ok(json!({"type":"history","conv":dm("carol","dave"),"limit":1}))
+        .await;
     assert_eq!(h["msgs"][0]["seq"], sent);
 }

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use tern_core::store::{
-    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage, OfflineBatch, ReadOutcome,
-    Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,7 +39,11 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { readers: 4, max_batch: 256, queue: 4096 }
+        SqliteOptions {
+            readers: 4,
+            max_batch: 256,
+            queue: 4096,
+        }
     }
 }
 
@@ -99,8 +103,14 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(StoreError::backend)?;
         schema::configure(&conn, false).map_err(StoreError::backend)?;
         if let Err(v) = schema::migrate(&conn).map_err(StoreError::backend)? {
-            tracing::error!(found = v, supported = schema::VERSION, "database schema is newer than this binary");
-            return Err(StoreError::Invalid("database schema is newer than this binary"));
+            tracing::error!(
+                found = v,
+                supported = schema::VERSION,
+                "database schema is newer than this binary"
+            );
+            return Err(StoreError::Invalid(
+                "database schema is newer than this binary",
+            ));
         }
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let max_batch = opts.max_batch.max(1);
@@ -108,8 +118,15 @@ impl SqliteStore {
             .name("tern-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_batch))
             .map_err(StoreError::backend)?;
-        let readers = Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()), keep: opts.readers.max(1) });
-        Ok(SqliteStore { writer: tx, readers })
+        let readers = Arc::new(ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep: opts.readers.max(1),
+        });
+        Ok(SqliteStore {
+            writer: tx,
+            readers,
+        })
     }
 
     /// Runs `f` in the next write transaction; answers after it committed.
@@ -130,9 +147,15 @@ impl SqliteStore {
             })
         });
         if self.writer.send(job).await.is_err() {
-            return Err(StoreError::backend(CommitFailed("the writer thread is gone".into())));
+            return Err(StoreError::backend(CommitFailed(
+                "the writer thread is gone".into(),
+            )));
         }
-        rx.await.unwrap_or_else(|_| Err(StoreError::backend(CommitFailed("the writer thread is gone".into()))))
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::backend(CommitFailed(
+                "the writer thread is gone".into(),
+            )))
+        })
     }
 
     /// Runs `f` on a read connection on the blocking pool.
@@ -157,10 +180,18 @@ fn writer_gone() -> StoreError {
     StoreError::backend(CommitFailed("the write transaction did not run".into()))
 }
 
-fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
-    conn.execute_batch("SAVEPOINT job").map_err(StoreError::backend)?;
+fn run_in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(StoreError::backend)?;
     let result = f(conn);
-    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
     if let Err(e) = conn.execute_batch(end) {
         return Err(StoreError::backend(e));
     }
@@ -202,7 +233,6 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
     }
 }
 
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
@@ -216,7 +246,8 @@ impl Store for SqliteStore {
 
     async fn friend_request(&self, from: &str, to: &str, now: i64) -> StoreResult<FriendStatus> {
         let (from, to) = (from.to_owned(), to.to_owned());
-        self.write(move |c| ops::friend_request(c, &from, &to, now)).await
+        self.write(move |c| ops::friend_request(c, &from, &to, now))
+            .await
     }
 
     async fn friend_delete(&self, a: &str, b: &str) -> StoreResult<()> {
@@ -229,8 +260,13 @@ impl Store for SqliteStore {
         self.read(move |c| ops::friends(c, &user)).await
     }
 
-    async fn append_messages(&self, batch: Vec<NewMessage>, offline_cap: usize) -> StoreResult<Vec<Appended>> {
-        self.write(move |c| ops::append_messages(c, &batch, offline_cap)).await
+    async fn append_messages(
+        &self,
+        batch: Vec<NewMessage>,
+        offline_cap: usize,
+    ) -> StoreResult<Vec<Appended>> {
+        self.write(move |c| ops::append_messages(c, &batch, offline_cap))
+            .await
     }
 
     async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
@@ -238,39 +274,73 @@ impl Store for SqliteStore {
         self.read(move |c| ops::max_seq(c, &conv)).await
     }
 
-    async fn history(&self, user: &str, conv: &str, q: HistoryQuery) -> StoreResult<Vec<StoredMessage>> {
+    async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        q: HistoryQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
         let (user, conv) = (user.to_owned(), conv.to_owned());
         self.read(move |c| ops::history(c, &user, &conv, q)).await
     }
 
-    async fn ack(&self, user: &str, conv: &str, seq: u64, receipt_for: Option<&str>) -> StoreResult<Option<u64>> {
-        let (user, conv, rf) = (user.to_owned(), conv.to_owned(), receipt_for.map(str::to_owned));
-        self.write(move |c| ops::ack(c, &user, &conv, seq, rf.as_deref())).await
+    async fn ack(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        receipt_for: Option<&str>,
+    ) -> StoreResult<Option<u64>> {
+        let (user, conv, rf) = (
+            user.to_owned(),
+            conv.to_owned(),
+            receipt_for.map(str::to_owned),
+        );
+        self.write(move |c| ops::ack(c, &user, &conv, seq, rf.as_deref()))
+            .await
     }
 
-    async fn mark_read(&self, user: &str, conv: &str, seq: u64, now: i64) -> StoreResult<ReadOutcome> {
+    async fn mark_read(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<ReadOutcome> {
         let (user, conv) = (user.to_owned(), conv.to_owned());
-        self.write(move |c| ops::mark_read(c, &user, &conv, seq, now)).await
+        self.write(move |c| ops::mark_read(c, &user, &conv, seq, now))
+            .await
     }
 
-    async fn recall(&self, conv: &str, seq: u64, by: &str, window_ms: i64, now: i64) -> StoreResult<StoredMessage> {
+    async fn recall(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage> {
         let (conv, by) = (conv.to_owned(), by.to_owned());
-        self.write(move |c| ops::recall(c, &conv, seq, &by, window_ms, now)).await
+        self.write(move |c| ops::recall(c, &conv, seq, &by, window_ms, now))
+            .await
     }
 
     async fn delete_for_user(&self, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()> {
         let (user, conv, seqs) = (user.to_owned(), conv.to_owned(), seqs.to_vec());
-        self.write(move |c| ops::delete_for_user(c, &user, &conv, &seqs)).await
+        self.write(move |c| ops::delete_for_user(c, &user, &conv, &seqs))
+            .await
     }
 
     async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList> {
         let user = user.to_owned();
-        self.read(move |c| ops::conversations(c, &user, since, limit)).await
+        self.read(move |c| ops::conversations(c, &user, since, limit))
+            .await
     }
 
     async fn offline_fetch(&self, user: &str, limit: u32) -> StoreResult<OfflineBatch> {
         let user = user.to_owned();
-        self.write(move |c| ops::offline_fetch(c, &user, limit)).await
+        self.write(move |c| ops::offline_fetch(c, &user, limit))
+            .await
     }
 
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
@@ -284,7 +354,11 @@ impl Store for SqliteStore {
     }
 
     async fn health(&self) -> StoreResult<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(StoreError::backend)).await?;
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(StoreError::backend)
+        })
+        .await?;
         // The writer answers too (a wedged writer is not healthy).
         self.write(|_| Ok(())).await
     }

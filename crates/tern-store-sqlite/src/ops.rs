@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::store::{
-    Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery, MemberChange, NewMessage,
-    OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult, StoredMessage, UserRecord,
+    Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
+    MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 fn be(e: rusqlite::Error) -> StoreError {
@@ -22,7 +23,8 @@ fn sql_seq(seq: u64) -> i64 {
 }
 
 /// Columns read by [`message_from_row`], in order.
-const MSG_COLS: &str = "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
+const MSG_COLS: &str =
+    "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
                         m.client_msg_id, m.recalled";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
@@ -71,7 +73,12 @@ pub fn get_user(c: &Connection, user: &str) -> StoreResult<Option<UserRecord>> {
     c.prepare_cached("SELECT user, name, password_hash, created_at FROM users WHERE user = ?1")
         .map_err(be)?
         .query_row([user], |r| {
-            Ok(UserRecord { user: r.get(0)?, name: r.get(1)?, password_hash: r.get(2)?, created_at: r.get(3)? })
+            Ok(UserRecord {
+                user: r.get(0)?,
+                name: r.get(1)?,
+                password_hash: r.get(2)?,
+                created_at: r.get(3)?,
+            })
         })
         .optional()
         .map_err(be)
@@ -95,7 +102,9 @@ pub fn friend_request(c: &Connection, from: &str, to: &str, now: i64) -> StoreRe
         .map_err(be)?;
     if answered > 0 {
         let mut ins = c
-            .prepare_cached("INSERT OR IGNORE INTO friends (user, friend, since) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT OR IGNORE INTO friends (user, friend, since) VALUES (?1, ?2, ?3)",
+            )
             .map_err(be)?;
         ins.execute(params![from, to, now]).map_err(be)?;
         ins.execute(params![to, from, now]).map_err(be)?;
@@ -109,10 +118,12 @@ pub fn friend_request(c: &Connection, from: &str, to: &str, now: i64) -> StoreRe
 }
 
 pub fn friend_delete(c: &Connection, a: &str, b: &str) -> StoreResult<()> {
-    c.prepare_cached("DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)")
-        .map_err(be)?
-        .execute([a, b])
-        .map_err(be)?;
+    c.prepare_cached(
+        "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
+    )
+    .map_err(be)?
+    .execute([a, b])
+    .map_err(be)?;
     c.prepare_cached(
         "DELETE FROM friend_requests WHERE (from_user = ?1 AND to_user = ?2) OR (from_user = ?2 AND to_user = ?1)",
     )
@@ -130,16 +141,30 @@ fn strings(c: &Connection, sql: &str, arg: &str) -> StoreResult<Vec<String>> {
 
 pub fn friends(c: &Connection, user: &str) -> StoreResult<FriendLists> {
     Ok(FriendLists {
-        friends: strings(c, "SELECT friend FROM friends WHERE user = ?1 ORDER BY friend", user)?,
-        incoming: strings(c, "SELECT from_user FROM friend_requests WHERE to_user = ?1 ORDER BY from_user", user)?,
-        outgoing: strings(c, "SELECT to_user FROM friend_requests WHERE from_user = ?1 ORDER BY to_user", user)?,
+        friends: strings(
+            c,
+            "SELECT friend FROM friends WHERE user = ?1 ORDER BY friend",
+            user,
+        )?,
+        incoming: strings(
+            c,
+            "SELECT from_user FROM friend_requests WHERE to_user = ?1 ORDER BY from_user",
+            user,
+        )?,
+        outgoing: strings(
+            c,
+            "SELECT to_user FROM friend_requests WHERE from_user = ?1 ORDER BY to_user",
+            user,
+        )?,
     })
 }
 
 // ----- messages -----
 
 fn find_duplicate(c: &Connection, from: &str, cmid: &str) -> StoreResult<Option<StoredMessage>> {
-    let sql = format!("SELECT {MSG_COLS} FROM messages m WHERE m.from_user = ?1 AND m.client_msg_id = ?2");
+    let sql = format!(
+        "SELECT {MSG_COLS} FROM messages m WHERE m.from_user = ?1 AND m.client_msg_id = ?2"
+    );
     c.prepare_cached(&sql)
         .map_err(be)?
         .query_row([from, cmid], message_from_row)
@@ -165,11 +190,18 @@ fn is_member(c: &Connection, gid: &str, user: &str) -> StoreResult<bool> {
 }
 
 fn group_exists(c: &Connection, gid: &str) -> StoreResult<bool> {
-    c.prepare_cached("SELECT 1 FROM groups WHERE gid = ?1").map_err(be)?.exists([gid]).map_err(be)
+    c.prepare_cached("SELECT 1 FROM groups WHERE gid = ?1")
+        .map_err(be)?
+        .exists([gid])
+        .map_err(be)
 }
 
 fn members(c: &Connection, gid: &str) -> StoreResult<Vec<String>> {
-    strings(c, "SELECT user FROM group_members WHERE gid = ?1 ORDER BY join_order", gid)
+    strings(
+        c,
+        "SELECT user FROM group_members WHERE gid = ?1 ORDER BY join_order",
+        gid,
+    )
 }
 
 /// Adds `user` to group `gid` (conversation `conv`) at message `seq`.
@@ -203,7 +235,14 @@ fn add_member(c: &Connection, gid: &str, conv: &str, user: &str, seq: u64) -> St
 }
 
 /// Removes `user` from group `gid` after message `seq` (at `ts`).
-fn remove_member(c: &Connection, gid: &str, conv: &str, user: &str, seq: u64, ts: i64) -> StoreResult<()> {
+fn remove_member(
+    c: &Connection,
+    gid: &str,
+    conv: &str,
+    user: &str,
+    seq: u64,
+    ts: i64,
+) -> StoreResult<()> {
     let n = c
         .prepare_cached("DELETE FROM group_members WHERE gid = ?1 AND user = ?2")
         .map_err(be)?
@@ -212,10 +251,12 @@ fn remove_member(c: &Connection, gid: &str, conv: &str, user: &str, seq: u64, ts
     if n == 0 {
         return Ok(());
     }
-    c.prepare_cached("UPDATE user_convs SET until_seq = ?3, until_ts = ?4 WHERE user = ?1 AND conv = ?2")
-        .map_err(be)?
-        .execute(params![user, conv, seq as i64, ts])
-        .map_err(be)?;
+    c.prepare_cached(
+        "UPDATE user_convs SET until_seq = ?3, until_ts = ?4 WHERE user = ?1 AND conv = ?2",
+    )
+    .map_err(be)?
+    .execute(params![user, conv, seq as i64, ts])
+    .map_err(be)?;
     let owner: String = c
         .prepare_cached("SELECT owner FROM groups WHERE gid = ?1")
         .map_err(be)?
@@ -223,7 +264,9 @@ fn remove_member(c: &Connection, gid: &str, conv: &str, user: &str, seq: u64, ts
         .map_err(be)?;
     if owner == user {
         let next: Option<String> = c
-            .prepare_cached("SELECT user FROM group_members WHERE gid = ?1 ORDER BY join_order LIMIT 1")
+            .prepare_cached(
+                "SELECT user FROM group_members WHERE gid = ?1 ORDER BY join_order LIMIT 1",
+            )
             .map_err(be)?
             .query_row([gid], |r| r.get(0))
             .optional()
@@ -266,7 +309,13 @@ fn group_gate(c: &Connection, m: &NewMessage, gid: &str, now: i64) -> StoreResul
 }
 
 /// Queues an offline entry and notes `user` for trimming.
-fn enqueue(c: &Connection, user: &str, conv: &str, seq: u64, touched: &mut BTreeSet<String>) -> StoreResult<()> {
+fn enqueue(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+    seq: u64,
+    touched: &mut BTreeSet<String>,
+) -> StoreResult<()> {
     c.prepare_cached("INSERT INTO offline (user, conv, seq) VALUES (?1, ?2, ?3)")
         .map_err(be)?
         .execute(params![user, conv, seq as i64])
@@ -304,14 +353,20 @@ fn trim_queue(c: &Connection, user: &str, cap: usize) -> StoreResult<()> {
         .map_err(be)?
         .execute(params![user, cap as i64])
         .map_err(be)?;
-    c.prepare_cached("UPDATE offline_state SET queued = queued - ?2, truncated = 1 WHERE user = ?1")
-        .map_err(be)?
-        .execute(params![user, dropped as i64])
-        .map_err(be)?;
+    c.prepare_cached(
+        "UPDATE offline_state SET queued = queued - ?2, truncated = 1 WHERE user = ?1",
+    )
+    .map_err(be)?
+    .execute(params![user, dropped as i64])
+    .map_err(be)?;
     Ok(())
 }
 
-pub fn append_messages(c: &Connection, batch: &[NewMessage], offline_cap: usize) -> StoreResult<Vec<Appended>> {
+pub fn append_messages(
+    c: &Connection,
+    batch: &[NewMessage],
+    offline_cap: usize,
+) -> StoreResult<Vec<Appended>> {
     let mut out = Vec::with_capacity(batch.len());
     let mut touched = BTreeSet::new();
     for m in batch {
@@ -323,7 +378,11 @@ pub fn append_messages(c: &Connection, batch: &[NewMessage], offline_cap: usize)
     Ok(out)
 }
 
-fn append_one(c: &Connection, m: &NewMessage, touched: &mut BTreeSet<String>) -> StoreResult<Appended> {
+fn append_one(
+    c: &Connection,
+    m: &NewMessage,
+    touched: &mut BTreeSet<String>,
+) -> StoreResult<Appended> {
     if let Some(cmid) = &m.client_msg_id {
         if let Some(orig) = find_duplicate(c, &m.from, cmid)? {
             return Ok(Appended::Duplicate(orig));
@@ -426,17 +485,32 @@ fn append_one(c: &Connection, m: &NewMessage, touched: &mut BTreeSet<String>) ->
 }
 
 /// The user's row in a conversation: `(read_seq, delivered_seq, until_seq)`.
-fn user_conv(c: &Connection, user: &str, conv: &str) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
-    c.prepare_cached("SELECT read_seq, delivered_seq, until_seq FROM user_convs WHERE user = ?1 AND conv = ?2")
-        .map_err(be)?
-        .query_row([user, conv], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Option<i64>>(2)?.map(|v| v as u64)))
-        })
-        .optional()
-        .map_err(be)
+fn user_conv(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
+    c.prepare_cached(
+        "SELECT read_seq, delivered_seq, until_seq FROM user_convs WHERE user = ?1 AND conv = ?2",
+    )
+    .map_err(be)?
+    .query_row([user, conv], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+        ))
+    })
+    .optional()
+    .map_err(be)
 }
 
-pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> StoreResult<Vec<StoredMessage>> {
+pub fn history(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+    q: HistoryQuery,
+) -> StoreResult<Vec<StoredMessage>> {
     let mut upper = i64::MAX;
     if conv.starts_with("group:") {
         match user_conv(c, user, conv)? {
@@ -449,7 +523,9 @@ pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> Store
     let hidden = "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user = ?2 AND h.conv = m.conv AND h.seq = m.seq)";
     let (sql, lo, hi) = match q.after_seq {
         Some(after) => {
-            let hi = q.before_seq.map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
+            let hi = q
+                .before_seq
+                .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
             (
                 format!(
                     "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?3 AND m.seq <= ?4 AND {hidden} \
@@ -460,7 +536,9 @@ pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> Store
             )
         }
         None => {
-            let hi = q.before_seq.map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
+            let hi = q
+                .before_seq
+                .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
             (
                 format!(
                     "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?3 AND m.seq <= ?4 AND {hidden} \
@@ -472,7 +550,9 @@ pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> Store
         }
     };
     let mut st = c.prepare_cached(&sql).map_err(be)?;
-    let rows = st.query_map(params![conv, user, lo, hi, limit], message_from_row).map_err(be)?;
+    let rows = st
+        .query_map(params![conv, user, lo, hi, limit], message_from_row)
+        .map_err(be)?;
     let mut msgs: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
     if q.after_seq.is_none() {
         msgs.reverse();
@@ -480,7 +560,13 @@ pub fn history(c: &Connection, user: &str, conv: &str, q: HistoryQuery) -> Store
     Ok(msgs)
 }
 
-pub fn ack(c: &Connection, user: &str, conv: &str, seq: u64, receipt_for: Option<&str>) -> StoreResult<Option<u64>> {
+pub fn ack(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+    seq: u64,
+    receipt_for: Option<&str>,
+) -> StoreResult<Option<u64>> {
     let dropped = c
         .prepare_cached("DELETE FROM offline WHERE user = ?1 AND conv = ?2 AND seq <= ?3")
         .map_err(be)?
@@ -517,17 +603,28 @@ pub fn ack(c: &Connection, user: &str, conv: &str, seq: u64, receipt_for: Option
     Ok(theirs.then_some(top))
 }
 
-pub fn mark_read(c: &Connection, user: &str, conv: &str, seq: u64, now: i64) -> StoreResult<ReadOutcome> {
+pub fn mark_read(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+    seq: u64,
+    now: i64,
+) -> StoreResult<ReadOutcome> {
     let max = max_seq(c, conv)?;
     if seq == 0 || seq > max {
-        return Err(StoreError::Invalid("no message with this seq in the conversation"));
+        return Err(StoreError::Invalid(
+            "no message with this seq in the conversation",
+        ));
     }
     let Some((read, _, until)) = user_conv(c, user, conv)? else {
         return Err(StoreError::NotMember);
     };
     let target = until.map_or(seq, |u| seq.min(u));
     if target <= read {
-        return Ok(ReadOutcome { advanced: false, read_seq: read });
+        return Ok(ReadOutcome {
+            advanced: false,
+            read_seq: read,
+        });
     }
     c.prepare_cached(
         "UPDATE user_convs SET read_seq = ?3, delivered_seq = max(delivered_seq, ?3), read_updated_at = ?4 \
@@ -536,15 +633,29 @@ pub fn mark_read(c: &Connection, user: &str, conv: &str, seq: u64, now: i64) -> 
     .map_err(be)?
     .execute(params![user, conv, target as i64, now])
     .map_err(be)?;
-    Ok(ReadOutcome { advanced: true, read_seq: target })
+    Ok(ReadOutcome {
+        advanced: true,
+        read_seq: target,
+    })
 }
 
-pub fn recall(c: &Connection, conv: &str, seq: u64, by: &str, window_ms: i64, now: i64) -> StoreResult<StoredMessage> {
+pub fn recall(
+    c: &Connection,
+    conv: &str,
+    seq: u64,
+    by: &str,
+    window_ms: i64,
+    now: i64,
+) -> StoreResult<StoredMessage> {
     let Some(mut m) = message(c, conv, seq)? else {
-        return Err(StoreError::Invalid("no message with this seq in the conversation"));
+        return Err(StoreError::Invalid(
+            "no message with this seq in the conversation",
+        ));
     };
     if m.from != by {
-        return Err(StoreError::Forbidden("only the sender may recall a message"));
+        return Err(StoreError::Forbidden(
+            "only the sender may recall a message",
+        ));
     }
     if m.recalled {
         return Ok(m);
@@ -552,10 +663,12 @@ pub fn recall(c: &Connection, conv: &str, seq: u64, by: &str, window_ms: i64, no
     if now - m.ts > window_ms {
         return Err(StoreError::Forbidden("the recall window has passed"));
     }
-    c.prepare_cached("UPDATE messages SET content = NULL, recalled = 1 WHERE conv = ?1 AND seq = ?2")
-        .map_err(be)?
-        .execute(params![conv, seq as i64])
-        .map_err(be)?;
+    c.prepare_cached(
+        "UPDATE messages SET content = NULL, recalled = 1 WHERE conv = ?1 AND seq = ?2",
+    )
+    .map_err(be)?
+    .execute(params![conv, seq as i64])
+    .map_err(be)?;
     c.prepare_cached("UPDATE convs SET updated_at = max(updated_at, ?2) WHERE conv = ?1")
         .map_err(be)?
         .execute(params![conv, now])
@@ -566,13 +679,19 @@ pub fn recall(c: &Connection, conv: &str, seq: u64, by: &str, window_ms: i64, no
 }
 
 pub fn delete_for_user(c: &Connection, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()> {
-    let mut exists = c.prepare_cached("SELECT 1 FROM messages WHERE conv = ?1 AND seq = ?2").map_err(be)?;
+    let mut exists = c
+        .prepare_cached("SELECT 1 FROM messages WHERE conv = ?1 AND seq = ?2")
+        .map_err(be)?;
     for &s in seqs {
         if s > i64::MAX as u64 || !exists.exists(params![conv, s as i64]).map_err(be)? {
-            return Err(StoreError::Invalid("no message with this seq in the conversation"));
+            return Err(StoreError::Invalid(
+                "no message with this seq in the conversation",
+            ));
         }
     }
-    let mut ins = c.prepare_cached("INSERT OR IGNORE INTO hidden (user, conv, seq) VALUES (?1, ?2, ?3)").map_err(be)?;
+    let mut ins = c
+        .prepare_cached("INSERT OR IGNORE INTO hidden (user, conv, seq) VALUES (?1, ?2, ?3)")
+        .map_err(be)?;
     for &s in seqs {
         ins.execute(params![user, conv, s as i64]).map_err(be)?;
     }
@@ -581,7 +700,12 @@ pub fn delete_for_user(c: &Connection, user: &str, conv: &str, seqs: &[u64]) -> 
 
 /// The newest message of `conv` at or below `upper` that `user` has not
 /// deleted.
-fn last_visible(c: &Connection, user: &str, conv: &str, upper: u64) -> StoreResult<Option<StoredMessage>> {
+fn last_visible(
+    c: &Connection,
+    user: &str,
+    conv: &str,
+    upper: u64,
+) -> StoreResult<Option<StoredMessage>> {
     let sql = format!(
         "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq <= ?3 \
          AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user = ?2 AND h.conv = m.conv AND h.seq = m.seq) \
@@ -627,12 +751,19 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
     let all: Vec<ConvSummary> = rows.collect::<Result<_, _>>().map_err(be)?;
     let total_unread = all.iter().map(|s| s.unread).sum();
     let mut convs: Vec<ConvSummary> = all.into_iter().filter(|s| s.updated_at > since).collect();
-    convs.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.conv.cmp(&b.conv)));
+    convs.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| a.conv.cmp(&b.conv))
+    });
     convs.truncate(limit as usize);
     for s in &mut convs {
         s.last = last_visible(c, user, &s.conv, s.max_seq)?;
     }
-    Ok(ConvList { convs, total_unread })
+    Ok(ConvList {
+        convs,
+        total_unread,
+    })
 }
 
 pub fn offline_fetch(c: &Connection, user: &str, limit: u32) -> StoreResult<OfflineBatch> {
@@ -641,10 +772,14 @@ pub fn offline_fetch(c: &Connection, user: &str, limit: u32) -> StoreResult<Offl
          WHERE o.user = ?1 ORDER BY o.id LIMIT ?2"
     );
     let mut st = c.prepare_cached(&sql).map_err(be)?;
-    let rows = st.query_map(params![user, i64::from(limit)], message_from_row).map_err(be)?;
+    let rows = st
+        .query_map(params![user, i64::from(limit)], message_from_row)
+        .map_err(be)?;
     let msgs: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
     let truncated = c
-        .prepare_cached("UPDATE offline_state SET truncated = 0 WHERE user = ?1 AND truncated = 1 RETURNING 1")
+        .prepare_cached(
+            "UPDATE offline_state SET truncated = 0 WHERE user = ?1 AND truncated = 1 RETURNING 1",
+        )
         .map_err(be)?
         .query_row([user], |_| Ok(()))
         .optional()
@@ -659,13 +794,25 @@ pub fn get_group(c: &Connection, gid: &str) -> StoreResult<Option<GroupRecord>> 
     let head = c
         .prepare_cached("SELECT name, owner, created_at FROM groups WHERE gid = ?1")
         .map_err(be)?
-        .query_row([gid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .query_row([gid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .optional()
         .map_err(be)?;
     let Some((name, owner, created_at)) = head else {
         return Ok(None);
     };
-    Ok(Some(GroupRecord { gid: gid.to_owned(), name, owner, members: members(c, gid)?, created_at }))
+    Ok(Some(GroupRecord {
+        gid: gid.to_owned(),
+        name,
+        owner,
+        members: members(c, gid)?,
+        created_at,
+    }))
 }
 
 pub fn read_positions(c: &Connection, conv: &str) -> StoreResult<Vec<(String, u64)>> {
@@ -680,7 +827,9 @@ pub fn read_positions(c: &Connection, conv: &str) -> StoreResult<Vec<(String, u6
         )
         .map_err(be)?;
     let rows = st
-        .query_map([gid, conv], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+        .query_map([gid, conv], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
         .map_err(be)?;
     rows.collect::<Result<_, _>>().map_err(be)
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tern_core::store::{
-    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, MemberChange, NewMessage, ReadOutcome,
-    Refusal, Store, StoreError, StoredMessage, UserRecord,
+    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, MemberChange,
+    NewMessage, ReadOutcome, Refusal, Store, StoreError, StoredMessage, UserRecord,
 };
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -96,7 +96,14 @@ fn gsys(gid: &str, actor: &str, ts: i64, change: MemberChange) -> NewMessage {
 }
 
 fn create(gid: &str, owner: &str, ts: i64) -> NewMessage {
-    gsys(gid, owner, ts, MemberChange::Create { name: format!("{gid} name") })
+    gsys(
+        gid,
+        owner,
+        ts,
+        MemberChange::Create {
+            name: format!("{gid} name"),
+        },
+    )
 }
 
 fn join(gid: &str, actor: &str, user: &str, ts: i64) -> NewMessage {
@@ -109,7 +116,10 @@ fn leave(gid: &str, actor: &str, user: &str, ts: i64) -> NewMessage {
 
 /// Write diffusion: every member but the sender gets an offline entry.
 fn diffused(m: NewMessage) -> NewMessage {
-    NewMessage { inbox_members_up_to: 100, ..m }
+    NewMessage {
+        inbox_members_up_to: 100,
+        ..m
+    }
 }
 
 fn user(name: &str, created_at: i64) -> UserRecord {
@@ -122,11 +132,19 @@ fn user(name: &str, created_at: i64) -> UserRecord {
 }
 
 fn all() -> HistoryQuery {
-    HistoryQuery { before_seq: None, after_seq: None, limit: 1000 }
+    HistoryQuery {
+        before_seq: None,
+        after_seq: None,
+        limit: 1000,
+    }
 }
 
 fn page(before_seq: Option<u64>, after_seq: Option<u64>, limit: u32) -> HistoryQuery {
-    HistoryQuery { before_seq, after_seq, limit }
+    HistoryQuery {
+        before_seq,
+        after_seq,
+        limit,
+    }
 }
 
 fn seqs(msgs: &[StoredMessage]) -> Vec<u64> {
@@ -145,7 +163,9 @@ macro_rules! assert_err {
 }
 
 async fn append(s: &dyn Store, batch: Vec<NewMessage>) -> Vec<Appended> {
-    s.append_messages(batch, CAP).await.expect("append_messages")
+    s.append_messages(batch, CAP)
+        .await
+        .expect("append_messages")
 }
 
 async fn append_one(s: &dyn Store, m: NewMessage) -> Appended {
@@ -173,7 +193,10 @@ async fn history_seqs(s: &dyn Store, user: &str, conv: &str, q: HistoryQuery) ->
 /// The user's offline queue as `(conv, seq)` pairs, and the truncated flag.
 async fn queue(s: &dyn Store, user: &str) -> (Vec<(String, u64)>, bool) {
     let b = s.offline_fetch(user, 1000).await.expect("offline_fetch");
-    (b.msgs.into_iter().map(|m| (m.conv, m.seq)).collect(), b.truncated)
+    (
+        b.msgs.into_iter().map(|m| (m.conv, m.seq)).collect(),
+        b.truncated,
+    )
 }
 
 /// Seqs of the user's offline queue (all in `conv`, which the test checks).
@@ -244,7 +267,9 @@ async fn batch_append_keeps_input_order(s: &dyn Store) {
     let out = append(s, batch).await;
     assert_eq!(out.len(), 50);
     for (i, a) in out.iter().enumerate() {
-        let Appended::New(m) = a else { panic!("outcome {i}: expected New, got {a:?}") };
+        let Appended::New(m) = a else {
+            panic!("outcome {i}: expected New, got {a:?}")
+        };
         let conv = if i % 2 == 0 { &ab } else { &cd };
         assert_eq!(&m.conv, conv, "outcome {i}");
         assert_eq!(m.seq, i as u64 / 2 + 1, "outcome {i}");
@@ -273,7 +298,10 @@ async fn dedup_across_calls(s: &dyn Store) {
     assert_eq!(first.seq, 1);
 
     // Same (from, client_msg_id), otherwise different: the original back.
-    let again = NewMessage { content: text("other"), ..dm("ann", "bob", 999, "c1") };
+    let again = NewMessage {
+        content: text("other"),
+        ..dm("ann", "bob", 999, "c1")
+    };
     let out = append_one(s, again.clone()).await;
     assert_eq!(out, Appended::Duplicate(first.clone()));
     let orig = out.message().unwrap();
@@ -286,7 +314,9 @@ async fn dedup_across_calls(s: &dyn Store) {
 
     // Another sender may use the same client_msg_id.
     let theirs = append_one(s, dm("bob", "ann", 200, "c1")).await;
-    let Appended::New(theirs) = theirs else { panic!("expected New, got {theirs:?}") };
+    let Appended::New(theirs) = theirs else {
+        panic!("expected New, got {theirs:?}")
+    };
     assert_eq!((theirs.seq, theirs.from.as_str()), (2, "bob"));
 
     // The key is per sender, not per conversation: the same key in another
@@ -301,16 +331,25 @@ async fn dedup_within_batch(s: &dyn Store) {
     let batch = vec![
         dm("ann", "bob", 100, "k1"),
         dm("ann", "bob", 101, "k2"),
-        NewMessage { content: text("retry"), ..dm("ann", "bob", 102, "k1") },
+        NewMessage {
+            content: text("retry"),
+            ..dm("ann", "bob", 102, "k1")
+        },
         dm("bob", "ann", 103, "k1"),
     ];
     let out = append(s, batch).await;
     assert_eq!(out.len(), 4);
-    let Appended::New(k1) = &out[0] else { panic!("expected New, got {:?}", out[0]) };
-    let Appended::New(k2) = &out[1] else { panic!("expected New, got {:?}", out[1]) };
+    let Appended::New(k1) = &out[0] else {
+        panic!("expected New, got {:?}", out[0])
+    };
+    let Appended::New(k2) = &out[1] else {
+        panic!("expected New, got {:?}", out[1])
+    };
     assert_eq!((k1.seq, k2.seq), (1, 2));
     assert_eq!(out[2], Appended::Duplicate(k1.clone()));
-    let Appended::New(bobs) = &out[3] else { panic!("expected New, got {:?}", out[3]) };
+    let Appended::New(bobs) = &out[3] else {
+        panic!("expected New, got {:?}", out[3])
+    };
     assert_eq!(bobs.seq, 3);
     assert_eq!(s.max_seq(&ab).await.unwrap(), 3);
     let h = history(s, "ann", &ab, all()).await;
@@ -318,9 +357,18 @@ async fn dedup_within_batch(s: &dyn Store) {
     assert_eq!(h[0].content.as_deref(), Some(text("k1").as_str()));
 
     // Messages without a client_msg_id are never duplicates.
-    let sys = |ts| NewMessage { client_msg_id: None, kind: "system".into(), ..dm("ann", "bob", ts, "sys") };
+    let sys = |ts| NewMessage {
+        client_msg_id: None,
+        kind: "system".into(),
+        ..dm("ann", "bob", ts, "sys")
+    };
     let out = append(s, vec![sys(200), sys(201)]).await;
-    assert_eq!(out.iter().map(|a| a.message().map(|m| m.seq)).collect::<Vec<_>>(), vec![Some(4), Some(5)]);
+    assert_eq!(
+        out.iter()
+            .map(|a| a.message().map(|m| m.seq))
+            .collect::<Vec<_>>(),
+        vec![Some(4), Some(5)]
+    );
     assert!(out.iter().all(|a| matches!(a, Appended::New(_))));
 }
 
@@ -329,18 +377,34 @@ async fn dedup_within_batch(s: &dyn Store) {
 async fn offline_queue_in_order(s: &dyn Store) {
     let ab = dm_conv("ann", "bob");
     let bc = dm_conv("bob", "cat");
-    append(s, vec![dm("ann", "bob", 100, "a1"), dm("cat", "bob", 101, "c1")]).await;
+    append(
+        s,
+        vec![dm("ann", "bob", 100, "a1"), dm("cat", "bob", 101, "c1")],
+    )
+    .await;
     send(s, dm("ann", "bob", 102, "a2")).await;
     send(s, dm("cat", "bob", 103, "c2")).await;
     send(s, dm("ann", "bob", 104, "a3")).await;
 
-    let expected = vec![(ab.clone(), 1), (bc.clone(), 1), (ab.clone(), 2), (bc.clone(), 2), (ab.clone(), 3)];
+    let expected = vec![
+        (ab.clone(), 1),
+        (bc.clone(), 1),
+        (ab.clone(), 2),
+        (bc.clone(), 2),
+        (ab.clone(), 3),
+    ];
     assert_eq!(queue(s, "bob").await, (expected.clone(), false));
     // Fetching does not remove entries.
     assert_eq!(queue(s, "bob").await, (expected.clone(), false));
     // `limit` takes the oldest.
     let b = s.offline_fetch("bob", 2).await.unwrap();
-    assert_eq!(b.msgs.iter().map(|m| (m.conv.clone(), m.seq)).collect::<Vec<_>>(), expected[..2].to_vec());
+    assert_eq!(
+        b.msgs
+            .iter()
+            .map(|m| (m.conv.clone(), m.seq))
+            .collect::<Vec<_>>(),
+        expected[..2].to_vec()
+    );
     assert_eq!(b.msgs[1].content.as_deref(), Some(text("c1").as_str()));
     assert!(!b.truncated);
     // Senders get nothing.
@@ -351,33 +415,79 @@ async fn offline_queue_in_order(s: &dyn Store) {
 async fn offline_cap_keeps_newest(s: &dyn Store) {
     let ab = dm_conv("ann", "bob");
     for i in 1..=5 {
-        s.append_messages(vec![dm("ann", "bob", 100 + i, &format!("m{i}"))], 3).await.unwrap();
+        s.append_messages(vec![dm("ann", "bob", 100 + i, &format!("m{i}"))], 3)
+            .await
+            .unwrap();
     }
-    assert_eq!(queue(s, "bob").await, (vec![(ab.clone(), 3), (ab.clone(), 4), (ab.clone(), 5)], true));
+    assert_eq!(
+        queue(s, "bob").await,
+        (
+            vec![(ab.clone(), 3), (ab.clone(), 4), (ab.clone(), 5)],
+            true
+        )
+    );
     // Reported once.
-    assert_eq!(queue(s, "bob").await, (vec![(ab.clone(), 3), (ab.clone(), 4), (ab.clone(), 5)], false));
+    assert_eq!(
+        queue(s, "bob").await,
+        (
+            vec![(ab.clone(), 3), (ab.clone(), 4), (ab.clone(), 5)],
+            false
+        )
+    );
 
     // A batch over the cap keeps the newest of the batch.
-    let batch = (6..=9).map(|i| dm("ann", "bob", 100 + i, &format!("m{i}"))).collect();
+    let batch = (6..=9)
+        .map(|i| dm("ann", "bob", 100 + i, &format!("m{i}")))
+        .collect();
     s.append_messages(batch, 2).await.unwrap();
-    assert_eq!(queue(s, "bob").await, (vec![(ab.clone(), 8), (ab.clone(), 9)], true));
+    assert_eq!(
+        queue(s, "bob").await,
+        (vec![(ab.clone(), 8), (ab.clone(), 9)], true)
+    );
     assert!(!queue(s, "bob").await.1);
 
     // Reaching the cap exactly drops nothing.
     let cd = dm_conv("cat", "dan");
     for i in 1..=3 {
-        s.append_messages(vec![dm("cat", "dan", 200 + i, &format!("d{i}"))], 3).await.unwrap();
+        s.append_messages(vec![dm("cat", "dan", 200 + i, &format!("d{i}"))], 3)
+            .await
+            .unwrap();
     }
-    assert_eq!(queue(s, "dan").await, (vec![(cd.clone(), 1), (cd.clone(), 2), (cd.clone(), 3)], false));
+    assert_eq!(
+        queue(s, "dan").await,
+        (
+            vec![(cd.clone(), 1), (cd.clone(), 2), (cd.clone(), 3)],
+            false
+        )
+    );
 
     // The cap counts the whole queue, not one conversation; acknowledged
     // entries no longer count.
     s.ack("dan", &cd, 2, None).await.unwrap();
-    s.append_messages(vec![dm("eve", "dan", 300, "e1"), dm("eve", "dan", 301, "e2")], 3).await.unwrap();
+    s.append_messages(
+        vec![dm("eve", "dan", 300, "e1"), dm("eve", "dan", 301, "e2")],
+        3,
+    )
+    .await
+    .unwrap();
     let ed = dm_conv("dan", "eve");
-    assert_eq!(queue(s, "dan").await, (vec![(cd.clone(), 3), (ed.clone(), 1), (ed.clone(), 2)], false));
-    s.append_messages(vec![dm("eve", "dan", 302, "e3")], 3).await.unwrap();
-    assert_eq!(queue(s, "dan").await, (vec![(ed.clone(), 1), (ed.clone(), 2), (ed.clone(), 3)], true));
+    assert_eq!(
+        queue(s, "dan").await,
+        (
+            vec![(cd.clone(), 3), (ed.clone(), 1), (ed.clone(), 2)],
+            false
+        )
+    );
+    s.append_messages(vec![dm("eve", "dan", 302, "e3")], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue(s, "dan").await,
+        (
+            vec![(ed.clone(), 1), (ed.clone(), 2), (ed.clone(), 3)],
+            true
+        )
+    );
 }
 
 async fn ack_clears_queue_of_that_conv(s: &dyn Store) {
@@ -390,7 +500,10 @@ async fn ack_clears_queue_of_that_conv(s: &dyn Store) {
     send(s, dm("ann", "bob", 104, "a3")).await;
 
     s.ack("bob", &ab, 2, None).await.unwrap();
-    assert_eq!(queue(s, "bob").await.0, vec![(bc.clone(), 1), (bc.clone(), 2), (ab.clone(), 3)]);
+    assert_eq!(
+        queue(s, "bob").await.0,
+        vec![(bc.clone(), 1), (bc.clone(), 2), (ab.clone(), 3)]
+    );
     // Acknowledging past the end is fine.
     s.ack("bob", &bc, 50, None).await.unwrap();
     assert_eq!(queue(s, "bob").await.0, vec![(ab.clone(), 3)]);
@@ -448,23 +561,59 @@ async fn mark_read_and_unread_counts(s: &dyn Store) {
     }
     let l = convs(s, "bob").await;
     assert_eq!(l.total_unread, 3);
-    assert_eq!((l.convs[0].max_seq, l.convs[0].read_seq, l.convs[0].unread), (3, 0, 3));
+    assert_eq!(
+        (l.convs[0].max_seq, l.convs[0].read_seq, l.convs[0].unread),
+        (3, 0, 3)
+    );
     // The sender's own messages are not unread.
     let l = convs(s, "ann").await;
     assert_eq!(l.total_unread, 0);
-    assert_eq!((l.convs[0].max_seq, l.convs[0].read_seq, l.convs[0].unread), (3, 3, 0));
+    assert_eq!(
+        (l.convs[0].max_seq, l.convs[0].read_seq, l.convs[0].unread),
+        (3, 3, 0)
+    );
 
-    assert_err!(s.mark_read("bob", &ab, 0, 200).await, StoreError::Invalid(_));
-    assert_err!(s.mark_read("bob", &ab, 4, 200).await, StoreError::Invalid(_));
-    assert_err!(s.mark_read("bob", &dm_conv("xed", "yan"), 1, 200).await, StoreError::Invalid(_));
+    assert_err!(
+        s.mark_read("bob", &ab, 0, 200).await,
+        StoreError::Invalid(_)
+    );
+    assert_err!(
+        s.mark_read("bob", &ab, 4, 200).await,
+        StoreError::Invalid(_)
+    );
+    assert_err!(
+        s.mark_read("bob", &dm_conv("xed", "yan"), 1, 200).await,
+        StoreError::Invalid(_)
+    );
     assert_eq!(convs(s, "bob").await.total_unread, 3);
 
-    assert_eq!(s.mark_read("bob", &ab, 2, 200).await.unwrap(), ReadOutcome { advanced: true, read_seq: 2 });
+    assert_eq!(
+        s.mark_read("bob", &ab, 2, 200).await.unwrap(),
+        ReadOutcome {
+            advanced: true,
+            read_seq: 2
+        }
+    );
     let l = convs(s, "bob").await;
-    assert_eq!((l.convs[0].read_seq, l.convs[0].unread, l.total_unread), (2, 1, 1));
+    assert_eq!(
+        (l.convs[0].read_seq, l.convs[0].unread, l.total_unread),
+        (2, 1, 1)
+    );
     // Never backwards.
-    assert_eq!(s.mark_read("bob", &ab, 1, 210).await.unwrap(), ReadOutcome { advanced: false, read_seq: 2 });
-    assert_eq!(s.mark_read("bob", &ab, 2, 220).await.unwrap(), ReadOutcome { advanced: false, read_seq: 2 });
+    assert_eq!(
+        s.mark_read("bob", &ab, 1, 210).await.unwrap(),
+        ReadOutcome {
+            advanced: false,
+            read_seq: 2
+        }
+    );
+    assert_eq!(
+        s.mark_read("bob", &ab, 2, 220).await.unwrap(),
+        ReadOutcome {
+            advanced: false,
+            read_seq: 2
+        }
+    );
     assert_eq!(convs(s, "bob").await.total_unread, 1);
 
     // total_unread adds up every conversation.
@@ -473,8 +622,15 @@ async fn mark_read_and_unread_counts(s: &dyn Store) {
     send(s, dm("cat", "bob", 231, "c2")).await;
     let l = convs(s, "bob").await;
     assert_eq!(l.total_unread, 3);
-    let unread: Vec<(&str, u64)> = l.convs.iter().map(|c| (c.conv.as_str(), c.unread)).collect();
-    assert_eq!(unread, vec![(dm_conv("bob", "cat").as_str(), 2), (ab.as_str(), 1)]);
+    let unread: Vec<(&str, u64)> = l
+        .convs
+        .iter()
+        .map(|c| (c.conv.as_str(), c.unread))
+        .collect();
+    assert_eq!(
+        unread,
+        vec![(dm_conv("bob", "cat").as_str(), 2), (ab.as_str(), 1)]
+    );
 
     // Sending moves the sender's read position to the new message.
     let m = send(s, dm("bob", "ann", 250, "b4")).await;
@@ -484,9 +640,24 @@ async fn mark_read_and_unread_counts(s: &dyn Store) {
     assert_eq!((c.max_seq, c.read_seq, c.unread), (4, 4, 0));
     assert_eq!(l.total_unread, 2);
     let l = convs(s, "ann").await;
-    assert_eq!((l.convs[0].read_seq, l.convs[0].unread, l.total_unread), (3, 1, 1));
-    assert_eq!(s.mark_read("bob", &ab, 3, 300).await.unwrap(), ReadOutcome { advanced: false, read_seq: 4 });
-    assert_eq!(s.mark_read("ann", &ab, 4, 300).await.unwrap(), ReadOutcome { advanced: true, read_seq: 4 });
+    assert_eq!(
+        (l.convs[0].read_seq, l.convs[0].unread, l.total_unread),
+        (3, 1, 1)
+    );
+    assert_eq!(
+        s.mark_read("bob", &ab, 3, 300).await.unwrap(),
+        ReadOutcome {
+            advanced: false,
+            read_seq: 4
+        }
+    );
+    assert_eq!(
+        s.mark_read("ann", &ab, 4, 300).await.unwrap(),
+        ReadOutcome {
+            advanced: true,
+            read_seq: 4
+        }
+    );
     assert_eq!(convs(s, "ann").await.total_unread, 0);
 }
 
@@ -497,17 +668,40 @@ async fn recall_rules(s: &dyn Store) {
     let orig = send(s, dm("ann", "bob", 1000, "r1")).await;
     send(s, dm("ann", "bob", 5000, "r2")).await;
 
-    assert_err!(s.recall(&ab, 1, "bob", WINDOW, 2000).await, StoreError::Forbidden(_));
-    assert_err!(s.recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW + 1).await, StoreError::Forbidden(_));
-    assert_err!(s.recall(&ab, 3, "ann", WINDOW, 2000).await, StoreError::Invalid(_));
-    assert_err!(s.recall(&ab, 0, "ann", WINDOW, 2000).await, StoreError::Invalid(_));
-    assert_err!(s.recall(&dm_conv("ann", "cat"), 1, "ann", WINDOW, 2000).await, StoreError::Invalid(_));
+    assert_err!(
+        s.recall(&ab, 1, "bob", WINDOW, 2000).await,
+        StoreError::Forbidden(_)
+    );
+    assert_err!(
+        s.recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW + 1).await,
+        StoreError::Forbidden(_)
+    );
+    assert_err!(
+        s.recall(&ab, 3, "ann", WINDOW, 2000).await,
+        StoreError::Invalid(_)
+    );
+    assert_err!(
+        s.recall(&ab, 0, "ann", WINDOW, 2000).await,
+        StoreError::Invalid(_)
+    );
+    assert_err!(
+        s.recall(&dm_conv("ann", "cat"), 1, "ann", WINDOW, 2000)
+            .await,
+        StoreError::Invalid(_)
+    );
     // Refused recalls changed nothing.
     assert_eq!(history(s, "bob", &ab, all()).await[0], orig);
 
     // The window's last millisecond still counts.
-    let recalled = s.recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW).await.unwrap();
-    let expected = StoredMessage { content: None, recalled: true, ..orig.clone() };
+    let recalled = s
+        .recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW)
+        .await
+        .unwrap();
+    let expected = StoredMessage {
+        content: None,
+        recalled: true,
+        ..orig.clone()
+    };
     assert_eq!(recalled, expected);
     for u in ["ann", "bob"] {
         let h = history(s, u, &ab, all()).await;
@@ -517,9 +711,17 @@ async fn recall_rules(s: &dyn Store) {
         assert_eq!(h[1].content.as_deref(), Some(text("r2").as_str()));
     }
     // Twice is fine.
-    assert_eq!(s.recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW).await.unwrap(), expected);
+    assert_eq!(
+        s.recall(&ab, 1, "ann", WINDOW, 1000 + WINDOW)
+            .await
+            .unwrap(),
+        expected
+    );
     // Still the sender only.
-    assert_err!(s.recall(&ab, 1, "bob", WINDOW, 1000 + WINDOW).await, StoreError::Forbidden(_));
+    assert_err!(
+        s.recall(&ab, 1, "bob", WINDOW, 1000 + WINDOW).await,
+        StoreError::Forbidden(_)
+    );
 
     // A recall is activity of the conversation.
     let l = convs(s, "bob").await;
@@ -527,7 +729,10 @@ async fn recall_rules(s: &dyn Store) {
     assert_eq!(l.convs[0].last.as_ref().map(|m| m.seq), Some(2));
     // Recalling the newest message shows in `last`.
     let r2 = s.recall(&ab, 2, "ann", WINDOW, 6000).await.unwrap();
-    assert_eq!((r2.seq, r2.content.as_deref(), r2.recalled), (2, None, true));
+    assert_eq!(
+        (r2.seq, r2.content.as_deref(), r2.recalled),
+        (2, None, true)
+    );
     let l = convs(s, "bob").await;
     assert_eq!(l.convs[0].last, Some(r2));
     assert_eq!(l.convs[0].updated_at, 1000 + WINDOW);
@@ -543,18 +748,36 @@ async fn delete_for_user_hides_for_that_user_only(s: &dyn Store) {
     assert_eq!(history_seqs(s, "bob", &ab, all()).await, vec![1, 2, 3, 4]);
 
     // One missing seq: nothing hidden.
-    assert_err!(s.delete_for_user("ann", &ab, &[1, 99]).await, StoreError::Invalid(_));
-    assert_err!(s.delete_for_user("bob", &ab, &[0]).await, StoreError::Invalid(_));
+    assert_err!(
+        s.delete_for_user("ann", &ab, &[1, 99]).await,
+        StoreError::Invalid(_)
+    );
+    assert_err!(
+        s.delete_for_user("bob", &ab, &[0]).await,
+        StoreError::Invalid(_)
+    );
     assert_eq!(history_seqs(s, "ann", &ab, all()).await, vec![1, 4]);
     assert_eq!(history_seqs(s, "bob", &ab, all()).await, vec![1, 2, 3, 4]);
 
     // Deleting the newest message changes `last` for that user only.
     s.delete_for_user("ann", &ab, &[4]).await.unwrap();
-    assert_eq!(convs(s, "ann").await.convs[0].last.as_ref().map(|m| m.seq), Some(1));
-    assert_eq!(convs(s, "bob").await.convs[0].last.as_ref().map(|m| m.seq), Some(4));
+    assert_eq!(
+        convs(s, "ann").await.convs[0].last.as_ref().map(|m| m.seq),
+        Some(1)
+    );
+    assert_eq!(
+        convs(s, "bob").await.convs[0].last.as_ref().map(|m| m.seq),
+        Some(4)
+    );
     // Pages skip hidden messages.
-    assert_eq!(history_seqs(s, "ann", &ab, page(None, None, 1)).await, vec![1]);
-    assert_eq!(history_seqs(s, "ann", &ab, page(None, Some(1), 10)).await, Vec::<u64>::new());
+    assert_eq!(
+        history_seqs(s, "ann", &ab, page(None, None, 1)).await,
+        vec![1]
+    );
+    assert_eq!(
+        history_seqs(s, "ann", &ab, page(None, Some(1), 10)).await,
+        Vec::<u64>::new()
+    );
     // Hiding is not deleting.
     assert_eq!(s.max_seq(&ab).await.unwrap(), 4);
 }
@@ -576,9 +799,20 @@ async fn conversations_order_since_limit(s: &dyn Store) {
     let first = &l.convs[0];
     assert_eq!(first.peer.as_deref(), Some("bob"));
     assert_eq!(first.group, None);
-    assert_eq!((first.max_seq, first.read_seq, first.unread, first.updated_at), (2, 0, 2, 400));
+    assert_eq!(
+        (
+            first.max_seq,
+            first.read_seq,
+            first.unread,
+            first.updated_at
+        ),
+        (2, 0, 2, 400)
+    );
     let last = first.last.as_ref().unwrap();
-    assert_eq!((last.seq, last.from.as_str(), last.content.as_deref()), (2, "bob", Some(text("b2").as_str())));
+    assert_eq!(
+        (last.seq, last.from.as_str(), last.content.as_deref()),
+        (2, "bob", Some(text("b2").as_str()))
+    );
     assert_eq!(l.convs[1].peer.as_deref(), Some("dan"));
     assert_eq!(l.convs[1].updated_at, 300);
     assert_eq!(l.convs[2].peer.as_deref(), Some("cat"));
@@ -586,14 +820,20 @@ async fn conversations_order_since_limit(s: &dyn Store) {
 
     // `since` is exclusive; total_unread ignores the filter.
     let l = s.conversations("ann", 250, 100).await.unwrap();
-    assert_eq!((conv_ids(&l), l.total_unread), (vec![ab.as_str(), ad.as_str()], 4));
+    assert_eq!(
+        (conv_ids(&l), l.total_unread),
+        (vec![ab.as_str(), ad.as_str()], 4)
+    );
     let l = s.conversations("ann", 300, 100).await.unwrap();
     assert_eq!((conv_ids(&l), l.total_unread), (vec![ab.as_str()], 4));
     let l = s.conversations("ann", 400, 100).await.unwrap();
     assert_eq!((conv_ids(&l), l.total_unread), (vec![], 4));
     // `limit` keeps the newest.
     let l = s.conversations("ann", 0, 2).await.unwrap();
-    assert_eq!((conv_ids(&l), l.total_unread), (vec![ab.as_str(), ad.as_str()], 4));
+    assert_eq!(
+        (conv_ids(&l), l.total_unread),
+        (vec![ab.as_str(), ad.as_str()], 4)
+    );
     let l = s.conversations("ann", 250, 1).await.unwrap();
     assert_eq!((conv_ids(&l), l.total_unread), (vec![ab.as_str()], 4));
 
@@ -601,11 +841,21 @@ async fn conversations_order_since_limit(s: &dyn Store) {
     s.mark_read("ann", &ac, 1, 500).await.unwrap();
     let l = convs(s, "ann").await;
     assert_eq!(conv_ids(&l), vec![ac.as_str(), ab.as_str(), ad.as_str()]);
-    assert_eq!((l.convs[0].updated_at, l.convs[0].unread, l.total_unread), (500, 0, 3));
+    assert_eq!(
+        (l.convs[0].updated_at, l.convs[0].unread, l.total_unread),
+        (500, 0, 3)
+    );
     let l = convs(s, "cat").await;
     assert_eq!(conv_ids(&l), vec![ac.as_str()]);
     assert_eq!(l.convs[0].peer.as_deref(), Some("ann"));
-    assert_eq!((l.convs[0].updated_at, l.convs[0].read_seq, l.convs[0].unread), (200, 1, 0));
+    assert_eq!(
+        (
+            l.convs[0].updated_at,
+            l.convs[0].read_seq,
+            l.convs[0].unread
+        ),
+        (200, 1, 0)
+    );
 
     // A user with no conversations.
     let l = convs(s, "zed").await;
@@ -656,7 +906,10 @@ async fn group_create_join_and_refusals(s: &dyn Store) {
     let g = group_conv("team");
     assert_eq!(s.get_group("team").await.unwrap(), None);
     let created = send(s, create("team", "ann", 100)).await;
-    assert_eq!((created.seq, created.group.as_deref(), created.kind.as_str()), (1, Some("team"), "system"));
+    assert_eq!(
+        (created.seq, created.group.as_deref(), created.kind.as_str()),
+        (1, Some("team"), "system")
+    );
     assert_eq!(
         s.get_group("team").await.unwrap(),
         Some(GroupRecord {
@@ -674,9 +927,18 @@ async fn group_create_join_and_refusals(s: &dyn Store) {
     assert_eq!(rec.owner, "ann");
 
     // Not a member: refused, nothing stored.
-    assert_eq!(append_one(s, gmsg("team", "dan", 130, "d1")).await, Appended::Refused(Refusal::NotMember));
-    assert_eq!(append_one(s, gmsg("nope", "ann", 130, "n1")).await, Appended::Refused(Refusal::NoSuchGroup));
-    assert_eq!(append_one(s, join("nope", "ann", "bob", 130)).await, Appended::Refused(Refusal::NoSuchGroup));
+    assert_eq!(
+        append_one(s, gmsg("team", "dan", 130, "d1")).await,
+        Appended::Refused(Refusal::NotMember)
+    );
+    assert_eq!(
+        append_one(s, gmsg("nope", "ann", 130, "n1")).await,
+        Appended::Refused(Refusal::NoSuchGroup)
+    );
+    assert_eq!(
+        append_one(s, join("nope", "ann", "bob", 130)).await,
+        Appended::Refused(Refusal::NoSuchGroup)
+    );
     assert_eq!(s.max_seq(&g).await.unwrap(), 3);
     assert_eq!(s.max_seq(&group_conv("nope")).await.unwrap(), 0);
     assert_eq!(s.get_group("nope").await.unwrap(), None);
@@ -685,19 +947,37 @@ async fn group_create_join_and_refusals(s: &dyn Store) {
     assert!(matches!(&m, Appended::New(m) if m.seq == 4), "{m:?}");
 
     // A refusal inside a batch leaves the rest of the batch alone.
-    let out =
-        append(s, vec![gmsg("team", "cat", 150, "c1"), gmsg("team", "dan", 151, "d2"), gmsg("team", "ann", 152, "a1")])
-            .await;
+    let out = append(
+        s,
+        vec![
+            gmsg("team", "cat", 150, "c1"),
+            gmsg("team", "dan", 151, "d2"),
+            gmsg("team", "ann", 152, "a1"),
+        ],
+    )
+    .await;
     assert_eq!(out[1], Appended::Refused(Refusal::NotMember));
-    assert_eq!(out.iter().map(|a| a.message().map(|m| m.seq)).collect::<Vec<_>>(), vec![Some(5), None, Some(6)]);
+    assert_eq!(
+        out.iter()
+            .map(|a| a.message().map(|m| m.seq))
+            .collect::<Vec<_>>(),
+        vec![Some(5), None, Some(6)]
+    );
 
     assert_err!(s.history("dan", &g, all()).await, StoreError::NotMember);
-    assert_eq!(history_seqs(s, "ann", &g, all()).await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        history_seqs(s, "ann", &g, all()).await,
+        vec![1, 2, 3, 4, 5, 6]
+    );
     // ann's own sends put her at 6; bob sent 4 after joining at 2; cat
     // sent 5 after joining at 3.
     assert_eq!(
         s.read_positions(&g).await.unwrap(),
-        vec![("ann".to_owned(), 6), ("bob".to_owned(), 4), ("cat".to_owned(), 5)]
+        vec![
+            ("ann".to_owned(), 6),
+            ("bob".to_owned(), 4),
+            ("cat".to_owned(), 5)
+        ]
     );
 }
 
@@ -713,17 +993,41 @@ async fn group_unread_starts_at_join(s: &dyn Store) {
     let l = convs(s, "bob").await;
     assert_eq!(conv_ids(&l), vec![g.as_str()]);
     let c = &l.convs[0];
-    assert_eq!((c.peer.as_deref(), c.group.as_deref()), (None, Some("team")));
-    assert_eq!((c.max_seq, c.read_seq, c.unread, c.updated_at), (5, 3, 2, 140));
-    assert_eq!(c.last.as_ref().map(|m| (m.seq, m.from.as_str())), Some((5, "ann")));
+    assert_eq!(
+        (c.peer.as_deref(), c.group.as_deref()),
+        (None, Some("team"))
+    );
+    assert_eq!(
+        (c.max_seq, c.read_seq, c.unread, c.updated_at),
+        (5, 3, 2, 140)
+    );
+    assert_eq!(
+        c.last.as_ref().map(|m| (m.seq, m.from.as_str())),
+        Some((5, "ann"))
+    );
     assert_eq!(l.total_unread, 2);
     let l = convs(s, "ann").await;
-    assert_eq!((l.convs[0].read_seq, l.convs[0].unread, l.total_unread), (5, 0, 0));
-    assert_eq!(s.read_positions(&g).await.unwrap(), vec![("ann".to_owned(), 5), ("bob".to_owned(), 3)]);
+    assert_eq!(
+        (l.convs[0].read_seq, l.convs[0].unread, l.total_unread),
+        (5, 0, 0)
+    );
+    assert_eq!(
+        s.read_positions(&g).await.unwrap(),
+        vec![("ann".to_owned(), 5), ("bob".to_owned(), 3)]
+    );
 
-    assert_eq!(s.mark_read("bob", &g, 5, 200).await.unwrap(), ReadOutcome { advanced: true, read_seq: 5 });
+    assert_eq!(
+        s.mark_read("bob", &g, 5, 200).await.unwrap(),
+        ReadOutcome {
+            advanced: true,
+            read_seq: 5
+        }
+    );
     assert_eq!(convs(s, "bob").await.total_unread, 0);
-    assert_eq!(s.read_positions(&g).await.unwrap(), vec![("ann".to_owned(), 5), ("bob".to_owned(), 5)]);
+    assert_eq!(
+        s.read_positions(&g).await.unwrap(),
+        vec![("ann".to_owned(), 5), ("bob".to_owned(), 5)]
+    );
 }
 
 async fn group_leave_bounds_view(s: &dyn Store) {
@@ -732,13 +1036,24 @@ async fn group_leave_bounds_view(s: &dyn Store) {
     send(s, diffused(join("team", "ann", "bob", 110))).await;
     send(s, diffused(join("team", "ann", "cat", 120))).await;
     send(s, diffused(gmsg("team", "bob", 130, "b1"))).await;
-    assert_eq!(send(s, diffused(leave("team", "ann", "cat", 140))).await.seq, 5);
+    assert_eq!(
+        send(s, diffused(leave("team", "ann", "cat", 140)))
+            .await
+            .seq,
+        5
+    );
     send(s, diffused(gmsg("team", "ann", 150, "a1"))).await;
     send(s, diffused(gmsg("team", "bob", 160, "b2"))).await;
 
     let rec = s.get_group("team").await.unwrap().unwrap();
-    assert_eq!((rec.owner.as_str(), rec.members), ("ann", vec!["ann".to_owned(), "bob".to_owned()]));
-    assert_eq!(s.read_positions(&g).await.unwrap(), vec![("ann".to_owned(), 6), ("bob".to_owned(), 7)]);
+    assert_eq!(
+        (rec.owner.as_str(), rec.members),
+        ("ann", vec!["ann".to_owned(), "bob".to_owned()])
+    );
+    assert_eq!(
+        s.read_positions(&g).await.unwrap(),
+        vec![("ann".to_owned(), 6), ("bob".to_owned(), 7)]
+    );
 
     // Write diffusion: members but the sender; a joiner gets their join
     // message, a removed member their removal message and nothing after.
@@ -748,27 +1063,54 @@ async fn group_leave_bounds_view(s: &dyn Store) {
 
     // cat's view ends at the removal message.
     assert_eq!(history_seqs(s, "cat", &g, all()).await, vec![1, 2, 3, 4, 5]);
-    assert_eq!(history_seqs(s, "cat", &g, page(None, Some(3), 10)).await, vec![4, 5]);
-    assert_eq!(history_seqs(s, "cat", &g, page(None, None, 2)).await, vec![4, 5]);
-    assert_eq!(history_seqs(s, "cat", &g, page(Some(7), None, 10)).await, vec![1, 2, 3, 4, 5]);
-    assert_eq!(history_seqs(s, "bob", &g, all()).await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        history_seqs(s, "cat", &g, page(None, Some(3), 10)).await,
+        vec![4, 5]
+    );
+    assert_eq!(
+        history_seqs(s, "cat", &g, page(None, None, 2)).await,
+        vec![4, 5]
+    );
+    assert_eq!(
+        history_seqs(s, "cat", &g, page(Some(7), None, 10)).await,
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        history_seqs(s, "bob", &g, all()).await,
+        vec![1, 2, 3, 4, 5, 6, 7]
+    );
     let l = convs(s, "cat").await;
     let c = &l.convs[0];
-    assert_eq!((c.max_seq, c.read_seq, c.unread, c.updated_at), (5, 2, 3, 140));
+    assert_eq!(
+        (c.max_seq, c.read_seq, c.unread, c.updated_at),
+        (5, 2, 3, 140)
+    );
     assert_eq!(c.last.as_ref().map(|m| m.seq), Some(5));
     assert_eq!(l.total_unread, 3);
 
     // No longer a member.
-    assert_eq!(append_one(s, gmsg("team", "cat", 170, "c1")).await, Appended::Refused(Refusal::NotMember));
+    assert_eq!(
+        append_one(s, gmsg("team", "cat", 170, "c1")).await,
+        Appended::Refused(Refusal::NotMember)
+    );
     assert_eq!(s.max_seq(&g).await.unwrap(), 7);
     // Reading past the end stops at the removal.
-    assert_eq!(s.mark_read("cat", &g, 7, 200).await.unwrap(), ReadOutcome { advanced: true, read_seq: 5 });
+    assert_eq!(
+        s.mark_read("cat", &g, 7, 200).await.unwrap(),
+        ReadOutcome {
+            advanced: true,
+            read_seq: 5
+        }
+    );
     assert_eq!(convs(s, "cat").await.total_unread, 0);
 }
 
 async fn group_diffusion_threshold(s: &dyn Store) {
     let g = group_conv("team");
-    let up_to = |m: NewMessage, n: usize| NewMessage { inbox_members_up_to: n, ..m };
+    let up_to = |m: NewMessage, n: usize| NewMessage {
+        inbox_members_up_to: n,
+        ..m
+    };
     send(s, up_to(create("team", "ann", 100), 3)).await;
     send(s, up_to(join("team", "ann", "bob", 110), 3)).await;
     send(s, up_to(join("team", "ann", "cat", 120), 3)).await;
@@ -794,25 +1136,49 @@ async fn group_owner_transfer(s: &dyn Store) {
 
     // The owner leaves: the longest-standing member takes over.
     send(s, leave("team", "ann", "ann", 130)).await;
-    assert_eq!(members(s.get_group("team").await.unwrap().unwrap()), ("bob".into(), strs(&["bob", "cat"])));
-    assert_eq!(append_one(s, gmsg("team", "ann", 135, "a0")).await, Appended::Refused(Refusal::NotMember));
+    assert_eq!(
+        members(s.get_group("team").await.unwrap().unwrap()),
+        ("bob".into(), strs(&["bob", "cat"]))
+    );
+    assert_eq!(
+        append_one(s, gmsg("team", "ann", 135, "a0")).await,
+        Appended::Refused(Refusal::NotMember)
+    );
 
     // Re-added, ann is the newest member.
     send(s, join("team", "bob", "ann", 140)).await;
-    assert_eq!(members(s.get_group("team").await.unwrap().unwrap()), ("bob".into(), strs(&["bob", "cat", "ann"])));
+    assert_eq!(
+        members(s.get_group("team").await.unwrap().unwrap()),
+        ("bob".into(), strs(&["bob", "cat", "ann"]))
+    );
     assert_eq!(send(s, gmsg("team", "ann", 150, "a1")).await.seq, 6);
 
     send(s, leave("team", "bob", "bob", 160)).await;
-    assert_eq!(members(s.get_group("team").await.unwrap().unwrap()), ("cat".into(), strs(&["cat", "ann"])));
+    assert_eq!(
+        members(s.get_group("team").await.unwrap().unwrap()),
+        ("cat".into(), strs(&["cat", "ann"]))
+    );
 
     // A member other than the owner leaving keeps the owner.
     assert_eq!(send(s, leave("team", "cat", "ann", 170)).await.seq, 8);
-    assert_eq!(members(s.get_group("team").await.unwrap().unwrap()), ("cat".into(), strs(&["cat"])));
-    assert_eq!(s.read_positions(&g).await.unwrap(), vec![("cat".to_owned(), 8)]);
+    assert_eq!(
+        members(s.get_group("team").await.unwrap().unwrap()),
+        ("cat".into(), strs(&["cat"]))
+    );
+    assert_eq!(
+        s.read_positions(&g).await.unwrap(),
+        vec![("cat".to_owned(), 8)]
+    );
     // ann's view now ends at her second removal.
     send(s, gmsg("team", "cat", 180, "c1")).await;
-    assert_eq!(history_seqs(s, "ann", &g, all()).await, (1..=8).collect::<Vec<u64>>());
-    assert_eq!(history_seqs(s, "cat", &g, all()).await, (1..=9).collect::<Vec<u64>>());
+    assert_eq!(
+        history_seqs(s, "ann", &g, all()).await,
+        (1..=8).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        history_seqs(s, "cat", &g, all()).await,
+        (1..=9).collect::<Vec<u64>>()
+    );
 }
 
 // ----- durability -----
@@ -826,7 +1192,9 @@ async fn reopen_before(s: &dyn Store) {
     }
     send(s, create("team", "ann", 200)).await;
     send(s, join("team", "ann", "bob", 210)).await;
-    s.mark_read("bob", &dm_conv("ann", "bob"), 2, 300).await.unwrap();
+    s.mark_read("bob", &dm_conv("ann", "bob"), 2, 300)
+        .await
+        .unwrap();
 }
 
 async fn reopen_after(s: &dyn Store) {
@@ -841,11 +1209,17 @@ async fn reopen_after(s: &dyn Store) {
     let c = l.convs.iter().find(|c| c.conv == ab).unwrap();
     assert_eq!((c.read_seq, c.unread), (2, 1));
     let rec = s.get_group("team").await.unwrap().unwrap();
-    assert_eq!((rec.owner.as_str(), rec.members), ("ann", vec!["ann".to_owned(), "bob".to_owned()]));
+    assert_eq!(
+        (rec.owner.as_str(), rec.members),
+        ("ann", vec!["ann".to_owned(), "bob".to_owned()])
+    );
 
     // Deduplication and seq allocation carry on.
     let dup = append_one(s, dm("ann", "bob", 400, "p1")).await;
-    assert!(matches!(&dup, Appended::Duplicate(m) if m.seq == 1 && m.ts == 101), "{dup:?}");
+    assert!(
+        matches!(&dup, Appended::Duplicate(m) if m.seq == 1 && m.ts == 101),
+        "{dup:?}"
+    );
     assert_eq!(send(s, dm("bob", "ann", 401, "p4")).await.seq, 4);
     assert_eq!(send(s, gmsg("team", "bob", 402, "g1")).await.seq, 3);
 }
@@ -857,45 +1231,88 @@ async fn users_and_friends(s: &dyn Store) {
     for (i, u) in ["ann", "bob", "cat", "dan"].into_iter().enumerate() {
         s.create_user(user(u, i as i64)).await.unwrap();
     }
-    let other = UserRecord { name: "someone else".into(), ..user("ann", 99) };
+    let other = UserRecord {
+        name: "someone else".into(),
+        ..user("ann", 99)
+    };
     assert_err!(s.create_user(other).await, StoreError::Conflict);
     assert_eq!(s.get_user("ann").await.unwrap(), Some(user("ann", 0)));
     assert_eq!(s.get_user("nobody").await.unwrap(), None);
 
     let lists = |friends: &[&str], incoming: &[&str], outgoing: &[&str]| {
         let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect();
-        FriendLists { friends: v(friends), incoming: v(incoming), outgoing: v(outgoing) }
+        FriendLists {
+            friends: v(friends),
+            incoming: v(incoming),
+            outgoing: v(outgoing),
+        }
     };
     assert_eq!(s.friends("ann").await.unwrap(), FriendLists::default());
 
-    assert_eq!(s.friend_request("ann", "bob", 100).await.unwrap(), FriendStatus::Requested);
-    assert_eq!(s.friend_request("ann", "bob", 101).await.unwrap(), FriendStatus::Requested);
+    assert_eq!(
+        s.friend_request("ann", "bob", 100).await.unwrap(),
+        FriendStatus::Requested
+    );
+    assert_eq!(
+        s.friend_request("ann", "bob", 101).await.unwrap(),
+        FriendStatus::Requested
+    );
     assert_eq!(s.friends("ann").await.unwrap(), lists(&[], &[], &["bob"]));
     assert_eq!(s.friends("bob").await.unwrap(), lists(&[], &["ann"], &[]));
 
     // Asking back accepts.
-    assert_eq!(s.friend_request("bob", "ann", 102).await.unwrap(), FriendStatus::Friends);
+    assert_eq!(
+        s.friend_request("bob", "ann", 102).await.unwrap(),
+        FriendStatus::Friends
+    );
     assert_eq!(s.friends("ann").await.unwrap(), lists(&["bob"], &[], &[]));
     assert_eq!(s.friends("bob").await.unwrap(), lists(&["ann"], &[], &[]));
-    assert_eq!(s.friend_request("ann", "bob", 103).await.unwrap(), FriendStatus::Friends);
-    assert_eq!(s.friend_request("bob", "ann", 103).await.unwrap(), FriendStatus::Friends);
+    assert_eq!(
+        s.friend_request("ann", "bob", 103).await.unwrap(),
+        FriendStatus::Friends
+    );
+    assert_eq!(
+        s.friend_request("bob", "ann", 103).await.unwrap(),
+        FriendStatus::Friends
+    );
 
     // Sorted lists.
     s.friend_request("ann", "dan", 104).await.unwrap();
     s.friend_request("ann", "cat", 105).await.unwrap();
     s.friend_request("dan", "bob", 106).await.unwrap();
     s.friend_request("cat", "bob", 107).await.unwrap();
-    assert_eq!(s.friends("ann").await.unwrap(), lists(&["bob"], &[], &["cat", "dan"]));
-    assert_eq!(s.friends("bob").await.unwrap(), lists(&["ann"], &["cat", "dan"], &[]));
-    assert_eq!(s.friend_request("cat", "ann", 108).await.unwrap(), FriendStatus::Friends);
-    assert_eq!(s.friends("ann").await.unwrap(), lists(&["bob", "cat"], &[], &["dan"]));
+    assert_eq!(
+        s.friends("ann").await.unwrap(),
+        lists(&["bob"], &[], &["cat", "dan"])
+    );
+    assert_eq!(
+        s.friends("bob").await.unwrap(),
+        lists(&["ann"], &["cat", "dan"], &[])
+    );
+    assert_eq!(
+        s.friend_request("cat", "ann", 108).await.unwrap(),
+        FriendStatus::Friends
+    );
+    assert_eq!(
+        s.friends("ann").await.unwrap(),
+        lists(&["bob", "cat"], &[], &["dan"])
+    );
 
     // Deleting ends the friendship both ways; idempotent.
     s.friend_delete("bob", "ann").await.unwrap();
-    assert_eq!(s.friends("ann").await.unwrap(), lists(&["cat"], &[], &["dan"]));
-    assert_eq!(s.friends("bob").await.unwrap(), lists(&[], &["cat", "dan"], &[]));
+    assert_eq!(
+        s.friends("ann").await.unwrap(),
+        lists(&["cat"], &[], &["dan"])
+    );
+    assert_eq!(
+        s.friends("bob").await.unwrap(),
+        lists(&[], &["cat", "dan"], &[])
+    );
     s.friend_delete("ann", "bob").await.unwrap();
-    assert_eq!(s.friends("bob").await.unwrap(), lists(&[], &["cat", "dan"], &[]));
+    assert_eq!(
+        s.friends("bob").await.unwrap(),
+        lists(&[], &["cat", "dan"], &[])
+    );
     // ...and drops requests either way.
     s.friend_delete("dan", "ann").await.unwrap();
     assert_eq!(s.friends("ann").await.unwrap(), lists(&["cat"], &[], &[]));
@@ -904,7 +1321,10 @@ async fn users_and_friends(s: &dyn Store) {
     assert_eq!(s.friends("dan").await.unwrap(), FriendLists::default());
     assert_eq!(s.friends("bob").await.unwrap(), lists(&[], &["cat"], &[]));
     // After a delete, a request starts over.
-    assert_eq!(s.friend_request("bob", "ann", 200).await.unwrap(), FriendStatus::Requested);
+    assert_eq!(
+        s.friend_request("bob", "ann", 200).await.unwrap(),
+        FriendStatus::Requested
+    );
 }
 
 // ----- SQLite -----
@@ -976,7 +1396,11 @@ mod sqlite {
                 tokio::spawn(async move {
                     let mut seqs = Vec::new();
                     for i in 0..25 {
-                        seqs.push(send(&*store, dm("ann", "bob", i, &format!("t{t}-{i}"))).await.seq);
+                        seqs.push(
+                            send(&*store, dm("ann", "bob", i, &format!("t{t}-{i}")))
+                                .await
+                                .seq,
+                        );
                     }
                     seqs
                 })

@@ -54,7 +54,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cfg.data_dir = d;
     }
     cfg.validate()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

@@ -68,7 +68,10 @@ fn drain_stderr(child: &mut Child) -> Arc<Mutex<String>> {
         loop {
             match err.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n])),
+                Ok(n) => b
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n])),
             }
         }
     });
@@ -79,7 +82,14 @@ impl Tern {
     /// `tern serve --listen 127.0.0.1:0 --data DIR`.
     async fn start(data: &Path) -> Tern {
         let data = data.to_str().unwrap();
-        Tern::spawn(tern_cmd(&["serve", "--listen", "127.0.0.1:0", "--data", data])).await
+        Tern::spawn(tern_cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+        ]))
+        .await
     }
 
     /// Spawns `cmd` and waits for its `tern: listening on ADDR` line.
@@ -109,7 +119,12 @@ impl Tern {
             .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let t = Tern { child, addr, stderr, http: reqwest::Client::new() };
+        let t = Tern {
+            child,
+            addr,
+            stderr,
+            http: reqwest::Client::new(),
+        };
         // The line is printed once the socket is bound, which is before the
         // store is opened: wait until the server answers.
         t.ready().await;
@@ -144,20 +159,28 @@ impl Tern {
     /// SIGKILL, then reap.
     async fn kill9(mut self) {
         self.child.start_kill().expect("SIGKILL");
-        timeout(WAIT, self.child.wait()).await.expect("killed child exits").expect("wait");
+        timeout(WAIT, self.child.wait())
+            .await
+            .expect("killed child exits")
+            .expect("wait");
     }
 
     /// Sends SIGTERM through `kill(1)` (no extra crate needed).
     fn sigterm(&self) {
-        let st =
-            std::process::Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill(1)");
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill(1)");
         assert!(st.success(), "kill -TERM failed: {st}");
     }
 
     async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         match timeout(limit, self.child.wait()).await {
             Ok(r) => r.expect("wait"),
-            Err(_) => panic!("tern did not exit within {limit:?}; stderr:\n{}", self.stderr()),
+            Err(_) => panic!(
+                "tern did not exit within {limit:?}; stderr:\n{}",
+                self.stderr()
+            ),
         }
     }
 
@@ -167,23 +190,33 @@ impl Tern {
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let req = self.http.post(self.url(path)).json(&body).send();
-        let r = timeout(WAIT, req).await.expect("HTTP in time").expect("HTTP");
+        let r = timeout(WAIT, req)
+            .await
+            .expect("HTTP in time")
+            .expect("HTTP");
         answer(r).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         let req = self.http.get(self.url(path)).bearer_auth(token).send();
-        let r = timeout(WAIT, req).await.expect("HTTP in time").expect("HTTP");
+        let r = timeout(WAIT, req)
+            .await
+            .expect("HTTP in time")
+            .expect("HTTP");
         answer(r).await
     }
 
     async fn register(&self, user: &str) {
-        let (st, b) = self.post("/v1/users", json!({"user": user, "password": PASSWORD})).await;
+        let (st, b) = self
+            .post("/v1/users", json!({"user": user, "password": PASSWORD}))
+            .await;
         assert_eq!(st, 201, "register {user}: {b}");
     }
 
     async fn login(&self, user: &str) -> String {
-        let (st, b) = self.post("/v1/sessions", json!({"user": user, "password": PASSWORD})).await;
+        let (st, b) = self
+            .post("/v1/sessions", json!({"user": user, "password": PASSWORD}))
+            .await;
         assert_eq!(st, 200, "login {user}: {b}");
         b["token"].as_str().expect("token").to_owned()
     }
@@ -201,10 +234,18 @@ impl Tern {
             .await
             .expect("WS connect in time")
             .expect("WS connect");
-        let mut ws = Ws { ws, queued: VecDeque::new() };
-        ws.send(json!({"type": "auth", "id": "1", "token": token, "device": device})).await;
+        let mut ws = Ws {
+            ws,
+            queued: VecDeque::new(),
+        };
+        ws.send(json!({"type": "auth", "id": "1", "token": token, "device": device}))
+            .await;
         let ok = ws.next_frame().await;
-        assert_eq!((ok["type"].as_str(), ok["id"].as_str()), (Some("ok"), Some("1")), "auth: {ok}");
+        assert_eq!(
+            (ok["type"].as_str(), ok["id"].as_str()),
+            (Some("ok"), Some("1")),
+            "auth: {ok}"
+        );
         loop {
             let f = ws.next_frame().await;
             match f["type"].as_str() {
@@ -225,8 +266,15 @@ impl Drop for Tern {
 
 async fn answer(r: reqwest::Response) -> (u16, Value) {
     let st = r.status().as_u16();
-    let text = timeout(WAIT, r.text()).await.expect("HTTP body in time").expect("HTTP body");
-    let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let text = timeout(WAIT, r.text())
+        .await
+        .expect("HTTP body in time")
+        .expect("HTTP body");
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (st, v)
 }
 
@@ -256,7 +304,10 @@ impl Ws {
     }
 
     async fn send_raw(&mut self, m: Message) {
-        timeout(WAIT, self.ws.send(m)).await.expect("WS send in time").expect("WS send");
+        timeout(WAIT, self.ws.send(m))
+            .await
+            .expect("WS send in time")
+            .expect("WS send");
     }
 
     /// Queues a frame without flushing (for pipelining).
@@ -268,7 +319,10 @@ impl Ws {
     }
 
     async fn flush(&mut self) {
-        timeout(WAIT, self.ws.flush()).await.expect("WS flush in time").expect("WS flush");
+        timeout(WAIT, self.ws.flush())
+            .await
+            .expect("WS flush in time")
+            .expect("WS flush");
     }
 
     /// The next text frame or the end of the connection, within `WAIT`.
@@ -285,9 +339,16 @@ impl Ws {
             };
             match m {
                 Message::Text(t) => {
-                    let v: Value = serde_json::from_str(t.as_str()).expect("server frames are JSON");
+                    let v: Value =
+                        serde_json::from_str(t.as_str()).expect("server frames are JSON");
                     if v["type"] == "batch" {
-                        self.queued.extend(v["frames"].as_array().expect("batch frames").iter().cloned());
+                        self.queued.extend(
+                            v["frames"]
+                                .as_array()
+                                .expect("batch frames")
+                                .iter()
+                                .cloned(),
+                        );
                         if let Some(v) = self.queued.pop_front() {
                             return Next::Frame(v);
                         }
@@ -318,7 +379,9 @@ impl Ws {
             match self.next().await {
                 Next::Frame(v) => before.push(v),
                 Next::Close(code) => return (code, before),
-                Next::Gone(why) => panic!("connection ended without a Close frame ({why}); frames: {before:?}"),
+                Next::Gone(why) => {
+                    panic!("connection ended without a Close frame ({why}); frames: {before:?}")
+                }
             }
         }
     }
@@ -356,12 +419,26 @@ async fn acknowledged_messages_survive_kill_9() {
         match f["type"].as_str() {
             Some("ok") => {
                 let id = f["id"].as_str().expect("ok has id");
-                let i: usize = id.strip_prefix('s').and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{f}"));
+                let i: usize = id
+                    .strip_prefix('s')
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{f}"));
                 assert_eq!(f["conv"], "dm:alice:bob", "{f}");
-                assert!(f.get("duplicate").is_none(), "first send reported duplicate: {f}");
-                let msg_id = f["msg_id"].as_str().unwrap_or_else(|| panic!("msg_id is a string: {f}")).to_owned();
-                let seq = f["seq"].as_u64().unwrap_or_else(|| panic!("seq is an integer: {f}"));
-                assert!(acked.insert(format!("c{i}"), (msg_id, seq)).is_none(), "two oks for {id}");
+                assert!(
+                    f.get("duplicate").is_none(),
+                    "first send reported duplicate: {f}"
+                );
+                let msg_id = f["msg_id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("msg_id is a string: {f}"))
+                    .to_owned();
+                let seq = f["seq"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("seq is an integer: {f}"));
+                assert!(
+                    acked.insert(format!("c{i}"), (msg_id, seq)).is_none(),
+                    "two oks for {id}"
+                );
             }
             Some("error") => panic!("send failed: {f}"),
             _ => {} // pushes to alice's own devices etc. are not under test
@@ -372,14 +449,33 @@ async fn acknowledged_messages_survive_kill_9() {
 
     let server = Tern::start(dir.path()).await;
     let bob = server.login("bob").await;
-    let (st, body) = server.get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob).await;
+    let (st, body) = server
+        .get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob)
+        .await;
     assert_eq!(st, 200, "history: {body}");
-    let msgs = body["msgs"].as_array().unwrap_or_else(|| panic!("msgs: {body}"));
-    let stored: HashMap<&str, &Value> =
-        msgs.iter().map(|m| (m["client_msg_id"].as_str().unwrap_or_else(|| panic!("client_msg_id: {m}")), m)).collect();
+    let msgs = body["msgs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("msgs: {body}"));
+    let stored: HashMap<&str, &Value> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m["client_msg_id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("client_msg_id: {m}")),
+                m,
+            )
+        })
+        .collect();
     for (cid, (msg_id, seq)) in &acked {
-        let m = stored.get(cid.as_str()).unwrap_or_else(|| panic!("acknowledged message {cid} (seq {seq}) lost"));
-        assert_eq!(m["msg_id"].as_str(), Some(msg_id.as_str()), "msg_id of {cid}: {m}");
+        let m = stored
+            .get(cid.as_str())
+            .unwrap_or_else(|| panic!("acknowledged message {cid} (seq {seq}) lost"));
+        assert_eq!(
+            m["msg_id"].as_str(),
+            Some(msg_id.as_str()),
+            "msg_id of {cid}: {m}"
+        );
         assert_eq!(m["seq"].as_u64(), Some(*seq), "seq of {cid}: {m}");
         assert_eq!(m["from"], "alice", "{m}");
         assert_eq!(m["content"], format!("message {}", &cid[1..]), "{m}");
@@ -387,10 +483,18 @@ async fn acknowledged_messages_survive_kill_9() {
     // Nothing but acked messages could have been stored (every send was acked).
     assert_eq!(msgs.len(), N, "history has exactly the acked messages");
     let seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "seqs ascending and gap-free");
+    assert_eq!(
+        seqs,
+        (1..=N as u64).collect::<Vec<_>>(),
+        "seqs ascending and gap-free"
+    );
     let mut acked_seqs: Vec<u64> = acked.values().map(|(_, s)| *s).collect();
     acked_seqs.sort_unstable();
-    assert_eq!(acked_seqs, (1..=N as u64).collect::<Vec<_>>(), "acked seqs gap-free");
+    assert_eq!(
+        acked_seqs,
+        (1..=N as u64).collect::<Vec<_>>(),
+        "acked seqs gap-free"
+    );
 }
 
 /// A crash in the middle of a pipelined burst: every acknowledged message
@@ -422,8 +526,17 @@ async fn kill_9_mid_burst_then_retry_loses_and_duplicates_nothing() {
         let f = ws.next_frame().await;
         match f["type"].as_str() {
             Some("ok") => {
-                let i: usize = f["id"].as_str().and_then(|s| s[1..].parse().ok()).unwrap_or_else(|| panic!("{f}"));
-                acked.insert(i, (f["msg_id"].as_str().unwrap().to_owned(), f["seq"].as_u64().unwrap()));
+                let i: usize = f["id"]
+                    .as_str()
+                    .and_then(|s| s[1..].parse().ok())
+                    .unwrap_or_else(|| panic!("{f}"));
+                acked.insert(
+                    i,
+                    (
+                        f["msg_id"].as_str().unwrap().to_owned(),
+                        f["seq"].as_u64().unwrap(),
+                    ),
+                );
             }
             Some("error") => panic!("send failed: {f}"),
             _ => {}
@@ -436,31 +549,58 @@ async fn kill_9_mid_burst_then_retry_loses_and_duplicates_nothing() {
     let alice = server.login("alice").await;
     let mut ws = server.connect(&alice, "d2").await;
     // Retry everything not acknowledged, then (as a lost-reply retry) a few acked ones.
-    let retry: Vec<usize> = (0..N).filter(|i| !acked.contains_key(i)).chain(0..5).collect();
+    let retry: Vec<usize> = (0..N)
+        .filter(|i| !acked.contains_key(i))
+        .chain(0..5)
+        .collect();
     for &i in &retry {
         ws.send(send(i)).await;
         let f = ws.next_frame().await;
-        assert_eq!((f["type"].as_str(), f["id"].as_str()), (Some("ok"), Some(format!("s{i}").as_str())), "{f}");
-        let got = (f["msg_id"].as_str().unwrap().to_owned(), f["seq"].as_u64().unwrap());
+        assert_eq!(
+            (f["type"].as_str(), f["id"].as_str()),
+            (Some("ok"), Some(format!("s{i}").as_str())),
+            "{f}"
+        );
+        let got = (
+            f["msg_id"].as_str().unwrap().to_owned(),
+            f["seq"].as_u64().unwrap(),
+        );
         if let Some(prev) = acked.get(&i) {
-            assert_eq!(&got, prev, "retry of acked c{i} returns the same msg_id and seq");
-            assert_eq!(f["duplicate"], true, "retry of acked c{i} is a duplicate: {f}");
+            assert_eq!(
+                &got, prev,
+                "retry of acked c{i} returns the same msg_id and seq"
+            );
+            assert_eq!(
+                f["duplicate"], true,
+                "retry of acked c{i} is a duplicate: {f}"
+            );
         } else {
             acked.insert(i, got);
         }
     }
 
     let bob = server.login("bob").await;
-    let (st, body) = server.get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob).await;
+    let (st, body) = server
+        .get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob)
+        .await;
     assert_eq!(st, 200, "history: {body}");
-    let msgs = body["msgs"].as_array().unwrap_or_else(|| panic!("msgs: {body}"));
+    let msgs = body["msgs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("msgs: {body}"));
     assert_eq!(msgs.len(), N, "each message exactly once");
     let seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "seqs gap-free");
     for m in msgs {
-        let i: usize = m["client_msg_id"].as_str().and_then(|s| s[1..].parse().ok()).unwrap_or_else(|| panic!("{m}"));
+        let i: usize = m["client_msg_id"]
+            .as_str()
+            .and_then(|s| s[1..].parse().ok())
+            .unwrap_or_else(|| panic!("{m}"));
         let (msg_id, seq) = &acked[&i];
-        assert_eq!((m["msg_id"].as_str(), m["seq"].as_u64()), (Some(msg_id.as_str()), Some(*seq)), "{m}");
+        assert_eq!(
+            (m["msg_id"].as_str(), m["seq"].as_u64()),
+            (Some(msg_id.as_str()), Some(*seq)),
+            "{m}"
+        );
     }
 }
 
@@ -480,19 +620,29 @@ async fn sigterm_closes_sockets_with_1001() {
     a.send(json!({"type": "send", "id": "2", "to": "bob", "client_msg_id": "c1", "kind": "text", "content": "bye"}))
         .await;
     let ok = a.next_frame().await;
-    assert_eq!((ok["type"].as_str(), ok["seq"].as_u64()), (Some("ok"), Some(1)), "{ok}");
+    assert_eq!(
+        (ok["type"].as_str(), ok["seq"].as_u64()),
+        (Some("ok"), Some(1)),
+        "{ok}"
+    );
 
     server.sigterm();
     let ((ca, _), (cb, before_b)) = tokio::join!(a.until_close(), b.until_close());
     assert_eq!(ca, Some(1001), "alice's close code");
     assert_eq!(cb, Some(1001), "bob's close code");
     assert!(
-        before_b.iter().any(|f| f["type"] == "msg" && f["msg"]["client_msg_id"] == "c1"),
+        before_b
+            .iter()
+            .any(|f| f["type"] == "msg" && f["msg"]["client_msg_id"] == "c1"),
         "bob got the stored message before the close: {before_b:?}"
     );
 
     let status = server.wait_exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "exit status {status}; stderr:\n{}", server.stderr());
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        server.stderr()
+    );
 }
 
 /// With no `--data`, the store lives in `./tern-data` of the current directory.
@@ -550,11 +700,24 @@ async fn config_file_env_and_flags_layer() {
 
     // listen and frame_bytes from the file; content_bytes: env beats file;
     // data_dir: flag beats file.
-    let mut cmd = tern_cmd(&["serve", "--config", cfg.to_str().unwrap(), "--data", flag_data.to_str().unwrap()]);
+    let mut cmd = tern_cmd(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        flag_data.to_str().unwrap(),
+    ]);
     cmd.env("TERN_LIMITS__CONTENT_BYTES", "100");
     let server = Tern::spawn(cmd).await;
-    assert!(server.addr.ip().is_loopback() && server.addr.port() != 0, "listen from the file: {}", server.addr);
-    assert!(flag_data.join("tern.db").is_file(), "--data beats the file's data_dir");
+    assert!(
+        server.addr.ip().is_loopback() && server.addr.port() != 0,
+        "listen from the file: {}",
+        server.addr
+    );
+    assert!(
+        flag_data.join("tern.db").is_file(),
+        "--data beats the file's data_dir"
+    );
     assert!(!file_data.exists(), "the file's data_dir is unused");
 
     server.register("bob").await;
@@ -565,50 +728,106 @@ async fn config_file_env_and_flags_layer() {
     let send = |id: &str, n: usize| json!({"type": "send", "id": id, "to": "bob", "client_msg_id": id, "kind": "text", "content": "x".repeat(n)});
     ws.send(send("small", 90)).await;
     let ok = ws.next_frame().await;
-    assert_eq!((ok["type"].as_str(), ok["id"].as_str()), (Some("ok"), Some("small")), "{ok}");
+    assert_eq!(
+        (ok["type"].as_str(), ok["id"].as_str()),
+        (Some("ok"), Some("small")),
+        "{ok}"
+    );
     ws.send(send("big", 200)).await;
     let err = ws.next_frame().await;
     assert_eq!(
-        (err["type"].as_str(), err["id"].as_str(), err["code"].as_str()),
+        (
+            err["type"].as_str(),
+            err["id"].as_str(),
+            err["code"].as_str()
+        ),
         (Some("error"), Some("big"), Some("content_too_large")),
         "{err}"
     );
 
     // frame_bytes = 2048 (file): a 3000-byte frame closes with 1009, though
     // the default limit (64 KiB) would allow it.
-    ws.send_raw(Message::Text(format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "p".repeat(3000)).into())).await;
+    ws.send_raw(Message::Text(
+        format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "p".repeat(3000)).into(),
+    ))
+    .await;
     let (code, _) = ws.until_close().await;
     assert_eq!(code, Some(1009), "frame over limits.frame_bytes");
     server.kill9().await;
 
     // An invalid file: non-zero exit and a message naming the setting.
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, "listen = \"127.0.0.1:0\"\n[limits]\nframe_bytes = 10\n").unwrap();
-    let out =
-        run_to_exit(tern_cmd(&["serve", "--config", bad.to_str().unwrap(), "--data", flag_data.to_str().unwrap()]))
-            .await;
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:0\"\n[limits]\nframe_bytes = 10\n",
+    )
+    .unwrap();
+    let out = run_to_exit(tern_cmd(&[
+        "serve",
+        "--config",
+        bad.to_str().unwrap(),
+        "--data",
+        flag_data.to_str().unwrap(),
+    ]))
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "bad frame_bytes must fail; stderr:\n{stderr}");
-    assert!(stderr.contains("frame_bytes"), "stderr names the bad setting:\n{stderr}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it never listened");
+    assert!(
+        !out.status.success(),
+        "bad frame_bytes must fail; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("frame_bytes"),
+        "stderr names the bad setting:\n{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it never listened"
+    );
 
     // An unknown key is an error, not silently ignored.
     let typo = tmp.path().join("typo.toml");
-    std::fs::write(&typo, "listen = \"127.0.0.1:0\"\n[limits]\nframe_byte = 4096\n").unwrap();
-    let out =
-        run_to_exit(tern_cmd(&["serve", "--config", typo.to_str().unwrap(), "--data", flag_data.to_str().unwrap()]))
-            .await;
+    std::fs::write(
+        &typo,
+        "listen = \"127.0.0.1:0\"\n[limits]\nframe_byte = 4096\n",
+    )
+    .unwrap();
+    let out = run_to_exit(tern_cmd(&[
+        "serve",
+        "--config",
+        typo.to_str().unwrap(),
+        "--data",
+        flag_data.to_str().unwrap(),
+    ]))
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "unknown key must fail; stderr:\n{stderr}");
-    assert!(stderr.contains("`frame_byte`"), "stderr names the unknown key:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "unknown key must fail; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("`frame_byte`"),
+        "stderr names the unknown key:\n{stderr}"
+    );
 
     // A bad environment variable fails the same way.
-    let mut cmd = tern_cmd(&["serve", "--config", cfg.to_str().unwrap(), "--data", flag_data.to_str().unwrap()]);
+    let mut cmd = tern_cmd(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        flag_data.to_str().unwrap(),
+    ]);
     cmd.env("TERN_LIMITS__CONTENT_BYTES", "0");
     let out = run_to_exit(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "content_bytes = 0 must fail; stderr:\n{stderr}");
-    assert!(stderr.contains("content_bytes"), "stderr names the bad setting:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "content_bytes = 0 must fail; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("content_bytes"),
+        "stderr names the bad setting:\n{stderr}"
+    );
 }
 
 /// Runs a command that is expected to exit on its own, within `WAIT`.

@@ -6,34 +6,90 @@ use serde_json::json;
 #[tokio::test]
 async fn register_login_and_lookup() {
     let s = Server::start().await;
-    let (st, b) = s.post("/v1/users", None, json!({"user":"alice","password":"password1","name":"Alice A"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/users",
+            None,
+            json!({"user":"alice","password":"password1","name":"Alice A"}),
+        )
+        .await;
     assert_eq!((st, b.clone()), (201, json!({"user":"alice"})));
-    let (st, b) = s.post("/v1/users", None, json!({"user":"alice","password":"password2"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/users",
+            None,
+            json!({"user":"alice","password":"password2"}),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (409, Some("user_exists")));
-    let (st, b) = s.post("/v1/users", None, json!({"user":"bob","password":"short"})).await;
+    let (st, b) = s
+        .post("/v1/users", None, json!({"user":"bob","password":"short"}))
+        .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid")));
-    let (st, b) = s.post("/v1/users", None, json!({"user":"bad name!","password":"password1"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/users",
+            None,
+            json!({"user":"bad name!","password":"password1"}),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid")));
     let (st, b) = s.post("/v1/users", None, json!({"user":"x"})).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid")));
-    let (st, _) = s.post("/v1/users", None, json!({"user":"carol","password":"password1"})).await;
+    let (st, _) = s
+        .post(
+            "/v1/users",
+            None,
+            json!({"user":"carol","password":"password1"}),
+        )
+        .await;
     assert_eq!(st, 201);
 
-    let (st, b) = s.post("/v1/sessions", None, json!({"user":"alice","password":"wrong-pass"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/sessions",
+            None,
+            json!({"user":"alice","password":"wrong-pass"}),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (401, Some("bad_credentials")));
-    let (st, b) = s.post("/v1/sessions", None, json!({"user":"nobody","password":"password1"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/sessions",
+            None,
+            json!({"user":"nobody","password":"password1"}),
+        )
+        .await;
     assert_eq!((st, b["code"].as_str()), (401, Some("bad_credentials")));
-    let (st, b) = s.post("/v1/sessions", None, json!({"user":"alice","password":"password1"})).await;
+    let (st, b) = s
+        .post(
+            "/v1/sessions",
+            None,
+            json!({"user":"alice","password":"password1"}),
+        )
+        .await;
     assert_eq!(st, 200);
     let token = b["token"].as_str().unwrap().to_owned();
     let exp = b["expires_at"].as_i64().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    assert!(exp > now + 3_600_000, "expires_at is in ms and in the future: {exp}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        exp > now + 3_600_000,
+        "expires_at is in ms and in the future: {exp}"
+    );
 
     let (st, b) = s.get("/v1/users/alice", Some(&token)).await;
-    assert_eq!((st, b), (200, json!({"user":"alice","name":"Alice A","online":false})));
+    assert_eq!(
+        (st, b),
+        (200, json!({"user":"alice","name":"Alice A","online":false}))
+    );
     let (st, b) = s.get("/v1/users/carol", Some(&token)).await;
-    assert_eq!((st, b), (200, json!({"user":"carol","name":"carol","online":false})));
+    assert_eq!(
+        (st, b),
+        (200, json!({"user":"carol","name":"carol","online":false}))
+    );
     let (st, b) = s.get("/v1/users/nobody", Some(&token)).await;
     assert_eq!((st, b["code"].as_str()), (404, Some("no_such_user")));
     let (st, b) = s.get("/v1/users/alice", None).await;
@@ -80,7 +136,10 @@ async fn friends_request_accept_list_delete() {
     let (st, v) = s.put("/v1/friends/alice", Some(&b)).await;
     assert_eq!((st, v), (200, json!({"status":"friends"})));
     let (_, v) = s.get("/v1/friends", Some(&a)).await;
-    assert_eq!(v, json!({"friends":[{"user":"bob","online":false}],"incoming":[],"outgoing":[]}));
+    assert_eq!(
+        v,
+        json!({"friends":[{"user":"bob","online":false}],"incoming":[],"outgoing":[]})
+    );
 
     let bob = s.connect(&b, "d").await;
     let (_, v) = s.get("/v1/friends", Some(&a)).await;

@@ -59,7 +59,13 @@ impl Server {
             let _ = stopped.await;
         }));
         let http = reqwest::Client::new();
-        Server { addr, http, stop: Some(stop), task: Some(task), dir }
+        Server {
+            addr,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
     }
 
     /// Graceful shutdown; returns the data dir for a restart.
@@ -114,13 +120,25 @@ impl Server {
 
     /// Registers `user` (password "password1") and returns a token.
     pub async fn user(&self, user: &str) -> String {
-        let (st, b) = self.post("/v1/users", None, json!({"user": user, "password": "password1"})).await;
+        let (st, b) = self
+            .post(
+                "/v1/users",
+                None,
+                json!({"user": user, "password": "password1"}),
+            )
+            .await;
         assert_eq!(st, 201, "register {user}: {b}");
         self.login(user).await
     }
 
     pub async fn login(&self, user: &str) -> String {
-        let (st, b) = self.post("/v1/sessions", None, json!({"user": user, "password": "password1"})).await;
+        let (st, b) = self
+            .post(
+                "/v1/sessions",
+                None,
+                json!({"user": user, "password": "password1"}),
+            )
+            .await;
         assert_eq!(st, 200, "login {user}: {b}");
         b["token"].as_str().unwrap().to_owned()
     }
@@ -140,9 +158,15 @@ impl Server {
     }
 
     /// Connects and returns the pushed offline messages and `offline_done`.
-    pub async fn connect_offline(&self, token: &str, device: &str) -> (Client, (Vec<Value>, Value)) {
+    pub async fn connect_offline(
+        &self,
+        token: &str,
+        device: &str,
+    ) -> (Client, (Vec<Value>, Value)) {
         let mut c = Client::open(&self.ws_url()).await;
-        let ok = c.request(json!({"type": "auth", "token": token, "device": device})).await;
+        let ok = c
+            .request(json!({"type": "auth", "token": token, "device": device}))
+            .await;
         assert_eq!(ok["type"], "ok", "auth: {ok}");
         let mut msgs = Vec::new();
         loop {
@@ -167,7 +191,11 @@ impl Drop for Server {
 async fn answer(r: reqwest::Response) -> (u16, Value) {
     let st = r.status().as_u16();
     let text = r.text().await.unwrap();
-    let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (st, v)
 }
 
@@ -188,7 +216,13 @@ pub struct Client {
 impl Client {
     pub async fn open(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Client { ws, queued: VecDeque::new(), next_id: 1, closed: None, batches: 0 }
+        Client {
+            ws,
+            queued: VecDeque::new(),
+            next_id: 1,
+            closed: None,
+            batches: 0,
+        }
     }
 
     pub async fn send_raw(&mut self, msg: Message) {
@@ -197,7 +231,10 @@ impl Client {
 
     /// Sends unless the connection is already gone.
     pub async fn try_send(&mut self, v: Value) -> bool {
-        self.ws.send(Message::Text(v.to_string().into())).await.is_ok()
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .is_ok()
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -244,7 +281,11 @@ impl Client {
     /// A request that must fail with `code`.
     pub async fn err(&mut self, v: Value, code: &str) -> Value {
         let r = self.request(v.clone()).await;
-        assert_eq!((r["type"].as_str(), r["code"].as_str()), (Some("error"), Some(code)), "request {v}: {r}");
+        assert_eq!(
+            (r["type"].as_str(), r["code"].as_str()),
+            (Some("error"), Some(code)),
+            "request {v}: {r}"
+        );
         r
     }
 
@@ -254,14 +295,19 @@ impl Client {
 
     /// The next frame (batches split), or panics after `WAIT`.
     pub async fn next(&mut self) -> Value {
-        self.next_within(WAIT).await.expect("a frame within the wait")
+        self.next_within(WAIT)
+            .await
+            .expect("a frame within the wait")
     }
 
     /// The next frame of `ty`, skipping (and dropping) others.
     pub async fn next_of(&mut self, ty: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let f = self.read_until(deadline).await.unwrap_or_else(|| panic!("no {ty} frame"));
+            let f = self
+                .read_until(deadline)
+                .await
+                .unwrap_or_else(|| panic!("no {ty} frame"));
             if f["type"] == ty {
                 return f;
             }
@@ -339,12 +385,18 @@ impl Client {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        })).await;
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
         // Drain until the server answers the close.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
     }
 }
 

@@ -13,15 +13,22 @@ async fn bad_frames_get_error_codes_and_the_connection_stays() {
     let mut a = s.connect(&ta, "a").await;
     a.send_raw(Message::Text("not json".into())).await;
     let e = a.next().await;
-    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("bad_frame")));
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("bad_frame"))
+    );
     a.send_raw(Message::Text(r#"{"id":"x1"}"#.into())).await;
     let e = a.next().await;
-    assert_eq!((e["code"].as_str(), e["id"].as_str()), (Some("bad_frame"), Some("x1")));
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("bad_frame"), Some("x1"))
+    );
     a.send_raw(Message::Text("[1,2]".into())).await;
     assert_eq!(a.next().await["code"], "bad_frame");
     a.err(json!({"type":"teleport"}), "unknown_type").await;
     let send = |v: serde_json::Value| {
-        let mut base = json!({"type":"send","to":"bob","client_msg_id":"c1","kind":"text","content":"x"});
+        let mut base =
+            json!({"type":"send","to":"bob","client_msg_id":"c1","kind":"text","content":"x"});
         for (k, val) in v.as_object().unwrap() {
             if val.is_null() {
                 base.as_object_mut().unwrap().remove(k);
@@ -35,18 +42,28 @@ async fn bad_frames_get_error_codes_and_the_connection_stays() {
     a.err(send(json!({"to":"bad name"})), "no_such_user").await;
     a.err(send(json!({"client_msg_id":null})), "invalid").await;
     a.err(send(json!({"client_msg_id":""})), "invalid").await;
-    a.err(send(json!({"client_msg_id":"x".repeat(65)})), "invalid").await;
+    a.err(send(json!({"client_msg_id":"x".repeat(65)})), "invalid")
+        .await;
     a.err(send(json!({"kind":"system"})), "invalid").await;
     a.err(send(json!({"kind":"video"})), "invalid").await;
-    a.err(send(json!({"kind":"text","content":{"a":1}})), "invalid").await;
-    a.err(send(json!({"kind":"image","content":"str"})), "invalid").await;
+    a.err(send(json!({"kind":"text","content":{"a":1}})), "invalid")
+        .await;
+    a.err(send(json!({"kind":"image","content":"str"})), "invalid")
+        .await;
     a.err(send(json!({"content":null})), "invalid").await;
     a.err(send(json!({"to":null})), "invalid").await;
     a.err(send(json!({"group":"g1"})), "invalid").await;
     a.err(send(json!({"seq":"x"})), "invalid").await;
-    a.err(send(json!({"content":"x".repeat(16385)})), "content_too_large").await;
+    a.err(
+        send(json!({"content":"x".repeat(16385)})),
+        "content_too_large",
+    )
+    .await;
     // Exactly at the limit is fine (the JSON string with quotes is 16384 bytes).
-    a.ok(send(json!({"client_msg_id":"big","content":"x".repeat(16382)}))).await;
+    a.ok(send(
+        json!({"client_msg_id":"big","content":"x".repeat(16382)}),
+    ))
+    .await;
     let long_id = "i".repeat(65);
     let r = a.request(json!({"type":"ping","id":long_id})).await;
     drop(r);
@@ -64,7 +81,9 @@ async fn oversized_frame_closes_1009() {
     .await;
     let ta = s.user("alice").await;
     let mut a = s.connect(&ta, "a").await;
-    let r = a.request(json!({"type":"ping","pad":"x".repeat(3000)})).await;
+    let r = a
+        .request(json!({"type":"ping","pad":"x".repeat(3000)}))
+        .await;
     assert_eq!(r["type"], "pong");
     a.send(json!({"type":"ping","pad":"x".repeat(5000)})).await;
     assert_eq!(a.closed_with().await, 1009);
@@ -92,7 +111,10 @@ async fn frame_rate_limit_then_close_4008() {
             _ => panic!("unexpected {f}"),
         }
     }
-    assert!(pongs >= 20 && limited >= 30, "pongs {pongs} limited {limited}");
+    assert!(
+        pongs >= 20 && limited >= 30,
+        "pongs {pongs} limited {limited}"
+    );
     // Staying over the limit for rate_close_secs closes the connection.
     let start = tokio::time::Instant::now();
     while a.closed.is_none() && start.elapsed() < Duration::from_secs(10) {

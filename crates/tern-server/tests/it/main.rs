@@ -4,8 +4,8 @@
 mod common;
 
 mod accounts;
-mod messaging;
-mod reading;
-mod presence;
 mod limits;
+mod messaging;
+mod presence;
+mod reading;
 mod session;

@@ -17,7 +17,9 @@ async fn send_pushes_to_every_other_device_in_seq_order() {
     let conv = dm("alice", "bob");
     let mut ids = Vec::new();
     for i in 1..=20u64 {
-        let ok = a_phone.send_text("bob", &format!("c{i}"), &format!("hello {i}")).await;
+        let ok = a_phone
+            .send_text("bob", &format!("c{i}"), &format!("hello {i}"))
+            .await;
         assert_eq!(ok["conv"], conv.as_str());
         assert_eq!(ok["seq"], i, "gap-free seq");
         let id = ok["msg_id"].as_str().expect("msg_id is a decimal string");
@@ -44,7 +46,10 @@ async fn send_pushes_to_every_other_device_in_seq_order() {
             assert!(m["ts"].as_i64().is_some());
         }
         let f = c.next_of("msg").await;
-        assert_eq!((f["msg"]["seq"].as_u64(), f["msg"]["from"].as_str()), (Some(21), Some("bob")));
+        assert_eq!(
+            (f["msg"]["seq"].as_u64(), f["msg"]["from"].as_str()),
+            (Some(21), Some("bob"))
+        );
     }
     // b_tab got alice's 20 messages but not its own reply.
     for i in 1..=20u64 {
@@ -79,11 +84,20 @@ async fn duplicate_client_msg_id_returns_the_same_message() {
     b.quiet(Duration::from_millis(300)).await;
     // Dedup also over HTTP and across transports.
     let (st, v) = s
-        .post("/v1/messages", Some(&ta), json!({"to":"bob","client_msg_id":"same","kind":"text","content":"x"}))
+        .post(
+            "/v1/messages",
+            Some(&ta),
+            json!({"to":"bob","client_msg_id":"same","kind":"text","content":"x"}),
+        )
         .await;
     assert_eq!(st, 200);
-    assert_eq!((v["msg_id"].clone(), v["duplicate"].clone()), (first["msg_id"].clone(), json!(true)));
-    let h = a.ok(json!({"type":"history","conv":dm("alice","bob")})).await;
+    assert_eq!(
+        (v["msg_id"].clone(), v["duplicate"].clone()),
+        (first["msg_id"].clone(), json!(true))
+    );
+    let h = a
+        .ok(json!({"type":"history","conv":dm("alice","bob")}))
+        .await;
     assert_eq!(h["msgs"].as_array().unwrap().len(), 2);
 }
 
@@ -93,7 +107,12 @@ async fn concurrent_senders_get_gap_free_seqs() {
     let ta = s.user("alice").await;
     let tb = s.user("bob").await;
     let mut tasks = Vec::new();
-    for (tok, to, dev) in [(&ta, "bob", "a1"), (&ta, "bob", "a2"), (&tb, "alice", "b1"), (&tb, "alice", "b2")] {
+    for (tok, to, dev) in [
+        (&ta, "bob", "a1"),
+        (&ta, "bob", "a2"),
+        (&tb, "alice", "b1"),
+        (&tb, "alice", "b2"),
+    ] {
         let mut c = s.connect(tok, dev).await;
         let to = to.to_owned();
         let dev = dev.to_owned();
@@ -109,7 +128,10 @@ async fn concurrent_senders_get_gap_free_seqs() {
     let mut all = Vec::new();
     for t in tasks {
         let seqs = t.await.unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one connection's sends are ordered");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one connection's sends are ordered"
+        );
         all.extend(seqs);
     }
     all.sort();
@@ -123,7 +145,10 @@ async fn self_conversation() {
     let mut phone = s.connect(&ta, "phone").await;
     let mut laptop = s.connect(&ta, "laptop").await;
     let ok = phone.send_text("alice", "n1", "note to self").await;
-    assert_eq!((ok["conv"].as_str(), ok["seq"].as_u64()), (Some("dm:alice:alice"), Some(1)));
+    assert_eq!(
+        (ok["conv"].as_str(), ok["seq"].as_u64()),
+        (Some("dm:alice:alice"), Some(1))
+    );
     let m = laptop.next_of("msg").await;
     assert_eq!(m["msg"]["to"], "alice");
     phone.quiet(Duration::from_millis(200)).await;
@@ -142,13 +167,18 @@ async fn unacked_pushes_are_redelivered_three_times() {
         assert_eq!(f["type"], "msg");
         got.push(f["msg"]["msg_id"].clone());
     }
-    assert_eq!(got, vec![ok["msg_id"].clone(); 4], "the push plus 3 redeliveries");
+    assert_eq!(
+        got,
+        vec![ok["msg_id"].clone(); 4],
+        "the push plus 3 redeliveries"
+    );
 
     // An ack stops redelivery.
     let ok2 = a.send_text("bob", "m2", "again").await;
     let f = b.next_of("msg").await;
     assert_eq!(f["msg"]["msg_id"], ok2["msg_id"]);
-    b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":2})).await;
+    b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":2}))
+        .await;
     b.quiet(Duration::from_millis(1000)).await;
 }
 
@@ -163,8 +193,14 @@ async fn offline_queue_is_pushed_at_auth_and_left_on_ack() {
         a.send_text("bob", &format!("m{i}"), &format!("t{i}")).await;
     }
     let (mut b, (msgs, done)) = s.connect_offline(&tb, "phone").await;
-    assert_eq!(done, json!({"type":"offline_done","count":5,"truncated":false}));
-    let seqs: Vec<u64> = msgs.iter().map(|m| m["msg"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        done,
+        json!({"type":"offline_done","count":5,"truncated":false})
+    );
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["msg"]["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     // Another device logging in before any ack gets them too.
     let (_, (msgs2, _)) = s.connect_offline(&tb, "tablet").await;
@@ -175,7 +211,10 @@ async fn offline_queue_is_pushed_at_auth_and_left_on_ack() {
     // the ack has taken effect.
     b.barrier().await;
     let (_, (msgs3, done3)) = s.connect_offline(&tb, "laptop").await;
-    let seqs: Vec<u64> = msgs3.iter().map(|m| m["msg"]["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = msgs3
+        .iter()
+        .map(|m| m["msg"]["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![4, 5]);
     assert_eq!(done3["count"], 2);
     b.send(json!({"type":"ack","conv":conv,"seq":5})).await;
@@ -195,16 +234,30 @@ async fn offline_queue_cap_keeps_newest_and_reports_truncation_once() {
         a.send_text("bob", &format!("m{i}"), "x").await;
     }
     let (b, (msgs, done)) = s.connect_offline(&tb, "d").await;
-    let seqs: Vec<u64> = msgs.iter().map(|m| m["msg"]["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["msg"]["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, (16..=25).collect::<Vec<_>>());
-    assert_eq!(done, json!({"type":"offline_done","count":10,"truncated":true}));
+    assert_eq!(
+        done,
+        json!({"type":"offline_done","count":10,"truncated":true})
+    );
     b.close().await;
     // Truncation is reported once per drop, not at every auth.
     let (_, (msgs, done)) = s.connect_offline(&tb, "d").await;
     assert_eq!(msgs.len(), 10);
     assert_eq!(done["truncated"], false);
     // Older messages are still in history.
-    let (st, h) = s.get(&format!("/v1/conversations/{}/messages?limit=500", dm("alice", "bob")), Some(&tb)).await;
+    let (st, h) = s
+        .get(
+            &format!(
+                "/v1/conversations/{}/messages?limit=500",
+                dm("alice", "bob")
+            ),
+            Some(&tb),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_eq!(h["msgs"].as_array().unwrap().len(), 25);
 }
@@ -239,7 +292,10 @@ async fn delivered_receipt_goes_to_sender_devices() {
     a1.next_of("msg").await;
     a1.send(json!({"type":"ack","conv":conv,"seq":4})).await;
     let r = b.next_of("receipt").await;
-    assert_eq!(r, json!({"type":"receipt","conv":conv,"by":"alice","delivered_seq":4}));
+    assert_eq!(
+        r,
+        json!({"type":"receipt","conv":conv,"by":"alice","delivered_seq":4})
+    );
 }
 
 #[tokio::test]
@@ -253,18 +309,48 @@ async fn send_over_http_is_pushed_like_websocket() {
         .post("/v1/messages", Some(&ta), json!({"to":"bob","client_msg_id":"h1","kind":"image","content":{"url":"https://x/y.png","w":1,"h":2}}))
         .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!((v["conv"].as_str(), v["seq"].as_u64()), (Some(dm("alice", "bob").as_str()), Some(1)));
+    assert_eq!(
+        (v["conv"].as_str(), v["seq"].as_u64()),
+        (Some(dm("alice", "bob").as_str()), Some(1))
+    );
     let m = b.next_of("msg").await;
-    assert_eq!(m["msg"]["content"], json!({"url":"https://x/y.png","w":1,"h":2}));
+    assert_eq!(
+        m["msg"]["content"],
+        json!({"url":"https://x/y.png","w":1,"h":2})
+    );
     assert_eq!(m["msg"]["kind"], "image");
     // Over HTTP there is no sending device: all of alice's devices get it.
     assert_eq!(a.next_of("msg").await["msg"]["msg_id"], v["msg_id"]);
-    let (st, v) = s.post("/v1/messages", Some(&ta), json!({"to":"nobody","client_msg_id":"h2","kind":"text","content":"x"})).await;
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&ta),
+            json!({"to":"nobody","client_msg_id":"h2","kind":"text","content":"x"}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (404, Some("no_such_user")));
-    let (st, v) = s.post("/v1/messages", Some(&ta), json!({"to":"bob","client_msg_id":"h3","kind":"text","content":"x".repeat(20000)})).await;
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&ta),
+            json!({"to":"bob","client_msg_id":"h3","kind":"text","content":"x".repeat(20000)}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")));
-    let (st, v) = s.post("/v1/messages", Some(&ta), json!({"to":"bob","client_msg_id":"h4","kind":"system","content":{}})).await;
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&ta),
+            json!({"to":"bob","client_msg_id":"h4","kind":"system","content":{}}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid")));
-    let (st, _) = s.post("/v1/messages", None, json!({"to":"bob","client_msg_id":"h5","kind":"text","content":"x"})).await;
+    let (st, _) = s
+        .post(
+            "/v1/messages",
+            None,
+            json!({"to":"bob","client_msg_id":"h5","kind":"text","content":"x"}),
+        )
+        .await;
     assert_eq!(st, 401);
 }

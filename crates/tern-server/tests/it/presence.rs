@@ -16,7 +16,10 @@ async fn friends_see_first_connect_and_last_disconnect() {
 
     let a1 = s.connect(&ta, "phone").await;
     let p = bob.next_of("presence").await;
-    assert_eq!((p["user"].as_str(), p["online"].as_bool()), (Some("alice"), Some(true)));
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("alice"), Some(true))
+    );
     assert!(p["ts"].as_i64().is_some());
     // A second device is not a new presence; a non-friend hears nothing.
     let a2 = s.connect(&ta, "laptop").await;
@@ -25,12 +28,22 @@ async fn friends_see_first_connect_and_last_disconnect() {
     carol.quiet(Duration::from_millis(50)).await;
     a2.close().await;
     let p = bob.next_of("presence").await;
-    assert_eq!((p["user"].as_str(), p["online"].as_bool()), (Some("alice"), Some(false)));
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("alice"), Some(false))
+    );
 
-    let q = carol.ok(json!({"type":"presence","users":["alice","bob","nobody"]})).await;
-    assert_eq!(q["online"], json!({"alice":false,"bob":true,"nobody":false}));
+    let q = carol
+        .ok(json!({"type":"presence","users":["alice","bob","nobody"]}))
+        .await;
+    assert_eq!(
+        q["online"],
+        json!({"alice":false,"bob":true,"nobody":false})
+    );
     let users: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
-    carol.err(json!({"type":"presence","users":users}), "invalid").await;
+    carol
+        .err(json!({"type":"presence","users":users}), "invalid")
+        .await;
     carol.err(json!({"type":"presence"}), "invalid").await;
 }
 
@@ -52,5 +65,6 @@ async fn typing_is_relayed_not_stored() {
     assert_eq!(h["msgs"], json!([]));
     let sy = b1.ok(json!({"type":"sync"})).await;
     assert_eq!(sy["convs"], json!([]));
-    a.err(json!({"type":"typing","conv":"dm:bob:carol"}), "not_member").await;
+    a.err(json!({"type":"typing","conv":"dm:bob:carol"}), "not_member")
+        .await;
 }

@@ -11,14 +11,18 @@ async fn auth_frame_then_offline_done() {
     let s = Server::start().await;
     let t = s.user("alice").await;
     let mut c = Client::open(&s.ws_url()).await;
-    c.send(json!({"type":"auth","id":"1","token":t,"device":"phone"})).await;
+    c.send(json!({"type":"auth","id":"1","token":t,"device":"phone"}))
+        .await;
     let ok = c.next().await;
     assert_eq!(ok["type"], "ok");
     assert_eq!(ok["id"], "1");
     assert_eq!(ok["user"], "alice");
     assert_eq!(ok["device"], "phone");
     assert!(ok["ts"].as_i64().unwrap() > 1_600_000_000_000);
-    assert_eq!(c.next().await, json!({"type":"offline_done","count":0,"truncated":false}));
+    assert_eq!(
+        c.next().await,
+        json!({"type":"offline_done","count":0,"truncated":false})
+    );
     // Auth without a device gets "default".
     let mut d = Client::open(&s.ws_url()).await;
     let ok = d.request(json!({"type":"auth","token":t})).await;
@@ -33,7 +37,10 @@ async fn token_in_query_string() {
     let ok = c.next().await;
     assert_eq!(ok["type"], "ok");
     assert!(ok.get("id").is_none(), "no id without an auth frame: {ok}");
-    assert_eq!((ok["user"].as_str(), ok["device"].as_str()), (Some("alice"), Some("tablet")));
+    assert_eq!(
+        (ok["user"].as_str(), ok["device"].as_str()),
+        (Some("alice"), Some("tablet"))
+    );
     assert_eq!(c.next().await["type"], "offline_done");
     let pong = c.request(json!({"type":"ping"})).await;
     assert_eq!(pong["type"], "pong");
@@ -50,7 +57,10 @@ async fn bad_token_and_frames_before_auth_close_4001() {
 
     let mut c = Client::open(&s.ws_url()).await;
     let e = c.request(json!({"type":"ping"})).await;
-    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("unauthenticated")));
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unauthenticated"))
+    );
     assert_eq!(c.closed_with().await, 4001);
 
     let mut c = Client::open(&format!("{}?token=nope", s.ws_url())).await;
@@ -62,7 +72,8 @@ async fn bad_token_and_frames_before_auth_close_4001() {
     let other = Server::start().await;
     let foreign = other.user("alice").await;
     let mut c = Client::open(&s.ws_url()).await;
-    c.err(json!({"type":"auth","token":foreign}), "unauthenticated").await;
+    c.err(json!({"type":"auth","token":foreign}), "unauthenticated")
+        .await;
     assert_eq!(c.closed_with().await, 4001);
     drop(t);
 }
