@@ -84,6 +84,7 @@ impl Pending {
             .min()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.total
     }

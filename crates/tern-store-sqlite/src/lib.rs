@@ -176,10 +176,6 @@ impl SqliteStore {
     }
 }
 
-fn writer_gone() -> StoreError {
-    StoreError::backend(CommitFailed("the write transaction did not run".into()))
-}
-
 fn run_in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<R>,
