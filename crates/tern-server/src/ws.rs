@@ -645,40 +645,51 @@ struct WriterState {
 }
 
 impl WriterState {
-    /// Turns a queued item into the frame to write now, if any: records
-    /// message pushes for redelivery, skips pushes the offline batch
-    /// already carried, and holds batchable frames for the storm window.
-    fn prepare(&mut self, out: Outbound, conn: &Conn) -> Option<Bytes> {
+    /// Turns a queued item into the frames to write now, in queue order:
+    /// records message pushes for redelivery, skips pushes the offline
+    /// batch already carried, and holds batchable frames for the storm
+    /// window. Any other frame first releases the held ones, so nothing
+    /// overtakes what was queued before it (a group that shrinks to the
+    /// write limit must not push seq n+1 while seq n is held).
+    fn prepare(&mut self, out: Outbound, conn: &Conn) -> [Option<Bytes>; 2] {
         match out {
-            Outbound::Frame(f) => Some(f),
-            Outbound::Batched(f) => {
-                if self.storm.is_zero() {
-                    return Some(f);
-                }
-                if self.batch.is_empty() {
-                    self.batch_due = Some(Instant::now() + self.storm);
-                }
-                self.batch.push(f);
-                if self.batch.len() >= BATCH_MAX {
-                    return self.take_batch();
-                }
-                None
-            }
+            Outbound::Frame(f) => [self.take_batch(), Some(f)],
+            Outbound::Batched(f) => [self.hold(f), None],
             Outbound::Msg { conv, seq, frame } => {
-                if self.offline_max.get(&conv).is_some_and(|m| seq <= *m) {
-                    return None;
-                }
-                let due = Instant::now() + self.ack_timeout;
-                let n = self.pending.lock().add(conv, seq, frame.clone(), due);
-                if n > self.max_unacked {
-                    conn.kick(close::POLICY);
-                }
-                if self.next_wake.is_none_or(|w| due < w) {
-                    self.next_wake = Some(due);
-                }
-                Some(frame)
+                [self.take_batch(), self.track(conv, seq, frame, conn)]
             }
         }
+    }
+
+    /// Holds a batchable frame; returns the batch once it is full.
+    fn hold(&mut self, f: Bytes) -> Option<Bytes> {
+        if self.storm.is_zero() {
+            return Some(f);
+        }
+        if self.batch.is_empty() {
+            self.batch_due = Some(Instant::now() + self.storm);
+        }
+        self.batch.push(f);
+        if self.batch.len() >= BATCH_MAX {
+            return self.take_batch();
+        }
+        None
+    }
+
+    /// Records a message push until it is acknowledged.
+    fn track(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, conn: &Conn) -> Option<Bytes> {
+        if self.offline_max.get(&conv).is_some_and(|m| seq <= *m) {
+            return None;
+        }
+        let due = Instant::now() + self.ack_timeout;
+        let n = self.pending.lock().add(conv, seq, frame.clone(), due);
+        if n > self.max_unacked {
+            conn.kick(close::POLICY);
+        }
+        if self.next_wake.is_none_or(|w| due < w) {
+            self.next_wake = Some(due);
+        }
+        Some(frame)
     }
 
     /// The held frames as one frame: alone if there is one, else
@@ -734,7 +745,7 @@ async fn writer_loop(
             out = rx.recv() => {
                 let Some(mut out) = out else { break 'run 1000 };
                 loop {
-                    if let Some(frame) = st.prepare(out, &conn) {
+                    for frame in st.prepare(out, &conn).into_iter().flatten() {
                         if sink.feed(text(frame)).await.is_err() {
                             break 'run 1000;
                         }
@@ -783,7 +794,7 @@ async fn writer_loop(
         // Shutdown: everything stored is pushed before the close.
         st.max_unacked = usize::MAX;
         while let Ok(out) = rx.try_recv() {
-            if let Some(frame) = st.prepare(out, &conn) {
+            for frame in st.prepare(out, &conn).into_iter().flatten() {
                 if sink.feed(text(frame)).await.is_err() {
                     return;
                 }
