@@ -2,6 +2,8 @@
 //! facade is global, so these run in their own test binary, as one test,
 //! where no other server moves the counters.
 
+// This binary uses only part of the shared harness.
+#[allow(dead_code)]
 #[path = "it/common.rs"]
 mod common;
 

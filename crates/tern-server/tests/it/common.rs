@@ -26,8 +26,10 @@ pub struct Server {
 
 /// A config for tests: cheap password hashing, a fresh data dir.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_path_buf();
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     cfg.auth.argon2_m_cost_kib = 8;
     cfg.auth.argon2_t_cost = 1;
     cfg
@@ -143,6 +145,50 @@ impl Server {
         b["token"].as_str().unwrap().to_owned()
     }
 
+    /// Registers many users concurrently; returns their tokens in order.
+    pub async fn users(&self, names: &[String]) -> Vec<String> {
+        use futures_util::stream::{self, StreamExt};
+        stream::iter(names)
+            .map(|n| self.user(n))
+            .buffered(32)
+            .collect()
+            .await
+    }
+
+    /// Creates a group as the user of `token`; returns its id.
+    pub async fn new_group(&self, token: &str, name: &str, members: &[&str]) -> String {
+        let (st, v) = self
+            .post(
+                "/v1/groups",
+                Some(token),
+                json!({"name": name, "members": members}),
+            )
+            .await;
+        assert_eq!(st, 201, "create group: {v}");
+        v["group"].as_str().unwrap().to_owned()
+    }
+
+    /// Adds users to a group as the user of `token`; returns the answer.
+    pub async fn add_members(&self, token: &str, group: &str, users: &[&str]) -> Value {
+        let (st, v) = self
+            .post(
+                &format!("/v1/groups/{group}/members"),
+                Some(token),
+                json!({ "users": users }),
+            )
+            .await;
+        assert_eq!(st, 200, "add members: {v}");
+        v
+    }
+
+    /// Removes `user` from a group as the user of `token`.
+    pub async fn remove_member(&self, token: &str, group: &str, user: &str) {
+        let (st, v) = self
+            .delete(&format!("/v1/groups/{group}/members/{user}"), Some(token))
+            .await;
+        assert_eq!(st, 204, "remove {user}: {v}");
+    }
+
     /// Makes two users friends.
     pub async fn befriend(&self, a: (&str, &str), b: (&str, &str)) {
         let (st, v) = self.put(&format!("/v1/friends/{}", b.0), Some(a.1)).await;
@@ -243,11 +289,24 @@ impl Client {
 
     /// Sends `v` with a fresh `id` and returns the `ok` or `error` that
     /// carries it; other frames stay queued for `next`.
-    pub async fn request(&mut self, mut v: Value) -> Value {
+    pub async fn request(&mut self, v: Value) -> Value {
+        let id = self.submit(v).await;
+        self.reply(&id).await
+    }
+
+    /// Sends `v` with a fresh `id` without waiting; returns the id, for
+    /// `reply`. Lets a test pipeline many requests.
+    pub async fn submit(&mut self, mut v: Value) -> String {
         let id = format!("r{}", self.next_id);
         self.next_id += 1;
         v["id"] = json!(id);
         self.send(v).await;
+        id
+    }
+
+    /// The `ok`, `error` or `pong` that answers request `id`; other frames
+    /// stay queued for `next`.
+    pub async fn reply(&mut self, id: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut checked = 0;
         loop {
@@ -293,6 +352,16 @@ impl Client {
         self.ok(json!({"type": "send", "to": to, "client_msg_id": cmid, "kind": "text", "content": text})).await
     }
 
+    /// A text message to a group that must be stored.
+    pub async fn send_group(&mut self, group: &str, cmid: &str, text: &str) -> Value {
+        self.ok(json!({"type": "send", "group": group, "client_msg_id": cmid, "kind": "text", "content": text})).await
+    }
+
+    /// The next `msg` push, skipping other frames; returns the inner `msg`.
+    pub async fn next_msg(&mut self) -> Value {
+        self.next_of("msg").await["msg"].clone()
+    }
+
     /// The next frame (batches split), or panics after `WAIT`.
     pub async fn next(&mut self) -> Value {
         self.next_within(WAIT)
@@ -316,6 +385,15 @@ impl Client {
 
     pub async fn next_within(&mut self, d: Duration) -> Option<Value> {
         self.read_until(tokio::time::Instant::now() + d).await
+    }
+
+    /// Every frame that arrives until none has for `d`.
+    pub async fn drain(&mut self, d: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(f) = self.next_within(d).await {
+            out.push(f);
+        }
+        out
     }
 
     /// Asserts no frame arrives within `d`.
@@ -398,6 +476,15 @@ impl Client {
         })
         .await;
     }
+}
+
+/// The seqs of a list of messages.
+pub fn seqs(msgs: &Value) -> Vec<u64> {
+    msgs.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
 }
 
 /// `dm:<a>:<b>` with a < b.

@@ -4,6 +4,7 @@
 mod common;
 
 mod accounts;
+mod groups;
 mod limits;
 mod messaging;
 mod presence;
