@@ -175,6 +175,14 @@ pub async fn serve_ready(
     tracing::info!(%addr, "listening");
     ready(addr);
     let stop_app = app.clone();
+    // Small frames (an `ok`, a push) must leave at once: without NODELAY,
+    // Nagle's algorithm holds them until the client's delayed ACK.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(name = "tern", version, about = "Tern instant-messaging server")]
 struct Cli {
@@ -16,6 +18,10 @@ struct Cli {
 enum Cmd {
     /// Run the server (embedded with no configuration).
     Serve(ServeArgs),
+    /// Drive a running server with simulated clients; report throughput,
+    /// latency percentiles and memory.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 #[derive(clap::Args)]
@@ -42,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.cmd {
         Cmd::Serve(args) => serve(args),
+        Cmd::Bench(cmd) => bench::run(cmd),
     }
 }
 

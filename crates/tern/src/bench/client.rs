@@ -1,0 +1,297 @@
+//! The bench's client side: user and group setup over HTTP, WebSocket
+//! connections (optionally from a chosen source address), and a borrowed,
+//! allocation-light parse of the frames the server pushes.
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub type Ws = WebSocketStream<TcpStream>;
+pub type Sink = SplitSink<Ws, Message>;
+pub type Stream = SplitStream<Ws>;
+
+/// Every bench user gets this password.
+const PASSWORD: &str = "bench-password";
+
+/// Where the server is and how to reach it.
+#[derive(Clone)]
+pub struct Target {
+    pub http: String,
+    pub ws: String,
+    pub addr: SocketAddr,
+    http_client: reqwest::Client,
+}
+
+impl Target {
+    pub async fn new(url: &str) -> anyhow::Result<Target> {
+        let http = url.trim_end_matches('/').to_owned();
+        let host = http
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow!("--url must start with http:// (got {url})"))?;
+        let addr = tokio::net::lookup_host(host)
+            .await
+            .with_context(|| format!("resolving {host}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+        let http_client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Target {
+            ws: format!("ws://{host}/v1/ws"),
+            http,
+            addr,
+            http_client,
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http_client
+            .post(format!("{}{path}", self.http))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("POST {path}"))?;
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Creates (or reuses) `user` and returns a session token for it.
+    pub async fn user(&self, user: &str) -> anyhow::Result<String> {
+        let (st, v) = self
+            .post(
+                "/v1/users",
+                None,
+                json!({"user": user, "password": PASSWORD}),
+            )
+            .await?;
+        if st != 201 && st != 409 {
+            bail!("creating {user}: {st} {v}");
+        }
+        let (st, v) = self
+            .post(
+                "/v1/sessions",
+                None,
+                json!({"user": user, "password": PASSWORD}),
+            )
+            .await?;
+        match v.get("token").and_then(Value::as_str) {
+            Some(t) if st == 200 => Ok(t.to_owned()),
+            _ => bail!("logging in {user}: {st} {v}"),
+        }
+    }
+
+    /// Creates the users concurrently; returns their tokens in order.
+    pub async fn users(
+        &self,
+        names: &[String],
+        concurrency: usize,
+        progress: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        let bar = bar(progress, names.len() as u64, "users");
+        let tokens: Vec<(usize, String)> = futures_util::stream::iter(names.iter().enumerate())
+            .map(|(i, n)| {
+                let bar = bar.clone();
+                async move {
+                    let t = self.user(n).await?;
+                    bar.inc(1);
+                    Ok::<_, anyhow::Error>((i, t))
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        bar.finish_and_clear();
+        let mut out = vec![String::new(); names.len()];
+        for (i, t) in tokens {
+            out[i] = t;
+        }
+        Ok(out)
+    }
+
+    /// Creates a group owned by `owner` holding `members` (added 1000 at a
+    /// time, the protocol's per-call limit); returns its conversation id.
+    pub async fn group(
+        &self,
+        owner_token: &str,
+        owner: &str,
+        members: &[String],
+    ) -> anyhow::Result<String> {
+        let others: Vec<&String> = members.iter().filter(|m| *m != owner).collect();
+        let mut chunks = others.chunks(1000);
+        let first: Vec<&String> = chunks.next().map(|c| c.to_vec()).unwrap_or_default();
+        let (st, v) = self
+            .post(
+                "/v1/groups",
+                Some(owner_token),
+                json!({"name": "bench", "members": first}),
+            )
+            .await?;
+        let gid = match v.get("group").and_then(Value::as_str) {
+            Some(g) if st == 201 => g.to_owned(),
+            _ => bail!("creating a group: {st} {v}"),
+        };
+        for chunk in chunks {
+            let (st, v) = self
+                .post(
+                    &format!("/v1/groups/{gid}/members"),
+                    Some(owner_token),
+                    json!({"users": chunk}),
+                )
+                .await?;
+            if st != 200 {
+                bail!("adding group members: {st} {v}");
+            }
+        }
+        Ok(gid)
+    }
+
+    /// Opens an authenticated WebSocket for `token`/`device` and waits for
+    /// `offline_done`, so the connection is quiet when this returns.
+    pub async fn connect(
+        &self,
+        token: &str,
+        device: &str,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Ws> {
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let url = format!("{}?token={token}&device={device}", self.ws);
+        let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+        loop {
+            let m = ws
+                .next()
+                .await
+                .ok_or_else(|| anyhow!("closed before offline_done"))??;
+            if let Message::Text(t) = &m {
+                let f: In = serde_json::from_str(t.as_str())?;
+                match f.ty {
+                    "offline_done" => return Ok(ws),
+                    "error" => bail!("connect refused: {}", t.as_str()),
+                    _ => {}
+                }
+            } else if let Message::Close(c) = m {
+                bail!("closed while connecting: {c:?}");
+            }
+        }
+    }
+
+    /// Opens many connections with bounded concurrency, in order.
+    pub async fn connect_all(
+        self: &Arc<Self>,
+        logins: &[(String, String)],
+        concurrency: usize,
+        progress: bool,
+        source: impl Fn(usize) -> Option<IpAddr>,
+    ) -> anyhow::Result<Vec<Ws>> {
+        let bar = bar(progress, logins.len() as u64, "connections");
+        let conns: Vec<(usize, Ws)> = futures_util::stream::iter(logins.iter().enumerate())
+            .map(|(i, (token, device))| {
+                let bar = bar.clone();
+                let src = source(i);
+                async move {
+                    let ws = self.connect(token, device, src).await?;
+                    bar.inc(1);
+                    Ok::<_, anyhow::Error>((i, ws))
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        bar.finish_and_clear();
+        let mut sorted: Vec<Option<Ws>> = (0..logins.len()).map(|_| None).collect();
+        for (i, ws) in conns {
+            sorted[i] = Some(ws);
+        }
+        Ok(sorted
+            .into_iter()
+            .map(|w| w.expect("every index connected"))
+            .collect())
+    }
+}
+
+/// A progress bar on stderr, hidden when `show` is false or stderr is not a
+/// terminal.
+pub fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_message(what.to_owned());
+    b
+}
+
+/// A fresh run prefix: user ids of this run start with it.
+pub fn run_prefix(given: &Option<String>) -> String {
+    given.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("b{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+    })
+}
+
+/// A server frame, parsed without copying.
+#[derive(Deserialize)]
+pub struct In<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'a str,
+    #[serde(default)]
+    pub id: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub msg: Option<MsgIn<'a>>,
+    #[serde(default, borrow)]
+    pub frames: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    pub content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+pub struct MsgIn<'a> {
+    pub conv: &'a str,
+    pub seq: u64,
+    #[serde(borrow)]
+    pub content: Option<&'a RawValue>,
+}
+
+/// The send time the bench wrote into a message's content: a JSON string of
+/// nanoseconds since the run's base instant.
+pub fn stamp(content: Option<&RawValue>) -> Option<u64> {
+    content?.get().trim_matches('"').parse().ok()
+}
+
+/// Nanoseconds since `base`, as written into content.
+pub fn nanos_since(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}

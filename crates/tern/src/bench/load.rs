@@ -1,0 +1,438 @@
+//! The traffic engine shared by the `dm`, `group` and `room` scenarios.
+//!
+//! Open loop: each sending connection ("source") has a fixed rate and phase,
+//! so message `k` is *due* at a fixed instant whatever the server does. A few
+//! driver tasks wake every millisecond and write every due frame (coalesced,
+//! one flush per connection per wake-up). Latency is measured from the due
+//! instant, not from the actual write, so a stalled server cannot hide its
+//! stalls (no coordinated omission). Each frame carries its due instant in
+//! `content`, so receivers compute send->deliver latency without shared
+//! state.
+//!
+//! Every connection has a reader task: it counts `ok`/`error` replies for its
+//! own sends, counts pushed messages (checking seq order per conversation),
+//! records latencies into its own histogram, and acknowledges cumulatively
+//! every 20 ms, like a well-behaved client under load.
+
+use super::client::{nanos_since, stamp, In, Sink, Stream, Ws};
+use super::stats::Lat;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Mutex};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Builds the text of send number `k`, whose content must be `stamp`.
+pub type MakeFrame = Box<dyn Fn(u64, u64) -> String + Send + Sync>;
+
+/// One sending connection.
+pub struct Source {
+    sink: Arc<Mutex<Sink>>,
+    make: MakeFrame,
+    rate: f64,
+    phase: f64,
+    pub sent: AtomicU64,
+    pub oks: AtomicU64,
+    pub errors: AtomicU64,
+    done: AtomicBool,
+}
+
+/// What a connection should end up receiving.
+pub enum Expect {
+    /// Exactly once, every stored message of these sources.
+    All(Vec<Arc<Source>>),
+    /// Best effort (live rooms): read until the traffic stops.
+    BestEffort,
+}
+
+/// A connection taking part in a run.
+pub struct Conn {
+    pub ws: Ws,
+    /// `Some((make, rate))` if this connection sends.
+    pub sends: Option<(MakeFrame, f64)>,
+    /// Filled in by [`run`]: what this connection should receive.
+    pub expect: ExpectSpec,
+}
+
+/// Which sources a connection expects messages from, by index into the
+/// list of sending connections (in the order they appear in `conns`).
+pub enum ExpectSpec {
+    Sources(Vec<usize>),
+    BestEffort,
+}
+
+/// Totals of one run.
+pub struct Outcome {
+    pub duration: Duration,
+    pub sent: u64,
+    pub oks: u64,
+    pub errors: u64,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    pub lost: u64,
+    pub deliver: Lat,
+    pub ok: Lat,
+}
+
+#[derive(Default)]
+struct ReaderOut {
+    deliver: Lat,
+    ok: Lat,
+    unique: u64,
+    duplicates: u64,
+    errors: u64,
+    expected: u64,
+}
+
+/// Drives `conns` for `duration` and waits up to `drain` afterwards for
+/// outstanding replies and pushes.
+pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress: bool) -> Outcome {
+    let base = Instant::now();
+    // A short lead so every reader is waiting before the first frame is due.
+    let start = base + Duration::from_millis(200);
+    let n_sources = conns.iter().filter(|c| c.sends.is_some()).count().max(1);
+    let (over_tx, over_rx) = watch::channel::<Option<Instant>>(None);
+
+    let mut sources: Vec<Arc<Source>> = Vec::new();
+    let mut pending = Vec::new();
+    for conn in conns {
+        let (sink, stream) = conn.ws.split();
+        let sink = Arc::new(Mutex::new(sink));
+        let own = conn.sends.map(|(make, rate)| {
+            let s = Arc::new(Source {
+                sink: sink.clone(),
+                make,
+                rate,
+                phase: sources.len() as f64 / n_sources as f64,
+                sent: AtomicU64::new(0),
+                oks: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                done: AtomicBool::new(false),
+            });
+            sources.push(s.clone());
+            s
+        });
+        pending.push((sink, stream, own, conn.expect));
+    }
+    let mut readers = Vec::new();
+    for (sink, stream, own, spec) in pending {
+        let expect = match spec {
+            ExpectSpec::Sources(ix) => {
+                Expect::All(ix.iter().map(|&i| sources[i].clone()).collect())
+            }
+            ExpectSpec::BestEffort => Expect::BestEffort,
+        };
+        readers.push(tokio::spawn(reader(
+            stream,
+            sink,
+            own,
+            expect,
+            base,
+            start,
+            over_rx.clone(),
+            drain,
+        )));
+    }
+
+    // Drivers: two, one per core of the target machine.
+    let drivers = 2.min(sources.len()).max(1);
+    let mut handles = Vec::new();
+    for d in 0..drivers {
+        let mine: Vec<Arc<Source>> = sources.iter().skip(d).step_by(drivers).cloned().collect();
+        handles.push(tokio::spawn(drive(mine, base, start, duration)));
+    }
+    let bar = super::client::bar(progress, duration.as_secs(), "seconds");
+    let ticker = tokio::spawn({
+        let bar = bar.clone();
+        async move {
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                bar.set_position(start.elapsed().as_secs());
+            }
+        }
+    });
+    for h in handles {
+        let _ = h.await;
+    }
+    let over = Instant::now();
+    let _ = over_tx.send(Some(over));
+    ticker.abort();
+    bar.finish_and_clear();
+
+    let mut out = Outcome {
+        duration: over.saturating_duration_since(start),
+        sent: 0,
+        oks: 0,
+        errors: 0,
+        deliveries: 0,
+        duplicates: 0,
+        lost: 0,
+        deliver: Lat::default(),
+        ok: Lat::default(),
+    };
+    for r in readers {
+        match r.await {
+            Ok(r) => {
+                out.deliver.merge(&r.deliver);
+                out.ok.merge(&r.ok);
+                out.deliveries += r.unique;
+                out.duplicates += r.duplicates;
+                out.errors += r.errors;
+                out.lost += r.expected.saturating_sub(r.unique);
+            }
+            Err(_) => out.errors += 1,
+        }
+    }
+    for s in &sources {
+        out.sent += s.sent.load(Ordering::Relaxed);
+        out.oks += s.oks.load(Ordering::Relaxed);
+    }
+    out
+}
+
+/// Writes every due frame of `sources` until `duration` has passed.
+async fn drive(sources: Vec<Arc<Source>>, base: Instant, start: Instant, duration: Duration) {
+    tokio::time::sleep_until(start.into()).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let start_ns = start.duration_since(base).as_nanos() as u64;
+    loop {
+        tick.tick().await;
+        let el = start.elapsed();
+        if el >= duration {
+            break;
+        }
+        for s in &sources {
+            // Message k is due at (k + phase) / rate seconds after start.
+            let x = el.as_secs_f64() * s.rate - s.phase;
+            let due = if x < 0.0 { 0 } else { x as u64 + 1 };
+            let sent = s.sent.load(Ordering::Relaxed);
+            if due <= sent {
+                continue;
+            }
+            let mut sink = s.sink.lock().await;
+            let mut failed = false;
+            for k in sent..due {
+                let at = start_ns + (((k as f64 + s.phase) / s.rate) * 1e9) as u64;
+                if sink.feed(Message::text((s.make)(k, at))).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || sink.flush().await.is_err() {
+                // The connection is gone; its reader reports it.
+                s.sent.store(sent, Ordering::Relaxed);
+                s.done.store(true, Ordering::Release);
+                continue;
+            }
+            s.sent.store(due, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Source {
+    /// The instant (ns since base) send `k` was due.
+    fn due_ns(&self, start_ns: u64, k: u64) -> u64 {
+        start_ns + (((k as f64 + self.phase) / self.rate) * 1e9) as u64
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reader(
+    mut stream: Stream,
+    sink: Arc<Mutex<Sink>>,
+    own: Option<Arc<Source>>,
+    expect: Expect,
+    base: Instant,
+    start: Instant,
+    mut over_rx: watch::Receiver<Option<Instant>>,
+    drain: Duration,
+) -> ReaderOut {
+    let start_ns = start.duration_since(base).as_nanos() as u64;
+    let mut out = ReaderOut::default();
+    // Per conversation: last seq seen and last seq acknowledged.
+    let mut convs: Vec<(String, u64, u64)> = Vec::new();
+    let mut ack_at: Option<Instant> = None;
+    let mut over: Option<Instant> = None;
+    let mut last_frame = Instant::now();
+    let check_every = Duration::from_millis(100);
+    let mut next_check = Instant::now() + check_every;
+    loop {
+        let wake = match (ack_at, over) {
+            (Some(a), Some(_)) => Some(a.min(next_check)),
+            (Some(a), None) => Some(a),
+            (None, Some(_)) => Some(next_check),
+            (None, None) => None,
+        };
+        tokio::select! {
+            m = stream.next() => {
+                let Some(Ok(m)) = m else {
+                    if over.is_none() || !finished(&own, &expect, &out, over, last_frame, drain) {
+                        out.errors += 1;
+                    }
+                    break;
+                };
+                last_frame = Instant::now();
+                let Message::Text(text) = m else { continue };
+                let now_ns = nanos_since(base);
+                handle(text.as_str(), &own, start_ns, now_ns, &mut out, &mut convs);
+                if ack_at.is_none() && convs.iter().any(|c| c.1 > c.2) {
+                    ack_at = Some(Instant::now() + Duration::from_millis(20));
+                }
+            }
+            r = over_rx.changed(), if over.is_none() => {
+                if r.is_err() { break; }
+                over = *over_rx.borrow();
+                next_check = Instant::now();
+            }
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+                let now = Instant::now();
+                if ack_at.is_some_and(|a| a <= now) {
+                    ack_at = None;
+                    if send_acks(&sink, &mut convs).await.is_err() {
+                        out.errors += 1;
+                        break;
+                    }
+                }
+                if over.is_some() && now >= next_check {
+                    next_check = now + check_every;
+                    if finished(&own, &expect, &out, over, last_frame, drain) {
+                        let _ = send_acks(&sink, &mut convs).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Expect::All(srcs) = &expect {
+        out.expected = srcs.iter().map(|s| s.oks.load(Ordering::Acquire)).sum();
+    }
+    if let Some(s) = &own {
+        s.done.store(true, Ordering::Release);
+    }
+    let _ = sink.lock().await.close().await;
+    out
+}
+
+/// Handles one text frame (recursing into `batch`).
+fn handle(
+    text: &str,
+    own: &Option<Arc<Source>>,
+    start_ns: u64,
+    now_ns: u64,
+    out: &mut ReaderOut,
+    convs: &mut Vec<(String, u64, u64)>,
+) {
+    let Ok(f) = serde_json::from_str::<In>(text) else {
+        out.errors += 1;
+        return;
+    };
+    let at = Duration::from_nanos(now_ns);
+    match f.ty {
+        "msg" => {
+            let Some(m) = f.msg else { return };
+            let i = match convs.iter().position(|c| c.0 == m.conv) {
+                Some(i) => i,
+                None => {
+                    convs.push((m.conv.to_owned(), 0, 0));
+                    convs.len() - 1
+                }
+            };
+            if m.seq <= convs[i].1 {
+                out.duplicates += 1;
+                return;
+            }
+            convs[i].1 = m.seq;
+            out.unique += 1;
+            if let Some(t) = stamp(m.content) {
+                out.deliver.record(at, now_ns.saturating_sub(t) / 1000);
+            }
+        }
+        "room_msg" => {
+            out.unique += 1;
+            if let Some(t) = stamp(f.content) {
+                out.deliver.record(at, now_ns.saturating_sub(t) / 1000);
+            }
+        }
+        "batch" => {
+            for inner in f.frames.unwrap_or_default() {
+                handle(inner.get(), own, start_ns, now_ns, out, convs);
+            }
+        }
+        "ok" | "error" => {
+            let (Some(s), Some(k)) = (own, f.id.and_then(|i| i.parse::<u64>().ok())) else {
+                if f.ty == "error" {
+                    out.errors += 1;
+                }
+                return;
+            };
+            if f.ty == "ok" {
+                s.oks.fetch_add(1, Ordering::AcqRel);
+                out.ok
+                    .record(at, now_ns.saturating_sub(s.due_ns(start_ns, k)) / 1000);
+            } else {
+                s.errors.fetch_add(1, Ordering::AcqRel);
+                out.errors += 1;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether this reader may stop: sending is over, its own sends are all
+/// answered, and it has everything it expects (or the drain time is up).
+fn finished(
+    own: &Option<Arc<Source>>,
+    expect: &Expect,
+    out: &ReaderOut,
+    over: Option<Instant>,
+    last_frame: Instant,
+    drain: Duration,
+) -> bool {
+    let Some(over) = over else { return false };
+    if over.elapsed() >= drain {
+        return true;
+    }
+    if let Some(s) = own {
+        let answered = s.oks.load(Ordering::Acquire) + s.errors.load(Ordering::Acquire);
+        if answered < s.sent.load(Ordering::Relaxed) {
+            return false;
+        }
+        s.done.store(true, Ordering::Release);
+    }
+    match expect {
+        Expect::All(srcs) => {
+            srcs.iter().all(|s| s.done.load(Ordering::Acquire))
+                && out.unique
+                    >= srcs
+                        .iter()
+                        .map(|s| s.oks.load(Ordering::Acquire))
+                        .sum::<u64>()
+        }
+        // Rooms batch within a 100 ms window: a second of quiet means done.
+        Expect::BestEffort => last_frame.elapsed() >= Duration::from_secs(1),
+    }
+}
+
+async fn send_acks(
+    sink: &Mutex<Sink>,
+    convs: &mut [(String, u64, u64)],
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut sink = sink.lock().await;
+    let mut any = false;
+    for c in convs.iter_mut().filter(|c| c.1 > c.2) {
+        c.2 = c.1;
+        sink.feed(Message::text(format!(
+            r#"{{"type":"ack","conv":"{}","seq":{}}}"#,
+            c.0, c.1
+        )))
+        .await?;
+        any = true;
+    }
+    if any {
+        sink.flush().await?;
+    }
+    Ok(())
+}
