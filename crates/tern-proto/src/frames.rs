@@ -71,7 +71,9 @@ pub struct ClientFrame<'a> {
     pub client_msg_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    /// As written, JSON `null` included (a `room_send` content may be any
+    /// JSON value); `None` only when the field is absent.
+    #[serde(borrow, default, deserialize_with = "present")]
     pub content: Option<&'a RawValue>,
     #[serde(borrow)]
     pub conv: Option<Cow<'a, str>>,
@@ -86,6 +88,11 @@ pub struct ClientFrame<'a> {
     #[serde(borrow)]
     pub room: Option<Cow<'a, str>>,
     pub active: Option<bool>,
+}
+
+/// A field that is there, whatever its value: `null` is `Some("null")`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 /// Why a frame could not be decoded, with the request id when one was found.
@@ -255,6 +262,14 @@ mod tests {
         assert_eq!(d.ty, FrameType::Send);
         assert_eq!(d.frame.id.as_deref(), Some("2"));
         assert_eq!(d.frame.content.unwrap().get(), r#""hi \"x\"""#);
+    }
+
+    #[test]
+    fn null_content_is_present() {
+        let d = decode(r#"{"type":"room_send","room":"r","content":null}"#).unwrap();
+        assert_eq!(d.frame.content.map(RawValue::get), Some("null"));
+        let d = decode(r#"{"type":"room_send","room":"r"}"#).unwrap();
+        assert!(d.frame.content.is_none());
     }
 
     #[test]
