@@ -9,4 +9,6 @@ mod limits;
 mod messaging;
 mod presence;
 mod reading;
+mod rooms;
+mod scale;
 mod session;
