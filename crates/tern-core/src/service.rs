@@ -770,26 +770,14 @@ impl Core {
                 self.cfg.write_limit
             )));
         }
-        let q = HistoryQuery {
-            before_seq: None,
-            after_seq: Some(seq.saturating_sub(1)),
-            limit: 1,
+        // Looked up as stored: whether the asker deleted it changes nothing.
+        let sender = match self.store.message(conv, seq).await? {
+            Some(m) => m.from,
+            None => return Err(CoreError::invalid("no such seq in this conversation")),
         };
-        let msg = self
-            .store
-            .history(user, conv, q)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|m| m.seq == seq);
-        let max = self.store.max_seq(conv).await?;
-        if seq == 0 || seq > max {
-            return Err(CoreError::invalid("no such seq in this conversation"));
-        }
-        let sender = msg.map(|m| m.from);
         let (mut read, mut unread) = (Vec::new(), Vec::new());
         for (member, pos) in self.store.read_positions(conv).await? {
-            if Some(&member) == sender.as_ref() {
+            if member == sender {
                 continue;
             }
             if pos >= seq {

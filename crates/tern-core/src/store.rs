@@ -282,6 +282,10 @@ pub trait Store: Send + Sync + 'static {
     /// Highest seq of a conversation (0 when empty).
     async fn max_seq(&self, conv: &str) -> StoreResult<u64>;
 
+    /// Message `seq` of `conv` as stored, whoever deleted it from their own
+    /// history; `None` if there is none.
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>>;
+
     /// History page for `user`, leaving out messages the user deleted. For a
     /// group conversation: `NotMember` if the user never was in it, and a
     /// former member sees messages up to their removal only.

@@ -270,6 +270,11 @@ impl Store for SqliteStore {
         self.read(move |c| ops::max_seq(c, &conv)).await
     }
 
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::message(c, &conv, seq)).await
+    }
+
     async fn history(
         &self,
         user: &str,

@@ -43,7 +43,10 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-fn message(c: &Connection, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+pub fn message(c: &Connection, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+    if seq > i64::MAX as u64 {
+        return Ok(None);
+    }
     let sql = format!("SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq = ?2");
     c.prepare_cached(&sql)
         .map_err(be)?

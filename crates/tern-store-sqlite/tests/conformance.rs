@@ -780,6 +780,15 @@ async fn delete_for_user_hides_for_that_user_only(s: &dyn Store) {
     );
     // Hiding is not deleting.
     assert_eq!(s.max_seq(&ab).await.unwrap(), 4);
+    let m = s
+        .message(&ab, 2)
+        .await
+        .unwrap()
+        .expect("message 2 is stored");
+    assert_eq!((m.seq, m.from.as_str()), (2, "ann"));
+    assert!(s.message(&ab, 5).await.unwrap().is_none());
+    assert!(s.message(&ab, 0).await.unwrap().is_none());
+    assert!(s.message(&ab, u64::MAX).await.unwrap().is_none());
 }
 
 // ----- conversation list -----

@@ -888,6 +888,14 @@ async fn group_read_and_read_status() {
         (Some(4), Some(2))
     );
 
+    // Deleting a message from one's own history changes nothing here.
+    b1.ok(json!({"type":"delete","conv":conv,"seqs":[6]})).await;
+    let r = b1.ok(st(6)).await;
+    assert_eq!(
+        (r["read"].clone(), r["unread"].clone()),
+        (json!([]), json!(["alice", "bob"]))
+    );
+
     a.err(st(0), "invalid").await;
     a.err(st(7), "invalid").await;
     a.err(json!({"type":"read_status","conv":conv}), "invalid")
