@@ -119,6 +119,10 @@ pub fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
+    // Savepoint (per-job) journals in memory rather than in a temp file:
+    // they only matter until the transaction commits, and the WAL holds
+    // what must survive a crash.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
