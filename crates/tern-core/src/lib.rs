@@ -2,6 +2,7 @@
 //! depends on the protocol crate and on the storage and bus traits only:
 //! no web framework, no database driver.
 
+pub mod acks;
 pub mod auth;
 pub mod bus;
 pub mod error;

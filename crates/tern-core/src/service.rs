@@ -1,6 +1,7 @@
 //! The IM logic behind both the WebSocket and the HTTP API: who may do
 //! what, which users a message reaches, and what each action pushes.
 
+use crate::acks::Acks;
 use crate::auth::Auth;
 use crate::bus::{Bus, Presence};
 use crate::error::{CoreError, CoreResult};
@@ -80,6 +81,7 @@ pub struct Core {
     hub: Arc<Hub>,
     auth: Auth,
     pipeline: Pipeline,
+    acks: Arc<Acks>,
     rooms: Rooms,
     groups: Arc<Groups>,
     cfg: CoreConfig,
@@ -115,6 +117,7 @@ impl Core {
         };
         let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.offline_cap);
         let rooms = Rooms::new(cfg.rooms.clone());
+        let acks = Acks::start(store.clone(), bus.clone());
         Core {
             store,
             bus,
@@ -122,6 +125,7 @@ impl Core {
             hub,
             auth,
             pipeline,
+            acks,
             rooms,
             groups,
             cfg,
@@ -443,28 +447,19 @@ impl Core {
     }
 
     /// A device holds `conv` up to `seq`.
+    /// Records a cumulative ack. It is stored within [`crate::acks::FLUSH_EVERY`]
+    /// (coalesced with other acks), and before this user's offline queue is
+    /// next read; delivered receipts go out once it is stored.
     pub async fn ack(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
-        let id = self.access(user, conv, true).await?;
-        let peer = id.peer_of(user).filter(|p| *p != user);
+        self.access(user, conv, true).await?;
         metrics::counter!("tern_acks_total").increment(1);
-        if let Some(delivered) = self.store.ack(user, conv, seq, peer).await? {
-            if let Some(peer) = peer {
-                let frame = encode(&Receipt {
-                    ty: "receipt",
-                    conv,
-                    by: user,
-                    delivered_seq: Some(delivered),
-                    read_seq: None,
-                });
-                self.bus.publish(Push {
-                    users: vec![peer.into()],
-                    except: None,
-                    out: Outbound::Frame(frame),
-                    inactive: None,
-                });
-            }
-        }
+        self.acks.record(user, conv, seq);
         Ok(())
+    }
+
+    /// Stores every ack still held in memory (graceful shutdown).
+    pub async fn flush_acks(&self) {
+        self.acks.flush_all().await;
     }
 
     pub async fn read(&self, actor: Actor<'_>, conv: &str, seq: u64) -> CoreResult<u64> {
@@ -888,6 +883,7 @@ impl Core {
 
     /// The user's queued offline messages.
     pub async fn offline(&self, user: &str) -> CoreResult<OfflineBatch> {
+        self.acks.flush_user(user).await;
         let cap = u32::try_from(self.cfg.offline_cap).unwrap_or(u32::MAX);
         Ok(self.store.offline_fetch(user, cap).await?)
     }
@@ -898,15 +894,15 @@ impl Core {
 }
 
 #[derive(Serialize)]
-struct Receipt<'a> {
+pub(crate) struct Receipt<'a> {
     #[serde(rename = "type")]
-    ty: &'static str,
-    conv: &'a str,
-    by: &'a str,
+    pub ty: &'static str,
+    pub conv: &'a str,
+    pub by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    delivered_seq: Option<u64>,
+    pub delivered_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    read_seq: Option<u64>,
+    pub read_seq: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -83,6 +83,15 @@ pub struct FriendLists {
     pub outgoing: Vec<String>,
 }
 
+/// One cumulative ack, for [`Store::ack_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckMark {
+    pub user: String,
+    pub conv: String,
+    pub seq: u64,
+    pub receipt_for: Option<String>,
+}
+
 /// A message to store. The store allocates `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -301,6 +310,8 @@ pub trait Store: Send + Sync + 'static {
     /// position forward (to at most the conversation's max seq). When
     /// `receipt_for` names a user and the delivered position moved past at
     /// least one message sent by that user, returns the new delivered seq.
+    /// The delivered position only feeds those receipts: without
+    /// `receipt_for` it is left alone and only the queue entries go.
     async fn ack(
         &self,
         user: &str,
@@ -308,6 +319,19 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         receipt_for: Option<&str>,
     ) -> StoreResult<Option<u64>>;
+
+    /// Many [`Store::ack`]s at once, answered in order; a backend stores
+    /// them together (one transaction) where it can.
+    async fn ack_many(&self, acks: Vec<AckMark>) -> StoreResult<Vec<Option<u64>>> {
+        let mut out = Vec::with_capacity(acks.len());
+        for a in acks {
+            out.push(
+                self.ack(&a.user, &a.conv, a.seq, a.receipt_for.as_deref())
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
 
     /// Moves `user`'s read position in `conv` to `seq` (never backwards).
     /// `Invalid` when no message `seq` exists in `conv`.

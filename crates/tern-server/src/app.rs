@@ -191,6 +191,7 @@ pub async fn serve_ready(
             // Readers finish the frame in hand; their sends are then stored
             // and published. Only then are the writers told to close.
             stop_app.readers.wait_zero(Duration::from_secs(10)).await;
+            stop_app.core.flush_acks().await;
             stop_app.core.hub().kick_all(tern_proto::close::GOING_AWAY);
         })
         .await

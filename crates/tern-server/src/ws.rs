@@ -737,11 +737,33 @@ async fn writer_loop(
         batch: Vec::new(),
         batch_due: None,
     };
+    // One kick future and two timers for the connection's whole life:
+    // re-creating them on every wake-up (a timer entry, a waiter
+    // registration) is most of the cost of a push under heavy fan-out.
+    let kicked = conn.kicked();
+    tokio::pin!(kicked);
+    let batch_timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(batch_timer);
+    let wake_timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(wake_timer);
+    let (mut batch_armed, mut wake_armed) = (None, None);
     let code = 'run: loop {
         let mut written = 0u64;
+        if st.batch_due != batch_armed {
+            if let Some(at) = st.batch_due {
+                batch_timer.as_mut().reset(at);
+            }
+            batch_armed = st.batch_due;
+        }
+        if st.next_wake != wake_armed {
+            if let Some(at) = st.next_wake {
+                wake_timer.as_mut().reset(at);
+            }
+            wake_armed = st.next_wake;
+        }
         tokio::select! {
             biased;
-            code = conn.kicked() => break 'run code,
+            code = &mut kicked => break 'run code,
             out = rx.recv() => {
                 let Some(mut out) = out else { break 'run 1000 };
                 loop {
@@ -760,7 +782,7 @@ async fn writer_loop(
                     }
                 }
             }
-            _ = sleep_until_opt(st.batch_due) => {
+            _ = &mut batch_timer, if st.batch_due.is_some() => {
                 if let Some(frame) = st.take_batch() {
                     if sink.feed(text(frame)).await.is_err() {
                         break 'run 1000;
@@ -768,7 +790,7 @@ async fn writer_loop(
                     written += 1;
                 }
             }
-            _ = sleep_until_opt(st.next_wake) => {
+            _ = &mut wake_timer, if st.next_wake.is_some() => {
                 let due = st.pending.lock().take_due(Instant::now(), st.ack_timeout, max_tries);
                 app.hot.redeliveries.increment(due.len() as u64);
                 for frame in due {
@@ -786,7 +808,7 @@ async fn writer_loop(
             tokio::select! {
                 biased;
                 r = sink.flush() => if r.is_err() { break 'run 1000 },
-                code = conn.kicked() => break 'run code,
+                code = &mut kicked => break 'run code,
             }
         }
     };
@@ -817,11 +839,4 @@ async fn writer_loop(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_msg(code, reason))).await;
     // Make sure the reader stops too (it may still be waiting on the socket).
     conn.kick(code);
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use tern_core::store::{
-    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
     OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -283,6 +283,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredMessage>> {
         let (user, conv) = (user.to_owned(), conv.to_owned());
         self.read(move |c| ops::history(c, &user, &conv, q)).await
+    }
+
+    async fn ack_many(&self, acks: Vec<AckMark>) -> StoreResult<Vec<Option<u64>>> {
+        self.write(move |c| {
+            acks.iter()
+                .map(|a| ops::ack(c, &a.user, &a.conv, a.seq, a.receipt_for.as_deref()))
+                .collect()
+        })
+        .await
     }
 
     async fn ack(

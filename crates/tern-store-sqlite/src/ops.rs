@@ -199,6 +199,14 @@ fn group_exists(c: &Connection, gid: &str) -> StoreResult<bool> {
         .map_err(be)
 }
 
+fn member_count(c: &Connection, gid: &str) -> StoreResult<u64> {
+    c.prepare_cached("SELECT count(*) FROM group_members WHERE gid = ?1")
+        .map_err(be)?
+        .query_row([gid], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(be)
+}
+
 fn members(c: &Connection, gid: &str) -> StoreResult<Vec<String>> {
     strings(
         c,
@@ -463,9 +471,10 @@ fn append_one(
         if let Some(MemberChange::Join(u)) = &m.change {
             add_member(c, gid, &m.conv, u, useq)?;
         }
-        let members = members(c, gid)?;
-        if members.len() <= m.inbox_members_up_to {
-            for u in members.iter().filter(|u| **u != m.from) {
+        // Counting first spares loading a large (read-diffused) group's
+        // member list for every message.
+        if member_count(c, gid)? <= m.inbox_members_up_to as u64 {
+            for u in members(c, gid)?.iter().filter(|u| **u != m.from) {
                 enqueue(c, u, &m.conv, useq, touched)?;
             }
         }
@@ -581,6 +590,11 @@ pub fn ack(
             .execute(params![user, dropped as i64])
             .map_err(be)?;
     }
+    // The delivered position only feeds 1:1 delivered receipts: without a
+    // peer to tell, dropping the offline entries is all an ack does.
+    let Some(peer) = receipt_for else {
+        return Ok(None);
+    };
     let Some((_, delivered, until)) = user_conv(c, user, conv)? else {
         return Ok(None);
     };
@@ -595,9 +609,6 @@ pub fn ack(
         .map_err(be)?
         .execute(params![user, conv, top as i64])
         .map_err(be)?;
-    let Some(peer) = receipt_for else {
-        return Ok(None);
-    };
     let theirs = c
         .prepare_cached("SELECT 1 FROM messages WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 AND from_user = ?4 LIMIT 1")
         .map_err(be)?

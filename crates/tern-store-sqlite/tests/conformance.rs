@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tern_core::store::{
-    Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, MemberChange,
-    NewMessage, ReadOutcome, Refusal, Store, StoreError, StoredMessage, UserRecord,
+    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
+    MemberChange, NewMessage, ReadOutcome, Refusal, Store, StoreError, StoredMessage, UserRecord,
 };
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -546,10 +546,40 @@ async fn ack_reports_receipts(s: &dyn Store) {
     assert_eq!(s.ack("bob", &ab, 7, Some("cat")).await.unwrap(), None);
     // ...and the position did move, so ann gets none afterwards either.
     assert_eq!(s.ack("bob", &ab, 7, Some("ann")).await.unwrap(), None);
-    // No receipt asked for.
+    // No receipt asked for: the offline entries go, the delivered position
+    // (which only feeds receipts) stays, so a later ack still reports it.
     send(s, dm("ann", "bob", 107, "a8")).await;
     assert_eq!(s.ack("bob", &ab, 8, None).await.unwrap(), None);
-    assert_eq!(s.ack("bob", &ab, 8, Some("ann")).await.unwrap(), None);
+    assert_eq!(s.ack("bob", &ab, 8, Some("ann")).await.unwrap(), Some(8));
+}
+
+/// `ack_many` answers like the same acks one by one, in order, and empties
+/// the same offline entries.
+async fn ack_many_matches_single_acks(s: &dyn Store) {
+    let ab = dm_conv("ann", "bob");
+    let ac = dm_conv("ann", "cat");
+    send(s, dm("ann", "bob", 200, "m1")).await;
+    send(s, dm("ann", "bob", 201, "m2")).await;
+    send(s, dm("ann", "cat", 202, "m3")).await;
+    let mark = |user: &str, conv: &str, seq: u64, rf: Option<&str>| AckMark {
+        user: user.into(),
+        conv: conv.into(),
+        seq,
+        receipt_for: rf.map(Into::into),
+    };
+    let out = s
+        .ack_many(vec![
+            mark("bob", &ab, 1, Some("ann")),
+            mark("bob", &ab, 2, Some("ann")),
+            mark("bob", &ab, 2, Some("ann")),
+            mark("cat", &ac, 1, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![Some(1), Some(2), None, None]);
+    assert!(s.offline_fetch("bob", 1000).await.unwrap().msgs.is_empty());
+    assert!(s.offline_fetch("cat", 1000).await.unwrap().msgs.is_empty());
+    assert!(s.ack_many(Vec::new()).await.unwrap().is_empty());
 }
 
 // ----- read positions -----
@@ -1371,6 +1401,7 @@ mod sqlite {
         offline_cap_keeps_newest,
         ack_clears_queue_of_that_conv,
         ack_reports_receipts,
+        ack_many_matches_single_acks,
         mark_read_and_unread_counts,
         recall_rules,
         delete_for_user_hides_for_that_user_only,
