@@ -57,19 +57,22 @@ impl Drop for SessionGuard {
 async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     app.sessions.enter();
     let _guard = SessionGuard(app.clone());
-    let Some((user, device)) = authenticate(&app, &mut socket, params).await else {
+    // The start-up steps and each frame's handling run boxed: their state
+    // is large (it holds the whole core call) and needed only while they
+    // run, so an idle connection keeps just the small loop state.
+    let Some((user, device)) = Box::pin(authenticate(&app, &mut socket, params)).await else {
         return;
     };
     let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
-    app.core.connect(conn.clone()).await;
+    Box::pin(app.core.connect(conn.clone())).await;
     app.hot.connections.increment(1.0);
 
     let pending = Arc::new(Mutex::new(Pending::default()));
-    let offline_max = match push_offline(&app, &mut socket, &user, &pending).await {
+    let offline_max = match Box::pin(push_offline(&app, &mut socket, &user, &pending)).await {
         Ok(m) => m,
         Err(()) => {
             app.hot.connections.decrement(1.0);
-            app.core.disconnect(&conn).await;
+            Box::pin(app.core.disconnect(&conn)).await;
             return;
         }
     };
@@ -84,7 +87,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     ));
 
     app.readers.enter();
-    reader_loop(&app, &conn, stream, &pending).await;
+    Box::pin(reader_loop(&app, &conn, stream, &pending)).await;
     app.readers.leave();
     if !*app.stopping.borrow() {
         // Stopped for a reason of its own (client gone, idle, kicked):
@@ -94,7 +97,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     }
     let _ = writer.await;
     app.hot.connections.decrement(1.0);
-    app.core.disconnect(&conn).await;
+    Box::pin(app.core.disconnect(&conn)).await;
 }
 
 fn text(b: Bytes) -> Message {
@@ -405,7 +408,7 @@ async fn reader_frames(
             }
         }
         match msg {
-            Message::Text(t) => handle_text(app, conn, t.as_str(), pending, rooms).await,
+            Message::Text(t) => Box::pin(handle_text(app, conn, t.as_str(), pending, rooms)).await,
             Message::Binary(_) => {
                 conn.reply(error_frame(
                     None,

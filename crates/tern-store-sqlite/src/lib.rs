@@ -3,9 +3,13 @@
 //!
 //! Writes go to one writer thread that owns the only writing connection.
 //! It drains whatever jobs are queued (up to `max_batch`), runs them in one
-//! `BEGIN IMMEDIATE` transaction, each inside its own savepoint so a failing
-//! job rolls back alone, and answers every job only after `COMMIT` returned:
-//! many concurrent writes share one fsync (group commit). Reads run on a
+//! `BEGIN IMMEDIATE` transaction and answers every job only after `COMMIT`
+//! returned: many concurrent writes share one fsync (group commit). Most
+//! jobs run inside their own savepoint, so a failing job rolls back alone.
+//! The hot ones (message appends, acks), which fail only when SQLite itself
+//! does, run without: a savepoint held over a large job makes every
+//! statement in it pay for a growing statement journal. If such a job
+//! fails, the whole batch is rolled back and every job in it fails. Reads run on a
 //! small pool of read-only connections on the blocking thread pool; WAL lets
 //! them proceed while the writer works.
 
@@ -48,8 +52,9 @@ impl Default for SqliteOptions {
 }
 
 /// Runs inside the write transaction; returns what to do once the
-/// transaction's fate is known.
-type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
+/// transaction's fate is known, and whether the transaction must be rolled
+/// back (a job without a savepoint failed midway).
+type Job = Box<dyn FnOnce(&Connection) -> (Done, bool) + Send>;
 /// Called with the outcome of `COMMIT`.
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 
@@ -129,22 +134,47 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` in the next write transaction; answers after it committed.
+    /// Runs `f` in the next write transaction, in a savepoint of its own;
+    /// answers after it committed.
     async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    /// [`Self::write`] without a savepoint, for jobs that fail only when
+    /// SQLite does: a failure rolls back the whole batch.
+    async fn write_unguarded<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<R, F>(&self, guarded: bool, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn| {
-            let result = run_in_savepoint(conn, f);
-            Box::new(move |commit| {
+            let result = if guarded {
+                run_in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
+            let poison = !guarded && result.is_err();
+            let done: Done = Box::new(move |commit| {
                 let out = match commit {
                     Ok(()) => result,
                     Err(e) => Err(StoreError::backend(CommitFailed(e))),
                 };
                 let _ = tx.send(out);
-            })
+            });
+            (done, poison)
         });
         if self.writer.send(job).await.is_err() {
             return Err(StoreError::backend(CommitFailed(
@@ -215,11 +245,20 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
             jobs.clear();
             continue;
         }
+        let mut poisoned = false;
         for job in jobs.drain(..) {
-            done.push(job(&conn));
+            let (d, poison) = job(&conn);
+            done.push(d);
+            poisoned |= poison;
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if let Err(e) = &commit {
+        let commit = if poisoned {
+            tracing::error!("a write job failed without a savepoint: rolling back its batch");
+            let _ = conn.execute_batch("ROLLBACK");
+            Err("the batch was rolled back after a failed write".to_owned())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+        };
+        if let (false, Err(e)) = (poisoned, &commit) {
             tracing::error!(error = %e, "write transaction failed to commit");
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -261,7 +300,7 @@ impl Store for SqliteStore {
         batch: Vec<NewMessage>,
         offline_cap: usize,
     ) -> StoreResult<Vec<Appended>> {
-        self.write(move |c| ops::append_messages(c, &batch, offline_cap))
+        self.write_unguarded(move |c| ops::append_messages(c, &batch, offline_cap))
             .await
     }
 
@@ -286,7 +325,7 @@ impl Store for SqliteStore {
     }
 
     async fn ack_many(&self, acks: Vec<AckMark>) -> StoreResult<Vec<Option<u64>>> {
-        self.write(move |c| {
+        self.write_unguarded(move |c| {
             acks.iter()
                 .map(|a| ops::ack(c, &a.user, &a.conv, a.seq, a.receipt_for.as_deref()))
                 .collect()
@@ -371,5 +410,62 @@ impl Store for SqliteStore {
         .await?;
         // The writer answers too (a wedged writer is not healthy).
         self.write(|_| Ok(())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserRecord {
+        UserRecord {
+            user: name.into(),
+            name: name.into(),
+            password_hash: "x".into(),
+            created_at: 1,
+        }
+    }
+
+    async fn open(dir: &Path) -> SqliteStore {
+        let d = dir.to_owned();
+        tokio::task::spawn_blocking(move || SqliteStore::open(&d, SqliteOptions::default()))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A job without a savepoint that fails after writing takes its whole
+    /// batch down: nothing of it is committed, and the store goes on.
+    #[tokio::test]
+    async fn failed_unguarded_job_rolls_back_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path()).await;
+        let r: StoreResult<()> = s
+            .write_unguarded(|c| {
+                ops::create_user(c, &user("half"))?;
+                Err(StoreError::Conflict)
+            })
+            .await;
+        assert!(r.is_err());
+        assert!(s.get_user("half").await.unwrap().is_none());
+        s.create_user(user("after")).await.unwrap();
+        assert!(s.get_user("after").await.unwrap().is_some());
+    }
+
+    /// A guarded job that fails rolls back alone.
+    #[tokio::test]
+    async fn failed_guarded_job_rolls_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path()).await;
+        let bad = s.write(|c| {
+            ops::create_user(c, &user("half"))?;
+            Err::<(), _>(StoreError::Conflict)
+        });
+        let good = s.create_user(user("whole"));
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(bad.is_err());
+        good.unwrap();
+        assert!(s.get_user("half").await.unwrap().is_none());
+        assert!(s.get_user("whole").await.unwrap().is_some());
     }
 }
