@@ -1,5 +1,7 @@
 //! The registry of this node's live connections: user -> devices, each with
-//! a bounded outbound queue. Pushing never blocks and never waits: a full
+//! a bounded outbound queue (flume: its storage grows with use, so an idle
+//! connection's queue costs almost nothing, unlike a channel that
+//! allocates a block of slots up front). Pushing never blocks and never waits: a full
 //! queue marks the connection as a slow reader, to be closed with 4008.
 
 use bytes::Bytes;
@@ -7,7 +9,7 @@ use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use tern_proto::close;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// How long a reply may wait for room in a full outbound queue.
 pub const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -35,16 +37,16 @@ pub struct Conn {
     pub id: u64,
     pub user: Arc<str>,
     pub device: Arc<str>,
-    tx: mpsc::Sender<Outbound>,
+    tx: flume::Sender<Outbound>,
     close_code: AtomicU16,
     closing: Notify,
     active: AtomicBool,
 }
 
 impl Conn {
-    pub fn new(user: &str, device: &str, queue: usize) -> (Arc<Conn>, mpsc::Receiver<Outbound>) {
+    pub fn new(user: &str, device: &str, queue: usize) -> (Arc<Conn>, flume::Receiver<Outbound>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, rx) = flume::bounded(queue);
         let conn = Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             user: user.into(),
@@ -62,12 +64,12 @@ impl Conn {
     pub fn push(&self, out: Outbound) -> bool {
         match self.tx.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(flume::TrySendError::Full(_)) => {
                 metrics::counter!("tern_slow_reader_closes_total").increment(1);
                 self.kick(close::POLICY);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(flume::TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -76,18 +78,14 @@ impl Conn {
     /// A client that sends requests but never reads the replies is closed
     /// as a slow reader once the queue stays full for `REPLY_WAIT`.
     pub async fn reply(&self, frame: Bytes) -> bool {
-        match self
-            .tx
-            .send_timeout(Outbound::Frame(frame), REPLY_WAIT)
-            .await
-        {
-            Ok(()) => true,
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+        match tokio::time::timeout(REPLY_WAIT, self.tx.send_async(Outbound::Frame(frame))).await {
+            Ok(Ok(())) => true,
+            Err(_) => {
                 metrics::counter!("tern_slow_reader_closes_total").increment(1);
                 self.kick(close::POLICY);
                 false
             }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+            Ok(Err(_)) => false,
         }
     }
 
@@ -283,8 +281,8 @@ mod tests {
     #[test]
     fn except_skips_sending_device() {
         let hub = Hub::new();
-        let (p, mut prx) = Conn::new("a", "phone", 4);
-        let (l, mut lrx) = Conn::new("a", "laptop", 4);
+        let (p, prx) = Conn::new("a", "phone", 4);
+        let (l, lrx) = Conn::new("a", "laptop", 4);
         hub.register(p);
         hub.register(l);
         let push = Push {

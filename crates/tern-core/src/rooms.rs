@@ -194,8 +194,8 @@ mod tests {
     #[test]
     fn broadcast_caps_and_excludes_sender() {
         let rooms = Rooms::new(cfg());
-        let (a, mut arx) = Conn::new("a", "d", 16);
-        let (b, mut brx) = Conn::new("b", "d", 16);
+        let (a, arx) = Conn::new("a", "d", 16);
+        let (b, brx) = Conn::new("b", "d", 16);
         rooms.join("r", &a, 0).unwrap();
         rooms.join("r", &b, 0).unwrap();
         for _ in 0..5 {

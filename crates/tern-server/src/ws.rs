@@ -724,7 +724,7 @@ async fn writer_loop(
     app: Arc<App>,
     conn: Arc<Conn>,
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+    rx: flume::Receiver<Outbound>,
     pending: Arc<Mutex<Pending>>,
     offline_max: HashMap<Arc<str>, u64>,
 ) {
@@ -767,8 +767,8 @@ async fn writer_loop(
         tokio::select! {
             biased;
             code = &mut kicked => break 'run code,
-            out = rx.recv() => {
-                let Some(mut out) = out else { break 'run 1000 };
+            out = rx.recv_async() => {
+                let Ok(mut out) = out else { break 'run 1000 };
                 loop {
                     for frame in st.prepare(out, &conn).into_iter().flatten() {
                         if sink.feed(text(frame)).await.is_err() {

@@ -9,12 +9,11 @@
 use super::client::{run_prefix, Target};
 use super::load::{self, Conn, ExpectSpec};
 use super::report::Report;
-use super::stats::{cpu_time, rss_kb};
+use super::stats::rss_kb;
 use super::GroupArgs;
 use anyhow::ensure;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Most messages per second one sending connection offers.
 const PER_SENDER: f64 = 100.0;
@@ -90,39 +89,6 @@ pub async fn run(a: GroupArgs) -> anyhow::Result<Report> {
             });
         }
     }
-    let n_conns = conns.len();
-    let cpu0 = cpu_time();
-    let wall0 = Instant::now();
-    let o = load::run(
-        conns,
-        Duration::from_secs(a.duration),
-        Duration::from_secs(c.drain),
-        progress,
-    )
-    .await;
-    let cpu_pct =
-        100.0 * cpu_time().saturating_sub(cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
-    let rss_after = c.server_pid.and_then(rss_kb);
-
-    let secs = o.duration.as_secs_f64().max(1e-9);
-    let mut r = Report {
-        scenario: "group",
-        offered_rate: a.rate,
-        duration_s: secs,
-        conns: n_conns,
-        msgs_sent: o.sent,
-        msgs_ok: o.oks,
-        msgs_per_s: o.oks as f64 / secs,
-        deliveries: o.deliveries,
-        deliveries_per_s: o.deliveries as f64 / secs,
-        errors: o.errors,
-        lost: Some(o.lost),
-        duplicates: o.duplicates,
-        client_cpu_pct: cpu_pct,
-        server_rss_kb_before: rss_before,
-        server_rss_kb_after: rss_after,
-        ..Default::default()
-    };
-    r.set_latencies(o.deliver, o.ok);
+    let (r, _) = load::measure("group", a.rate, conns, a.duration, c, progress, rss_before).await;
     Ok(r)
 }

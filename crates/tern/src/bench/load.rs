@@ -15,7 +15,9 @@
 //! every 20 ms, like a well-behaved client under load.
 
 use super::client::{nanos_since, stamp, In, Sink, Stream, Ws};
-use super::stats::Lat;
+use super::report::Report;
+use super::stats::{cpu_time, rss_kb, Lat};
+use super::Common;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,6 +85,52 @@ struct ReaderOut {
     duplicates: u64,
     errors: u64,
     expected: u64,
+}
+
+/// Runs `conns` for `duration` seconds with the common options and turns
+/// the outcome into a report: rates per second of sending, the bench's
+/// CPU use, the server's RSS before (`rss_before`) and after.
+pub async fn measure(
+    scenario: &'static str,
+    offered_rate: f64,
+    conns: Vec<Conn>,
+    duration: u64,
+    c: &Common,
+    progress: bool,
+    rss_before: Option<u64>,
+) -> (Report, Outcome) {
+    let n_conns = conns.len();
+    let cpu0 = cpu_time();
+    let wall0 = Instant::now();
+    let mut o = run(
+        conns,
+        Duration::from_secs(duration),
+        Duration::from_secs(c.drain),
+        progress,
+    )
+    .await;
+    let cpu = cpu_time().saturating_sub(cpu0).as_secs_f64();
+    let secs = o.duration.as_secs_f64().max(1e-9);
+    let mut r = Report {
+        scenario,
+        offered_rate,
+        duration_s: secs,
+        conns: n_conns,
+        msgs_sent: o.sent,
+        msgs_ok: o.oks,
+        msgs_per_s: o.oks as f64 / secs,
+        deliveries: o.deliveries,
+        deliveries_per_s: o.deliveries as f64 / secs,
+        errors: o.errors,
+        lost: Some(o.lost),
+        duplicates: o.duplicates,
+        client_cpu_pct: 100.0 * cpu / wall0.elapsed().as_secs_f64(),
+        server_rss_kb_before: rss_before,
+        server_rss_kb_after: c.server_pid.and_then(rss_kb),
+        ..Default::default()
+    };
+    r.set_latencies(std::mem::take(&mut o.deliver), std::mem::take(&mut o.ok));
+    (r, o)
 }
 
 /// Drives `conns` for `duration` and waits up to `drain` afterwards for

@@ -6,13 +6,12 @@
 use super::client::{run_prefix, In, Target, Ws};
 use super::load::{self, Conn, ExpectSpec};
 use super::report::Report;
-use super::stats::{cpu_time, rss_kb};
+use super::stats::rss_kb;
 use super::RoomArgs;
 use anyhow::{anyhow, bail, ensure};
 use futures_util::{SinkExt, StreamExt};
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Most room_send frames per second one sending connection offers.
@@ -66,43 +65,13 @@ pub async fn run(a: RoomArgs) -> anyhow::Result<Report> {
             }
         })
         .collect();
-    let n_conns = conns.len();
-    let cpu0 = cpu_time();
-    let wall0 = Instant::now();
-    let o = load::run(
-        conns,
-        Duration::from_secs(a.duration),
-        Duration::from_secs(c.drain),
-        progress,
-    )
-    .await;
-    let cpu_pct =
-        100.0 * cpu_time().saturating_sub(cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
-    let rss_after = c.server_pid.and_then(rss_kb);
-
-    // Every room message goes to every member device but the sending one.
-    let offered_deliveries = o.oks * (n_conns as u64 - 1);
-    let secs = o.duration.as_secs_f64().max(1e-9);
-    let mut r = Report {
-        scenario: "room",
-        offered_rate: a.rate,
-        duration_s: secs,
-        conns: n_conns,
-        msgs_sent: o.sent,
-        msgs_ok: o.oks,
-        msgs_per_s: o.oks as f64 / secs,
-        deliveries: o.deliveries,
-        deliveries_per_s: o.deliveries as f64 / secs,
-        errors: o.errors,
-        lost: None,
-        dropped: Some(offered_deliveries.saturating_sub(o.deliveries)),
-        duplicates: o.duplicates,
-        client_cpu_pct: cpu_pct,
-        server_rss_kb_before: rss_before,
-        server_rss_kb_after: rss_after,
-        ..Default::default()
-    };
-    r.set_latencies(o.deliver, o.ok);
+    let (r, o) = load::measure("room", a.rate, conns, a.duration, c, progress, rss_before).await;
+    let mut r = r;
+    // Every room message goes to every member device but the sending one;
+    // the per-device cap drops the rest, by design.
+    let offered_deliveries = o.oks * (r.conns as u64 - 1);
+    r.lost = None;
+    r.dropped = Some(offered_deliveries.saturating_sub(o.deliveries));
     Ok(r)
 }
 
