@@ -54,13 +54,11 @@ impl Acks {
 
     /// Records that `user` holds everything in `conv` up to `seq`.
     pub fn record(&self, user: &str, conv: &str, seq: u64) {
-        let mut p = self.pending.lock();
-        match p.get_mut(&(Arc::from(user), Arc::from(conv))) {
-            Some(s) => *s = (*s).max(seq),
-            None => {
-                p.insert((user.into(), conv.into()), seq);
-            }
-        }
+        self.pending
+            .lock()
+            .entry((user.into(), conv.into()))
+            .and_modify(|s| *s = (*s).max(seq))
+            .or_insert(seq);
     }
 
     /// Stores every pending mark of `user` now (before reading their
@@ -105,26 +103,35 @@ impl Acks {
             })
             .collect();
         let n = marks.len();
-        let results = match self.store.ack_many(marks.clone()).await {
+        // Only 1:1 acks can produce a receipt: keep what it needs of those.
+        let receipts: Vec<Option<(String, String, String)>> = marks
+            .iter()
+            .map(|m| {
+                m.receipt_for
+                    .clone()
+                    .map(|peer| (m.conv.clone(), m.user.clone(), peer))
+            })
+            .collect();
+        let results = match self.store.ack_many(marks).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, acks = n, "storing acks");
                 return;
             }
         };
-        for (m, delivered) in marks.iter().zip(results) {
-            let (Some(delivered), Some(peer)) = (delivered, &m.receipt_for) else {
+        for (r, delivered) in receipts.into_iter().zip(results) {
+            let (Some(delivered), Some((conv, user, peer))) = (delivered, r) else {
                 continue;
             };
             let frame = encode(&Receipt {
                 ty: "receipt",
-                conv: &m.conv,
-                by: &m.user,
+                conv: &conv,
+                by: &user,
                 delivered_seq: Some(delivered),
                 read_seq: None,
             });
             self.bus.publish(Push {
-                users: vec![peer.as_str().into()],
+                users: vec![peer.into()],
                 except: None,
                 out: Outbound::Frame(frame),
                 inactive: None,
