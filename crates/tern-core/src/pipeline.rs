@@ -62,23 +62,11 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(
-        publisher: Publisher,
-        node_id: u16,
-        batch_max: usize,
-        offline_cap: usize,
-    ) -> Pipeline {
+    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize) -> Pipeline {
         let (tx, rx) = mpsc::channel(batch_max * 4);
         let (ctx, crx) = mpsc::channel(4);
         let store = publisher.store.clone();
-        tokio::spawn(commit_loop(
-            store,
-            rx,
-            ctx,
-            IdGen::new(node_id),
-            batch_max,
-            offline_cap,
-        ));
+        tokio::spawn(commit_loop(store, rx, ctx, IdGen::new(node_id), batch_max));
         tokio::spawn(publish_loop(publisher, crx));
         Pipeline { tx }
     }
@@ -118,7 +106,6 @@ async fn commit_loop(
     out: mpsc::Sender<Committed>,
     mut ids: IdGen,
     batch_max: usize,
-    offline_cap: usize,
 ) {
     let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -134,7 +121,7 @@ async fn commit_loop(
         }
         let started = Instant::now();
         let n = msgs.len();
-        let result = store.append_messages(msgs, offline_cap).await;
+        let result = store.append_messages(msgs).await;
         metrics::histogram!("tern_storage_seconds", "op" => "append")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("tern_append_batch_size").record(n as f64);

@@ -115,7 +115,7 @@ impl Core {
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
-        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.offline_cap);
+        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max);
         let rooms = Rooms::new(cfg.rooms.clone());
         let acks = Acks::start(store.clone(), bus.clone());
         Core {
@@ -332,7 +332,6 @@ impl Core {
             content: content.get().to_owned(),
             ts: 0,
             client_msg_id: Some(cmid.to_owned()),
-            inbox: vec![to.to_owned()],
             participants: participants.clone(),
             inbox_members_up_to: 0,
             change: None,
@@ -393,7 +392,6 @@ impl Core {
             content,
             ts: 0,
             client_msg_id: cmid.map(str::to_owned),
-            inbox: Vec::new(),
             participants: Vec::new(),
             inbox_members_up_to: self.cfg.write_limit,
             change,

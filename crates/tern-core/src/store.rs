@@ -112,11 +112,10 @@ pub struct NewMessage {
     /// Users whose conversation list gets (or keeps) this conversation. The
     /// sender's read position moves to the new message's seq.
     pub participants: Vec<String>,
-    /// Users who get an offline-queue entry for this message.
-    pub inbox: Vec<String>,
-    /// Group messages: when the group has at most this many members, every
-    /// member but the sender also gets an offline-queue entry (write
-    /// diffusion); above it, none (read diffusion). 0 for 1:1 messages.
+    /// Group messages: when the group has at most this many members, the
+    /// message enters every member's offline queue but the sender's (write
+    /// diffusion); above it, nobody's (read diffusion). Ignored for 1:1
+    /// messages, which always enter the recipient's queue.
     pub inbox_members_up_to: usize,
     /// Group messages: the membership change this message records, applied
     /// in the same transaction.
@@ -257,7 +256,7 @@ pub struct ReadOutcome {
 pub struct OfflineBatch {
     /// Queued messages in queue order (within a conversation, seq order).
     pub msgs: Vec<StoredMessage>,
-    /// Whether the cap dropped messages since the previous `offline_fetch`.
+    /// Whether the cap dropped older queued messages.
     pub truncated: bool,
 }
 
@@ -279,14 +278,8 @@ pub trait Store: Send + Sync + 'static {
     // ----- messages -----
 
     /// Stores a batch in one transaction; see the module docs. The outer
-    /// error means the whole batch failed and nothing was stored. For each
-    /// user in a message's `inbox`, the offline queue keeps only the newest
-    /// `offline_cap` entries; dropping any marks that user's queue truncated.
-    async fn append_messages(
-        &self,
-        batch: Vec<NewMessage>,
-        offline_cap: usize,
-    ) -> StoreResult<Vec<Appended>>;
+    /// error means the whole batch failed and nothing was stored.
+    async fn append_messages(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>>;
 
     /// Highest seq of a conversation (0 when empty).
     async fn max_seq(&self, conv: &str) -> StoreResult<u64>;
@@ -305,13 +298,13 @@ pub trait Store: Send + Sync + 'static {
         q: HistoryQuery,
     ) -> StoreResult<Vec<StoredMessage>>;
 
-    /// Device of `user` holds `conv` up to `seq`: drops the user's offline
-    /// entries of `conv` with seq <= `seq` and moves the user's delivered
-    /// position forward (to at most the conversation's max seq). When
-    /// `receipt_for` names a user and the delivered position moved past at
-    /// least one message sent by that user, returns the new delivered seq.
-    /// The delivered position only feeds those receipts: without
-    /// `receipt_for` it is left alone and only the queue entries go.
+    /// Device of `user` holds `conv` up to `seq`: the user's messages of
+    /// `conv` with seq <= `seq` leave the offline queue, and the user's
+    /// delivered position moves forward (to at most the conversation's max
+    /// seq). When `receipt_for` names a user and the delivered position
+    /// moved past at least one message sent by that user, returns the new
+    /// delivered seq. The delivered position only feeds those receipts:
+    /// without `receipt_for` it is left alone and only the queue moves.
     async fn ack(
         &self,
         user: &str,
@@ -364,10 +357,15 @@ pub trait Store: Send + Sync + 'static {
     /// most `limit`, plus the exact total unread.
     async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList>;
 
-    /// The user's queued offline messages (at most `limit`, oldest first)
-    /// and whether the cap dropped any since the last fetch; clears that
-    /// flag. Entries stay queued until acknowledged.
-    async fn offline_fetch(&self, user: &str, limit: u32) -> StoreResult<OfflineBatch>;
+    /// The user's offline queue: in each of the user's conversations, the
+    /// messages above the user's acknowledged position that entered queues
+    /// (1:1 messages, write-diffused group messages) and that others sent
+    /// (in `dm:x:x`, x's own too), up to what the user can see. Returns the
+    /// newest `cap` of them in queue order: arrival (`msg_id`) order, seq
+    /// order within a conversation. When more were queued, the older ones
+    /// leave the queue for good and `truncated` is set. The rest stay
+    /// queued until acknowledged.
+    async fn offline_fetch(&self, user: &str, cap: u32) -> StoreResult<OfflineBatch>;
 
     // ----- groups -----
 

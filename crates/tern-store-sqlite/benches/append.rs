@@ -1,5 +1,5 @@
-//! Group commit: appending a batch of 1:1 messages (each with its offline
-//! entry) in one durable transaction, as the pipeline does under load.
+//! Group commit: appending a batch of 1:1 messages in one durable
+//! transaction, as the pipeline does under load.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tern_core::store::{NewMessage, Store};
@@ -18,7 +18,6 @@ fn message(i: u64) -> NewMessage {
         ts: 1_795_000_000_000 + i as i64,
         client_msg_id: Some(format!("c{i}")),
         participants: vec![a, b.clone()],
-        inbox: vec![b],
         inbox_members_up_to: 0,
         change: None,
     }
@@ -46,7 +45,7 @@ fn append(c: &mut Criterion) {
                     next += size as u64;
                     batch
                 },
-                |batch| rt.block_on(store.append_messages(batch, 1000)).unwrap(),
+                |batch| rt.block_on(store.append_messages(batch)).unwrap(),
                 BatchSize::SmallInput,
             )
         });

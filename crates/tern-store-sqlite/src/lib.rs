@@ -295,12 +295,8 @@ impl Store for SqliteStore {
         self.read(move |c| ops::friends(c, &user)).await
     }
 
-    async fn append_messages(
-        &self,
-        batch: Vec<NewMessage>,
-        offline_cap: usize,
-    ) -> StoreResult<Vec<Appended>> {
-        self.write_unguarded(move |c| ops::append_messages(c, &batch, offline_cap))
+    async fn append_messages(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>> {
+        self.write_unguarded(move |c| ops::append_messages(c, &batch))
             .await
     }
 
@@ -386,10 +382,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn offline_fetch(&self, user: &str, limit: u32) -> StoreResult<OfflineBatch> {
+    async fn offline_fetch(&self, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
         let user = user.to_owned();
-        self.write(move |c| ops::offline_fetch(c, &user, limit))
-            .await
+        self.write(move |c| ops::offline_fetch(c, &user, cap)).await
     }
 
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {

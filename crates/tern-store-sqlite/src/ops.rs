@@ -231,13 +231,16 @@ fn add_member(c: &Connection, gid: &str, conv: &str, user: &str, seq: u64) -> St
         .map_err(be)?
         .execute([gid])
         .map_err(be)?;
-    // A new member's unread count starts at their own join message; a
-    // returning member keeps what they had read.
+    // A new member's unread count and offline queue start at their own
+    // join message; a returning member keeps what they had read, and their
+    // queue resumes at the join (what came while they were away was never
+    // theirs).
     let start = seq.saturating_sub(1) as i64;
     c.prepare_cached(
-        "INSERT INTO user_convs (user, conv, group_id, read_seq, delivered_seq) VALUES (?1, ?2, ?3, ?4, ?4) \
+        "INSERT INTO user_convs (user, conv, group_id, read_seq, delivered_seq, inbox_seq) VALUES (?1, ?2, ?3, ?4, ?4, ?4) \
          ON CONFLICT (user, conv) DO UPDATE SET until_seq = NULL, until_ts = NULL, \
-             read_seq = max(read_seq, excluded.read_seq), delivered_seq = max(delivered_seq, excluded.delivered_seq)",
+             read_seq = max(read_seq, excluded.read_seq), delivered_seq = max(delivered_seq, excluded.delivered_seq), \
+             inbox_seq = max(inbox_seq, excluded.inbox_seq)",
     )
     .map_err(be)?
     .execute(params![user, conv, gid, start])
@@ -319,81 +322,11 @@ fn group_gate(c: &Connection, m: &NewMessage, gid: &str, now: i64) -> StoreResul
     }
 }
 
-/// Queues an offline entry and notes `user` for trimming.
-fn enqueue(
-    c: &Connection,
-    user: &str,
-    conv: &str,
-    seq: u64,
-    touched: &mut BTreeSet<String>,
-) -> StoreResult<()> {
-    c.prepare_cached("INSERT INTO offline (user, conv, seq) VALUES (?1, ?2, ?3)")
-        .map_err(be)?
-        .execute(params![user, conv, seq as i64])
-        .map_err(be)?;
-    c.prepare_cached(
-        "INSERT INTO offline_state (user, queued) VALUES (?1, 1) \
-         ON CONFLICT (user) DO UPDATE SET queued = queued + 1",
-    )
-    .map_err(be)?
-    .execute([user])
-    .map_err(be)?;
-    if !touched.contains(user) {
-        touched.insert(user.to_owned());
-    }
-    Ok(())
+pub fn append_messages(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+    batch.iter().map(|m| append_one(c, m)).collect()
 }
 
-/// Keeps only the newest `cap` entries of `user`'s offline queue.
-fn trim_queue(c: &Connection, user: &str, cap: usize) -> StoreResult<()> {
-    let queued: i64 = c
-        .prepare_cached("SELECT queued FROM offline_state WHERE user = ?1")
-        .map_err(be)?
-        .query_row([user], |r| r.get(0))
-        .optional()
-        .map_err(be)?
-        .unwrap_or(0);
-    if queued as u64 <= cap as u64 {
-        return Ok(());
-    }
-    let dropped = c
-        .prepare_cached(
-            "DELETE FROM offline WHERE user = ?1 AND id <= \
-             (SELECT id FROM offline WHERE user = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )
-        .map_err(be)?
-        .execute(params![user, cap as i64])
-        .map_err(be)?;
-    c.prepare_cached(
-        "UPDATE offline_state SET queued = queued - ?2, truncated = 1 WHERE user = ?1",
-    )
-    .map_err(be)?
-    .execute(params![user, dropped as i64])
-    .map_err(be)?;
-    Ok(())
-}
-
-pub fn append_messages(
-    c: &Connection,
-    batch: &[NewMessage],
-    offline_cap: usize,
-) -> StoreResult<Vec<Appended>> {
-    let mut out = Vec::with_capacity(batch.len());
-    let mut touched = BTreeSet::new();
-    for m in batch {
-        out.push(append_one(c, m, &mut touched)?);
-    }
-    for user in &touched {
-        trim_queue(c, user, offline_cap)?;
-    }
-    Ok(out)
-}
-
-fn append_one(
-    c: &Connection,
-    m: &NewMessage,
-    touched: &mut BTreeSet<String>,
-) -> StoreResult<Appended> {
+fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     if let Some(cmid) = &m.client_msg_id {
         if let Some(orig) = find_duplicate(c, &m.from, cmid)? {
             return Ok(Appended::Duplicate(orig));
@@ -426,9 +359,26 @@ fn append_one(
         client_msg_id: m.client_msg_id.clone(),
         recalled: false,
     };
+    // Joining first: a new member gets their own join message.
+    if let Some(gid) = &m.group {
+        if let Some(MemberChange::Create { .. }) = &m.change {
+            add_member(c, gid, &m.conv, &m.from, stored.seq)?;
+        }
+        if let Some(MemberChange::Join(u)) = &m.change {
+            add_member(c, gid, &m.conv, u, stored.seq)?;
+        }
+    }
+    // Counting first spares loading a large (read-diffused) group's member
+    // list for every message.
+    let inboxed = match &m.group {
+        None => true,
+        Some(gid) => {
+            m.inbox_members_up_to > 0 && member_count(c, gid)? <= m.inbox_members_up_to as u64
+        }
+    };
     c.prepare_cached(
-        "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, ts, client_msg_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, ts, client_msg_id, inboxed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .map_err(be)?
     .execute(params![
@@ -441,7 +391,8 @@ fn append_one(
         m.kind,
         m.content,
         m.ts,
-        m.client_msg_id
+        m.client_msg_id,
+        inboxed
     ])
     .map_err(be)?;
     let useq = stored.seq;
@@ -464,31 +415,18 @@ fn append_one(
         .map_err(be)?;
     }
 
-    if let Some(gid) = &m.group {
-        if let Some(MemberChange::Create { .. }) = &m.change {
-            add_member(c, gid, &m.conv, &m.from, useq)?;
-        }
-        if let Some(MemberChange::Join(u)) = &m.change {
-            add_member(c, gid, &m.conv, u, useq)?;
-        }
-        // Counting first spares loading a large (read-diffused) group's
-        // member list for every message.
-        if member_count(c, gid)? <= m.inbox_members_up_to as u64 {
-            for u in members(c, gid)?.iter().filter(|u| **u != m.from) {
-                enqueue(c, u, &m.conv, useq, touched)?;
-            }
-        }
-    }
-    for u in &m.inbox {
-        enqueue(c, u, &m.conv, useq, touched)?;
-    }
+    // The sender has read their own message. Their queue position follows
+    // when nothing was queued for them before it (in `dm:x:x` the message
+    // is queued for x's other devices).
+    let queue_follows = m.to.as_deref() != Some(m.from.as_str());
     c.prepare_cached(
         "UPDATE user_convs SET read_seq = max(read_seq, ?3), delivered_seq = max(delivered_seq, ?3), \
-             read_updated_at = max(read_updated_at, ?4) \
+             read_updated_at = max(read_updated_at, ?4), \
+             inbox_seq = CASE WHEN ?5 AND inbox_seq = ?3 - 1 THEN ?3 ELSE inbox_seq END \
          WHERE user = ?1 AND conv = ?2 AND until_seq IS NULL",
     )
     .map_err(be)?
-    .execute(params![m.from, m.conv, seq, m.ts])
+    .execute(params![m.from, m.conv, seq, m.ts, queue_follows])
     .map_err(be)?;
     if let (Some(gid), Some(MemberChange::Leave(u))) = (&m.group, &m.change) {
         remove_member(c, gid, &m.conv, u, useq, m.ts)?;
@@ -496,22 +434,26 @@ fn append_one(
     Ok(Appended::New(stored))
 }
 
-/// The user's row in a conversation: `(read_seq, delivered_seq, until_seq)`.
-fn user_conv(
-    c: &Connection,
-    user: &str,
-    conv: &str,
-) -> StoreResult<Option<(u64, u64, Option<u64>)>> {
+/// A user's row in a conversation.
+struct UserConv {
+    read: u64,
+    delivered: u64,
+    until: Option<u64>,
+    inbox: u64,
+}
+
+fn user_conv(c: &Connection, user: &str, conv: &str) -> StoreResult<Option<UserConv>> {
     c.prepare_cached(
-        "SELECT read_seq, delivered_seq, until_seq FROM user_convs WHERE user = ?1 AND conv = ?2",
+        "SELECT read_seq, delivered_seq, until_seq, inbox_seq FROM user_convs WHERE user = ?1 AND conv = ?2",
     )
     .map_err(be)?
     .query_row([user, conv], |r| {
-        Ok((
-            r.get::<_, i64>(0)? as u64,
-            r.get::<_, i64>(1)? as u64,
-            r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-        ))
+        Ok(UserConv {
+            read: r.get::<_, i64>(0)? as u64,
+            delivered: r.get::<_, i64>(1)? as u64,
+            until: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+            inbox: r.get::<_, i64>(3)? as u64,
+        })
     })
     .optional()
     .map_err(be)
@@ -527,7 +469,9 @@ pub fn history(
     if conv.starts_with("group:") {
         match user_conv(c, user, conv)? {
             None => return Err(StoreError::NotMember),
-            Some((_, _, Some(until))) => upper = until as i64,
+            Some(UserConv {
+                until: Some(until), ..
+            }) => upper = until as i64,
             Some(_) => {}
         }
     }
@@ -579,40 +523,39 @@ pub fn ack(
     seq: u64,
     receipt_for: Option<&str>,
 ) -> StoreResult<Option<u64>> {
-    let dropped = c
-        .prepare_cached("DELETE FROM offline WHERE user = ?1 AND conv = ?2 AND seq <= ?3")
-        .map_err(be)?
-        .execute(params![user, conv, sql_seq(seq)])
-        .map_err(be)?;
-    if dropped > 0 {
-        c.prepare_cached("UPDATE offline_state SET queued = max(0, queued - ?2) WHERE user = ?1")
-            .map_err(be)?
-            .execute(params![user, dropped as i64])
-            .map_err(be)?;
-    }
-    // The delivered position only feeds 1:1 delivered receipts: without a
-    // peer to tell, dropping the offline entries is all an ack does.
-    let Some(peer) = receipt_for else {
-        return Ok(None);
-    };
-    let Some((_, delivered, until)) = user_conv(c, user, conv)? else {
+    let Some(uc) = user_conv(c, user, conv)? else {
         return Ok(None);
     };
     let mut top = seq.min(max_seq(c, conv)?);
-    if let Some(until) = until {
+    if let Some(until) = uc.until {
         top = top.min(until);
     }
-    if top <= delivered {
+    // The delivered position only feeds 1:1 delivered receipts: without a
+    // peer to tell, moving the queue position is all an ack does.
+    let delivered = match receipt_for {
+        Some(_) if top > uc.delivered => top,
+        _ => uc.delivered,
+    };
+    if top <= uc.inbox && delivered == uc.delivered {
         return Ok(None);
     }
-    c.prepare_cached("UPDATE user_convs SET delivered_seq = ?3 WHERE user = ?1 AND conv = ?2")
-        .map_err(be)?
-        .execute(params![user, conv, top as i64])
-        .map_err(be)?;
+    c.prepare_cached(
+        "UPDATE user_convs SET inbox_seq = max(inbox_seq, ?3), delivered_seq = ?4 \
+         WHERE user = ?1 AND conv = ?2",
+    )
+    .map_err(be)?
+    .execute(params![user, conv, top as i64, delivered as i64])
+    .map_err(be)?;
+    let Some(peer) = receipt_for else {
+        return Ok(None);
+    };
+    if delivered == uc.delivered {
+        return Ok(None);
+    }
     let theirs = c
         .prepare_cached("SELECT 1 FROM messages WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 AND from_user = ?4 LIMIT 1")
         .map_err(be)?
-        .exists(params![conv, delivered as i64, top as i64, peer])
+        .exists(params![conv, uc.delivered as i64, top as i64, peer])
         .map_err(be)?;
     Ok(theirs.then_some(top))
 }
@@ -630,7 +573,7 @@ pub fn mark_read(
             "no message with this seq in the conversation",
         ));
     }
-    let Some((read, _, until)) = user_conv(c, user, conv)? else {
+    let Some(UserConv { read, until, .. }) = user_conv(c, user, conv)? else {
         return Err(StoreError::NotMember);
     };
     let target = until.map_or(seq, |u| seq.min(u));
@@ -780,25 +723,103 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
     })
 }
 
-pub fn offline_fetch(c: &Connection, user: &str, limit: u32) -> StoreResult<OfflineBatch> {
+/// A conversation with something above the user's queue position.
+struct QueueSpan {
+    conv: String,
+    /// Acknowledged up to here.
+    from: u64,
+    /// The highest seq the user can see.
+    to: u64,
+    /// `dm:x:x`: the user's own messages are queued too.
+    own_too: bool,
+}
+
+pub fn offline_fetch(c: &Connection, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
+    let cap = cap as usize;
+    let spans: Vec<QueueSpan> = {
+        let mut st = c
+            .prepare_cached(
+                "SELECT uc.conv, uc.inbox_seq, min(cv.max_seq, coalesce(uc.until_seq, cv.max_seq)), \
+                        coalesce(uc.peer = uc.user, 0) \
+                 FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+                 WHERE uc.user = ?1 AND uc.inbox_seq < min(cv.max_seq, coalesce(uc.until_seq, cv.max_seq))",
+            )
+            .map_err(be)?;
+        let rows = st
+            .query_map([user], |r| {
+                Ok(QueueSpan {
+                    conv: r.get(0)?,
+                    from: r.get::<_, i64>(1)? as u64,
+                    to: r.get::<_, i64>(2)? as u64,
+                    own_too: r.get::<_, i64>(3)? != 0,
+                })
+            })
+            .map_err(be)?;
+        rows.collect::<Result<_, _>>().map_err(be)?
+    };
+    // Newest first, at most cap + 1 per conversation: enough to know
+    // whether anything beyond the cap was queued.
     let sql = format!(
-        "SELECT {MSG_COLS} FROM offline o JOIN messages m ON m.conv = o.conv AND m.seq = o.seq \
-         WHERE o.user = ?1 ORDER BY o.id LIMIT ?2"
+        "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?2 AND m.seq <= ?3 \
+         AND m.inboxed = 1 AND (m.from_user <> ?4 OR ?5) ORDER BY m.seq DESC LIMIT ?6"
     );
     let mut st = c.prepare_cached(&sql).map_err(be)?;
-    let rows = st
-        .query_map(params![user, i64::from(limit)], message_from_row)
-        .map_err(be)?;
-    let msgs: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
-    let truncated = c
+    let mut queued: Vec<(u64, StoredMessage)> = Vec::new();
+    for span in &spans {
+        let rows = st
+            .query_map(
+                params![
+                    span.conv,
+                    span.from as i64,
+                    span.to as i64,
+                    user,
+                    span.own_too,
+                    cap as i64 + 1
+                ],
+                message_from_row,
+            )
+            .map_err(be)?;
+        let mut msgs: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
+        msgs.reverse();
+        // Queue order is msg_id order, kept monotonic within the
+        // conversation so that its seq order holds even where ids from
+        // several nodes disagree with it.
+        let mut key = 0;
+        for m in msgs {
+            key = key.max(m.msg_id);
+            queued.push((key, m));
+        }
+    }
+    queued.sort_by(|(ka, a), (kb, b)| {
+        ka.cmp(kb)
+            .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
+    });
+    let truncated = queued.len() > cap;
+    let dropped = queued.len().saturating_sub(cap);
+    // What is dropped leaves the queue for good; conversations with nothing
+    // queued (read-diffused groups, the user's own messages) move their
+    // position to the end so that the next fetch skips them.
+    let mut moves: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (_, m) in &queued[..dropped] {
+        let e = moves.entry(m.conv.as_str()).or_default();
+        *e = (*e).max(m.seq);
+    }
+    let queued_convs: BTreeSet<&str> = queued.iter().map(|(_, m)| m.conv.as_str()).collect();
+    for span in &spans {
+        if !queued_convs.contains(span.conv.as_str()) {
+            moves.insert(span.conv.as_str(), span.to);
+        }
+    }
+    let mut up = c
         .prepare_cached(
-            "UPDATE offline_state SET truncated = 0 WHERE user = ?1 AND truncated = 1 RETURNING 1",
+            "UPDATE user_convs SET inbox_seq = max(inbox_seq, ?3) WHERE user = ?1 AND conv = ?2",
         )
-        .map_err(be)?
-        .query_row([user], |_| Ok(()))
-        .optional()
-        .map_err(be)?
-        .is_some();
+        .map_err(be)?;
+    for (conv, seq) in &moves {
+        up.execute(params![user, conv, *seq as i64]).map_err(be)?;
+    }
+    drop(up);
+    let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
     Ok(OfflineBatch { msgs, truncated })
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -49,13 +49,18 @@ CREATE TABLE IF NOT EXISTS messages (
     ts            INTEGER NOT NULL,
     client_msg_id TEXT,
     recalled      INTEGER NOT NULL DEFAULT 0,
+    -- 1 when the message enters its recipients' offline queues: every 1:1
+    -- message, group messages while the group is write-diffused.
+    inboxed       INTEGER NOT NULL DEFAULT 1,
     UNIQUE (conv, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
     ON messages (from_user, client_msg_id) WHERE client_msg_id IS NOT NULL;
 
 -- A user's place in a conversation. For a former group member, until_seq
--- and until_ts bound what they see.
+-- and until_ts bound what they see. The user's offline queue is derived:
+-- the inboxed messages above inbox_seq (acknowledged up to there) that
+-- others sent, in every conversation of the user.
 CREATE TABLE IF NOT EXISTS user_convs (
     user            TEXT NOT NULL,
     conv            TEXT NOT NULL,
@@ -66,6 +71,7 @@ CREATE TABLE IF NOT EXISTS user_convs (
     read_updated_at INTEGER NOT NULL DEFAULT 0,
     until_seq       INTEGER,
     until_ts        INTEGER,
+    inbox_seq       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user, conv)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS user_convs_conv ON user_convs (conv, user);
@@ -76,22 +82,6 @@ CREATE TABLE IF NOT EXISTS hidden (
     conv TEXT NOT NULL,
     seq  INTEGER NOT NULL,
     PRIMARY KEY (user, conv, seq)
-) WITHOUT ROWID;
-
--- Offline queues: entries in arrival order, until acknowledged.
-CREATE TABLE IF NOT EXISTS offline (
-    id   INTEGER PRIMARY KEY AUTOINCREMENT,
-    user TEXT NOT NULL,
-    conv TEXT NOT NULL,
-    seq  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS offline_user ON offline (user, id);
-CREATE INDEX IF NOT EXISTS offline_user_conv ON offline (user, conv, seq);
-
-CREATE TABLE IF NOT EXISTS offline_state (
-    user      TEXT PRIMARY KEY,
-    queued    INTEGER NOT NULL DEFAULT 0,
-    truncated INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS groups (
@@ -130,13 +120,109 @@ pub fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Creates or checks the schema.
+/// Version 1 kept offline queues as rows (`offline`, `offline_state`).
+/// Version 2 derives them from a queue position per user and conversation:
+/// where a user had queued entries, the position goes just below the
+/// oldest; elsewhere, to the end of what the user can see. (A group that
+/// crossed the write-diffusion limit while a user had entries queued may
+/// return that user a few read-diffused messages once: clients drop
+/// duplicates by `msg_id`.)
+const MIGRATE_1_2: &str = r#"
+ALTER TABLE messages ADD COLUMN inboxed INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE user_convs ADD COLUMN inbox_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE user_convs SET inbox_seq = coalesce(
+    (SELECT min(o.seq) - 1 FROM offline o WHERE o.user = user_convs.user AND o.conv = user_convs.conv),
+    min((SELECT max_seq FROM convs c WHERE c.conv = user_convs.conv), coalesce(until_seq, 9223372036854775807)),
+    0);
+DROP TABLE offline;
+DROP TABLE offline_state;
+"#;
+
+/// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
         return Ok(Err(version));
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", VERSION)?;
+    if version == VERSION {
+        return Ok(Ok(()));
+    }
+    let tx = conn.unchecked_transaction()?;
+    if version == 1 {
+        tx.execute_batch(MIGRATE_1_2)?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue_positions(c: &Connection) -> Vec<(String, String, i64)> {
+        let mut st = c
+            .prepare("SELECT user, conv, inbox_seq FROM user_convs ORDER BY user, conv")
+            .unwrap();
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// A version 1 database keeps its queued messages queued: each queue
+    /// position lands just below the user's oldest entry, or at the end.
+    #[test]
+    fn upgrade_from_version_1_keeps_queues() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(include_str!("schema_v1.sql")).unwrap();
+        c.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO convs VALUES ('dm:ann:bob', 5, 1), ('group:g', 9, 1);
+             INSERT INTO messages (conv, seq, msg_id, from_user, to_user, kind, content, ts)
+                 VALUES ('dm:ann:bob', 5, 1, 'ann', 'bob', 'text', '\"x\"', 1);
+             INSERT INTO user_convs (user, conv, read_seq, delivered_seq, until_seq)
+                 VALUES ('ann', 'dm:ann:bob', 5, 5, NULL), ('bob', 'dm:ann:bob', 2, 2, NULL),
+                        ('ann', 'group:g', 0, 0, NULL), ('cat', 'group:g', 0, 0, 4);
+             INSERT INTO offline (user, conv, seq) VALUES ('bob', 'dm:ann:bob', 4), ('bob', 'dm:ann:bob', 5);
+             INSERT INTO offline_state VALUES ('bob', 2, 0);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        assert_eq!(
+            queue_positions(&c),
+            vec![
+                ("ann".into(), "dm:ann:bob".into(), 5),
+                ("ann".into(), "group:g".into(), 9),
+                ("bob".into(), "dm:ann:bob".into(), 3),
+                ("cat".into(), "group:g".into(), 4),
+            ]
+        );
+        let inboxed: i64 = c
+            .query_row("SELECT inboxed FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(inboxed, 1);
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        let gone: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('offline', 'offline_state')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0);
+        // Opening again is a no-op.
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        assert_eq!(migrate(&c).unwrap(), Err(VERSION + 1));
+    }
 }

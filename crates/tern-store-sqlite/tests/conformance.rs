@@ -18,9 +18,6 @@ use tern_core::store::{
 };
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
-/// Offline cap used when a test does not care about it.
-const CAP: usize = 10_000;
-
 /// Recall window used by the recall tests.
 const WINDOW: i64 = 60_000;
 
@@ -45,8 +42,8 @@ fn text(s: &str) -> String {
     format!("\"{s}\"")
 }
 
-/// A 1:1 text message; both users are participants, `to` gets an offline
-/// entry. The content is the `cmid` as a JSON string.
+/// A 1:1 text message; both users are participants, `to` has it queued.
+/// The content is the `cmid` as a JSON string.
 fn dm(from: &str, to: &str, ts: i64, cmid: &str) -> NewMessage {
     NewMessage {
         msg_id: next_msg_id(),
@@ -59,13 +56,12 @@ fn dm(from: &str, to: &str, ts: i64, cmid: &str) -> NewMessage {
         ts,
         client_msg_id: Some(cmid.into()),
         participants: vec![from.into(), to.into()],
-        inbox: vec![to.into()],
         inbox_members_up_to: 0,
         change: None,
     }
 }
 
-/// A group text message, read diffusion (no offline entries).
+/// A group text message, read diffusion (queued for nobody).
 fn gmsg(gid: &str, from: &str, ts: i64, cmid: &str) -> NewMessage {
     NewMessage {
         msg_id: next_msg_id(),
@@ -78,7 +74,6 @@ fn gmsg(gid: &str, from: &str, ts: i64, cmid: &str) -> NewMessage {
         ts,
         client_msg_id: Some(cmid.into()),
         participants: Vec::new(),
-        inbox: Vec::new(),
         inbox_members_up_to: 0,
         change: None,
     }
@@ -114,7 +109,7 @@ fn leave(gid: &str, actor: &str, user: &str, ts: i64) -> NewMessage {
     gsys(gid, actor, ts, MemberChange::Leave(user.into()))
 }
 
-/// Write diffusion: every member but the sender gets an offline entry.
+/// Write diffusion: queued for every member but the sender.
 fn diffused(m: NewMessage) -> NewMessage {
     NewMessage {
         inbox_members_up_to: 100,
@@ -163,9 +158,7 @@ macro_rules! assert_err {
 }
 
 async fn append(s: &dyn Store, batch: Vec<NewMessage>) -> Vec<Appended> {
-    s.append_messages(batch, CAP)
-        .await
-        .expect("append_messages")
+    s.append_messages(batch).await.expect("append_messages")
 }
 
 async fn append_one(s: &dyn Store, m: NewMessage) -> Appended {
@@ -192,7 +185,12 @@ async fn history_seqs(s: &dyn Store, user: &str, conv: &str, q: HistoryQuery) ->
 
 /// The user's offline queue as `(conv, seq)` pairs, and the truncated flag.
 async fn queue(s: &dyn Store, user: &str) -> (Vec<(String, u64)>, bool) {
-    let b = s.offline_fetch(user, 1000).await.expect("offline_fetch");
+    queue_capped(s, user, 1000).await
+}
+
+/// [`queue`] with the newest `cap` messages kept.
+async fn queue_capped(s: &dyn Store, user: &str, cap: u32) -> (Vec<(String, u64)>, bool) {
+    let b = s.offline_fetch(user, cap).await.expect("offline_fetch");
     (
         b.msgs.into_iter().map(|m| (m.conv, m.seq)).collect(),
         b.truncated,
@@ -396,37 +394,43 @@ async fn offline_queue_in_order(s: &dyn Store) {
     assert_eq!(queue(s, "bob").await, (expected.clone(), false));
     // Fetching does not remove entries.
     assert_eq!(queue(s, "bob").await, (expected.clone(), false));
-    // `limit` takes the oldest.
-    let b = s.offline_fetch("bob", 2).await.unwrap();
-    assert_eq!(
-        b.msgs
-            .iter()
-            .map(|m| (m.conv.clone(), m.seq))
-            .collect::<Vec<_>>(),
-        expected[..2].to_vec()
-    );
+    let b = s.offline_fetch("bob", 1000).await.unwrap();
     assert_eq!(b.msgs[1].content.as_deref(), Some(text("c1").as_str()));
-    assert!(!b.truncated);
     // Senders get nothing.
     assert_eq!(queue(s, "ann").await, (vec![], false));
     assert_eq!(queue(s, "cat").await, (vec![], false));
+    // The sender's own messages do not hide what is queued for them.
+    send(s, dm("bob", "ann", 105, "b1")).await;
+    assert_eq!(queue(s, "bob").await, (expected.clone(), false));
+    assert_eq!(queue(s, "ann").await, (vec![(ab.clone(), 4)], false));
+}
+
+/// `dm:x:x` queues x's own messages (for x's other devices).
+async fn offline_queue_self_conversation(s: &dyn Store) {
+    let aa = dm_conv("ann", "ann");
+    send(s, dm("ann", "ann", 100, "n1")).await;
+    send(s, dm("ann", "ann", 101, "n2")).await;
+    assert_eq!(
+        queue(s, "ann").await,
+        (vec![(aa.clone(), 1), (aa.clone(), 2)], false)
+    );
+    s.ack("ann", &aa, 1, None).await.unwrap();
+    assert_eq!(queue(s, "ann").await, (vec![(aa.clone(), 2)], false));
 }
 
 async fn offline_cap_keeps_newest(s: &dyn Store) {
     let ab = dm_conv("ann", "bob");
     for i in 1..=5 {
-        s.append_messages(vec![dm("ann", "bob", 100 + i, &format!("m{i}"))], 3)
-            .await
-            .unwrap();
+        send(s, dm("ann", "bob", 100 + i, &format!("m{i}"))).await;
     }
     assert_eq!(
-        queue(s, "bob").await,
+        queue_capped(s, "bob", 3).await,
         (
             vec![(ab.clone(), 3), (ab.clone(), 4), (ab.clone(), 5)],
             true
         )
     );
-    // Reported once.
+    // Reported once: the dropped messages left the queue.
     assert_eq!(
         queue(s, "bob").await,
         (
@@ -439,22 +443,20 @@ async fn offline_cap_keeps_newest(s: &dyn Store) {
     let batch = (6..=9)
         .map(|i| dm("ann", "bob", 100 + i, &format!("m{i}")))
         .collect();
-    s.append_messages(batch, 2).await.unwrap();
+    append(s, batch).await;
     assert_eq!(
-        queue(s, "bob").await,
+        queue_capped(s, "bob", 2).await,
         (vec![(ab.clone(), 8), (ab.clone(), 9)], true)
     );
-    assert!(!queue(s, "bob").await.1);
+    assert!(!queue_capped(s, "bob", 2).await.1);
 
     // Reaching the cap exactly drops nothing.
     let cd = dm_conv("cat", "dan");
     for i in 1..=3 {
-        s.append_messages(vec![dm("cat", "dan", 200 + i, &format!("d{i}"))], 3)
-            .await
-            .unwrap();
+        send(s, dm("cat", "dan", 200 + i, &format!("d{i}"))).await;
     }
     assert_eq!(
-        queue(s, "dan").await,
+        queue_capped(s, "dan", 3).await,
         (
             vec![(cd.clone(), 1), (cd.clone(), 2), (cd.clone(), 3)],
             false
@@ -464,28 +466,33 @@ async fn offline_cap_keeps_newest(s: &dyn Store) {
     // The cap counts the whole queue, not one conversation; acknowledged
     // entries no longer count.
     s.ack("dan", &cd, 2, None).await.unwrap();
-    s.append_messages(
+    append(
+        s,
         vec![dm("eve", "dan", 300, "e1"), dm("eve", "dan", 301, "e2")],
-        3,
     )
-    .await
-    .unwrap();
+    .await;
     let ed = dm_conv("dan", "eve");
     assert_eq!(
-        queue(s, "dan").await,
+        queue_capped(s, "dan", 3).await,
         (
             vec![(cd.clone(), 3), (ed.clone(), 1), (ed.clone(), 2)],
             false
         )
     );
-    s.append_messages(vec![dm("eve", "dan", 302, "e3")], 3)
-        .await
-        .unwrap();
+    send(s, dm("eve", "dan", 302, "e3")).await;
+    assert_eq!(
+        queue_capped(s, "dan", 3).await,
+        (
+            vec![(ed.clone(), 1), (ed.clone(), 2), (ed.clone(), 3)],
+            true
+        )
+    );
+    // The conversation that fell out of the queue stays out of it.
     assert_eq!(
         queue(s, "dan").await,
         (
             vec![(ed.clone(), 1), (ed.clone(), 2), (ed.clone(), 3)],
-            true
+            false
         )
     );
 }
@@ -1398,6 +1405,7 @@ mod sqlite {
         dedup_across_calls,
         dedup_within_batch,
         offline_queue_in_order,
+        offline_queue_self_conversation,
         offline_cap_keeps_newest,
         ack_clears_queue_of_that_conv,
         ack_reports_receipts,
