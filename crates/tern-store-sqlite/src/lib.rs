@@ -4,7 +4,9 @@
 //! Writes go to one writer thread that owns the only writing connection.
 //! It drains whatever jobs are queued (up to `max_batch`), runs them in one
 //! `BEGIN IMMEDIATE` transaction and answers every job only after `COMMIT`
-//! returned: many concurrent writes share one fsync (group commit). Most
+//! returned: many concurrent writes share one fsync (group commit). A
+//! second thread checkpoints the log into the database file, so the writer
+//! never waits for that copy. Most
 //! jobs run inside their own savepoint, so a failing job rolls back alone.
 //! The hot ones (message appends, acks), which fail only when SQLite itself
 //! does, run without: a savepoint held over a large job makes every
@@ -117,11 +119,26 @@ impl SqliteStore {
                 "database schema is newer than this binary",
             ));
         }
+        // Checkpoints run on a thread of their own: the writer only falls
+        // back to one when the log has grown far past the usual size.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_PAGES)
+            .map_err(StoreError::backend)?;
+        // After a burst, the log file shrinks back to this size once it
+        // restarts.
+        conn.pragma_update(None, "journal_size_limit", WAL_FALLBACK_PAGES * 4096)
+            .map_err(StoreError::backend)?;
+        let checkpoint_conn = Connection::open(&path).map_err(StoreError::backend)?;
+        schema::configure(&checkpoint_conn, false).map_err(StoreError::backend)?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("tern-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, nudged))
+            .map_err(StoreError::backend)?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("tern-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch))
+            .spawn(move || writer_loop(conn, rx, max_batch, nudge))
             .map_err(StoreError::backend)?;
         let readers = Arc::new(ReadPool {
             path,
@@ -224,7 +241,32 @@ fn run_in_savepoint<R>(
     result
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// The writer checkpoints by itself only past this many log pages (64 MiB),
+/// when the checkpoint thread cannot keep up.
+const WAL_FALLBACK_PAGES: i64 = 16_384;
+/// The checkpoint thread runs at most this often while writes go on.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies committed pages from the log into the database (a passive
+/// checkpoint: it never blocks the writer or readers), at most every
+/// [`CHECKPOINT_EVERY`] while commits keep coming, and not at all while
+/// idle. Ends with the writer.
+fn checkpoint_loop(conn: Connection, nudged: std::sync::mpsc::Receiver<()>) {
+    while nudged.recv().is_ok() {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        while nudged.try_recv().is_ok() {}
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    nudge: std::sync::mpsc::SyncSender<()>,
+) {
     let mut jobs = Vec::with_capacity(max_batch);
     let mut done: Vec<Done> = Vec::with_capacity(max_batch);
     loop {
@@ -261,6 +303,10 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
         if let (false, Err(e)) = (poisoned, &commit) {
             tracing::error!(error = %e, "write transaction failed to commit");
             let _ = conn.execute_batch("ROLLBACK");
+        }
+        if commit.is_ok() {
+            // Full means a checkpoint is already due.
+            let _ = nudge.try_send(());
         }
         for d in done.drain(..) {
             d(commit.clone());
@@ -462,5 +508,35 @@ mod tests {
         good.unwrap();
         assert!(s.get_user("half").await.unwrap().is_none());
         assert!(s.get_user("whole").await.unwrap().is_some());
+    }
+
+    /// Committed pages reach the database file without the writer's own
+    /// (fallback) checkpoint: the checkpoint thread copies them.
+    #[tokio::test]
+    async fn checkpoint_thread_copies_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path()).await;
+        let db = dir.path().join(DB_FILE);
+        let size = || std::fs::metadata(&db).unwrap().len();
+        let before = size();
+        for i in 0..200 {
+            s.create_user(UserRecord {
+                password_hash: "x".repeat(2000),
+                ..user(&format!("u{i}"))
+            })
+            .await
+            .unwrap();
+        }
+        // 200 rows of 2 KB: about 100 pages, far below the writer's
+        // fallback of 16,384.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < before + 200 * 2000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "database file still {} bytes",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
