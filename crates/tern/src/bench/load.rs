@@ -85,6 +85,8 @@ struct ReaderOut {
     duplicates: u64,
     errors: u64,
     expected: u64,
+    /// When the last frame arrived.
+    last_frame: Option<Instant>,
 }
 
 /// Runs `conns` for `duration` seconds with the common options and turns
@@ -209,6 +211,9 @@ pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress
     ticker.abort();
     bar.finish_and_clear();
 
+    // Rates are over the whole time the server took: sending, and past it
+    // for as long as replies and pushes kept arriving (an overloaded server
+    // answers late; dividing by the sending time alone would flatter it).
     let mut out = Outcome {
         duration: over.saturating_duration_since(start),
         sent: 0,
@@ -229,6 +234,9 @@ pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress
                 out.duplicates += r.duplicates;
                 out.errors += r.errors;
                 out.lost += r.expected.saturating_sub(r.unique);
+                if let Some(t) = r.last_frame {
+                    out.duration = out.duration.max(t.saturating_duration_since(start));
+                }
             }
             Err(_) => out.errors += 1,
         }
@@ -360,6 +368,7 @@ async fn reader(
     if let Some(s) = &own {
         s.done.store(true, Ordering::Release);
     }
+    out.last_frame = Some(last_frame);
     let _ = sink.lock().await.close().await;
     out
 }
