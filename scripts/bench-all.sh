@@ -34,7 +34,7 @@ run dm-5k     dm --pairs 500 --rate 5000 --duration 20
 run dm-12k    dm --pairs 500 --rate 12000 --duration 20
 run dm-14k    dm --pairs 500 --rate 14000 --duration 20
 run dm-50k    dm --pairs 500 --rate 50000 --duration 10 --drain 60
-run group-500 group --groups 1 --members 500 --online 500 --rate 800 --duration 20
-run group-500-edge group --groups 1 --members 500 --online 500 --rate 1600 --duration 20
+run group-500 group --groups 1 --members 500 --online 500 --rate 600 --duration 20
+run group-500-edge group --groups 1 --members 500 --online 500 --rate 1000 --duration 20
 run group-1000 group --groups 1 --members 1000 --online 1000 --rate 200 --duration 20
 run room-5000 room --conns 5000 --devices 10 --rate 100 --duration 20
