@@ -23,7 +23,7 @@ pub struct App {
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Flips to true when shutdown starts: sessions stop reading.
     pub stopping: watch::Receiver<bool>,
-    /// Sessions whose reader still runs / sessions not yet finished.
+    /// Sessions still reading frames / sessions not yet finished.
     pub readers: Counter,
     pub sessions: Counter,
 }

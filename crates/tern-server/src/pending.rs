@@ -1,6 +1,6 @@
 //! Per-connection record of pushed messages not yet acknowledged, for
-//! redelivery. The writer adds entries as it writes; the reader removes
-//! them on `ack`.
+//! redelivery. The connection task adds entries as it writes pushes and
+//! removes them when it handles an `ack`.
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};

@@ -1,7 +1,8 @@
-//! WebSocket sessions (PROTOCOL.md 2). One session = a reader (this task:
-//! decodes and handles frames strictly in order) and a writer (a spawned
-//! task: drains the connection's bounded queue, coalesces writes, tracks
-//! unacknowledged pushes and repeats them).
+//! WebSocket sessions (PROTOCOL.md 2). One task per connection: it decodes
+//! and handles frames strictly in order, one at a time, and while a frame
+//! is being handled it keeps draining the connection's bounded queue onto
+//! the socket (coalesced writes, storm batches, repeats of unacknowledged
+//! pushes).
 
 use crate::app::App;
 use crate::pending::Pending;
@@ -10,11 +11,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::service::encode;
@@ -45,7 +47,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(app, socket, params))
 }
 
-/// Counts a session from upgrade to the end of its writer.
+/// Counts a session from upgrade to its close frame.
 struct SessionGuard(Arc<App>);
 
 impl Drop for SessionGuard {
@@ -76,28 +78,50 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
             return;
         }
     };
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(writer_loop(
-        app.clone(),
-        conn.clone(),
-        sink,
-        rx,
-        pending.clone(),
-        offline_max,
-    ));
-
+    let rooms = Mutex::new(Vec::new());
     app.readers.enter();
-    Box::pin(reader_loop(&app, &conn, stream, &pending)).await;
-    app.readers.leave();
-    if !*app.stopping.borrow() {
-        // Stopped for a reason of its own (client gone, idle, kicked):
-        // tell the writer. During shutdown the writer waits for the 1001
-        // that comes once every reader has finished.
-        conn.kick(1000);
+    let mut reading = ReadingGuard {
+        app: &app,
+        open: true,
+    };
+    Box::pin(run(
+        &app,
+        &conn,
+        &mut socket,
+        rx,
+        &pending,
+        offline_max,
+        &rooms,
+        &mut reading,
+    ))
+    .await;
+    drop(reading);
+    for room in rooms.into_inner() {
+        app.core.room_leave(&conn, &room);
     }
-    let _ = writer.await;
     app.hot.connections.decrement(1.0);
     Box::pin(app.core.disconnect(&conn)).await;
+}
+
+/// Counts this connection among those still reading (shutdown waits for
+/// them to finish the frame in hand) until it stops reading.
+struct ReadingGuard<'a> {
+    app: &'a App,
+    open: bool,
+}
+
+impl ReadingGuard<'_> {
+    fn close(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.app.readers.leave();
+        }
+    }
+}
+
+impl Drop for ReadingGuard<'_> {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 fn text(b: Bytes) -> Message {
@@ -233,7 +257,7 @@ struct OfflineDone {
 }
 
 /// Pushes the offline queue, then `offline_done`. Returns, per
-/// conversation, the highest seq pushed, so the writer can skip live pushes
+/// conversation, the highest seq pushed, so the connection can skip live pushes
 /// of the same messages that were queued meanwhile.
 async fn push_offline(
     app: &App,
@@ -321,108 +345,6 @@ impl RateLimit {
     }
 }
 
-async fn reader_loop(
-    app: &App,
-    conn: &Arc<Conn>,
-    mut stream: SplitStream<WebSocket>,
-    pending: &Mutex<Pending>,
-) {
-    let mut rooms = Vec::new();
-    reader_frames(app, conn, &mut stream, pending, &mut rooms).await;
-    for room in rooms {
-        app.core.room_leave(conn, &room);
-    }
-}
-
-async fn reader_frames(
-    app: &App,
-    conn: &Arc<Conn>,
-    stream: &mut SplitStream<WebSocket>,
-    pending: &Mutex<Pending>,
-    rooms: &mut Vec<String>,
-) {
-    let idle = Duration::from_secs(app.cfg.limits.idle_timeout_secs);
-    let lim = &app.cfg.limits;
-    let mut rate = RateLimit {
-        tokens: f64::from(lim.frame_burst),
-        last: Instant::now(),
-        rate: f64::from(lim.frame_rate),
-        burst: f64::from(lim.frame_burst),
-        over_since: None,
-        last_refused: None,
-        close_after: Duration::from_secs(lim.rate_close_secs),
-    };
-    let mut stopping = app.stopping.clone();
-    let mut deadline = Instant::now() + idle;
-    loop {
-        let msg = tokio::select! {
-            biased;
-            _ = conn.kicked() => return,
-            _ = stopping.wait_for(|s| *s) => return,
-            r = tokio::time::timeout_at(deadline, stream.next()) => match r {
-                Err(_) => {
-                    conn.kick(1000);
-                    return;
-                }
-                Ok(None) => return,
-                Ok(Some(Err(e))) => {
-                    if is_capacity(&e) {
-                        conn.kick(close::TOO_BIG);
-                    }
-                    return;
-                }
-                Ok(Some(Ok(m))) => m,
-            },
-        };
-        let now = Instant::now();
-        deadline = now + idle;
-        if matches!(msg, Message::Pong(_)) {
-            continue;
-        }
-        if let Message::Close(_) = msg {
-            return;
-        }
-        app.hot.frames_in.increment(1);
-        match rate.check(now) {
-            Verdict::Allow => {}
-            Verdict::Refuse => {
-                app.hot.rate_limited.increment(1);
-                if let Message::Text(t) = &msg {
-                    let id = decode(t.as_str())
-                        .ok()
-                        .and_then(|d| d.frame.id.map(|s| s.into_owned()));
-                    // Never waits: a client that floods and does not read
-                    // fills its queue and is closed as a slow reader.
-                    conn.push(Outbound::Frame(error_frame(
-                        id.as_deref(),
-                        ErrorCode::RateLimited,
-                        "too many frames",
-                    )));
-                }
-                continue;
-            }
-            Verdict::Close => {
-                app.hot.rate_limited.increment(1);
-                conn.kick(close::POLICY);
-                return;
-            }
-        }
-        match msg {
-            Message::Text(t) => Box::pin(handle_text(app, conn, t.as_str(), pending, rooms)).await,
-            Message::Binary(_) => {
-                conn.reply(error_frame(
-                    None,
-                    ErrorCode::BadFrame,
-                    "frames are JSON text",
-                ))
-                .await;
-            }
-            // Answered by the WebSocket layer; counted above as activity.
-            _ => {}
-        }
-    }
-}
-
 fn is_capacity(e: &axum::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = src {
@@ -472,7 +394,7 @@ async fn handle_text(
     conn: &Arc<Conn>,
     text: &str,
     pending: &Mutex<Pending>,
-    rooms: &mut Vec<String>,
+    rooms: &Mutex<Vec<String>>,
 ) {
     let d = match decode(text) {
         Ok(d) => d,
@@ -515,7 +437,7 @@ async fn handle(
     ty: FrameType,
     f: &ClientFrame<'_>,
     pending: &Mutex<Pending>,
-    rooms: &mut Vec<String>,
+    rooms: &Mutex<Vec<String>>,
 ) -> Result<Option<Bytes>, CoreError> {
     let id = f.id.as_deref();
     let user = &*conn.user;
@@ -594,6 +516,7 @@ async fn handle(
         }
         FrameType::Join => {
             let room = need(f.room.as_deref(), "room")?;
+            let mut rooms = rooms.lock();
             app.core.room_join(conn, room, rooms.len())?;
             if !rooms.iter().any(|r| r == room) {
                 rooms.push(room.to_owned());
@@ -603,7 +526,7 @@ async fn handle(
         FrameType::Leave => {
             let room = need(f.room.as_deref(), "room")?;
             app.core.room_leave(conn, room);
-            rooms.retain(|r| r != room);
+            rooms.lock().retain(|r| r != room);
             ok(encode(&OkFrame::new(id, Empty {})))
         }
         FrameType::RoomSend => {
@@ -635,7 +558,7 @@ const COALESCE: usize = 64;
 /// Most frames merged into one `batch` frame.
 const BATCH_MAX: usize = 256;
 
-/// The writer's bookkeeping between socket writes.
+/// The connection's write-side bookkeeping between socket writes.
 struct WriterState {
     pending: Arc<Mutex<Pending>>,
     offline_max: HashMap<Arc<str>, u64>,
@@ -720,27 +643,53 @@ impl WriterState {
     }
 }
 
-async fn writer_loop(
-    app: Arc<App>,
-    conn: Arc<Conn>,
-    mut sink: SplitSink<WebSocket, Message>,
+/// One frame's handling, polled by the connection loop while it keeps
+/// writing.
+type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Drives an authenticated connection until it closes, in one task: reads
+/// frames and handles them strictly one at a time, and meanwhile drains the
+/// connection's queue onto the socket (coalescing writes, holding batchable
+/// frames for the storm window, repeating unacknowledged pushes). Ends
+/// with the close frame.
+#[allow(clippy::too_many_arguments)]
+async fn run<'a>(
+    app: &'a App,
+    conn: &'a Arc<Conn>,
+    socket: &mut WebSocket,
     rx: flume::Receiver<Outbound>,
-    pending: Arc<Mutex<Pending>>,
+    pending: &'a Arc<Mutex<Pending>>,
     offline_max: HashMap<Arc<str>, u64>,
+    rooms: &'a Mutex<Vec<String>>,
+    reading: &mut ReadingGuard<'_>,
 ) {
+    let lim = &app.cfg.limits;
+    let idle = Duration::from_secs(lim.idle_timeout_secs);
+    let mut rate = RateLimit {
+        tokens: f64::from(lim.frame_burst),
+        last: Instant::now(),
+        rate: f64::from(lim.frame_rate),
+        burst: f64::from(lim.frame_burst),
+        over_since: None,
+        last_refused: None,
+        close_after: Duration::from_secs(lim.rate_close_secs),
+    };
     let max_tries = app.cfg.delivery.redeliveries;
     let next_wake = pending.lock().next_due();
     let mut st = WriterState {
-        pending,
+        pending: pending.clone(),
         offline_max,
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
-        max_unacked: app.cfg.limits.max_unacked,
+        max_unacked: lim.max_unacked,
         next_wake,
-        storm: Duration::from_millis(app.cfg.limits.storm_window_ms),
+        storm: Duration::from_millis(lim.storm_window_ms),
         batch: Vec::new(),
         batch_due: None,
     };
-    // One kick future and two timers for the connection's whole life:
+    let mut handling: Option<Handling<'a>> = None;
+    let mut stopping = app.stopping.clone();
+    let mut last_in = Instant::now();
+    // One kick future and three timers for the connection's whole life:
     // re-creating them on every wake-up (a timer entry, a waiter
     // registration) is most of the cost of a push under heavy fan-out.
     let kicked = conn.kicked();
@@ -749,8 +698,16 @@ async fn writer_loop(
     tokio::pin!(batch_timer);
     let wake_timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(wake_timer);
+    let idle_timer = tokio::time::sleep_until(last_in + idle);
+    tokio::pin!(idle_timer);
     let (mut batch_armed, mut wake_armed) = (None, None);
     let code = 'run: loop {
+        if !reading.open && handling.is_some() {
+            // Shutdown came while a frame was in hand: it finishes first.
+        } else if !reading.open {
+            reading.close();
+        }
+        let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
         if st.batch_due != batch_armed {
             if let Some(at) = st.batch_due {
@@ -764,14 +721,26 @@ async fn writer_loop(
             }
             wake_armed = st.next_wake;
         }
+        // Not biased: a steady stream of pushes must not starve reading,
+        // nor a flood of frames the writes.
         tokio::select! {
-            biased;
             code = &mut kicked => break 'run code,
+            () = async { let _ = stopping.wait_for(|s| *s).await; }, if reading.open => {
+                // Shutdown: no new frames; writing goes on until the 1001
+                // that comes once every connection stopped reading.
+                reading.open = false;
+            }
+            () = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => {
+                handling = None;
+                if !reading.open {
+                    reading.close();
+                }
+            }
             out = rx.recv_async() => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
-                    for frame in st.prepare(out, &conn).into_iter().flatten() {
-                        if sink.feed(text(frame)).await.is_err() {
+                    for frame in st.prepare(out, conn).into_iter().flatten() {
+                        if socket.feed(text(frame)).await.is_err() {
                             break 'run 1000;
                         }
                         written += 1;
@@ -787,7 +756,7 @@ async fn writer_loop(
             }
             _ = &mut batch_timer, if st.batch_due.is_some() => {
                 if let Some(frame) = st.take_batch() {
-                    if sink.feed(text(frame)).await.is_err() {
+                    if socket.feed(text(frame)).await.is_err() {
                         break 'run 1000;
                     }
                     written += 1;
@@ -797,36 +766,61 @@ async fn writer_loop(
                 let due = st.pending.lock().take_due(Instant::now(), st.ack_timeout, max_tries);
                 app.hot.redeliveries.increment(due.len() as u64);
                 for frame in due {
-                    if sink.feed(text(frame)).await.is_err() {
+                    if socket.feed(text(frame)).await.is_err() {
                         break 'run 1000;
                     }
                     written += 1;
                 }
                 st.next_wake = st.pending.lock().next_due();
             }
+            _ = &mut idle_timer, if may_read => {
+                // Armed lazily: frames move `last_in`, and the timer is
+                // re-armed only when it fires early.
+                let deadline = last_in + idle;
+                if Instant::now() >= deadline {
+                    conn.kick(1000);
+                    reading.open = false;
+                } else {
+                    idle_timer.as_mut().reset(deadline);
+                }
+            }
+            msg = socket.recv(), if may_read => {
+                match read_frame(app, conn, msg, &mut rate, pending, rooms) {
+                    Read::Handle(h) => handling = Some(h),
+                    Read::Skip => {}
+                    Read::Stop => reading.open = false,
+                }
+                last_in = Instant::now();
+            }
         }
         if written > 0 {
             app.hot.frames_out.increment(written);
-            // A reader too slow to take our bytes must not stall a kick.
+            // A client too slow to take our bytes must not stall a kick.
             tokio::select! {
                 biased;
-                r = sink.flush() => if r.is_err() { break 'run 1000 },
+                r = socket.flush() => if r.is_err() { break 'run 1000 },
                 code = &mut kicked => break 'run code,
             }
         }
     };
+    // The frame in hand finishes (its effects are the client's due; its
+    // reply, if any, is no longer written).
+    if let Some(h) = handling {
+        let _ = tokio::time::timeout(CLOSE_GRACE, h).await;
+    }
+    reading.close();
     if code == close::GOING_AWAY {
         // Shutdown: everything stored is pushed before the close.
         st.max_unacked = usize::MAX;
         while let Ok(out) = rx.try_recv() {
-            for frame in st.prepare(out, &conn).into_iter().flatten() {
-                if sink.feed(text(frame)).await.is_err() {
+            for frame in st.prepare(out, conn).into_iter().flatten() {
+                if socket.feed(text(frame)).await.is_err() {
                     return;
                 }
             }
         }
         if let Some(frame) = st.take_batch() {
-            if sink.feed(text(frame)).await.is_err() {
+            if socket.feed(text(frame)).await.is_err() {
                 return;
             }
         }
@@ -839,7 +833,90 @@ async fn writer_loop(
         1000 => "idle timeout or closed",
         _ => "",
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close_msg(code, reason))).await;
-    // Make sure the reader stops too (it may still be waiting on the socket).
-    conn.kick(code);
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(close_msg(code, reason))).await;
+}
+
+/// What the connection loop does with a frame read from the socket.
+enum Read<'a> {
+    /// Handle it (the loop polls this while it keeps writing).
+    Handle(Handling<'a>),
+    /// Nothing more to do (a pong, a refused frame).
+    Skip,
+    /// Stop reading: the client went away or is being closed.
+    Stop,
+}
+
+/// Checks one socket read: end of stream, size and rate limits; turns a
+/// frame into its handling.
+fn read_frame<'a>(
+    app: &'a App,
+    conn: &'a Arc<Conn>,
+    msg: Option<Result<Message, axum::Error>>,
+    rate: &mut RateLimit,
+    pending: &'a Mutex<Pending>,
+    rooms: &'a Mutex<Vec<String>>,
+) -> Read<'a> {
+    let gone = || {
+        // The client went away: close (during shutdown, the 1001 that
+        // follows does).
+        if !*app.stopping.borrow() {
+            conn.kick(1000);
+        }
+        Read::Stop
+    };
+    let msg = match msg {
+        None => return gone(),
+        Some(Err(e)) => {
+            if is_capacity(&e) {
+                conn.kick(close::TOO_BIG);
+            }
+            return gone();
+        }
+        Some(Ok(m)) => m,
+    };
+    match msg {
+        Message::Pong(_) => return Read::Skip,
+        Message::Close(_) => return gone(),
+        _ => {}
+    }
+    app.hot.frames_in.increment(1);
+    match rate.check(Instant::now()) {
+        Verdict::Allow => {}
+        Verdict::Refuse => {
+            app.hot.rate_limited.increment(1);
+            if let Message::Text(t) = &msg {
+                let id = decode(t.as_str())
+                    .ok()
+                    .and_then(|d| d.frame.id.map(|s| s.into_owned()));
+                // Never waits: a client that floods and does not read
+                // fills its queue and is closed as a slow reader.
+                conn.push(Outbound::Frame(error_frame(
+                    id.as_deref(),
+                    ErrorCode::RateLimited,
+                    "too many frames",
+                )));
+            }
+            return Read::Skip;
+        }
+        Verdict::Close => {
+            app.hot.rate_limited.increment(1);
+            conn.kick(close::POLICY);
+            return Read::Stop;
+        }
+    }
+    match msg {
+        Message::Text(t) => Read::Handle(Box::pin(async move {
+            handle_text(app, conn, t.as_str(), pending, rooms).await;
+        })),
+        Message::Binary(_) => Read::Handle(Box::pin(async move {
+            conn.reply(error_frame(
+                None,
+                ErrorCode::BadFrame,
+                "frames are JSON text",
+            ))
+            .await;
+        })),
+        // Answered by the WebSocket layer; counted above as activity.
+        _ => Read::Skip,
+    }
 }
