@@ -689,18 +689,19 @@ async fn run<'a>(
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
     let mut last_in = Instant::now();
-    // One kick future and three timers for the connection's whole life:
+    // One kick future and one timer for the connection's whole life:
     // re-creating them on every wake-up (a timer entry, a waiter
-    // registration) is most of the cost of a push under heavy fan-out.
+    // registration) is most of the cost of a push under heavy fan-out. The
+    // timer serves the storm window, redelivery and the idle check, armed
+    // at the earliest of them.
     let kicked = conn.kicked();
     tokio::pin!(kicked);
-    let batch_timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(batch_timer);
-    let wake_timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(wake_timer);
-    let idle_timer = tokio::time::sleep_until(last_in + idle);
-    tokio::pin!(idle_timer);
-    let (mut batch_armed, mut wake_armed) = (None, None);
+    // The idle check is armed lazily: frames move `last_in`, and the check
+    // moves only when it comes early.
+    let mut idle_at = last_in + idle;
+    let timer = tokio::time::sleep_until(idle_at);
+    tokio::pin!(timer);
+    let mut armed = Some(idle_at);
     let code = 'run: loop {
         if !reading.open && handling.is_some() {
             // Shutdown came while a frame was in hand: it finishes first.
@@ -709,17 +710,15 @@ async fn run<'a>(
         }
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
-        if st.batch_due != batch_armed {
-            if let Some(at) = st.batch_due {
-                batch_timer.as_mut().reset(at);
+        let due = [st.batch_due, st.next_wake, may_read.then_some(idle_at)]
+            .into_iter()
+            .flatten()
+            .min();
+        if due != armed {
+            if let Some(at) = due {
+                timer.as_mut().reset(at);
             }
-            batch_armed = st.batch_due;
-        }
-        if st.next_wake != wake_armed {
-            if let Some(at) = st.next_wake {
-                wake_timer.as_mut().reset(at);
-            }
-            wake_armed = st.next_wake;
+            armed = due;
         }
         // Not biased: a steady stream of pushes must not starve reading,
         // nor a flood of frames the writes.
@@ -754,34 +753,34 @@ async fn run<'a>(
                     }
                 }
             }
-            _ = &mut batch_timer, if st.batch_due.is_some() => {
-                if let Some(frame) = st.take_batch() {
-                    if socket.feed(text(frame)).await.is_err() {
-                        break 'run 1000;
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if st.batch_due.is_some_and(|at| at <= now) {
+                    if let Some(frame) = st.take_batch() {
+                        if socket.feed(text(frame)).await.is_err() {
+                            break 'run 1000;
+                        }
+                        written += 1;
                     }
-                    written += 1;
                 }
-            }
-            _ = &mut wake_timer, if st.next_wake.is_some() => {
-                let due = st.pending.lock().take_due(Instant::now(), st.ack_timeout, max_tries);
-                app.hot.redeliveries.increment(due.len() as u64);
-                for frame in due {
-                    if socket.feed(text(frame)).await.is_err() {
-                        break 'run 1000;
+                if st.next_wake.is_some_and(|at| at <= now) {
+                    let due = st.pending.lock().take_due(now, st.ack_timeout, max_tries);
+                    app.hot.redeliveries.increment(due.len() as u64);
+                    for frame in due {
+                        if socket.feed(text(frame)).await.is_err() {
+                            break 'run 1000;
+                        }
+                        written += 1;
                     }
-                    written += 1;
+                    st.next_wake = st.pending.lock().next_due();
                 }
-                st.next_wake = st.pending.lock().next_due();
-            }
-            _ = &mut idle_timer, if may_read => {
-                // Armed lazily: frames move `last_in`, and the timer is
-                // re-armed only when it fires early.
-                let deadline = last_in + idle;
-                if Instant::now() >= deadline {
-                    conn.kick(1000);
-                    reading.open = false;
-                } else {
-                    idle_timer.as_mut().reset(deadline);
+                if may_read && idle_at <= now {
+                    idle_at = last_in + idle;
+                    if idle_at <= now {
+                        conn.kick(1000);
+                        reading.open = false;
+                    }
                 }
             }
             msg = socket.recv(), if may_read => {
