@@ -42,7 +42,7 @@ pub async fn upgrade(
     ws.max_message_size(max)
         .max_frame_size(max)
         // Small buffers that grow on demand keep idle connections cheap.
-        .read_buffer_size(512)
+        .read_buffer_size(256)
         .write_buffer_size(32 * 1024)
         .on_upgrade(move |socket| session(app, socket, params))
 }
