@@ -703,9 +703,8 @@ async fn run<'a>(
     tokio::pin!(timer);
     let mut armed = Some(idle_at);
     let code = 'run: loop {
-        if !reading.open && handling.is_some() {
-            // Shutdown came while a frame was in hand: it finishes first.
-        } else if !reading.open {
+        // Reading has stopped: done once the frame in hand (if any) is.
+        if !reading.open && handling.is_none() {
             reading.close();
         }
         let may_read = reading.open && handling.is_none();
@@ -731,9 +730,6 @@ async fn run<'a>(
             }
             () = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => {
                 handling = None;
-                if !reading.open {
-                    reading.close();
-                }
             }
             out = rx.recv_async() => {
                 let Ok(mut out) = out else { break 'run 1000 };
