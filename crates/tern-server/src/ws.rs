@@ -69,7 +69,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     Box::pin(app.core.connect(conn.clone())).await;
     app.hot.connections.increment(1.0);
 
-    let pending = Arc::new(Mutex::new(Pending::default()));
+    let pending = Mutex::new(Pending::default());
     let offline_max = match Box::pin(push_offline(&app, &mut socket, &user, &pending)).await {
         Ok(m) => m,
         Err(()) => {
@@ -559,8 +559,8 @@ const COALESCE: usize = 64;
 const BATCH_MAX: usize = 256;
 
 /// The connection's write-side bookkeeping between socket writes.
-struct WriterState {
-    pending: Arc<Mutex<Pending>>,
+struct WriterState<'a> {
+    pending: &'a Mutex<Pending>,
     offline_max: HashMap<Arc<str>, u64>,
     ack_timeout: Duration,
     max_unacked: usize,
@@ -570,7 +570,7 @@ struct WriterState {
     batch_due: Option<Instant>,
 }
 
-impl WriterState {
+impl WriterState<'_> {
     /// Turns a queued item into the frames to write now, in queue order:
     /// records message pushes for redelivery, skips pushes the offline
     /// batch already carried, and holds batchable frames for the storm
@@ -658,7 +658,7 @@ async fn run<'a>(
     conn: &'a Arc<Conn>,
     socket: &mut WebSocket,
     rx: flume::Receiver<Outbound>,
-    pending: &'a Arc<Mutex<Pending>>,
+    pending: &'a Mutex<Pending>,
     offline_max: HashMap<Arc<str>, u64>,
     rooms: &'a Mutex<Vec<String>>,
     reading: &mut ReadingGuard<'_>,
@@ -677,7 +677,7 @@ async fn run<'a>(
     let max_tries = app.cfg.delivery.redeliveries;
     let next_wake = pending.lock().next_due();
     let mut st = WriterState {
-        pending: pending.clone(),
+        pending,
         offline_max,
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
         max_unacked: lim.max_unacked,

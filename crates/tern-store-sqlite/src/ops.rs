@@ -2,7 +2,7 @@
 //! operations run inside the writer's transaction (see `lib.rs`); reads on
 //! a read-only connection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::store::{
@@ -794,12 +794,11 @@ pub fn offline_fetch(c: &Connection, user: &str, cap: u32) -> StoreResult<Offlin
         ka.cmp(kb)
             .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
     });
-    let truncated = queued.len() > cap;
     let dropped = queued.len().saturating_sub(cap);
     // What is dropped leaves the queue for good; conversations with nothing
     // queued (read-diffused groups, the user's own messages) move their
     // position to the end so that the next fetch skips them.
-    let mut moves: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut moves: HashMap<&str, u64> = HashMap::new();
     for (_, m) in &queued[..dropped] {
         let e = moves.entry(m.conv.as_str()).or_default();
         *e = (*e).max(m.seq);
@@ -818,9 +817,11 @@ pub fn offline_fetch(c: &Connection, user: &str, cap: u32) -> StoreResult<Offlin
     for (conv, seq) in &moves {
         up.execute(params![user, conv, *seq as i64]).map_err(be)?;
     }
-    drop(up);
     let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
-    Ok(OfflineBatch { msgs, truncated })
+    Ok(OfflineBatch {
+        msgs,
+        truncated: dropped > 0,
+    })
 }
 
 // ----- groups -----
