@@ -1,0 +1,153 @@
+//! The `Store` conformance suite: one set of checks that every storage
+//! backend runs as it is (SQLite embedded, PostgreSQL and MySQL in cluster
+//! mode).
+//!
+//! A backend's test target calls [`suite!`] with two functions:
+//! - `open() -> Option<(Arc<dyn Store>, Ctx)>`: a fresh, empty store and
+//!   whatever locates its data (`None` skips the test: a backing service
+//!   is down outside CI);
+//! - `reopen(&Ctx) -> Arc<dyn Store>`: a new handle on the same data.
+//!
+//! A backend that several processes share (SQL servers) also calls
+//! [`shared_suite!`]: concurrent writers on separate handles, as separate
+//! nodes would be.
+
+mod checks;
+pub use checks::*;
+
+use std::sync::Arc;
+use tern_core::store::Store;
+
+/// Concurrent writers on one handle share transactions; seqs stay
+/// gap-free and each writer sees its own messages in increasing seq order.
+pub async fn concurrent_appends_are_gap_free(stores: Vec<Arc<dyn Store>>) {
+    let writers = 8;
+    let per_writer = 25u64;
+    let tasks: Vec<_> = (0..writers)
+        .map(|t| {
+            let store = stores[t % stores.len()].clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..per_writer {
+                    let from = if t % 2 == 0 { "ann" } else { "bob" };
+                    let to = if t % 2 == 0 { "bob" } else { "ann" };
+                    let m = dm(from, to, i as i64, &format!("t{t}-{i}"));
+                    seqs.push(send(&*store, m).await.seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = t.await.expect("writer task");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=writers as u64 * per_writer).collect::<Vec<u64>>());
+}
+
+/// The same `client_msg_id` sent concurrently through several handles is
+/// stored once: every answer carries the same seq and msg_id.
+pub async fn concurrent_dedup(stores: Vec<Arc<dyn Store>>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = stores[t % stores.len()].clone();
+            tokio::spawn(async move {
+                let mut m = dm("cat", "dan", 1, "same");
+                m.msg_id = 1_000_000 + t as u64;
+                let out = store.append_messages(vec![m]).await.expect("append");
+                out[0].message().cloned().expect("stored or duplicate")
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.expect("task"));
+    }
+    assert!(seen.iter().all(|m| m.seq == 1 && m.msg_id == seen[0].msg_id));
+    let conv = "dm:cat:dan";
+    assert_eq!(stores[0].max_seq(conv).await.unwrap(), 1);
+}
+
+/// Runs every check against a backend; see the crate docs.
+#[macro_export]
+macro_rules! suite {
+    (open: $open:path, reopen: $reopen:path $(,)?) => {
+        $crate::suite!(@each $open;
+            seq_is_gap_free,
+            batch_append_keeps_input_order,
+            dedup_across_calls,
+            dedup_within_batch,
+            offline_queue_in_order,
+            offline_queue_self_conversation,
+            offline_cap_keeps_newest,
+            ack_clears_queue_of_that_conv,
+            ack_reports_receipts,
+            ack_many_matches_single_acks,
+            mark_read_and_unread_counts,
+            recall_rules,
+            delete_for_user_hides_for_that_user_only,
+            conversations_order_since_limit,
+            history_pages,
+            group_create_join_and_refusals,
+            group_unread_starts_at_join,
+            group_leave_bounds_view,
+            group_diffusion_threshold,
+            group_owner_transfer,
+            users_and_friends,
+        );
+
+        #[tokio::test]
+        async fn durable_across_reopen() {
+            let Some((store, ctx)) = $open().await else { return };
+            $crate::reopen_before(&*store).await;
+            drop(store);
+            let store = $reopen(&ctx).await;
+            $crate::reopen_after(&*store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_appends_are_gap_free() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::concurrent_appends_are_gap_free(vec![store]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_dedup() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::concurrent_dedup(vec![store]).await;
+        }
+    };
+    (@each $open:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((store, _ctx)) = $open().await else { return };
+                $crate::$name(&*store).await;
+            }
+        )*
+    };
+}
+
+/// Checks for backends that several nodes share: writers on separate
+/// handles to the same data.
+#[macro_export]
+macro_rules! shared_suite {
+    (open: $open:path, reopen: $reopen:path $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_concurrent_appends_are_gap_free() {
+            let Some((store, ctx)) = $open().await else { return };
+            let other = $reopen(&ctx).await;
+            $crate::concurrent_appends_are_gap_free(vec![store, other]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_concurrent_dedup() {
+            let Some((store, ctx)) = $open().await else { return };
+            let other = $reopen(&ctx).await;
+            $crate::concurrent_dedup(vec![store, other]).await;
+        }
+    };
+}

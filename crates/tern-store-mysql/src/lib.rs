@@ -1,0 +1,1 @@
+//! Placeholder: the mysql store is being written.
