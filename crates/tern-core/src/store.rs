@@ -372,6 +372,12 @@ pub trait Store: Send + Sync + 'static {
     /// A group with its current members, `None` if it never existed.
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>>;
 
+    /// The group's membership version: the seq of its newest membership
+    /// change (the `system` message that created it, or added or removed a
+    /// member); `None` if the group never existed. Nodes compare it with
+    /// their cached member list to notice changes made by other nodes.
+    async fn group_version(&self, gid: &str) -> StoreResult<Option<u64>>;
+
     /// Read positions of the current members of a group conversation.
     async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>>;
 

@@ -1223,6 +1223,22 @@ pub async fn group_owner_transfer(s: &dyn Store) {
     );
 }
 
+pub async fn group_version_follows_changes(s: &dyn Store) {
+    assert_eq!(s.group_version("vg").await.unwrap(), None);
+    send(s, create("vg", "ann", 100)).await;
+    assert_eq!(s.group_version("vg").await.unwrap(), Some(1));
+    send(s, join("vg", "ann", "bob", 101)).await;
+    send(s, gmsg("vg", "ann", 102, "v1")).await;
+    assert_eq!(s.group_version("vg").await.unwrap(), Some(2));
+    send(s, leave("vg", "ann", "bob", 103)).await;
+    send(s, gmsg("vg", "ann", 104, "v2")).await;
+    assert_eq!(s.group_version("vg").await.unwrap(), Some(4));
+    // A refused message changes nothing.
+    let refused = append_one(s, gmsg("vg", "bob", 105, "v3")).await;
+    assert_eq!(refused, Appended::Refused(Refusal::NotMember));
+    assert_eq!(s.group_version("vg").await.unwrap(), Some(4));
+}
+
 // ----- durability -----
 
 /// Writes data; the caller then drops the store and reopens it for
@@ -1368,4 +1384,3 @@ pub async fn users_and_friends(s: &dyn Store) {
         FriendStatus::Requested
     );
 }
-

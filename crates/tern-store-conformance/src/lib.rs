@@ -66,7 +66,9 @@ pub async fn concurrent_dedup(stores: Vec<Arc<dyn Store>>) {
     for t in tasks {
         seen.push(t.await.expect("task"));
     }
-    assert!(seen.iter().all(|m| m.seq == 1 && m.msg_id == seen[0].msg_id));
+    assert!(seen
+        .iter()
+        .all(|m| m.seq == 1 && m.msg_id == seen[0].msg_id));
     let conv = "dm:cat:dan";
     assert_eq!(stores[0].max_seq(conv).await.unwrap(), 1);
 }
@@ -96,6 +98,7 @@ macro_rules! suite {
             group_leave_bounds_view,
             group_diffusion_threshold,
             group_owner_transfer,
+            group_version_follows_changes,
             users_and_friends,
         );
 
@@ -138,14 +141,18 @@ macro_rules! shared_suite {
     (open: $open:path, reopen: $reopen:path $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn shared_concurrent_appends_are_gap_free() {
-            let Some((store, ctx)) = $open().await else { return };
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
             let other = $reopen(&ctx).await;
             $crate::concurrent_appends_are_gap_free(vec![store, other]).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn shared_concurrent_dedup() {
-            let Some((store, ctx)) = $open().await else { return };
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
             let other = $reopen(&ctx).await;
             $crate::concurrent_dedup(vec![store, other]).await;
         }

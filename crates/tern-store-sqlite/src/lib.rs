@@ -438,6 +438,11 @@ impl Store for SqliteStore {
         self.read(move |c| ops::get_group(c, &gid)).await
     }
 
+    async fn group_version(&self, gid: &str) -> StoreResult<Option<u64>> {
+        let gid = gid.to_owned();
+        self.read(move |c| ops::group_version(c, &gid)).await
+    }
+
     async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>> {
         let conv = conv.to_owned();
         self.read(move |c| ops::read_positions(c, &conv)).await

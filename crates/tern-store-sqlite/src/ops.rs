@@ -851,6 +851,17 @@ pub fn get_group(c: &Connection, gid: &str) -> StoreResult<Option<GroupRecord>> 
     }))
 }
 
+/// Only membership changes are `system` messages, so the newest of them is
+/// the version. Embedded mode has one node and never asks on a hot path.
+pub fn group_version(c: &Connection, gid: &str) -> StoreResult<Option<u64>> {
+    let conv = format!("group:{gid}");
+    c.prepare_cached("SELECT max(seq) FROM messages WHERE conv = ?1 AND kind = 'system'")
+        .map_err(be)?
+        .query_row([conv], |r| r.get::<_, Option<i64>>(0))
+        .map(|v| v.map(|v| v as u64))
+        .map_err(be)
+}
+
 pub fn read_positions(c: &Connection, conv: &str) -> StoreResult<Vec<(String, u64)>> {
     let Some(gid) = conv.strip_prefix("group:") else {
         return Ok(Vec::new());

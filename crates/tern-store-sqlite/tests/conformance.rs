@@ -8,10 +8,11 @@ use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn reopen(dir: &TempDir) -> Arc<dyn Store> {
     let path = dir.path().to_owned();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, SqliteOptions::default()))
-        .await
-        .unwrap()
-        .expect("open the SQLite store");
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&path, SqliteOptions::default()))
+            .await
+            .unwrap()
+            .expect("open the SQLite store");
     Arc::new(store)
 }
 
