@@ -14,7 +14,7 @@
 //! at the next login, which clients drop by `msg_id` (at-least-once, as
 //! everywhere else). A graceful shutdown flushes.
 
-use crate::bus::Bus;
+use crate::fanout::Fanout;
 use crate::hub::{Outbound, Push};
 use crate::service::{encode, Receipt};
 use crate::store::{AckMark, Store};
@@ -31,7 +31,7 @@ type Key = (Arc<str>, Arc<str>);
 
 pub(crate) struct Acks {
     store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
+    fanout: Arc<Fanout>,
     pending: Mutex<HashMap<Key, u64>>,
     /// Held while marks are being stored, so a per-user flush also waits
     /// for marks the flusher has taken but not yet stored.
@@ -41,10 +41,10 @@ pub(crate) struct Acks {
 impl Acks {
     /// Creates the buffer and starts its flusher (which ends when the
     /// buffer is dropped).
-    pub fn start(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Arc<Acks> {
+    pub fn start(store: Arc<dyn Store>, fanout: Arc<Fanout>) -> Arc<Acks> {
         let acks = Arc::new(Acks {
             store,
-            bus,
+            fanout,
             pending: Mutex::new(HashMap::new()),
             applying: tokio::sync::Mutex::new(()),
         });
@@ -130,7 +130,7 @@ impl Acks {
                 delivered_seq: Some(delivered),
                 read_seq: None,
             });
-            self.bus.publish(Push {
+            self.fanout.push(Push {
                 users: vec![peer.into()],
                 except: None,
                 out: Outbound::Frame(frame),

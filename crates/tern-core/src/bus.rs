@@ -1,83 +1,523 @@
 //! Cluster plumbing, kept apart from durable storage: the bus that carries
-//! pushes to whichever node holds a user's connections, and presence.
-//! Embedded mode uses the in-process implementations below; cluster mode
-//! implements the same traits on NATS and Redis.
+//! envelopes between nodes, and presence (which node holds which device,
+//! and which nodes are alive).
+//!
+//! Embedded mode runs one node with the in-process implementations below;
+//! cluster mode implements the same traits on NATS JetStream and Redis
+//! (`tern-cluster`). `tern_core::fanout` decides what goes where; the
+//! bus only moves envelopes, and every node registers an [`Inbound`]
+//! handler at start that feeds its own hub.
 
-use crate::hub::{Hub, Push};
+use crate::hub::{Outbound, Push};
 use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Carries a push to every connection of its users, on any node.
-pub trait Bus: Send + Sync + 'static {
-    /// Never blocks. Pushes published by one caller arrive in the order
-    /// they were published.
-    fn publish(&self, push: Push);
+/// A node's number, unique among the live nodes of a cluster. It is also
+/// the node part of the message ids the node stamps.
+pub type NodeId = u16;
+
+/// A failure of the bus or of presence: the backing service is down or
+/// overloaded. The caller answers `unavailable`.
+#[derive(Debug, thiserror::Error)]
+pub enum PlumbingError {
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0} queue is full")]
+    Full(&'static str),
+    #[error("malformed envelope: {0}")]
+    Malformed(&'static str),
 }
 
-/// Who is online, cluster-wide.
+impl PlumbingError {
+    pub fn unavailable(
+        what: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> PlumbingError {
+        PlumbingError::Unavailable(what, Box::new(e))
+    }
+}
+
+pub type PlumbingResult<T> = Result<T, PlumbingError>;
+
+/// Everything that crosses nodes. Frames travel as the exact bytes clients
+/// get (encoded once by the node that made them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Envelope {
+    /// A push for the receiving node's devices of `users`.
+    Push(Push),
+    /// Close connection `conn` of `user` with `code` (the same device
+    /// logged in on another node: 4009).
+    Kick { user: Arc<str>, conn: u64, code: u16 },
+    /// A live-room frame for the receiving node's members of `room`.
+    Room { room: Arc<str>, frame: Bytes },
+    /// A group's membership changed: drop cached member lists.
+    GroupChanged { gid: Arc<str> },
+}
+
+/// The envelope's header on the wire; frames follow it.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Header {
+    Push {
+        users: Vec<Arc<str>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<(Arc<str>, Arc<str>)>,
+        out: OutHead,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inactive: Option<OutHead>,
+    },
+    Kick {
+        user: Arc<str>,
+        conn: u64,
+        code: u16,
+    },
+    Room {
+        room: Arc<str>,
+        len: usize,
+    },
+    GroupChanged {
+        gid: Arc<str>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+enum OutHead {
+    Frame { len: usize },
+    Batched { len: usize },
+    Msg { conv: Arc<str>, seq: u64, len: usize },
+}
+
+impl OutHead {
+    fn of(o: &Outbound) -> OutHead {
+        match o {
+            Outbound::Frame(f) => OutHead::Frame { len: f.len() },
+            Outbound::Batched(f) => OutHead::Batched { len: f.len() },
+            Outbound::Msg { conv, seq, frame } => OutHead::Msg {
+                conv: conv.clone(),
+                seq: *seq,
+                len: frame.len(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            OutHead::Frame { len } | OutHead::Batched { len } | OutHead::Msg { len, .. } => *len,
+        }
+    }
+
+    fn with(self, frame: Bytes) -> Outbound {
+        match self {
+            OutHead::Frame { .. } => Outbound::Frame(frame),
+            OutHead::Batched { .. } => Outbound::Batched(frame),
+            OutHead::Msg { conv, seq, .. } => Outbound::Msg { conv, seq, frame },
+        }
+    }
+}
+
+fn frame_of(o: &Outbound) -> &Bytes {
+    match o {
+        Outbound::Frame(f) | Outbound::Batched(f) | Outbound::Msg { frame: f, .. } => f,
+    }
+}
+
+impl Envelope {
+    /// Wire form: one line of JSON header, then the frames' bytes back to
+    /// back (their lengths are in the header). Frames are copied, never
+    /// escaped or re-encoded.
+    pub fn encode(&self) -> Bytes {
+        let (header, frames): (Header, [Option<&Bytes>; 2]) = match self {
+            Envelope::Push(p) => (
+                Header::Push {
+                    users: p.users.clone(),
+                    except: p.except.clone(),
+                    out: OutHead::of(&p.out),
+                    inactive: p.inactive.as_ref().map(OutHead::of),
+                },
+                [Some(frame_of(&p.out)), p.inactive.as_ref().map(frame_of)],
+            ),
+            Envelope::Kick { user, conn, code } => (
+                Header::Kick {
+                    user: user.clone(),
+                    conn: *conn,
+                    code: *code,
+                },
+                [None, None],
+            ),
+            Envelope::Room { room, frame } => (
+                Header::Room {
+                    room: room.clone(),
+                    len: frame.len(),
+                },
+                [Some(frame), None],
+            ),
+            Envelope::GroupChanged { gid } => (Header::GroupChanged { gid: gid.clone() }, [None, None]),
+        };
+        let body: usize = frames.iter().flatten().map(|f| f.len()).sum();
+        let mut buf = BytesMut::with_capacity(body + 128);
+        // Serializing a plain struct of strings and numbers cannot fail.
+        let _ = serde_json::to_writer((&mut buf).writer(), &header);
+        buf.put_u8(b'\n');
+        for f in frames.into_iter().flatten() {
+            buf.extend_from_slice(f);
+        }
+        buf.freeze()
+    }
+
+    pub fn decode(wire: &Bytes) -> PlumbingResult<Envelope> {
+        let nl = wire
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(PlumbingError::Malformed("no header"))?;
+        let header: Header = serde_json::from_slice(&wire[..nl])
+            .map_err(|_| PlumbingError::Malformed("bad header"))?;
+        let mut at = nl + 1;
+        let mut take = |len: usize| -> PlumbingResult<Bytes> {
+            let end = at
+                .checked_add(len)
+                .filter(|e| *e <= wire.len())
+                .ok_or(PlumbingError::Malformed("frame past the end"))?;
+            let f = wire.slice(at..end);
+            at = end;
+            Ok(f)
+        };
+        Ok(match header {
+            Header::Push {
+                users,
+                except,
+                out,
+                inactive,
+            } => {
+                let f = take(out.len())?;
+                let out = out.with(f);
+                let inactive = match inactive {
+                    Some(h) => {
+                        let f = take(h.len())?;
+                        Some(h.with(f))
+                    }
+                    None => None,
+                };
+                Envelope::Push(Push {
+                    users,
+                    except,
+                    out,
+                    inactive,
+                })
+            }
+            Header::Kick { user, conn, code } => Envelope::Kick { user, conn, code },
+            Header::Room { room, len } => Envelope::Room {
+                room,
+                frame: take(len)?,
+            },
+            Header::GroupChanged { gid } => Envelope::GroupChanged { gid },
+        })
+    }
+}
+
+/// What a node does with the envelopes other nodes send it.
+pub trait Inbound: Send + Sync + 'static {
+    /// Never blocks (pushes go onto bounded queues).
+    fn receive(&self, env: Envelope);
+}
+
+/// Moves envelopes between nodes.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Starts delivering to `inbound` every envelope addressed to `node`.
+    /// Call once, at start.
+    async fn start(&self, node: NodeId, inbound: Arc<dyn Inbound>) -> PlumbingResult<()>;
+    /// Queues an envelope for each of the nodes `to` without waiting
+    /// (encoded once). Envelopes one node publishes to another arrive in
+    /// publish order; a networked bus retries until the broker has stored
+    /// the envelope, and redelivers what the receiving node did not
+    /// confirm (at least once).
+    fn publish(&self, to: &[NodeId], env: &Envelope) -> PlumbingResult<()>;
+    /// Answers when the bus is connected and working.
+    async fn health(&self) -> PlumbingResult<()>;
+}
+
+/// A device's connection, as presence knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub node: NodeId,
+    /// The connection's number on its node.
+    pub conn: u64,
+}
+
+/// What [`Presence::connected`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    /// The live connection of the same user and device that this one
+    /// replaces (it is to be closed with 4009).
+    pub replaced: Option<Route>,
+    /// Whether the user had no other live device before.
+    pub first: bool,
+}
+
+/// Who is online where, cluster-wide. Routes of a node that stops its
+/// heartbeat stop counting within [`Presence::expiry_ms`].
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
+    /// This node's number.
+    fn node(&self) -> NodeId;
+    /// How long a dead node's routes still count, at most.
+    fn expiry_ms(&self) -> u64;
+    /// Records `route` as `user`'s `device`.
+    async fn connected(&self, user: &str, device: &str, route: Route) -> PlumbingResult<Connected>;
+    /// Removes `user`'s `device` if it still is `route`; true when the user
+    /// has no live device left.
+    async fn disconnected(&self, user: &str, device: &str, route: Route) -> PlumbingResult<bool>;
     /// One answer per user, in order.
-    async fn online(&self, users: &[&str]) -> Vec<bool>;
-    /// A device of `user` connected; true when it is the user's first.
-    async fn connected(&self, user: &str) -> bool;
-    /// A device of `user` went away; true when it was the user's last.
-    async fn disconnected(&self, user: &str) -> bool;
+    async fn online(&self, users: &[&str]) -> PlumbingResult<Vec<bool>>;
+    /// Per user, in order: the live nodes holding a device of theirs.
+    async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>>;
+    /// The live nodes, this one included (a snapshot that may be a few
+    /// seconds old).
+    fn live_nodes(&self) -> Vec<NodeId>;
+    /// This node now has members of live room `room` / has none left.
+    async fn room_joined(&self, room: &str) -> PlumbingResult<()>;
+    async fn room_left(&self, room: &str) -> PlumbingResult<()>;
+    /// The live nodes with members of `room`.
+    async fn room_nodes(&self, room: &str) -> PlumbingResult<Vec<NodeId>>;
+    /// Answers when the backing service is reachable.
+    async fn health(&self) -> PlumbingResult<()>;
 }
 
-/// The in-process bus: delivers straight into this node's hub.
-#[derive(Debug, Clone)]
+/// The in-process bus: nodes of one process, each with its inbound
+/// handler. Embedded mode is one node on it; tests run several.
+#[derive(Default, Clone)]
 pub struct LocalBus {
-    hub: Arc<Hub>,
+    nodes: Arc<RwLock<HashMap<NodeId, Arc<dyn Inbound>>>>,
+}
+
+impl std::fmt::Debug for LocalBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBus")
+            .field("nodes", &self.nodes.read().keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl LocalBus {
-    pub fn new(hub: Arc<Hub>) -> LocalBus {
-        LocalBus { hub }
+    pub fn new() -> LocalBus {
+        LocalBus::default()
     }
 }
 
+#[async_trait]
 impl Bus for LocalBus {
-    fn publish(&self, push: Push) {
-        let n = self.hub.deliver(&push);
-        metrics::counter!("tern_deliveries_total").increment(n as u64);
+    async fn start(&self, node: NodeId, inbound: Arc<dyn Inbound>) -> PlumbingResult<()> {
+        self.nodes.write().insert(node, inbound);
+        Ok(())
+    }
+
+    fn publish(&self, to: &[NodeId], env: &Envelope) -> PlumbingResult<()> {
+        let nodes = self.nodes.read();
+        for n in to {
+            if let Some(i) = nodes.get(n) {
+                i.receive(env.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> PlumbingResult<()> {
+        Ok(())
     }
 }
 
-/// In-process presence: counts devices per user.
-#[derive(Debug, Default)]
+/// In-process presence, shared by the nodes of one process (one in
+/// embedded mode). Nodes never die here, so nothing expires.
+#[derive(Debug, Clone, Default)]
 pub struct LocalPresence {
-    devices: dashmap::DashMap<String, u32>,
+    node: NodeId,
+    state: Arc<RwLock<LocalState>>,
+}
+
+#[derive(Debug, Default)]
+struct LocalState {
+    /// user -> device -> route
+    routes: HashMap<String, HashMap<String, Route>>,
+    rooms: HashMap<String, BTreeSet<NodeId>>,
+    nodes: BTreeSet<NodeId>,
 }
 
 impl LocalPresence {
-    pub fn new() -> LocalPresence {
-        LocalPresence::default()
+    pub fn new(node: NodeId) -> LocalPresence {
+        let p = LocalPresence::default();
+        p.state.write().nodes.insert(node);
+        LocalPresence { node, ..p }
+    }
+
+    /// Another node sharing this one's state (tests of several nodes in
+    /// one process).
+    pub fn sibling(&self, node: NodeId) -> LocalPresence {
+        self.state.write().nodes.insert(node);
+        LocalPresence {
+            node,
+            state: self.state.clone(),
+        }
     }
 }
 
 #[async_trait]
 impl Presence for LocalPresence {
-    async fn online(&self, users: &[&str]) -> Vec<bool> {
-        users
+    fn node(&self) -> NodeId {
+        self.node
+    }
+
+    fn expiry_ms(&self) -> u64 {
+        0
+    }
+
+    async fn connected(&self, user: &str, device: &str, route: Route) -> PlumbingResult<Connected> {
+        let mut s = self.state.write();
+        let devices = s.routes.entry(user.to_owned()).or_default();
+        let first = devices.is_empty();
+        let replaced = devices.insert(device.to_owned(), route);
+        Ok(Connected { replaced, first })
+    }
+
+    async fn disconnected(&self, user: &str, device: &str, route: Route) -> PlumbingResult<bool> {
+        let mut s = self.state.write();
+        let Some(devices) = s.routes.get_mut(user) else {
+            return Ok(false);
+        };
+        if devices.get(device) != Some(&route) {
+            return Ok(false);
+        }
+        devices.remove(device);
+        let last = devices.is_empty();
+        if last {
+            s.routes.remove(user);
+        }
+        Ok(last)
+    }
+
+    async fn online(&self, users: &[&str]) -> PlumbingResult<Vec<bool>> {
+        let s = self.state.read();
+        Ok(users.iter().map(|u| s.routes.contains_key(*u)).collect())
+    }
+
+    async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>> {
+        let s = self.state.read();
+        Ok(users
             .iter()
-            .map(|u| self.devices.get(*u).is_some_and(|n| *n > 0))
-            .collect()
+            .map(|u| {
+                let mut nodes: Vec<NodeId> = s
+                    .routes
+                    .get(&**u)
+                    .map(|d| d.values().map(|r| r.node).collect())
+                    .unwrap_or_default();
+                nodes.sort_unstable();
+                nodes.dedup();
+                nodes
+            })
+            .collect())
     }
 
-    async fn connected(&self, user: &str) -> bool {
-        let mut n = self.devices.entry(user.to_owned()).or_insert(0);
-        *n += 1;
-        *n == 1
+    fn live_nodes(&self) -> Vec<NodeId> {
+        self.state.read().nodes.iter().copied().collect()
     }
 
-    async fn disconnected(&self, user: &str) -> bool {
-        let mut last = false;
-        self.devices.remove_if_mut(user, |_, n| {
-            *n = n.saturating_sub(1);
-            last = *n == 0;
-            last
-        });
-        last
+    async fn room_joined(&self, room: &str) -> PlumbingResult<()> {
+        self.state
+            .write()
+            .rooms
+            .entry(room.to_owned())
+            .or_default()
+            .insert(self.node);
+        Ok(())
+    }
+
+    async fn room_left(&self, room: &str) -> PlumbingResult<()> {
+        let mut s = self.state.write();
+        if let Some(nodes) = s.rooms.get_mut(room) {
+            nodes.remove(&self.node);
+            if nodes.is_empty() {
+                s.rooms.remove(room);
+            }
+        }
+        Ok(())
+    }
+
+    async fn room_nodes(&self, room: &str) -> PlumbingResult<Vec<NodeId>> {
+        Ok(self
+            .state
+            .read()
+            .rooms
+            .get(room)
+            .map(|n| n.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn health(&self) -> PlumbingResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(out: Outbound, inactive: Option<Outbound>) -> Envelope {
+        Envelope::Push(Push {
+            users: vec!["a".into(), "b".into()],
+            except: Some(("a".into(), "phone".into())),
+            out,
+            inactive,
+        })
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        // A frame may hold newlines (raw client JSON in room content).
+        let frame = Bytes::from_static(b"{\"type\":\"room_msg\",\"content\":{\n\"x\":1}}");
+        let cases = [
+            push(
+                Outbound::Msg {
+                    conv: "dm:a:b".into(),
+                    seq: 7,
+                    frame: frame.clone(),
+                },
+                None,
+            ),
+            push(
+                Outbound::Batched(frame.clone()),
+                Some(Outbound::Batched(Bytes::from_static(b"{\"type\":\"notify\"}"))),
+            ),
+            push(Outbound::Frame(Bytes::from_static(b"{}")), None),
+            Envelope::Kick {
+                user: "a".into(),
+                conn: 42,
+                code: 4009,
+            },
+            Envelope::Room {
+                room: "r".into(),
+                frame: frame.clone(),
+            },
+            Envelope::GroupChanged { gid: "g".into() },
+        ];
+        for env in cases {
+            let wire = env.encode();
+            assert_eq!(Envelope::decode(&wire).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn malformed_envelopes_are_refused() {
+        for bad in [
+            &b""[..],
+            b"{\"t\":\"push\"}",
+            b"not json\n",
+            b"{\"t\":\"room\",\"room\":\"r\",\"len\":99}\n{}",
+        ] {
+            assert!(Envelope::decode(&Bytes::copy_from_slice(bad)).is_err());
+        }
     }
 }

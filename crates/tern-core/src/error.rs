@@ -50,3 +50,10 @@ impl From<StoreError> for CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<crate::bus::PlumbingError> for CoreError {
+    fn from(e: crate::bus::PlumbingError) -> CoreError {
+        tracing::error!(error = %e, "cluster plumbing failed");
+        CoreError::unavailable()
+    }
+}

@@ -16,6 +16,10 @@ pub struct GroupView {
     /// Longest-standing first.
     pub members: Arc<[Arc<str>]>,
     set: HashSet<Arc<str>>,
+    /// The store's membership version this view matches (the seq of the
+    /// newest membership change), 0 when not known. Cluster nodes compare
+    /// it with the store's to notice changes made by other nodes.
+    pub version: u64,
 }
 
 impl GroupView {
@@ -27,6 +31,7 @@ impl GroupView {
             owner: r.owner.as_str().into(),
             set: members.iter().cloned().collect(),
             members: members.into(),
+            version: 0,
         }
     }
 
@@ -45,6 +50,7 @@ impl GroupView {
             owner,
             set: members.iter().cloned().collect(),
             members: members.into(),
+            version: 0,
         }
     }
 }
@@ -57,6 +63,11 @@ pub struct Groups {
 impl Groups {
     pub fn get(&self, gid: &str) -> Option<Arc<GroupView>> {
         self.map.get(gid).map(|v| v.clone())
+    }
+
+    /// Drops the cached view (another node changed the membership).
+    pub fn forget(&self, gid: &str) {
+        self.map.remove(gid);
     }
 
     pub fn insert(&self, view: GroupView) -> Arc<GroupView> {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 pub const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a connection's writer receives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// A frame to write as it is.
     Frame(Bytes),
@@ -134,7 +134,7 @@ impl Conn {
 }
 
 /// Who a push goes to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Push {
     pub users: Vec<Arc<str>>,
     /// A device to leave out: `(user, device)` of the sending connection.

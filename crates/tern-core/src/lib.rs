@@ -6,6 +6,7 @@ pub mod acks;
 pub mod auth;
 pub mod bus;
 pub mod error;
+pub mod fanout;
 pub mod groups;
 pub mod hub;
 pub mod ids;
@@ -14,7 +15,7 @@ pub mod rooms;
 pub mod service;
 pub mod store;
 
-pub use bus::{Bus, LocalBus, LocalPresence, Presence};
+pub use bus::{Bus, Envelope, LocalBus, LocalPresence, NodeId, PlumbingError, Presence, Route};
 pub use error::{CoreError, CoreResult};
 pub use hub::{Conn, Hub, Outbound, Push};
 pub use service::{Actor, Core, CoreConfig, SendOk, SendRequest};

@@ -5,16 +5,18 @@
 //!
 //! Two tasks joined by a bounded channel: the committer takes a batch of
 //! queued sends, stamps msg_id and ts, and stores the batch; the publisher
-//! then encodes each new message once, hands it to the bus, and answers the
+//! then encodes each new message once, hands it to the fan-out, and answers the
 //! senders. While one batch is published the next is being stored.
 
+use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
+use crate::fanout::Fanout;
 use crate::groups::{GroupView, Groups};
 use crate::hub::{Outbound, Push};
 use crate::ids::IdGen;
 use crate::service::encode;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
-use crate::{encode_msg_push, now_ms, Bus};
+use crate::{encode_msg_push, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +51,7 @@ struct Committed {
 
 /// What the publisher needs to route group messages.
 pub(crate) struct Publisher {
-    pub bus: Arc<dyn Bus>,
+    pub fanout: Arc<Fanout>,
     pub store: Arc<dyn Store>,
     pub groups: Arc<Groups>,
     /// Groups up to this size are write-diffused: tracked pushes, inbox.
@@ -184,7 +186,7 @@ impl Publisher {
                     seq: m.seq,
                     frame,
                 };
-                self.bus.publish(Push {
+                self.fanout.push(Push {
                     users,
                     except,
                     out,
@@ -192,10 +194,21 @@ impl Publisher {
                 });
             }
             PushPlan::Group { gid, except } => {
-                let Some(view) = self.view(&gid, &m.from, change).await else {
+                let view = if self.fanout.is_cluster() {
+                    self.cluster_view(&gid, change).await
+                } else {
+                    self.view(&gid, &m.from, change).await
+                };
+                let Some(view) = view else {
                     return;
                 };
-                let users = view.members.to_vec();
+                let mut users = view.members.to_vec();
+                if let Some(MemberChange::Leave(u)) = change {
+                    // The member removed gets the message that removes them.
+                    if !view.is_member(u) {
+                        users.push(u.as_str().into());
+                    }
+                }
                 let push = if view.size() <= self.write_limit {
                     let out = Outbound::Msg {
                         conv: m.conv.as_str().into(),
@@ -223,8 +236,50 @@ impl Publisher {
                         inactive: Some(Outbound::Batched(notify)),
                     }
                 };
-                self.bus.publish(push);
-                self.groups.after_push(&gid, change);
+                self.fanout.push(push);
+                if change.is_some() {
+                    if self.fanout.is_cluster() {
+                        self.fanout
+                            .to_others(&Envelope::GroupChanged { gid: gid.clone() });
+                    } else {
+                        self.groups.after_push(&gid, change);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cluster node's view of the group as of (at least) this message:
+    /// other nodes change memberships too, so the cached view is used only
+    /// while its version is the store's, and membership changes always
+    /// reload it (the store has applied them by now).
+    async fn cluster_view(&self, gid: &str, change: Option<&MemberChange>) -> Option<Arc<GroupView>> {
+        let cached = self.groups.get(gid);
+        if let (Some(v), None) = (&cached, change) {
+            match self.store.group_version(gid).await {
+                Ok(Some(ver)) if ver == v.version => return cached,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, gid, "cannot check group version");
+                    return cached;
+                }
+            }
+        }
+        let loaded = async {
+            let version = self.store.group_version(gid).await?;
+            let rec = self.store.get_group(gid).await?;
+            Ok::<_, StoreError>(rec.map(|r| (r, version.unwrap_or(0))))
+        };
+        match loaded.await {
+            Ok(Some((rec, version))) => {
+                let mut view = GroupView::from_record(&rec);
+                view.version = version;
+                Some(self.groups.insert(view))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, gid, "cannot load group for push");
+                cached
             }
         }
     }

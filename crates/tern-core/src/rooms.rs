@@ -89,11 +89,12 @@ impl Rooms {
     }
 
     /// `joined` is how many rooms the connection is in already.
-    pub fn join(&self, room: &str, conn: &Arc<Conn>, joined: usize) -> CoreResult<()> {
+    /// Returns true when `conn` is the room's first member on this node.
+    pub fn join(&self, room: &str, conn: &Arc<Conn>, joined: usize) -> CoreResult<bool> {
         let r = self.rooms.entry(room.into()).or_default().clone();
         let mut members = r.members.write();
         if members.contains_key(&conn.id) {
-            return Ok(());
+            return Ok(false);
         }
         if joined >= self.cfg.max_joined {
             return Err(CoreError::invalid(format!(
@@ -110,25 +111,31 @@ impl Rooms {
             }),
         );
         metrics::gauge!("tern_room_members").increment(1.0);
-        Ok(())
+        Ok(members.len() == 1)
     }
 
     /// Returns whether the connection was in the room.
-    pub fn leave(&self, room: &str, conn_id: u64) -> bool {
+    /// Returns whether `conn_id` was a member, and whether the room has no
+    /// member left on this node.
+    pub fn leave(&self, room: &str, conn_id: u64) -> (bool, bool) {
         let mut was = false;
+        let mut emptied = false;
         self.rooms.remove_if(room, |_, r| {
             let mut m = r.members.write();
             was = m.remove(&conn_id).is_some();
-            m.is_empty()
+            emptied = m.is_empty();
+            emptied
         });
         if was {
             metrics::gauge!("tern_room_members").decrement(1.0);
         }
-        was
+        (was, was && emptied)
     }
 
     /// Sends `frame` to every other member, each within its rate cap.
     /// The frame is encoded once by the caller and shared.
+    /// Checks that `from` is a member within its send rate, then delivers
+    /// to this node's other members.
     pub fn broadcast(&self, room: &str, from: &Conn, frame: Bytes) -> CoreResult<Broadcast> {
         let not_member = || CoreError::new(ErrorCode::NotMember, "join the room first");
         let r = self
@@ -136,19 +143,31 @@ impl Rooms {
             .get(room)
             .map(|r| r.clone())
             .ok_or_else(not_member)?;
-        let members = r.members.read();
-        let sender = members.get(&from.id).ok_or_else(not_member)?;
-        let now = Instant::now();
-        if !sender.send.lock().allow(now) {
-            metrics::counter!("tern_room_send_limited_total").increment(1);
-            return Err(CoreError::new(
-                ErrorCode::RateLimited,
-                "room send rate exceeded",
-            ));
+        {
+            let members = r.members.read();
+            let sender = members.get(&from.id).ok_or_else(not_member)?;
+            if !sender.send.lock().allow(Instant::now()) {
+                metrics::counter!("tern_room_send_limited_total").increment(1);
+                return Err(CoreError::new(
+                    ErrorCode::RateLimited,
+                    "room send rate exceeded",
+                ));
+            }
         }
+        Ok(self.deliver(room, Some(from.id), frame))
+    }
+
+    /// Offers `frame` to this node's members of `room` but `except`, each
+    /// within its delivery cap (a frame from another node arrives here).
+    pub fn deliver(&self, room: &str, except: Option<u64>, frame: Bytes) -> Broadcast {
         let mut out = Broadcast::default();
+        let Some(r) = self.rooms.get(room).map(|r| r.clone()) else {
+            return out;
+        };
+        let members = r.members.read();
+        let now = Instant::now();
         for (id, m) in members.iter() {
-            if *id == from.id {
+            if Some(*id) == except {
                 continue;
             }
             if m.deliver.lock().allow(now) && m.conn.push(Outbound::Batched(frame.clone())) {
@@ -159,7 +178,7 @@ impl Rooms {
         }
         metrics::counter!("tern_room_deliveries_total").increment(out.delivered as u64);
         metrics::counter!("tern_room_dropped_total").increment(out.dropped as u64);
-        Ok(out)
+        out
     }
 
     pub fn room_count(&self) -> usize {
@@ -196,8 +215,8 @@ mod tests {
         let rooms = Rooms::new(cfg());
         let (a, arx) = Conn::new("a", "d", 16);
         let (b, brx) = Conn::new("b", "d", 16);
-        rooms.join("r", &a, 0).unwrap();
-        rooms.join("r", &b, 0).unwrap();
+        assert!(rooms.join("r", &a, 0).unwrap());
+        assert!(!rooms.join("r", &b, 0).unwrap());
         for _ in 0..5 {
             rooms.broadcast("r", &a, Bytes::from_static(b"{}")).unwrap();
         }
@@ -212,8 +231,9 @@ mod tests {
             .broadcast("r", &c, Bytes::from_static(b"{}"))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotMember);
-        assert!(rooms.leave("r", a.id));
-        assert!(rooms.leave("r", b.id));
+        assert_eq!(rooms.leave("r", a.id), (true, false));
+        assert_eq!(rooms.leave("r", b.id), (true, true));
+        assert_eq!(rooms.leave("r", b.id), (false, false));
         assert_eq!(rooms.room_count(), 0);
     }
 

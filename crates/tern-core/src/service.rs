@@ -3,8 +3,9 @@
 
 use crate::acks::Acks;
 use crate::auth::Auth;
-use crate::bus::{Bus, Presence};
+use crate::bus::{Bus, Envelope, PlumbingError, Presence, Route};
 use crate::error::{CoreError, CoreResult};
+use crate::fanout::{Fanout, NodeInbound};
 use crate::groups::{GroupView, Groups};
 use crate::hub::{Conn, Hub, Outbound, Push, Registered};
 use crate::now_ms;
@@ -36,6 +37,9 @@ pub struct CoreConfig {
     pub write_limit: usize,
     /// Most members a group may have.
     pub max_group_size: usize,
+    /// Cluster mode: pushes are routed to other nodes through the bus
+    /// (queue of this many pushes); `None` for one node (embedded).
+    pub cluster_queue: Option<usize>,
 }
 
 /// Largest `limit` of a history page.
@@ -77,12 +81,13 @@ pub struct Actor<'a> {
 pub struct Core {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
+    fanout: Arc<Fanout>,
     presence: Arc<dyn Presence>,
     hub: Arc<Hub>,
     auth: Auth,
     pipeline: Pipeline,
     acks: Arc<Acks>,
-    rooms: Rooms,
+    rooms: Arc<Rooms>,
     groups: Arc<Groups>,
     cfg: CoreConfig,
     /// Users known to exist (users are never deleted), to spare a lookup
@@ -99,28 +104,45 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Starts the append pipeline; call from within a tokio runtime.
-    pub fn new(
+    /// Starts the append pipeline and, in cluster mode, the routing task
+    /// and the bus's inbound side; call from within a tokio runtime. The
+    /// node's number is the presence's (it also stamps message ids).
+    pub async fn start(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         presence: Arc<dyn Presence>,
         hub: Arc<Hub>,
         auth: Auth,
-        cfg: CoreConfig,
-    ) -> Core {
+        mut cfg: CoreConfig,
+    ) -> Result<Core, PlumbingError> {
+        cfg.node_id = presence.node();
         let groups = Arc::new(Groups::default());
+        let rooms = Arc::new(Rooms::new(cfg.rooms.clone()));
+        let fanout = Arc::new(match cfg.cluster_queue {
+            Some(queue) => Fanout::cluster(hub.clone(), bus.clone(), presence.clone(), queue),
+            None => Fanout::single(cfg.node_id, hub.clone()),
+        });
+        bus.start(
+            cfg.node_id,
+            Arc::new(NodeInbound {
+                hub: hub.clone(),
+                groups: groups.clone(),
+                rooms: rooms.clone(),
+            }),
+        )
+        .await?;
         let publisher = Publisher {
-            bus: bus.clone(),
+            fanout: fanout.clone(),
             store: store.clone(),
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
         let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max);
-        let rooms = Rooms::new(cfg.rooms.clone());
-        let acks = Acks::start(store.clone(), bus.clone());
-        Core {
+        let acks = Acks::start(store.clone(), fanout.clone());
+        Ok(Core {
             store,
             bus,
+            fanout,
             presence,
             hub,
             auth,
@@ -130,7 +152,7 @@ impl Core {
             groups,
             cfg,
             known_users: Default::default(),
-        }
+        })
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -237,7 +259,7 @@ impl Core {
         let online = self
             .presence
             .online(&[user])
-            .await
+            .await?
             .first()
             .copied()
             .unwrap_or(false);
@@ -263,7 +285,7 @@ impl Core {
     pub async fn friends(&self, user: &str) -> CoreResult<(Vec<(String, bool)>, FriendLists)> {
         let lists = self.store.friends(user).await?;
         let names: Vec<&str> = lists.friends.iter().map(String::as_str).collect();
-        let online = self.presence.online(&names).await;
+        let online = self.presence.online(&names).await?;
         let friends = lists.friends.iter().cloned().zip(online).collect();
         Ok((friends, lists))
     }
@@ -483,7 +505,7 @@ impl Core {
                 ConvId::Dm { .. } => self.audience(&id).await,
                 ConvId::Group(_) => vec![Arc::from(actor.user)],
             };
-            self.bus.publish(Push {
+            self.fanout.push(Push {
                 users,
                 except: Some((actor.user.into(), actor.device.unwrap_or("").into())),
                 out: Outbound::Frame(frame),
@@ -552,7 +574,7 @@ impl Core {
             by: user,
         });
         let users = self.audience(&id).await;
-        self.bus.publish(Push {
+        self.fanout.push(Push {
             users,
             except: None,
             out: Outbound::Frame(frame),
@@ -583,7 +605,7 @@ impl Core {
                 conv,
                 user,
             });
-            self.bus.publish(Push {
+            self.fanout.push(Push {
                 users,
                 except: None,
                 out: Outbound::Frame(frame),
@@ -597,7 +619,7 @@ impl Core {
         if users.len() > LIST_MAX {
             return Err(CoreError::invalid("at most 1000 users per presence query"));
         }
-        Ok(self.presence.online(users).await)
+        Ok(self.presence.online(users).await?)
     }
 
     // ----- groups -----
@@ -785,22 +807,41 @@ impl Core {
     // ----- live rooms -----
 
     /// Joins `conn` to a live room; `joined` is how many it is in already.
-    pub fn room_join(&self, conn: &Arc<Conn>, room: &str, joined: usize) -> CoreResult<()> {
+    pub async fn room_join(&self, conn: &Arc<Conn>, room: &str, joined: usize) -> CoreResult<()> {
         if !is_valid_name(room) {
             return Err(CoreError::invalid(
                 "room must be 1-64 characters of A-Z a-z 0-9 _ . -",
             ));
         }
-        self.rooms.join(room, conn, joined)
+        if self.rooms.join(room, conn, joined)? && self.fanout.is_cluster() {
+            if let Err(e) = self.presence.room_joined(room).await {
+                self.rooms.leave(room, conn.id);
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 
     /// Returns whether the connection was in the room.
-    pub fn room_leave(&self, conn: &Conn, room: &str) -> bool {
-        self.rooms.leave(room, conn.id)
+    pub async fn room_leave(&self, conn: &Conn, room: &str) -> bool {
+        let (was, emptied) = self.rooms.leave(room, conn.id);
+        if emptied && self.fanout.is_cluster() {
+            if let Err(e) = self.presence.room_left(room).await {
+                // The room's entry names a node without members: other
+                // nodes send it frames it drops, until it expires.
+                tracing::warn!(error = %e, room, "cannot record leaving a room");
+            }
+        }
+        was
     }
 
     /// Broadcasts to the room's other members; nothing is stored.
-    pub fn room_send(&self, conn: &Conn, room: &str, content: Option<&RawValue>) -> CoreResult<()> {
+    pub async fn room_send(
+        &self,
+        conn: &Conn,
+        room: &str,
+        content: Option<&RawValue>,
+    ) -> CoreResult<()> {
         let content = content.ok_or_else(|| CoreError::invalid("content is required"))?;
         if content.get().len() > self.cfg.content_bytes {
             return Err(CoreError::new(
@@ -815,31 +856,78 @@ impl Core {
             content,
             ts: now_ms(),
         });
-        self.rooms.broadcast(room, conn, frame)?;
+        self.rooms.broadcast(room, conn, frame.clone())?;
+        if self.fanout.is_cluster() {
+            // Once to each other node with members; each fans out locally
+            // under the same per-device cap.
+            let nodes = self.presence.room_nodes(room).await?;
+            self.fanout.to_nodes(
+                &nodes,
+                &Envelope::Room {
+                    room: room.into(),
+                    frame,
+                },
+            );
+        }
         Ok(())
     }
 
     // ----- connections -----
 
     /// Registers an authenticated connection: replaces the same device's
-    /// older connection (4009) and tells online friends when this is the
-    /// user's first device.
-    pub async fn connect(&self, conn: Arc<Conn>) {
+    /// older connection (4009), on this node or another, and tells online
+    /// friends when this is the user's first device.
+    pub async fn connect(&self, conn: Arc<Conn>) -> CoreResult<()> {
         let user = conn.user.clone();
-        let Registered { replaced, .. } = self.hub.register(conn);
+        let route = Route {
+            node: self.fanout.node(),
+            conn: conn.id,
+        };
+        let found = self.presence.connected(&user, &conn.device, route).await;
+        let Registered { replaced, .. } = self.hub.register(conn.clone());
         if let Some(old) = replaced {
             old.kick(close::REPLACED);
         }
-        if self.presence.connected(&user).await {
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                self.hub.unregister(&conn);
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = found.replaced {
+            if old.node != route.node {
+                self.fanout.to_node(
+                    old.node,
+                    &Envelope::Kick {
+                        user: user.clone(),
+                        conn: old.conn,
+                        code: close::REPLACED,
+                    },
+                );
+            }
+        }
+        if found.first {
             self.announce_presence(&user, true).await;
         }
+        Ok(())
     }
 
     /// Unregisters a connection that has ended.
     pub async fn disconnect(&self, conn: &Conn) {
         self.hub.unregister(conn);
-        if self.presence.disconnected(&conn.user).await {
-            self.announce_presence(&conn.user, false).await;
+        let route = Route {
+            node: self.fanout.node(),
+            conn: conn.id,
+        };
+        match self
+            .presence
+            .disconnected(&conn.user, &conn.device, route)
+            .await
+        {
+            Ok(true) => self.announce_presence(&conn.user, false).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "presence: cannot record a disconnect"),
         }
     }
 
@@ -855,7 +943,13 @@ impl Core {
             return;
         }
         let names: Vec<&str> = friends.iter().map(String::as_str).collect();
-        let flags = self.presence.online(&names).await;
+        let flags = match self.presence.online(&names).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot look up friends");
+                return;
+            }
+        };
         let users: Vec<Arc<str>> = names
             .iter()
             .zip(flags)
@@ -871,7 +965,7 @@ impl Core {
             online,
             ts: now_ms(),
         });
-        self.bus.publish(Push {
+        self.fanout.push(Push {
             users,
             except: None,
             out: Outbound::Frame(frame),
@@ -886,8 +980,41 @@ impl Core {
         Ok(self.store.offline_fetch(user, cap).await?)
     }
 
-    pub async fn health(&self) -> CoreResult<()> {
-        Ok(self.store.health().await?)
+    /// Each backend's state: the store, then the bus and presence.
+    pub async fn health(&self) -> Health {
+        let (store, bus, presence) = tokio::join!(
+            self.store.health(),
+            self.bus.health(),
+            self.presence.health()
+        );
+        Health {
+            store: store.map_err(|e| e.to_string()),
+            bus: bus.map_err(|e| e.to_string()),
+            presence: presence.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// This node's number.
+    pub fn node(&self) -> u16 {
+        self.fanout.node()
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.fanout.is_cluster()
+    }
+}
+
+/// What [`Core::health`] found, per backend.
+#[derive(Debug)]
+pub struct Health {
+    pub store: Result<(), String>,
+    pub bus: Result<(), String>,
+    pub presence: Result<(), String>,
+}
+
+impl Health {
+    pub fn ok(&self) -> bool {
+        self.store.is_ok() && self.bus.is_ok() && self.presence.is_ok()
     }
 }
 
