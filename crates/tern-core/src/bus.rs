@@ -25,7 +25,10 @@ pub type NodeId = u16;
 #[derive(Debug, thiserror::Error)]
 pub enum PlumbingError {
     #[error("{0} is unavailable")]
-    Unavailable(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(
+        &'static str,
+        #[source] Box<dyn std::error::Error + Send + Sync>,
+    ),
     #[error("{0} queue is full")]
     Full(&'static str),
     #[error("malformed envelope: {0}")]
@@ -51,7 +54,11 @@ pub enum Envelope {
     Push(Push),
     /// Close connection `conn` of `user` with `code` (the same device
     /// logged in on another node: 4009).
-    Kick { user: Arc<str>, conn: u64, code: u16 },
+    Kick {
+        user: Arc<str>,
+        conn: u64,
+        code: u16,
+    },
     /// A live-room frame for the receiving node's members of `room`.
     Room { room: Arc<str>, frame: Bytes },
     /// A group's membership changed: drop cached member lists.
@@ -87,9 +94,17 @@ enum Header {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum OutHead {
-    Frame { len: usize },
-    Batched { len: usize },
-    Msg { conv: Arc<str>, seq: u64, len: usize },
+    Frame {
+        len: usize,
+    },
+    Batched {
+        len: usize,
+    },
+    Msg {
+        conv: Arc<str>,
+        seq: u64,
+        len: usize,
+    },
 }
 
 impl OutHead {
@@ -156,7 +171,9 @@ impl Envelope {
                 },
                 [Some(frame), None],
             ),
-            Envelope::GroupChanged { gid } => (Header::GroupChanged { gid: gid.clone() }, [None, None]),
+            Envelope::GroupChanged { gid } => {
+                (Header::GroupChanged { gid: gid.clone() }, [None, None])
+            }
         };
         let body: usize = frames.iter().flatten().map(|f| f.len()).sum();
         let mut buf = BytesMut::with_capacity(body + 128);
@@ -489,7 +506,9 @@ mod tests {
             ),
             push(
                 Outbound::Batched(frame.clone()),
-                Some(Outbound::Batched(Bytes::from_static(b"{\"type\":\"notify\"}"))),
+                Some(Outbound::Batched(Bytes::from_static(
+                    b"{\"type\":\"notify\"}",
+                ))),
             ),
             push(Outbound::Frame(Bytes::from_static(b"{}")), None),
             Envelope::Kick {

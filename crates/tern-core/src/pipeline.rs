@@ -253,7 +253,11 @@ impl Publisher {
     /// other nodes change memberships too, so the cached view is used only
     /// while its version is the store's, and membership changes always
     /// reload it (the store has applied them by now).
-    async fn cluster_view(&self, gid: &str, change: Option<&MemberChange>) -> Option<Arc<GroupView>> {
+    async fn cluster_view(
+        &self,
+        gid: &str,
+        change: Option<&MemberChange>,
+    ) -> Option<Arc<GroupView>> {
         let cached = self.groups.get(gid);
         if let (Some(v), None) = (&cached, change) {
             match self.store.group_version(gid).await {

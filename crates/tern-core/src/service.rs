@@ -560,6 +560,39 @@ impl Core {
             .await?)
     }
 
+    /// Messages of `conv` strictly between `after` and `before` that `user`
+    /// can see and did not send (a device's own sends are answered, not
+    /// pushed), for a device whose pushes skipped them. At most 100; empty
+    /// when the store does not answer within 2 s (the client then fills
+    /// the gap from history itself).
+    pub async fn gap_fill(
+        &self,
+        user: &str,
+        conv: &str,
+        after: u64,
+        before: u64,
+    ) -> Vec<StoredMessage> {
+        metrics::counter!("tern_gap_fills_total").increment(1);
+        let q = HistoryQuery {
+            before_seq: Some(before),
+            after_seq: Some(after),
+            limit: u32::try_from(before - after - 1).unwrap_or(100).min(100),
+        };
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.store.history(user, conv, q),
+        )
+        .await
+        {
+            Ok(Ok(msgs)) => msgs.into_iter().filter(|m| m.from != user).collect(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, conv, "gap fill failed");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
         let id = self.access(user, conv, false).await?;
         let m = self

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tern_core::auth::Auth;
 use tern_core::rooms::RoomConfig;
-use tern_core::{Core, CoreConfig, Hub, LocalBus, LocalPresence};
-use tern_store_sqlite::{SqliteOptions, SqliteStore};
+use tern_core::{Core, CoreConfig, Hub};
 use tokio::sync::{watch, Notify};
 
 /// Shared by every handler and session.
@@ -97,7 +96,11 @@ impl App {
     async fn build(cfg: Config, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<App>> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        let secret = load_secret(&cfg)?;
+        let mut backends = crate::backends::open(&cfg).await?;
+        let secret = match backends.shared_secret.take() {
+            Some(s) => s,
+            None => load_secret(&cfg)?,
+        };
         let auth = Auth::new(
             &secret,
             cfg.auth.token_ttl_secs,
@@ -105,17 +108,11 @@ impl App {
             cfg.auth.argon2_t_cost,
         )
         .context("auth settings")?;
-        let dir = cfg.data_dir.clone();
-        let store =
-            tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
-                .await
-                .context("opening the store")?
-                .context("opening the embedded store")?;
         let hub = Arc::new(Hub::new());
-        let core = Core::new(
-            Arc::new(store),
-            Arc::new(LocalBus::new(hub.clone())),
-            Arc::new(LocalPresence::new()),
+        let core = Core::start(
+            backends.store,
+            backends.bus,
+            backends.presence,
             hub,
             auth,
             CoreConfig {
@@ -131,7 +128,15 @@ impl App {
                 },
                 write_limit: cfg.groups.write_limit,
                 max_group_size: cfg.groups.max_size,
+                cluster_queue: backends.cluster.then_some(cfg.cluster.fanout_queue),
             },
+        )
+        .await
+        .context("starting the bus")?;
+        tracing::info!(
+            node = core.node(),
+            cluster = core.is_cluster(),
+            "node started"
         );
         let prometheus = prometheus();
         Hot::describe();

@@ -21,6 +21,116 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub rooms: RoomsConfig,
     pub groups: GroupsConfig,
+    pub store: StoreConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Where messages, users and groups live.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: the embedded SQLite store under `data_dir`. `postgres://...`
+    /// or `mysql://...`: a shared SQL database (cluster mode).
+    pub url: String,
+    /// Connections each node keeps to a SQL database.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Cluster plumbing. Both URLs empty: one node, presence and fan-out in
+/// memory. Both set: this node joins the cluster that shares these
+/// services (and the SQL store).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Redis: presence, device routes, live nodes, room membership.
+    pub redis_url: String,
+    /// NATS with JetStream: pushes between nodes.
+    pub nats_url: String,
+    /// Names this cluster's Redis keys, JetStream stream and subjects, so
+    /// that several clusters can share the services.
+    pub name: String,
+    /// How often a node renews its liveness in Redis.
+    pub heartbeat_ms: u64,
+    /// A node that stops renewing counts as dead after this long: its
+    /// routes and presence no longer count.
+    pub expiry_ms: u64,
+    /// Pushes waiting for routing on one node; more are dropped (and
+    /// caught up from the offline queue).
+    pub fanout_queue: usize,
+    /// A push another node did not confirm within this time is delivered
+    /// to it again.
+    pub ack_wait_ms: u64,
+    /// Fault injection for tests: this share (0-100) of the pushes arriving
+    /// from other nodes is dropped unconfirmed, as a broken link would.
+    pub drop_inbound_percent: u8,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("name", &self.name)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("expiry_ms", &self.expiry_ms)
+            .field("fanout_queue", &self.fanout_queue)
+            .field("ack_wait_ms", &self.ack_wait_ms)
+            .field("drop_inbound_percent", &self.drop_inbound_percent)
+            .finish()
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            max_connections: 16,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            nats_url: String::new(),
+            name: "tern".into(),
+            heartbeat_ms: 3000,
+            expiry_ms: 15_000,
+            fanout_queue: 65_536,
+            ack_wait_ms: 2000,
+            drop_inbound_percent: 0,
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty() || !self.nats_url.is_empty()
+    }
+}
+
+/// A URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -149,6 +259,8 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             rooms: RoomsConfig::default(),
             groups: GroupsConfig::default(),
+            store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -251,6 +363,40 @@ impl Config {
         }
         if l.storm_window_ms > 10_000 {
             return bad("limits.storm_window_ms must be at most 10000");
+        }
+        let url = &self.store.url;
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("mysql://")
+            || url.starts_with("mariadb://"))
+        {
+            return bad("store.url must be empty (embedded) or a postgres:// or mysql:// URL");
+        }
+        if self.store.max_connections == 0 {
+            return bad("store.max_connections must be > 0");
+        }
+        let c = &self.cluster;
+        if c.enabled() {
+            if c.redis_url.is_empty() || c.nats_url.is_empty() {
+                return bad("cluster mode needs both cluster.redis_url and cluster.nats_url");
+            }
+            if url.is_empty() {
+                return bad("cluster mode needs a shared store: set store.url");
+            }
+            if c.name.is_empty() || !tern_proto::ids::is_valid_name(&c.name) || c.name.contains('.')
+            {
+                return bad("cluster.name must be 1-64 characters of A-Z a-z 0-9 _ -");
+            }
+            if c.heartbeat_ms < 100 || c.expiry_ms < 3 * c.heartbeat_ms || c.expiry_ms > 30_000 {
+                return bad("cluster.heartbeat_ms must be >= 100 and cluster.expiry_ms between 3 heartbeats and 30000");
+            }
+            if c.drop_inbound_percent > 100 {
+                return bad("cluster.drop_inbound_percent must be at most 100");
+            }
+            if c.fanout_queue < 16 || c.ack_wait_ms < 100 {
+                return bad("cluster.fanout_queue must be >= 16 and cluster.ack_wait_ms >= 100");
+            }
         }
         if self.auth.argon2_m_cost_kib < 8 || self.auth.argon2_t_cost == 0 {
             return bad("auth.argon2_m_cost_kib must be >= 8 and argon2_t_cost >= 1");

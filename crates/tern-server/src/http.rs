@@ -326,9 +326,38 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> ApiResult<Response> {
-    app.core.health().await?;
-    Ok(Json(json!({"status": "ok"})).into_response())
+/// 200 when every backend answers, else 503; the body names each
+/// backend this node uses and its state (and, on 503, carries the usual
+/// error fields too).
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let h = app.core.health().await;
+    let state = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("down: {e}"),
+    };
+    let mut backends = serde_json::Map::new();
+    backends.insert("store".into(), state(&h.store).into());
+    if app.core.is_cluster() {
+        backends.insert("redis".into(), state(&h.presence).into());
+        backends.insert("bus".into(), state(&h.bus).into());
+    }
+    if h.ok() {
+        return Json(json!({"status": "ok", "node": app.core.node(), "backends": backends}))
+            .into_response();
+    }
+    let down: Vec<&str> = backends
+        .iter()
+        .filter(|(_, v)| v.as_str() != Some("ok"))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let body = json!({
+        "status": "unavailable",
+        "code": "unavailable",
+        "message": format!("backend down: {}", down.join(", ")),
+        "node": app.core.node(),
+        "backends": backends,
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

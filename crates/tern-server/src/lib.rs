@@ -3,6 +3,7 @@
 //! so tests run real servers on port 0.
 
 mod app;
+mod backends;
 pub mod config;
 mod http;
 pub mod metrics;

@@ -66,7 +66,13 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
         return;
     };
     let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
-    Box::pin(app.core.connect(conn.clone())).await;
+    if let Err(e) = Box::pin(app.core.connect(conn.clone())).await {
+        let _ = socket
+            .send(text(error_frame(None, e.code, &e.message)))
+            .await;
+        let _ = socket.send(close_msg(1011, "presence unavailable")).await;
+        return;
+    }
     app.hot.connections.increment(1.0);
 
     let pending = Mutex::new(Pending::default());
@@ -97,7 +103,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     .await;
     drop(reading);
     for room in rooms.into_inner() {
-        app.core.room_leave(&conn, &room);
+        app.core.room_leave(&conn, &room).await;
     }
     app.hot.connections.decrement(1.0);
     Box::pin(app.core.disconnect(&conn)).await;
@@ -516,8 +522,11 @@ async fn handle(
         }
         FrameType::Join => {
             let room = need(f.room.as_deref(), "room")?;
+            // Frames of a connection are handled one at a time, so the list
+            // cannot change between these two steps.
+            let joined = rooms.lock().len();
+            app.core.room_join(conn, room, joined).await?;
             let mut rooms = rooms.lock();
-            app.core.room_join(conn, room, rooms.len())?;
             if !rooms.iter().any(|r| r == room) {
                 rooms.push(room.to_owned());
             }
@@ -525,13 +534,13 @@ async fn handle(
         }
         FrameType::Leave => {
             let room = need(f.room.as_deref(), "room")?;
-            app.core.room_leave(conn, room);
+            app.core.room_leave(conn, room).await;
             rooms.lock().retain(|r| r != room);
             ok(encode(&OkFrame::new(id, Empty {})))
         }
         FrameType::RoomSend => {
             let room = need(f.room.as_deref(), "room")?;
-            app.core.room_send(conn, room, f.content)?;
+            app.core.room_send(conn, room, f.content).await?;
             ok(encode(&OkFrame::new(id, Empty {})))
         }
         FrameType::ReadStatus => {
@@ -561,7 +570,18 @@ const BATCH_MAX: usize = 256;
 /// The connection's write-side bookkeeping between socket writes.
 struct WriterState<'a> {
     pending: &'a Mutex<Pending>,
-    offline_max: HashMap<Arc<str>, u64>,
+    /// Per conversation, the highest seq pushed to this connection (the
+    /// offline batch included). A message push at or below it is not
+    /// written: it was pushed already, or a newer one was (pushes from
+    /// different nodes can arrive out of order; the client fills such a
+    /// gap from history). So a device never sees a conversation's seqs go
+    /// backwards.
+    pushed: HashMap<Arc<str>, u64>,
+    /// Cluster mode: a message push that skipped seqs after a known one
+    /// (another node's push for them is late or lost) leaves the range
+    /// here, to be filled from the store before it is written.
+    fill_gaps: bool,
+    gap: Option<(Arc<str>, u64, u64)>,
     ack_timeout: Duration,
     max_unacked: usize,
     next_wake: Option<Instant>,
@@ -604,18 +624,35 @@ impl WriterState<'_> {
 
     /// Records a message push until it is acknowledged.
     fn track(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, conn: &Conn) -> Option<Bytes> {
-        if self.offline_max.get(&conv).is_some_and(|m| seq <= *m) {
-            return None;
+        match self.pushed.get_mut(&conv) {
+            Some(last) if seq <= *last => {
+                metrics::counter!("tern_stale_pushes_total").increment(1);
+                return None;
+            }
+            Some(last) => {
+                if self.fill_gaps && seq > *last + 1 {
+                    self.gap = Some((conv.clone(), *last, seq));
+                }
+                *last = seq;
+            }
+            None => {
+                self.pushed.insert(conv.clone(), seq);
+            }
         }
+        self.record(conv, seq, frame.clone(), conn);
+        Some(frame)
+    }
+
+    /// Tracks a written message push until it is acknowledged.
+    fn record(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, conn: &Conn) {
         let due = Instant::now() + self.ack_timeout;
-        let n = self.pending.lock().add(conv, seq, frame.clone(), due);
+        let n = self.pending.lock().add(conv, seq, frame, due);
         if n > self.max_unacked {
             conn.kick(close::POLICY);
         }
         if self.next_wake.is_none_or(|w| due < w) {
             self.next_wake = Some(due);
         }
-        Some(frame)
     }
 
     /// The held frames as one frame: alone if there is one, else
@@ -678,7 +715,9 @@ async fn run<'a>(
     let next_wake = pending.lock().next_due();
     let mut st = WriterState {
         pending,
-        offline_max,
+        pushed: offline_max,
+        fill_gaps: app.core.is_cluster(),
+        gap: None,
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
         max_unacked: lim.max_unacked,
         next_wake,
@@ -734,7 +773,19 @@ async fn run<'a>(
             out = rx.recv_async() => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
-                    for frame in st.prepare(out, conn).into_iter().flatten() {
+                    let [held, frame] = st.prepare(out, conn);
+                    let mut frames = vec![held];
+                    if let Some((conv, after, before)) = st.gap.take() {
+                        // Written before `frame`: the device sees the
+                        // conversation in seq order.
+                        for m in app.core.gap_fill(&conn.user, &conv, after, before).await {
+                            let f = encode_msg_push(&m);
+                            st.record(conv.clone(), m.seq, f.clone(), conn);
+                            frames.push(Some(f));
+                        }
+                    }
+                    frames.push(frame);
+                    for frame in frames.into_iter().flatten() {
                         if socket.feed(text(frame)).await.is_err() {
                             break 'run 1000;
                         }

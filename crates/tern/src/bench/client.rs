@@ -23,35 +23,50 @@ pub type Stream = SplitStream<Ws>;
 /// Every bench user gets this password.
 const PASSWORD: &str = "bench-password";
 
-/// Where the server is and how to reach it.
+/// Where the server's nodes are and how to reach them. Setup (users,
+/// groups) goes to the first node; connections are spread over all of
+/// them, connection `i` to node `i % nodes`.
 #[derive(Clone)]
 pub struct Target {
     pub http: String,
-    pub ws: String,
-    pub addr: SocketAddr,
+    /// Per node: the WebSocket URL and the socket address.
+    pub nodes: Vec<(String, SocketAddr)>,
     http_client: reqwest::Client,
 }
 
 impl Target {
-    pub async fn new(url: &str) -> anyhow::Result<Target> {
-        let http = url.trim_end_matches('/').to_owned();
-        let host = http
-            .strip_prefix("http://")
-            .ok_or_else(|| anyhow!("--url must start with http:// (got {url})"))?;
-        let addr = tokio::net::lookup_host(host)
-            .await
-            .with_context(|| format!("resolving {host}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+    pub async fn new(urls: &[String]) -> anyhow::Result<Target> {
+        let mut nodes = Vec::with_capacity(urls.len());
+        for url in urls {
+            let url = url.trim_end_matches('/');
+            let host = url
+                .strip_prefix("http://")
+                .ok_or_else(|| anyhow!("--url must start with http:// (got {url})"))?;
+            let addr = tokio::net::lookup_host(host)
+                .await
+                .with_context(|| format!("resolving {host}"))?
+                .next()
+                .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+            nodes.push((format!("ws://{host}/v1/ws"), addr));
+        }
+        let http = urls
+            .first()
+            .ok_or_else(|| anyhow!("at least one --url"))?
+            .trim_end_matches('/')
+            .to_owned();
         let http_client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?;
         Ok(Target {
-            ws: format!("ws://{host}/v1/ws"),
             http,
-            addr,
+            nodes,
             http_client,
         })
+    }
+
+    /// The first node's address (to tell whether the server is on loopback).
+    pub fn addr(&self) -> SocketAddr {
+        self.nodes[0].1
     }
 
     async fn post(
@@ -163,15 +178,18 @@ impl Target {
         Ok(gid)
     }
 
-    /// Opens an authenticated WebSocket for `token`/`device` and waits for
-    /// `offline_done`, so the connection is quiet when this returns.
+    /// Opens an authenticated WebSocket for `token`/`device` on node
+    /// `i % nodes` and waits for `offline_done`, so the connection is quiet
+    /// when this returns.
     pub async fn connect(
         &self,
+        i: usize,
         token: &str,
         device: &str,
         source: Option<IpAddr>,
     ) -> anyhow::Result<Ws> {
-        let socket = if self.addr.is_ipv4() {
+        let (ws_url, addr) = &self.nodes[i % self.nodes.len()];
+        let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
             TcpSocket::new_v6()?
@@ -179,9 +197,9 @@ impl Target {
         if let Some(ip) = source {
             socket.bind(SocketAddr::new(ip, 0))?;
         }
-        let stream = socket.connect(self.addr).await?;
+        let stream = socket.connect(*addr).await?;
         stream.set_nodelay(true)?;
-        let url = format!("{}?token={token}&device={device}", self.ws);
+        let url = format!("{ws_url}?token={token}&device={device}");
         let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
         loop {
             let m = ws
@@ -215,7 +233,7 @@ impl Target {
                 let bar = bar.clone();
                 let src = source(i);
                 async move {
-                    let ws = self.connect(token, device, src).await?;
+                    let ws = self.connect(i, token, device, src).await?;
                     bar.inc(1);
                     Ok::<_, anyhow::Error>((i, ws))
                 }

@@ -51,7 +51,10 @@ pub async fn run(a: ConnectArgs) -> anyhow::Result<Report> {
     for i in 0..procs {
         let n = a.conns / procs + usize::from(i < a.conns % procs);
         let mut child = Command::new(&exe)
-            .args(["bench", "connect", "--url", &c.url, "--prefix"])
+            .arg("bench")
+            .arg("connect")
+            .args(c.url.iter().flat_map(|u| ["--url", u.as_str()]))
+            .arg("--prefix")
             .arg(format!("{prefix}-w{i}"))
             .args([
                 "--conns",
@@ -155,7 +158,7 @@ pub async fn worker(a: ConnectArgs, index: usize) -> anyhow::Result<()> {
         bail!("the parent went away");
     }
 
-    let source: Option<IpAddr> = match target.addr.ip() {
+    let source: Option<IpAddr> = match target.addr().ip() {
         IpAddr::V4(ip) if ip.is_loopback() => {
             Some(IpAddr::from([127, 0, 0, 2 + (index % 250) as u8]))
         }
@@ -169,7 +172,7 @@ pub async fn worker(a: ConnectArgs, index: usize) -> anyhow::Result<()> {
             let token = tokens[i / devices].clone();
             async move {
                 target
-                    .connect(&token, &format!("d{}", i % devices), source)
+                    .connect(i, &token, &format!("d{}", i % devices), source)
                     .await
             }
         })

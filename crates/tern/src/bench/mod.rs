@@ -35,8 +35,10 @@ pub enum BenchCmd {
 #[derive(Args, Clone)]
 pub struct Common {
     /// Server base URL (HTTP); the WebSocket endpoint is derived from it.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Repeat it for the nodes of a cluster: connections are spread over
+    /// them in turn, setup goes to the first.
+    #[arg(long = "url", default_values_t = ["http://127.0.0.1:8080".to_owned()], num_args = 1)]
+    pub url: Vec<String>,
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     pub json: bool,

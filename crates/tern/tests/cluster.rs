@@ -1,0 +1,916 @@
+//! Cluster mode end to end: real `tern serve` processes sharing the
+//! machine's PostgreSQL (or MariaDB), Redis and NATS, with the two sides of
+//! every feature on different nodes.
+//!
+//! Each test gets its own cluster name (its own Redis keys, JetStream
+//! stream and subjects) and its own fresh schema or database, so tests run
+//! in parallel without seeing each other. Without a service the tests are
+//! skipped with a message, except under CI (`CI` set), where a missing
+//! service fails the run.
+
+#[path = "../../tern-server/tests/it/common.rs"]
+#[allow(dead_code)]
+mod common;
+mod support;
+
+use common::{dm, seqs, Client};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+
+use std::time::Duration;
+use support::{tern_cmd, Tern, WAIT};
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sql {
+    Postgres,
+    MySql,
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// `host:port` of a URL like `scheme://user@host:port/db`.
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+}
+
+fn random_hex() -> String {
+    let n: u64 = rand_u64();
+    format!("{n:016x}")
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Whether every service the cluster needs answers; `None` skips the test
+/// (outside CI).
+async fn services(sql: Sql) -> Option<()> {
+    let store = match sql {
+        Sql::Postgres => env_or("TERN_TEST_POSTGRES_URL", PG_URL),
+        Sql::MySql => env_or("TERN_TEST_MYSQL_URL", MYSQL_URL),
+    };
+    for (what, url) in [
+        ("the SQL store", store),
+        ("Redis", env_or("TERN_TEST_REDIS_URL", REDIS_URL)),
+        ("NATS", env_or("TERN_TEST_NATS_URL", NATS_URL)),
+    ] {
+        let addr = host_port(&url);
+        let up = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !up {
+            if std::env::var_os("CI").is_some() {
+                panic!("{what} is not reachable at {addr} (CI must run the cluster tests)");
+            }
+            eprintln!("skipping: {what} not reachable at {addr}");
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// A fresh schema (PostgreSQL) or database (MySQL), dropped at the end.
+struct Db {
+    sql: Sql,
+    name: String,
+    admin_url: String,
+    url: String,
+}
+
+impl Db {
+    async fn create(sql: Sql) -> Db {
+        let name = format!("tern_c_{}", random_hex());
+        match sql {
+            Sql::Postgres => {
+                use sqlx::Connection;
+                let admin_url = env_or("TERN_TEST_POSTGRES_URL", PG_URL);
+                let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE SCHEMA {name}"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                let sep = if admin_url.contains('?') { '&' } else { '?' };
+                let url = format!("{admin_url}{sep}options=-c%20search_path%3D{name}");
+                Db {
+                    sql,
+                    name,
+                    admin_url,
+                    url,
+                }
+            }
+            Sql::MySql => {
+                use sqlx::Connection;
+                let admin_url = env_or("TERN_TEST_MYSQL_URL", MYSQL_URL);
+                let mut c = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                let base = admin_url.rsplit_once('/').unwrap().0;
+                let url = format!("{base}/{name}");
+                Db {
+                    sql,
+                    name,
+                    admin_url,
+                    url,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let (sql, name, url) = (self.sql, self.name.clone(), self.admin_url.clone());
+        // Drop runs outside async: a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use sqlx::Connection;
+                match sql {
+                    Sql::Postgres => {
+                        if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                            let q = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                            let _ = sqlx::query(&q).execute(&mut c).await;
+                        }
+                    }
+                    Sql::MySql => {
+                        if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
+                            let q = format!("DROP DATABASE IF EXISTS {name}");
+                            let _ = sqlx::query(&q).execute(&mut c).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A cluster under test: its name, store and nodes.
+struct Cluster {
+    name: String,
+    db: Db,
+    data: tempfile::TempDir,
+    /// Extra `TERN_*` settings every node gets.
+    env: Vec<(String, String)>,
+    nodes: Vec<Tern>,
+}
+
+impl Cluster {
+    /// `n` nodes, or `None` when a service is missing (outside CI).
+    async fn start(sql: Sql, n: usize, env: &[(&str, &str)]) -> Option<Cluster> {
+        services(sql).await?;
+        let mut c = Cluster {
+            name: format!("t{}", random_hex()),
+            db: Db::create(sql).await,
+            data: tempfile::tempdir().unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            nodes: Vec::new(),
+        };
+        for _ in 0..n {
+            let node = c.spawn(&[]).await;
+            c.nodes.push(node);
+        }
+        Some(c)
+    }
+
+    /// Starts one more node process (not added to `nodes`).
+    async fn spawn(&self, extra: &[(&str, &str)]) -> Tern {
+        let i = rand_u64();
+        let data = self.data.path().join(format!("node-{i:x}"));
+        let data = data.to_str().unwrap();
+        let mut cmd = tern_cmd(&["serve", "--listen", "127.0.0.1:0", "--data", data]);
+        cmd.env("TERN_STORE__URL", &self.db.url)
+            .env(
+                "TERN_CLUSTER__REDIS_URL",
+                env_or("TERN_TEST_REDIS_URL", REDIS_URL),
+            )
+            .env(
+                "TERN_CLUSTER__NATS_URL",
+                env_or("TERN_TEST_NATS_URL", NATS_URL),
+            )
+            .env("TERN_CLUSTER__NAME", &self.name)
+            .env("TERN_CLUSTER__HEARTBEAT_MS", "300")
+            .env("TERN_CLUSTER__EXPIRY_MS", "1500")
+            .env("TERN_CLUSTER__ACK_WAIT_MS", "500")
+            .env("TERN_DELIVERY__ACK_TIMEOUT_MS", "60000");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Tern::spawn(cmd).await
+    }
+
+    fn node(&self, i: usize) -> &Tern {
+        &self.nodes[i % self.nodes.len()]
+    }
+}
+
+// ----- helpers on a node -----
+
+/// An authenticated WebSocket on `node`; returns it with the offline batch.
+async fn connect_offline(node: &Tern, token: &str, device: &str) -> (Client, Vec<Value>) {
+    let mut c = Client::open(&format!("ws://{}/v1/ws", node.addr)).await;
+    let ok = c
+        .request(json!({"type": "auth", "token": token, "device": device}))
+        .await;
+    assert_eq!(ok["type"], "ok", "auth: {ok}");
+    let mut msgs = Vec::new();
+    loop {
+        let f = c.next().await;
+        match f["type"].as_str() {
+            Some("msg") => msgs.push(f["msg"].clone()),
+            Some("offline_done") => return (c, msgs),
+            _ => panic!("unexpected frame before offline_done: {f}"),
+        }
+    }
+}
+
+async fn connect(node: &Tern, token: &str, device: &str) -> Client {
+    connect_offline(node, token, device).await.0
+}
+
+async fn new_group(node: &Tern, token: &str, members: &[&str]) -> String {
+    let (st, b) = node
+        .call(
+            reqwest::Method::POST,
+            "/v1/groups",
+            Some(token),
+            Some(json!({"name": "team", "members": members})),
+        )
+        .await;
+    assert_eq!(st, 201, "create group: {b}");
+    b["group"].as_str().unwrap().to_owned()
+}
+
+async fn history(node: &Tern, token: &str, conv: &str) -> Value {
+    let (st, b) = node
+        .get(
+            &format!("/v1/conversations/{conv}/messages?limit=500"),
+            token,
+        )
+        .await;
+    assert_eq!(st, 200, "history: {b}");
+    b["msgs"].clone()
+}
+
+/// Waits (polling) until `f` holds, or panics after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !f().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn is_online(node: &Tern, token: &str, user: &str) -> bool {
+    let (st, b) = node.get(&format!("/v1/users/{user}"), token).await;
+    assert_eq!(st, 200, "{b}");
+    b["online"].as_bool().unwrap()
+}
+
+// ----- the tests -----
+
+/// 1:1 messaging with each party on its own node: push, ack and delivered
+/// receipt, read receipt to the reader's other device, the sender's other
+/// device, typing, recall, delete, sync and history from a third node,
+/// presence of friends, and same-device replacement across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_across_nodes() {
+    let Some(c) = Cluster::start(Sql::Postgres, 3, &[]).await else {
+        return;
+    };
+    let (n0, n1, n2) = (c.node(0), c.node(1), c.node(2));
+    let a = n0.user("alice").await;
+    let b = n1.user("bob").await;
+
+    // Friends, then presence: bob online on node 1 sees alice arrive on node 0.
+    for (node, tok, other) in [(n0, &a, "bob"), (n1, &b, "alice")] {
+        let (st, _) = node
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/friends/{other}"),
+                Some(tok),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    let mut bob = connect(n1, &b, "phone").await;
+    let mut alice = connect(n0, &a, "laptop").await;
+    let p = bob.next_of("presence").await;
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("alice"), Some(true))
+    );
+    let mut alice_tab = connect(n2, &a, "tablet").await;
+    assert!(is_online(n2, &b, "alice").await);
+
+    // Send on node 0, delivered on node 1 and to alice's tablet on node 2.
+    let ok = alice.send_text("bob", "m1", "hello").await;
+    let conv = dm("alice", "bob");
+    assert_eq!(
+        (ok["conv"].as_str(), ok["seq"].as_u64()),
+        (Some(conv.as_str()), Some(1))
+    );
+    let m = bob.next_msg().await;
+    assert_eq!(
+        (m["seq"].as_u64(), m["content"].as_str()),
+        (Some(1), Some("hello"))
+    );
+    assert_eq!(m["msg_id"], ok["msg_id"]);
+    assert_eq!(alice_tab.next_msg().await["msg_id"], ok["msg_id"]);
+
+    // Ack on node 1: the delivered receipt reaches both of alice's devices.
+    bob.send(json!({"type": "ack", "conv": conv, "seq": 1}))
+        .await;
+    for d in [&mut alice, &mut alice_tab] {
+        let r = d.next_of("receipt").await;
+        assert_eq!(
+            (r["by"].as_str(), r["delivered_seq"].as_u64()),
+            (Some("bob"), Some(1))
+        );
+    }
+    // Read on node 1: alice's devices get the read receipt.
+    bob.ok(json!({"type": "read", "conv": conv, "seq": 1}))
+        .await;
+    let r = alice_tab.next_of("receipt").await;
+    assert_eq!(r["read_seq"].as_u64(), Some(1));
+
+    // Typing crosses nodes; recall too.
+    alice.send(json!({"type": "typing", "conv": conv})).await;
+    let t = bob.next_of("typing").await;
+    assert_eq!(t["user"], "alice");
+    alice.send_text("bob", "m2", "oops").await;
+    assert_eq!(bob.next_msg().await["seq"], 2);
+    alice
+        .ok(json!({"type": "recall", "conv": conv, "seq": 2}))
+        .await;
+    let r = bob.next_of("recalled").await;
+    assert_eq!(
+        (r["seq"].as_u64(), r["by"].as_str()),
+        (Some(2), Some("alice"))
+    );
+
+    // Bob replies from node 1; delete-for-me, sync and history on node 2.
+    bob.send_text("alice", "r1", "hi").await;
+    assert_eq!(alice.next_msg().await["seq"], 3);
+    bob.ok(json!({"type": "delete", "conv": conv, "seqs": [1]}))
+        .await;
+    let h = history(n2, &b, &conv).await;
+    assert_eq!(seqs(&h), vec![2, 3]);
+    assert_eq!(h[0]["recalled"], true);
+    let h = history(n2, &a, &conv).await;
+    assert_eq!(seqs(&h), vec![1, 2, 3]);
+    let (st, s) = n2.get("/v1/conversations", &a).await;
+    assert_eq!(st, 200);
+    assert_eq!(s["convs"][0]["max_seq"], 3);
+    assert_eq!(s["total_unread"], 1, "{s}");
+
+    // The same device logging in on another node replaces the old one.
+    let mut bob2 = connect(n2, &b, "phone").await;
+    assert_eq!(bob.closed_with().await, 4009);
+    alice.send_text("bob", "m3", "still there?").await;
+    assert_eq!(bob2.next_msg().await["seq"], 4);
+
+    // Last device gone: bob's friend alice is told, on another node.
+    bob2.close().await;
+    let p = alice.next_of("presence").await;
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    assert!(!is_online(n0, &a, "bob").await);
+}
+
+/// Groups with members on different nodes: creation and system messages,
+/// sends, adding a member on one node and removing on another (the removed
+/// member gets the removal and nothing after), in both diffusion tiers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_across_nodes() {
+    // A write limit of 3: the group starts write-diffused and becomes
+    // read-diffused when the fourth member joins.
+    let Some(c) = Cluster::start(Sql::Postgres, 3, &[("TERN_GROUPS__WRITE_LIMIT", "3")]).await
+    else {
+        return;
+    };
+    let names = ["ann", "ben", "cat", "dan"];
+    let mut tokens = HashMap::new();
+    for (i, u) in names.iter().enumerate() {
+        tokens.insert(*u, c.node(i).user(u).await);
+    }
+    let mut devs = Vec::new();
+    for (i, u) in names.iter().enumerate() {
+        devs.push(connect(c.node(i), &tokens[u], "d").await);
+    }
+    let gid = new_group(c.node(0), &tokens["ann"], &["ben", "cat"]).await;
+    let conv = format!("group:{gid}");
+    // ben (node 1) and cat (node 2) see the system messages in order.
+    for d in [&mut devs[1], &mut devs[2]] {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let m = d.next_msg().await;
+            got.push((
+                m["seq"].as_u64().unwrap(),
+                m["kind"].as_str().unwrap().to_owned(),
+            ));
+        }
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(got.iter().all(|g| g.1 == "system"));
+    }
+    // A send from node 2 reaches node 0 and node 1 (write diffusion: `msg`).
+    devs[2].send_group(&gid, "c1", "from cat").await;
+    for i in [0, 1] {
+        let m = devs[i].next_msg().await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["from"].as_str()),
+            (Some(4), Some("cat"))
+        );
+    }
+    // dan is added on node 1: now 4 members, read diffusion.
+    let (st, b) = c
+        .node(1)
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/groups/{gid}/members"),
+            Some(&tokens["ben"]),
+            Some(json!({"users": ["dan"]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["size"], 4);
+    let joined = devs[3].next_msg().await;
+    assert_eq!(joined["seq"], 5);
+    devs[0].send_group(&gid, "a1", "hello dan").await;
+    // Every member but the sender gets seq 6, on three nodes.
+    for i in [1, 2, 3] {
+        let m = loop {
+            let m = devs[i].next_msg().await;
+            if m["seq"] == 6 {
+                break m;
+            }
+        };
+        assert_eq!(m["from"], "ann");
+    }
+    // ann (owner, node 0) removes cat (node 2) through node 2's HTTP API.
+    let (st, _) = c
+        .node(2)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/groups/{gid}/members/cat"),
+            Some(&tokens["ann"]),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let removed = loop {
+        let m = devs[2].next_msg().await;
+        if m["kind"] == "system" {
+            break m;
+        }
+    };
+    assert_eq!(removed["content"]["event"], "member_removed");
+    devs[1].send_group(&gid, "b1", "after cat").await;
+    let m = loop {
+        let m = devs[3].next_msg().await;
+        if m["from"] == "ben" {
+            break m;
+        }
+    };
+    assert_eq!(m["seq"], 8);
+    devs[2].quiet(Duration::from_millis(700)).await;
+    // History on any node: gap-free.
+    let h = history(c.node(1), &tokens["dan"], &conv).await;
+    assert_eq!(seqs(&h), (1..=8).collect::<Vec<u64>>());
+    let (st, g) = c
+        .node(2)
+        .get(&format!("/v1/groups/{gid}"), &tokens["ben"])
+        .await;
+    assert_eq!((st, g["size"].as_u64()), (200, Some(3)));
+}
+
+/// Live rooms: a room message goes to members on every node, and each
+/// device's delivery cap holds cluster-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_across_nodes() {
+    let Some(c) = Cluster::start(Sql::Postgres, 3, &[("TERN_ROOMS__DELIVER_RATE", "5")]).await
+    else {
+        return;
+    };
+    let mut devs = Vec::new();
+    for i in 0..3 {
+        let u = format!("viewer{i}");
+        let t = c.node(i).user(&u).await;
+        let mut d = connect(c.node(i), &t, "d").await;
+        d.ok(json!({"type": "join", "room": "launch"})).await;
+        devs.push(d);
+    }
+    devs[0]
+        .ok(json!({"type": "room_send", "room": "launch", "content": "hi"}))
+        .await;
+    for d in &mut devs[1..] {
+        let m = d.next_of("room_msg").await;
+        assert_eq!(
+            (m["from"].as_str(), m["content"].as_str()),
+            (Some("viewer0"), Some("hi"))
+        );
+    }
+    devs[0].quiet(Duration::from_millis(300)).await;
+    // Two senders on two nodes, 8 messages each within a second: viewer2
+    // gets at most its cap of 5 in that second.
+    for i in 0..8 {
+        for s in [0, 1] {
+            let r = devs[s]
+                .request(json!({"type": "room_send", "room": "launch", "content": i}))
+                .await;
+            assert_eq!(r["type"], "ok", "{r}");
+        }
+    }
+    let got = devs[2].drain(Duration::from_millis(800)).await;
+    let n = got.iter().filter(|f| f["type"] == "room_msg").count();
+    assert!((1..=5).contains(&n), "viewer2 got {n} room messages");
+    // Leaving on one node: the others still reach the rest.
+    devs[1].ok(json!({"type": "leave", "room": "launch"})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    devs[2].drain(Duration::from_millis(200)).await;
+    devs[0]
+        .ok(json!({"type": "room_send", "room": "launch", "content": "bye"}))
+        .await;
+    assert_eq!(devs[2].next_of("room_msg").await["content"], "bye");
+    devs[1].quiet(Duration::from_millis(500)).await;
+}
+
+/// Senders on every node write into one conversation and one group at
+/// once: stored seqs are gap-free with no duplicate, and every device
+/// receives each conversation's pushes in increasing seq order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_keep_order() {
+    let Some(c) = Cluster::start(Sql::Postgres, 3, &[]).await else {
+        return;
+    };
+    const PER: usize = 40;
+    let a = c.node(0).user("amy").await;
+    let b = c.node(1).user("bo").await;
+    let gid = new_group(c.node(0), &a, &["bo"]).await;
+    let gconv = format!("group:{gid}");
+    let conv = dm("amy", "bo");
+    // A listening device of each user on node 2. Its first push of each
+    // conversation sets where its order starts.
+    let mut listeners = vec![
+        (connect(c.node(2), &a, "listen").await, "amy"),
+        (connect(c.node(2), &b, "listen").await, "bo"),
+    ];
+    {
+        let mut w = connect(c.node(0), &a, "warm").await;
+        w.send_text("bo", "warm-d", "w").await;
+        w.send_group(&gid, "warm-g", "w").await;
+        for (l, _) in &mut listeners {
+            assert_eq!(l.next_msg().await["conv"], conv);
+            assert_eq!(l.next_msg().await["seq"], 3);
+        }
+    }
+    // Four sending devices (two per user) on different nodes.
+    let mut tasks = Vec::new();
+    for (i, (tok, peer)) in [(&a, "bo"), (&b, "amy"), (&a, "bo"), (&b, "amy")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut d = connect(c.node(i), tok, &format!("s{i}")).await;
+        let (peer, gid) = (peer.to_owned(), gid.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..PER {
+                d.send_text(&peer, &format!("d{i}-{k}"), "x").await;
+                d.send_group(&gid, &format!("g{i}-{k}"), "y").await;
+            }
+            d
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Of each conversation a listener gets, in increasing seq order, every
+    // message the other user sent (a push that arrives late from another
+    // node is filled from the store before the one that overtook it).
+    // Its own user's messages from other devices may skip (the client
+    // fills such a gap from history).
+    let total = 4 * PER;
+    for (l, me) in &mut listeners {
+        let mut last: HashMap<String, u64> = HashMap::new();
+        let mut theirs: HashMap<String, usize> = HashMap::new();
+        let want = total / 2;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while theirs.get(&conv).copied().unwrap_or(0) < want
+            || theirs.get(&gconv).copied().unwrap_or(0) < want
+        {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(f) = l.next_within(left).await else {
+                panic!("{me}: got {theirs:?} of {want} per conversation");
+            };
+            if f["type"] != "msg" {
+                continue;
+            }
+            let m = &f["msg"];
+            let cv = m["conv"].as_str().unwrap().to_owned();
+            let seq = m["seq"].as_u64().unwrap();
+            let prev = last.insert(cv.clone(), seq).unwrap_or(0);
+            assert!(seq > prev, "{me}: {cv} seq {seq} pushed after {prev}");
+            if m["from"] != *me {
+                *theirs.entry(cv).or_default() += 1;
+            }
+        }
+    }
+    let total = total + 1;
+    // Storage: gap-free, no duplicate, every send stored once.
+    let h = history(c.node(1), &a, &conv).await;
+    assert_eq!(seqs(&h), (1..=total as u64).collect::<Vec<_>>());
+    let cmids: BTreeSet<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client_msg_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cmids.len(), total);
+    let h = history(c.node(2), &b, &gconv).await;
+    // Group: 2 system messages, then the sends.
+    assert_eq!(seqs(&h), (1..=total as u64 + 2).collect::<Vec<_>>());
+}
+
+/// kill -9 of a node: its clients reconnect to another node and get every
+/// acknowledged message (none twice after dedup by msg_id); its routes
+/// and presence expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss() {
+    let Some(mut c) = Cluster::start(Sql::Postgres, 2, &[]).await else {
+        return;
+    };
+    let extra = c.spawn(&[]).await;
+    let a = c.node(0).user("ann").await;
+    let b = c.node(1).user("bob").await;
+    let mut ann = connect(c.node(0), &a, "d").await;
+    let mut bob = connect(&extra, &b, "d").await;
+    assert!(is_online(c.node(0), &a, "bob").await);
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let ok = ann.send_text("bob", &format!("k{i}"), "x").await;
+        acked.push(ok["msg_id"].as_str().unwrap().to_owned());
+    }
+    // Bob gets some live, then his node dies before he acks anything.
+    let first = bob.next_msg().await;
+    assert_eq!(first["seq"], 1);
+    extra.kill9().await;
+    assert_ne!(bob.closed_with().await, 1000);
+    // His route and presence expire (expiry 1.5 s).
+    eventually(
+        Duration::from_secs(6),
+        "bob offline after node loss",
+        || async { !is_online(c.node(0), &a, "bob").await },
+    )
+    .await;
+    // More messages while he is away.
+    for i in 20..25 {
+        let ok = ann.send_text("bob", &format!("k{i}"), "x").await;
+        acked.push(ok["msg_id"].as_str().unwrap().to_owned());
+    }
+    // Bob reconnects to a surviving node and gets every acknowledged message.
+    let (mut bob, offline) = connect_offline(c.node(1), &b, "d").await;
+    let mut ids: Vec<String> = offline
+        .iter()
+        .map(|m| m["msg_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids, acked);
+    bob.send(json!({"type": "ack", "conv": dm("ann", "bob"), "seq": 25}))
+        .await;
+    bob.barrier().await;
+    c.nodes.truncate(2);
+}
+
+/// Pushes lost between nodes (30% of what a node receives is dropped
+/// unconfirmed) still reach the online device, without its help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_pushes_are_redelivered() {
+    let Some(c) = Cluster::start(
+        Sql::Postgres,
+        2,
+        &[("TERN_CLUSTER__DROP_INBOUND_PERCENT", "30")],
+    )
+    .await
+    else {
+        return;
+    };
+    let a = c.node(0).user("ann").await;
+    let b = c.node(1).user("bob").await;
+    let mut ann = connect(c.node(0), &a, "d").await;
+    let mut bob = connect(c.node(1), &b, "d").await;
+    // One at a time, so that a redelivered push cannot be overtaken (and
+    // dropped as stale) by the next one.
+    for i in 1..=20u64 {
+        ann.send_text("bob", &format!("m{i}"), "x").await;
+        let m = bob.next_msg().await;
+        assert_eq!(m["seq"].as_u64(), Some(i));
+    }
+}
+
+/// A backend that goes away: requests fail fast with 503 `unavailable`,
+/// `/healthz` names it, the node stays up and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_outage_and_recovery() {
+    let Some(mut c) = Cluster::start(Sql::Postgres, 1, &[]).await else {
+        return;
+    };
+    let redis = Proxy::start(&host_port(&env_or("TERN_TEST_REDIS_URL", REDIS_URL))).await;
+    let store = Proxy::start(&host_port(&c.db.admin_url)).await;
+    let store_url =
+        c.db.url
+            .replacen(&host_port(&c.db.admin_url), &store.addr, 1);
+    let node = c
+        .spawn(&[
+            (
+                "TERN_CLUSTER__REDIS_URL",
+                &format!("redis://{}", redis.addr),
+            ),
+            ("TERN_STORE__URL", &store_url),
+        ])
+        .await;
+    let t = node.user("ann").await;
+    let (st, h) = node
+        .call(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(
+        h["backends"],
+        json!({"store": "ok", "redis": "ok", "bus": "ok"})
+    );
+
+    redis.cut();
+    let started = std::time::Instant::now();
+    let (st, h) = node
+        .call(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(st, 503, "{h}");
+    assert_eq!(h["code"], "unavailable");
+    assert!(
+        h["backends"]["redis"].as_str().unwrap().starts_with("down"),
+        "{h}"
+    );
+    assert_eq!(h["backends"]["store"], "ok");
+    let (st, b) = node.get("/v1/users/ann", &t).await;
+    assert_eq!((st, b["code"].as_str()), (503, Some("unavailable")), "{b}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    redis.restore();
+    eventually(
+        Duration::from_secs(15),
+        "healthz recovers after Redis",
+        || async {
+            node.call(reqwest::Method::GET, "/healthz", None, None)
+                .await
+                .0
+                == 200
+        },
+    )
+    .await;
+
+    store.cut();
+    let (st, h) = node
+        .call(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(st, 503, "{h}");
+    assert!(
+        h["backends"]["store"].as_str().unwrap().starts_with("down"),
+        "{h}"
+    );
+    let (st, b) = node.get("/v1/conversations", &t).await;
+    assert_eq!((st, b["code"].as_str()), (503, Some("unavailable")), "{b}");
+    store.restore();
+    eventually(
+        Duration::from_secs(15),
+        "healthz recovers after the store",
+        || async {
+            node.call(reqwest::Method::GET, "/healthz", None, None)
+                .await
+                .0
+                == 200
+        },
+    )
+    .await;
+    let (st, _) = node.get("/v1/conversations", &t).await;
+    assert_eq!(st, 200);
+    c.nodes.push(node);
+}
+
+/// The same story on MariaDB/MySQL: messages and a group across two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_cluster() {
+    let Some(c) = Cluster::start(Sql::MySql, 2, &[]).await else {
+        return;
+    };
+    let a = c.node(0).user("ann").await;
+    let b = c.node(1).user("bob").await;
+    let mut ann = connect(c.node(0), &a, "d").await;
+    let mut bob = connect(c.node(1), &b, "d").await;
+    for i in 1..=5u64 {
+        ann.send_text("bob", &format!("m{i}"), "x").await;
+        assert_eq!(bob.next_msg().await["seq"].as_u64(), Some(i));
+    }
+    let gid = new_group(c.node(1), &b, &["ann"]).await;
+    let m = ann.next_msg().await;
+    assert_eq!(m["conv"], format!("group:{gid}"));
+    ann.next_msg().await;
+    ann.send_group(&gid, "g1", "hi").await;
+    assert_eq!(bob.next_msg().await["seq"], 3);
+    let h = history(c.node(0), &b, &dm("ann", "bob")).await;
+    assert_eq!(seqs(&h), vec![1, 2, 3, 4, 5]);
+}
+
+// ----- a TCP proxy that can cut a backend off -----
+
+/// Forwards 127.0.0.1:port to a backend until cut: then every open
+/// connection is closed and new ones are refused until restored.
+struct Proxy {
+    addr: String,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    async fn start(backend: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, _) = tokio::sync::watch::channel(true);
+        let up = std::sync::Arc::new(tx);
+        let backend = backend.to_owned();
+        let up2 = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*up2.borrow() {
+                    continue; // dropped: refused
+                }
+                let mut down = up2.subscribe();
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&backend).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+#[test]
+fn urls_split_into_host_and_port() {
+    assert_eq!(host_port(PG_URL), "127.0.0.1:5432");
+    assert_eq!(host_port("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+    assert_eq!(host_port("postgres://u:p@db:5432/x?options=-c"), "db:5432");
+    let _ = WAIT;
+}
