@@ -59,7 +59,10 @@ fn message_from_row(r: &MySqlRow) -> Result<StoredMessage, sqlx::Error> {
         kind: r.try_get(6)?,
         content: r.try_get(7)?,
         ts: r.try_get(8)?,
-        client_msg_id: r.try_get(9)?,
+        client_msg_id: r
+            .try_get::<Option<Vec<u8>>, _>(9)?
+            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()?,
         recalled: r.try_get::<bool, _>(10)?,
     })
 }
@@ -287,7 +290,7 @@ async fn find_duplicates(
             qb.push("(m.from_user = ")
                 .push_bind(*from)
                 .push(" AND m.client_msg_id = ")
-                .push_bind(*cmid)
+                .push_bind(cmid.as_bytes())
                 .push(")");
         }
         let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
@@ -720,7 +723,7 @@ async fn insert_messages(c: &mut MySqlConnection, rows: &[MsgRow<'_>]) -> StoreR
                 .push_bind(&r.m.kind)
                 .push_bind(&r.m.content)
                 .push_bind(r.m.ts)
-                .push_bind(r.m.client_msg_id.as_deref())
+                .push_bind(r.m.client_msg_id.as_deref().map(str::as_bytes))
                 .push_bind(r.inboxed);
         });
         qb.build().execute(&mut *c).await.map_err(be)?;

@@ -53,6 +53,8 @@ const STEPS: &[&str] = &[
     // the group is write-diffused). The unique dedup index allows many
     // NULL client_msg_ids (server-written messages); once sharded by conv
     // it would become a table of its own keyed by from_user.
+    // client_msg_id is VARBINARY: every byte counts (utf8mb4_bin pads, so
+    // 'k' and 'k ' would collide).
     r#"CREATE TABLE IF NOT EXISTS messages (
         conv          VARCHAR(140) NOT NULL,
         seq           BIGINT NOT NULL,
@@ -63,7 +65,7 @@ const STEPS: &[&str] = &[
         kind          VARCHAR(64) NOT NULL,
         content       MEDIUMTEXT NULL,
         ts            BIGINT NOT NULL,
-        client_msg_id VARCHAR(128) NULL,
+        client_msg_id VARBINARY(256) NULL,
         recalled      BOOLEAN NOT NULL DEFAULT FALSE,
         inboxed       BOOLEAN NOT NULL DEFAULT TRUE,
         PRIMARY KEY (conv, seq),

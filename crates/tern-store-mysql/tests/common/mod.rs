@@ -72,9 +72,9 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{prefix}/{db}{query}")
 }
 
-/// A fresh database and a store on it; `None` (skipped) when the server
-/// is not reachable, unless `CI` is set.
-pub async fn open_ctx() -> Option<(MySqlStore, Ctx)> {
+/// A fresh, empty database (no schema yet); `None` (skipped) when the
+/// server is not reachable, unless `CI` is set.
+pub async fn new_ctx() -> Option<Ctx> {
     let admin = std::env::var("TERN_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let conn = tokio::time::timeout(Duration::from_secs(5), MySqlConnection::connect(&admin)).await;
     let mut conn = match conn {
@@ -90,11 +90,16 @@ pub async fn open_ctx() -> Option<(MySqlStore, Ctx)> {
     .await
     .expect("create the test database");
     let _ = conn.close().await;
-    let ctx = Ctx {
+    Some(Ctx {
         url: with_database(&admin, &db),
         admin,
         db,
-    };
+    })
+}
+
+/// A fresh database and a store on it.
+pub async fn open_ctx() -> Option<(MySqlStore, Ctx)> {
+    let ctx = new_ctx().await?;
     let store = MySqlStore::connect(&ctx.url, MySqlOptions::default())
         .await
         .expect("connect the MySQL store");
@@ -124,6 +129,7 @@ pub async fn reopen(ctx: &Ctx) -> Arc<dyn Store> {
 }
 
 #[test]
+#[allow(dead_code)]
 fn database_in_url_is_replaced() {
     assert_eq!(
         with_database("mysql://root@127.0.0.1:3306/test", "x"),
