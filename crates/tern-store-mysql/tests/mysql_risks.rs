@@ -140,3 +140,96 @@ async fn unreachable_server_fails_fast() {
     assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A TCP forwarder to the test server that can be cut (every connection
+/// closed, new ones closed at once) and restored, to stand for an outage.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn with_host(url: &str, addr: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    format!("{}{addr}{}", &url[..host_start], &url[end..])
+}
+
+/// While the server is unreachable every call fails fast with a backend
+/// error; once it is back the same store works again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_fast_and_recovers() {
+    assert_eq!(
+        with_host("mysql://root:pw@db:3306/x?a=b", "127.0.0.1:9"),
+        "mysql://root:pw@127.0.0.1:9/x?a=b"
+    );
+    let Some(ctx) = common::new_ctx().await else {
+        return;
+    };
+    let opts: sqlx::mysql::MySqlConnectOptions = ctx.url.parse().expect("url");
+    let proxy = Proxy::start(format!("{}:{}", opts.get_host(), opts.get_port())).await;
+    let url = with_host(&ctx.url, &proxy.addr.to_string());
+    let s = MySqlStore::connect(&url, MySqlOptions::default())
+        .await
+        .expect("connect through the proxy");
+    assert_eq!(send(&s, dm("ann", "bob", 1, "o1")).await.seq, 1);
+
+    proxy.set_up(false);
+    let started = Instant::now();
+    assert!(matches!(s.health().await, Err(StoreError::Backend(_))));
+    assert!(matches!(
+        s.append_messages(vec![dm("ann", "bob", 2, "o2")]).await,
+        Err(StoreError::Backend(_))
+    ));
+    assert!(matches!(
+        s.max_seq("dm:ann:bob").await,
+        Err(StoreError::Backend(_))
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.health().await.is_err() {
+        assert!(Instant::now() < deadline, "the pool did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(send(&s, dm("ann", "bob", 3, "o3")).await.seq, 2);
+}
