@@ -10,11 +10,13 @@
 //! under `GET_LOCK('tern_migrate', 30)`.
 //!
 //! Seqs and dedup across nodes: an append batch is one READ COMMITTED
-//! transaction. It first upserts the counter rows (`convs`) of all its
-//! conversations in sorted order (`INSERT .. ON DUPLICATE KEY UPDATE`,
-//! then `SELECT .. FOR UPDATE`), which takes their row locks, held until
-//! commit: seqs are allocated under that lock, gap-free, and group gates
-//! (membership) are checked under it too. Dedup is a UNIQUE index on
+//! transaction. It first locks the counter rows (`convs`) of all its
+//! conversations in sorted order (`SELECT .. FOR UPDATE`; missing rows are
+//! created with `INSERT .. ON DUPLICATE KEY UPDATE` and locked the same
+//! way), held until commit: seqs are allocated under that lock, gap-free,
+//! and group gates (membership) are checked under it too, since every
+//! membership change is a message of the group's conversation. The batch
+//! then writes with a few multi-row statements. Dedup is a UNIQUE index on
 //! `(from_user, client_msg_id)`: a concurrent duplicate from another node
 //! fails the insert with a duplicate-key error.
 //!
@@ -85,8 +87,14 @@ fn retryable(e: &StoreError) -> bool {
         .is_some_and(|n| matches!(n, ops::DEADLOCK | ops::LOCK_WAIT_TIMEOUT | ops::DUP_ENTRY))
 }
 
+/// A growing pause with jitter, so that two transactions that deadlocked
+/// do not meet again at once.
 async fn backoff(attempt: u32) {
-    tokio::time::sleep(Duration::from_millis(2u64 << attempt.min(6))).await;
+    let base = 2u64 << attempt.min(6);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) % base.max(1));
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
 /// Runs `$body` (an expression using `$c: &mut MySqlConnection`, giving a

@@ -304,14 +304,24 @@ async fn find_duplicates(
 }
 
 /// Takes the row lock of every conversation's counter, in conversation
-/// order (creating missing rows), and returns the counters.
+/// order, and returns the counters. Rows that do not exist yet are created
+/// (and locked) afterwards, also in order: only two nodes creating the
+/// same conversations at once can then deadlock, and that is retried.
 async fn lock_counters(
     c: &mut MySqlConnection,
     convs: &BTreeSet<&str>,
 ) -> StoreResult<HashMap<String, i64>> {
     let convs: Vec<&str> = convs.iter().copied().collect();
-    let mut out = HashMap::new();
-    for chunk in convs.chunks(CHUNK) {
+    let mut out = select_counters(c, &convs).await?;
+    let missing: Vec<&str> = convs
+        .iter()
+        .copied()
+        .filter(|conv| !out.contains_key(*conv))
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    for chunk in missing.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
         qb.push_values(chunk, |mut b, conv| {
@@ -319,13 +329,25 @@ async fn lock_counters(
         });
         qb.push(" ON DUPLICATE KEY UPDATE max_seq = max_seq");
         qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    out.extend(select_counters(c, &missing).await?);
+    Ok(out)
+}
+
+/// `SELECT .. FOR UPDATE` of counter rows (sorted `convs`).
+async fn select_counters(
+    c: &mut MySqlConnection,
+    convs: &[&str],
+) -> StoreResult<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for chunk in convs.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
         let mut sep = qb.separated(", ");
         for conv in chunk {
             sep.push_bind(*conv);
         }
-        qb.push(") FOR UPDATE");
+        qb.push(") ORDER BY conv FOR UPDATE");
         let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
         for r in rows {
             out.insert(
