@@ -233,3 +233,53 @@ async fn outage_fails_fast_and_recovers() {
     }
     assert_eq!(send(&s, dm("ann", "bob", 3, "o3")).await.seq, 2);
 }
+
+/// A member removed on one node while sending on another: each of their
+/// messages is either stored before the removal or refused, never after
+/// it, because membership is checked under the conversation's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removal_races_sends_across_nodes() {
+    use tern_core::store::Refusal;
+    use tern_store_conformance::{create, gmsg, join, leave};
+    let Some((a, ctx)) = common::open().await else {
+        return;
+    };
+    let b = common::reopen(&ctx).await;
+    send(&*a, create("race", "ann", 1)).await;
+    send(&*a, join("race", "ann", "bob", 2)).await;
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..40 {
+                let out = a
+                    .append_messages(vec![gmsg("race", "bob", 10 + i, &format!("b{i}"))])
+                    .await
+                    .expect("append");
+                outcomes.push(out.into_iter().next().expect("one outcome"));
+            }
+            outcomes
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let removal = send(&*b, leave("race", "ann", "bob", 5)).await.seq;
+    let outcomes = sender.await.expect("sender");
+    let mut refused = false;
+    for o in &outcomes {
+        match o {
+            Appended::New(m) => {
+                assert!(!refused, "stored after a refusal: {o:?}");
+                assert!(m.seq < removal, "stored after the removal: {o:?}");
+            }
+            Appended::Refused(Refusal::NotMember) => refused = true,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(
+        a.group_version("race").await.unwrap(),
+        Some(removal),
+        "the removal is the newest membership change"
+    );
+    let members = b.get_group("race").await.unwrap().unwrap().members;
+    assert_eq!(members, vec!["ann".to_owned()]);
+}
