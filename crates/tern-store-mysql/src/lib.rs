@@ -2,7 +2,9 @@
 //! every node.
 //!
 //! Schema (`schema.rs`): InnoDB tables in utf8mb4 with the binary
-//! collation, so ids compare by bytes. Each table leads with its shard
+//! collation, so ids compare by bytes (but for trailing spaces, which
+//! `utf8mb4_bin` pads: ids have none, and `client_msg_id`, which may, is
+//! VARBINARY). Each table leads with its shard
 //! key: the conversation for `convs`, `messages`, `chat_groups` and
 //! `group_members` (the group's conversation); the user for `users`,
 //! `friends`, `friend_requests`, `user_convs` (read, delivered and queue

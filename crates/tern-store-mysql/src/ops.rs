@@ -917,8 +917,9 @@ struct AckState {
     dirty: bool,
 }
 
-/// Acks in one transaction: two reads (the rows, locked, and the
-/// conversations' max seqs), one for receipts, one write.
+/// Acks in one transaction: two reads (the rows, locked in primary key
+/// order like the appends lock them, and the conversations' max seqs), one
+/// for receipts, one write.
 pub async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
     if acks.is_empty() {
         return Ok(Vec::new());
@@ -931,7 +932,8 @@ pub async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<
     let mut state: HashMap<(String, String), AckState> = HashMap::new();
     for chunk in pairs.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
-            "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq FROM user_convs WHERE ",
+            "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
+             FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
         );
         for (i, (user, conv)) in chunk.iter().enumerate() {
             if i > 0 {
