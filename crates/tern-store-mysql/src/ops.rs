@@ -1,0 +1,1477 @@
+//! The store's operations as plain functions on a connection, ported from
+//! the embedded store's `ops.rs`. Write operations run inside a
+//! transaction opened (and retried) by `lib.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use tern_core::store::{
+    AckMark, Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
+    MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
+    StoredMessage, UserRecord,
+};
+
+pub fn be(e: sqlx::Error) -> StoreError {
+    StoreError::backend(e)
+}
+
+/// The server's error number, for database errors.
+pub fn error_number(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|d| d.number())
+}
+
+/// ER_DUP_ENTRY.
+pub const DUP_ENTRY: u16 = 1062;
+/// ER_LOCK_WAIT_TIMEOUT.
+pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// ER_LOCK_DEADLOCK.
+pub const DEADLOCK: u16 = 1213;
+
+/// A seq bound given by a caller, as a signed BIGINT. Stored seqs never
+/// exceed `i64::MAX`, so clamping keeps every comparison's meaning.
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Most rows per multi-row statement (keeps well below the 65,535
+/// placeholders of a prepared statement).
+const CHUNK: usize = 256;
+
+/// Columns read by [`message_from_row`], in order.
+macro_rules! msg_cols {
+    () => {
+        "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
+         m.client_msg_id, m.recalled"
+    };
+}
+
+fn message_from_row(r: &MySqlRow) -> Result<StoredMessage, sqlx::Error> {
+    Ok(StoredMessage {
+        msg_id: r.try_get::<u64, _>(0)?,
+        conv: r.try_get(1)?,
+        seq: r.try_get::<i64, _>(2)? as u64,
+        from: r.try_get(3)?,
+        to: r.try_get(4)?,
+        group: r.try_get(5)?,
+        kind: r.try_get(6)?,
+        content: r.try_get(7)?,
+        ts: r.try_get(8)?,
+        client_msg_id: r
+            .try_get::<Option<Vec<u8>>, _>(9)?
+            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()?,
+        recalled: r.try_get::<bool, _>(10)?,
+    })
+}
+
+fn messages_from_rows(rows: &[MySqlRow]) -> StoreResult<Vec<StoredMessage>> {
+    rows.iter()
+        .map(message_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(be)
+}
+
+pub async fn message(
+    c: &mut MySqlConnection,
+    conv: &str,
+    seq: u64,
+) -> StoreResult<Option<StoredMessage>> {
+    if seq > i64::MAX as u64 {
+        return Ok(None);
+    }
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        msg_cols!(),
+        " FROM messages m WHERE m.conv = ? AND m.seq = ?"
+    ))
+    .bind(conv)
+    .bind(seq as i64)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(be)?;
+    row.as_ref().map(message_from_row).transpose().map_err(be)
+}
+
+// ----- users and friends -----
+
+pub async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
+    let r = sqlx::query(
+        "INSERT INTO users (user_id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&u.user)
+    .bind(&u.name)
+    .bind(&u.password_hash)
+    .bind(u.created_at)
+    .execute(&mut *c)
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if error_number(&e) == Some(DUP_ENTRY) => Err(StoreError::Conflict),
+        Err(e) => Err(be(e)),
+    }
+}
+
+pub async fn get_user(c: &mut MySqlConnection, user: &str) -> StoreResult<Option<UserRecord>> {
+    let row =
+        sqlx::query("SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?")
+            .bind(user)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(UserRecord {
+        user: r.try_get(0).map_err(be)?,
+        name: r.try_get(1).map_err(be)?,
+        password_hash: r.try_get(2).map_err(be)?,
+        created_at: r.try_get(3).map_err(be)?,
+    }))
+}
+
+async fn exists(
+    c: &mut MySqlConnection,
+    q: sqlx::query::Query<'_, MySql, sqlx::mysql::MySqlArguments>,
+) -> StoreResult<bool> {
+    Ok(q.fetch_optional(&mut *c).await.map_err(be)?.is_some())
+}
+
+pub async fn friend_request(
+    c: &mut MySqlConnection,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> StoreResult<FriendStatus> {
+    // Both users' rows, locked in id order, serialize requests between the
+    // pair: two nodes asking each other at once end as friends.
+    let (lo, hi) = if from <= to { (from, to) } else { (to, from) };
+    sqlx::query("SELECT user_id FROM users WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE")
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+    let friends = exists(
+        c,
+        sqlx::query("SELECT 1 FROM friends WHERE user_id = ? AND friend = ?")
+            .bind(from)
+            .bind(to),
+    )
+    .await?;
+    if friends {
+        return Ok(FriendStatus::Friends);
+    }
+    let answered = sqlx::query("DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?")
+        .bind(to)
+        .bind(from)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?
+        .rows_affected();
+    if answered > 0 {
+        sqlx::query(
+            "INSERT INTO friends (user_id, friend, since) VALUES (?, ?, ?), (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE since = since",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .bind(to)
+        .bind(from)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        return Ok(FriendStatus::Friends);
+    }
+    sqlx::query(
+        "INSERT INTO friend_requests (from_user, to_user, created_at) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE created_at = created_at",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(FriendStatus::Requested)
+}
+
+pub async fn friend_delete(c: &mut MySqlConnection, a: &str, b: &str) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM friends WHERE (user_id = ? AND friend = ?) OR (user_id = ? AND friend = ?)",
+    )
+    .bind(a)
+    .bind(b)
+    .bind(b)
+    .bind(a)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    sqlx::query(
+        "DELETE FROM friend_requests \
+         WHERE (from_user = ? AND to_user = ?) OR (from_user = ? AND to_user = ?)",
+    )
+    .bind(a)
+    .bind(b)
+    .bind(b)
+    .bind(a)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
+async fn strings(
+    c: &mut MySqlConnection,
+    sql: &'static str,
+    arg: &str,
+) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(sql)
+        .bind(arg)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)
+}
+
+pub async fn friends(c: &mut MySqlConnection, user: &str) -> StoreResult<FriendLists> {
+    Ok(FriendLists {
+        friends: strings(
+            c,
+            "SELECT friend FROM friends WHERE user_id = ? ORDER BY friend",
+            user,
+        )
+        .await?,
+        incoming: strings(
+            c,
+            "SELECT from_user FROM friend_requests WHERE to_user = ? ORDER BY from_user",
+            user,
+        )
+        .await?,
+        outgoing: strings(
+            c,
+            "SELECT to_user FROM friend_requests WHERE from_user = ? ORDER BY to_user",
+            user,
+        )
+        .await?,
+    })
+}
+
+// ----- messages -----
+
+pub async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
+        .bind(conv)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(v.unwrap_or(0).max(0) as u64)
+}
+
+/// The stored originals of the batch's `(from, client_msg_id)` keys.
+async fn find_duplicates(
+    c: &mut MySqlConnection,
+    batch: &[NewMessage],
+) -> StoreResult<HashMap<(String, String), StoredMessage>> {
+    let keys: BTreeSet<(&str, &str)> = batch
+        .iter()
+        .filter_map(|m| Some((m.from.as_str(), m.client_msg_id.as_deref()?)))
+        .collect();
+    let keys: Vec<(&str, &str)> = keys.into_iter().collect();
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new(concat!("SELECT ", msg_cols!(), " FROM messages m WHERE "));
+        for (i, (from, cmid)) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("(m.from_user = ")
+                .push_bind(*from)
+                .push(" AND m.client_msg_id = ")
+                .push_bind(cmid.as_bytes())
+                .push(")");
+        }
+        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+        for m in messages_from_rows(&rows)? {
+            if let Some(cmid) = m.client_msg_id.clone() {
+                found.insert((m.from.clone(), cmid), m);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the row lock of every conversation's counter, in conversation
+/// order, and returns the counters. Rows that do not exist yet are created
+/// (and locked) afterwards, also in order: only two nodes creating the
+/// same conversations at once can then deadlock, and that is retried.
+async fn lock_counters(
+    c: &mut MySqlConnection,
+    convs: &BTreeSet<&str>,
+) -> StoreResult<HashMap<String, i64>> {
+    let convs: Vec<&str> = convs.iter().copied().collect();
+    let mut out = select_counters(c, &convs).await?;
+    let missing: Vec<&str> = convs
+        .iter()
+        .copied()
+        .filter(|conv| !out.contains_key(*conv))
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    for chunk in missing.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
+        qb.push_values(chunk, |mut b, conv| {
+            b.push_bind(*conv).push("0").push("0");
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE max_seq = max_seq");
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    out.extend(select_counters(c, &missing).await?);
+    Ok(out)
+}
+
+/// `SELECT .. FOR UPDATE` of counter rows (sorted `convs`).
+async fn select_counters(
+    c: &mut MySqlConnection,
+    convs: &[&str],
+) -> StoreResult<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for chunk in convs.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
+        let mut sep = qb.separated(", ");
+        for conv in chunk {
+            sep.push_bind(*conv);
+        }
+        qb.push(") ORDER BY conv FOR UPDATE");
+        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+        for r in rows {
+            out.insert(
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<i64, _>(1).map_err(be)?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn is_member(c: &mut MySqlConnection, gid: &str, user: &str) -> StoreResult<bool> {
+    exists(
+        c,
+        sqlx::query("SELECT 1 FROM group_members WHERE gid = ? AND user_id = ?")
+            .bind(gid)
+            .bind(user),
+    )
+    .await
+}
+
+async fn group_exists(c: &mut MySqlConnection, gid: &str) -> StoreResult<bool> {
+    exists(
+        c,
+        sqlx::query("SELECT 1 FROM chat_groups WHERE gid = ?").bind(gid),
+    )
+    .await
+}
+
+async fn member_count(c: &mut MySqlConnection, gid: &str) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE gid = ?")
+        .bind(gid)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(n.max(0) as u64)
+}
+
+/// Adds `user` to group `gid` (conversation `conv`) at message `seq`.
+async fn add_member(
+    c: &mut MySqlConnection,
+    gid: &str,
+    conv: &str,
+    user: &str,
+    seq: i64,
+) -> StoreResult<()> {
+    if is_member(c, gid, user).await? {
+        return Ok(());
+    }
+    let order: Option<i64> =
+        sqlx::query_scalar("SELECT next_order FROM chat_groups WHERE gid = ? FOR UPDATE")
+            .bind(gid)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+    let Some(order) = order else { return Ok(()) };
+    sqlx::query("INSERT INTO group_members (gid, user_id, join_order) VALUES (?, ?, ?)")
+        .bind(gid)
+        .bind(user)
+        .bind(order)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    sqlx::query("UPDATE chat_groups SET next_order = next_order + 1 WHERE gid = ?")
+        .bind(gid)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    // A new member's unread count and offline queue start at their own
+    // join message; a returning member keeps what they had read, and their
+    // queue resumes at the join.
+    let start = (seq - 1).max(0);
+    sqlx::query(
+        "INSERT INTO user_convs (user_id, conv, group_id, read_seq, delivered_seq, inbox_seq) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE until_seq = NULL, until_ts = NULL, \
+             read_seq = GREATEST(read_seq, VALUES(read_seq)), \
+             delivered_seq = GREATEST(delivered_seq, VALUES(delivered_seq)), \
+             inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))",
+    )
+    .bind(user)
+    .bind(conv)
+    .bind(gid)
+    .bind(start)
+    .bind(start)
+    .bind(start)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
+/// Removes `user` from group `gid` after message `seq` (at `ts`).
+async fn remove_member(
+    c: &mut MySqlConnection,
+    gid: &str,
+    conv: &str,
+    user: &str,
+    seq: i64,
+    ts: i64,
+) -> StoreResult<()> {
+    let n = sqlx::query("DELETE FROM group_members WHERE gid = ? AND user_id = ?")
+        .bind(gid)
+        .bind(user)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?
+        .rows_affected();
+    if n == 0 {
+        return Ok(());
+    }
+    sqlx::query("UPDATE user_convs SET until_seq = ?, until_ts = ? WHERE user_id = ? AND conv = ?")
+        .bind(seq)
+        .bind(ts)
+        .bind(user)
+        .bind(conv)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner_id FROM chat_groups WHERE gid = ? FOR UPDATE")
+            .bind(gid)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+    if owner.as_deref() == Some(user) {
+        let next: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order LIMIT 1",
+        )
+        .bind(gid)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+        if let Some(next) = next {
+            sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE gid = ?")
+                .bind(next)
+                .bind(gid)
+                .execute(&mut *c)
+                .await
+                .map_err(be)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a group message before it gets a seq: `Some(refusal)` when it
+/// must not be stored. Creates the group for `MemberChange::Create`. The
+/// caller holds the group conversation's counter lock, which every
+/// membership change takes too, so the answer stays true until commit.
+async fn group_gate(
+    c: &mut MySqlConnection,
+    m: &NewMessage,
+    gid: &str,
+) -> StoreResult<Option<Refusal>> {
+    match &m.change {
+        Some(MemberChange::Create { name }) => {
+            if group_exists(c, gid).await? {
+                return Err(StoreError::Conflict);
+            }
+            sqlx::query(
+                "INSERT INTO chat_groups (gid, name, owner_id, created_at, next_order, version) \
+                 VALUES (?, ?, ?, ?, 0, 0)",
+            )
+            .bind(gid)
+            .bind(name)
+            .bind(&m.from)
+            .bind(m.ts)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+            Ok(None)
+        }
+        Some(_) => Ok((!group_exists(c, gid).await?).then_some(Refusal::NoSuchGroup)),
+        None => {
+            if !group_exists(c, gid).await? {
+                Ok(Some(Refusal::NoSuchGroup))
+            } else if !is_member(c, gid, &m.from).await? {
+                Ok(Some(Refusal::NotMember))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The sender's messages of one 1:1 conversation in a batch: their read
+/// position moves to the last, and their queue position follows along the
+/// run of consecutive seqs that starts right after it.
+struct SenderRun {
+    /// Seq of the sender's first message in the batch, minus one.
+    before: i64,
+    /// End of the consecutive run from the first message; `None` when the
+    /// queue does not follow (`dm:x:x`).
+    follow: Option<i64>,
+    /// Whether the run is still unbroken.
+    open: bool,
+    last: i64,
+    ts: i64,
+}
+
+/// A message row to insert.
+struct MsgRow<'a> {
+    m: &'a NewMessage,
+    seq: i64,
+    inboxed: bool,
+}
+
+pub async fn append_messages(
+    c: &mut MySqlConnection,
+    batch: &[NewMessage],
+) -> StoreResult<Vec<Appended>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut originals = find_duplicates(c, batch).await?;
+    let convs: BTreeSet<&str> = batch.iter().map(|m| m.conv.as_str()).collect();
+    let mut counters = lock_counters(c, &convs).await?;
+    // Latest activity per conversation written to.
+    let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut rows: Vec<MsgRow<'_>> = Vec::with_capacity(batch.len());
+    // 1:1 conversation list entries, (user, conv) -> peer; first one wins.
+    let mut dm_entries: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+    let mut dm_senders: BTreeMap<(&str, &str), SenderRun> = BTreeMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+
+    for m in batch {
+        if let Some(cmid) = &m.client_msg_id {
+            if let Some(orig) = originals.get(&(m.from.clone(), cmid.clone())) {
+                out.push(Appended::Duplicate(orig.clone()));
+                continue;
+            }
+        }
+        if let Some(gid) = &m.group {
+            if let Some(refusal) = group_gate(c, m, gid).await? {
+                out.push(Appended::Refused(refusal));
+                continue;
+            }
+        }
+        let counter = counters.entry(m.conv.clone()).or_insert(0);
+        *counter += 1;
+        let seq = *counter;
+        let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
+        *at = (*at).max(m.ts);
+        let stored = StoredMessage {
+            msg_id: m.msg_id,
+            conv: m.conv.clone(),
+            seq: seq as u64,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            group: m.group.clone(),
+            kind: m.kind.clone(),
+            content: Some(m.content.clone()),
+            ts: m.ts,
+            client_msg_id: m.client_msg_id.clone(),
+            recalled: false,
+        };
+        let queue_follows = m.to.as_deref() != Some(m.from.as_str());
+        let inboxed = match &m.group {
+            None => {
+                for p in &m.participants {
+                    let peer = if *p == m.from {
+                        m.to.as_deref()
+                    } else {
+                        Some(m.from.as_str())
+                    };
+                    dm_entries
+                        .entry((p.as_str(), m.conv.as_str()))
+                        .or_insert(peer);
+                }
+                dm_senders
+                    .entry((m.from.as_str(), m.conv.as_str()))
+                    .and_modify(|r| {
+                        if r.open && queue_follows && r.follow == Some(seq - 1) {
+                            r.follow = Some(seq);
+                        } else {
+                            r.open = false;
+                        }
+                        r.last = seq;
+                        r.ts = r.ts.max(m.ts);
+                    })
+                    .or_insert(SenderRun {
+                        before: seq - 1,
+                        follow: queue_follows.then_some(seq),
+                        open: queue_follows,
+                        last: seq,
+                        ts: m.ts,
+                    });
+                true
+            }
+            Some(gid) => group_message(c, m, gid, seq, queue_follows).await?,
+        };
+        rows.push(MsgRow { m, seq, inboxed });
+        if let Some(cmid) = &m.client_msg_id {
+            originals.insert((m.from.clone(), cmid.clone()), stored.clone());
+        }
+        out.push(Appended::New(stored));
+    }
+
+    insert_messages(c, &rows).await?;
+    insert_dm_entries(c, &dm_entries).await?;
+    move_dm_senders(c, &dm_senders).await?;
+    let finals: Vec<(&str, i64, i64)> = touched
+        .iter()
+        .map(|(conv, at)| (*conv, counters.get(*conv).copied().unwrap_or(0), *at))
+        .collect();
+    for chunk in finals.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
+        qb.push_values(chunk, |mut b, (conv, max, at)| {
+            b.push_bind(*conv).push_bind(*max).push_bind(*at);
+        });
+        qb.push(
+            " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq), \
+             updated_at = GREATEST(updated_at, VALUES(updated_at))",
+        );
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(out)
+}
+
+/// The membership and position changes of a stored group message, in the
+/// embedded store's order; returns whether it enters offline queues.
+async fn group_message(
+    c: &mut MySqlConnection,
+    m: &NewMessage,
+    gid: &str,
+    seq: i64,
+    queue_follows: bool,
+) -> StoreResult<bool> {
+    // Joining first: a new member gets their own join message.
+    match &m.change {
+        Some(MemberChange::Create { .. }) => add_member(c, gid, &m.conv, &m.from, seq).await?,
+        Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, seq).await?,
+        _ => {}
+    }
+    let inboxed =
+        m.inbox_members_up_to > 0 && member_count(c, gid).await? <= m.inbox_members_up_to as u64;
+    for p in &m.participants {
+        sqlx::query(
+            "INSERT INTO user_convs (user_id, conv, peer, group_id) VALUES (?, ?, NULL, ?) \
+             ON DUPLICATE KEY UPDATE user_id = user_id",
+        )
+        .bind(p)
+        .bind(&m.conv)
+        .bind(gid)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    }
+    sqlx::query(
+        "UPDATE user_convs SET read_seq = GREATEST(read_seq, ?), \
+             delivered_seq = GREATEST(delivered_seq, ?), \
+             read_updated_at = GREATEST(read_updated_at, ?), \
+             inbox_seq = CASE WHEN ? AND inbox_seq = ? THEN ? ELSE inbox_seq END \
+         WHERE user_id = ? AND conv = ? AND until_seq IS NULL",
+    )
+    .bind(seq)
+    .bind(seq)
+    .bind(m.ts)
+    .bind(queue_follows)
+    .bind(seq - 1)
+    .bind(seq)
+    .bind(&m.from)
+    .bind(&m.conv)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    if let Some(MemberChange::Leave(u)) = &m.change {
+        remove_member(c, gid, &m.conv, u, seq, m.ts).await?;
+    }
+    if m.kind == "system" {
+        sqlx::query("UPDATE chat_groups SET version = GREATEST(version, ?) WHERE gid = ?")
+            .bind(seq)
+            .bind(gid)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+    }
+    Ok(inboxed)
+}
+
+async fn insert_messages(c: &mut MySqlConnection, rows: &[MsgRow<'_>]) -> StoreResult<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+            "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, \
+             content, ts, client_msg_id, inboxed) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.m.conv)
+                .push_bind(r.seq)
+                .push_bind(r.m.msg_id)
+                .push_bind(&r.m.from)
+                .push_bind(r.m.to.as_deref())
+                .push_bind(r.m.group.as_deref())
+                .push_bind(&r.m.kind)
+                .push_bind(&r.m.content)
+                .push_bind(r.m.ts)
+                .push_bind(r.m.client_msg_id.as_deref().map(str::as_bytes))
+                .push_bind(r.inboxed);
+        });
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(())
+}
+
+async fn insert_dm_entries(
+    c: &mut MySqlConnection,
+    entries: &BTreeMap<(&str, &str), Option<&str>>,
+) -> StoreResult<()> {
+    let entries: Vec<(&(&str, &str), &Option<&str>)> = entries.iter().collect();
+    for chunk in entries.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, peer, group_id) ");
+        qb.push_values(chunk, |mut b, ((user, conv), peer)| {
+            b.push_bind(*user)
+                .push_bind(*conv)
+                .push_bind(**peer)
+                .push("NULL");
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE user_id = user_id");
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(())
+}
+
+/// The senders of 1:1 messages have read them; their queue positions
+/// follow (see [`SenderRun`]). One statement for the whole batch.
+async fn move_dm_senders(
+    c: &mut MySqlConnection,
+    senders: &BTreeMap<(&str, &str), SenderRun>,
+) -> StoreResult<()> {
+    let senders: Vec<(&(&str, &str), &SenderRun)> = senders.iter().collect();
+    for chunk in senders.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("UPDATE user_convs uc JOIN (");
+        for (i, ((user, conv), run)) in chunk.iter().enumerate() {
+            qb.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            // Without a follow, `before` never matches a queue position.
+            let (before, follow) = match run.follow {
+                Some(f) => (run.before, f),
+                None => (-1, 0),
+            };
+            qb.push_bind(*user)
+                .push(" AS u, ")
+                .push_bind(*conv)
+                .push(" AS c, ")
+                .push_bind(before)
+                .push(" AS b, ")
+                .push_bind(follow)
+                .push(" AS f, ")
+                .push_bind(run.last)
+                .push(" AS l, ")
+                .push_bind(run.ts)
+                .push(" AS t");
+        }
+        qb.push(
+            ") v ON uc.user_id = v.u AND uc.conv = v.c \
+             SET uc.read_seq = GREATEST(uc.read_seq, v.l), \
+                 uc.delivered_seq = GREATEST(uc.delivered_seq, v.l), \
+                 uc.read_updated_at = GREATEST(uc.read_updated_at, v.t), \
+                 uc.inbox_seq = CASE WHEN uc.inbox_seq = v.b THEN v.f ELSE uc.inbox_seq END \
+             WHERE uc.until_seq IS NULL",
+        );
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(())
+}
+
+/// A user's row in a conversation.
+struct UserConv {
+    read: u64,
+    until: Option<u64>,
+}
+
+async fn user_conv(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    lock: bool,
+) -> StoreResult<Option<UserConv>> {
+    let sql = if lock {
+        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
+    } else {
+        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
+    };
+    let row = sqlx::query(sql)
+        .bind(user)
+        .bind(conv)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(UserConv {
+        read: r.try_get::<i64, _>(0).map_err(be)?.max(0) as u64,
+        until: r
+            .try_get::<Option<i64>, _>(1)
+            .map_err(be)?
+            .map(|v| v.max(0) as u64),
+    }))
+}
+
+pub async fn history(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    q: HistoryQuery,
+) -> StoreResult<Vec<StoredMessage>> {
+    let mut upper = i64::MAX;
+    if conv.starts_with("group:") {
+        match user_conv(c, user, conv, false).await? {
+            None => return Err(StoreError::NotMember),
+            Some(UserConv {
+                until: Some(until), ..
+            }) => upper = sql_seq(until),
+            Some(_) => {}
+        }
+    }
+    let hi = q
+        .before_seq
+        .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
+    let (sql, lo) = match q.after_seq {
+        Some(after) => (
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.seq ASC LIMIT ?"
+            ),
+            sql_seq(after),
+        ),
+        None => (
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.seq DESC LIMIT ?"
+            ),
+            0,
+        ),
+    };
+    let rows = sqlx::query(sql)
+        .bind(conv)
+        .bind(lo)
+        .bind(hi)
+        .bind(user)
+        .bind(i64::from(q.limit))
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+    let mut msgs = messages_from_rows(&rows)?;
+    if q.after_seq.is_none() {
+        msgs.reverse();
+    }
+    Ok(msgs)
+}
+
+/// A user's positions in a conversation during `ack_many`.
+struct AckState {
+    delivered: u64,
+    until: Option<u64>,
+    inbox: u64,
+    dirty: bool,
+}
+
+/// Acks in one transaction: two reads (the rows, locked in primary key
+/// order like the appends lock them, and the conversations' max seqs), one
+/// for receipts, one write.
+pub async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
+    if acks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pairs: BTreeSet<(&str, &str)> = acks
+        .iter()
+        .map(|a| (a.user.as_str(), a.conv.as_str()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    let mut state: HashMap<(String, String), AckState> = HashMap::new();
+    for chunk in pairs.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+            "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
+             FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
+        );
+        for (i, (user, conv)) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("(user_id = ")
+                .push_bind(*user)
+                .push(" AND conv = ")
+                .push_bind(*conv)
+                .push(")");
+        }
+        qb.push(" ORDER BY user_id, conv FOR UPDATE");
+        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+            let key = (
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<String, _>(1).map_err(be)?,
+            );
+            state.insert(
+                key,
+                AckState {
+                    delivered: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
+                    until: r
+                        .try_get::<Option<i64>, _>(3)
+                        .map_err(be)?
+                        .map(|v| v.max(0) as u64),
+                    inbox: r.try_get::<i64, _>(4).map_err(be)?.max(0) as u64,
+                    dirty: false,
+                },
+            );
+        }
+    }
+    if state.is_empty() {
+        return Ok(vec![None; acks.len()]);
+    }
+    let convs: BTreeSet<&str> = state.keys().map(|(_, conv)| conv.as_str()).collect();
+    let convs: Vec<&str> = convs.into_iter().collect();
+    let mut maxes: HashMap<String, u64> = HashMap::new();
+    for chunk in convs.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
+        let mut sep = qb.separated(", ");
+        for conv in chunk {
+            sep.push_bind(*conv);
+        }
+        qb.push(")");
+        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+            maxes.insert(
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+            );
+        }
+    }
+
+    let mut out = vec![None; acks.len()];
+    // (answer index, conv, delivered before, delivered after, peer)
+    let mut receipts: Vec<(usize, &str, u64, u64, &str)> = Vec::new();
+    for (i, a) in acks.iter().enumerate() {
+        let Some(st) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
+            continue;
+        };
+        let mut top = a.seq.min(maxes.get(&a.conv).copied().unwrap_or(0));
+        if let Some(until) = st.until {
+            top = top.min(until);
+        }
+        // The delivered position only feeds 1:1 delivered receipts.
+        let delivered = match a.receipt_for {
+            Some(_) if top > st.delivered => top,
+            _ => st.delivered,
+        };
+        if top <= st.inbox && delivered == st.delivered {
+            continue;
+        }
+        let before = st.delivered;
+        st.inbox = st.inbox.max(top);
+        st.delivered = delivered;
+        st.dirty = true;
+        if let Some(peer) = a.receipt_for.as_deref() {
+            if delivered != before {
+                receipts.push((i, a.conv.as_str(), before, top, peer));
+            }
+        }
+    }
+
+    for chunk in receipts.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+        for (n, (i, conv, before, top, peer)) in chunk.iter().enumerate() {
+            if n > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push("SELECT ")
+                .push_bind(*i as i64)
+                .push(
+                    " FROM DUAL WHERE EXISTS (SELECT 1 FROM messages \
+                     WHERE conv = ",
+                )
+                .push_bind(*conv)
+                .push(" AND seq > ")
+                .push_bind(sql_seq(*before))
+                .push(" AND seq <= ")
+                .push_bind(sql_seq(*top))
+                .push(" AND from_user = ")
+                .push_bind(*peer)
+                .push(")");
+        }
+        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+            let i = usize::try_from(r.try_get::<i64, _>(0).map_err(be)?).unwrap_or(usize::MAX);
+            if let Some((_, _, _, top, _)) = chunk.iter().find(|(j, ..)| *j == i) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(*top);
+                }
+            }
+        }
+    }
+
+    let mut dirty: Vec<(&(String, String), &AckState)> =
+        state.iter().filter(|(_, s)| s.dirty).collect();
+    dirty.sort_by(|a, b| a.0.cmp(b.0));
+    for chunk in dirty.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq, delivered_seq) ");
+        qb.push_values(chunk, |mut b, ((user, conv), s)| {
+            b.push_bind(user.as_str())
+                .push_bind(conv.as_str())
+                .push_bind(sql_seq(s.inbox))
+                .push_bind(sql_seq(s.delivered));
+        });
+        qb.push(
+            " ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq)), \
+             delivered_seq = VALUES(delivered_seq)",
+        );
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(out)
+}
+
+pub async fn mark_read(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    seq: u64,
+    now: i64,
+) -> StoreResult<ReadOutcome> {
+    let max = max_seq(c, conv).await?;
+    if seq == 0 || seq > max {
+        return Err(StoreError::Invalid(
+            "no message with this seq in the conversation",
+        ));
+    }
+    let Some(UserConv { read, until }) = user_conv(c, user, conv, true).await? else {
+        return Err(StoreError::NotMember);
+    };
+    let target = until.map_or(seq, |u| seq.min(u));
+    if target <= read {
+        return Ok(ReadOutcome {
+            advanced: false,
+            read_seq: read,
+        });
+    }
+    sqlx::query(
+        "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
+             read_updated_at = ? \
+         WHERE user_id = ? AND conv = ?",
+    )
+    .bind(sql_seq(target))
+    .bind(sql_seq(target))
+    .bind(now)
+    .bind(user)
+    .bind(conv)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(ReadOutcome {
+        advanced: true,
+        read_seq: target,
+    })
+}
+
+pub async fn recall(
+    c: &mut MySqlConnection,
+    conv: &str,
+    seq: u64,
+    by: &str,
+    window_ms: i64,
+    now: i64,
+) -> StoreResult<StoredMessage> {
+    let invalid = StoreError::Invalid("no message with this seq in the conversation");
+    if seq > i64::MAX as u64 {
+        return Err(invalid);
+    }
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        msg_cols!(),
+        " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
+    ))
+    .bind(conv)
+    .bind(seq as i64)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(be)?;
+    let Some(row) = row else { return Err(invalid) };
+    let mut m = message_from_row(&row).map_err(be)?;
+    if m.from != by {
+        return Err(StoreError::Forbidden(
+            "only the sender may recall a message",
+        ));
+    }
+    if m.recalled {
+        return Ok(m);
+    }
+    if now - m.ts > window_ms {
+        return Err(StoreError::Forbidden("the recall window has passed"));
+    }
+    sqlx::query("UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?")
+        .bind(conv)
+        .bind(seq as i64)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, ?) WHERE conv = ?")
+        .bind(now)
+        .bind(conv)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    m.content = None;
+    m.recalled = true;
+    Ok(m)
+}
+
+pub async fn delete_for_user(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    seqs: &[u64],
+) -> StoreResult<()> {
+    let invalid = StoreError::Invalid("no message with this seq in the conversation");
+    let wanted: BTreeSet<u64> = seqs.iter().copied().collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    if wanted.iter().any(|&s| s == 0 || s > i64::MAX as u64) {
+        return Err(invalid);
+    }
+    let wanted: Vec<i64> = wanted.into_iter().map(|s| s as i64).collect();
+    for chunk in wanted.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("SELECT COUNT(*) FROM messages WHERE conv = ");
+        qb.push_bind(conv).push(" AND seq IN (");
+        let mut sep = qb.separated(", ");
+        for s in chunk {
+            sep.push_bind(*s);
+        }
+        qb.push(")");
+        let n: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&mut *c)
+            .await
+            .map_err(be)?;
+        if n != chunk.len() as i64 {
+            return Err(invalid);
+        }
+    }
+    for chunk in wanted.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO hidden (user_id, conv, seq) ");
+        qb.push_values(chunk, |mut b, s| {
+            b.push_bind(user).push_bind(conv).push_bind(*s);
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE seq = seq");
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    Ok(())
+}
+
+/// The newest message of `conv` at or below `upper` that `user` has not
+/// deleted.
+async fn last_visible(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    upper: u64,
+) -> StoreResult<Option<StoredMessage>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        msg_cols!(),
+        " FROM messages m WHERE m.conv = ? AND m.seq <= ? \
+         AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+         ORDER BY m.seq DESC LIMIT 1"
+    ))
+    .bind(conv)
+    .bind(sql_seq(upper))
+    .bind(user)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(be)?;
+    row.as_ref().map(message_from_row).transpose().map_err(be)
+}
+
+pub async fn conversations(
+    c: &mut MySqlConnection,
+    user: &str,
+    since: i64,
+    limit: u32,
+) -> StoreResult<ConvList> {
+    let rows = sqlx::query(
+        "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
+                uc.until_ts, uc.read_updated_at, cv.updated_at \
+         FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?",
+    )
+    .bind(user)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    let mut all = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let summary = (|| -> Result<ConvSummary, sqlx::Error> {
+            let max: i64 = r.try_get(3)?;
+            let read: i64 = r.try_get(4)?;
+            let until: Option<i64> = r.try_get(5)?;
+            let until_ts: Option<i64> = r.try_get(6)?;
+            let read_at: i64 = r.try_get(7)?;
+            let conv_at: i64 = r.try_get(8)?;
+            let visible = until.map_or(max, |u| u.min(max)).max(0) as u64;
+            let read = read.max(0) as u64;
+            Ok(ConvSummary {
+                conv: r.try_get(0)?,
+                peer: r.try_get(1)?,
+                group: r.try_get(2)?,
+                max_seq: visible,
+                read_seq: read,
+                unread: visible.saturating_sub(read),
+                last: None,
+                updated_at: until_ts.unwrap_or(conv_at).max(read_at),
+            })
+        })()
+        .map_err(be)?;
+        all.push(summary);
+    }
+    let total_unread = all.iter().map(|s| s.unread).sum();
+    let mut convs: Vec<ConvSummary> = all.into_iter().filter(|s| s.updated_at > since).collect();
+    convs.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| a.conv.cmp(&b.conv))
+    });
+    convs.truncate(limit as usize);
+    for s in &mut convs {
+        s.last = last_visible(c, user, &s.conv, s.max_seq).await?;
+    }
+    Ok(ConvList {
+        convs,
+        total_unread,
+    })
+}
+
+/// A conversation with something above the user's queue position.
+struct QueueSpan {
+    conv: String,
+    /// Acknowledged up to here.
+    from: u64,
+    /// The highest seq the user can see.
+    to: u64,
+    /// `dm:x:x`: the user's own messages are queued too.
+    own_too: bool,
+}
+
+/// Conversations fetched together in one `UNION ALL` query.
+const SPANS_PER_QUERY: usize = 64;
+
+pub async fn offline_fetch(
+    c: &mut MySqlConnection,
+    user: &str,
+    cap: u32,
+) -> StoreResult<OfflineBatch> {
+    let cap = cap as usize;
+    let rows = sqlx::query(
+        "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
+                COALESCE(uc.peer = uc.user_id, 0) \
+         FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+         WHERE uc.user_id = ? AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
+    )
+    .bind(user)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    let mut spans = Vec::with_capacity(rows.len());
+    for r in &rows {
+        spans.push(QueueSpan {
+            conv: r.try_get(0).map_err(be)?,
+            from: r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+            to: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
+            own_too: r.try_get::<i64, _>(3).map_err(be)? != 0,
+        });
+    }
+    // Newest first, at most cap + 1 per conversation: enough to know
+    // whether anything beyond the cap was queued.
+    let mut by_conv: HashMap<String, Vec<StoredMessage>> = HashMap::new();
+    for chunk in spans.chunks(SPANS_PER_QUERY) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+        for (i, span) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push(concat!(
+                "(SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = "
+            ))
+            .push_bind(span.conv.as_str())
+            .push(" AND m.seq > ")
+            .push_bind(sql_seq(span.from))
+            .push(" AND m.seq <= ")
+            .push_bind(sql_seq(span.to))
+            .push(" AND m.inboxed AND (m.from_user <> ")
+            .push_bind(user)
+            .push(" OR ")
+            .push_bind(span.own_too)
+            .push(") ORDER BY m.seq DESC LIMIT ")
+            .push_bind(cap as i64 + 1)
+            .push(")");
+        }
+        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+        for m in messages_from_rows(&rows)? {
+            by_conv.entry(m.conv.clone()).or_default().push(m);
+        }
+    }
+    let mut queued: Vec<(u64, StoredMessage)> = Vec::new();
+    for span in &spans {
+        let Some(mut msgs) = by_conv.remove(&span.conv) else {
+            continue;
+        };
+        msgs.sort_by_key(|m| m.seq);
+        // Queue order is msg_id order, kept monotonic within the
+        // conversation so that its seq order holds even where ids from
+        // several nodes disagree with it.
+        let mut key = 0;
+        for m in msgs {
+            key = key.max(m.msg_id);
+            queued.push((key, m));
+        }
+    }
+    queued.sort_by(|(ka, a), (kb, b)| {
+        ka.cmp(kb)
+            .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
+    });
+    let dropped = queued.len().saturating_sub(cap);
+    // What is dropped leaves the queue for good; conversations with nothing
+    // queued (read-diffused groups, the user's own messages) move their
+    // position to the end so that the next fetch skips them.
+    let mut moves: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, m) in &queued[..dropped] {
+        let e = moves.entry(m.conv.as_str()).or_default();
+        *e = (*e).max(m.seq);
+    }
+    let queued_convs: BTreeSet<&str> = queued.iter().map(|(_, m)| m.conv.as_str()).collect();
+    for span in &spans {
+        if !queued_convs.contains(span.conv.as_str()) {
+            moves.insert(span.conv.as_str(), span.to);
+        }
+    }
+    let moves: Vec<(&str, u64)> = moves.into_iter().collect();
+    for chunk in moves.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq) ");
+        qb.push_values(chunk, |mut b, (conv, seq)| {
+            b.push_bind(user).push_bind(*conv).push_bind(sql_seq(*seq));
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))");
+        qb.build().execute(&mut *c).await.map_err(be)?;
+    }
+    let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
+    Ok(OfflineBatch {
+        msgs,
+        truncated: dropped > 0,
+    })
+}
+
+// ----- groups -----
+
+pub async fn get_group(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
+    let row = sqlx::query("SELECT name, owner_id, created_at FROM chat_groups WHERE gid = ?")
+        .bind(gid)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    let Some(r) = row else { return Ok(None) };
+    let name: String = r.try_get(0).map_err(be)?;
+    let owner: String = r.try_get(1).map_err(be)?;
+    let created_at: i64 = r.try_get(2).map_err(be)?;
+    let members = strings(
+        c,
+        "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order",
+        gid,
+    )
+    .await?;
+    Ok(Some(GroupRecord {
+        gid: gid.to_owned(),
+        name,
+        owner,
+        members,
+        created_at,
+    }))
+}
+
+/// Kept in the group's row, moved by every stored `system` message of the
+/// group (only membership changes are `system` messages).
+pub async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<u64>> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT version FROM chat_groups WHERE gid = ?")
+        .bind(gid)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(v.map(|v| v.max(0) as u64))
+}
+
+pub async fn read_positions(
+    c: &mut MySqlConnection,
+    conv: &str,
+) -> StoreResult<Vec<(String, u64)>> {
+    let Some(gid) = conv.strip_prefix("group:") else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(
+        "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
+         LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
+         WHERE gm.gid = ? ORDER BY gm.join_order",
+    )
+    .bind(conv)
+    .bind(gid)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,186 @@
+//! The schema, as idempotent steps run at start-up under a server-wide
+//! advisory lock (`GET_LOCK('tern_migrate', 30)`): MySQL DDL commits by
+//! itself, so every step must be safe to run again.
+
+use sqlx::MySqlConnection;
+use tern_core::store::{StoreError, StoreResult};
+
+/// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
+pub const VERSION: i64 = 1;
+
+/// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
+/// by bytes, as in SQLite). User and group ids are at most 64 characters;
+/// conversation ids (`dm:<a>:<b>`, `group:<g>`) at most 3 + 64 + 1 + 64.
+const STEPS: &[&str] = &[
+    r#"CREATE TABLE IF NOT EXISTS tern_schema (
+        id      TINYINT NOT NULL PRIMARY KEY,
+        version BIGINT NOT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // Shard key: user_id.
+    r#"CREATE TABLE IF NOT EXISTS users (
+        user_id       VARCHAR(64) NOT NULL,
+        name          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        PRIMARY KEY (user_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // An unanswered friend request. Shard key: from_user (the `to` index
+    // answers "who asked me" and would become a per-user copy).
+    r#"CREATE TABLE IF NOT EXISTS friend_requests (
+        from_user  VARCHAR(64) NOT NULL,
+        to_user    VARCHAR(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (from_user, to_user),
+        KEY friend_requests_to (to_user, from_user)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // A friendship, stored in both directions. Shard key: user_id.
+    r#"CREATE TABLE IF NOT EXISTS friends (
+        user_id VARCHAR(64) NOT NULL,
+        friend  VARCHAR(64) NOT NULL,
+        since   BIGINT NOT NULL,
+        PRIMARY KEY (user_id, friend)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // One row per conversation: the seq counter (its row lock serializes
+    // the conversation's writers) and the last activity. Shard key: conv.
+    r#"CREATE TABLE IF NOT EXISTS convs (
+        conv       VARCHAR(140) NOT NULL,
+        max_seq    BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (conv)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // Shard key: conv. `inboxed` is 1 when the message enters its
+    // recipients' offline queues (every 1:1 message, group messages while
+    // the group is write-diffused). The unique dedup index allows many
+    // NULL client_msg_ids (server-written messages); once sharded by conv
+    // it would become a table of its own keyed by from_user.
+    // client_msg_id is VARBINARY: every byte counts (utf8mb4_bin pads, so
+    // 'k' and 'k ' would collide).
+    r#"CREATE TABLE IF NOT EXISTS messages (
+        conv          VARCHAR(140) NOT NULL,
+        seq           BIGINT NOT NULL,
+        msg_id        BIGINT UNSIGNED NOT NULL,
+        from_user     VARCHAR(64) NOT NULL,
+        to_user       VARCHAR(64) NULL,
+        group_id      VARCHAR(64) NULL,
+        kind          VARCHAR(64) NOT NULL,
+        content       MEDIUMTEXT NULL,
+        ts            BIGINT NOT NULL,
+        client_msg_id VARBINARY(256) NULL,
+        recalled      BOOLEAN NOT NULL DEFAULT FALSE,
+        inboxed       BOOLEAN NOT NULL DEFAULT TRUE,
+        PRIMARY KEY (conv, seq),
+        UNIQUE KEY messages_dedup (from_user, client_msg_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // A user's place in a conversation (read, delivered and queue
+    // positions). For a former group member, until_seq and until_ts bound
+    // what they see. The offline queue is derived: the inboxed messages
+    // above inbox_seq that others sent. Shard key: user_id (the conv index
+    // serves `read_positions`, off the hot path).
+    r#"CREATE TABLE IF NOT EXISTS user_convs (
+        user_id         VARCHAR(64) NOT NULL,
+        conv            VARCHAR(140) NOT NULL,
+        peer            VARCHAR(64) NULL,
+        group_id        VARCHAR(64) NULL,
+        read_seq        BIGINT NOT NULL DEFAULT 0,
+        delivered_seq   BIGINT NOT NULL DEFAULT 0,
+        read_updated_at BIGINT NOT NULL DEFAULT 0,
+        until_seq       BIGINT NULL,
+        until_ts        BIGINT NULL,
+        inbox_seq       BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, conv),
+        KEY user_convs_conv (conv, user_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // Messages a user deleted for themself. Shard key: user_id.
+    r#"CREATE TABLE IF NOT EXISTS hidden (
+        user_id VARCHAR(64) NOT NULL,
+        conv    VARCHAR(140) NOT NULL,
+        seq     BIGINT NOT NULL,
+        PRIMARY KEY (user_id, conv, seq)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // `groups` is a reserved word in MySQL 8. `version` is the seq of the
+    // newest membership change (`system` message). Shard key: gid (the
+    // group's conversation).
+    r#"CREATE TABLE IF NOT EXISTS chat_groups (
+        gid        VARCHAR(64) NOT NULL,
+        name       TEXT NOT NULL,
+        owner_id   VARCHAR(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        next_order BIGINT NOT NULL DEFAULT 0,
+        version    BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (gid)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // Shard key: gid.
+    r#"CREATE TABLE IF NOT EXISTS group_members (
+        gid        VARCHAR(64) NOT NULL,
+        user_id    VARCHAR(64) NOT NULL,
+        join_order BIGINT NOT NULL,
+        PRIMARY KEY (gid, user_id),
+        KEY group_members_order (gid, join_order)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+];
+
+fn be(e: sqlx::Error) -> StoreError {
+    StoreError::backend(e)
+}
+
+/// Creates or checks the schema. Holds the advisory lock on `conn` while
+/// it works, so nodes starting together migrate one after the other.
+pub async fn migrate(conn: &mut MySqlConnection) -> StoreResult<()> {
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('tern_migrate', 30)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(be)?;
+    if got != Some(1) {
+        return Err(StoreError::backend(std::io::Error::other(
+            "timed out waiting for the migration lock 'tern_migrate'",
+        )));
+    }
+    let result = migrate_locked(conn).await;
+    let released = sqlx::query("DO RELEASE_LOCK('tern_migrate')")
+        .execute(&mut *conn)
+        .await
+        .map_err(be);
+    result.and(released.map(|_| ()))
+}
+
+async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name = 'tern_schema'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(be)?;
+    if exists > 0 {
+        let found: Option<i64> = sqlx::query_scalar("SELECT version FROM tern_schema WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(be)?;
+        match found {
+            Some(v) if v == VERSION => return Ok(()),
+            Some(v) if v > VERSION => {
+                tracing::error!(
+                    found = v,
+                    supported = VERSION,
+                    "database schema is newer than this binary"
+                );
+                return Err(StoreError::Invalid(
+                    "database schema is newer than this binary",
+                ));
+            }
+            _ => {}
+        }
+    }
+    for step in STEPS {
+        sqlx::query(*step).execute(&mut *conn).await.map_err(be)?;
+    }
+    sqlx::query(
+        "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
+         ON DUPLICATE KEY UPDATE version = VALUES(version)",
+    )
+    .bind(VERSION)
+    .execute(&mut *conn)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
