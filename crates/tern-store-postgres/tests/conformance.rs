@@ -1,0 +1,214 @@
+//! The shared `Store` conformance suite (`tern-store-conformance`) against
+//! the PostgreSQL store, each test in a fresh schema of the database named
+//! by `TERN_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards. Outside
+//! CI the tests skip when PostgreSQL is not reachable; with `CI` set they
+//! fail.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tern_core::store::{Appended, NewMessage, Store, StoreError};
+use tern_store_postgres::{PgOptions, PgStore};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A test's schema; dropped with it.
+struct Ctx {
+    url: String,
+    schema: String,
+}
+
+impl Ctx {
+    /// The URL of the store: the test database with the schema as its
+    /// `search_path`.
+    fn store_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.url, self.schema
+        )
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Its own runtime on its own thread: drop may run inside the test's
+        // runtime, which must not block.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut c = PgConnection::connect(&url).await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&mut c)
+                .await?;
+                c.close().await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
+    }
+}
+
+fn base_url() -> String {
+    std::env::var("TERN_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+fn schema_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    format!("tern_t_{:016x}", h.finish())
+}
+
+async fn create_schema(url: &str, schema: &str) -> Result<(), String> {
+    let connect = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url));
+    let mut c = match connect.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("timed out".into()),
+    };
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.close().await.map_err(|e| e.to_string())
+}
+
+async fn reopen(ctx: &Ctx) -> Arc<dyn Store> {
+    let store = PgStore::connect(&ctx.store_url(), PgOptions::default())
+        .await
+        .expect("connect the PostgreSQL store");
+    Arc::new(store)
+}
+
+async fn open() -> Option<(Arc<dyn Store>, Ctx)> {
+    let url = base_url();
+    let schema = schema_name();
+    if let Err(e) = create_schema(&url, &schema).await {
+        if std::env::var_os("CI").is_some() {
+            panic!("PostgreSQL not reachable at {url} ({e}); CI is set, so the tests fail instead of skipping");
+        }
+        eprintln!("skipping: PostgreSQL not reachable at {url} ({e})");
+        return None;
+    }
+    let ctx = Ctx { url, schema };
+    let store = reopen(&ctx).await;
+    Some((store, ctx))
+}
+
+tern_store_conformance::suite!(open: open, reopen: reopen);
+tern_store_conformance::shared_suite!(open: open, reopen: reopen);
+
+// ----- PostgreSQL-specific risks -----
+
+/// Two nodes append batches that touch the same two conversations in
+/// opposite orders: the conversation locks are taken in sorted order, so no
+/// deadlock reaches the caller, and each conversation's seqs stay gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crossed_batches_do_not_deadlock() {
+    let Some((store, ctx)) = open().await else {
+        return;
+    };
+    let other = reopen(&ctx).await;
+    let rounds = 40;
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let s = if t % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                for i in 0..rounds {
+                    let a = tern_store_conformance::dm("ann", "bob", i, &format!("x{t}-{i}"));
+                    let b = tern_store_conformance::dm("cat", "dan", i, &format!("y{t}-{i}"));
+                    let batch: Vec<NewMessage> = if t % 2 == 0 { vec![a, b] } else { vec![b, a] };
+                    let out = s.append_messages(batch).await.expect("no deadlock");
+                    assert!(out.iter().all(|o| matches!(o, Appended::New(_))), "{out:?}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    for conv in ["dm:ann:bob", "dm:cat:dan"] {
+        let h = store
+            .history(
+                "ann",
+                conv,
+                tern_core::store::HistoryQuery {
+                    before_seq: None,
+                    after_seq: None,
+                    limit: 1000,
+                },
+            )
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = h.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=4 * rounds as u64).collect::<Vec<u64>>(),
+            "{conv}"
+        );
+        assert_eq!(store.max_seq(conv).await.unwrap(), 4 * rounds as u64);
+    }
+}
+
+/// A duplicate sent through two nodes into different conversations at the
+/// same moment (same sender and client_msg_id): one is stored, the other
+/// answers with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_across_conversations() {
+    let Some((store, ctx)) = open().await else {
+        return;
+    };
+    let other = reopen(&ctx).await;
+    for round in 0..10 {
+        let key = format!("k{round}");
+        let a = tern_store_conformance::dm("ann", "bob", 1, &key);
+        let b = tern_store_conformance::dm("ann", "cat", 1, &key);
+        let (x, y) = tokio::join!(
+            store.append_messages(vec![a]),
+            other.append_messages(vec![b])
+        );
+        let (x, y) = (x.unwrap().remove(0), y.unwrap().remove(0));
+        let (xm, ym) = (x.message().unwrap(), y.message().unwrap());
+        assert_eq!((&xm.conv, xm.seq), (&ym.conv, ym.seq), "{x:?} {y:?}");
+        let news = [&x, &y]
+            .iter()
+            .filter(|o| matches!(o, Appended::New(_)))
+            .count();
+        assert_eq!(news, 1, "{x:?} {y:?}");
+    }
+    let total =
+        store.max_seq("dm:ann:bob").await.unwrap() + store.max_seq("dm:ann:cat").await.unwrap();
+    assert_eq!(total, 10);
+}
+
+/// An unreachable server: `connect` fails fast with a backend error.
+#[tokio::test]
+async fn unreachable_server_fails_fast() {
+    let started = std::time::Instant::now();
+    let r = PgStore::connect("postgres://postgres@127.0.0.1:1/test", PgOptions::default()).await;
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
