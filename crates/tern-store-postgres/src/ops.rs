@@ -578,12 +578,46 @@ pub async fn append_messages(
     }
 
     if !rows.seq.is_empty() {
+        let (cs, (tops, ats)): (Vec<String>, (Vec<i64>, Vec<i64>)) = activity
+            .into_iter()
+            .map(|(conv, at)| {
+                let top = next.get(&conv).copied().unwrap_or(0);
+                (conv, (top, at))
+            })
+            .unzip();
+        let (ins, upd) = dm_row_changes(dm_rows);
+        // Everything in one statement. The insert into `client_ids` is a
+        // plain one: a concurrent duplicate fails it (unique violation) and
+        // the whole transaction is retried. The `user_convs` rows are
+        // locked, so the values computed from them are current; the new
+        // ones are new (their conversation is locked).
         sqlx::query(
-            "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, \
-                                   ts, client_msg_id, inboxed) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], \
-                                  $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], \
-                                  $11::bool[])",
+            "WITH m AS ( \
+                 INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, \
+                                       content, ts, client_msg_id, inboxed) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], \
+                     $11::bool[])), \
+             k AS ( \
+                 INSERT INTO client_ids (from_user, client_msg_id, conv, seq) \
+                 SELECT f, k, c, s FROM unnest($4::text[], $10::text[], $1::text[], $2::int8[]) \
+                     AS t(f, k, c, s) WHERE k IS NOT NULL), \
+             cv AS ( \
+                 UPDATE convs SET max_seq = v.top, updated_at = GREATEST(convs.updated_at, v.at) \
+                 FROM unnest($12::text[], $13::int8[], $14::int8[]) AS v(c, top, at) \
+                 WHERE convs.conv = v.c), \
+             ui AS ( \
+                 INSERT INTO user_convs (user_id, conv, peer, read_seq, delivered_seq, \
+                                         read_updated_at, inbox_seq) \
+                 SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int8[], \
+                     $19::int8[], $20::int8[], $21::int8[])), \
+             uu AS ( \
+                 UPDATE user_convs uc SET read_seq = v.r, delivered_seq = v.d, \
+                     read_updated_at = v.ra, inbox_seq = v.i \
+                 FROM unnest($22::text[], $23::text[], $24::int8[], $25::int8[], $26::int8[], \
+                     $27::int8[]) AS v(u, c, r, d, ra, i) \
+                 WHERE uc.user_id = v.u AND uc.conv = v.c) \
+             SELECT 1",
         )
         .bind(&rows.conv)
         .bind(&rows.seq)
@@ -596,43 +630,26 @@ pub async fn append_messages(
         .bind(&rows.ts)
         .bind(&rows.cmid)
         .bind(&rows.inboxed)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        // A plain insert: a concurrent duplicate fails here (unique
-        // violation) and the whole transaction is retried.
-        sqlx::query(
-            "INSERT INTO client_ids (from_user, client_msg_id, conv, seq) \
-             SELECT f, k, c, s FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
-                 AS t(f, k, c, s) WHERE k IS NOT NULL",
-        )
-        .bind(&rows.from)
-        .bind(&rows.cmid)
-        .bind(&rows.conv)
-        .bind(&rows.seq)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        let (cs, (tops, ats)): (Vec<String>, (Vec<i64>, Vec<i64>)) = activity
-            .into_iter()
-            .map(|(conv, at)| {
-                let top = next.get(&conv).copied().unwrap_or(0);
-                (conv, (top, at))
-            })
-            .unzip();
-        sqlx::query(
-            "UPDATE convs SET max_seq = v.top, updated_at = GREATEST(convs.updated_at, v.at) \
-             FROM unnest($1::text[], $2::int8[], $3::int8[]) AS v(c, top, at) \
-             WHERE convs.conv = v.c",
-        )
         .bind(&cs)
         .bind(&tops)
         .bind(&ats)
+        .bind(&ins.user)
+        .bind(&ins.conv)
+        .bind(&ins.peer)
+        .bind(&ins.read)
+        .bind(&ins.delivered)
+        .bind(&ins.read_at)
+        .bind(&ins.inbox)
+        .bind(&upd.user)
+        .bind(&upd.conv)
+        .bind(&upd.read)
+        .bind(&upd.delivered)
+        .bind(&upd.read_at)
+        .bind(&upd.inbox)
         .execute(&mut *c)
         .await
         .map_err(be)?;
     }
-    write_dm_rows(c, dm_rows).await?;
     if !group_versions.is_empty() {
         let (gids, vs): (Vec<String>, Vec<i64>) = group_versions.into_iter().unzip();
         sqlx::query(
@@ -689,22 +706,21 @@ fn dm_effects(rows: &mut BTreeMap<(String, String), DmRow>, m: &NewMessage, seq:
     }
 }
 
-/// Writes the 1:1 rows a batch created or changed: one insert, one update.
-async fn write_dm_rows(
-    c: &mut PgConnection,
-    rows: BTreeMap<(String, String), DmRow>,
-) -> StoreResult<()> {
-    #[derive(Default)]
-    struct Cols {
-        user: Vec<String>,
-        conv: Vec<String>,
-        peer: Vec<Option<String>>,
-        read: Vec<i64>,
-        delivered: Vec<i64>,
-        read_at: Vec<i64>,
-        inbox: Vec<i64>,
-    }
-    let (mut ins, mut upd) = (Cols::default(), Cols::default());
+/// Columns of 1:1 user rows a batch creates or changes.
+#[derive(Default)]
+struct DmCols {
+    user: Vec<String>,
+    conv: Vec<String>,
+    peer: Vec<Option<String>>,
+    read: Vec<i64>,
+    delivered: Vec<i64>,
+    read_at: Vec<i64>,
+    inbox: Vec<i64>,
+}
+
+/// The 1:1 rows a batch created and those it changed.
+fn dm_row_changes(rows: BTreeMap<(String, String), DmRow>) -> (DmCols, DmCols) {
+    let (mut ins, mut upd) = (DmCols::default(), DmCols::default());
     for ((user, conv), r) in rows {
         if !r.changed {
             continue;
@@ -718,44 +734,7 @@ async fn write_dm_rows(
         cols.read_at.push(r.read_at);
         cols.inbox.push(r.inbox);
     }
-    if !ins.user.is_empty() {
-        sqlx::query(
-            "INSERT INTO user_convs (user_id, conv, peer, read_seq, delivered_seq, \
-                                     read_updated_at, inbox_seq) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
-                                  $6::int8[], $7::int8[])",
-        )
-        .bind(&ins.user)
-        .bind(&ins.conv)
-        .bind(&ins.peer)
-        .bind(&ins.read)
-        .bind(&ins.delivered)
-        .bind(&ins.read_at)
-        .bind(&ins.inbox)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    if !upd.user.is_empty() {
-        // The rows are locked: the values computed from them are current.
-        sqlx::query(
-            "UPDATE user_convs uc SET read_seq = v.r, delivered_seq = v.d, \
-                 read_updated_at = v.ra, inbox_seq = v.i \
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
-                 AS v(u, c, r, d, ra, i) \
-             WHERE uc.user_id = v.u AND uc.conv = v.c",
-        )
-        .bind(&upd.user)
-        .bind(&upd.conv)
-        .bind(&upd.read)
-        .bind(&upd.delivered)
-        .bind(&upd.read_at)
-        .bind(&upd.inbox)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    Ok(())
+    (ins, upd)
 }
 
 /// A stored group message's membership change and user rows, in the
@@ -899,8 +878,8 @@ struct ReceiptChecks {
 }
 
 /// Acks in order, in the caller's transaction: the rows are locked and
-/// read at once, the acks applied to them in memory, the receipts checked
-/// in one query and the rows written in one update.
+/// read at once, the acks applied to them in memory, and the rows written
+/// and the receipts checked in one statement.
 pub async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
     if acks.is_empty() {
         return Ok(Vec::new());
@@ -975,29 +954,6 @@ pub async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec
         checks.hi.push(top);
         checks.peer.push(peer.clone());
     }
-    if !checks.index.is_empty() {
-        let found: Vec<(i64, bool, i64)> = sqlx::query_as(
-            "SELECT q.i, EXISTS (SELECT 1 FROM messages m WHERE m.conv = q.c AND m.seq > q.lo \
-                                 AND m.seq <= q.hi AND m.from_user = q.p), q.hi \
-             FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[]) \
-                 AS q(i, c, lo, hi, p)",
-        )
-        .bind(&checks.index)
-        .bind(&checks.conv)
-        .bind(&checks.lo)
-        .bind(&checks.hi)
-        .bind(&checks.peer)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        for (i, theirs, top) in found {
-            if let (true, Some(slot)) =
-                (theirs, usize::try_from(i).ok().and_then(|i| out.get_mut(i)))
-            {
-                *slot = Some(top as u64);
-            }
-        }
-    }
     let mut upd: (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>) = Default::default();
     for ((user, conv), r) in state {
         if r.changed {
@@ -1007,19 +963,37 @@ pub async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec
             upd.3.push(r.delivered);
         }
     }
-    if !upd.0.is_empty() {
-        sqlx::query(
-            "UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.i), delivered_seq = v.d \
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS v(u, c, i, d) \
-             WHERE uc.user_id = v.u AND uc.conv = v.c",
-        )
-        .bind(&upd.0)
-        .bind(&upd.1)
-        .bind(&upd.2)
-        .bind(&upd.3)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
+    if upd.0.is_empty() {
+        return Ok(out);
+    }
+    // The rows are written and the receipts checked in one statement (the
+    // check reads messages only).
+    let found: Vec<(i64, bool, i64)> = sqlx::query_as(
+        "WITH w AS ( \
+             UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.i), delivered_seq = v.d \
+             FROM unnest($6::text[], $7::text[], $8::int8[], $9::int8[]) AS v(u, c, i, d) \
+             WHERE uc.user_id = v.u AND uc.conv = v.c) \
+         SELECT q.i, EXISTS (SELECT 1 FROM messages m WHERE m.conv = q.c AND m.seq > q.lo \
+                             AND m.seq <= q.hi AND m.from_user = q.p), q.hi \
+         FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[]) \
+             AS q(i, c, lo, hi, p)",
+    )
+    .bind(&checks.index)
+    .bind(&checks.conv)
+    .bind(&checks.lo)
+    .bind(&checks.hi)
+    .bind(&checks.peer)
+    .bind(&upd.0)
+    .bind(&upd.1)
+    .bind(&upd.2)
+    .bind(&upd.3)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    for (i, theirs, top) in found {
+        if let (true, Some(slot)) = (theirs, usize::try_from(i).ok().and_then(|i| out.get_mut(i))) {
+            *slot = Some(top as u64);
+        }
     }
     Ok(out)
 }
