@@ -212,3 +212,137 @@ async fn unreachable_server_fails_fast() {
     assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Forwards TCP connections from a local port to PostgreSQL until stopped;
+/// stopping closes every forwarded connection, as a server going away
+/// would.
+struct Proxy {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: String) -> (Proxy, u16) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut halt = stopped.clone();
+                tokio::select! {
+                    _ = halt.changed() => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { break };
+                        let target = target.clone();
+                        let mut halt = stopped.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = halt.changed() => {}
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        (Proxy { stop, task }, port)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        // Let the connection tasks see the signal and close their sockets.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// PostgreSQL goes away: calls fail fast with a backend error; when it is
+/// back, the same store works again without being reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_fast_and_pool_recovers() {
+    let Some((store, ctx)) = open().await else {
+        return;
+    };
+    drop(store);
+    let direct = ctx.store_url();
+    let opts: sqlx::postgres::PgConnectOptions = direct.parse().unwrap();
+    let hostport = format!("{}:{}", opts.get_host(), opts.get_port());
+    if !direct.contains(&hostport) {
+        eprintln!("skipping: the test URL does not name {hostport} literally");
+        return;
+    }
+    let (proxy, port) = Proxy::start(0, hostport.clone()).await;
+    let proxied = direct.replacen(&hostport, &format!("127.0.0.1:{port}"), 1);
+    let store = PgStore::connect(&proxied, PgOptions::default())
+        .await
+        .expect("connect through the proxy");
+    store.health().await.unwrap();
+    let m = tern_store_conformance::send(&store, tern_store_conformance::dm("ann", "bob", 1, "o1"))
+        .await;
+    assert_eq!(m.seq, 1);
+
+    proxy.stop().await;
+    let started = std::time::Instant::now();
+    assert!(matches!(store.health().await, Err(StoreError::Backend(_))));
+    let r = store
+        .append_messages(vec![tern_store_conformance::dm("ann", "bob", 2, "o2")])
+        .await;
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let (proxy, _) = Proxy::start(port, hostport).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while store.health().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = tern_store_conformance::send(&store, tern_store_conformance::dm("ann", "bob", 3, "o3"))
+        .await;
+    assert_eq!(m.seq, 2);
+    proxy.stop().await;
+}
+
+/// Nodes starting at once on an empty schema: the migrations take turns
+/// and every node starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_start_migrates_once() {
+    let url = base_url();
+    let schema = schema_name();
+    if let Err(e) = create_schema(&url, &schema).await {
+        if std::env::var_os("CI").is_some() {
+            panic!("PostgreSQL not reachable at {url} ({e})");
+        }
+        eprintln!("skipping: PostgreSQL not reachable at {url} ({e})");
+        return;
+    }
+    let ctx = Ctx { url, schema };
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = ctx.store_url();
+            tokio::spawn(async move { PgStore::connect(&url, PgOptions::default()).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(s.await.unwrap().expect("every node starts"));
+    }
+    let m = tern_store_conformance::send(
+        &stores[3],
+        tern_store_conformance::dm("ann", "bob", 1, "s1"),
+    )
+    .await;
+    assert_eq!(m.seq, 1);
+    assert_eq!(stores[0].max_seq("dm:ann:bob").await.unwrap(), 1);
+}
