@@ -346,3 +346,23 @@ async fn concurrent_start_migrates_once() {
     assert_eq!(m.seq, 1);
     assert_eq!(stores[0].max_seq("dm:ann:bob").await.unwrap(), 1);
 }
+
+/// The store's `Debug` output never shows the password of its URL.
+#[tokio::test]
+async fn debug_hides_the_password() {
+    let Some((_store, ctx)) = open().await else {
+        return;
+    };
+    let url = ctx.store_url();
+    let Some(rest) = url.strip_prefix("postgres://postgres@") else {
+        eprintln!("skipping: the test URL has its own credentials");
+        return;
+    };
+    // Trust authentication ignores the password; the store still holds it.
+    let with_password = format!("postgres://postgres:pw-not-shown@{rest}");
+    let store = PgStore::connect(&with_password, PgOptions::default())
+        .await
+        .expect("connect");
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("pw-not-shown"), "{shown}");
+}
