@@ -19,7 +19,13 @@
 //! (40001), a deadlock (40P01) or a unique violation (23505) is rolled back
 //! and run again from the start, a few times; the retry of a concurrent
 //! duplicate then finds the original and answers `Appended::Duplicate`.
+//! So is one whose `BEGIN` failed on a broken pooled connection. Nothing
+//! else is retried (a commit whose answer was lost may have committed).
 //! `Ok` means committed (`synchronous_commit` on: durable).
+//!
+//! Outage: taking a connection waits at most 3 s, so calls fail fast with
+//! `StoreError::Backend` while PostgreSQL is down; the pool drops broken
+//! connections and opens new ones once it is back.
 
 mod ops;
 mod schema;
@@ -55,6 +61,9 @@ impl Default for PgOptions {
 /// PostgreSQL is down, calls fail fast; the pool reconnects by itself.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A connection idle for longer than this is pinged before it is used.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
 /// Attempts of a transaction that keeps failing with a retryable error.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -75,11 +84,33 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// Whether a failed transaction may succeed when run again.
+/// `BEGIN` failed: nothing of the transaction ran.
+#[derive(Debug)]
+struct BeginFailed(sqlx::Error);
+
+impl std::fmt::Display for BeginFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not begin a transaction: {}", self.0)
+    }
+}
+
+impl std::error::Error for BeginFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether a failed transaction may succeed when run again: serialization
+/// failures, deadlocks, unique violations (a concurrent duplicate), and a
+/// pooled connection found broken at `BEGIN` (the server went away while it
+/// sat idle; nothing ran, and the retry takes another connection).
 fn retryable(e: &StoreError) -> bool {
     let StoreError::Backend(inner) = e else {
         return false;
     };
+    if let Some(BeginFailed(e)) = inner.downcast_ref::<BeginFailed>() {
+        return matches!(e, sqlx::Error::Io(_));
+    }
     let Some(sqlx::Error::Database(db)) = inner.downcast_ref::<sqlx::Error>() else {
         return false;
     };
@@ -106,7 +137,10 @@ macro_rules! in_tx {
         loop {
             attempt += 1;
             let result: StoreResult<_> = async {
-                let mut tx = $pool.begin().await.map_err(be)?;
+                let mut tx = $pool
+                    .begin()
+                    .await
+                    .map_err(|e| StoreError::backend(BeginFailed(e)))?;
                 let out = {
                     let $c: &mut PgConnection = &mut tx;
                     $body.await?
@@ -160,6 +194,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // The pool pings every connection it takes back; pinging again
+            // before each use would cost every call a round trip. A
+            // connection that sat idle for a while is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_CHECK_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(be)?;
