@@ -482,44 +482,57 @@ pub async fn append_messages(
         }
     }
 
-    // The 1:1 rows the batch touches, locked in sorted order.
+    // Every existing user row the batch may change, locked in one sorted
+    // pass (the order acks and offline fetches lock in too), so that the
+    // statements below never wait for a row lock. The 1:1 rows are read
+    // into `dm_rows`, where the batch's changes are made.
     let mut dm_rows: BTreeMap<(String, String), DmRow> = BTreeMap::new();
     {
+        let dm_convs: HashSet<&str> = batch
+            .iter()
+            .filter(|m| m.group.is_none())
+            .map(|m| m.conv.as_str())
+            .collect();
         let mut keys: Vec<(String, String)> = Vec::new();
-        for m in batch.iter().filter(|m| m.group.is_none()) {
+        for m in batch {
             keys.push((m.from.clone(), m.conv.clone()));
             keys.extend(m.participants.iter().map(|p| (p.clone(), m.conv.clone())));
+            if let Some(MemberChange::Join(u) | MemberChange::Leave(u)) = &m.change {
+                keys.push((u.clone(), m.conv.clone()));
+            }
         }
         keys.sort_unstable();
         keys.dedup();
-        if !keys.is_empty() {
-            let (users, cs): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-            let rows = sqlx::query(
-                "SELECT uc.user_id, uc.conv, uc.peer, uc.read_seq, uc.delivered_seq, \
-                        uc.read_updated_at, uc.inbox_seq, uc.until_seq \
-                 FROM user_convs uc JOIN unnest($1::text[], $2::text[]) AS q(u, c) \
-                     ON uc.user_id = q.u AND uc.conv = q.c \
-                 ORDER BY uc.user_id, uc.conv FOR UPDATE OF uc",
-            )
-            .bind(&users)
-            .bind(&cs)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-            for r in rows {
-                let key = (r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?);
-                let row = DmRow {
-                    peer: r.try_get(2).map_err(be)?,
-                    read: r.try_get(3).map_err(be)?,
-                    delivered: r.try_get(4).map_err(be)?,
-                    read_at: r.try_get(5).map_err(be)?,
-                    inbox: r.try_get(6).map_err(be)?,
-                    until: r.try_get(7).map_err(be)?,
-                    new: false,
-                    changed: false,
-                };
-                dm_rows.insert(key, row);
+        let (users, cs): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+        let rows = sqlx::query(
+            "SELECT uc.user_id, uc.conv, uc.peer, uc.read_seq, uc.delivered_seq, \
+                    uc.read_updated_at, uc.inbox_seq, uc.until_seq \
+             FROM user_convs uc JOIN unnest($1::text[], $2::text[]) AS q(u, c) \
+                 ON uc.user_id = q.u AND uc.conv = q.c \
+             ORDER BY uc.user_id, uc.conv FOR UPDATE OF uc",
+        )
+        .bind(&users)
+        .bind(&cs)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+        for r in rows {
+            let conv: String = r.try_get(1).map_err(be)?;
+            if !dm_convs.contains(conv.as_str()) {
+                continue;
             }
+            let key = (r.try_get(0).map_err(be)?, conv);
+            let row = DmRow {
+                peer: r.try_get(2).map_err(be)?,
+                read: r.try_get(3).map_err(be)?,
+                delivered: r.try_get(4).map_err(be)?,
+                read_at: r.try_get(5).map_err(be)?,
+                inbox: r.try_get(6).map_err(be)?,
+                until: r.try_get(7).map_err(be)?,
+                new: false,
+                changed: false,
+            };
+            dm_rows.insert(key, row);
         }
     }
 
@@ -1299,10 +1312,15 @@ pub async fn offline_fetch(
     }
     if !moves.is_empty() {
         let (cs, ss): (Vec<String>, Vec<i64>) = moves.into_iter().unzip();
+        // Locks the rows in sorted order (as appends and acks do) before
+        // updating them.
         sqlx::query(
-            "UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.s) \
-             FROM unnest($2::text[], $3::int8[]) AS v(c, s) \
-             WHERE uc.user_id = $1 AND uc.conv = v.c",
+            "WITH v AS (SELECT * FROM unnest($2::text[], $3::int8[]) AS t(c, s)), \
+             l AS MATERIALIZED (SELECT uc.conv FROM user_convs uc JOIN v ON uc.conv = v.c \
+                 WHERE uc.user_id = $1 ORDER BY uc.conv FOR UPDATE OF uc) \
+             UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.s) \
+             FROM l JOIN v ON v.c = l.conv \
+             WHERE uc.user_id = $1 AND uc.conv = l.conv",
         )
         .bind(user)
         .bind(&cs)
