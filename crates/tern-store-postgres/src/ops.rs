@@ -333,13 +333,15 @@ async fn remove_member(
     Ok(())
 }
 
-/// Checks a group message before it gets a seq: `Some(refusal)` when it
-/// must not be stored. Creates the group for `MemberChange::Create`.
+/// Checks a group message before it gets a seq: `Err(refusal)` when it
+/// must not be stored. Creates the group for `MemberChange::Create`. For a
+/// message without a membership change that may be write-diffused, also
+/// counts the members (the count it is stored with).
 async fn group_gate(
     c: &mut PgConnection,
     m: &NewMessage,
     gid: &str,
-) -> StoreResult<Option<Refusal>> {
+) -> StoreResult<Result<Option<u64>, Refusal>> {
     if let Some(MemberChange::Create { name }) = &m.change {
         let n = sqlx::query(
             "INSERT INTO groups (gid, name, owner, created_at, next_order, version) \
@@ -356,23 +358,26 @@ async fn group_gate(
         if n == 0 {
             return Err(StoreError::Conflict);
         }
-        return Ok(None);
+        return Ok(Ok(None));
     }
-    let (exists, member): (bool, bool) = sqlx::query_as(
+    let count_now = m.change.is_none() && m.inbox_members_up_to > 0;
+    let (exists, member, count): (bool, bool, Option<i64>) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE gid = $1), \
-                EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2)",
+                EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2), \
+                CASE WHEN $3 THEN (SELECT count(*) FROM group_members WHERE gid = $1) END",
     )
     .bind(gid)
     .bind(&m.from)
+    .bind(count_now)
     .fetch_one(&mut *c)
     .await
     .map_err(be)?;
     Ok(if !exists {
-        Some(Refusal::NoSuchGroup)
+        Err(Refusal::NoSuchGroup)
     } else if m.change.is_none() && !member {
-        Some(Refusal::NotMember)
+        Err(Refusal::NotMember)
     } else {
-        None
+        Ok(count.map(|n| n as u64))
     })
 }
 
@@ -540,6 +545,8 @@ pub async fn append_messages(
     let mut rows = MessageRows::default();
     let mut group_versions: Vec<(String, i64)> = Vec::new();
     for m in batch {
+        // Members counted by the gate, for a write-diffusion decision.
+        let mut members = None;
         if let Some(cmid) = &m.client_msg_id {
             if let Some(orig) = seen.get(&(m.from.clone(), cmid.clone())) {
                 out.push(Appended::Duplicate(orig.clone()));
@@ -547,9 +554,12 @@ pub async fn append_messages(
             }
         }
         if let Some(gid) = &m.group {
-            if let Some(refusal) = group_gate(c, m, gid).await? {
-                out.push(Appended::Refused(refusal));
-                continue;
+            match group_gate(c, m, gid).await? {
+                Ok(count) => members = count,
+                Err(refusal) => {
+                    out.push(Appended::Refused(refusal));
+                    continue;
+                }
             }
         }
         let counter = next.entry(m.conv.clone()).or_insert(0);
@@ -579,7 +589,7 @@ pub async fn append_messages(
                 true
             }
             Some(gid) => {
-                let inboxed = group_effects(c, m, gid, seq).await?;
+                let inboxed = group_effects(c, m, gid, seq, members).await?;
                 if m.kind == "system" {
                     group_versions.push((gid.clone(), seq));
                 }
@@ -757,6 +767,7 @@ async fn group_effects(
     m: &NewMessage,
     gid: &str,
     seq: i64,
+    members: Option<u64>,
 ) -> StoreResult<bool> {
     let useq = seq as u64;
     // Joining first: a new member gets their own join message.
@@ -767,8 +778,13 @@ async fn group_effects(
     }
     // Counting first spares loading a large (read-diffused) group's member
     // list for every message.
-    let inboxed =
-        m.inbox_members_up_to > 0 && member_count(c, gid).await? <= m.inbox_members_up_to as u64;
+    let inboxed = m.inbox_members_up_to > 0 && {
+        let n = match members {
+            Some(n) => n,
+            None => member_count(c, gid).await?,
+        };
+        n <= m.inbox_members_up_to as u64
+    };
     if !m.participants.is_empty() {
         sqlx::query(
             "INSERT INTO user_convs (user_id, conv, group_id) \
