@@ -10,7 +10,10 @@
 //! (`INSERT .. ON CONFLICT DO UPDATE .. RETURNING max_seq`), which locks
 //! them until commit; seqs are counted from there and written back before
 //! commit, so they stay gap-free across connections and nodes, and the
-//! sorted order keeps two batches from locking each other out. Dedup: the
+//! sorted order keeps two batches from locking each other out. The user
+//! rows (`user_convs`) an append may change are then locked in one pass,
+//! sorted by (user, conversation), the order acks and offline fetches lock
+//! them in, so these do not deadlock each other either. Dedup: the
 //! `(from_user, client_msg_id)` lookup runs under those locks, and the
 //! primary key of `client_ids` turns a concurrent duplicate (another
 //! conversation, not yet committed) into a unique violation.
