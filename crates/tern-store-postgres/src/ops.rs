@@ -246,13 +246,15 @@ async fn member_count(c: &mut PgConnection, gid: &str) -> StoreResult<u64> {
     Ok(n as u64)
 }
 
-/// Adds `user` to group `gid` (conversation `conv`) at message `seq`.
+/// Adds `user` to group `gid` (conversation `conv`) at message `seq`; the
+/// user's row changes in `rows`.
 async fn add_member(
     c: &mut PgConnection,
+    rows: &mut UserRows,
     gid: &str,
     conv: &str,
     user: &str,
-    seq: u64,
+    seq: i64,
 ) -> StoreResult<()> {
     if is_member(c, gid, user).await? {
         return Ok(());
@@ -271,33 +273,29 @@ async fn add_member(
     // join message; a returning member keeps what they had read, and their
     // queue resumes at the join (what came while they were away was never
     // theirs).
-    let start = sql_seq(seq.saturating_sub(1));
-    sqlx::query(
-        "INSERT INTO user_convs (user_id, conv, group_id, read_seq, delivered_seq, inbox_seq) \
-         VALUES ($1, $2, $3, $4, $4, $4) \
-         ON CONFLICT (user_id, conv) DO UPDATE SET until_seq = NULL, until_ts = NULL, \
-             read_seq = GREATEST(user_convs.read_seq, EXCLUDED.read_seq), \
-             delivered_seq = GREATEST(user_convs.delivered_seq, EXCLUDED.delivered_seq), \
-             inbox_seq = GREATEST(user_convs.inbox_seq, EXCLUDED.inbox_seq)",
-    )
-    .bind(user)
-    .bind(conv)
-    .bind(gid)
-    .bind(start)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
+    let start = (seq - 1).max(0);
+    let r = rows
+        .entry((user.to_owned(), conv.to_owned()))
+        .or_insert_with(|| UserRow::new(None, Some(gid.to_owned()), start));
+    r.until = None;
+    r.until_ts = None;
+    r.read = r.read.max(start);
+    r.delivered = r.delivered.max(start);
+    r.inbox = r.inbox.max(start);
+    r.changed = true;
     Ok(())
 }
 
 /// Removes `user` from group `gid` after message `seq` (at `ts`); hands
 /// ownership to the longest-standing remaining member if the owner left.
+/// The user's row changes in `rows`.
 async fn remove_member(
     c: &mut PgConnection,
+    rows: &mut UserRows,
     gid: &str,
     conv: &str,
     user: &str,
-    seq: u64,
+    seq: i64,
     ts: i64,
 ) -> StoreResult<()> {
     let n = sqlx::query("DELETE FROM group_members WHERE gid = $1 AND user_id = $2")
@@ -310,16 +308,11 @@ async fn remove_member(
     if n == 0 {
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE user_convs SET until_seq = $3, until_ts = $4 WHERE user_id = $1 AND conv = $2",
-    )
-    .bind(user)
-    .bind(conv)
-    .bind(sql_seq(seq))
-    .bind(ts)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
+    if let Some(r) = rows.get_mut(&(user.to_owned(), conv.to_owned())) {
+        r.until = Some(seq);
+        r.until_ts = Some(ts);
+        r.changed = true;
+    }
     sqlx::query(
         "UPDATE groups SET owner = n.user_id \
          FROM (SELECT user_id FROM group_members WHERE gid = $1 ORDER BY join_order LIMIT 1) n \
@@ -381,19 +374,44 @@ async fn group_gate(
     })
 }
 
-/// A user's row in a 1:1 conversation while a batch is appended: the
-/// batch's changes are made here and written once at the end.
-struct DmRow {
+/// A user's row in a conversation while a batch is appended: the rows are
+/// locked and read first, the batch's changes are made here, message after
+/// message as the embedded store makes them in its database, and the rows
+/// are written once at the end.
+struct UserRow {
     peer: Option<String>,
+    group: Option<String>,
     read: i64,
     delivered: i64,
     read_at: i64,
     inbox: i64,
     until: Option<i64>,
+    until_ts: Option<i64>,
     /// Not in the database yet.
     new: bool,
     changed: bool,
 }
+
+impl UserRow {
+    /// A row the batch creates, with its positions at `start`.
+    fn new(peer: Option<String>, group: Option<String>, start: i64) -> UserRow {
+        UserRow {
+            peer,
+            group,
+            read: start,
+            delivered: start,
+            read_at: 0,
+            inbox: start,
+            until: None,
+            until_ts: None,
+            new: true,
+            changed: true,
+        }
+    }
+}
+
+/// User rows by (user, conversation).
+type UserRows = BTreeMap<(String, String), UserRow>;
 
 /// Columns of `messages` for one bulk insert.
 #[derive(Default)]
@@ -430,9 +448,9 @@ impl MessageRows {
 /// Appends a batch in the caller's transaction. Locks the batch's
 /// conversations (in sorted order) first: that serializes appends to a
 /// conversation across connections and nodes, and makes the seq counter
-/// and the dedup lookup exact. 1:1 messages, the hot path, are written
-/// with a handful of bulk statements whatever the batch size; group
-/// messages run their membership checks and changes one by one.
+/// and the dedup lookup exact. The batch is written with a handful of bulk
+/// statements whatever its size; only group messages add statements of
+/// their own (the membership check, and membership changes).
 pub async fn append_messages(
     c: &mut PgConnection,
     batch: &[NewMessage],
@@ -488,16 +506,10 @@ pub async fn append_messages(
     }
 
     // Every existing user row the batch may change, locked in one sorted
-    // pass (the order acks and offline fetches lock in too), so that the
-    // statements below never wait for a row lock. The 1:1 rows are read
-    // into `dm_rows`, where the batch's changes are made.
-    let mut dm_rows: BTreeMap<(String, String), DmRow> = BTreeMap::new();
+    // pass (the order acks and offline fetches lock in too), so that no
+    // statement below waits for a row lock, and read into `user_rows`.
+    let mut user_rows = UserRows::new();
     {
-        let dm_convs: HashSet<&str> = batch
-            .iter()
-            .filter(|m| m.group.is_none())
-            .map(|m| m.conv.as_str())
-            .collect();
         let mut keys: Vec<(String, String)> = Vec::new();
         for m in batch {
             keys.push((m.from.clone(), m.conv.clone()));
@@ -510,8 +522,8 @@ pub async fn append_messages(
         keys.dedup();
         let (users, cs): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
         let rows = sqlx::query(
-            "SELECT uc.user_id, uc.conv, uc.peer, uc.read_seq, uc.delivered_seq, \
-                    uc.read_updated_at, uc.inbox_seq, uc.until_seq \
+            "SELECT uc.user_id, uc.conv, uc.peer, uc.group_id, uc.read_seq, uc.delivered_seq, \
+                    uc.read_updated_at, uc.inbox_seq, uc.until_seq, uc.until_ts \
              FROM user_convs uc JOIN unnest($1::text[], $2::text[]) AS q(u, c) \
                  ON uc.user_id = q.u AND uc.conv = q.c \
              ORDER BY uc.user_id, uc.conv FOR UPDATE OF uc",
@@ -522,22 +534,20 @@ pub async fn append_messages(
         .await
         .map_err(be)?;
         for r in rows {
-            let conv: String = r.try_get(1).map_err(be)?;
-            if !dm_convs.contains(conv.as_str()) {
-                continue;
-            }
-            let key = (r.try_get(0).map_err(be)?, conv);
-            let row = DmRow {
+            let key = (r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?);
+            let row = UserRow {
                 peer: r.try_get(2).map_err(be)?,
-                read: r.try_get(3).map_err(be)?,
-                delivered: r.try_get(4).map_err(be)?,
-                read_at: r.try_get(5).map_err(be)?,
-                inbox: r.try_get(6).map_err(be)?,
-                until: r.try_get(7).map_err(be)?,
+                group: r.try_get(3).map_err(be)?,
+                read: r.try_get(4).map_err(be)?,
+                delivered: r.try_get(5).map_err(be)?,
+                read_at: r.try_get(6).map_err(be)?,
+                inbox: r.try_get(7).map_err(be)?,
+                until: r.try_get(8).map_err(be)?,
+                until_ts: r.try_get(9).map_err(be)?,
                 new: false,
                 changed: false,
             };
-            dm_rows.insert(key, row);
+            user_rows.insert(key, row);
         }
     }
 
@@ -585,11 +595,11 @@ pub async fn append_messages(
         }
         let inboxed = match &m.group {
             None => {
-                dm_effects(&mut dm_rows, m, seq);
+                user_effects(&mut user_rows, m, seq);
                 true
             }
             Some(gid) => {
-                let inboxed = group_effects(c, m, gid, seq, members).await?;
+                let inboxed = group_effects(c, &mut user_rows, m, gid, seq, members).await?;
                 if m.kind == "system" {
                     group_versions.push((gid.clone(), seq));
                 }
@@ -608,7 +618,7 @@ pub async fn append_messages(
                 (conv, (top, at))
             })
             .unzip();
-        let (ins, upd) = dm_row_changes(dm_rows);
+        let (ins, upd) = user_row_changes(user_rows);
         // Everything in one statement. The insert into `client_ids` is a
         // plain one: a concurrent duplicate fails it (unique violation) and
         // the whole transaction is retried. The `user_convs` rows are
@@ -630,15 +640,17 @@ pub async fn append_messages(
                  FROM unnest($12::text[], $13::int8[], $14::int8[]) AS v(c, top, at) \
                  WHERE convs.conv = v.c), \
              ui AS ( \
-                 INSERT INTO user_convs (user_id, conv, peer, read_seq, delivered_seq, \
-                                         read_updated_at, inbox_seq) \
-                 SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int8[], \
-                     $19::int8[], $20::int8[], $21::int8[])), \
+                 INSERT INTO user_convs (user_id, conv, peer, group_id, read_seq, delivered_seq, \
+                                         read_updated_at, inbox_seq, until_seq, until_ts) \
+                 SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], \
+                     $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], \
+                     $24::int8[])), \
              uu AS ( \
                  UPDATE user_convs uc SET read_seq = v.r, delivered_seq = v.d, \
-                     read_updated_at = v.ra, inbox_seq = v.i \
-                 FROM unnest($22::text[], $23::text[], $24::int8[], $25::int8[], $26::int8[], \
-                     $27::int8[]) AS v(u, c, r, d, ra, i) \
+                     read_updated_at = v.ra, inbox_seq = v.i, until_seq = v.us, \
+                     until_ts = v.ut \
+                 FROM unnest($25::text[], $26::text[], $27::int8[], $28::int8[], $29::int8[], \
+                     $30::int8[], $31::int8[], $32::int8[]) AS v(u, c, r, d, ra, i, us, ut) \
                  WHERE uc.user_id = v.u AND uc.conv = v.c) \
              SELECT 1",
         )
@@ -659,16 +671,21 @@ pub async fn append_messages(
         .bind(&ins.user)
         .bind(&ins.conv)
         .bind(&ins.peer)
+        .bind(&ins.group)
         .bind(&ins.read)
         .bind(&ins.delivered)
         .bind(&ins.read_at)
         .bind(&ins.inbox)
+        .bind(&ins.until)
+        .bind(&ins.until_ts)
         .bind(&upd.user)
         .bind(&upd.conv)
         .bind(&upd.read)
         .bind(&upd.delivered)
         .bind(&upd.read_at)
         .bind(&upd.inbox)
+        .bind(&upd.until)
+        .bind(&upd.until_ts)
         .execute(&mut *c)
         .await
         .map_err(be)?;
@@ -689,28 +706,20 @@ pub async fn append_messages(
     Ok(out)
 }
 
-/// A stored 1:1 message's effect on its conversation's user rows, made in
-/// `rows` (as the embedded store makes it in the database, message after
-/// message).
-fn dm_effects(rows: &mut BTreeMap<(String, String), DmRow>, m: &NewMessage, seq: i64) {
+/// A stored message's conversation list entries and the sender's
+/// positions, made in `rows`.
+fn user_effects(rows: &mut UserRows, m: &NewMessage, seq: i64) {
     // Conversation list entries.
     for p in &m.participants {
-        let peer = if *p == m.from {
+        let peer = if m.group.is_some() {
+            None
+        } else if *p == m.from {
             m.to.clone()
         } else {
             Some(m.from.clone())
         };
         rows.entry((p.clone(), m.conv.clone()))
-            .or_insert_with(|| DmRow {
-                peer,
-                read: 0,
-                delivered: 0,
-                read_at: 0,
-                inbox: 0,
-                until: None,
-                new: true,
-                changed: true,
-            });
+            .or_insert_with(|| UserRow::new(peer, m.group.clone(), 0));
     }
     // The sender has read their own message. Their queue position follows
     // when nothing was queued for them before it (in `dm:x:x` the message
@@ -729,21 +738,24 @@ fn dm_effects(rows: &mut BTreeMap<(String, String), DmRow>, m: &NewMessage, seq:
     }
 }
 
-/// Columns of 1:1 user rows a batch creates or changes.
+/// Columns of user rows a batch creates or changes.
 #[derive(Default)]
-struct DmCols {
+struct UserCols {
     user: Vec<String>,
     conv: Vec<String>,
     peer: Vec<Option<String>>,
+    group: Vec<Option<String>>,
     read: Vec<i64>,
     delivered: Vec<i64>,
     read_at: Vec<i64>,
     inbox: Vec<i64>,
+    until: Vec<Option<i64>>,
+    until_ts: Vec<Option<i64>>,
 }
 
-/// The 1:1 rows a batch created and those it changed.
-fn dm_row_changes(rows: BTreeMap<(String, String), DmRow>) -> (DmCols, DmCols) {
-    let (mut ins, mut upd) = (DmCols::default(), DmCols::default());
+/// The user rows a batch created and those it changed.
+fn user_row_changes(rows: UserRows) -> (UserCols, UserCols) {
+    let (mut ins, mut upd) = (UserCols::default(), UserCols::default());
     for ((user, conv), r) in rows {
         if !r.changed {
             continue;
@@ -752,28 +764,34 @@ fn dm_row_changes(rows: BTreeMap<(String, String), DmRow>) -> (DmCols, DmCols) {
         cols.user.push(user);
         cols.conv.push(conv);
         cols.peer.push(r.peer);
+        cols.group.push(r.group);
         cols.read.push(r.read);
         cols.delivered.push(r.delivered);
         cols.read_at.push(r.read_at);
         cols.inbox.push(r.inbox);
+        cols.until.push(r.until);
+        cols.until_ts.push(r.until_ts);
     }
     (ins, upd)
 }
 
-/// A stored group message's membership change and user rows, in the
-/// embedded store's order. Returns whether the message enters queues.
+/// A stored group message's membership change (in the database) and user
+/// rows (in `rows`), in the embedded store's order. Returns whether the
+/// message enters queues.
 async fn group_effects(
     c: &mut PgConnection,
+    rows: &mut UserRows,
     m: &NewMessage,
     gid: &str,
     seq: i64,
     members: Option<u64>,
 ) -> StoreResult<bool> {
-    let useq = seq as u64;
     // Joining first: a new member gets their own join message.
     match &m.change {
-        Some(MemberChange::Create { .. }) => add_member(c, gid, &m.conv, &m.from, useq).await?,
-        Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, useq).await?,
+        Some(MemberChange::Create { .. }) => {
+            add_member(c, rows, gid, &m.conv, &m.from, seq).await?
+        }
+        Some(MemberChange::Join(u)) => add_member(c, rows, gid, &m.conv, u, seq).await?,
         _ => {}
     }
     // Counting first spares loading a large (read-diffused) group's member
@@ -785,35 +803,9 @@ async fn group_effects(
         };
         n <= m.inbox_members_up_to as u64
     };
-    if !m.participants.is_empty() {
-        sqlx::query(
-            "INSERT INTO user_convs (user_id, conv, group_id) \
-             SELECT u, $2, $3 FROM unnest($1::text[]) AS t(u) \
-             ON CONFLICT (user_id, conv) DO NOTHING",
-        )
-        .bind(&m.participants)
-        .bind(&m.conv)
-        .bind(gid)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    sqlx::query(
-        "UPDATE user_convs SET read_seq = GREATEST(read_seq, $3), \
-             delivered_seq = GREATEST(delivered_seq, $3), \
-             read_updated_at = GREATEST(read_updated_at, $4), \
-             inbox_seq = CASE WHEN inbox_seq = $3 - 1 THEN $3 ELSE inbox_seq END \
-         WHERE user_id = $1 AND conv = $2 AND until_seq IS NULL",
-    )
-    .bind(&m.from)
-    .bind(&m.conv)
-    .bind(seq)
-    .bind(m.ts)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
+    user_effects(rows, m, seq);
     if let Some(MemberChange::Leave(u)) = &m.change {
-        remove_member(c, gid, &m.conv, u, useq, m.ts).await?;
+        remove_member(c, rows, gid, &m.conv, u, seq, m.ts).await?;
     }
     Ok(inboxed)
 }
