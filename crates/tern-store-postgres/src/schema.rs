@@ -1,0 +1,177 @@
+//! The PostgreSQL schema and its migration, run at start-up.
+//!
+//! Every table is keyed first by the key it would be sharded on: the
+//! conversation (`convs`, `messages`, `groups` and `group_members`, whose
+//! `gid` is the conversation `group:<gid>`) or the user (`users`,
+//! `friends`, `client_ids`, `user_convs`, `hidden`). `tern_meta` is one
+//! tiny table of settings (a reference table when sharded). Text columns
+//! are never sorted by the database (its collation may differ from byte
+//! order): the store sorts in Rust where order matters.
+
+use sqlx::PgConnection;
+use tern_core::store::{StoreError, StoreResult};
+
+/// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
+pub const VERSION: i64 = 1;
+
+/// Key of the advisory lock that serializes migrations of nodes starting at
+/// the same time (ASCII "tern-mig").
+const MIGRATION_LOCK: i64 = 0x7465_726e_2d6d_6967;
+
+const META: &str = r#"
+CREATE TABLE IF NOT EXISTS tern_meta (
+    key   TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+"#;
+
+pub const SCHEMA: &str = r#"
+-- Shard key: user_id.
+CREATE TABLE IF NOT EXISTS users (
+    user_id       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    BIGINT NOT NULL
+);
+
+-- Shard key: user_id. One row per side of a relation: 'friend' (both
+-- asked), 'out' (user_id asked other), 'in' (other asked user_id).
+CREATE TABLE IF NOT EXISTS friends (
+    user_id TEXT NOT NULL,
+    other   TEXT NOT NULL,
+    state   TEXT NOT NULL CHECK (state IN ('friend', 'out', 'in')),
+    since   BIGINT NOT NULL,
+    PRIMARY KEY (user_id, other)
+);
+
+-- Shard key: conv. The seq counter (its row lock serializes appends to the
+-- conversation) and the last activity.
+CREATE TABLE IF NOT EXISTS convs (
+    conv       TEXT PRIMARY KEY,
+    max_seq    BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- Shard key: conv.
+CREATE TABLE IF NOT EXISTS messages (
+    conv          TEXT NOT NULL,
+    seq           BIGINT NOT NULL,
+    msg_id        BIGINT NOT NULL,
+    from_user     TEXT NOT NULL,
+    to_user       TEXT,
+    group_id      TEXT,
+    kind          TEXT NOT NULL,
+    content       TEXT,
+    ts            BIGINT NOT NULL,
+    client_msg_id TEXT,
+    recalled      BOOLEAN NOT NULL DEFAULT false,
+    -- Whether the message enters its recipients' offline queues: every 1:1
+    -- message, group messages while the group is write-diffused.
+    inboxed       BOOLEAN NOT NULL DEFAULT true,
+    PRIMARY KEY (conv, seq)
+);
+
+-- Shard key: from_user. Deduplication: a sender's client_msg_id names one
+-- message; the primary key makes a concurrent duplicate fail to commit.
+CREATE TABLE IF NOT EXISTS client_ids (
+    from_user     TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    conv          TEXT NOT NULL,
+    seq           BIGINT NOT NULL,
+    PRIMARY KEY (from_user, client_msg_id)
+);
+
+-- Shard key: user_id. A user's place in a conversation. For a former group
+-- member, until_seq and until_ts bound what they see. The offline queue is
+-- derived: the inboxed messages above inbox_seq that others sent.
+CREATE TABLE IF NOT EXISTS user_convs (
+    user_id         TEXT NOT NULL,
+    conv            TEXT NOT NULL,
+    peer            TEXT,
+    group_id        TEXT,
+    read_seq        BIGINT NOT NULL DEFAULT 0,
+    delivered_seq   BIGINT NOT NULL DEFAULT 0,
+    read_updated_at BIGINT NOT NULL DEFAULT 0,
+    until_seq       BIGINT,
+    until_ts        BIGINT,
+    inbox_seq       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, conv)
+);
+
+-- Shard key: user_id. Messages a user deleted for themself.
+CREATE TABLE IF NOT EXISTS hidden (
+    user_id TEXT NOT NULL,
+    conv    TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    PRIMARY KEY (user_id, conv, seq)
+);
+
+-- Shard key: gid (with the conversation group:<gid>). version: the seq of
+-- the newest membership change (system message).
+CREATE TABLE IF NOT EXISTS groups (
+    gid        TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    next_order BIGINT NOT NULL DEFAULT 0,
+    version    BIGINT NOT NULL DEFAULT 0
+);
+
+-- Shard key: gid.
+CREATE TABLE IF NOT EXISTS group_members (
+    gid        TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    join_order BIGINT NOT NULL,
+    PRIMARY KEY (gid, user_id)
+);
+CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
+"#;
+
+fn be(e: sqlx::Error) -> StoreError {
+    StoreError::backend(e)
+}
+
+/// Creates or checks the schema in the connection's `search_path`, in one
+/// transaction holding an advisory lock, so that nodes starting at once
+/// migrate one after the other.
+pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.map_err(be)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(be)?;
+    sqlx::raw_sql(META).execute(&mut *tx).await.map_err(be)?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM tern_meta WHERE key = 'schema_version'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(be)?;
+    match found {
+        Some(v) if v > VERSION => {
+            tracing::error!(
+                found = v,
+                supported = VERSION,
+                "database schema is newer than this binary"
+            );
+            return Err(StoreError::Invalid(
+                "database schema is newer than this binary",
+            ));
+        }
+        Some(v) if v == VERSION => {}
+        _ => {
+            sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(be)?;
+            sqlx::query(
+                "INSERT INTO tern_meta (key, value) VALUES ('schema_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        }
+    }
+    tx.commit().await.map_err(be)?;
+    Ok(())
+}
