@@ -32,18 +32,69 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
             shared_secret: None,
         });
     }
-    anyhow::bail!("cluster backends are not wired into this build yet")
+    let presence = tern_cluster::RedisPresence::connect(
+        &c.redis_url,
+        tern_cluster::PresenceOptions {
+            prefix: c.name.clone(),
+            heartbeat_ms: c.heartbeat_ms,
+            expiry_ms: c.expiry_ms,
+            node_id: None,
+        },
+    )
+    .await
+    .context("connecting to Redis")?;
+    let bus = tern_cluster::NatsBus::connect(
+        &c.nats_url,
+        tern_cluster::BusOptions {
+            stream: c.name.to_uppercase(),
+            subject_prefix: format!("{}.node", c.name),
+            ack_wait_ms: c.ack_wait_ms,
+            drop_inbound_percent: c.drop_inbound_percent,
+            ..tern_cluster::BusOptions::default()
+        },
+    )
+    .await
+    .context("connecting to NATS")?;
+    let shared_secret = if cfg.auth.secret.is_empty() {
+        Some(
+            tern_cluster::shared_secret(&c.redis_url, &c.name)
+                .await
+                .context("reading the cluster's token secret from Redis")?,
+        )
+    } else {
+        None
+    };
+    Ok(Backends {
+        store,
+        bus: Arc::new(bus),
+        presence: Arc::new(presence),
+        cluster: true,
+        shared_secret,
+    })
 }
 
 async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &cfg.store.url;
     let max_connections = cfg.store.max_connections;
-    let _ = (url, max_connections);
-    let dir = cfg.data_dir.clone();
-    let store =
-        tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let opts = tern_store_postgres::PgOptions { max_connections };
+        let store = tern_store_postgres::PgStore::connect(url, opts)
             .await
-            .context("opening the store")?
-            .context("opening the embedded store")?;
+            .context("connecting to PostgreSQL")?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let opts = tern_store_mysql::MySqlOptions { max_connections };
+        let store = tern_store_mysql::MySqlStore::connect(&url, opts)
+            .await
+            .context("connecting to MySQL")?;
+        return Ok(Arc::new(store));
+    }
+    let dir = cfg.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
+        .await
+        .context("opening the store")?
+        .context("opening the embedded store")?;
     Ok(Arc::new(store))
 }

@@ -105,7 +105,7 @@ impl Db {
                 use sqlx::Connection;
                 let admin_url = env_or("TERN_TEST_POSTGRES_URL", PG_URL);
                 let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-                sqlx::query(&format!("CREATE SCHEMA {name}"))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
                     .execute(&mut c)
                     .await
                     .unwrap();
@@ -122,7 +122,7 @@ impl Db {
                 use sqlx::Connection;
                 let admin_url = env_or("TERN_TEST_MYSQL_URL", MYSQL_URL);
                 let mut c = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}"))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut c)
                     .await
                     .unwrap();
@@ -154,13 +154,13 @@ impl Drop for Db {
                     Sql::Postgres => {
                         if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
                             let q = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-                            let _ = sqlx::query(&q).execute(&mut c).await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(q)).execute(&mut c).await;
                         }
                     }
                     Sql::MySql => {
                         if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
                             let q = format!("DROP DATABASE IF EXISTS {name}");
-                            let _ = sqlx::query(&q).execute(&mut c).await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(q)).execute(&mut c).await;
                         }
                     }
                 }
