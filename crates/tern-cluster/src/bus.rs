@@ -28,6 +28,10 @@ const WINDOW: usize = 256;
 /// A consumer without pull requests for this long is removed by the
 /// server (a dead node's).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
+/// Pull requests: the server's idle heartbeat and the request lifetime
+/// (a silent consumer is noticed after two missed heartbeats).
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_EXPIRES: Duration = Duration::from_secs(15);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// Publish attempts while connected, for errors other than the broker
@@ -80,6 +84,7 @@ pub struct NatsBus {
     /// Set on drop: background tasks stop retrying and consuming.
     shutdown: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
+    connects: watch::Sender<u64>,
     started: Mutex<Option<NodeId>>,
 }
 
@@ -136,8 +141,18 @@ async fn ensure_stream(js: &Context, opts: &BusOptions) -> PlumbingResult<stream
 
 impl NatsBus {
     pub async fn connect(url: &str, opts: BusOptions) -> PlumbingResult<NatsBus> {
+        // Counts (re)connections: after one, the consumer checks that the
+        // broker still has it (a restarted broker forgets it silently).
+        let (connects, _) = watch::channel(0u64);
+        let on_event = connects.clone();
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(CALL_TIMEOUT)
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    on_event.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
             .connect(url)
             .await
             .map_err(unavailable)?;
@@ -162,6 +177,7 @@ impl NatsBus {
         );
         Ok(NatsBus {
             client,
+            connects,
             js,
             opts,
             tx,
@@ -187,12 +203,13 @@ impl Bus for NatsBus {
             }
             *started = Some(node);
         }
-        let consumer = Consumer {
+        let mut consumer = Consumer {
             js: self.js.clone(),
             opts: self.opts.clone(),
             node,
             name: format!("n{node}-{:08x}", rand::random::<u32>()),
             last_seq: 0,
+            stream_created: None,
         };
         let messages = match consumer.open().await {
             Ok(m) => m,
@@ -201,7 +218,12 @@ impl Bus for NatsBus {
                 return Err(e);
             }
         };
-        tokio::spawn(consumer.run(messages, inbound, self.stop.subscribe()));
+        tokio::spawn(consumer.run(
+            messages,
+            inbound,
+            self.stop.subscribe(),
+            self.connects.subscribe(),
+        ));
         Ok(())
     }
 
@@ -386,11 +408,14 @@ struct Consumer {
     /// Stream sequence of the last envelope handled: a recreated consumer
     /// starts after it.
     last_seq: u64,
+    /// When the stream the consumer reads was made (it may be made anew).
+    stream_created: Option<i128>,
 }
 
 impl Consumer {
-    async fn open(&self) -> PlumbingResult<Messages> {
+    async fn open(&mut self) -> PlumbingResult<Messages> {
         let stream = ensure_stream(&self.js, &self.opts).await?;
+        let created = stream.cached_info().created.unix_timestamp_nanos();
         let config = pull::Config {
             name: Some(self.name.clone()),
             filter_subject: format!("{}.{}", self.opts.subject_prefix, self.node),
@@ -399,7 +424,11 @@ impl Consumer {
             // A restarted node id does not replay the pushes of the
             // previous holder; a recreated consumer resumes after the
             // last envelope handled.
-            deliver_policy: if self.last_seq == 0 {
+            deliver_policy: if self.stream_created.is_some_and(|c| c != created) {
+                // The stream was made anew (a memory stream after a broker
+                // restart): all it holds was published since.
+                DeliverPolicy::All
+            } else if self.last_seq == 0 {
                 DeliverPolicy::New
             } else {
                 DeliverPolicy::ByStartSequence {
@@ -411,7 +440,15 @@ impl Consumer {
             ..Default::default()
         };
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
-        consumer.messages().await.map_err(unavailable)
+        let messages = consumer
+            .stream()
+            .heartbeat(PULL_HEARTBEAT)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        self.stream_created = Some(created);
+        Ok(messages)
     }
 
     async fn run(
@@ -419,12 +456,24 @@ impl Consumer {
         mut messages: Messages,
         inbound: Arc<dyn Inbound>,
         mut stop: watch::Receiver<bool>,
+        mut connects: watch::Receiver<u64>,
     ) {
         let drop_percent = u32::from(self.opts.drop_inbound_percent.min(100));
+        connects.mark_unchanged();
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
                 _ = stop.changed() => break,
+                Ok(()) = connects.changed() => {
+                    if !self.exists().await {
+                        tracing::warn!(node = self.node, "bus consumer gone after reconnect; recreating");
+                        match self.reopen(&mut stop).await {
+                            Some(m) => messages = m,
+                            None => break,
+                        }
+                    }
+                    continue;
+                }
             };
             match next {
                 Some(Ok(msg)) => {
@@ -448,15 +497,16 @@ impl Consumer {
                 }
                 Some(Err(e)) => {
                     use pull::MessagesErrorKind as K;
-                    match e.kind() {
-                        K::ConsumerDeleted | K::NoResponders => {
-                            tracing::warn!(error = %e, node = self.node, "bus consumer lost; recreating");
-                            match self.reopen(&mut stop).await {
-                                Some(m) => messages = m,
-                                None => break,
-                            }
+                    tracing::warn!(error = %e, node = self.node, "bus consumer error");
+                    // After a broker restart or a long outage the consumer
+                    // may be gone, whatever the error says.
+                    let gone = matches!(e.kind(), K::ConsumerDeleted | K::NoResponders)
+                        || !self.exists().await;
+                    if gone {
+                        match self.reopen(&mut stop).await {
+                            Some(m) => messages = m,
+                            None => break,
                         }
-                        _ => tracing::warn!(error = %e, node = self.node, "bus consumer error"),
                     }
                 }
                 None => {
@@ -472,6 +522,25 @@ impl Consumer {
         // inactivity threshold.
         if let Ok(stream) = self.js.get_stream_no_info(&self.opts.stream).await {
             let _ = tokio::time::timeout(CALL_TIMEOUT, stream.delete_consumer(&self.name)).await;
+        }
+    }
+
+    /// Whether the broker still has this consumer (true when unsure: a
+    /// failed lookup says nothing while the connection is down).
+    async fn exists(&self) -> bool {
+        let Ok(stream) = self.js.get_stream_no_info(&self.opts.stream).await else {
+            return true;
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, stream.consumer_info(&self.name)).await {
+            Ok(Err(e)) => {
+                use async_nats::jetstream::context::ConsumerInfoErrorKind as K;
+                let gone = matches!(e.kind(), K::NotFound | K::StreamNotFound);
+                if !gone {
+                    tracing::debug!(error = %e, "bus consumer lookup failed");
+                }
+                !gone
+            }
+            _ => true,
         }
     }
 
