@@ -12,7 +12,17 @@ pub fn nats_url() -> String {
 }
 
 /// A service is down: fails under CI, else the test passes vacuously.
-pub fn unreachable(what: &str, url: &str, e: impl std::fmt::Display) {
+pub fn unreachable(what: &str, url: &str, e: impl std::error::Error) {
+    let mut e: String = {
+        let mut s = e.to_string();
+        let mut src = e.source();
+        while let Some(cause) = src {
+            s.push_str(&format!(": {cause}"));
+            src = cause.source();
+        }
+        s
+    };
+    e.truncate(300);
     if std::env::var_os("CI").is_some() {
         panic!("{what} at {url} is not reachable (CI is set): {e}");
     }
