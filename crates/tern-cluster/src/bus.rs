@@ -32,6 +32,8 @@ const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// (a silent consumer is noticed after two missed heartbeats).
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(15);
+/// Envelopes asked for per pull request.
+const PULL_BATCH: usize = 1000;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// Publish attempts while connected, for errors other than the broker
@@ -442,6 +444,7 @@ impl Consumer {
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
         let messages = consumer
             .stream()
+            .max_messages_per_batch(PULL_BATCH)
             .heartbeat(PULL_HEARTBEAT)
             .expires(PULL_EXPIRES)
             .messages()
