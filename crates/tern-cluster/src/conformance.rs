@@ -1,0 +1,446 @@
+//! The `Bus` / `Presence` conformance checks: one set that the in-process
+//! implementations (`tern_core::LocalBus`, `LocalPresence`) and the
+//! networked ones (`NatsBus`, `RedisPresence`) all pass, so the node can
+//! rely on the same behaviour in embedded and cluster mode.
+//!
+//! Each check takes handles of two or three "nodes" sharing one backend
+//! (siblings of one `LocalPresence`, or several `RedisPresence`s on one
+//! key prefix; one `LocalBus` started for several nodes, or several
+//! `NatsBus`es on one stream) that nothing else uses. The test targets in
+//! `tests/` run every check against each implementation.
+//!
+//! The checks panic on a failure, like assertions in a test.
+
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_core::bus::{Bus, Connected, Envelope, Inbound, NodeId, Presence, Route};
+use tern_core::hub::{Outbound, Push};
+use tokio::sync::Notify;
+
+fn route(p: &dyn Presence, conn: u64) -> Route {
+    Route {
+        node: p.node(),
+        conn,
+    }
+}
+
+fn sorted(mut v: Vec<NodeId>) -> Vec<NodeId> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Polls `f` until it is true or `within` has passed; the time it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Every node appears in every node's `live_nodes` (a networked presence
+/// learns of new nodes at its next heartbeat).
+pub async fn live_nodes_include_all(p: &[&dyn Presence]) {
+    let all = sorted(p.iter().map(|p| p.node()).collect());
+    assert_eq!(all.len(), p.len(), "node ids are unique");
+    for n in p {
+        assert!(n.live_nodes().contains(&n.node()), "a node counts itself");
+        eventually(
+            Duration::from_secs(5),
+            "live_nodes lists every node",
+            || {
+                let live = n.live_nodes();
+                let ok = all.iter().all(|x| live.contains(x));
+                async move { ok }
+            },
+        )
+        .await;
+        n.health().await.expect("health");
+    }
+}
+
+/// Devices of one user on two nodes: routes, `online`, `nodes_of` and the
+/// first/last flags, seen from either node.
+pub async fn routes_and_online_across_nodes(p: &[&dyn Presence]) {
+    let (a, b) = (p[0], p[1]);
+    let (ra, rb) = (route(a, 1), route(b, 7));
+    assert_eq!(
+        a.connected("ann", "phone", ra).await.unwrap(),
+        Connected {
+            replaced: None,
+            first: true
+        }
+    );
+    assert_eq!(
+        b.connected("ann", "laptop", rb).await.unwrap(),
+        Connected {
+            replaced: None,
+            first: false
+        }
+    );
+    for n in [a, b] {
+        assert_eq!(
+            n.online(&["ann", "bob", "ann"]).await.unwrap(),
+            [true, false, true]
+        );
+        assert_eq!(
+            n.nodes_of(&["ann".into()]).await.unwrap(),
+            [sorted(vec![a.node(), b.node()])]
+        );
+    }
+    assert!(n_empty(a.online(&[]).await.unwrap()));
+    // The phone leaves: the laptop keeps the user online.
+    assert!(!a.disconnected("ann", "phone", ra).await.unwrap());
+    assert_eq!(b.online(&["ann"]).await.unwrap(), [true]);
+    assert_eq!(a.nodes_of(&["ann".into()]).await.unwrap(), [vec![b.node()]]);
+    // The last device leaves.
+    assert!(b.disconnected("ann", "laptop", rb).await.unwrap());
+    assert_eq!(a.online(&["ann"]).await.unwrap(), [false]);
+    assert_eq!(
+        a.nodes_of(&["ann".into()]).await.unwrap(),
+        [Vec::<NodeId>::new()]
+    );
+    // Back again: first once more.
+    assert!(a.connected("ann", "phone", ra).await.unwrap().first);
+    // Disconnecting what was never there.
+    assert!(!a.disconnected("nobody", "phone", ra).await.unwrap());
+    assert!(!a.disconnected("ann", "tablet", ra).await.unwrap());
+    assert_eq!(a.online(&["ann"]).await.unwrap(), [true]);
+}
+
+fn n_empty<T>(v: Vec<T>) -> bool {
+    v.is_empty()
+}
+
+/// The same device logging in on another node (or again on the same one)
+/// replaces the old route and says which it was.
+pub async fn same_device_replaces(p: &[&dyn Presence]) {
+    let (a, b) = (p[0], p[1]);
+    let (ra, rb) = (route(a, 1), route(b, 2));
+    assert!(a.connected("cat", "phone", ra).await.unwrap().first);
+    let c = b.connected("cat", "phone", rb).await.unwrap();
+    assert_eq!(c.replaced, Some(ra), "names the old route");
+    assert!(!c.first, "the user was online before");
+    assert_eq!(a.nodes_of(&["cat".into()]).await.unwrap(), [vec![b.node()]]);
+    // Again on the same node with a new connection.
+    let rb2 = route(b, 3);
+    let c = b.connected("cat", "phone", rb2).await.unwrap();
+    assert_eq!(c.replaced, Some(rb));
+    // Another device does not replace anything.
+    let c = a.connected("cat", "laptop", route(a, 4)).await.unwrap();
+    assert_eq!(
+        c,
+        Connected {
+            replaced: None,
+            first: false
+        }
+    );
+}
+
+/// A disconnect that comes after the device already connected elsewhere
+/// (compare-and-delete) leaves the newer route alone.
+pub async fn stale_disconnect_keeps_newer_route(p: &[&dyn Presence]) {
+    let (a, b) = (p[0], p[1]);
+    let (ra, rb) = (route(a, 10), route(b, 20));
+    a.connected("dan", "phone", ra).await.unwrap();
+    b.connected("dan", "phone", rb).await.unwrap();
+    assert!(!a.disconnected("dan", "phone", ra).await.unwrap());
+    assert_eq!(a.online(&["dan"]).await.unwrap(), [true]);
+    assert_eq!(a.nodes_of(&["dan".into()]).await.unwrap(), [vec![b.node()]]);
+    assert!(b.disconnected("dan", "phone", rb).await.unwrap());
+    assert_eq!(b.online(&["dan"]).await.unwrap(), [false]);
+}
+
+/// `nodes_of` answers per user in order, each list sorted without
+/// duplicates.
+pub async fn nodes_of_order_and_dedup(p: &[&dyn Presence]) {
+    let (a, b, c) = (p[0], p[1], p[2]);
+    c.connected("u1", "phone", route(c, 1)).await.unwrap();
+    a.connected("u1", "laptop", route(a, 2)).await.unwrap();
+    b.connected("u2", "phone", route(b, 3)).await.unwrap();
+    b.connected("u2", "laptop", route(b, 4)).await.unwrap();
+    let q: Vec<Arc<str>> = ["u3", "u1", "u2", "u1"].map(Arc::from).to_vec();
+    let u1 = sorted(vec![a.node(), c.node()]);
+    for n in p {
+        assert_eq!(
+            n.nodes_of(&q).await.unwrap(),
+            [Vec::<NodeId>::new(), u1.clone(), vec![b.node()], u1.clone()]
+        );
+        assert!(n.nodes_of(&[]).await.unwrap().is_empty());
+        assert_eq!(
+            n.online(&["u3", "u1", "u2"]).await.unwrap(),
+            [false, true, true]
+        );
+    }
+}
+
+/// Room membership is per node: joins are idempotent, a node leaving
+/// drops out, unknown rooms have no nodes.
+pub async fn rooms_per_node(p: &[&dyn Presence]) {
+    let (a, b, c) = (p[0], p[1], p[2]);
+    a.room_joined("lobby").await.unwrap();
+    b.room_joined("lobby").await.unwrap();
+    b.room_joined("lobby").await.unwrap();
+    c.room_joined("other").await.unwrap();
+    for n in p {
+        assert_eq!(
+            n.room_nodes("lobby").await.unwrap(),
+            sorted(vec![a.node(), b.node()])
+        );
+        assert_eq!(n.room_nodes("other").await.unwrap(), [c.node()]);
+        assert!(n.room_nodes("nowhere").await.unwrap().is_empty());
+    }
+    a.room_left("lobby").await.unwrap();
+    a.room_left("nowhere").await.unwrap();
+    assert_eq!(c.room_nodes("lobby").await.unwrap(), [b.node()]);
+    b.room_left("lobby").await.unwrap();
+    assert!(c.room_nodes("lobby").await.unwrap().is_empty());
+}
+
+/// A node that stops its heartbeat (dropped) stops counting for the
+/// others: its routes in `online`/`nodes_of`, its rooms and its place in
+/// `live_nodes`, within about expiry plus a heartbeat. Networked presence
+/// only (in-process nodes never die). Returns how long it took.
+pub async fn dropped_node_expires(alive: &dyn Presence, dying: Box<dyn Presence>) -> Duration {
+    let gone = dying.node();
+    dying
+        .connected("zed", "phone", route(&*dying, 1))
+        .await
+        .unwrap();
+    dying.room_joined("hall").await.unwrap();
+    eventually(Duration::from_secs(5), "the dying node is seen", || {
+        let ok = alive.live_nodes().contains(&gone);
+        async move { ok }
+    })
+    .await;
+    assert_eq!(alive.online(&["zed"]).await.unwrap(), [true]);
+    assert_eq!(alive.room_nodes("hall").await.unwrap(), [gone]);
+    let expiry = Duration::from_millis(dying.expiry_ms());
+    drop(dying);
+    let within = expiry * 2 + Duration::from_secs(1);
+    let took = eventually(within, "a dead node stops counting", || async {
+        alive.online(&["zed"]).await.unwrap() == [false]
+            && alive.nodes_of(&["zed".into()]).await.unwrap() == [Vec::<NodeId>::new()]
+            && alive.room_nodes("hall").await.unwrap().is_empty()
+            && !alive.live_nodes().contains(&gone)
+    })
+    .await;
+    // The user's next device on a live node is the first again.
+    let c = alive
+        .connected("zed", "laptop", route(alive, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        c,
+        Connected {
+            replaced: None,
+            first: true
+        }
+    );
+    took
+}
+
+/// An [`Inbound`] that keeps what it receives.
+#[derive(Default)]
+pub struct Collector {
+    got: Mutex<Vec<Envelope>>,
+    more: Notify,
+}
+
+impl Collector {
+    pub fn new() -> Arc<Collector> {
+        Arc::new(Collector::default())
+    }
+
+    pub fn len(&self) -> usize {
+        self.got.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn take(&self) -> Vec<Envelope> {
+        std::mem::take(&mut *self.got.lock())
+    }
+
+    /// Waits until at least `n` envelopes arrived (panics after `within`).
+    pub async fn wait_for(&self, n: usize, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.more.notified();
+            let have = self.len();
+            if have >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{have} of {n} envelopes arrived within {within:?}");
+            }
+        }
+    }
+
+    /// Waits until the received `GroupChanged` gids cover `want`.
+    pub async fn wait_for_set(&self, want: &BTreeSet<String>, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.more.notified();
+            let seen: BTreeSet<String> = self.got.lock().iter().filter_map(gid).collect();
+            if want.is_subset(&seen) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let missing = want.difference(&seen).count();
+                panic!(
+                    "{missing} of {} envelopes missing after {within:?}",
+                    want.len()
+                );
+            }
+        }
+    }
+}
+
+impl Inbound for Collector {
+    fn receive(&self, env: Envelope) {
+        self.got.lock().push(env);
+        self.more.notify_waiters();
+    }
+}
+
+fn gid(env: &Envelope) -> Option<String> {
+    match env {
+        Envelope::GroupChanged { gid } => Some(gid.to_string()),
+        _ => None,
+    }
+}
+
+fn changed(i: usize) -> Envelope {
+    Envelope::GroupChanged {
+        gid: format!("g{i}").into(),
+    }
+}
+
+/// Starts each node of `nodes` (a bus handle and the node id it serves)
+/// with a fresh [`Collector`].
+pub async fn start_all(nodes: &[(&dyn Bus, NodeId)]) -> Vec<Arc<Collector>> {
+    let mut out = Vec::new();
+    for (bus, node) in nodes {
+        let c = Collector::new();
+        bus.start(*node, c.clone()).await.expect("start");
+        bus.health().await.expect("health");
+        out.push(c);
+    }
+    out
+}
+
+/// How long the checks wait for envelopes.
+const DELIVERY: Duration = Duration::from_secs(20);
+
+/// Three started nodes: what node 0 publishes reaches exactly the nodes
+/// addressed, each in publish order (1000 envelopes to node 1, every
+/// tenth also to node 2, none to node 0 itself).
+pub async fn bus_delivers_to_addressed_in_order(
+    nodes: &[(&dyn Bus, NodeId)],
+    got: &[Arc<Collector>],
+) {
+    let (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+    let mut want_b = Vec::new();
+    let mut want_c = Vec::new();
+    for i in 0..1000 {
+        let env = changed(i);
+        if i % 10 == 0 {
+            a.0.publish(&[b.1, c.1], &env).unwrap();
+            want_c.push(env.clone());
+        } else {
+            a.0.publish(&[b.1], &env).unwrap();
+        }
+        want_b.push(env);
+    }
+    a.0.publish(&[], &changed(5000)).unwrap();
+    got[1].wait_for(want_b.len(), DELIVERY).await;
+    got[2].wait_for(want_c.len(), DELIVERY).await;
+    // Give strays a moment to show up before checking for them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(got[1].take(), want_b);
+    assert_eq!(got[2].take(), want_c);
+    assert!(got[0].is_empty(), "the sender got nothing");
+}
+
+/// Every kind of envelope crosses the bus unchanged.
+pub async fn bus_round_trips_every_kind(nodes: &[(&dyn Bus, NodeId)], got: &[Arc<Collector>]) {
+    let (a, b) = (nodes[0], nodes[1]);
+    let frame = bytes::Bytes::from_static(b"{\"type\":\"room_msg\",\"content\":{\n\"x\":1}}");
+    let push = |out, inactive| {
+        Envelope::Push(Push {
+            users: vec!["a".into(), "b".into()],
+            except: Some(("a".into(), "phone".into())),
+            out,
+            inactive,
+        })
+    };
+    let cases = vec![
+        push(
+            Outbound::Msg {
+                conv: "dm:a:b".into(),
+                seq: 7,
+                frame: frame.clone(),
+            },
+            None,
+        ),
+        push(
+            Outbound::Batched(frame.clone()),
+            Some(Outbound::Batched(bytes::Bytes::from_static(
+                b"{\"type\":\"notify\"}",
+            ))),
+        ),
+        push(Outbound::Frame(bytes::Bytes::from_static(b"{}")), None),
+        Envelope::Push(Push {
+            users: vec!["solo".into()],
+            except: None,
+            out: Outbound::Frame(bytes::Bytes::new()),
+            inactive: None,
+        }),
+        Envelope::Kick {
+            user: "a".into(),
+            conn: 42,
+            code: 4009,
+        },
+        Envelope::Room {
+            room: "r".into(),
+            frame: frame.clone(),
+        },
+        Envelope::GroupChanged { gid: "g".into() },
+    ];
+    for env in &cases {
+        a.0.publish(&[b.1], env).unwrap();
+    }
+    got[1].wait_for(cases.len(), DELIVERY).await;
+    assert_eq!(got[1].take(), cases);
+}
+
+/// Every envelope arrives at least once even when the receiving side
+/// loses some (the networked bus redelivers what was not acked); order
+/// may change then, so this compares sets.
+pub async fn bus_delivers_all_despite_losses(
+    nodes: &[(&dyn Bus, NodeId)],
+    got: &[Arc<Collector>],
+    count: usize,
+) {
+    let (a, b) = (nodes[0], nodes[1]);
+    let mut want = BTreeSet::new();
+    for i in 0..count {
+        let env = changed(i);
+        a.0.publish(&[b.1], &env).unwrap();
+        want.insert(format!("g{i}"));
+    }
+    got[1].wait_for_set(&want, Duration::from_secs(60)).await;
+}
