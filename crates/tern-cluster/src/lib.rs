@@ -67,6 +67,8 @@
 pub mod bus;
 pub mod conformance;
 pub mod presence;
+mod secret;
 
 pub use bus::{BusOptions, NatsBus};
 pub use presence::{PresenceOptions, RedisPresence};
+pub use secret::shared_secret;

@@ -33,7 +33,9 @@ pub async fn shared_secret(redis_url: &str, prefix: &str) -> Result<Vec<u8>, Plu
         .map_err(unavailable)?;
     let secret: String = con.get(&key).await.map_err(unavailable)?;
     if secret.len() < 32 {
-        return Err(PlumbingError::Malformed("cluster secret in Redis is too short"));
+        return Err(PlumbingError::Malformed(
+            "cluster secret in Redis is too short",
+        ));
     }
     Ok(secret.into_bytes())
 }

@@ -92,9 +92,10 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     let dir = cfg.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
-        .await
-        .context("opening the store")?
-        .context("opening the embedded store")?;
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&dir, SqliteOptions::default()))
+            .await
+            .context("opening the store")?
+            .context("opening the embedded store")?;
     Ok(Arc::new(store))
 }
