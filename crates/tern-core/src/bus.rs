@@ -63,6 +63,9 @@ pub enum Envelope {
     Room { room: Arc<str>, frame: Bytes },
     /// A group's membership changed: drop cached member lists.
     GroupChanged { gid: Arc<str> },
+    /// Several envelopes for one node, handled in order (a node routes
+    /// pushes in batches: one bus message per node and batch).
+    Batch(Vec<Envelope>),
 }
 
 /// The envelope's header on the wire; frames follow it.
@@ -88,6 +91,10 @@ enum Header {
     },
     GroupChanged {
         gid: Arc<str>,
+    },
+    /// The encoded envelopes follow, these many bytes each.
+    Batch {
+        lens: Vec<usize>,
     },
 }
 
@@ -135,6 +142,21 @@ impl OutHead {
     }
 }
 
+fn encode_batch(all: &[Envelope]) -> Bytes {
+    let parts: Vec<Bytes> = all.iter().map(Envelope::encode).collect();
+    let header = Header::Batch {
+        lens: parts.iter().map(Bytes::len).collect(),
+    };
+    let body: usize = parts.iter().map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(body + 16 + 8 * parts.len());
+    let _ = serde_json::to_writer((&mut buf).writer(), &header);
+    buf.put_u8(b'\n');
+    for p in parts {
+        buf.extend_from_slice(&p);
+    }
+    buf.freeze()
+}
+
 fn frame_of(o: &Outbound) -> &Bytes {
     match o {
         Outbound::Frame(f) | Outbound::Batched(f) | Outbound::Msg { frame: f, .. } => f,
@@ -174,6 +196,7 @@ impl Envelope {
             Envelope::GroupChanged { gid } => {
                 (Header::GroupChanged { gid: gid.clone() }, [None, None])
             }
+            Envelope::Batch(all) => return encode_batch(all),
         };
         let body: usize = frames.iter().flatten().map(|f| f.len()).sum();
         let mut buf = BytesMut::with_capacity(body + 128);
@@ -232,6 +255,17 @@ impl Envelope {
                 frame: take(len)?,
             },
             Header::GroupChanged { gid } => Envelope::GroupChanged { gid },
+            Header::Batch { lens } => {
+                let mut all = Vec::with_capacity(lens.len());
+                for len in lens {
+                    let part = take(len)?;
+                    if part.starts_with(b"{\"t\":\"batch\"") {
+                        return Err(PlumbingError::Malformed("nested batch"));
+                    }
+                    all.push(Envelope::decode(&part)?);
+                }
+                Envelope::Batch(all)
+            }
         })
     }
 }
@@ -521,6 +555,10 @@ mod tests {
                 frame: frame.clone(),
             },
             Envelope::GroupChanged { gid: "g".into() },
+            Envelope::Batch(vec![
+                Envelope::GroupChanged { gid: "g".into() },
+                push(Outbound::Frame(frame.clone()), None),
+            ]),
         ];
         for env in cases {
             let wire = env.encode();

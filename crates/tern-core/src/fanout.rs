@@ -188,6 +188,9 @@ async fn route_loop(
             .into_iter()
             .filter(|n| *n != node)
             .collect();
+        // Everything for one node in this batch travels as one bus message,
+        // in the order the pushes were made.
+        let mut per_node: BTreeMap<NodeId, Vec<Envelope>> = BTreeMap::new();
         for p in batch.drain(..) {
             let n = hub.deliver(&p);
             metrics::counter!("tern_deliveries_total").increment(n as u64);
@@ -202,17 +205,29 @@ async fn route_loop(
                         }
                     }
                     for (nd, users) in per {
-                        let env = Envelope::Push(Push {
+                        per_node.entry(nd).or_default().push(Envelope::Push(Push {
                             users,
                             except: p.except.clone(),
                             out: p.out.clone(),
                             inactive: p.inactive.clone(),
-                        });
-                        publish(&*bus, &[nd], &env);
+                        }));
                     }
                 }
-                _ => publish(&*bus, &others, &Envelope::Push(p)),
+                _ => {
+                    let env = Envelope::Push(p);
+                    for nd in &others {
+                        per_node.entry(*nd).or_default().push(env.clone());
+                    }
+                }
             }
+        }
+        for (nd, mut envs) in per_node {
+            let env = if envs.len() == 1 {
+                envs.remove(0)
+            } else {
+                Envelope::Batch(envs)
+            };
+            publish(&*bus, &[nd], &env);
         }
     }
 }
@@ -240,6 +255,11 @@ impl Inbound for NodeInbound {
                 self.rooms.deliver(&room, None, frame);
             }
             Envelope::GroupChanged { gid } => self.groups.forget(&gid),
+            Envelope::Batch(all) => {
+                for env in all {
+                    self.receive(env);
+                }
+            }
         }
     }
 }

@@ -58,24 +58,50 @@ pub(crate) struct Publisher {
     pub write_limit: usize,
 }
 
+/// One or more lanes, each a committer and a publisher. A conversation
+/// always goes through the same lane, so its messages are stored and
+/// pushed in seq order; lanes commit concurrently, which pays when the
+/// store is a server reached over the network (a transaction's round trips
+/// leave it idle) and costs nothing with one lane (the embedded store's
+/// single writer gains nothing from more).
 #[derive(Clone)]
 pub(crate) struct Pipeline {
-    tx: mpsc::Sender<AppendJob>,
+    lanes: Arc<[mpsc::Sender<AppendJob>]>,
 }
 
 impl Pipeline {
-    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize) -> Pipeline {
-        let (tx, rx) = mpsc::channel(batch_max * 4);
-        let (ctx, crx) = mpsc::channel(4);
-        let store = publisher.store.clone();
-        tokio::spawn(commit_loop(store, rx, ctx, IdGen::new(node_id), batch_max));
-        tokio::spawn(publish_loop(publisher, crx));
-        Pipeline { tx }
+    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize, lanes: usize) -> Pipeline {
+        let publisher = Arc::new(publisher);
+        // One id generator for every lane: ids stay unique and increasing.
+        let ids = Arc::new(parking_lot::Mutex::new(IdGen::new(node_id)));
+        let senders: Vec<_> = (0..lanes.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(batch_max * 4);
+                let (ctx, crx) = mpsc::channel(4);
+                let store = publisher.store.clone();
+                tokio::spawn(commit_loop(store, rx, ctx, ids.clone(), batch_max));
+                tokio::spawn(publish_loop(publisher.clone(), crx));
+                tx
+            })
+            .collect();
+        Pipeline {
+            lanes: senders.into(),
+        }
+    }
+
+    fn lane(&self, conv: &str) -> &mpsc::Sender<AppendJob> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let n = self.lanes.len();
+        if n == 1 {
+            return &self.lanes[0];
+        }
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(conv);
+        &self.lanes[(h % n as u64) as usize]
     }
 
     pub async fn append(&self, msg: NewMessage, plan: PushPlan) -> CoreResult<Appended> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.lane(&msg.conv)
             .send(AppendJob { msg, plan, reply })
             .await
             .map_err(|_| CoreError::unavailable())?;
@@ -88,7 +114,7 @@ impl Pipeline {
         let mut waits = Vec::with_capacity(jobs.len());
         for (msg, plan) in jobs {
             let (reply, rx) = oneshot::channel();
-            self.tx
+            self.lane(&msg.conv)
                 .send(AppendJob { msg, plan, reply })
                 .await
                 .map_err(|_| CoreError::unavailable())?;
@@ -106,7 +132,7 @@ async fn commit_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<AppendJob>,
     out: mpsc::Sender<Committed>,
-    mut ids: IdGen,
+    ids: Arc<parking_lot::Mutex<IdGen>>,
     batch_max: usize,
 ) {
     let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
@@ -114,12 +140,15 @@ async fn commit_loop(
         let now = now_ms();
         let mut msgs = Vec::with_capacity(batch.len());
         let mut jobs = Vec::with_capacity(batch.len());
-        for mut job in batch.drain(..) {
-            job.msg.msg_id = ids.next(now);
-            job.msg.ts = now;
-            let change = job.msg.change.clone();
-            msgs.push(job.msg);
-            jobs.push((job.plan, change, job.reply));
+        {
+            let mut ids = ids.lock();
+            for mut job in batch.drain(..) {
+                job.msg.msg_id = ids.next(now);
+                job.msg.ts = now;
+                let change = job.msg.change.clone();
+                msgs.push(job.msg);
+                jobs.push((job.plan, change, job.reply));
+            }
         }
         let started = Instant::now();
         let n = msgs.len();
@@ -153,7 +182,7 @@ async fn commit_loop(
     }
 }
 
-async fn publish_loop(p: Publisher, mut rx: mpsc::Receiver<Committed>) {
+async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Committed>) {
     while let Some(Committed { results, jobs }) = rx.recv().await {
         for (result, (plan, change, reply)) in results.into_iter().zip(jobs) {
             match &result {

@@ -37,6 +37,9 @@ pub struct CoreConfig {
     pub write_limit: usize,
     /// Most members a group may have.
     pub max_group_size: usize,
+    /// Append pipelines committing concurrently (conversations are spread
+    /// over them; each conversation keeps one).
+    pub commit_lanes: usize,
     /// Cluster mode: pushes are routed to other nodes through the bus
     /// (queue of this many pushes); `None` for one node (embedded).
     pub cluster_queue: Option<usize>,
@@ -137,7 +140,7 @@ impl Core {
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
-        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max);
+        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.commit_lanes);
         let acks = Acks::start(store.clone(), fanout.clone());
         Ok(Core {
             store,

@@ -121,6 +121,11 @@ impl App {
                 offline_cap: cfg.delivery.offline_cap,
                 recall_window_ms: (cfg.delivery.recall_window_secs * 1000) as i64,
                 batch_max: cfg.delivery.batch_max,
+                commit_lanes: match cfg.delivery.commit_lanes {
+                    0 if cfg.store.url.is_empty() => 1,
+                    0 => 4,
+                    n => n,
+                },
                 rooms: RoomConfig {
                     deliver_rate: cfg.rooms.deliver_rate,
                     send_rate: cfg.rooms.send_rate,

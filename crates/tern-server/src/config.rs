@@ -246,6 +246,10 @@ pub struct DeliveryConfig {
     pub recall_window_secs: u64,
     /// Most messages written in one storage transaction.
     pub batch_max: usize,
+    /// Storage transactions of sends in flight at once per node
+    /// (conversations are spread over them, each keeps one). 0: 1 for the
+    /// embedded store (one writer), 4 for a SQL server.
+    pub commit_lanes: usize,
 }
 
 impl Default for Config {
@@ -301,6 +305,7 @@ impl Default for DeliveryConfig {
             offline_cap: 1000,
             recall_window_secs: 120,
             batch_max: 1024,
+            commit_lanes: 0,
         }
     }
 }
@@ -351,6 +356,9 @@ impl Config {
         }
         if d.ack_timeout_ms < 10 {
             return bad("delivery.ack_timeout_ms must be at least 10");
+        }
+        if d.commit_lanes > 64 {
+            return bad("delivery.commit_lanes must be at most 64");
         }
         if d.offline_cap == 0 || d.batch_max == 0 {
             return bad("delivery.offline_cap and delivery.batch_max must be > 0");

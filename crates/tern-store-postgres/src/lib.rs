@@ -287,7 +287,36 @@ impl Store for PgStore {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
-        in_tx!(self.pool, |c| ops::ack_many(c, &acks))
+        // Acks without a receipt to compute (group conversations) only move
+        // queue positions forward: one statement, so the rows are locked
+        // for that statement alone and a send that moves one of them (the
+        // sender's read position) never waits behind a whole flush.
+        let (plain, receipts): (Vec<(usize, AckMark)>, Vec<(usize, AckMark)>) = acks
+            .into_iter()
+            .enumerate()
+            .partition(|(_, a)| a.receipt_for.is_none());
+        let mut out = vec![None; plain.len() + receipts.len()];
+        if !plain.is_empty() {
+            let marks: Vec<AckMark> = plain.into_iter().map(|(_, a)| a).collect();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut c = self.pool.acquire().await.map_err(StoreError::backend)?;
+                match ops::ack_queue_only(&mut c, &marks).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 8 && retryable(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !receipts.is_empty() {
+            let (index, marks): (Vec<usize>, Vec<AckMark>) = receipts.into_iter().unzip();
+            let got = in_tx!(self.pool, |c| ops::ack_many(c, &marks))?;
+            for (i, r) in index.into_iter().zip(got) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
     }
 
     async fn mark_read(

@@ -901,6 +901,38 @@ struct ReceiptChecks {
 /// Acks in order, in the caller's transaction: the rows are locked and
 /// read at once, the acks applied to them in memory, and the rows written
 /// and the receipts checked in one statement.
+/// Acks that only move queue positions (no delivered receipt to compute),
+/// in one statement: each position moves to the acked seq, clamped to the
+/// conversation's max seq and to a former member's end, and never back.
+pub async fn ack_queue_only(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<()> {
+    let mut top: HashMap<(&str, &str), i64> = HashMap::new();
+    for a in acks {
+        let e = top.entry((a.user.as_str(), a.conv.as_str())).or_insert(0);
+        *e = (*e).max(sql_seq(a.seq));
+    }
+    // Sorted, so concurrent statements lock rows in the same order.
+    let mut keys: Vec<((&str, &str), i64)> = top.into_iter().collect();
+    keys.sort_unstable();
+    let users: Vec<&str> = keys.iter().map(|k| k.0 .0).collect();
+    let convs: Vec<&str> = keys.iter().map(|k| k.0 .1).collect();
+    let seqs: Vec<i64> = keys.iter().map(|k| k.1).collect();
+    sqlx::query(
+        "UPDATE user_convs uc \
+         SET inbox_seq = LEAST(q.s, COALESCE(uc.until_seq, q.s), COALESCE(cv.max_seq, 0)) \
+         FROM unnest($1::text[], $2::text[], $3::bigint[]) AS q(u, c, s) \
+         LEFT JOIN convs cv ON cv.conv = q.c \
+         WHERE uc.user_id = q.u AND uc.conv = q.c \
+           AND LEAST(q.s, COALESCE(uc.until_seq, q.s), COALESCE(cv.max_seq, 0)) > uc.inbox_seq",
+    )
+    .bind(&users)
+    .bind(&convs)
+    .bind(&seqs)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
 pub async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
     if acks.is_empty() {
         return Ok(Vec::new());
