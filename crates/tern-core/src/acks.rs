@@ -16,12 +16,14 @@
 
 use crate::fanout::Fanout;
 use crate::hub::{Outbound, Push};
-use crate::service::{encode, Receipt};
+use crate::service::encode;
 use crate::store::{AckMark, Store};
 use parking_lot::Mutex;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tern_proto::wire::{tag, Receipt};
 use tern_proto::ConvId;
 
 /// How long an ack waits in memory at most before it is stored.
@@ -124,9 +126,9 @@ impl Acks {
                 continue;
             };
             let frame = encode(&Receipt {
-                ty: "receipt",
-                conv: &conv,
-                by: &user,
+                ty: tag::Receipt,
+                conv: Cow::Borrowed(&conv),
+                by: Cow::Borrowed(&user),
                 delivered_seq: Some(delivered),
                 read_seq: None,
             });

@@ -21,8 +21,9 @@ pub use hub::{Conn, Hub, Outbound, Push};
 pub use service::{Actor, Core, CoreConfig, SendOk, SendRequest};
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use store::StoredMessage;
-use tern_proto::frames::{MsgPush, MsgView};
+use tern_proto::wire::{MsgPush, MsgView, RawJson};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -37,26 +38,24 @@ pub fn now_ms() -> i64 {
 pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
     MsgView {
         msg_id: m.msg_id,
-        conv: &m.conv,
+        conv: Cow::Borrowed(&m.conv),
         seq: m.seq,
-        from: &m.from,
-        to: m.to.as_deref(),
-        group: m.group.as_deref(),
-        kind: &m.kind,
+        from: Cow::Borrowed(&m.from),
+        to: m.to.as_deref().map(Cow::Borrowed),
+        group: m.group.as_deref().map(Cow::Borrowed),
+        kind: Cow::Borrowed(&m.kind),
         content: m
             .content
             .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok()),
+            .and_then(|c| serde_json::from_str(c).ok())
+            .map(RawJson::borrowed),
         ts: m.ts,
-        client_msg_id: m.client_msg_id.as_deref(),
+        client_msg_id: m.client_msg_id.as_deref().map(Cow::Borrowed),
         recalled: m.recalled,
     }
 }
 
 /// `{"type":"msg","msg":{...}}`, encoded once per message.
 pub fn encode_msg_push(m: &StoredMessage) -> Bytes {
-    service::encode(&MsgPush {
-        ty: "msg",
-        msg: msg_view(m),
-    })
+    service::encode(&MsgPush::new(msg_view(m)))
 }

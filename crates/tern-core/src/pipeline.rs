@@ -17,8 +17,10 @@ use crate::ids::IdGen;
 use crate::service::encode;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
 use crate::{encode_msg_push, now_ms};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
+use tern_proto::wire::{tag, Notify};
 use tokio::sync::{mpsc, oneshot};
 
 /// Who gets the push of a stored message.
@@ -254,8 +256,8 @@ impl Publisher {
                     // Read diffusion: untracked pushes that the writer may
                     // merge (storm control); background devices get a notice.
                     let notify = encode(&Notify {
-                        ty: "notify",
-                        conv: &m.conv,
+                        ty: tag::Notify,
+                        conv: Cow::Borrowed(&m.conv),
                         max_seq: m.seq,
                     });
                     Push {
@@ -337,12 +339,4 @@ impl Publisher {
         }
         self.groups.before_push(gid, from, change)
     }
-}
-
-#[derive(serde::Serialize)]
-struct Notify<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    conv: &'a str,
-    max_seq: u64,
 }

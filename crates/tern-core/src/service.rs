@@ -18,9 +18,11 @@ use crate::store::{
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::frames::check_kind_content;
 use tern_proto::ids::{is_valid_name, is_valid_token};
+use tern_proto::wire::{tag, PresencePush, RawJson, Recalled, Receipt, RoomMsg, Typing};
 use tern_proto::{close, ConvId, ErrorCode};
 
 /// Limits and timings the logic enforces.
@@ -496,9 +498,9 @@ impl Core {
             .await?;
         if out.advanced {
             let frame = encode(&Receipt {
-                ty: "receipt",
-                conv,
-                by: actor.user,
+                ty: tag::Receipt,
+                conv: Cow::Borrowed(conv),
+                by: Cow::Borrowed(actor.user),
                 delivered_seq: None,
                 read_seq: Some(out.read_seq),
             });
@@ -603,11 +605,11 @@ impl Core {
             .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
             .await?;
         let frame = encode(&Recalled {
-            ty: "recalled",
-            conv,
+            ty: tag::Recalled,
+            conv: Cow::Borrowed(conv),
             seq,
             msg_id: m.msg_id,
-            by: user,
+            by: Cow::Borrowed(user),
         });
         let users = self.audience(&id).await;
         self.fanout.push(Push {
@@ -637,9 +639,9 @@ impl Core {
         let users: Vec<Arc<str>> = audience.into_iter().filter(|u| &**u != user).collect();
         if !users.is_empty() {
             let frame = encode(&Typing {
-                ty: "typing",
-                conv,
-                user,
+                ty: tag::Typing,
+                conv: Cow::Borrowed(conv),
+                user: Cow::Borrowed(user),
             });
             self.fanout.push(Push {
                 users,
@@ -886,10 +888,10 @@ impl Core {
             ));
         }
         let frame = encode(&RoomMsg {
-            ty: "room_msg",
-            room,
-            from: &conn.user,
-            content,
+            ty: tag::RoomMsg,
+            room: Cow::Borrowed(room),
+            from: Cow::Borrowed(&conn.user),
+            content: RawJson::borrowed(content),
             ts: now_ms(),
         });
         self.rooms.broadcast(room, conn, frame.clone())?;
@@ -996,8 +998,8 @@ impl Core {
             return;
         }
         let frame = encode(&PresencePush {
-            ty: "presence",
-            user,
+            ty: tag::Presence,
+            user: Cow::Borrowed(user),
             online,
             ts: now_ms(),
         });
@@ -1052,56 +1054,6 @@ impl Health {
     pub fn ok(&self) -> bool {
         self.store.is_ok() && self.bus.is_ok() && self.presence.is_ok()
     }
-}
-
-#[derive(Serialize)]
-pub(crate) struct Receipt<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'static str,
-    pub conv: &'a str,
-    pub by: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivered_seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_seq: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Recalled<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    conv: &'a str,
-    seq: u64,
-    #[serde(serialize_with = "tern_proto::frames::as_decimal")]
-    msg_id: u64,
-    by: &'a str,
-}
-
-#[derive(Serialize)]
-struct Typing<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    conv: &'a str,
-    user: &'a str,
-}
-
-#[derive(Serialize)]
-struct RoomMsg<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    room: &'a str,
-    from: &'a str,
-    content: &'a RawValue,
-    ts: i64,
-}
-
-#[derive(Serialize)]
-struct PresencePush<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    user: &'a str,
-    online: bool,
-    ts: i64,
 }
 
 fn except_of(actor: Actor<'_>) -> Option<(Arc<str>, Arc<str>)> {

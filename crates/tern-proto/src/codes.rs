@@ -19,6 +19,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnknownType,
+        ErrorCode::Invalid,
+        ErrorCode::Unauthenticated,
+        ErrorCode::BadCredentials,
+        ErrorCode::Forbidden,
+        ErrorCode::NotMember,
+        ErrorCode::NoSuchUser,
+        ErrorCode::NoSuchGroup,
+        ErrorCode::UserExists,
+        ErrorCode::ContentTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code of this name, if this version knows it.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadFrame => "bad_frame",
@@ -55,6 +76,19 @@ impl ErrorCode {
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_inverts_as_str() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
     }
 }
 

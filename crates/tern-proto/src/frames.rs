@@ -1,9 +1,9 @@
 //! JSON frames. Client frames are decoded in one pass into [`ClientFrame`],
 //! a flat view with borrowed strings; the handler for each `type` then
-//! checks the fields it needs. Server frames are small `Serialize` structs.
+//! checks the fields it needs. Server frames are in [`crate::wire`].
 
 use crate::codes::ErrorCode;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -177,64 +177,6 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     }
 }
 
-/// Serializes a u64 as a decimal string (message ids, so JavaScript keeps
-/// every digit).
-pub fn as_decimal<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-/// A message as clients see it, in `msg` pushes, `history` and `sync`.
-#[derive(Debug, Serialize)]
-pub struct MsgView<'a> {
-    #[serde(serialize_with = "as_decimal")]
-    pub msg_id: u64,
-    pub conv: &'a str,
-    pub seq: u64,
-    pub from: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<&'a str>,
-    pub kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<&'a RawValue>,
-    pub ts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_msg_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub recalled: bool,
-}
-
-/// `{"type":"msg","msg":{...}}`.
-#[derive(Debug, Serialize)]
-pub struct MsgPush<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'static str,
-    pub msg: MsgView<'a>,
-}
-
-/// `{"type":"error","id":...,"code":...,"message":...}`.
-#[derive(Debug, Serialize)]
-pub struct ErrorFrame<'a> {
-    #[serde(rename = "type")]
-    pub ty: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<&'a str>,
-    pub code: &'a str,
-    pub message: &'a str,
-}
-
-impl<'a> ErrorFrame<'a> {
-    pub fn new(id: Option<&'a str>, code: ErrorCode, message: &'a str) -> Self {
-        ErrorFrame {
-            ty: "error",
-            id,
-            code: code.as_str(),
-            message,
-        }
-    }
-}
-
 /// Kinds of message a client may send.
 pub const CLIENT_KINDS: [&str; 5] = ["text", "image", "voice", "file", "custom"];
 
@@ -295,29 +237,6 @@ mod tests {
         assert_eq!((e.code, e.id.as_deref()), (ErrorCode::Invalid, Some("3")));
         let e = decode(r#"{"type":"ack","seq":-1}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::Invalid);
-    }
-
-    #[test]
-    fn msg_view_encodes_ids_as_strings() {
-        let content = RawValue::from_string("\"hi\"".into()).unwrap();
-        let v = MsgView {
-            msg_id: 18446744073709551615,
-            conv: "dm:a:b",
-            seq: 1,
-            from: "a",
-            to: Some("b"),
-            group: None,
-            kind: "text",
-            content: Some(&content),
-            ts: 5,
-            client_msg_id: Some("c"),
-            recalled: false,
-        };
-        let s = serde_json::to_string(&MsgPush { ty: "msg", msg: v }).unwrap();
-        assert_eq!(
-            s,
-            r#"{"type":"msg","msg":{"msg_id":"18446744073709551615","conv":"dm:a:b","seq":1,"from":"a","to":"b","kind":"text","content":"hi","ts":5,"client_msg_id":"c"}}"#
-        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The Tern wire protocol (`PROTOCOL.md`): identifiers, conversation ids,
-//! error and close codes, and the JSON frames exchanged over WebSocket and
-//! HTTP. This crate does no IO.
+//! error and close codes, the frames clients send (`frames`) and everything
+//! the server sends over WebSocket and HTTP (`wire`). This crate does no IO.
 
 pub mod codes;
 pub mod conv;
 pub mod frames;
 pub mod ids;
+pub mod wire;
 
 pub use codes::{close, ErrorCode};
 pub use conv::ConvId;

@@ -2,7 +2,7 @@
 //! encode; the logic lives in `tern-core`.
 
 use crate::app::App;
-use crate::views::{HistoryAnswer, SendAnswer, SyncAnswer};
+use crate::views::{group_answer, history_answer, send_answer, sync_answer};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -13,10 +13,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
-use tern_core::groups::GroupView;
 use tern_core::store::FriendStatus;
 use tern_core::{Actor, CoreError, SendRequest};
+use tern_proto::wire::{
+    ErrorBody, FriendAnswer, FriendEntry, FriendState, FriendsList, SessionToken, UserCreated,
+    UserInfo,
+};
 use tern_proto::ErrorCode;
 
 pub fn router(app: Arc<App>) -> Router {
@@ -47,7 +51,7 @@ pub struct ApiError(pub CoreError);
 
 impl ApiError {
     fn with_status(self, status: u16) -> Response {
-        let body = Json(json!({"code": self.0.code.as_str(), "message": self.0.message}));
+        let body = Json(ErrorBody::new(self.0.code, &self.0.message));
         (
             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             body,
@@ -116,7 +120,7 @@ async fn create_user(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Respo
     app.core
         .register(&b.user, &b.password, b.name.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"user": b.user}))).into_response())
+    Ok((StatusCode::CREATED, Json(UserCreated { user: b.user })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -130,7 +134,11 @@ struct SessionBody<'a> {
 async fn create_session(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
     let (token, expires_at) = app.core.login(&b.user, &b.password).await?;
-    Ok(Json(json!({"token": token, "expires_at": expires_at})).into_response())
+    Ok(Json(SessionToken {
+        expires_at,
+        token: Cow::Owned(token),
+    })
+    .into_response())
 }
 
 async fn get_user(
@@ -140,7 +148,12 @@ async fn get_user(
 ) -> ApiResult<Response> {
     bearer(&app, &headers)?;
     let (user, name, online) = app.core.user_info(&user).await?;
-    Ok(Json(json!({"user": user, "name": name, "online": online})).into_response())
+    Ok(Json(UserInfo {
+        name: Cow::Owned(name),
+        online,
+        user: Cow::Owned(user),
+    })
+    .into_response())
 }
 
 async fn put_friend(
@@ -150,10 +163,10 @@ async fn put_friend(
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let status = match app.core.friend_request(&me, &other).await? {
-        FriendStatus::Requested => "requested",
-        FriendStatus::Friends => "friends",
+        FriendStatus::Requested => FriendState::Requested,
+        FriendStatus::Friends => FriendState::Friends,
     };
-    Ok(Json(json!({"status": status})).into_response())
+    Ok(Json(FriendAnswer { status }).into_response())
 }
 
 async fn delete_friend(
@@ -169,14 +182,19 @@ async fn delete_friend(
 async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let (friends, lists) = app.core.friends(&me).await?;
-    let friends: Vec<_> = friends
-        .iter()
-        .map(|(u, on)| json!({"user": u, "online": on}))
-        .collect();
-    Ok(
-        Json(json!({"friends": friends, "incoming": lists.incoming, "outgoing": lists.outgoing}))
-            .into_response(),
-    )
+    let owned = |v: Vec<String>| v.into_iter().map(Cow::Owned).collect();
+    Ok(Json(FriendsList {
+        friends: friends
+            .into_iter()
+            .map(|(user, online)| FriendEntry {
+                online,
+                user: Cow::Owned(user),
+            })
+            .collect(),
+        incoming: owned(lists.incoming),
+        outgoing: owned(lists.outgoing),
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -193,7 +211,7 @@ async fn conversations(
     let me = bearer(&app, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
     let list = app.core.sync(&me, q.since, q.limit).await?;
-    Ok(Json(SyncAnswer::from(&list)).into_response())
+    Ok(Json(sync_answer(&list)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -215,7 +233,7 @@ async fn messages(
         .core
         .history(&me, &conv, q.before_seq, q.after_seq, q.limit)
         .await?;
-    Ok(Json(HistoryAnswer::new(&msgs)).into_response())
+    Ok(Json(history_answer(&msgs)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -256,7 +274,7 @@ async fn send_message(
             req,
         )
         .await?;
-    Ok(Json(SendAnswer::from(&ok)).into_response())
+    Ok(Json(send_answer(&ok)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -265,14 +283,6 @@ struct NewGroupBody<'a> {
     name: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     members: Vec<std::borrow::Cow<'a, str>>,
-}
-
-fn group_json(v: &GroupView, with_size: bool) -> serde_json::Value {
-    let mut j = json!({"group": &*v.gid, "name": &*v.name, "owner": &*v.owner, "members": v.members.iter().map(|m| &**m).collect::<Vec<_>>()});
-    if with_size {
-        j["size"] = json!(v.size());
-    }
-    j
 }
 
 async fn create_group(
@@ -284,7 +294,7 @@ async fn create_group(
     let b: NewGroupBody = body(&raw)?;
     let members: Vec<&str> = b.members.iter().map(|m| m.as_ref()).collect();
     let view = app.core.create_group(&me, &b.name, &members).await?;
-    Ok((StatusCode::CREATED, Json(group_json(&view, false))).into_response())
+    Ok((StatusCode::CREATED, Json(group_answer(&view, false))).into_response())
 }
 
 async fn get_group(
@@ -294,7 +304,7 @@ async fn get_group(
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let view = app.core.group(&me, &gid).await?;
-    Ok(Json(group_json(&view, true)).into_response())
+    Ok(Json(group_answer(&view, true)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -313,7 +323,7 @@ async fn add_members(
     let b: AddMembersBody = body(&raw)?;
     let users: Vec<&str> = b.users.iter().map(|m| m.as_ref()).collect();
     let view = app.core.add_members(&me, &gid, &users).await?;
-    Ok(Json(group_json(&view, true)).into_response())
+    Ok(Json(group_answer(&view, true)).into_response())
 }
 
 async fn remove_member(

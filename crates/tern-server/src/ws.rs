@@ -6,14 +6,15 @@
 
 use crate::app::App;
 use crate::pending::Pending;
-use crate::views::{HistoryAnswer, OkFrame, SendAnswer, SyncAnswer};
+use crate::views::{history_answer, send_answer, sync_answer};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tern_core::service::encode;
 use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound, SendRequest};
-use tern_proto::frames::{decode, ClientFrame, ErrorFrame, FrameType};
+use tern_proto::frames::{decode, ClientFrame, FrameType};
 use tern_proto::ids::{is_valid_request_id, is_valid_token};
+use tern_proto::wire::{
+    tag, write_batch, AuthAnswer, Empty, ErrorFrame, OfflineDone, OkFrame, Pong, PresenceAnswer,
+    ReadAnswer, ReadStatusAnswer,
+};
 use tern_proto::{close, ErrorCode};
 use tokio::time::Instant;
 
@@ -146,13 +151,6 @@ fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
     encode(&ErrorFrame::new(id, code, message))
 }
 
-#[derive(Serialize)]
-struct AuthOk<'a> {
-    user: &'a str,
-    device: &'a str,
-    ts: i64,
-}
-
 /// Runs the `auth` step; on failure sends `unauthenticated` and closes
 /// with 4001.
 async fn authenticate(
@@ -244,22 +242,14 @@ async fn authenticate(
     }
     let ok = encode(&OkFrame::new(
         id.as_deref(),
-        AuthOk {
-            user: &user,
-            device: &device,
+        AuthAnswer {
+            user: Cow::Borrowed(&user),
+            device: Cow::Borrowed(&device),
             ts: now_ms(),
         },
     ));
     socket.send(text(ok)).await.ok()?;
     Some((user, device))
-}
-
-#[derive(Serialize)]
-struct OfflineDone {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    count: usize,
-    truncated: bool,
 }
 
 /// Pushes the offline queue, then `offline_done`. Returns, per
@@ -297,8 +287,8 @@ async fn push_offline(
         socket.feed(text(frame)).await.map_err(|_| ())?;
     }
     let done = encode(&OfflineDone {
-        ty: "offline_done",
-        count,
+        ty: tag::OfflineDone,
+        count: count as u64,
         truncated: batch.truncated,
     });
     socket.send(text(done)).await.map_err(|_| ())?;
@@ -366,35 +356,6 @@ fn is_capacity(e: &axum::Error) -> bool {
     false
 }
 
-#[derive(Serialize)]
-struct Pong<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-struct ReadAnswer {
-    read_seq: u64,
-}
-
-#[derive(Serialize)]
-struct ReadStatusAnswer<'a> {
-    conv: &'a str,
-    seq: u64,
-    read: Vec<String>,
-    unread: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct PresenceAnswer<'a> {
-    online: HashMap<&'a str, bool>,
-}
-
 async fn handle_text(
     app: &App,
     conn: &Arc<Conn>,
@@ -453,7 +414,7 @@ async fn handle(
     };
     let ok = |frame: Bytes| Ok(id.map(|_| frame));
     match ty {
-        FrameType::Ping => Ok(Some(encode(&Pong { ty: "pong", id }))),
+        FrameType::Ping => Ok(Some(encode(&Pong::new(id)))),
         FrameType::Auth => Err(CoreError::invalid("already authenticated")),
         FrameType::Send => {
             let req = SendRequest {
@@ -464,7 +425,7 @@ async fn handle(
                 content: f.content,
             };
             let sent = app.core.send(actor, req).await?;
-            ok(encode(&OkFrame::new(id, SendAnswer::from(&sent))))
+            ok(encode(&OkFrame::new(id, send_answer(&sent))))
         }
         FrameType::Ack => {
             let conv = need(f.conv.as_deref(), "conv")?;
@@ -481,7 +442,7 @@ async fn handle(
         }
         FrameType::Sync => {
             let list = app.core.sync(user, f.since, f.limit).await?;
-            ok(encode(&OkFrame::new(id, SyncAnswer::from(&list))))
+            ok(encode(&OkFrame::new(id, sync_answer(&list))))
         }
         FrameType::History => {
             let conv = need(f.conv.as_deref(), "conv")?;
@@ -489,7 +450,7 @@ async fn handle(
                 .core
                 .history(user, conv, f.before_seq, f.after_seq, f.limit)
                 .await?;
-            ok(encode(&OkFrame::new(id, HistoryAnswer::new(&msgs))))
+            ok(encode(&OkFrame::new(id, history_answer(&msgs))))
         }
         FrameType::Recall => {
             let conv = need(f.conv.as_deref(), "conv")?;
@@ -507,7 +468,7 @@ async fn handle(
             let users = need(f.users.as_deref(), "users")?;
             let names: Vec<&str> = users.iter().map(|u| u.as_ref()).collect();
             let flags = app.core.presence(&names).await?;
-            let online = names.iter().copied().zip(flags).collect();
+            let online = names.iter().map(|u| Cow::Borrowed(*u)).zip(flags).collect();
             ok(encode(&OkFrame::new(id, PresenceAnswer { online })))
         }
         FrameType::Typing => {
@@ -550,10 +511,10 @@ async fn handle(
             ok(encode(&OkFrame::new(
                 id,
                 ReadStatusAnswer {
-                    conv,
+                    conv: Cow::Borrowed(conv),
                     seq,
-                    read,
-                    unread,
+                    read: read.into_iter().map(Cow::Owned).collect(),
+                    unread: unread.into_iter().map(Cow::Owned).collect(),
                 },
             )))
         }
@@ -666,14 +627,8 @@ impl WriterState<'_> {
             _ => {
                 let len: usize = self.batch.iter().map(|f| f.len() + 1).sum();
                 let mut buf = Vec::with_capacity(len + 32);
-                buf.extend_from_slice(br#"{"type":"batch","frames":["#);
-                for (i, f) in self.batch.drain(..).enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    buf.extend_from_slice(&f);
-                }
-                buf.extend_from_slice(b"]}");
+                write_batch(&mut buf, self.batch.iter().map(|f| &f[..]));
+                self.batch.clear();
                 Some(Bytes::from(buf))
             }
         }
