@@ -54,9 +54,11 @@ run() { # name, args...
 sel=("$@")
 pick() { [ ${#sel[@]} -eq 0 ] || [[ " ${sel[*]} " == *" $1 "* ]]; }
 pick dm-5k      && run dm-5k     dm --pairs 500 --rate 5000 --duration 20
+pick dm-6k      && run dm-6k     dm --pairs 500 --rate 6000 --duration 20
 pick dm-8k      && run dm-8k     dm --pairs 500 --rate 8000 --duration 20
 pick dm-12k     && run dm-12k    dm --pairs 500 --rate 12000 --duration 20
 pick group-500  && run group-500 group --groups 1 --members 500 --online 500 --rate 600 --duration 20
 pick group-500-100 && run group-500-100 group --groups 1 --members 500 --online 500 --rate 100 --duration 20
+pick group-500-200 && run group-500-200 group --groups 1 --members 500 --online 500 --rate 200 --duration 20
 pick connect-50k && run connect-50k connect --conns 50000 --devices 10 --hold 5
 exit 0

@@ -5,7 +5,7 @@ use crate::acks::Acks;
 use crate::auth::Auth;
 use crate::bus::{Bus, Envelope, PlumbingError, Presence, Route};
 use crate::error::{CoreError, CoreResult};
-use crate::fanout::{Fanout, NodeInbound};
+use crate::fanout::{Fanout, NodeInbound, Orderer};
 use crate::groups::{GroupView, Groups};
 use crate::hub::{Conn, Hub, Outbound, Push, Registered};
 use crate::now_ms;
@@ -123,14 +123,20 @@ impl Core {
         cfg.node_id = presence.node();
         let groups = Arc::new(Groups::default());
         let rooms = Arc::new(Rooms::new(cfg.rooms.clone()));
-        let fanout = Arc::new(match cfg.cluster_queue {
-            Some(queue) => Fanout::cluster(hub.clone(), bus.clone(), presence.clone(), queue),
-            None => Fanout::single(cfg.node_id, hub.clone()),
+        let orderer = cfg
+            .cluster_queue
+            .map(|queue| Orderer::start(hub.clone(), queue));
+        let fanout = Arc::new(match (cfg.cluster_queue, &orderer) {
+            (Some(queue), Some(o)) => {
+                Fanout::cluster(hub.clone(), o.clone(), bus.clone(), presence.clone(), queue)
+            }
+            _ => Fanout::single(cfg.node_id, hub.clone()),
         });
         bus.start(
             cfg.node_id,
             Arc::new(NodeInbound {
                 hub: hub.clone(),
+                orderer,
                 groups: groups.clone(),
                 rooms: rooms.clone(),
             }),
