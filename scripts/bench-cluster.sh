@@ -19,7 +19,10 @@ stop() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
-  [ -n "$schema" ] && psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
+  if [ -n "$schema" ]; then
+    psql "$PG" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
+    redis-cli --scan --pattern "$schema:*" | xargs -r redis-cli del >/dev/null
+  fi
   schema=""
 }
 trap 'stop; rm -rf "$logs"' EXIT

@@ -180,6 +180,43 @@ struct Cluster {
     nodes: Vec<Tern>,
 }
 
+/// Stops the nodes, then removes the cluster's Redis keys and JetStream
+/// stream, so runs leave nothing behind on the shared services.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // The killed nodes' last heartbeats must not land after this.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(client) = redis::Client::open(env_or("TERN_TEST_REDIS_URL", REDIS_URL)) {
+                    if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{name}:*"))
+                            .query_async(&mut con)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut con).await;
+                        }
+                    }
+                }
+                if let Ok(nc) = async_nats::connect(env_or("TERN_TEST_NATS_URL", NATS_URL)).await {
+                    let js = async_nats::jetstream::new(nc);
+                    let _ = js.delete_stream(name.to_uppercase()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl Cluster {
     /// `n` nodes, or `None` when a service is missing (outside CI).
     async fn start(sql: Sql, n: usize, env: &[(&str, &str)]) -> Option<Cluster> {
