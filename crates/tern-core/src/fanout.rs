@@ -318,7 +318,6 @@ async fn route_loop(
         // in the order the pushes were made.
         let mut per_node: BTreeMap<NodeId, Vec<Envelope>> = BTreeMap::new();
         for p in batch.drain(..) {
-            orderer.deliver(p.clone());
             match &routes {
                 Some(routes) if p.users.len() <= ROUTED_MAX => {
                     let mut per: BTreeMap<NodeId, Vec<Arc<str>>> = BTreeMap::new();
@@ -337,12 +336,16 @@ async fn route_loop(
                             inactive: p.inactive.clone(),
                         }));
                     }
+                    // Remote envelopes name their own users: the push
+                    // itself moves on to this node's devices, uncopied.
+                    orderer.deliver(p);
                 }
                 _ => {
-                    let env = Envelope::Push(p);
+                    let env = Envelope::Push(p.clone());
                     for nd in &others {
                         per_node.entry(*nd).or_default().push(env.clone());
                     }
+                    orderer.deliver(p);
                 }
             }
         }

@@ -348,6 +348,11 @@ async fn msg_from(c: &mut Client, from: &str) -> Value {
     }
 }
 
+async fn healthz(node: &Tern) -> (u16, Value) {
+    node.call(reqwest::Method::GET, "/healthz", None, None)
+        .await
+}
+
 async fn is_online(node: &Tern, token: &str, user: &str) -> bool {
     let (st, b) = node.get(&format!("/v1/users/{user}"), token).await;
     assert_eq!(st, 200, "{b}");
@@ -822,9 +827,7 @@ async fn backend_outage_and_recovery() {
         ])
         .await;
     let t = node.user("ann").await;
-    let (st, h) = node
-        .call(reqwest::Method::GET, "/healthz", None, None)
-        .await;
+    let (st, h) = healthz(&node).await;
     assert_eq!(st, 200, "{h}");
     assert_eq!(
         h["backends"],
@@ -833,9 +836,7 @@ async fn backend_outage_and_recovery() {
 
     redis.cut();
     let started = std::time::Instant::now();
-    let (st, h) = node
-        .call(reqwest::Method::GET, "/healthz", None, None)
-        .await;
+    let (st, h) = healthz(&node).await;
     assert_eq!(st, 503, "{h}");
     assert_eq!(h["code"], "unavailable");
     assert!(
@@ -850,19 +851,12 @@ async fn backend_outage_and_recovery() {
     eventually(
         Duration::from_secs(15),
         "healthz recovers after Redis",
-        || async {
-            node.call(reqwest::Method::GET, "/healthz", None, None)
-                .await
-                .0
-                == 200
-        },
+        || async { healthz(&node).await.0 == 200 },
     )
     .await;
 
     store.cut();
-    let (st, h) = node
-        .call(reqwest::Method::GET, "/healthz", None, None)
-        .await;
+    let (st, h) = healthz(&node).await;
     assert_eq!(st, 503, "{h}");
     assert!(
         h["backends"]["store"].as_str().unwrap().starts_with("down"),
@@ -874,12 +868,7 @@ async fn backend_outage_and_recovery() {
     eventually(
         Duration::from_secs(15),
         "healthz recovers after the store",
-        || async {
-            node.call(reqwest::Method::GET, "/healthz", None, None)
-                .await
-                .0
-                == 200
-        },
+        || async { healthz(&node).await.0 == 200 },
     )
     .await;
     let (st, _) = node.get("/v1/conversations", &t).await;
