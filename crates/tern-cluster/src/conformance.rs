@@ -444,3 +444,65 @@ pub async fn bus_delivers_all_despite_losses(
     }
     got[1].wait_for_set(&want, Duration::from_secs(60)).await;
 }
+
+// ----- limiter -----
+
+use tern_core::limits::{Limiter, Rule};
+
+/// A bucket allows its burst at once, then refuses with a `retry_after`
+/// within one interval, allows again after it; a check takes nothing; keys
+/// are independent; every node sees the same buckets. `l` are handles of
+/// nodes sharing one backend; `tag` makes the keys unique to this run.
+pub async fn limiter_buckets(l: &[&dyn Limiter], tag: &str) {
+    let (a, b) = (l[0], l[l.len() - 1]);
+    let rule = Rule::per_window(5, Duration::from_millis(2500));
+    let key = format!("{tag}:burst");
+    for i in 0..10 {
+        assert!(
+            a.check(&key, rule).await.unwrap().allowed,
+            "check {i} takes nothing"
+        );
+    }
+    for i in 0..5 {
+        let n = if i % 2 == 0 { a } else { b };
+        assert!(n.hit(&key, rule).await.unwrap().allowed, "hit {i} of 5");
+    }
+    for n in [a, b] {
+        for d in [
+            n.hit(&key, rule).await.unwrap(),
+            n.check(&key, rule).await.unwrap(),
+        ] {
+            assert!(!d.allowed, "over the burst on every node");
+            assert!(
+                d.retry_after > Duration::ZERO && d.retry_after <= rule.interval,
+                "retry_after {:?} within one interval",
+                d.retry_after
+            );
+            assert_eq!(d.retry_after_secs(), 1);
+        }
+    }
+    // Another key has its own bucket.
+    assert!(b.hit(&format!("{tag}:other"), rule).await.unwrap().allowed);
+    // One token comes back after one interval, not two.
+    tokio::time::sleep(rule.interval + Duration::from_millis(50)).await;
+    assert!(b.hit(&key, rule).await.unwrap().allowed);
+    assert!(!a.hit(&key, rule).await.unwrap().allowed);
+    a.health().await.expect("limiter health");
+}
+
+/// Many hits at once from every node: exactly the burst gets through.
+pub async fn limiter_is_atomic(l: &[&dyn Limiter], tag: &str) {
+    let rule = Rule::per_window(50, Duration::from_secs(600));
+    let key = format!("{tag}:race");
+    let hits = (0..200).map(|i| {
+        let n = l[i % l.len()];
+        let key = &key;
+        async move { n.hit(key, rule).await.unwrap().allowed }
+    });
+    let allowed = futures_util::future::join_all(hits)
+        .await
+        .into_iter()
+        .filter(|a| *a)
+        .count();
+    assert_eq!(allowed, 50, "hits allowed of 200 against a burst of 50");
+}

@@ -13,6 +13,7 @@
 //! | `{p}:gen` | hash | node id -> generation, incremented each time an instance takes the id |
 //! | `{p}:r:{user}` | hash | device -> `node:conn:gen`, the device's route |
 //! | `{p}:room:{room}` | set | `node:gen` of each node with members in the live room |
+//! | `{p}:rl:{key}` | string, `PX` refill time | a rate limit's bucket ([`RedisLimiter`]): its theoretical arrival time, µs |
 //!
 //! A node takes a free id with `SET NX PX` and renews the lease every
 //! `heartbeat_ms` (a script that renews only while the token is still its
@@ -66,9 +67,11 @@
 
 pub mod bus;
 pub mod conformance;
+mod limiter;
 pub mod presence;
 mod secret;
 
 pub use bus::{BusOptions, NatsBus};
+pub use limiter::RedisLimiter;
 pub use presence::{PresenceOptions, RedisPresence};
 pub use secret::shared_secret;

@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod groups;
 pub mod hub;
 pub mod ids;
+pub mod limits;
 mod pipeline;
 pub mod rooms;
 pub mod service;
@@ -18,6 +19,7 @@ pub mod store;
 pub use bus::{Bus, Envelope, LocalBus, LocalPresence, NodeId, PlumbingError, Presence, Route};
 pub use error::{CoreError, CoreResult};
 pub use hub::{Conn, Hub, Outbound, Push};
+pub use limits::{Decision, Limiter, LocalLimiter, Rule};
 pub use service::{Actor, Core, CoreConfig, SendOk, SendRequest};
 
 use bytes::Bytes;
