@@ -14,6 +14,8 @@ pub struct Auth {
     dec: DecodingKey,
     validation: Validation,
     ttl_ms: i64,
+    /// A hash made with this Auth's parameters, for logins of unknown users.
+    dummy: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -59,6 +61,7 @@ impl Auth {
             dec: DecodingKey::from_secret(secret),
             validation,
             ttl_ms: i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            dummy: Default::default(),
         })
     }
 
@@ -77,6 +80,17 @@ impl Auth {
         PasswordHash::new(phc)
             .map(|h| self.argon.verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false)
+    }
+
+    /// Costs what [`verify_password`](Auth::verify_password) costs, for a
+    /// user that does not exist: a login then takes the same time whether
+    /// the user exists or not. CPU-heavy: call from a blocking thread.
+    pub fn verify_nobody(&self, password: &str) {
+        let phc = self.dummy.get_or_init(|| {
+            self.hash_password("no such user: a dummy password")
+                .unwrap_or_default()
+        });
+        let _ = self.verify_password(password, phc);
     }
 
     /// Issues a token for `user`; returns it with its expiry (ms).

@@ -223,12 +223,20 @@ impl Core {
         if !is_valid_name(user) || password.len() > 1024 {
             return Err(bad());
         }
-        let rec = self.store.get_user(user).await?.ok_or_else(bad)?;
+        let rec = self.store.get_user(user).await?;
         let auth = self.auth.clone();
         let pw = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || auth.verify_password(&pw, &rec.password_hash))
-            .await
-            .map_err(|_| CoreError::unavailable())?;
+        // An unknown user costs one hash too, so timing does not tell
+        // which users exist.
+        let ok = tokio::task::spawn_blocking(move || match rec {
+            Some(rec) => auth.verify_password(&pw, &rec.password_hash),
+            None => {
+                auth.verify_nobody(&pw);
+                false
+            }
+        })
+        .await
+        .map_err(|_| CoreError::unavailable())?;
         if !ok {
             return Err(bad());
         }
