@@ -16,10 +16,16 @@ pub enum ErrorCode {
     ContentTooLarge,
     RateLimited,
     Unavailable,
+    /// HTTP only: no such endpoint (404).
+    NotFound,
+    /// HTTP only: the endpoint exists, not with this method (405).
+    MethodNotAllowed,
+    /// HTTP only: the request was not read or answered in time (408).
+    Timeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::Invalid,
@@ -33,6 +39,9 @@ impl ErrorCode {
         ErrorCode::ContentTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Timeout,
     ];
 
     /// The code of this name, if this version knows it.
@@ -55,6 +64,9 @@ impl ErrorCode {
             ErrorCode::ContentTooLarge => "content_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Timeout => "timeout",
         }
     }
 
@@ -69,6 +81,9 @@ impl ErrorCode {
             ErrorCode::ContentTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Timeout => 408,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct App {
     /// Sessions still reading frames / sessions not yet finished.
     pub readers: Counter,
     pub sessions: Counter,
+    /// Rate limits and connection counts.
+    pub guard: crate::guard::Guard,
 }
 
 /// A count that can be awaited down to zero.
@@ -108,6 +110,7 @@ impl App {
             cfg.auth.argon2_t_cost,
         )
         .context("auth settings")?;
+        let guard = crate::guard::Guard::new(&cfg, backends.limiter.clone());
         let hub = Arc::new(Hub::new());
         let core = Core::start(
             backends.store,
@@ -153,6 +156,7 @@ impl App {
             stopping,
             readers: Counter::default(),
             sessions: Counter::default(),
+            guard,
         }))
     }
 }
@@ -185,27 +189,18 @@ pub async fn serve_ready(
     tracing::info!(%addr, "listening");
     ready(addr);
     let stop_app = app.clone();
-    // Small frames (an `ok`, a push) must leave at once: without NODELAY,
-    // Nagle's algorithm holds them until the client's delayed ACK.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-            // Readers finish the frame in hand; their sends are then stored
-            // and published. Only then are the writers told to close.
-            stop_app.readers.wait_zero(Duration::from_secs(10)).await;
-            stop_app.core.flush_acks().await;
-            stop_app.core.hub().kick_all(tern_proto::close::GOING_AWAY);
-        })
-        .await
-        .context("server failed")?;
+    let http = app.cfg.http.clone();
+    crate::listener::serve(listener, router, &http, async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        // Readers finish the frame in hand; their sends are then stored
+        // and published. Only then are the writers told to close.
+        stop_app.readers.wait_zero(Duration::from_secs(10)).await;
+        stop_app.core.flush_acks().await;
+        stop_app.core.hub().kick_all(tern_proto::close::GOING_AWAY);
+    })
+    .await;
     app.sessions.wait_zero(Duration::from_secs(10)).await;
     Ok(())
 }

@@ -6,13 +6,15 @@ use crate::config::Config;
 use anyhow::Context;
 use std::sync::Arc;
 use tern_core::store::Store;
-use tern_core::{Bus, LocalBus, LocalPresence, Presence};
+use tern_core::{Bus, Limiter, LocalBus, LocalLimiter, LocalPresence, Presence};
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
 pub struct Backends {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
+    /// Rate-limit buckets: in memory for one node, in Redis for a cluster.
+    pub limiter: Arc<dyn Limiter>,
     /// Whether pushes cross nodes.
     pub cluster: bool,
     /// The token secret every node of the cluster shares, when the
@@ -28,6 +30,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
             store,
             bus: Arc::new(LocalBus::new()),
             presence: Arc::new(LocalPresence::new(cfg.node_id)),
+            limiter: Arc::new(LocalLimiter::new()),
             cluster: false,
             shared_secret: None,
         });
@@ -55,6 +58,9 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
     )
     .await
     .context("connecting to NATS")?;
+    let limiter = tern_cluster::RedisLimiter::connect(&c.redis_url, &c.name)
+        .await
+        .context("connecting to Redis (rate limits)")?;
     let shared_secret = if cfg.auth.secret.is_empty() {
         Some(
             tern_cluster::shared_secret(&c.redis_url, &c.name)
@@ -68,6 +74,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
         store,
         bus: Arc::new(bus),
         presence: Arc::new(presence),
+        limiter: Arc::new(limiter),
         cluster: true,
         shared_secret,
     })

@@ -23,6 +23,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
+    pub rate: RateConfig,
+    pub http: HttpConfig,
 }
 
 /// Where messages, users and groups live.
@@ -171,7 +173,8 @@ pub struct LimitsConfig {
     pub frame_bytes: usize,
     /// Largest `content` (its JSON encoding) of a message.
     pub content_bytes: usize,
-    /// Sustained client frames per second per connection.
+    /// Sustained client frames per second per connection; also each
+    /// user's rate of HTTP sends.
     pub frame_rate: u32,
     /// Burst of client frames above the rate.
     pub frame_burst: u32,
@@ -265,6 +268,8 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
+            rate: RateConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -306,6 +311,85 @@ impl Default for DeliveryConfig {
             recall_window_secs: 120,
             batch_max: 1024,
             commit_lanes: 0,
+        }
+    }
+}
+
+/// Abuse limits (PROTOCOL.md 3: answered 429 `rate_limited` with
+/// `Retry-After`). "Address" is the peer's IP address (an IPv6 address
+/// counts by its /64). In cluster mode the login, registration, send and
+/// friend-request buckets live in Redis, shared by every node; upgrades
+/// and connections are counted per node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateConfig {
+    /// Failed logins of one user within `login_user_window_secs`; then its
+    /// logins are refused until the window lets one more through.
+    pub login_user_failures: u32,
+    pub login_user_window_secs: u64,
+    /// Failed logins from one address within `login_addr_window_secs`;
+    /// then every login from it is refused for a while. Correct logins do
+    /// not count.
+    pub login_addr_failures: u32,
+    pub login_addr_window_secs: u64,
+    /// Registrations per second from one address, and their burst.
+    pub register_rate: u32,
+    pub register_burst: u32,
+    /// Friend requests (`PUT /v1/friends/{user}`) per hour of one user,
+    /// and their burst.
+    pub friend_requests_per_hour: u32,
+    pub friend_requests_burst: u32,
+    /// WebSocket upgrades this node admits per second, and their burst;
+    /// the excess is answered 503 `unavailable` with `Retry-After`, so a
+    /// reconnect storm is spread out instead of stalling the node.
+    pub upgrade_rate: u32,
+    pub upgrade_burst: u32,
+    /// Open WebSocket connections of one user on one node.
+    pub connections_per_user: usize,
+    /// Open WebSocket connections on one node.
+    pub connections: usize,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            login_user_failures: 10,
+            login_user_window_secs: 300,
+            login_addr_failures: 100,
+            login_addr_window_secs: 60,
+            register_rate: 5,
+            register_burst: 300,
+            friend_requests_per_hour: 100,
+            friend_requests_burst: 100,
+            upgrade_rate: 1000,
+            upgrade_burst: 2000,
+            connections_per_user: 32,
+            connections: 200_000,
+        }
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a connection has to send a complete request head, counted
+    /// from its opening or from the previous answer: it is also how long
+    /// an idle keep-alive connection is kept.
+    pub header_timeout_secs: u64,
+    /// Seconds to read a request's body and answer it (WebSocket sessions,
+    /// once upgraded, are not cut by it).
+    pub request_timeout_secs: u64,
+    /// Largest request body; bigger ones are answered 413.
+    pub body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            body_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -371,6 +455,35 @@ impl Config {
         }
         if l.storm_window_ms > 10_000 {
             return bad("limits.storm_window_ms must be at most 10000");
+        }
+        let r = &self.rate;
+        if [
+            r.login_user_failures,
+            r.login_addr_failures,
+            r.register_rate,
+            r.register_burst,
+            r.friend_requests_per_hour,
+            r.friend_requests_burst,
+            r.upgrade_rate,
+            r.upgrade_burst,
+        ]
+        .contains(&0)
+            || r.login_user_window_secs == 0
+            || r.login_addr_window_secs == 0
+            || r.connections_per_user == 0
+            || r.connections == 0
+        {
+            return bad("every rate.* setting must be > 0");
+        }
+        if r.upgrade_rate > 1_000_000 || r.register_rate > 1_000_000 {
+            return bad("rate.upgrade_rate and rate.register_rate must be at most 1000000");
+        }
+        let h = &self.http;
+        if h.header_timeout_secs == 0 || h.request_timeout_secs == 0 {
+            return bad("http.header_timeout_secs and http.request_timeout_secs must be > 0");
+        }
+        if h.body_bytes < l.frame_bytes {
+            return bad("http.body_bytes must be at least limits.frame_bytes");
         }
         let url = &self.store.url;
         if !(url.is_empty()
@@ -494,6 +607,13 @@ mod tests {
             "content_bytes",
         );
         invalid(|c| c.node_id = 1024, "node_id");
+        invalid(|c| c.rate.login_user_failures = 0, "rate.");
+        invalid(|c| c.rate.connections = 0, "rate.");
+        invalid(
+            |c| c.http.header_timeout_secs = 0,
+            "http.header_timeout_secs",
+        );
+        invalid(|c| c.http.body_bytes = 100, "http.body_bytes");
     }
 
     #[test]

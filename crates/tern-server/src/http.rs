@@ -5,8 +5,11 @@ use crate::app::App;
 use crate::views::{group_answer, history_answer, send_answer, sync_answer};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State,
+};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -14,7 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tern_core::store::FriendStatus;
 use tern_core::{Actor, CoreError, SendRequest};
 use tern_proto::wire::{
@@ -24,6 +29,8 @@ use tern_proto::wire::{
 use tern_proto::ErrorCode;
 
 pub fn router(app: Arc<App>) -> Router {
+    let body_bytes = app.cfg.http.body_bytes;
+    let request_timeout = Duration::from_secs(app.cfg.http.request_timeout_secs);
     Router::new()
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/users", post(create_user))
@@ -40,10 +47,116 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/messages", post(send_message))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError(CoreError::new(ErrorCode::Invalid, "no such endpoint")).with_status(404)
+        .fallback(|| async { ApiError(CoreError::new(ErrorCode::NotFound, "no such endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(CoreError::new(
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not take this method",
+            ))
         })
+        .layer(DefaultBodyLimit::max(body_bytes))
+        // Reading the body and answering; a WebSocket session runs after
+        // its upgrade answer, outside this.
+        .layer(middleware::from_fn(
+            move |req, next: middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError(CoreError::new(
+                        ErrorCode::Timeout,
+                        "request not completed in time",
+                    ))
+                    .into_response(),
+                }
+            },
+        ))
+        .layer(middleware::map_response(json_errors))
         .with_state(app)
+}
+
+/// The last word on every answer: an error the framework made itself (a
+/// rejection, a missing route) gets the protocol's JSON shape. Answers
+/// already in JSON pass as they are.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthenticated,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::Timeout,
+        413 => ErrorCode::ContentTooLarge,
+        429 => ErrorCode::RateLimited,
+        s if s >= 500 => ErrorCode::Unavailable,
+        _ => ErrorCode::Invalid,
+    };
+    if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    let body = serde_json::to_vec(&ErrorBody::new(code, &message)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The request body; one over `http.body_bytes` is 413
+/// `content_too_large`, one that cannot be read 400 `invalid`.
+pub struct RawBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError(CoreError::new(
+                        ErrorCode::ContentTooLarge,
+                        "request body is too large",
+                    ))
+                } else {
+                    invalid(format!("cannot read the body: {}", e.body_text()))
+                }
+            })
+    }
+}
+
+/// A path parameter; one that does not decode is 400 `invalid`.
+pub struct Param<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Param<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Param(t))
+            .map_err(|e| invalid(format!("bad path: {}", e.body_text())))
+    }
 }
 
 /// An error answer: `{"code","message"}` with the code's status.
@@ -115,7 +228,14 @@ struct NewUserBody<'a> {
     name: Option<std::borrow::Cow<'a, str>>,
 }
 
-async fn create_user(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
+async fn create_user(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawBody(raw): RawBody,
+) -> ApiResult<Response> {
+    if let Err(r) = app.guard.register(peer.ip()).await {
+        return Ok(r.into_response());
+    }
     let b: NewUserBody = body(&raw)?;
     app.core
         .register(&b.user, &b.password, b.name.as_deref())
@@ -131,9 +251,24 @@ struct SessionBody<'a> {
     password: std::borrow::Cow<'a, str>,
 }
 
-async fn create_session(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Response> {
+async fn create_session(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawBody(raw): RawBody,
+) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
-    let (token, expires_at) = app.core.login(&b.user, &b.password).await?;
+    if let Err(r) = app.guard.login_allowed(&b.user, peer.ip()).await {
+        return Ok(r.into_response());
+    }
+    let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
+        Ok(t) => t,
+        Err(e) => {
+            if e.code == ErrorCode::BadCredentials {
+                app.guard.login_failed(&b.user, peer.ip()).await;
+            }
+            return Err(e.into());
+        }
+    };
     Ok(Json(SessionToken {
         expires_at,
         token: Cow::Owned(token),
@@ -144,7 +279,7 @@ async fn create_session(State(app): State<Arc<App>>, raw: Bytes) -> ApiResult<Re
 async fn get_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(user): Path<String>,
+    Param(user): Param<String>,
 ) -> ApiResult<Response> {
     bearer(&app, &headers)?;
     let (user, name, online) = app.core.user_info(&user).await?;
@@ -159,9 +294,12 @@ async fn get_user(
 async fn put_friend(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(other): Path<String>,
+    Param(other): Param<String>,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
+    if let Err(r) = app.guard.friend_request(&me).await {
+        return Ok(r.into_response());
+    }
     let status = match app.core.friend_request(&me, &other).await? {
         FriendStatus::Requested => FriendState::Requested,
         FriendStatus::Friends => FriendState::Friends,
@@ -172,7 +310,7 @@ async fn put_friend(
 async fn delete_friend(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(other): Path<String>,
+    Param(other): Param<String>,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     app.core.friend_delete(&me, &other).await?;
@@ -224,7 +362,7 @@ struct HistoryParams {
 async fn messages(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(conv): Path<String>,
+    Param(conv): Param<String>,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
@@ -253,9 +391,12 @@ struct SendBody<'a> {
 async fn send_message(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
+    if let Err(r) = app.guard.send(&me).await {
+        return Ok(r.into_response());
+    }
     let b: SendBody = body(&raw)?;
     let req = SendRequest {
         to: b.to.as_deref(),
@@ -288,7 +429,7 @@ struct NewGroupBody<'a> {
 async fn create_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let b: NewGroupBody = body(&raw)?;
@@ -300,7 +441,7 @@ async fn create_group(
 async fn get_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(gid): Path<String>,
+    Param(gid): Param<String>,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let view = app.core.group(&me, &gid).await?;
@@ -316,8 +457,8 @@ struct AddMembersBody<'a> {
 async fn add_members(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(gid): Path<String>,
-    raw: Bytes,
+    Param(gid): Param<String>,
+    RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let b: AddMembersBody = body(&raw)?;
@@ -329,7 +470,7 @@ async fn add_members(
 async fn remove_member(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path((gid, user)): Path<(String, String)>,
+    Param((gid, user)): Param<(String, String)>,
 ) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     app.core.remove_member(&me, &gid, &user).await?;

@@ -5,7 +5,9 @@
 mod app;
 mod backends;
 pub mod config;
+mod guard;
 mod http;
+mod listener;
 pub mod metrics;
 mod pending;
 mod views;

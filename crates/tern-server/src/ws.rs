@@ -5,11 +5,12 @@
 //! pushes).
 
 use crate::app::App;
+use crate::guard::Slot;
 use crate::pending::Pending;
 use crate::views::{history_answer, send_answer, sync_answer};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use parking_lot::Mutex;
@@ -42,6 +43,13 @@ pub async fn upgrade(
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Admission at the configured pace, within the node's connection cap:
+    // a reconnect storm is spread out by Retry-After instead of stalling
+    // the node.
+    let slot = match app.guard.admit_upgrade() {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
     let params = params.map(|q| q.0).unwrap_or_default();
     let max = app.cfg.limits.frame_bytes;
     ws.max_message_size(max)
@@ -49,7 +57,7 @@ pub async fn upgrade(
         // Small buffers that grow on demand keep idle connections cheap.
         .read_buffer_size(256)
         .write_buffer_size(32 * 1024)
-        .on_upgrade(move |socket| session(app, socket, params))
+        .on_upgrade(move |socket| session(app, socket, params, slot))
 }
 
 /// Counts a session from upgrade to its close frame.
@@ -61,13 +69,14 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
+async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slot: Slot) {
     app.sessions.enter();
     let _guard = SessionGuard(app.clone());
     // The start-up steps and each frame's handling run boxed: their state
     // is large (it holds the whole core call) and needed only while they
     // run, so an idle connection keeps just the small loop state.
-    let Some((user, device)) = Box::pin(authenticate(&app, &mut socket, params)).await else {
+    let Some((user, device)) = Box::pin(authenticate(&app, &mut socket, params, &mut slot)).await
+    else {
         return;
     };
     let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
@@ -152,11 +161,13 @@ fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
 }
 
 /// Runs the `auth` step; on failure sends `unauthenticated` and closes
-/// with 4001.
+/// with 4001. A user at `rate.connections_per_user` on this node gets
+/// `rate_limited` and 4008 instead of `ok`.
 async fn authenticate(
     app: &App,
     socket: &mut WebSocket,
     params: WsParams,
+    slot: &mut Slot,
 ) -> Option<(String, String)> {
     let reject = |id: Option<&str>, msg: &str| {
         (
@@ -237,6 +248,28 @@ async fn authenticate(
             .await;
         let _ = socket
             .send(close_msg(close::UNAUTHENTICATED, "bad device"))
+            .await;
+        return None;
+    }
+    // A device that reconnects replaces its older connection: never
+    // refused for the older one still being counted.
+    let replacing = app
+        .core
+        .hub()
+        .devices(&user)
+        .iter()
+        .any(|c| *c.device == *device);
+    if !app.guard.connect_user(slot, &user, replacing) {
+        metrics::counter!("tern_upgrades_refused_total").increment(1);
+        let _ = socket
+            .send(text(error_frame(
+                id.as_deref(),
+                ErrorCode::RateLimited,
+                "too many connections of this user",
+            )))
+            .await;
+        let _ = socket
+            .send(close_msg(close::POLICY, "too many connections"))
             .await;
         return None;
     }

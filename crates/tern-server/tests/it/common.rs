@@ -32,7 +32,19 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.auth.argon2_m_cost_kib = 8;
     cfg.auth.argon2_t_cost = 1;
+    // Every test client comes from 127.0.0.1: tests that are not about
+    // limits register and connect freely (limits.rs starts from the
+    // defaults instead, with `default_rates`).
+    cfg.rate.register_rate = 1_000_000;
+    cfg.rate.register_burst = 1_000_000;
+    cfg.rate.upgrade_rate = 1_000_000;
+    cfg.rate.upgrade_burst = 1_000_000;
     cfg
+}
+
+/// Puts back the default rate limits that `test_config` raises.
+pub fn default_rates(cfg: &mut Config) {
+    cfg.rate = tern_server::config::RateConfig::default();
 }
 
 impl Server {

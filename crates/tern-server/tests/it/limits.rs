@@ -131,3 +131,388 @@ async fn frame_rate_limit_then_close_4008() {
     let mut b = s.connect(&ta, "b").await;
     b.barrier().await;
 }
+
+// ----- HTTP: every error in the protocol's shape (PROTOCOL.md 3) -----
+
+/// Sends a raw HTTP request; returns (status, JSON body, headers).
+async fn raw(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+    let mut req = s.http.request(method, s.url(path));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let r = req.send().await.unwrap();
+    let st = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {st} {text:?}"));
+    (st, v, headers)
+}
+
+fn code_of(v: &serde_json::Value) -> (&str, bool) {
+    (
+        v["code"].as_str().unwrap_or(""),
+        v["message"].as_str().is_some_and(|m| !m.is_empty()),
+    )
+}
+
+#[tokio::test]
+async fn every_http_error_is_json_with_its_status() {
+    use reqwest::Method;
+    let s = Server::start_with(|c| c.http.body_bytes = c.limits.frame_bytes).await;
+    let t = s.user("alice").await;
+    let big = format!(r#"{{"user":"bob","password":"{}"}}"#, "x".repeat(70_000));
+    let cases: Vec<(Method, &str, Option<Vec<u8>>, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/users",
+            Some(big.into_bytes()),
+            413,
+            "content_too_large",
+        ),
+        (
+            Method::POST,
+            "/v1/users",
+            Some(b"{not json".to_vec()),
+            400,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/v1/users",
+            Some(br#"{"user":"bob"}"#.to_vec()),
+            400,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions",
+            Some(b"[]".to_vec()),
+            400,
+            "invalid",
+        ),
+        (Method::GET, "/v1/nowhere", None, 404, "not_found"),
+        (Method::GET, "/", None, 404, "not_found"),
+        (Method::DELETE, "/v1/users", None, 405, "method_not_allowed"),
+        (
+            Method::PATCH,
+            "/v1/messages",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        // A plain GET where a WebSocket upgrade is expected.
+        (Method::GET, "/v1/ws", None, 400, "invalid"),
+    ];
+    for (m, path, body, want_st, want_code) in cases {
+        let (st, v, _) = raw(&s, m.clone(), path, body).await;
+        assert_eq!(
+            (st, code_of(&v)),
+            (want_st, (want_code, true)),
+            "{m} {path}: {v}"
+        );
+    }
+    // Bad query parameters, with a token.
+    for path in [
+        "/v1/conversations?limit=lots",
+        "/v1/conversations/dm:alice:bob/messages?before_seq=-1",
+    ] {
+        let r = s
+            .http
+            .get(s.url(path))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!((st, code_of(&v)), (400, ("invalid", true)), "{path}: {v}");
+    }
+    // A body over the limit on an authenticated call too.
+    let r = s
+        .http
+        .post(s.url("/v1/messages"))
+        .bearer_auth(&t)
+        .body(vec![b' '; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(code_of(&v), ("content_too_large", true), "{v}");
+}
+
+// ----- rate limits (config [rate]) -----
+
+async fn login_as(s: &Server, user: &str, password: &str) -> (u16, serde_json::Value, Option<u64>) {
+    let r = s
+        .http
+        .post(s.url("/v1/sessions"))
+        .json(&json!({"user": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    (st, r.json().await.unwrap(), retry)
+}
+
+#[tokio::test]
+async fn failed_logins_of_a_user_are_limited_and_others_still_log_in() {
+    let s = Server::start_with(default_rates).await;
+    s.user("alice").await;
+    s.user("bob").await;
+    // The default: 10 failures per 5 minutes.
+    for i in 0..10 {
+        let (st, v, _) = login_as(&s, "alice", "wrong-password").await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("bad_credentials")),
+            "try {i}"
+        );
+    }
+    let (st, v, retry) = login_as(&s, "alice", "wrong-password").await;
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    let retry = retry.expect("429 carries Retry-After");
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    // Even the right password waits: the limit is on the account.
+    let (st, _, _) = login_as(&s, "alice", "password1").await;
+    assert_eq!(st, 429);
+    // Another user from the same address is unaffected.
+    let (st, v, _) = login_as(&s, "bob", "password1").await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test]
+async fn failed_logins_from_an_address_are_limited_unknown_users_included() {
+    let s = Server::start_with(|c| {
+        default_rates(c);
+        c.rate.login_addr_failures = 5;
+    })
+    .await;
+    s.user("bob").await;
+    // Correct logins do not count.
+    for _ in 0..10 {
+        assert_eq!(login_as(&s, "bob", "password1").await.0, 200);
+    }
+    for i in 0..5 {
+        let (st, v, _) = login_as(&s, &format!("ghost{i}"), "whatever1").await;
+        assert_eq!((st, v["code"].as_str()), (401, Some("bad_credentials")));
+    }
+    let (st, v, retry) = login_as(&s, "ghost9", "whatever1").await;
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(retry.is_some());
+    // Now the address waits, whoever logs in from it.
+    assert_eq!(login_as(&s, "bob", "password1").await.0, 429);
+}
+
+#[tokio::test]
+async fn registrations_per_address_are_limited() {
+    let s = Server::start_with(|c| {
+        default_rates(c);
+        c.rate.register_rate = 1;
+        c.rate.register_burst = 3;
+    })
+    .await;
+    for i in 0..3 {
+        s.user(&format!("u{i}")).await;
+    }
+    let r = s
+        .http
+        .post(s.url("/v1/users"))
+        .json(&json!({"user": "u3", "password": "password1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn http_sends_share_the_frame_rate_per_user() {
+    let s = Server::start_with(|c| {
+        c.limits.frame_rate = 5;
+        c.limits.frame_burst = 5;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let send = |t: String, i: usize| {
+        let s = &s;
+        async move {
+            s.post(
+                "/v1/messages",
+                Some(&t),
+                json!({"to":"bob","client_msg_id":format!("c{i}"),"kind":"text","content":"hi"}),
+            )
+            .await
+        }
+    };
+    let mut codes = Vec::new();
+    for i in 0..8 {
+        let (st, v) = send(ta.clone(), i).await;
+        codes.push((st, v["code"].as_str().map(str::to_owned)));
+    }
+    let ok = codes.iter().filter(|c| c.0 == 200).count();
+    let limited = codes
+        .iter()
+        .filter(|c| c.0 == 429 && c.1.as_deref() == Some("rate_limited"))
+        .count();
+    assert!(ok >= 5 && limited >= 1 && ok + limited == 8, "{codes:?}");
+    // Another user has a bucket of its own.
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&tb),
+            json!({"to":"alice","client_msg_id":"b1","kind":"text","content":"hi"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test]
+async fn friend_requests_are_limited() {
+    let s = Server::start_with(|c| {
+        c.rate.friend_requests_per_hour = 1;
+        c.rate.friend_requests_burst = 2;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    for u in ["b", "c", "d"] {
+        s.user(u).await;
+    }
+    assert_eq!(s.put("/v1/friends/b", Some(&ta)).await.0, 200);
+    assert_eq!(s.put("/v1/friends/c", Some(&ta)).await.0, 200);
+    let (st, v) = s.put("/v1/friends/d", Some(&ta)).await;
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+}
+
+/// The status of a WebSocket handshake that the server refused.
+async fn refused_upgrade(s: &Server) -> (u16, serde_json::Value, Option<String>) {
+    match tokio_tungstenite::connect_async(s.ws_url()).await {
+        Ok(_) => panic!("upgrade accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = r.body().clone().unwrap_or_default();
+            (
+                r.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or_default(),
+                retry,
+            )
+        }
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+#[tokio::test]
+async fn connections_per_user_and_in_total_are_refused_clearly() {
+    let s = Server::start_with(|c| {
+        c.rate.connections_per_user = 2;
+        c.rate.connections = 3;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let mut a1 = s.connect(&ta, "a1").await;
+    let _a2 = s.connect(&ta, "a2").await;
+    // A third device of alice: rate_limited, then 4008.
+    let mut a3 = Client::open(&s.ws_url()).await;
+    let r = a3
+        .request(json!({"type":"auth","token":ta,"device":"a3"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{r}"
+    );
+    assert_eq!(a3.closed_with().await, 4008);
+    // The same device reconnecting replaces its connection instead.
+    let _a1b = s.connect(&ta, "a1").await;
+    assert_eq!(a1.closed_with().await, 4009);
+    // Bob takes the last of 3 connections; a fourth socket is refused.
+    let _b = s.connect(&tb, "b").await;
+    let (st, v, retry) = refused_upgrade(&s).await;
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    assert!(retry.is_some());
+    // The server is fine.
+    assert_eq!(s.get("/healthz", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn upgrades_are_admitted_at_the_configured_rate() {
+    let s = Server::start_with(|c| {
+        default_rates(c);
+        c.rate.upgrade_rate = 1;
+        c.rate.upgrade_burst = 2;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let _a = s.connect(&ta, "a").await;
+    let _b = s.connect(&ta, "b").await;
+    let (st, v, retry) = refused_upgrade(&s).await;
+    assert_eq!((st, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    // After it, the next one is admitted.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let _c = s.connect(&ta, "c").await;
+}
+
+// ----- HTTP timeouts (config [http]) -----
+
+#[tokio::test]
+async fn half_a_header_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(|c| c.http.header_timeout_secs = 1).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: tern\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf))
+        .await
+        .expect("the server closes a connection that stalls in its header");
+    // Closed: at most an error answer before the end.
+    assert!(
+        n.is_err() || !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "{buf:?}"
+    );
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let n = tokio::time::timeout(WAIT, idle.read(&mut [0u8; 16]))
+        .await
+        .expect("an idle connection is closed");
+    assert!(matches!(n, Ok(0) | Err(_)));
+}
+
+#[tokio::test]
+async fn a_body_that_never_ends_times_out_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(|c| c.http.request_timeout_secs = 1).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(
+        b"POST /v1/users HTTP/1.1\r\nHost: tern\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\":",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"timeout""#), "{text}");
+}
