@@ -779,6 +779,50 @@ async fn node_loss() {
     c.nodes.truncate(2);
 }
 
+/// A failed-login limit reached through one node holds on the other: the
+/// buckets live in Redis, shared by the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_hold_across_nodes() {
+    let Some(c) =
+        Cluster::start(Sql::Postgres, 2, &[("TERN_RATE__LOGIN_USER_FAILURES", "3")]).await
+    else {
+        return;
+    };
+    c.node(0).register("ann").await;
+    c.node(0).register("bob").await;
+    let wrong = json!({"user": "ann", "password": "not-her-password"});
+    for _ in 0..3 {
+        let (st, v) = c.node(0).post("/v1/sessions", wrong.clone()).await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("bad_credentials")),
+            "{v}"
+        );
+    }
+    let r = c
+        .node(1)
+        .http
+        .post(c.node(1).url("/v1/sessions"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "rate_limited");
+    // Ann's account waits on both nodes; bob, from the same address, not.
+    let (st, _) = c
+        .node(1)
+        .post(
+            "/v1/sessions",
+            json!({"user": "ann", "password": support::PASSWORD}),
+        )
+        .await;
+    assert_eq!(st, 429);
+    c.node(1).login("bob").await;
+}
+
 /// Pushes lost between nodes (30% of what a node receives is dropped
 /// unconfirmed) still reach the online device, without its help.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,20 @@ pub struct Target {
     pub http: String,
     /// Per node: the WebSocket URL and the socket address.
     pub nodes: Vec<(String, SocketAddr)>,
-    http_client: reqwest::Client,
+    /// HTTP clients, each from its own source address 127.0.0.x when the
+    /// server is on loopback: registrations and logins are spread over
+    /// them, so a server with the default per-address limits serves the
+    /// bench's setup as it would serve many real clients.
+    http_clients: Vec<reqwest::Client>,
+    next_client: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Source addresses 127.0.0.2 .. 127.0.0.(2 + HTTP_SOURCES - 1) for setup
+/// requests to a loopback server.
+const HTTP_SOURCES: u8 = 250;
+
+/// How often a request answered 429 is retried after its `Retry-After`.
+const RETRIES_429: u32 = 20;
 
 impl Target {
     pub async fn new(urls: &[String]) -> anyhow::Result<Target> {
@@ -54,13 +66,28 @@ impl Target {
             .ok_or_else(|| anyhow!("at least one --url"))?
             .trim_end_matches('/')
             .to_owned();
-        let http_client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?;
+        let loopback_v4 = nodes[0].1.ip().is_loopback() && nodes[0].1.is_ipv4();
+        let sources: Vec<Option<IpAddr>> = if loopback_v4 {
+            (0..HTTP_SOURCES)
+                .map(|i| Some(IpAddr::from([127, 0, 0, 2 + i])))
+                .collect()
+        } else {
+            vec![None]
+        };
+        let mut http_clients = Vec::with_capacity(sources.len());
+        for source in sources {
+            http_clients.push(
+                reqwest::Client::builder()
+                    .pool_max_idle_per_host(if source.is_some() { 8 } else { 256 })
+                    .local_address(source)
+                    .build()?,
+            );
+        }
         Ok(Target {
             http,
             nodes,
-            http_client,
+            http_clients,
+            next_client: Default::default(),
         })
     }
 
@@ -75,17 +102,32 @@ impl Target {
         token: Option<&str>,
         body: Value,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self
-            .http_client
-            .post(format!("{}{path}", self.http))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        let n = self
+            .next_client
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client = &self.http_clients[n % self.http_clients.len()];
+        let mut tries = 0;
+        loop {
+            let mut req = client.post(format!("{}{path}", self.http)).json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.with_context(|| format!("POST {path}"))?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let v = resp.json().await.unwrap_or(Value::Null);
+            match retry_after {
+                Some(secs) if status == 429 && tries < RETRIES_429 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(secs.min(60))).await;
+                }
+                _ => return Ok((status, v)),
+            }
         }
-        let resp = req.send().await.with_context(|| format!("POST {path}"))?;
-        let status = resp.status().as_u16();
-        let v = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, v))
     }
 
     /// Creates (or reuses) `user` and returns a session token for it.
