@@ -21,11 +21,11 @@ use tern_proto::ErrorCode;
 
 /// A refusal, ready to send: 429 `rate_limited` (or 503 `unavailable`)
 /// with `Retry-After`, or 503 when the limiter's backend is down.
-pub struct Refused(Response);
+pub struct Refused(Box<Response>);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
@@ -37,7 +37,7 @@ impl Refused {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        Refused(r)
+        Refused(Box::new(r))
     }
 
     fn limited(d: Decision, message: &str) -> Refused {

@@ -166,7 +166,8 @@ async fn every_http_error_is_json_with_its_status() {
     let s = Server::start_with(|c| c.http.body_bytes = c.limits.frame_bytes).await;
     let t = s.user("alice").await;
     let big = format!(r#"{{"user":"bob","password":"{}"}}"#, "x".repeat(70_000));
-    let cases: Vec<(Method, &str, Option<Vec<u8>>, u16, &str)> = vec![
+    type Case = (Method, &'static str, Option<Vec<u8>>, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v1/users",
