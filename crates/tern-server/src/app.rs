@@ -182,15 +182,16 @@ pub async fn serve_ready(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let tls = crate::listener::tls_acceptor(&config.tls)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = App::build(config, stop_rx).await?;
     let router = crate::http::router(app.clone());
     let addr = listener.local_addr().context("listener address")?;
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
     ready(addr);
     let stop_app = app.clone();
     let http = app.cfg.http.clone();
-    crate::listener::serve(listener, router, &http, async move {
+    crate::listener::serve(listener, router, &http, tls, async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

@@ -25,6 +25,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub rate: RateConfig,
     pub http: HttpConfig,
+    pub tls: TlsConfig,
 }
 
 /// Where messages, users and groups live.
@@ -270,6 +271,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             rate: RateConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -394,6 +396,22 @@ impl Default for HttpConfig {
     }
 }
 
+/// TLS on the listener (HTTPS and wss://). Both empty: plain TCP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty() || !self.key.as_os_str().is_empty()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration")]
@@ -484,6 +502,10 @@ impl Config {
         }
         if h.body_bytes < l.frame_bytes {
             return bad("http.body_bytes must be at least limits.frame_bytes");
+        }
+        let t = &self.tls;
+        if t.enabled() && (t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty()) {
+            return bad("tls needs both tls.cert and tls.key (or neither)");
         }
         let url = &self.store.url;
         if !(url.is_empty()
@@ -614,6 +636,7 @@ mod tests {
             "http.header_timeout_secs",
         );
         invalid(|c| c.http.body_bytes = 100, "http.body_bytes");
+        invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
     }
 
     #[test]

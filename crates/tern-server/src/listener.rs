@@ -3,9 +3,12 @@
 //! for the request head (a client that sends half a header, or keeps an
 //! idle keep-alive connection, is closed after `http.header_timeout_secs`)
 //! and the peer address on every request (`ConnectInfo<SocketAddr>`, the
-//! address the rate limits count by).
+//! address the rate limits count by). With `[tls]` set, each connection
+//! is a TLS session first (rustls; ALPN `http/1.1`), handshaken within the
+//! same header timeout.
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, TlsConfig};
+use anyhow::Context;
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -13,17 +16,49 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// Serves `router` on `listener` until `signal` resolves; then stops
 /// accepting, lets each connection finish the request in hand (upgraded
 /// WebSockets are no longer the listener's) and returns once all closed.
+/// The TLS acceptor for `[tls]`, if set: reads the PEM files.
+pub fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<Option<TlsAcceptor>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    if !cfg.enabled() {
+        return Ok(None);
+    }
+    let certs = CertificateDer::pem_file_iter(&cfg.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading tls.cert {}", cfg.cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "tls.cert {} holds no certificate",
+        cfg.cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&cfg.key)
+        .with_context(|| format!("reading tls.key {}", cfg.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls.cert and tls.key do not make a certificate and its key")?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     cfg: &HttpConfig,
+    tls: Option<TlsAcceptor>,
     signal: impl Future<Output = ()>,
 ) {
     let (close_tx, close_rx) = watch::channel(false);
@@ -49,13 +84,22 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
-        tokio::spawn(connection(
-            tcp,
-            peer,
-            router.clone(),
-            header_timeout,
-            close_rx.clone(),
-        ));
+        let (router, close_rx) = (router.clone(), close_rx.clone());
+        match &tls {
+            None => {
+                tokio::spawn(connection(tcp, peer, router, header_timeout, close_rx));
+            }
+            Some(acceptor) => {
+                let accept = acceptor.accept(tcp);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(header_timeout, accept).await {
+                        Ok(Ok(io)) => connection(io, peer, router, header_timeout, close_rx).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     close_tx.send_replace(true);
@@ -63,8 +107,8 @@ pub async fn serve(
     close_tx.closed().await;
 }
 
-async fn connection(
-    tcp: TcpStream,
+async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: I,
     peer: SocketAddr,
     router: Router,
     header_timeout: Duration,
@@ -80,7 +124,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let conn = builder
-        .serve_connection(TokioIo::new(tcp), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     tokio::pin!(conn);
     let mut closing = false;
