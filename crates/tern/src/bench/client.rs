@@ -43,7 +43,8 @@ pub struct Target {
 /// requests to a loopback server.
 const HTTP_SOURCES: u8 = 250;
 
-/// How often a request answered 429 is retried after its `Retry-After`.
+/// How often a request answered 429 (an upgrade: 429 or 503) is retried
+/// after its `Retry-After`.
 const RETRIES_429: u32 = 20;
 
 impl Target {
@@ -231,18 +232,40 @@ impl Target {
         source: Option<IpAddr>,
     ) -> anyhow::Result<Ws> {
         let (ws_url, addr) = &self.nodes[i % self.nodes.len()];
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = source {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        let stream = socket.connect(*addr).await?;
-        stream.set_nodelay(true)?;
         let url = format!("{ws_url}?token={token}&device={device}");
-        let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+        let mut tries = 0;
+        let mut ws = loop {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            if let Some(ip) = source {
+                socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            let stream = socket.connect(*addr).await?;
+            stream.set_nodelay(true)?;
+            match tokio_tungstenite::client_async(&url, stream).await {
+                Ok((ws, _)) => break ws,
+                // Upgrades are admitted at the server's pace: wait as told,
+                // spread by a little jitter, and try again.
+                Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                    if matches!(r.status().as_u16(), 429 | 503) && tries < RETRIES_429 =>
+                {
+                    tries += 1;
+                    let secs = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(1)
+                        .min(60);
+                    let jitter = std::time::Duration::from_millis((i as u64 * 7919) % 500);
+                    tokio::time::sleep(std::time::Duration::from_secs(secs) + jitter).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         loop {
             let m = ws
                 .next()
