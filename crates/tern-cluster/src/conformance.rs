@@ -483,6 +483,29 @@ pub async fn limiter_buckets(l: &[&dyn Limiter], tag: &str) {
     }
     // Another key has its own bucket.
     assert!(b.hit(&format!("{tag}:other"), rule).await.unwrap().allowed);
+    // A refund gives one token back, on any node; refunds never fill the
+    // bucket past its burst.
+    let refunded = format!("{tag}:refund");
+    for _ in 0..5 {
+        assert!(a.hit(&refunded, rule).await.unwrap().allowed);
+    }
+    assert!(!a.check(&refunded, rule).await.unwrap().allowed);
+    b.refund(&refunded, rule).await.unwrap();
+    assert!(a.hit(&refunded, rule).await.unwrap().allowed);
+    assert!(!b.hit(&refunded, rule).await.unwrap().allowed);
+    for _ in 0..20 {
+        a.refund(&refunded, rule).await.unwrap();
+    }
+    for i in 0..5 {
+        assert!(
+            b.hit(&refunded, rule).await.unwrap().allowed,
+            "hit {i} after refunds"
+        );
+    }
+    assert!(
+        !a.hit(&refunded, rule).await.unwrap().allowed,
+        "refunds past the burst"
+    );
     // One token comes back after one interval, not two.
     tokio::time::sleep(rule.interval + Duration::from_millis(50)).await;
     assert!(b.hit(&key, rule).await.unwrap().allowed);

@@ -17,13 +17,23 @@ use tern_core::limits::{Decision, Limiter, Rule};
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
 
-/// KEYS[1] bucket; ARGV interval µs, burst, take (1) or check (0).
+/// KEYS[1] bucket; ARGV interval µs, burst, take (1), check (0) or
+/// refund (-1).
 /// Returns {allowed 0/1, retry after µs}.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+if ARGV[3] == '-1' then
+  local back = tonumber(redis.call('GET', KEYS[1]) or now) - interval
+  if back <= now then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], string.format('%.0f', back), 'PX', math.ceil((back - now) / 1000))
+  end
+  return {1, 0}
+end
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + interval
@@ -80,13 +90,11 @@ impl RedisLimiter {
         })
     }
 
-    async fn run(&self, key: &str, rule: Rule, take: bool) -> PlumbingResult<Decision> {
+    async fn run(&self, key: &str, rule: Rule, op: i8) -> PlumbingResult<Decision> {
         let interval = (rule.interval.as_micros() as u64).max(1);
         let mut con = self.con.clone();
         let mut inv = self.script.key(format!("{}:rl:{key}", self.prefix));
-        inv.arg(interval)
-            .arg(rule.burst)
-            .arg(if take { 1 } else { 0 });
+        inv.arg(interval).arg(rule.burst).arg(op);
         let (allowed, retry_us): (i64, i64) =
             tokio::time::timeout(CALL_TIMEOUT * 2, inv.invoke_async(&mut con))
                 .await
@@ -103,11 +111,15 @@ impl RedisLimiter {
 #[async_trait]
 impl Limiter for RedisLimiter {
     async fn hit(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
-        self.run(key, rule, true).await
+        self.run(key, rule, 1).await
     }
 
     async fn check(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
-        self.run(key, rule, false).await
+        self.run(key, rule, 0).await
+    }
+
+    async fn refund(&self, key: &str, rule: Rule) -> PlumbingResult<()> {
+        self.run(key, rule, -1).await.map(|_| ())
     }
 
     async fn health(&self) -> PlumbingResult<()> {

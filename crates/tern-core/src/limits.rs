@@ -94,6 +94,12 @@ pub trait Limiter: Send + Sync + 'static {
     ///
     /// [`hit`]: Limiter::hit
     async fn check(&self, key: &str, rule: Rule) -> PlumbingResult<Decision>;
+    /// Gives back one token an allowed [`hit`](Limiter::hit) took (never
+    /// more than the bucket holds). Counting only some events without a
+    /// race: hit first, so that concurrent attempts cannot all pass a
+    /// check together, then give the token back when the event turned out
+    /// not to count (a login that succeeded).
+    async fn refund(&self, key: &str, rule: Rule) -> PlumbingResult<()>;
     async fn health(&self) -> PlumbingResult<()>;
 }
 
@@ -186,6 +192,20 @@ impl LocalLimiter {
         d
     }
 
+    /// [`Limiter::refund`], without awaiting.
+    pub fn give_back(&self, key: &str, rule: Rule) {
+        let now = self.now_us();
+        let mut shard = self.shard(key).lock();
+        if let Some(t) = shard.tat.get_mut(key) {
+            let back = t.saturating_sub(rule.interval_us());
+            if back <= now {
+                shard.tat.remove(key);
+            } else {
+                *t = back;
+            }
+        }
+    }
+
     /// Keys currently held (for tests of the memory bound).
     pub fn keys(&self) -> usize {
         self.shards.iter().map(|s| s.lock().tat.len()).sum()
@@ -200,6 +220,11 @@ impl Limiter for LocalLimiter {
 
     async fn check(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
         Ok(self.decide(key, rule, false))
+    }
+
+    async fn refund(&self, key: &str, rule: Rule) -> PlumbingResult<()> {
+        self.give_back(key, rule);
+        Ok(())
     }
 
     async fn health(&self) -> PlumbingResult<()> {

@@ -116,16 +116,23 @@ impl Guard {
         }
     }
 
-    /// Before checking a password: refused while the user or the address
-    /// is over its failed-login limit.
-    pub async fn login_allowed(&self, user: &str, ip: IpAddr) -> Result<(), Refused> {
-        for (key, rule) in self.login_keys(user, ip) {
-            let d = self
-                .limiter
-                .check(&key, rule)
-                .await
-                .map_err(Refused::down)?;
+    /// Before checking a password: takes one failure from the address's
+    /// and the user's buckets (taken first, so that concurrent attempts
+    /// cannot all pass together); refused while either is used up. The
+    /// tokens go back with [`refund_login`](Guard::refund_login).
+    pub async fn login_attempt(&self, user: &str, ip: IpAddr) -> Result<(), Refused> {
+        let keys = self.login_keys(user, ip);
+        for (i, (key, rule)) in keys.iter().enumerate() {
+            let d = match self.limiter.hit(key, *rule).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.give_back(&keys[..i]).await;
+                    return Err(Refused::down(e));
+                }
+            };
             if !d.allowed {
+                // A refused attempt is not a failure: nothing stays taken.
+                self.give_back(&keys[..i]).await;
                 return Err(Refused::limited(
                     d,
                     "too many failed logins, try again later",
@@ -133,6 +140,20 @@ impl Guard {
             }
         }
         Ok(())
+    }
+
+    /// The attempt was not a failure (the password was right, or the
+    /// store did not answer): its tokens go back.
+    pub async fn refund_login(&self, user: &str, ip: IpAddr) {
+        self.give_back(&self.login_keys(user, ip)).await;
+    }
+
+    async fn give_back(&self, keys: &[(String, Rule)]) {
+        for (key, rule) in keys {
+            if let Err(e) = self.limiter.refund(key, *rule).await {
+                tracing::warn!(error = %e, "cannot give back a login token");
+            }
+        }
     }
 
     /// The address's bucket, then the user's (a name that is no valid user
@@ -146,15 +167,6 @@ impl Guard {
             keys.push((format!("login:user:{user}"), self.rules.login_user));
         }
         keys
-    }
-
-    /// A wrong password (or unknown user): counts against both.
-    pub async fn login_failed(&self, user: &str, ip: IpAddr) {
-        for (key, rule) in self.login_keys(user, ip) {
-            if let Err(e) = self.limiter.hit(&key, rule).await {
-                tracing::warn!(error = %e, "cannot record a failed login");
-            }
-        }
     }
 
     async fn take(&self, key: String, rule: Rule, message: &str) -> Result<(), Refused> {

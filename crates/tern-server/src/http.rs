@@ -257,14 +257,18 @@ async fn create_session(
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
-    if let Err(r) = app.guard.login_allowed(&b.user, peer.ip()).await {
+    if let Err(r) = app.guard.login_attempt(&b.user, peer.ip()).await {
         return Ok(r.into_response());
     }
     let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
-        Ok(t) => t,
+        Ok(t) => {
+            app.guard.refund_login(&b.user, peer.ip()).await;
+            t
+        }
         Err(e) => {
-            if e.code == ErrorCode::BadCredentials {
-                app.guard.login_failed(&b.user, peer.ip()).await;
+            // Only wrong credentials count as failures.
+            if e.code != ErrorCode::BadCredentials {
+                app.guard.refund_login(&b.user, peer.ip()).await;
             }
             return Err(e.into());
         }

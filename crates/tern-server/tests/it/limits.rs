@@ -292,6 +292,27 @@ async fn failed_logins_of_a_user_are_limited_and_others_still_log_in() {
 }
 
 #[tokio::test]
+async fn concurrent_failed_logins_cannot_pass_the_limit_together() {
+    let s = Server::start_with(default_rates).await;
+    s.user("alice").await;
+    let tries = (0..40).map(|_| login_as(&s, "alice", "wrong-password"));
+    let got = futures_util::future::join_all(tries).await;
+    let wrong = got.iter().filter(|g| g.0 == 401).count();
+    let limited = got.iter().filter(|g| g.0 == 429).count();
+    assert_eq!(
+        (wrong, limited),
+        (10, 30),
+        "{:?}",
+        got.iter().map(|g| g.0).collect::<Vec<_>>()
+    );
+    // Correct logins give their tokens back: bob is never limited.
+    s.user("bob").await;
+    for _ in 0..20 {
+        assert_eq!(login_as(&s, "bob", "password1").await.0, 200);
+    }
+}
+
+#[tokio::test]
 async fn failed_logins_from_an_address_are_limited_unknown_users_included() {
     let s = Server::start_with(|c| {
         default_rates(c);
