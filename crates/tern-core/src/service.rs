@@ -444,21 +444,47 @@ impl Core {
         Ok(self.groups.insert(GroupView::from_record(&rec)))
     }
 
-    /// Checks that `user` may use `conv`. `former_ok`: a former group
-    /// member may still read (the store then bounds what they see).
-    async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<ConvId> {
+    /// Checks that `user` may use `conv`, before anything is read or
+    /// written. `former_ok`: a former group member may still read (the
+    /// store then bounds what they see); someone who never was in the
+    /// group may not, and learns nothing about it.
+    async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<Access> {
         let id = ConvId::parse(conv)
             .ok_or_else(|| CoreError::invalid("conv is not a conversation id"))?;
         let not_member = || CoreError::new(ErrorCode::NotMember, "not in this conversation");
         match &id {
-            ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(id),
+            ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(Access {
+                id,
+                former_up_to: None,
+            }),
             ConvId::Dm { .. } => Err(not_member()),
             ConvId::Group(gid) => {
                 let view = self.group_view(gid).await?;
-                if view.is_member(user) || former_ok {
-                    Ok(id)
-                } else {
-                    Err(not_member())
+                if view.is_member(user) {
+                    return Ok(Access {
+                        id,
+                        former_up_to: None,
+                    });
+                }
+                if !former_ok {
+                    return Err(not_member());
+                }
+                // Not a member now: the store tells a former member (who
+                // sees the group up to their removal) from someone who
+                // never was in it. Its newest message the user can see
+                // bounds what they may mark read or delete.
+                let newest = HistoryQuery {
+                    before_seq: None,
+                    after_seq: None,
+                    limit: 1,
+                };
+                match self.store.history(user, conv, newest).await {
+                    Ok(msgs) => Ok(Access {
+                        id,
+                        former_up_to: Some(msgs.last().map_or(0, |m| m.seq)),
+                    }),
+                    Err(StoreError::NotMember) => Err(not_member()),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
@@ -482,7 +508,10 @@ impl Core {
     /// (coalesced with other acks), and before this user's offline queue is
     /// next read; delivered receipts go out once it is stored.
     pub async fn ack(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
-        self.access(user, conv, true).await?;
+        let seq = match self.access(user, conv, true).await?.former_up_to {
+            Some(up_to) => seq.min(up_to),
+            None => seq,
+        };
         metrics::counter!("tern_acks_total").increment(1);
         self.acks.record(user, conv, seq);
         Ok(())
@@ -494,9 +523,9 @@ impl Core {
     }
 
     pub async fn read(&self, actor: Actor<'_>, conv: &str, seq: u64) -> CoreResult<u64> {
-        let id = self.access(actor.user, conv, true).await?;
-        if seq == 0 {
-            return Err(CoreError::invalid("no message with seq 0"));
+        let Access { id, former_up_to } = self.access(actor.user, conv, true).await?;
+        if seq == 0 || former_up_to.is_some_and(|up_to| seq > up_to) {
+            return Err(CoreError::invalid(format!("no message with seq {seq}")));
         }
         let out = self
             .store
@@ -605,7 +634,7 @@ impl Core {
     }
 
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
-        let id = self.access(user, conv, false).await?;
+        let id = self.access(user, conv, false).await?.id;
         let m = self
             .store
             .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
@@ -628,21 +657,33 @@ impl Core {
     }
 
     pub async fn delete(&self, user: &str, conv: &str, seqs: &[u64]) -> CoreResult<()> {
-        self.access(user, conv, true).await?;
+        let access = self.access(user, conv, true).await?;
         if seqs.is_empty() || seqs.len() > LIST_MAX {
             return Err(CoreError::invalid("seqs must hold 1-1000 seqs"));
+        }
+        if let Some(up_to) = access.former_up_to {
+            if let Some(seq) = seqs.iter().find(|s| **s > up_to) {
+                return Err(CoreError::invalid(format!("no message with seq {seq}")));
+            }
         }
         Ok(self.store.delete_for_user(user, conv, seqs).await?)
     }
 
     pub async fn typing(&self, user: &str, conv: &str) -> CoreResult<()> {
-        let id = self.access(user, conv, false).await?;
-        let audience = self.audience(&id).await;
-        // Typing in a read-diffused group would be a storm of its own.
-        if audience.len() > self.cfg.write_limit {
-            return Ok(());
-        }
-        let users: Vec<Arc<str>> = audience.into_iter().filter(|u| &**u != user).collect();
+        let id = self.access(user, conv, false).await?.id;
+        let users: Vec<Arc<str>> = match &id {
+            ConvId::Dm { .. } => self.audience(&id).await,
+            ConvId::Group(gid) => {
+                let view = self.group_view(gid).await?;
+                // Typing in a read-diffused group would be a storm of its
+                // own: checked before the member list is copied.
+                if view.size() > self.cfg.write_limit {
+                    return Ok(());
+                }
+                view.members.to_vec()
+            }
+        };
+        let users: Vec<Arc<str>> = users.into_iter().filter(|u| &**u != user).collect();
         if !users.is_empty() {
             let frame = encode(&Typing {
                 ty: tag::Typing,
@@ -816,7 +857,7 @@ impl Core {
         conv: &str,
         seq: u64,
     ) -> CoreResult<(Vec<String>, Vec<String>)> {
-        let id = self.access(user, conv, false).await?;
+        let id = self.access(user, conv, false).await?.id;
         let ConvId::Group(gid) = &id else {
             return Err(CoreError::invalid(
                 "read_status is for group conversations; 1:1 has read receipts",
@@ -1046,6 +1087,13 @@ impl Core {
     pub fn is_cluster(&self) -> bool {
         self.fanout.is_cluster()
     }
+}
+
+/// Who may use a conversation, as [`Core::access`] found.
+struct Access {
+    id: ConvId,
+    /// A former group member: the newest seq they can still see.
+    former_up_to: Option<u64>,
 }
 
 /// What [`Core::health`] found, per backend.
