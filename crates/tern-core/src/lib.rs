@@ -11,6 +11,7 @@ pub mod groups;
 pub mod hub;
 pub mod ids;
 mod pipeline;
+pub mod revoked;
 pub mod rooms;
 pub mod service;
 pub mod store;

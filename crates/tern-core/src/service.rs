@@ -2,7 +2,7 @@
 //! what, which users a message reaches, and what each action pushes.
 
 use crate::acks::Acks;
-use crate::auth::Auth;
+use crate::auth::{Auth, Session};
 use crate::bus::{Bus, Envelope, PlumbingError, Presence, Route};
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::{Fanout, NodeInbound, Orderer};
@@ -10,6 +10,7 @@ use crate::groups::{GroupView, Groups};
 use crate::hub::{Conn, Hub, Outbound, Push, Registered};
 use crate::now_ms;
 use crate::pipeline::{Pipeline, Publisher, PushPlan};
+use crate::revoked::Revoked;
 use crate::rooms::{RoomConfig, Rooms};
 use crate::store::{
     Appended, ConvList, FriendLists, FriendStatus, HistoryQuery, MemberChange, NewMessage,
@@ -94,6 +95,7 @@ pub struct Core {
     acks: Arc<Acks>,
     rooms: Arc<Rooms>,
     groups: Arc<Groups>,
+    revoked: Arc<Revoked>,
     cfg: CoreConfig,
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
@@ -123,6 +125,7 @@ impl Core {
         cfg.node_id = presence.node();
         let groups = Arc::new(Groups::default());
         let rooms = Arc::new(Rooms::new(cfg.rooms.clone()));
+        let revoked = Arc::new(Revoked::default());
         let orderer = cfg
             .cluster_queue
             .map(|queue| Orderer::start(hub.clone(), queue));
@@ -139,6 +142,7 @@ impl Core {
                 orderer,
                 groups: groups.clone(),
                 rooms: rooms.clone(),
+                revoked: revoked.clone(),
             }),
         )
         .await?;
@@ -161,6 +165,7 @@ impl Core {
             acks,
             rooms,
             groups,
+            revoked,
             cfg,
             known_users: Default::default(),
         })
@@ -240,9 +245,78 @@ impl Core {
 
     /// The user a token belongs to.
     pub fn authenticate(&self, token: &str) -> CoreResult<String> {
-        self.auth.verify(token).ok_or_else(|| {
-            CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
-        })
+        self.session(token).map(|s| s.user)
+    }
+
+    /// The session of a valid, unexpired, unrevoked token.
+    pub fn session(&self, token: &str) -> CoreResult<Session> {
+        self.auth
+            .verify(token)
+            .filter(|s| !self.revoked.contains(s.id))
+            .ok_or_else(|| {
+                CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
+            })
+    }
+
+    /// Revokes a session's token everywhere: stored first (so that a node
+    /// starting later knows it too), then refused on this node and its
+    /// connections here closed with 4001, then every other live node is
+    /// told to do the same.
+    pub async fn revoke(&self, session: &Session) -> CoreResult<()> {
+        let now = now_ms();
+        self.store
+            .revoke_token(&session.id_text(), session.expires_at, now)
+            .await?;
+        self.revoked.insert(session.id, session.expires_at, now);
+        let closed = self.hub.kick_session(&session.user, session.id);
+        tracing::debug!(user = %session.user, closed, "token revoked");
+        if self.fanout.is_cluster() {
+            // The live nodes as last seen, and (looked up now) every node
+            // holding a connection of the user: a node that joined since
+            // the last heartbeat still closes the token's sockets.
+            let user: Arc<str> = session.user.as_str().into();
+            let mut nodes = self.presence.live_nodes();
+            match self.presence.nodes_of(std::slice::from_ref(&user)).await {
+                Ok(found) => nodes.extend(found.into_iter().flatten()),
+                Err(e) => tracing::warn!(error = %e, "revocation: cannot look up the user's nodes"),
+            }
+            nodes.sort_unstable();
+            nodes.dedup();
+            self.fanout.to_nodes(
+                &nodes,
+                &Envelope::Revoked {
+                    user,
+                    session: session.id,
+                    expires_at: session.expires_at,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// How long after a node stops its heartbeat the others stop counting
+    /// it (and after its start, by when every live node counts it).
+    pub fn presence_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.presence.expiry_ms())
+    }
+
+    /// Loads the revoked tokens that have not expired yet and closes this
+    /// node's connections of any of them: at start, before requests are
+    /// served, and in cluster mode once more when every other node counts
+    /// this one as live (a revocation made in between was sent only to
+    /// the nodes its node knew).
+    pub async fn load_revoked(&self) -> CoreResult<usize> {
+        let now = now_ms();
+        for (jti, expires_at) in self.store.revoked_tokens(now).await? {
+            match u128::from_str_radix(&jti, 16) {
+                Ok(id) => self.revoked.insert(id, expires_at, now),
+                Err(_) => tracing::warn!(jti, "ignoring a malformed revoked token id"),
+            }
+        }
+        if !self.revoked.is_empty() {
+            self.hub.kick_sessions(|id| self.revoked.contains(id));
+        }
+        Ok(self.revoked.len())
     }
 
     pub async fn user_exists(&self, user: &str) -> CoreResult<bool> {

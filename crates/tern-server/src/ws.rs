@@ -20,6 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tern_core::auth::Session;
 use tern_core::service::encode;
 use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound, SendRequest};
 use tern_proto::frames::{decode, ClientFrame, FrameType};
@@ -67,10 +68,11 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
     // The start-up steps and each frame's handling run boxed: their state
     // is large (it holds the whole core call) and needed only while they
     // run, so an idle connection keeps just the small loop state.
-    let Some((user, device)) = Box::pin(authenticate(&app, &mut socket, params)).await else {
+    let Some((session, device)) = Box::pin(authenticate(&app, &mut socket, params)).await else {
         return;
     };
-    let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
+    let user = session.user;
+    let (conn, rx) = Conn::for_session(&user, &device, app.cfg.limits.outbound_queue, session.id);
     if let Err(e) = Box::pin(app.core.connect(conn.clone())).await {
         let _ = socket
             .send(text(error_frame(None, e.code, &e.message)))
@@ -104,6 +106,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams) {
         offline_max,
         &rooms,
         &mut reading,
+        session.expires_at,
     ))
     .await;
     drop(reading);
@@ -152,21 +155,21 @@ fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
 }
 
 /// Runs the `auth` step; on failure sends `unauthenticated` and closes
-/// with 4001.
+/// with 4001. Returns the token's session and the device.
 async fn authenticate(
     app: &App,
     socket: &mut WebSocket,
     params: WsParams,
-) -> Option<(String, String)> {
+) -> Option<(Session, String)> {
     let reject = |id: Option<&str>, msg: &str| {
         (
             error_frame(id, ErrorCode::Unauthenticated, msg),
             close_msg(close::UNAUTHENTICATED, "unauthenticated"),
         )
     };
-    let (user, device, id) = if let Some(token) = params.token {
-        match app.core.authenticate(&token) {
-            Ok(user) => (user, params.device, None),
+    let (session, device, id) = if let Some(token) = params.token {
+        match app.core.session(&token) {
+            Ok(session) => (session, params.device, None),
             Err(e) => {
                 let (err, bye) = reject(None, &e.message);
                 let _ = socket.send(text(err)).await;
@@ -196,14 +199,9 @@ async fn authenticate(
             let outcome = match decode(t.as_str()) {
                 Ok(d) if d.ty == FrameType::Auth => {
                     let id = d.frame.id.as_deref().map(str::to_owned);
-                    match d
-                        .frame
-                        .token
-                        .as_deref()
-                        .map(|tok| app.core.authenticate(tok))
-                    {
-                        Some(Ok(user)) => {
-                            Ok((user, d.frame.device.as_deref().map(str::to_owned), id))
+                    match d.frame.token.as_deref().map(|tok| app.core.session(tok)) {
+                        Some(Ok(session)) => {
+                            Ok((session, d.frame.device.as_deref().map(str::to_owned), id))
                         }
                         Some(Err(e)) => Err((id, e.message.into_owned())),
                         None => Err((id, "auth needs a token".to_owned())),
@@ -243,13 +241,13 @@ async fn authenticate(
     let ok = encode(&OkFrame::new(
         id.as_deref(),
         AuthAnswer {
-            user: Cow::Borrowed(&user),
+            user: Cow::Borrowed(&session.user),
             device: Cow::Borrowed(&device),
             ts: now_ms(),
         },
     ));
     socket.send(text(ok)).await.ok()?;
-    Some((user, device))
+    Some((session, device))
 }
 
 /// Pushes the offline queue, then `offline_done`. Returns, per
@@ -654,8 +652,12 @@ async fn run<'a>(
     offline_max: HashMap<Arc<str>, u64>,
     rooms: &'a Mutex<Vec<String>>,
     reading: &mut ReadingGuard<'_>,
+    token_expires_at: i64,
 ) {
     let lim = &app.cfg.limits;
+    // The connection ends with its token: 4001 once it expires.
+    let expires = Instant::now()
+        + Duration::from_millis(u64::try_from(token_expires_at - now_ms()).unwrap_or(0));
     let idle = Duration::from_secs(lim.idle_timeout_secs);
     let mut rate = RateLimit {
         tokens: f64::from(lim.frame_burst),
@@ -703,10 +705,15 @@ async fn run<'a>(
         }
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
-        let due = [st.batch_due, st.next_wake, may_read.then_some(idle_at)]
-            .into_iter()
-            .flatten()
-            .min();
+        let due = [
+            st.batch_due,
+            st.next_wake,
+            may_read.then_some(idle_at),
+            conn.close_code().is_none().then_some(expires),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if due != armed {
             if let Some(at) = due {
                 timer.as_mut().reset(at);
@@ -784,6 +791,10 @@ async fn run<'a>(
                         reading.open = false;
                     }
                 }
+                if expires <= now {
+                    conn.kick(close::UNAUTHENTICATED);
+                    reading.open = false;
+                }
             }
             msg = socket.recv(), if may_read => {
                 match read_frame(app, conn, msg, &mut rate, pending, rooms) {
@@ -831,6 +842,7 @@ async fn run<'a>(
         close::TOO_BIG => "frame too large",
         close::POLICY => "rate limit or slow reader",
         close::REPLACED => "replaced by a newer login of this device",
+        close::UNAUTHENTICATED => "token expired or revoked",
         1000 => "idle timeout or closed",
         _ => "",
     };
