@@ -598,9 +598,12 @@ impl Core {
 
     pub async fn read(&self, actor: Actor<'_>, conv: &str, seq: u64) -> CoreResult<u64> {
         let Access { id, former_up_to } = self.access(actor.user, conv, true).await?;
-        if seq == 0 || former_up_to.is_some_and(|up_to| seq > up_to) {
-            return Err(CoreError::invalid(format!("no message with seq {seq}")));
+        if seq == 0 {
+            return Err(CoreError::invalid("no message with seq 0"));
         }
+        // A former member's read stops at the last message they can see,
+        // whatever seq they name: the answer tells nothing of later ones.
+        let seq = former_up_to.map_or(seq, |up_to| seq.min(up_to));
         let out = self
             .store
             .mark_read(actor.user, conv, seq, now_ms())

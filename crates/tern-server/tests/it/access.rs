@@ -211,14 +211,19 @@ async fn former_member_reads_up_to_removal_only() {
     // History up to the removal.
     let seen = history(&s, &tb, &c).await;
     assert_eq!(seen.last().unwrap()["seq"], 6, "{seen:?}");
-    // read and delete within it work; beyond it they are answered like a
-    // seq that does not exist.
+    // read and delete within it work; a read beyond it stops at it,
+    // whether or not the seq exists (the answer does not tell), a delete
+    // beyond it is answered like a seq that does not exist.
     let r = b.ok(json!({"type":"read","conv":c,"seq":5})).await;
     assert_eq!(r["read_seq"], 5);
     b.ok(json!({"type":"delete","conv":c,"seqs":[3]})).await;
-    b.err(json!({"type":"read","conv":c,"seq":8}), "invalid")
-        .await;
+    for seq in [8, 9, 1000] {
+        let r = b.ok(json!({"type":"read","conv":c,"seq":seq})).await;
+        assert_eq!(r["read_seq"], 6);
+    }
     b.err(json!({"type":"delete","conv":c,"seqs":[4, 7]}), "invalid")
+        .await;
+    b.err(json!({"type":"delete","conv":c,"seqs":[9]}), "invalid")
         .await;
     // Writing and live paths are for current members only.
     b.err(json!({"type":"typing","conv":c}), "not_member").await;
