@@ -32,6 +32,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.auth.argon2_m_cost_kib = 8;
     cfg.auth.argon2_t_cost = 1;
+    cfg.auth.weak_hashing_for_tests = true;
     cfg
 }
 
