@@ -17,7 +17,7 @@ server=""
 start() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   rm -rf "$data"/*
-  TERN_AUTH__ARGON2_M_COST_KIB=8 TERN_AUTH__ARGON2_T_COST=1 RUST_LOG=warn \
+  TERN_AUTH__ARGON2_M_COST_KIB=8 TERN_AUTH__ARGON2_T_COST=1 INSECURE_TERN_TEST_WEAK_HASHING=1 RUST_LOG=warn \
     "$TERN" serve --listen 127.0.0.1:8090 --data "$data" > "$data.log" 2>&1 &
   server=$!
   for _ in $(seq 1 50); do grep -q listening "$data.log" 2>/dev/null && break; sleep 0.2; done

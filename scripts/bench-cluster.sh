@@ -31,7 +31,7 @@ start() { # three nodes on 127.0.0.1:8091-8093
   schema="tern_bench_$(date +%s)_$RANDOM"
   psql "$PG" -qc "CREATE SCHEMA $schema" >/dev/null
   for i in 1 2 3; do
-    TERN_AUTH__ARGON2_M_COST_KIB=8 TERN_AUTH__ARGON2_T_COST=1 RUST_LOG=warn \
+    TERN_AUTH__ARGON2_M_COST_KIB=8 TERN_AUTH__ARGON2_T_COST=1 INSECURE_TERN_TEST_WEAK_HASHING=1 RUST_LOG=warn \
     TERN_STORE__URL="$PG?options=-c%20search_path%3D$schema" \
     TERN_CLUSTER__NAME="$schema" \
       "$TERN" serve --config deploy/cluster.toml --listen "127.0.0.1:809$i" \

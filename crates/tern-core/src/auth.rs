@@ -32,6 +32,26 @@ struct Claims {
     /// Seconds since the epoch (JWT convention).
     exp: u64,
     iat: u64,
+    /// The token's own id (128 random bits, 32 hex digits): what a
+    /// revocation names.
+    jti: String,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    /// The token's id (its `jti` claim).
+    pub id: u128,
+    /// When the token expires (ms since the epoch).
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// The token id as it appears in the token and in the store.
+    pub fn id_text(&self) -> String {
+        format!("{:032x}", self.id)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +120,32 @@ impl Auth {
             sub: user.to_owned(),
             exp: (expires_at / 1000).max(0) as u64,
             iat: (now_ms / 1000).max(0) as u64,
+            jti: format!("{:032x}", rand::random::<u128>()),
         };
         let token = encode(&Header::default(), &claims, &self.enc).map_err(AuthError::Sign)?;
         Ok((token, (expires_at / 1000) * 1000))
     }
 
-    /// The user a valid, unexpired token was issued to.
-    pub fn verify(&self, token: &str) -> Option<String> {
-        decode::<Claims>(token, &self.dec, &self.validation)
-            .ok()
-            .map(|d| d.claims.sub)
+    /// The session of a valid, unexpired token (revocation is the
+    /// caller's check). A token without a well-formed `jti` is not valid.
+    pub fn verify(&self, token: &str) -> Option<Session> {
+        let c = decode::<Claims>(token, &self.dec, &self.validation)
+            .ok()?
+            .claims;
+        if c.jti.len() != 32 {
+            return None;
+        }
+        let expires_at = i64::try_from(c.exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // Expired from the first millisecond of second `exp` on, the
+        // moment its sockets close (the JWT check alone allows all of it).
+        if expires_at <= crate::now_ms() {
+            return None;
+        }
+        Some(Session {
+            id: u128::from_str_radix(&c.jti, 16).ok()?,
+            user: c.sub,
+            expires_at,
+        })
     }
 }
 
@@ -127,7 +163,12 @@ mod tests {
         let now = crate::now_ms();
         let (t, exp) = a.issue("alice", now).unwrap();
         assert!(exp > now);
-        assert_eq!(a.verify(&t).as_deref(), Some("alice"));
+        let session = a.verify(&t).unwrap();
+        assert_eq!(session.user, "alice");
+        assert_eq!(session.expires_at, exp);
+        // Every token has its own id.
+        let (t2, _) = a.issue("alice", now).unwrap();
+        assert_ne!(a.verify(&t2).unwrap().id, session.id);
         assert_eq!(a.verify("garbage"), None);
         let other = Auth::new(b"another-secret-another-secret-01", 60, 8, 1).unwrap();
         assert_eq!(other.verify(&t), None);

@@ -66,6 +66,13 @@ pub enum Envelope {
     /// Several envelopes for one node, handled in order (a node routes
     /// pushes in batches: one bus message per node and batch).
     Batch(Vec<Envelope>),
+    /// The token with id `session` of `user` was revoked: refuse it from
+    /// now on and close its connections with 4001.
+    Revoked {
+        user: Arc<str>,
+        session: u128,
+        expires_at: i64,
+    },
 }
 
 /// The envelope's header on the wire; frames follow it.
@@ -95,6 +102,12 @@ enum Header {
     /// The encoded envelopes follow, these many bytes each.
     Batch {
         lens: Vec<usize>,
+    },
+    Revoked {
+        user: Arc<str>,
+        /// The token id as 32 hex digits.
+        session: String,
+        expires_at: i64,
     },
 }
 
@@ -197,6 +210,18 @@ impl Envelope {
                 (Header::GroupChanged { gid: gid.clone() }, [None, None])
             }
             Envelope::Batch(all) => return encode_batch(all),
+            Envelope::Revoked {
+                user,
+                session,
+                expires_at,
+            } => (
+                Header::Revoked {
+                    user: user.clone(),
+                    session: format!("{session:032x}"),
+                    expires_at: *expires_at,
+                },
+                [None, None],
+            ),
         };
         let body: usize = frames.iter().flatten().map(|f| f.len()).sum();
         let mut buf = BytesMut::with_capacity(body + 128);
@@ -255,6 +280,16 @@ impl Envelope {
                 frame: take(len)?,
             },
             Header::GroupChanged { gid } => Envelope::GroupChanged { gid },
+            Header::Revoked {
+                user,
+                session,
+                expires_at,
+            } => Envelope::Revoked {
+                user,
+                session: u128::from_str_radix(&session, 16)
+                    .map_err(|_| PlumbingError::Malformed("bad token id"))?,
+                expires_at,
+            },
             Header::Batch { lens } => {
                 let mut all = Vec::with_capacity(lens.len());
                 for len in lens {
@@ -555,6 +590,11 @@ mod tests {
                 frame: frame.clone(),
             },
             Envelope::GroupChanged { gid: "g".into() },
+            Envelope::Revoked {
+                user: "a".into(),
+                session: u128::MAX - 5,
+                expires_at: 1_700_000_000_000,
+            },
             Envelope::Batch(vec![
                 Envelope::GroupChanged { gid: "g".into() },
                 push(Outbound::Frame(frame.clone()), None),
@@ -573,6 +613,7 @@ mod tests {
             b"{\"t\":\"push\"}",
             b"not json\n",
             b"{\"t\":\"room\",\"room\":\"r\",\"len\":99}\n{}",
+            b"{\"t\":\"revoked\",\"user\":\"a\",\"session\":\"zz\",\"expires_at\":1}\n",
         ] {
             assert!(Envelope::decode(&Bytes::copy_from_slice(bad)).is_err());
         }

@@ -20,6 +20,7 @@ use crate::bus::{Bus, Envelope, Inbound, NodeId, Presence};
 use crate::groups::Groups;
 use crate::hub::Outbound;
 use crate::hub::{Hub, Push};
+use crate::revoked::Revoked;
 use crate::rooms::Rooms;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -367,6 +368,7 @@ pub struct NodeInbound {
     pub orderer: Option<Orderer>,
     pub groups: Arc<Groups>,
     pub rooms: Arc<Rooms>,
+    pub revoked: Arc<Revoked>,
 }
 
 impl Inbound for NodeInbound {
@@ -385,6 +387,15 @@ impl Inbound for NodeInbound {
                 self.rooms.deliver(&room, None, frame);
             }
             Envelope::GroupChanged { gid } => self.groups.forget(&gid),
+            Envelope::Revoked {
+                user,
+                session,
+                expires_at,
+            } => {
+                self.revoked.insert(session, expires_at, crate::now_ms());
+                let closed = self.hub.kick_session(&user, session);
+                tracing::debug!(%user, closed, "a token was revoked on another node");
+            }
             Envelope::Batch(all) => {
                 for env in all {
                     self.receive(env);

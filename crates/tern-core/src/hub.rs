@@ -37,6 +37,9 @@ pub struct Conn {
     pub id: u64,
     pub user: Arc<str>,
     pub device: Arc<str>,
+    /// The id of the token the connection authenticated with (0: none),
+    /// so that revoking the token closes it.
+    pub session: u128,
     tx: flume::Sender<Outbound>,
     close_code: AtomicU16,
     closing: Notify,
@@ -45,12 +48,23 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(user: &str, device: &str, queue: usize) -> (Arc<Conn>, flume::Receiver<Outbound>) {
+        Conn::for_session(user, device, queue, 0)
+    }
+
+    /// A connection authenticated with the token whose id is `session`.
+    pub fn for_session(
+        user: &str,
+        device: &str,
+        queue: usize,
+        session: u128,
+    ) -> (Arc<Conn>, flume::Receiver<Outbound>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = flume::bounded(queue);
         let conn = Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             user: user.into(),
             device: device.into(),
+            session,
             tx,
             close_code: AtomicU16::new(0),
             closing: Notify::new(),
@@ -229,6 +243,33 @@ impl Hub {
         for e in self.users.iter() {
             for c in e.value() {
                 c.kick(code);
+            }
+        }
+    }
+
+    /// Closes `user`'s connections that authenticated with the token
+    /// `session` (revoked) with 4001; returns how many.
+    pub fn kick_session(&self, user: &str, session: u128) -> usize {
+        let Some(devices) = self.users.get(user) else {
+            return 0;
+        };
+        let mut n = 0;
+        for c in devices.iter().filter(|c| c.session == session) {
+            c.kick(close::UNAUTHENTICATED);
+            n += 1;
+        }
+        n
+    }
+
+    /// Closes every connection whose token `revoked` names with 4001.
+    pub fn kick_sessions(&self, revoked: impl Fn(u128) -> bool) {
+        for e in self.users.iter() {
+            for c in e
+                .value()
+                .iter()
+                .filter(|c| c.session != 0 && revoked(c.session))
+            {
+                c.kick(close::UNAUTHENTICATED);
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod ids;
 pub mod limits;
 mod pipeline;
+pub mod revoked;
 pub mod rooms;
 pub mod service;
 pub mod store;

@@ -90,17 +90,26 @@ impl Rooms {
 
     /// `joined` is how many rooms the connection is in already.
     /// Returns true when `conn` is the room's first member on this node.
+    /// The cap is checked before the room is looked up or made: a
+    /// connection at its cap creates no (empty) room.
     pub fn join(&self, room: &str, conn: &Arc<Conn>, joined: usize) -> CoreResult<bool> {
-        let r = self.rooms.entry(room.into()).or_default().clone();
-        let mut members = r.members.write();
-        if members.contains_key(&conn.id) {
-            return Ok(false);
-        }
         if joined >= self.cfg.max_joined {
+            let member = self
+                .rooms
+                .get(room)
+                .is_some_and(|r| r.members.read().contains_key(&conn.id));
+            if member {
+                return Ok(false);
+            }
             return Err(CoreError::invalid(format!(
                 "at most {} rooms per connection",
                 self.cfg.max_joined
             )));
+        }
+        let r = self.rooms.entry(room.into()).or_default().clone();
+        let mut members = r.members.write();
+        if members.contains_key(&conn.id) {
+            return Ok(false);
         }
         members.insert(
             conn.id,
@@ -247,5 +256,13 @@ mod tests {
             rooms.join("r3", &a, 2).unwrap_err().code,
             ErrorCode::Invalid
         );
+        // A refused join creates no room, however often it is tried.
+        for i in 0..100 {
+            let room = format!("x{i}");
+            assert!(rooms.join(&room, &a, 2).is_err());
+        }
+        assert_eq!(rooms.room_count(), 2);
+        // At the cap, joining a room one is in already is still fine.
+        assert!(!rooms.join("r1", &a, 2).unwrap());
     }
 }

@@ -2,7 +2,7 @@
 //! what, which users a message reaches, and what each action pushes.
 
 use crate::acks::Acks;
-use crate::auth::Auth;
+use crate::auth::{Auth, Session};
 use crate::bus::{Bus, Envelope, PlumbingError, Presence, Route};
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::{Fanout, NodeInbound, Orderer};
@@ -10,6 +10,7 @@ use crate::groups::{GroupView, Groups};
 use crate::hub::{Conn, Hub, Outbound, Push, Registered};
 use crate::now_ms;
 use crate::pipeline::{Pipeline, Publisher, PushPlan};
+use crate::revoked::Revoked;
 use crate::rooms::{RoomConfig, Rooms};
 use crate::store::{
     Appended, ConvList, FriendLists, FriendStatus, HistoryQuery, MemberChange, NewMessage,
@@ -94,6 +95,7 @@ pub struct Core {
     acks: Arc<Acks>,
     rooms: Arc<Rooms>,
     groups: Arc<Groups>,
+    revoked: Arc<Revoked>,
     cfg: CoreConfig,
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
@@ -123,6 +125,7 @@ impl Core {
         cfg.node_id = presence.node();
         let groups = Arc::new(Groups::default());
         let rooms = Arc::new(Rooms::new(cfg.rooms.clone()));
+        let revoked = Arc::new(Revoked::default());
         let orderer = cfg
             .cluster_queue
             .map(|queue| Orderer::start(hub.clone(), queue));
@@ -139,6 +142,7 @@ impl Core {
                 orderer,
                 groups: groups.clone(),
                 rooms: rooms.clone(),
+                revoked: revoked.clone(),
             }),
         )
         .await?;
@@ -161,6 +165,7 @@ impl Core {
             acks,
             rooms,
             groups,
+            revoked,
             cfg,
             known_users: Default::default(),
         })
@@ -248,9 +253,78 @@ impl Core {
 
     /// The user a token belongs to.
     pub fn authenticate(&self, token: &str) -> CoreResult<String> {
-        self.auth.verify(token).ok_or_else(|| {
-            CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
-        })
+        self.session(token).map(|s| s.user)
+    }
+
+    /// The session of a valid, unexpired, unrevoked token.
+    pub fn session(&self, token: &str) -> CoreResult<Session> {
+        self.auth
+            .verify(token)
+            .filter(|s| !self.revoked.contains(s.id))
+            .ok_or_else(|| {
+                CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
+            })
+    }
+
+    /// Revokes a session's token everywhere: stored first (so that a node
+    /// starting later knows it too), then refused on this node and its
+    /// connections here closed with 4001, then every other live node is
+    /// told to do the same.
+    pub async fn revoke(&self, session: &Session) -> CoreResult<()> {
+        let now = now_ms();
+        self.store
+            .revoke_token(&session.id_text(), session.expires_at, now)
+            .await?;
+        self.revoked.insert(session.id, session.expires_at, now);
+        let closed = self.hub.kick_session(&session.user, session.id);
+        tracing::debug!(user = %session.user, closed, "token revoked");
+        if self.fanout.is_cluster() {
+            // The live nodes as last seen, and (looked up now) every node
+            // holding a connection of the user: a node that joined since
+            // the last heartbeat still closes the token's sockets.
+            let user: Arc<str> = session.user.as_str().into();
+            let mut nodes = self.presence.live_nodes();
+            match self.presence.nodes_of(std::slice::from_ref(&user)).await {
+                Ok(found) => nodes.extend(found.into_iter().flatten()),
+                Err(e) => tracing::warn!(error = %e, "revocation: cannot look up the user's nodes"),
+            }
+            nodes.sort_unstable();
+            nodes.dedup();
+            self.fanout.to_nodes(
+                &nodes,
+                &Envelope::Revoked {
+                    user,
+                    session: session.id,
+                    expires_at: session.expires_at,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// How long after a node stops its heartbeat the others stop counting
+    /// it (and after its start, by when every live node counts it).
+    pub fn presence_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.presence.expiry_ms())
+    }
+
+    /// Loads the revoked tokens that have not expired yet and closes this
+    /// node's connections of any of them: at start, before requests are
+    /// served, and in cluster mode once more when every other node counts
+    /// this one as live (a revocation made in between was sent only to
+    /// the nodes its node knew).
+    pub async fn load_revoked(&self) -> CoreResult<usize> {
+        let now = now_ms();
+        for (jti, expires_at) in self.store.revoked_tokens(now).await? {
+            match u128::from_str_radix(&jti, 16) {
+                Ok(id) => self.revoked.insert(id, expires_at, now),
+                Err(_) => tracing::warn!(jti, "ignoring a malformed revoked token id"),
+            }
+        }
+        if !self.revoked.is_empty() {
+            self.hub.kick_sessions(|id| self.revoked.contains(id));
+        }
+        Ok(self.revoked.len())
     }
 
     pub async fn user_exists(&self, user: &str) -> CoreResult<bool> {
@@ -452,21 +526,47 @@ impl Core {
         Ok(self.groups.insert(GroupView::from_record(&rec)))
     }
 
-    /// Checks that `user` may use `conv`. `former_ok`: a former group
-    /// member may still read (the store then bounds what they see).
-    async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<ConvId> {
+    /// Checks that `user` may use `conv`, before anything is read or
+    /// written. `former_ok`: a former group member may still read (the
+    /// store then bounds what they see); someone who never was in the
+    /// group may not, and learns nothing about it.
+    async fn access(&self, user: &str, conv: &str, former_ok: bool) -> CoreResult<Access> {
         let id = ConvId::parse(conv)
             .ok_or_else(|| CoreError::invalid("conv is not a conversation id"))?;
         let not_member = || CoreError::new(ErrorCode::NotMember, "not in this conversation");
         match &id {
-            ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(id),
+            ConvId::Dm { .. } if id.peer_of(user).is_some() => Ok(Access {
+                id,
+                former_up_to: None,
+            }),
             ConvId::Dm { .. } => Err(not_member()),
             ConvId::Group(gid) => {
                 let view = self.group_view(gid).await?;
-                if view.is_member(user) || former_ok {
-                    Ok(id)
-                } else {
-                    Err(not_member())
+                if view.is_member(user) {
+                    return Ok(Access {
+                        id,
+                        former_up_to: None,
+                    });
+                }
+                if !former_ok {
+                    return Err(not_member());
+                }
+                // Not a member now: the store tells a former member (who
+                // sees the group up to their removal) from someone who
+                // never was in it. Its newest message the user can see
+                // bounds what they may mark read or delete.
+                let newest = HistoryQuery {
+                    before_seq: None,
+                    after_seq: None,
+                    limit: 1,
+                };
+                match self.store.history(user, conv, newest).await {
+                    Ok(msgs) => Ok(Access {
+                        id,
+                        former_up_to: Some(msgs.last().map_or(0, |m| m.seq)),
+                    }),
+                    Err(StoreError::NotMember) => Err(not_member()),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
@@ -490,7 +590,10 @@ impl Core {
     /// (coalesced with other acks), and before this user's offline queue is
     /// next read; delivered receipts go out once it is stored.
     pub async fn ack(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
-        self.access(user, conv, true).await?;
+        let seq = match self.access(user, conv, true).await?.former_up_to {
+            Some(up_to) => seq.min(up_to),
+            None => seq,
+        };
         metrics::counter!("tern_acks_total").increment(1);
         self.acks.record(user, conv, seq);
         Ok(())
@@ -502,10 +605,13 @@ impl Core {
     }
 
     pub async fn read(&self, actor: Actor<'_>, conv: &str, seq: u64) -> CoreResult<u64> {
-        let id = self.access(actor.user, conv, true).await?;
+        let Access { id, former_up_to } = self.access(actor.user, conv, true).await?;
         if seq == 0 {
             return Err(CoreError::invalid("no message with seq 0"));
         }
+        // A former member's read stops at the last message they can see,
+        // whatever seq they name: the answer tells nothing of later ones.
+        let seq = former_up_to.map_or(seq, |up_to| seq.min(up_to));
         let out = self
             .store
             .mark_read(actor.user, conv, seq, now_ms())
@@ -613,7 +719,7 @@ impl Core {
     }
 
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
-        let id = self.access(user, conv, false).await?;
+        let id = self.access(user, conv, false).await?.id;
         let m = self
             .store
             .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
@@ -636,21 +742,33 @@ impl Core {
     }
 
     pub async fn delete(&self, user: &str, conv: &str, seqs: &[u64]) -> CoreResult<()> {
-        self.access(user, conv, true).await?;
+        let access = self.access(user, conv, true).await?;
         if seqs.is_empty() || seqs.len() > LIST_MAX {
             return Err(CoreError::invalid("seqs must hold 1-1000 seqs"));
+        }
+        if let Some(up_to) = access.former_up_to {
+            if let Some(seq) = seqs.iter().find(|s| **s > up_to) {
+                return Err(CoreError::invalid(format!("no message with seq {seq}")));
+            }
         }
         Ok(self.store.delete_for_user(user, conv, seqs).await?)
     }
 
     pub async fn typing(&self, user: &str, conv: &str) -> CoreResult<()> {
-        let id = self.access(user, conv, false).await?;
-        let audience = self.audience(&id).await;
-        // Typing in a read-diffused group would be a storm of its own.
-        if audience.len() > self.cfg.write_limit {
-            return Ok(());
-        }
-        let users: Vec<Arc<str>> = audience.into_iter().filter(|u| &**u != user).collect();
+        let id = self.access(user, conv, false).await?.id;
+        let users: Vec<Arc<str>> = match &id {
+            ConvId::Dm { .. } => self.audience(&id).await,
+            ConvId::Group(gid) => {
+                let view = self.group_view(gid).await?;
+                // Typing in a read-diffused group would be a storm of its
+                // own: checked before the member list is copied.
+                if view.size() > self.cfg.write_limit {
+                    return Ok(());
+                }
+                view.members.to_vec()
+            }
+        };
+        let users: Vec<Arc<str>> = users.into_iter().filter(|u| &**u != user).collect();
         if !users.is_empty() {
             let frame = encode(&Typing {
                 ty: tag::Typing,
@@ -824,7 +942,7 @@ impl Core {
         conv: &str,
         seq: u64,
     ) -> CoreResult<(Vec<String>, Vec<String>)> {
-        let id = self.access(user, conv, false).await?;
+        let id = self.access(user, conv, false).await?.id;
         let ConvId::Group(gid) = &id else {
             return Err(CoreError::invalid(
                 "read_status is for group conversations; 1:1 has read receipts",
@@ -1054,6 +1172,13 @@ impl Core {
     pub fn is_cluster(&self) -> bool {
         self.fanout.is_cluster()
     }
+}
+
+/// Who may use a conversation, as [`Core::access`] found.
+struct Access {
+    id: ConvId,
+    /// A former group member: the newest seq they can still see.
+    former_up_to: Option<u64>,
 }
 
 /// What [`Core::health`] found, per backend.

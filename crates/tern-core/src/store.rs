@@ -383,4 +383,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers when the backend is reachable and working.
     async fn health(&self) -> StoreResult<()>;
+
+    // ----- revoked session tokens -----
+
+    /// Records that the token with id `jti` is revoked until `expires_at`
+    /// (ms), when it would have expired anyway. Revoking again is
+    /// harmless. Records that expired by `now` are dropped on the way.
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()>;
+
+    /// Every revoked token that expires after `now`: `(jti, expires_at)`,
+    /// in no particular order.
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>>;
 }

@@ -141,6 +141,11 @@ impl App {
         )
         .await
         .context("starting the bus")?;
+        let revoked = core
+            .load_revoked()
+            .await
+            .map_err(|e| anyhow::anyhow!("loading revoked tokens: {}", e.message))?;
+        tracing::debug!(revoked, "revoked tokens loaded");
         tracing::info!(
             node = core.node(),
             cluster = core.is_cluster(),
@@ -185,6 +190,17 @@ pub async fn serve_ready(
     let tls = crate::listener::tls_acceptor(&config.tls)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = App::build(config, stop_rx).await?;
+    if app.core.is_cluster() {
+        // Once every other node counts this one as live, revocations can
+        // no longer pass it by: load them again.
+        let again = app.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(again.core.presence_expiry()).await;
+            if let Err(e) = again.core.load_revoked().await {
+                tracing::warn!(error = %e.message, "cannot reload revoked tokens");
+            }
+        });
+    }
     let router = crate::http::router(app.clone());
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, tls = tls.is_some(), "listening");

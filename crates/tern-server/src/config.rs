@@ -147,7 +147,26 @@ pub struct AuthConfig {
     pub argon2_m_cost_kib: u32,
     /// argon2id iterations (OWASP: 2).
     pub argon2_t_cost: u32,
+    /// Test suites only: lets the argon2 parameters go below the floor
+    /// ([`ARGON2_MIN_M_COST_KIB`], [`ARGON2_MIN_T_COST`]) so that tests
+    /// registering thousands of users stay fast. No configuration file or
+    /// `TERN_*` variable can set it: in-process tests set the field, and
+    /// `tern serve` sets it only when [`WEAK_HASHING_ENV`] is `1`, with a
+    /// loud warning.
+    #[serde(skip)]
+    pub weak_hashing_for_tests: bool,
 }
+
+/// The shortest accepted `auth.secret` (HS256 wants at least the hash
+/// size).
+pub const SECRET_MIN_BYTES: usize = 32;
+/// The argon2id floor: OWASP's minimum configuration (19 MiB, 2 passes).
+pub const ARGON2_MIN_M_COST_KIB: u32 = 19456;
+pub const ARGON2_MIN_T_COST: u32 = 2;
+/// Set to `1`, lets `tern serve` run with argon2 parameters below the
+/// floor (the binary's own test suites and bench scripts). Not a `TERN_*`
+/// variable on purpose: no deployment setting reaches it by accident.
+pub const WEAK_HASHING_ENV: &str = "INSECURE_TERN_TEST_WEAK_HASHING";
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +182,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("argon2_m_cost_kib", &self.argon2_m_cost_kib)
             .field("argon2_t_cost", &self.argon2_t_cost)
+            .field("weak_hashing_for_tests", &self.weak_hashing_for_tests)
             .finish()
     }
 }
@@ -281,8 +301,9 @@ impl Default for AuthConfig {
         AuthConfig {
             secret: String::new(),
             token_ttl_secs: 7 * 24 * 3600,
-            argon2_m_cost_kib: 19456,
-            argon2_t_cost: 2,
+            argon2_m_cost_kib: ARGON2_MIN_M_COST_KIB,
+            argon2_t_cost: ARGON2_MIN_T_COST,
+            weak_hashing_for_tests: false,
         }
     }
 }
@@ -429,7 +450,13 @@ impl Config {
             fig = fig.merge(Toml::file_exact(file));
         }
         fig = fig.merge(Env::prefixed("TERN_").split("__"));
-        let cfg: Config = fig.extract().map_err(Box::new)?;
+        let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        if std::env::var_os(WEAK_HASHING_ENV).is_some_and(|v| v == "1") {
+            tracing::warn!(
+                "{WEAK_HASHING_ENV}=1: password hashing may be below the argon2 floor; for tests only"
+            );
+            cfg.auth.weak_hashing_for_tests = true;
+        }
         Ok(cfg)
     }
 
@@ -541,8 +568,22 @@ impl Config {
                 return bad("cluster.fanout_queue must be >= 16 and cluster.ack_wait_ms >= 100");
             }
         }
-        if self.auth.argon2_m_cost_kib < 8 || self.auth.argon2_t_cost == 0 {
-            return bad("auth.argon2_m_cost_kib must be >= 8 and argon2_t_cost >= 1");
+        let a = &self.auth;
+        if !a.secret.is_empty() && a.secret.len() < SECRET_MIN_BYTES {
+            return bad("auth.secret must be at least 32 bytes (or empty: generated)");
+        }
+        if a.token_ttl_secs == 0 || a.token_ttl_secs > 366 * 24 * 3600 {
+            return bad("auth.token_ttl_secs must be 1 to 31622400 (366 days)");
+        }
+        if a.weak_hashing_for_tests {
+            if a.argon2_m_cost_kib < 8 || a.argon2_t_cost == 0 {
+                return bad("auth.argon2_m_cost_kib must be >= 8 and argon2_t_cost >= 1");
+            }
+        } else if a.argon2_m_cost_kib < ARGON2_MIN_M_COST_KIB || a.argon2_t_cost < ARGON2_MIN_T_COST
+        {
+            return bad(
+                "auth.argon2_m_cost_kib must be >= 19456 and auth.argon2_t_cost >= 2 (OWASP minimum)",
+            );
         }
         Ok(())
     }
@@ -637,6 +678,28 @@ mod tests {
         );
         invalid(|c| c.http.body_bytes = 100, "http.body_bytes");
         invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
+        invalid(|c| c.auth.secret = "x".repeat(31), "auth.secret");
+        invalid(|c| c.auth.token_ttl_secs = 0, "token_ttl_secs");
+        invalid(|c| c.auth.argon2_m_cost_kib = 19455, "argon2_m_cost_kib");
+        invalid(|c| c.auth.argon2_t_cost = 1, "argon2_t_cost");
+        // A 32-byte secret is fine.
+        let mut c = Config::default();
+        c.auth.secret = "x".repeat(32);
+        c.validate().expect("a 32-byte secret validates");
+        // Below the floor only with the test-only switch, which no file
+        // can set.
+        let mut c = Config::default();
+        c.auth.argon2_m_cost_kib = 8;
+        c.auth.argon2_t_cost = 1;
+        assert!(c.validate().is_err());
+        c.auth.weak_hashing_for_tests = true;
+        c.validate()
+            .expect("the test-only switch allows cheap hashing");
+        let from_file: Config =
+            toml::from_str("[auth]\nargon2_m_cost_kib = 8\nargon2_t_cost = 1\n").unwrap();
+        assert!(!from_file.auth.weak_hashing_for_tests);
+        assert!(from_file.validate().is_err());
+        assert!(toml::from_str::<Config>("[auth]\nweak_hashing_for_tests = true").is_err());
     }
 
     #[test]

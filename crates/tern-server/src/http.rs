@@ -35,7 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/users", post(create_user))
         .route("/v1/users/{user}", get(get_user))
-        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions", post(create_session).delete(delete_session))
         .route("/v1/friends", get(list_friends))
         .route("/v1/friends/{user}", put(put_friend).delete(delete_friend))
         .route("/v1/groups", post(create_group))
@@ -205,6 +205,11 @@ fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
 
 /// The user of the bearer token.
 fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
+    bearer_session(app, headers).map(|s| s.user)
+}
+
+/// The session of the bearer token.
+fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -215,7 +220,7 @@ fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
                 "missing bearer token",
             ))
         })?;
-    Ok(app.core.authenticate(token.trim())?)
+    Ok(app.core.session(token.trim())?)
 }
 
 #[derive(Deserialize)]
@@ -278,6 +283,13 @@ async fn create_session(
         token: Cow::Owned(token),
     })
     .into_response())
+}
+
+/// Revokes the bearer token everywhere (PROTOCOL.md 3).
+async fn delete_session(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    let session = bearer_session(&app, &headers)?;
+    app.core.revoke(&session).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_user(

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tern_core::auth::Session;
 use tern_core::service::encode;
 use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound, SendRequest};
 use tern_proto::frames::{decode, ClientFrame, FrameType};
@@ -75,11 +76,13 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
     // The start-up steps and each frame's handling run boxed: their state
     // is large (it holds the whole core call) and needed only while they
     // run, so an idle connection keeps just the small loop state.
-    let Some((user, device)) = Box::pin(authenticate(&app, &mut socket, params, &mut slot)).await
+    let Some((session, device)) =
+        Box::pin(authenticate(&app, &mut socket, params, &mut slot)).await
     else {
         return;
     };
-    let (conn, rx) = Conn::new(&user, &device, app.cfg.limits.outbound_queue);
+    let user = session.user;
+    let (conn, rx) = Conn::for_session(&user, &device, app.cfg.limits.outbound_queue, session.id);
     if let Err(e) = Box::pin(app.core.connect(conn.clone())).await {
         let _ = socket
             .send(text(error_frame(None, e.code, &e.message)))
@@ -113,6 +116,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
         offline_max,
         &rooms,
         &mut reading,
+        session.expires_at,
     ))
     .await;
     drop(reading);
@@ -162,22 +166,23 @@ fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
 
 /// Runs the `auth` step; on failure sends `unauthenticated` and closes
 /// with 4001. A user at `rate.connections_per_user` on this node gets
-/// `rate_limited` and 4008 instead of `ok`.
+/// `rate_limited` and 4008 instead of `ok`. Returns the token's session and
+/// the device.
 async fn authenticate(
     app: &App,
     socket: &mut WebSocket,
     params: WsParams,
     slot: &mut Slot,
-) -> Option<(String, String)> {
+) -> Option<(Session, String)> {
     let reject = |id: Option<&str>, msg: &str| {
         (
             error_frame(id, ErrorCode::Unauthenticated, msg),
             close_msg(close::UNAUTHENTICATED, "unauthenticated"),
         )
     };
-    let (user, device, id) = if let Some(token) = params.token {
-        match app.core.authenticate(&token) {
-            Ok(user) => (user, params.device, None),
+    let (session, device, id) = if let Some(token) = params.token {
+        match app.core.session(&token) {
+            Ok(session) => (session, params.device, None),
             Err(e) => {
                 let (err, bye) = reject(None, &e.message);
                 let _ = socket.send(text(err)).await;
@@ -207,14 +212,9 @@ async fn authenticate(
             let outcome = match decode(t.as_str()) {
                 Ok(d) if d.ty == FrameType::Auth => {
                     let id = d.frame.id.as_deref().map(str::to_owned);
-                    match d
-                        .frame
-                        .token
-                        .as_deref()
-                        .map(|tok| app.core.authenticate(tok))
-                    {
-                        Some(Ok(user)) => {
-                            Ok((user, d.frame.device.as_deref().map(str::to_owned), id))
+                    match d.frame.token.as_deref().map(|tok| app.core.session(tok)) {
+                        Some(Ok(session)) => {
+                            Ok((session, d.frame.device.as_deref().map(str::to_owned), id))
                         }
                         Some(Err(e)) => Err((id, e.message.into_owned())),
                         None => Err((id, "auth needs a token".to_owned())),
@@ -256,10 +256,10 @@ async fn authenticate(
     let replacing = app
         .core
         .hub()
-        .devices(&user)
+        .devices(&session.user)
         .iter()
         .any(|c| *c.device == *device);
-    if !app.guard.connect_user(slot, &user, replacing) {
+    if !app.guard.connect_user(slot, &session.user, replacing) {
         metrics::counter!("tern_upgrades_refused_total").increment(1);
         let _ = socket
             .send(text(error_frame(
@@ -276,13 +276,13 @@ async fn authenticate(
     let ok = encode(&OkFrame::new(
         id.as_deref(),
         AuthAnswer {
-            user: Cow::Borrowed(&user),
+            user: Cow::Borrowed(&session.user),
             device: Cow::Borrowed(&device),
             ts: now_ms(),
         },
     ));
     socket.send(text(ok)).await.ok()?;
-    Some((user, device))
+    Some((session, device))
 }
 
 /// Pushes the offline queue, then `offline_done`. Returns, per
@@ -687,8 +687,12 @@ async fn run<'a>(
     offline_max: HashMap<Arc<str>, u64>,
     rooms: &'a Mutex<Vec<String>>,
     reading: &mut ReadingGuard<'_>,
+    token_expires_at: i64,
 ) {
     let lim = &app.cfg.limits;
+    // The connection ends with its token: 4001 once it expires.
+    let expires = Instant::now()
+        + Duration::from_millis(u64::try_from(token_expires_at - now_ms()).unwrap_or(0));
     let idle = Duration::from_secs(lim.idle_timeout_secs);
     let mut rate = RateLimit {
         tokens: f64::from(lim.frame_burst),
@@ -736,10 +740,15 @@ async fn run<'a>(
         }
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
-        let due = [st.batch_due, st.next_wake, may_read.then_some(idle_at)]
-            .into_iter()
-            .flatten()
-            .min();
+        let due = [
+            st.batch_due,
+            st.next_wake,
+            may_read.then_some(idle_at),
+            conn.close_code().is_none().then_some(expires),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if due != armed {
             if let Some(at) = due {
                 timer.as_mut().reset(at);
@@ -817,6 +826,10 @@ async fn run<'a>(
                         reading.open = false;
                     }
                 }
+                if expires <= now {
+                    conn.kick(close::UNAUTHENTICATED);
+                    reading.open = false;
+                }
             }
             msg = socket.recv(), if may_read => {
                 match read_frame(app, conn, msg, &mut rate, pending, rooms) {
@@ -864,6 +877,7 @@ async fn run<'a>(
         close::TOO_BIG => "frame too large",
         close::POLICY => "rate limit or slow reader",
         close::REPLACED => "replaced by a newer login of this device",
+        close::UNAUTHENTICATED => "token expired or revoked",
         1000 => "idle timeout or closed",
         _ => "",
     };

@@ -13,7 +13,9 @@
 //! nodes would be.
 
 mod checks;
+mod revocations;
 pub use checks::*;
+pub use revocations::*;
 
 use std::sync::Arc;
 use tern_core::store::Store;
@@ -100,6 +102,7 @@ macro_rules! suite {
             group_owner_transfer,
             group_version_follows_changes,
             users_and_friends,
+            revoked_tokens_until_expiry,
         );
 
         #[tokio::test]
@@ -121,6 +124,13 @@ macro_rules! suite {
         async fn concurrent_dedup() {
             let Some((store, _ctx)) = $open().await else { return };
             $crate::concurrent_dedup(vec![store]).await;
+        }
+
+        #[tokio::test]
+        async fn revoked_tokens_durable_across_reopen() {
+            let Some((store, ctx)) = $open().await else { return };
+            let other = $reopen(&ctx).await;
+            $crate::revoked_tokens_seen_by_other_handle(&*store, &*other).await;
         }
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

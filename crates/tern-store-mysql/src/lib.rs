@@ -29,6 +29,7 @@
 //! `Appended::Duplicate`. Nothing else is retried.
 
 mod ops;
+mod revocations;
 mod schema;
 
 use std::str::FromStr;
@@ -190,6 +191,7 @@ impl MySqlStore {
         {
             let mut conn = pool.acquire().await.map_err(be)?;
             schema::migrate(&mut conn).await?;
+            revocations::init(&mut conn).await?;
         }
         Ok(MySqlStore {
             pool,
@@ -318,5 +320,14 @@ impl Store for MySqlStore {
             .await
             .map_err(be)?;
         Ok(())
+    }
+    // ----- revoked session tokens -----
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        in_tx!(self, |c| revocations::revoke(c, jti, expires_at, now))
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        on_conn!(self, |c| revocations::list(c, now))
     }
 }

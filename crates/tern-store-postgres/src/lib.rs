@@ -31,6 +31,7 @@
 //! connections and opens new ones once it is back.
 
 mod ops;
+mod revocations;
 mod schema;
 
 use std::str::FromStr;
@@ -215,6 +216,7 @@ impl PgStore {
         {
             let mut conn = pool.acquire().await.map_err(be)?;
             schema::migrate(&mut conn).await?;
+            revocations::init(&mut conn).await?;
         }
         Ok(PgStore { pool })
     }
@@ -370,5 +372,14 @@ impl Store for PgStore {
             .await
             .map_err(be)?;
         Ok(())
+    }
+    // ----- revoked session tokens -----
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        in_tx!(self.pool, |c| revocations::revoke(c, jti, expires_at, now))
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        on_conn!(self.pool, |c| revocations::list(c, now))
     }
 }

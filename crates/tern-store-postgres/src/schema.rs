@@ -16,7 +16,7 @@ pub const VERSION: i64 = 1;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
-const MIGRATION_LOCK: i64 = 0x7465_726e_2d6d_6967;
+pub(crate) const MIGRATION_LOCK: i64 = 0x7465_726e_2d6d_6967;
 
 const META: &str = r#"
 CREATE TABLE IF NOT EXISTS tern_meta (

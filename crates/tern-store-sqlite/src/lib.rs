@@ -16,6 +16,7 @@
 //! them proceed while the writer works.
 
 mod ops;
+mod revocations;
 mod schema;
 
 use std::path::Path;
@@ -119,6 +120,7 @@ impl SqliteStore {
                 "database schema is newer than this binary",
             ));
         }
+        revocations::init(&conn).map_err(StoreError::backend)?;
         // Checkpoints run on a thread of their own: the writer only falls
         // back to one when the log has grown far past the usual size.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_PAGES)
@@ -456,6 +458,18 @@ impl Store for SqliteStore {
         .await?;
         // The writer answers too (a wedged writer is not healthy).
         self.write(|_| Ok(())).await
+    }
+
+    // ----- revoked session tokens -----
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.write(move |c| revocations::revoke(c, &jti, expires_at, now))
+            .await
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        self.read(move |c| revocations::list(c, now)).await
     }
 }
 

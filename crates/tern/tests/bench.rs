@@ -24,6 +24,7 @@ fn tern(args: &[&str]) -> Command {
     }
     cmd.env("TERN_AUTH__ARGON2_M_COST_KIB", "8")
         .env("TERN_AUTH__ARGON2_T_COST", "1")
+        .env("INSECURE_TERN_TEST_WEAK_HASHING", "1")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

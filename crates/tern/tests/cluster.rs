@@ -823,6 +823,52 @@ async fn login_limits_hold_across_nodes() {
     c.node(1).login("bob").await;
 }
 
+/// `DELETE /v1/sessions` on node 1 revokes the token cluster-wide: its
+/// socket on node 2 closes with 4001, HTTP on node 3 gets 401, and a node
+/// started afterwards refuses it too (from the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_is_refused_on_every_node() {
+    let Some(c) = Cluster::start(Sql::Postgres, 3, &[]).await else {
+        return;
+    };
+    let (n0, n1, n2) = (c.node(0), c.node(1), c.node(2));
+    let t = n0.user("rita").await;
+    let other = n0.login("rita").await;
+    let mut phone = connect(n1, &t, "phone").await;
+    let mut kept = connect(n1, &other, "tablet").await;
+    assert_eq!(n2.get("/v1/friends", &t).await.0, 200);
+    let (st, b) = n0
+        .call(reqwest::Method::DELETE, "/v1/sessions", Some(&t), None)
+        .await;
+    assert_eq!(st, 204, "{b}");
+    assert_eq!(phone.closed_with().await, 4001);
+    // Node 3 may have started after node 1 last looked at the live nodes
+    // (this cluster is a moment old): it then learns of the revocation
+    // from the store once every node counts it live (cluster.expiry_ms).
+    eventually(Duration::from_secs(10), "401 on node 3", || async {
+        n2.get("/v1/friends", &t).await.0 == 401
+    })
+    .await;
+    let (st, b) = n2.get("/v1/friends", &t).await;
+    assert_eq!(
+        (st, b["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{b}"
+    );
+    // A WebSocket auth with it fails on another node.
+    let mut ws = Client::open(&format!("ws://{}/v1/ws", n2.addr)).await;
+    let e = ws.request(json!({"type": "auth", "token": t})).await;
+    assert_eq!(e["code"], "unauthenticated");
+    assert_eq!(ws.closed_with().await, 4001);
+    // The user's other token is untouched.
+    assert_eq!(kept.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(n2.get("/v1/friends", &other).await.0, 200);
+    // A node that was not there when it happened.
+    let late = c.spawn(&[]).await;
+    assert_eq!(late.get("/v1/friends", &t).await.0, 401);
+    assert_eq!(late.get("/v1/friends", &other).await.0, 200);
+}
+
 /// Pushes lost between nodes (30% of what a node receives is dropped
 /// unconfirmed) still reach the online device, without its help.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

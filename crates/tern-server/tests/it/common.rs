@@ -39,6 +39,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg.rate.register_burst = 1_000_000;
     cfg.rate.upgrade_rate = 1_000_000;
     cfg.rate.upgrade_burst = 1_000_000;
+    cfg.auth.weak_hashing_for_tests = true;
     cfg
 }
 

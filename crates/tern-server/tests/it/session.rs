@@ -138,3 +138,86 @@ async fn second_auth_is_invalid() {
     let mut c = s.connect(&t, "d").await;
     c.err(json!({"type":"auth","token":t}), "invalid").await;
 }
+
+#[tokio::test]
+async fn delete_session_revokes_the_token_everywhere() {
+    let s = Server::start().await;
+    let t = s.user("alice").await;
+    let other = s.login("alice").await;
+    let mut phone = s.connect(&t, "phone").await;
+    let mut laptop = s.connect(&t, "laptop").await;
+    let mut kept = s.connect(&other, "tablet").await;
+    let (st, _) = s.get("/v1/friends", Some(&t)).await;
+    assert_eq!(st, 200);
+    let (st, v) = s.delete("/v1/sessions", Some(&t)).await;
+    assert_eq!((st, v.clone()), (204, serde_json::Value::Null), "{v}");
+    // Its open sockets close with 4001; another token's stays open.
+    assert_eq!(phone.closed_with().await, 4001);
+    assert_eq!(laptop.closed_with().await, 4001);
+    assert_eq!(kept.request(json!({"type":"ping"})).await["type"], "pong");
+    // Later HTTP calls get 401, revoking again included.
+    for (st, v) in [
+        s.get("/v1/friends", Some(&t)).await,
+        s.delete("/v1/sessions", Some(&t)).await,
+    ] {
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{v}"
+        );
+    }
+    // A WebSocket auth with it fails, by frame and by query string.
+    let mut c = Client::open(&s.ws_url()).await;
+    c.err(json!({"type":"auth","token":t}), "unauthenticated")
+        .await;
+    assert_eq!(c.closed_with().await, 4001);
+    let mut c = Client::open(&format!("{}?token={t}", s.ws_url())).await;
+    assert_eq!(c.next().await["code"], "unauthenticated");
+    assert_eq!(c.closed_with().await, 4001);
+    // The other token still works over HTTP; no token at all is 401.
+    assert_eq!(s.get("/v1/friends", Some(&other)).await.0, 200);
+    assert_eq!(s.delete("/v1/sessions", None).await.0, 401);
+}
+
+#[tokio::test]
+async fn revocation_survives_a_restart() {
+    let s = Server::start().await;
+    let t = s.user("alice").await;
+    assert_eq!(s.delete("/v1/sessions", Some(&t)).await.0, 204);
+    let dir = s.stop().await;
+    let s = Server::start_in(dir, |_| {}).await;
+    let (st, v) = s.get("/v1/friends", Some(&t)).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{v}"
+    );
+    let fresh = s.login("alice").await;
+    assert_eq!(s.get("/v1/friends", Some(&fresh)).await.0, 200);
+}
+
+#[tokio::test]
+async fn socket_closes_4001_when_its_token_expires() {
+    let s = Server::start_with(|c| c.auth.token_ttl_secs = 3).await;
+    let t = s.user("alice").await;
+    let mut c = s.connect(&t, "phone").await;
+    // Busy or not, the connection ends with its token.
+    let start = tokio::time::Instant::now();
+    let code = loop {
+        if let Some(code) = c.closed {
+            break code;
+        }
+        assert!(start.elapsed() < WAIT, "not closed at expiry");
+        if !c.try_send(json!({"type":"ping"})).await {
+            break c.closed_with().await;
+        }
+        let _ = c.next_within(Duration::from_millis(200)).await;
+    };
+    assert_eq!(code, 4001);
+    // The token is refused now; a new login works.
+    let (st, _) = s.get("/v1/friends", Some(&t)).await;
+    assert_eq!(st, 401);
+    let fresh = s.login("alice").await;
+    let mut c = s.connect(&fresh, "phone").await;
+    assert_eq!(c.request(json!({"type":"ping"})).await["type"], "pong");
+}
