@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod groups;
 pub mod hub;
 pub mod ids;
+pub mod offline;
 mod pipeline;
 pub mod rooms;
 pub mod service;

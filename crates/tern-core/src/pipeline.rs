@@ -72,10 +72,18 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize, lanes: usize) -> Pipeline {
+    /// `id_floor`: the highest id stored with this node's bits; every id
+    /// issued is above it.
+    pub fn start(
+        publisher: Publisher,
+        node_id: u16,
+        id_floor: u64,
+        batch_max: usize,
+        lanes: usize,
+    ) -> Pipeline {
         let publisher = Arc::new(publisher);
         // One id generator for every lane: ids stay unique and increasing.
-        let ids = Arc::new(parking_lot::Mutex::new(IdGen::new(node_id)));
+        let ids = Arc::new(parking_lot::Mutex::new(IdGen::resume(node_id, id_floor)));
         let senders: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(batch_max * 4);

@@ -148,7 +148,19 @@ impl Core {
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
-        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.commit_lanes);
+        // Ids continue above the newest this node number ever stored, even
+        // if the clock stepped back while the node was down.
+        let id_floor = store
+            .max_msg_id(cfg.node_id)
+            .await
+            .map_err(|e| PlumbingError::unavailable("store", e))?;
+        let pipeline = Pipeline::start(
+            publisher,
+            cfg.node_id,
+            id_floor,
+            cfg.batch_max,
+            cfg.commit_lanes,
+        );
         let acks = Acks::start(store.clone(), fanout.clone());
         Ok(Core {
             store,

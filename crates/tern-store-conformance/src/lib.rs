@@ -100,6 +100,10 @@ macro_rules! suite {
             group_owner_transfer,
             group_version_follows_changes,
             users_and_friends,
+            msg_id_is_unique,
+            max_msg_id_per_node,
+            group_units_are_all_or_nothing,
+            offline_cap_across_many_conversations,
         );
 
         #[tokio::test]
