@@ -682,7 +682,7 @@ impl Core {
 
     /// Creates a group owned by `owner` with `members` (the owner need not
     /// be listed). Writes `group_created` and one `member_joined` per listed
-    /// member, in order.
+    /// member, in order, in one transaction (all or nothing).
     pub async fn create_group(
         &self,
         owner: &str,
@@ -717,7 +717,7 @@ impl Core {
                 self.group_plan(&gid),
             ));
         }
-        self.pipeline.append_all(jobs).await?;
+        self.pipeline.append_unit(jobs).await?;
         self.group_view(&gid).await
     }
 
@@ -762,7 +762,8 @@ impl Core {
         Ok(view)
     }
 
-    /// Any member may add users; each gets a `member_joined` message.
+    /// Any member may add users; each gets a `member_joined` message. The
+    /// call's additions commit in one transaction (all or nothing).
     pub async fn add_members(
         &self,
         actor: &str,
@@ -788,7 +789,7 @@ impl Core {
                 )
             })
             .collect();
-        self.pipeline.append_all(jobs).await?;
+        self.pipeline.append_unit(jobs).await?;
         self.group_view(gid).await
     }
 
