@@ -12,3 +12,4 @@ mod reading;
 mod rooms;
 mod scale;
 mod session;
+mod store;
