@@ -392,12 +392,18 @@ async fn group_exists(c: &mut MySqlConnection, gid: &str) -> StoreResult<bool> {
     .await
 }
 
-async fn member_count(c: &mut MySqlConnection, gid: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE gid = ?")
-        .bind(gid)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+async fn member_count_up_to(c: &mut MySqlConnection, gid: &str, limit: u64) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE gid = ? LIMIT ?) t",
+    )
+    .bind(gid)
+    .bind(sql_seq(limit))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
     Ok(n.max(0) as u64)
 }
 
@@ -744,8 +750,10 @@ async fn group_message(
         Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, seq).await?,
         _ => {}
     }
-    let inboxed =
-        m.inbox_members_up_to > 0 && member_count(c, gid).await? <= m.inbox_members_up_to as u64;
+    let inboxed = m.inbox_members_up_to > 0 && {
+        let up_to = m.inbox_members_up_to as u64;
+        member_count_up_to(c, gid, up_to + 1).await? <= up_to
+    };
     for p in &m.participants {
         sqlx::query(
             "INSERT INTO user_convs (user_id, conv, peer, group_id) VALUES (?, ?, NULL, ?) \

@@ -252,12 +252,18 @@ async fn is_member(c: &mut PgConnection, gid: &str, user: &str) -> StoreResult<b
     .map_err(be)
 }
 
-async fn member_count(c: &mut PgConnection, gid: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM group_members WHERE gid = $1")
-        .bind(gid)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+async fn member_count_up_to(c: &mut PgConnection, gid: &str, limit: u64) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $2) t",
+    )
+    .bind(gid)
+    .bind(sql_seq(limit))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
     Ok(n as u64)
 }
 
@@ -372,11 +378,13 @@ async fn group_gate(
     let (exists, member, count): (bool, bool, Option<i64>) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE gid = $1), \
                 EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2), \
-                CASE WHEN $3 THEN (SELECT count(*) FROM group_members WHERE gid = $1) END",
+                CASE WHEN $3 THEN (SELECT count(*) FROM \
+                    (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $4) t) END",
     )
     .bind(gid)
     .bind(&m.from)
     .bind(count_now)
+    .bind(sql_seq(m.inbox_members_up_to as u64 + 1))
     .fetch_one(&mut *c)
     .await
     .map_err(be)?;
@@ -855,7 +863,7 @@ async fn group_effects(
     let inboxed = m.inbox_members_up_to > 0 && {
         let n = match members {
             Some(n) => n,
-            None => member_count(c, gid).await?,
+            None => member_count_up_to(c, gid, m.inbox_members_up_to as u64 + 1).await?,
         };
         n <= m.inbox_members_up_to as u64
     };

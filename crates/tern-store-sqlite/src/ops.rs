@@ -213,10 +213,13 @@ fn group_exists(c: &Connection, gid: &str) -> StoreResult<bool> {
         .map_err(be)
 }
 
-fn member_count(c: &Connection, gid: &str) -> StoreResult<u64> {
-    c.prepare_cached("SELECT count(*) FROM group_members WHERE gid = ?1")
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+fn member_count_up_to(c: &Connection, gid: &str, limit: u64) -> StoreResult<u64> {
+    c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = ?1 LIMIT ?2)")
         .map_err(be)?
-        .query_row([gid], |r| r.get::<_, i64>(0))
+        .query_row(params![gid, sql_seq(limit)], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(be)
 }
@@ -387,7 +390,10 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     let inboxed = match &m.group {
         None => true,
         Some(gid) => {
-            m.inbox_members_up_to > 0 && member_count(c, gid)? <= m.inbox_members_up_to as u64
+            m.inbox_members_up_to > 0 && {
+                let up_to = m.inbox_members_up_to as u64;
+                member_count_up_to(c, gid, up_to + 1)? <= up_to
+            }
         }
     };
     c.prepare_cached(
