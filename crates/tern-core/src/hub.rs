@@ -147,6 +147,9 @@ pub struct Push {
 /// A set of users to deliver to, for [`Hub::deliver_audience`].
 pub trait Audience: Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn contains(&self, user: &str) -> bool;
     fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>));
 }

@@ -39,6 +39,9 @@ pub enum PushPlan {
     },
 }
 
+// The large variant is the hot one (every message): boxing it would cost an
+// allocation per message to save channel slot space.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum AppendJob {
     One {
         msg: NewMessage,
@@ -59,6 +62,7 @@ type UnitReply = oneshot::Sender<CoreResult<Vec<StoredMessage>>>;
 type UnitMsgs = Vec<(StoredMessage, PushPlan, Option<MemberChange>)>;
 
 /// What the committer hands the publisher, in commit order.
+#[allow(clippy::large_enum_variant)]
 enum Done {
     One {
         result: Appended,

@@ -1426,7 +1426,7 @@ pub async fn offline_fetch(
             }
             for f in chunk {
                 let mut page = pages.remove(&merge.span(f.span).conv).unwrap_or_default();
-                page.sort_by(|a, b| b.seq.cmp(&a.seq));
+                page.sort_by_key(|m| std::cmp::Reverse(m.seq));
                 merge.feed(*f, page);
             }
         }

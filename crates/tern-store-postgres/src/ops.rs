@@ -1416,7 +1416,7 @@ pub async fn offline_fetch(
         }
         drop(rows);
         for (f, mut page) in fetches.into_iter().zip(pages) {
-            page.sort_by(|a, b| b.seq.cmp(&a.seq));
+            page.sort_by_key(|m| std::cmp::Reverse(m.seq));
             merge.feed(f, page);
         }
     }
