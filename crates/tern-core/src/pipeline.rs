@@ -18,7 +18,6 @@ use crate::service::encode;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
 use crate::{encode_msg_push, now_ms};
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tern_proto::wire::{tag, Notify};
@@ -323,9 +322,6 @@ async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
 struct GroupAudience<'a> {
     view: &'a GroupView,
     also: Option<&'a Arc<str>>,
-    /// Members who join later in the same unit (a cluster node loads the
-    /// view once, after the whole unit).
-    not: Option<&'a HashSet<Arc<str>>>,
 }
 
 impl Audience for GroupAudience<'_> {
@@ -337,14 +333,12 @@ impl Audience for GroupAudience<'_> {
         if self.also.is_some_and(|a| &**a == user) {
             return true;
         }
-        self.view.is_member(user) && !self.not.is_some_and(|n| n.contains(user))
+        self.view.is_member(user)
     }
 
     fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>)) {
         for m in self.view.members.iter() {
-            if !self.not.is_some_and(|n| n.contains(m)) {
-                f(m);
-            }
+            f(m);
         }
         if let Some(a) = self.also {
             f(a);
@@ -354,14 +348,13 @@ impl Audience for GroupAudience<'_> {
 
 impl Publisher {
     /// Publishes a stored message. `unit_view`: the group's view after a
-    /// whole unit, loaded once for it (cluster), with the unit's members
-    /// who join after this message.
+    /// whole unit, loaded once for it (cluster).
     async fn publish(
         &self,
         m: &StoredMessage,
         plan: PushPlan,
         change: Option<&MemberChange>,
-        unit_view: Option<(&Arc<GroupView>, &HashSet<Arc<str>>)>,
+        unit_view: Option<&Arc<GroupView>>,
     ) {
         // Encoded once; every recipient's queue shares these bytes.
         let frame = encode_msg_push(m);
@@ -383,12 +376,10 @@ impl Publisher {
                 });
             }
             PushPlan::Group { gid, except } => {
-                let (view, later) = match unit_view {
-                    Some((v, later)) => (Some(v.clone()), Some(later)),
-                    None if self.fanout.is_cluster() => {
-                        (self.cluster_view(&gid, change).await, None)
-                    }
-                    None => (self.view(&gid, &m.from, change).await, None),
+                let view = match unit_view {
+                    Some(v) => Some(v.clone()),
+                    None if self.fanout.is_cluster() => self.cluster_view(&gid, change).await,
+                    None => self.view(&gid, &m.from, change).await,
                 };
                 let Some(view) = view else {
                     return;
@@ -401,7 +392,6 @@ impl Publisher {
                 let audience = GroupAudience {
                     view: &view,
                     also: removed.as_ref(),
-                    not: later,
                 };
                 let (out, inactive) = if view.size() <= self.write_limit {
                     let out = Outbound::Msg {
@@ -450,8 +440,9 @@ impl Publisher {
     /// Publishes a unit's messages in order and returns them. One node:
     /// each membership change updates the cached view as it is published
     /// (one chunk copied per join). A cluster node loads the view once,
-    /// after the whole unit (the store has applied it), pushes each message
-    /// to the members as of that message, and tells other nodes once.
+    /// after the whole unit (the store has applied it), pushes every message
+    /// of the unit to those members (as it did when each message reloaded
+    /// the group after their shared commit), and tells other nodes once.
     async fn publish_unit(&self, msgs: UnitMsgs) -> Vec<StoredMessage> {
         let gid = msgs.iter().find_map(|(_, plan, _)| match plan {
             PushPlan::Group { gid, .. } => Some(gid.clone()),
@@ -472,21 +463,8 @@ impl Publisher {
             }
             return out;
         };
-        // Members who join later in the unit, dropped from this set as
-        // their own message goes out.
-        let mut later: HashSet<Arc<str>> = msgs
-            .iter()
-            .filter_map(|(_, _, c)| match c {
-                Some(MemberChange::Join(u)) => Some(Arc::from(u.as_str())),
-                _ => None,
-            })
-            .collect();
         for (m, plan, change) in msgs {
-            if let Some(MemberChange::Join(u)) = &change {
-                later.remove(u.as_str());
-            }
-            self.publish(&m, plan, change.as_ref(), Some((&loaded, &later)))
-                .await;
+            self.publish(&m, plan, change.as_ref(), Some(&loaded)).await;
             out.push(m);
         }
         if let Some(gid) = gid {
