@@ -37,6 +37,7 @@ impl From<StoreError> for CoreError {
                 CoreError::new(ErrorCode::NotMember, "not a member of this conversation")
             }
             StoreError::NoSuchGroup => CoreError::new(ErrorCode::NoSuchGroup, "no such group"),
+            StoreError::NoSuchUser => CoreError::new(ErrorCode::NoSuchUser, "no such user"),
             StoreError::NotFound => CoreError::invalid("not found"),
             StoreError::Conflict => CoreError::invalid("conflict"),
             StoreError::Backend(source) => {

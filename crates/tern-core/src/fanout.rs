@@ -19,7 +19,7 @@
 use crate::bus::{Bus, Envelope, Inbound, NodeId, Presence};
 use crate::groups::Groups;
 use crate::hub::Outbound;
-use crate::hub::{Hub, Push};
+use crate::hub::{Audience, Hub, Push};
 use crate::revoked::Revoked;
 use crate::rooms::Rooms;
 use std::collections::{BTreeMap, HashMap};
@@ -233,6 +233,21 @@ impl Fanout {
             metrics::counter!("tern_fanout_dropped_total").increment(1);
             tracing::warn!("fan-out queue full: push dropped");
         }
+    }
+
+    /// One node only: delivers to an audience (a group's members) from the
+    /// hub, walking the smaller side (see [`Hub::deliver_audience`]), with
+    /// no copy of the member list.
+    pub fn deliver_local(
+        &self,
+        audience: &dyn Audience,
+        except: &Option<(Arc<str>, Arc<str>)>,
+        out: &Outbound,
+        inactive: &Option<Outbound>,
+    ) {
+        debug_assert!(self.cluster.is_none());
+        let n = self.hub.deliver_audience(audience, except, out, inactive);
+        metrics::counter!("tern_deliveries_total").increment(n as u64);
     }
 
     /// Sends an envelope to one other node (kicks).

@@ -6,7 +6,116 @@
 use crate::store::{GroupRecord, MemberChange};
 use dashmap::DashMap;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+
+/// Members per chunk of a [`MemberList`].
+const CHUNK: usize = 1024;
+/// Shards of a [`MemberSet`].
+const SHARDS: usize = 64;
+
+/// A member list, longest-standing first, in shared chunks: a new view
+/// that adds or removes one member copies one chunk (and the chunk
+/// pointers), not the list, and every older view keeps its own.
+#[derive(Debug, Clone, Default)]
+pub struct MemberList {
+    chunks: Vec<Arc<Vec<Arc<str>>>>,
+    len: usize,
+}
+
+impl MemberList {
+    fn from_vec(all: Vec<Arc<str>>) -> MemberList {
+        let len = all.len();
+        let chunks = all.chunks(CHUNK).map(|c| Arc::new(c.to_vec())).collect();
+        MemberList { chunks, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    pub fn first(&self) -> Option<&Arc<str>> {
+        self.iter().next()
+    }
+
+    /// A copy of the list (costs the whole list: for small groups or
+    /// answers that need it).
+    pub fn to_vec(&self) -> Vec<Arc<str>> {
+        self.iter().cloned().collect()
+    }
+
+    fn push(&mut self, user: Arc<str>) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(user),
+            _ => self.chunks.push(Arc::new(vec![user])),
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, user: &str) {
+        let Some(ci) = self
+            .chunks
+            .iter()
+            .position(|c| c.iter().any(|m| &**m == user))
+        else {
+            return;
+        };
+        let chunk = Arc::make_mut(&mut self.chunks[ci]);
+        chunk.retain(|m| &**m != user);
+        if chunk.is_empty() {
+            self.chunks.remove(ci);
+        }
+        self.len -= 1;
+    }
+}
+
+/// A member set in shared shards: adding or removing one member copies one
+/// shard.
+#[derive(Debug, Clone)]
+struct MemberSet {
+    shards: Vec<Arc<HashSet<Arc<str>>>>,
+    hasher: RandomState,
+}
+
+impl MemberSet {
+    fn new<'a>(members: impl Iterator<Item = &'a Arc<str>>) -> MemberSet {
+        let hasher = RandomState::new();
+        let mut shards = vec![HashSet::new(); SHARDS];
+        for m in members {
+            shards[(hasher.hash_one(&**m) as usize) % SHARDS].insert(m.clone());
+        }
+        MemberSet {
+            shards: shards.into_iter().map(Arc::new).collect(),
+            hasher,
+        }
+    }
+
+    fn shard(&self, user: &str) -> usize {
+        (self.hasher.hash_one(user) as usize) % SHARDS
+    }
+
+    fn contains(&self, user: &str) -> bool {
+        self.shards[self.shard(user)].contains(user)
+    }
+
+    fn insert(&mut self, user: Arc<str>) {
+        let i = self.shard(&user);
+        Arc::make_mut(&mut self.shards[i]).insert(user);
+    }
+
+    fn remove(&mut self, user: &str) {
+        let i = self.shard(user);
+        Arc::make_mut(&mut self.shards[i]).remove(user);
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct GroupView {
@@ -14,8 +123,8 @@ pub struct GroupView {
     pub name: Arc<str>,
     pub owner: Arc<str>,
     /// Longest-standing first.
-    pub members: Arc<[Arc<str>]>,
-    set: HashSet<Arc<str>>,
+    pub members: MemberList,
+    set: MemberSet,
     /// The store's membership version this view matches (the seq of the
     /// newest membership change), 0 when not known. Cluster nodes compare
     /// it with the store's to notice changes made by other nodes.
@@ -29,8 +138,8 @@ impl GroupView {
             gid: r.gid.as_str().into(),
             name: r.name.as_str().into(),
             owner: r.owner.as_str().into(),
-            set: members.iter().cloned().collect(),
-            members: members.into(),
+            set: MemberSet::new(members.iter()),
+            members: MemberList::from_vec(members),
             version: 0,
         }
     }
@@ -43,14 +152,47 @@ impl GroupView {
         self.members.len()
     }
 
-    fn with_members(&self, members: Vec<Arc<str>>, owner: Arc<str>) -> GroupView {
-        GroupView {
-            gid: self.gid.clone(),
-            name: self.name.clone(),
-            owner,
-            set: members.iter().cloned().collect(),
-            members: members.into(),
-            version: 0,
+    /// This view with `user` added last (copying one chunk and one shard).
+    fn with_member(&self, user: Arc<str>) -> GroupView {
+        let mut v = self.clone();
+        v.version = 0;
+        if !v.set.contains(&user) {
+            v.set.insert(user.clone());
+            v.members.push(user);
+        }
+        v
+    }
+
+    /// This view without `user`; a leaving owner hands over to the
+    /// longest-standing remaining member.
+    fn without_member(&self, user: &str) -> GroupView {
+        let mut v = self.clone();
+        v.version = 0;
+        if v.set.contains(user) {
+            v.set.remove(user);
+            v.members.remove(user);
+        }
+        if *v.owner == *user {
+            if let Some(first) = v.members.first() {
+                v.owner = first.clone();
+            }
+        }
+        v
+    }
+}
+
+impl crate::hub::Audience for GroupView {
+    fn len(&self) -> usize {
+        self.size()
+    }
+
+    fn contains(&self, user: &str) -> bool {
+        self.is_member(user)
+    }
+
+    fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>)) {
+        for m in self.members.iter() {
+            f(m);
         }
     }
 }
@@ -99,9 +241,7 @@ impl Groups {
                 if view.is_member(user) {
                     return Some(view);
                 }
-                let mut members = view.members.to_vec();
-                members.push(user.as_str().into());
-                Some(self.insert(view.with_members(members, view.owner.clone())))
+                Some(self.insert(view.with_member(user.as_str().into())))
             }
             _ => self.get(gid),
         }
@@ -113,21 +253,7 @@ impl Groups {
             return;
         };
         let Some(view) = self.get(gid) else { return };
-        let members: Vec<Arc<str>> = view
-            .members
-            .iter()
-            .filter(|m| ***m != **user)
-            .cloned()
-            .collect();
-        let owner = if *view.owner == **user {
-            members
-                .first()
-                .cloned()
-                .unwrap_or_else(|| view.owner.clone())
-        } else {
-            view.owner.clone()
-        };
-        self.insert(view.with_members(members, owner));
+        self.insert(view.without_member(user));
     }
 }
 
@@ -165,5 +291,57 @@ mod tests {
             v.members.iter().map(|m| &**m).collect::<Vec<_>>(),
             ["bob", "carol"]
         );
+    }
+
+    /// A large group grows and shrinks one member at a time; each view is
+    /// a snapshot (older views keep their members), and each change copies
+    /// one chunk and one shard, not the list.
+    #[test]
+    fn views_are_snapshots_sharing_storage() {
+        let g = Groups::default();
+        let members: Vec<String> = (0..5000).map(|i| format!("u{i}")).collect();
+        g.insert(GroupView::from_record(&GroupRecord {
+            gid: "big".into(),
+            name: "n".into(),
+            owner: "u0".into(),
+            members: members.clone(),
+            created_at: 0,
+        }));
+        let before = g.get("big").unwrap();
+        let after = g
+            .before_push("big", "u0", Some(&MemberChange::Join("new".into())))
+            .unwrap();
+        assert!(!before.is_member("new") && after.is_member("new"));
+        assert_eq!((before.size(), after.size()), (5000, 5001));
+        assert_eq!(after.members.iter().last().map(|m| &**m), Some("new"));
+        // Untouched chunks and shards are shared, not copied.
+        let shared = before
+            .members
+            .chunks
+            .iter()
+            .zip(&after.members.chunks)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, before.members.chunks.len() - 1);
+        let shared_shards = before
+            .set
+            .shards
+            .iter()
+            .zip(&after.set.shards)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared_shards, SHARDS - 1);
+
+        g.after_push("big", Some(&MemberChange::Leave("u0".into())));
+        g.after_push("big", Some(&MemberChange::Leave("u2000".into())));
+        let v = g.get("big").unwrap();
+        assert_eq!(&*v.owner, "u1");
+        assert!(!v.is_member("u0") && !v.is_member("u2000") && v.is_member("u1"));
+        assert_eq!(v.size(), 4999);
+        assert_eq!(v.members.to_vec().len(), 4999);
+        assert!(after.is_member("u2000"));
+        let order: Vec<&str> = v.members.iter().map(|m| &**m).collect();
+        assert_eq!(&order[..2], ["u1", "u2"]);
+        assert_eq!(order[1998..2000], ["u1999", "u2001"]);
     }
 }

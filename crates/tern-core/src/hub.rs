@@ -158,6 +158,43 @@ pub struct Push {
     pub inactive: Option<Outbound>,
 }
 
+/// A set of users to deliver to, for [`Hub::deliver_audience`].
+pub trait Audience: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn contains(&self, user: &str) -> bool;
+    fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>));
+}
+
+/// Queues `out` (or `inactive`, for background devices) to `user`'s
+/// devices but the excepted one.
+fn deliver_devices(
+    user: &Arc<str>,
+    devices: &[Arc<Conn>],
+    except: &Option<(Arc<str>, Arc<str>)>,
+    out: &Outbound,
+    inactive: &Option<Outbound>,
+) -> usize {
+    let mut n = 0;
+    for c in devices {
+        if let Some((eu, ed)) = except {
+            if eu == user && *ed == c.device {
+                continue;
+            }
+        }
+        let out = match inactive {
+            Some(alt) if !c.is_active() => alt,
+            _ => out,
+        };
+        if c.push(out.clone()) {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Sharded by user (DashMap), so pushes to different users rarely contend.
 #[derive(Debug, Default)]
 pub struct Hub {
@@ -215,20 +252,35 @@ impl Hub {
             let Some(devices) = self.users.get(user) else {
                 continue;
             };
-            for c in devices.iter() {
-                if let Some((eu, ed)) = &push.except {
-                    if eu == user && *ed == c.device {
-                        continue;
-                    }
-                }
-                let out = match &push.inactive {
-                    Some(alt) if !c.is_active() => alt,
-                    _ => &push.out,
-                };
-                if c.push(out.clone()) {
-                    n += 1;
+            n += deliver_devices(user, &devices, &push.except, &push.out, &push.inactive);
+        }
+        n
+    }
+
+    /// Delivers to every device of an audience (a group's members) but the
+    /// excepted one, walking whichever is smaller: the audience, or the
+    /// users online here (a large group with few members online costs the
+    /// online users, not the members).
+    pub fn deliver_audience(
+        &self,
+        audience: &dyn Audience,
+        except: &Option<(Arc<str>, Arc<str>)>,
+        out: &Outbound,
+        inactive: &Option<Outbound>,
+    ) -> usize {
+        let mut n = 0;
+        if audience.len() > self.users.len() {
+            for e in self.users.iter() {
+                if audience.contains(e.key()) {
+                    n += deliver_devices(e.key(), e.value(), except, out, inactive);
                 }
             }
+        } else {
+            audience.for_each_user(&mut |user| {
+                if let Some(devices) = self.users.get(user) {
+                    n += deliver_devices(user, &devices, except, out, inactive);
+                }
+            });
         }
         n
     }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod offline;
 mod pipeline;
 pub mod revoked;
 pub mod rooms;

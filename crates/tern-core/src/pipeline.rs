@@ -12,7 +12,7 @@ use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::Fanout;
 use crate::groups::{GroupView, Groups};
-use crate::hub::{Outbound, Push};
+use crate::hub::{Audience, Outbound, Push};
 use crate::ids::IdGen;
 use crate::service::encode;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
@@ -38,17 +38,41 @@ pub enum PushPlan {
     },
 }
 
-pub(crate) struct AppendJob {
-    pub msg: NewMessage,
-    pub plan: PushPlan,
-    pub reply: oneshot::Sender<CoreResult<Appended>>,
+// The large variant is the hot one (every message): boxing it would cost an
+// allocation per message to save channel slot space.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum AppendJob {
+    One {
+        msg: NewMessage,
+        plan: PushPlan,
+        reply: Reply,
+    },
+    /// One membership operation of one group (creation with its first
+    /// members, members added): stored all or nothing, in one transaction
+    /// ([`Store::append_unit`]), then published in order.
+    Unit {
+        msgs: Vec<(NewMessage, PushPlan)>,
+        reply: UnitReply,
+    },
 }
 
 type Reply = oneshot::Sender<CoreResult<Appended>>;
+type UnitReply = oneshot::Sender<CoreResult<Vec<StoredMessage>>>;
+type UnitMsgs = Vec<(StoredMessage, PushPlan, Option<MemberChange>)>;
 
-struct Committed {
-    results: Vec<Appended>,
-    jobs: Vec<(PushPlan, Option<MemberChange>, Reply)>,
+/// What the committer hands the publisher, in commit order.
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    One {
+        result: Appended,
+        plan: PushPlan,
+        change: Option<MemberChange>,
+        reply: Reply,
+    },
+    Unit {
+        msgs: UnitMsgs,
+        reply: UnitReply,
+    },
 }
 
 /// What the publisher needs to route group messages.
@@ -72,14 +96,22 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(publisher: Publisher, node_id: u16, batch_max: usize, lanes: usize) -> Pipeline {
+    /// `id_floor`: the highest id stored with this node's bits; every id
+    /// issued is above it.
+    pub fn start(
+        publisher: Publisher,
+        node_id: u16,
+        id_floor: u64,
+        batch_max: usize,
+        lanes: usize,
+    ) -> Pipeline {
         let publisher = Arc::new(publisher);
         // One id generator for every lane: ids stay unique and increasing.
-        let ids = Arc::new(parking_lot::Mutex::new(IdGen::new(node_id)));
+        let ids = Arc::new(parking_lot::Mutex::new(IdGen::resume(node_id, id_floor)));
         let senders: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(batch_max * 4);
-                let (ctx, crx) = mpsc::channel(4);
+                let (ctx, crx) = mpsc::channel::<Vec<Done>>(4);
                 let store = publisher.store.clone();
                 tokio::spawn(commit_loop(store, rx, ctx, ids.clone(), batch_max));
                 tokio::spawn(publish_loop(publisher.clone(), crx));
@@ -104,54 +136,47 @@ impl Pipeline {
     pub async fn append(&self, msg: NewMessage, plan: PushPlan) -> CoreResult<Appended> {
         let (reply, rx) = oneshot::channel();
         self.lane(&msg.conv)
-            .send(AppendJob { msg, plan, reply })
+            .send(AppendJob::One { msg, plan, reply })
             .await
             .map_err(|_| CoreError::unavailable())?;
         rx.await.map_err(|_| CoreError::unavailable())?
     }
 
-    /// Appends several messages back to back: queued in order, so nothing
-    /// of this node comes between them.
-    pub async fn append_all(&self, jobs: Vec<(NewMessage, PushPlan)>) -> CoreResult<Vec<Appended>> {
-        let mut waits = Vec::with_capacity(jobs.len());
-        for (msg, plan) in jobs {
-            let (reply, rx) = oneshot::channel();
-            self.lane(&msg.conv)
-                .send(AppendJob { msg, plan, reply })
-                .await
-                .map_err(|_| CoreError::unavailable())?;
-            waits.push(rx);
-        }
-        let mut out = Vec::with_capacity(waits.len());
-        for rx in waits {
-            out.push(rx.await.map_err(|_| CoreError::unavailable())??);
-        }
-        Ok(out)
+    /// Appends one membership operation of one group as a unit: all of it
+    /// in one transaction, or nothing; nothing of this node comes between
+    /// its messages.
+    pub async fn append_unit(
+        &self,
+        msgs: Vec<(NewMessage, PushPlan)>,
+    ) -> CoreResult<Vec<StoredMessage>> {
+        let Some((first, _)) = msgs.first() else {
+            return Ok(Vec::new());
+        };
+        let lane = self.lane(&first.conv).clone();
+        let (reply, rx) = oneshot::channel();
+        lane.send(AppendJob::Unit { msgs, reply })
+            .await
+            .map_err(|_| CoreError::unavailable())?;
+        rx.await.map_err(|_| CoreError::unavailable())?
     }
 }
 
-async fn commit_loop(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<AppendJob>,
-    out: mpsc::Sender<Committed>,
-    ids: Arc<parking_lot::Mutex<IdGen>>,
-    batch_max: usize,
-) {
-    let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut batch, batch_max).await > 0 {
-        let now = now_ms();
-        let mut msgs = Vec::with_capacity(batch.len());
-        let mut jobs = Vec::with_capacity(batch.len());
-        {
-            let mut ids = ids.lock();
-            for mut job in batch.drain(..) {
-                job.msg.msg_id = ids.next(now);
-                job.msg.ts = now;
-                let change = job.msg.change.clone();
-                msgs.push(job.msg);
-                jobs.push((job.plan, change, job.reply));
-            }
+/// Ordinary messages of a batch waiting to be stored together.
+#[derive(Default)]
+struct Run {
+    msgs: Vec<NewMessage>,
+    jobs: Vec<(PushPlan, Option<MemberChange>, Reply)>,
+}
+
+impl Run {
+    /// Stores the run in one call; its outcomes join `done` (or its senders
+    /// get the error).
+    async fn store(&mut self, store: &dyn Store, done: &mut Vec<Done>) {
+        if self.msgs.is_empty() {
+            return;
         }
+        let msgs = std::mem::take(&mut self.msgs);
+        let jobs = std::mem::take(&mut self.jobs);
         let started = Instant::now();
         let n = msgs.len();
         let result = store.append_messages(msgs).await;
@@ -160,8 +185,13 @@ async fn commit_loop(
         metrics::histogram!("tern_append_batch_size").record(n as f64);
         match result {
             Ok(results) if results.len() == jobs.len() => {
-                if out.send(Committed { results, jobs }).await.is_err() {
-                    return;
+                for (result, (plan, change, reply)) in results.into_iter().zip(jobs) {
+                    done.push(Done::One {
+                        result,
+                        plan,
+                        change,
+                        reply,
+                    });
                 }
             }
             Ok(results) => {
@@ -184,27 +214,148 @@ async fn commit_loop(
     }
 }
 
-async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Committed>) {
-    while let Some(Committed { results, jobs }) = rx.recv().await {
-        for (result, (plan, change, reply)) in results.into_iter().zip(jobs) {
-            match &result {
-                Appended::New(m) => {
-                    metrics::counter!("tern_messages_stored_total").increment(1);
-                    p.publish(m, plan, change.as_ref()).await;
-                }
-                Appended::Duplicate(_) => {}
-                Appended::Refused(r) => {
-                    let _ = reply.send(Err(StoreError::from(*r).into()));
-                    continue;
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<AppendJob>,
+    out: mpsc::Sender<Vec<Done>>,
+    ids: Arc<parking_lot::Mutex<IdGen>>,
+    batch_max: usize,
+) {
+    let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut batch, batch_max).await > 0 {
+        let now = now_ms();
+        {
+            let mut ids = ids.lock();
+            for job in batch.iter_mut() {
+                let msgs: Vec<&mut NewMessage> = match job {
+                    AppendJob::One { msg, .. } => vec![msg],
+                    AppendJob::Unit { msgs, .. } => msgs.iter_mut().map(|(m, _)| m).collect(),
+                };
+                for m in msgs {
+                    m.msg_id = ids.next(now);
+                    m.ts = now;
                 }
             }
-            let _ = reply.send(Ok(result));
+        }
+        // Runs of ordinary messages are stored together; a unit is stored
+        // on its own, between them, so that commit order is queue order.
+        let mut done = Vec::with_capacity(batch.len());
+        let mut run = Run::default();
+        for job in batch.drain(..) {
+            match job {
+                AppendJob::One { msg, plan, reply } => {
+                    run.jobs.push((plan, msg.change.clone(), reply));
+                    run.msgs.push(msg);
+                }
+                AppendJob::Unit { msgs, reply } => {
+                    run.store(&*store, &mut done).await;
+                    let (news, plans): (Vec<NewMessage>, Vec<PushPlan>) = msgs.into_iter().unzip();
+                    let changes: Vec<Option<MemberChange>> =
+                        news.iter().map(|m| m.change.clone()).collect();
+                    let started = Instant::now();
+                    let result = store.append_unit(news).await;
+                    metrics::histogram!("tern_storage_seconds", "op" => "append_unit")
+                        .record(started.elapsed().as_secs_f64());
+                    match result {
+                        Ok(stored) if stored.len() == plans.len() => {
+                            let msgs = stored
+                                .into_iter()
+                                .zip(plans)
+                                .zip(changes)
+                                .map(|((m, p), c)| (m, p, c))
+                                .collect();
+                            done.push(Done::Unit { msgs, reply });
+                        }
+                        Ok(_) => {
+                            tracing::error!("store returned a short unit");
+                            let _ = reply.send(Err(CoreError::unavailable()));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    }
+                }
+            }
+        }
+        run.store(&*store, &mut done).await;
+        if !done.is_empty() && out.send(done).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
+    while let Some(done) = rx.recv().await {
+        for d in done {
+            match d {
+                Done::One {
+                    result,
+                    plan,
+                    change,
+                    reply,
+                } => {
+                    match &result {
+                        Appended::New(m) => {
+                            metrics::counter!("tern_messages_stored_total").increment(1);
+                            p.publish(m, plan, change.as_ref(), None).await;
+                        }
+                        Appended::Duplicate(_) => {}
+                        Appended::Refused(r) => {
+                            let _ = reply.send(Err(StoreError::from(*r).into()));
+                            continue;
+                        }
+                    }
+                    let _ = reply.send(Ok(result));
+                }
+                Done::Unit { msgs, reply } => {
+                    metrics::counter!("tern_messages_stored_total").increment(msgs.len() as u64);
+                    let stored = p.publish_unit(msgs).await;
+                    let _ = reply.send(Ok(stored));
+                }
+            }
+        }
+    }
+}
+
+/// Who gets a group push: the view's members, and a member removed by this
+/// very message.
+struct GroupAudience<'a> {
+    view: &'a GroupView,
+    also: Option<&'a Arc<str>>,
+}
+
+impl Audience for GroupAudience<'_> {
+    fn len(&self) -> usize {
+        self.view.size() + usize::from(self.also.is_some())
+    }
+
+    fn contains(&self, user: &str) -> bool {
+        if self.also.is_some_and(|a| &**a == user) {
+            return true;
+        }
+        self.view.is_member(user)
+    }
+
+    fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>)) {
+        for m in self.view.members.iter() {
+            f(m);
+        }
+        if let Some(a) = self.also {
+            f(a);
         }
     }
 }
 
 impl Publisher {
-    async fn publish(&self, m: &StoredMessage, plan: PushPlan, change: Option<&MemberChange>) {
+    /// Publishes a stored message. `unit_view`: the group's view after a
+    /// whole unit, loaded once for it (cluster).
+    async fn publish(
+        &self,
+        m: &StoredMessage,
+        plan: PushPlan,
+        change: Option<&MemberChange>,
+        unit_view: Option<&Arc<GroupView>>,
+    ) {
         // Encoded once; every recipient's queue shares these bytes.
         let frame = encode_msg_push(m);
         match plan {
@@ -225,33 +376,30 @@ impl Publisher {
                 });
             }
             PushPlan::Group { gid, except } => {
-                let view = if self.fanout.is_cluster() {
-                    self.cluster_view(&gid, change).await
-                } else {
-                    self.view(&gid, &m.from, change).await
+                let view = match unit_view {
+                    Some(v) => Some(v.clone()),
+                    None if self.fanout.is_cluster() => self.cluster_view(&gid, change).await,
+                    None => self.view(&gid, &m.from, change).await,
                 };
                 let Some(view) = view else {
                     return;
                 };
-                let mut users = view.members.to_vec();
-                if let Some(MemberChange::Leave(u)) = change {
-                    // The member removed gets the message that removes them.
-                    if !view.is_member(u) {
-                        users.push(u.as_str().into());
-                    }
-                }
-                let push = if view.size() <= self.write_limit {
+                // The member removed gets the message that removes them.
+                let removed: Option<Arc<str>> = match change {
+                    Some(MemberChange::Leave(u)) if !view.is_member(u) => Some(u.as_str().into()),
+                    _ => None,
+                };
+                let audience = GroupAudience {
+                    view: &view,
+                    also: removed.as_ref(),
+                };
+                let (out, inactive) = if view.size() <= self.write_limit {
                     let out = Outbound::Msg {
                         conv: m.conv.as_str().into(),
                         seq: m.seq,
                         frame,
                     };
-                    Push {
-                        users,
-                        except,
-                        out,
-                        inactive: None,
-                    }
+                    (out, None)
                 } else {
                     // Read diffusion: untracked pushes that the writer may
                     // merge (storm control); background devices get a notice.
@@ -260,15 +408,24 @@ impl Publisher {
                         conv: Cow::Borrowed(&m.conv),
                         max_seq: m.seq,
                     });
-                    Push {
+                    (Outbound::Batched(frame), Some(Outbound::Batched(notify)))
+                };
+                if self.fanout.is_cluster() {
+                    let mut users = Vec::with_capacity(audience.len());
+                    audience.for_each_user(&mut |u| users.push(u.clone()));
+                    self.fanout.push(Push {
                         users,
                         except,
-                        out: Outbound::Batched(frame),
-                        inactive: Some(Outbound::Batched(notify)),
-                    }
-                };
-                self.fanout.push(push);
-                if change.is_some() {
+                        out,
+                        inactive,
+                    });
+                } else {
+                    // No copy of the member list: the hub walks the members
+                    // or its own online users, whichever are fewer.
+                    self.fanout
+                        .deliver_local(&audience, &except, &out, &inactive);
+                }
+                if change.is_some() && unit_view.is_none() {
                     if self.fanout.is_cluster() {
                         self.fanout
                             .to_others(&Envelope::GroupChanged { gid: gid.clone() });
@@ -278,6 +435,42 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Publishes a unit's messages in order and returns them. One node:
+    /// each membership change updates the cached view as it is published
+    /// (one chunk copied per join). A cluster node loads the view once,
+    /// after the whole unit (the store has applied it), pushes every message
+    /// of the unit to those members (as it did when each message reloaded
+    /// the group after their shared commit), and tells other nodes once.
+    async fn publish_unit(&self, msgs: UnitMsgs) -> Vec<StoredMessage> {
+        let gid = msgs.iter().find_map(|(_, plan, _)| match plan {
+            PushPlan::Group { gid, .. } => Some(gid.clone()),
+            PushPlan::Users { .. } => None,
+        });
+        let loaded = match &gid {
+            Some(gid) if self.fanout.is_cluster() => {
+                let last = msgs.last().and_then(|(_, _, c)| c.as_ref());
+                self.cluster_view(gid, last).await
+            }
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(msgs.len());
+        let Some(loaded) = loaded else {
+            for (m, plan, change) in msgs {
+                self.publish(&m, plan, change.as_ref(), None).await;
+                out.push(m);
+            }
+            return out;
+        };
+        for (m, plan, change) in msgs {
+            self.publish(&m, plan, change.as_ref(), Some(&loaded)).await;
+            out.push(m);
+        }
+        if let Some(gid) = gid {
+            self.fanout.to_others(&Envelope::GroupChanged { gid });
+        }
+        out
     }
 
     /// A cluster node's view of the group as of (at least) this message:

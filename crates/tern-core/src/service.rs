@@ -152,7 +152,19 @@ impl Core {
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
-        let pipeline = Pipeline::start(publisher, cfg.node_id, cfg.batch_max, cfg.commit_lanes);
+        // Ids continue above the newest this node number ever stored, even
+        // if the clock stepped back while the node was down.
+        let id_floor = store
+            .max_msg_id(cfg.node_id)
+            .await
+            .map_err(|e| PlumbingError::unavailable("store", e))?;
+        let pipeline = Pipeline::start(
+            publisher,
+            cfg.node_id,
+            id_floor,
+            cfg.batch_max,
+            cfg.commit_lanes,
+        );
         let acks = Acks::start(store.clone(), fanout.clone());
         Ok(Core {
             store,
@@ -796,7 +808,7 @@ impl Core {
 
     /// Creates a group owned by `owner` with `members` (the owner need not
     /// be listed). Writes `group_created` and one `member_joined` per listed
-    /// member, in order.
+    /// member, in order, in one transaction (all or nothing).
     pub async fn create_group(
         &self,
         owner: &str,
@@ -831,7 +843,7 @@ impl Core {
                 self.group_plan(&gid),
             ));
         }
-        self.pipeline.append_all(jobs).await?;
+        self.pipeline.append_unit(jobs).await?;
         self.group_view(&gid).await
     }
 
@@ -876,7 +888,8 @@ impl Core {
         Ok(view)
     }
 
-    /// Any member may add users; each gets a `member_joined` message.
+    /// Any member may add users; each gets a `member_joined` message. The
+    /// call's additions commit in one transaction (all or nothing).
     pub async fn add_members(
         &self,
         actor: &str,
@@ -902,7 +915,7 @@ impl Core {
                 )
             })
             .collect();
-        self.pipeline.append_all(jobs).await?;
+        self.pipeline.append_unit(jobs).await?;
         self.group_view(gid).await
     }
 

@@ -9,6 +9,9 @@
 //!   no gaps, in input order. A message whose `(from, client_msg_id)` was
 //!   stored before (or earlier in the same batch) is not stored again: its
 //!   outcome is `Appended::Duplicate` with the original message.
+//! - `append_unit` stores one group membership operation (creation with
+//!   its first members, or members added) in one transaction, all or
+//!   nothing.
 //! - An `Ok` result means the data is durable (fsync'd) before it returns.
 //! - Times are milliseconds since the Unix epoch, given by the caller.
 
@@ -33,6 +36,9 @@ pub enum StoreError {
     NotMember,
     #[error("no such group")]
     NoSuchGroup,
+    /// A user named in a membership change does not exist.
+    #[error("no such user")]
+    NoSuchUser,
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -280,6 +286,21 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch in one transaction; see the module docs. The outer
     /// error means the whole batch failed and nothing was stored.
     async fn append_messages(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>>;
+
+    /// The highest stored `msg_id` whose node bits (see [`crate::ids`])
+    /// are `node`; 0 when there is none. A node starts its id generator
+    /// from it, so ids stay unique and increasing across restarts.
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64>;
+
+    /// Stores one membership operation of one group as a unit: a group's
+    /// creation (a `Create` message, then one `Join` message per first
+    /// member) or members added (`Join` messages). Every message carries a
+    /// `change` and no `client_msg_id`; they are stored in order, as
+    /// [`Store::append_messages`] would, but all in one transaction and all
+    /// or nothing: `Err` and nothing stored when the group exists
+    /// (`Conflict`, for `Create`), when it does not (`NoSuchGroup`, for
+    /// `Join` alone), or when a user to add does not exist (`NoSuchUser`).
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>>;
 
     /// Highest seq of a conversation (0 when empty).
     async fn max_seq(&self, conv: &str) -> StoreResult<u64>;

@@ -1384,3 +1384,158 @@ pub async fn users_and_friends(s: &dyn Store) {
         FriendStatus::Requested
     );
 }
+
+// ----- message ids -----
+
+/// An id with the generator's layout (`tern_core::ids`).
+fn id_of(ms: u64, node: u64, seq: u64) -> u64 {
+    (ms << 22) | (node << 12) | seq
+}
+
+/// `msg_id` is unique: a batch that repeats a stored id fails as a whole
+/// and stores nothing.
+pub async fn msg_id_is_unique(s: &dyn Store) {
+    let ab = dm_conv("ann", "bob");
+    let first = send(s, dm("ann", "bob", 100, "u1")).await;
+    let mut again = dm("bob", "ann", 101, "u2");
+    again.msg_id = first.msg_id;
+    let r = s.append_messages(vec![again]).await;
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert_eq!(s.max_seq(&ab).await.unwrap(), 1);
+    // The store goes on.
+    assert_eq!(send(s, dm("bob", "ann", 102, "u3")).await.seq, 2);
+}
+
+/// `max_msg_id(node)` is the highest stored id with that node's bits.
+pub async fn max_msg_id_per_node(s: &dyn Store) {
+    assert_eq!(s.max_msg_id(3).await.unwrap(), 0);
+    let ids = [
+        id_of(5_000, 3, 0),
+        id_of(9_000, 5, 7),
+        id_of(7_000, 3, 4095),
+        id_of(6_000, 3, 2),
+        id_of(8_000, 1023, 1),
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        let mut m = dm("ann", "bob", 100 + i as i64, &format!("n{i}"));
+        m.msg_id = *id;
+        send(s, m).await;
+    }
+    assert_eq!(s.max_msg_id(3).await.unwrap(), id_of(7_000, 3, 4095));
+    assert_eq!(s.max_msg_id(5).await.unwrap(), id_of(9_000, 5, 7));
+    assert_eq!(s.max_msg_id(1023).await.unwrap(), id_of(8_000, 1023, 1));
+    assert_eq!(s.max_msg_id(4).await.unwrap(), 0);
+}
+
+// ----- membership units -----
+
+/// A group's creation with its first members, and members added, are one
+/// unit each: all stored, or (when a user to add does not exist, the group
+/// exists already, or is missing) nothing at all.
+pub async fn group_units_are_all_or_nothing(s: &dyn Store) {
+    for u in ["ann", "bob", "cat", "dan"] {
+        s.create_user(user(u, 1)).await.unwrap();
+    }
+    let g = group_conv("unit");
+    // A missing member: nothing of the creation is stored.
+    let r = s
+        .append_unit(vec![
+            create("unit", "ann", 100),
+            join("unit", "ann", "bob", 100),
+            join("unit", "ann", "ghost", 100),
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::NoSuchUser)), "{r:?}");
+    assert_eq!(s.get_group("unit").await.unwrap(), None);
+    assert_eq!(s.group_version("unit").await.unwrap(), None);
+    assert_eq!(s.max_seq(&g).await.unwrap(), 0);
+    for u in ["ann", "bob"] {
+        assert!(convs(s, u).await.convs.is_empty(), "{u} has a conversation");
+        assert_eq!(queue(s, u).await, (vec![], false));
+    }
+
+    let made = s
+        .append_unit(vec![
+            diffused(create("unit", "ann", 110)),
+            diffused(join("unit", "ann", "bob", 110)),
+            diffused(join("unit", "ann", "cat", 110)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(made.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let rec = s.get_group("unit").await.unwrap().unwrap();
+    assert_eq!(rec.members, ["ann", "bob", "cat"]);
+    assert_eq!(s.group_version("unit").await.unwrap(), Some(3));
+    // Each member's queue starts at their own join.
+    assert_eq!(queue_seqs(s, "cat", &g).await, vec![3]);
+
+    // Created again: refused, nothing changes.
+    let r = s.append_unit(vec![create("unit", "bob", 120)]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
+    // Adding with one unknown user: none of them is added.
+    let r = s
+        .append_unit(vec![
+            diffused(join("unit", "bob", "dan", 130)),
+            diffused(join("unit", "bob", "nobody", 130)),
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::NoSuchUser)), "{r:?}");
+    assert_eq!(s.max_seq(&g).await.unwrap(), 3);
+    assert_eq!(
+        s.get_group("unit").await.unwrap().unwrap().members,
+        ["ann", "bob", "cat"]
+    );
+    assert!(convs(s, "dan").await.convs.is_empty());
+    // A missing group: refused.
+    let r = s.append_unit(vec![join("none", "bob", "dan", 140)]).await;
+    assert!(matches!(r, Err(StoreError::NoSuchGroup)), "{r:?}");
+    assert_eq!(s.get_group("none").await.unwrap(), None);
+
+    // A unit beside ordinary messages in the same moment: both stored.
+    let (unit, plain) = tokio::join!(
+        s.append_unit(vec![diffused(join("unit", "bob", "dan", 150))]),
+        s.append_messages(vec![dm("ann", "bob", 150, "beside")])
+    );
+    assert_eq!(unit.unwrap()[0].seq, 4);
+    assert!(matches!(plain.unwrap()[0], Appended::New(_)));
+    assert_eq!(
+        s.get_group("unit").await.unwrap().unwrap().members,
+        ["ann", "bob", "cat", "dan"]
+    );
+}
+
+// ----- offline queue across many conversations -----
+
+/// The cap counts the whole queue across many conversations: the newest
+/// `cap` in arrival order, seq order within each conversation, truncated
+/// once.
+pub async fn offline_cap_across_many_conversations(s: &dyn Store) {
+    let convs_n = 20;
+    let per_conv = 30;
+    let cap = 100u32;
+    // Interleaved: round r sends one message in every conversation.
+    for r in 0..per_conv {
+        let batch = (0..convs_n)
+            .map(|c| dm(&format!("s{c:02}"), "zed", 1000 + r, &format!("r{r}c{c}")))
+            .collect();
+        append(s, batch).await;
+    }
+    let b = s.offline_fetch("zed", cap).await.unwrap();
+    assert!(b.truncated);
+    assert_eq!(b.msgs.len(), cap as usize);
+    assert!(b.msgs.windows(2).all(|w| w[0].msg_id < w[1].msg_id));
+    // The newest five rounds of every conversation.
+    for m in &b.msgs {
+        assert!(m.seq > per_conv as u64 - 5, "{} {}", m.conv, m.seq);
+    }
+    let again = s.offline_fetch("zed", cap).await.unwrap();
+    assert!(!again.truncated);
+    assert_eq!(
+        again
+            .msgs
+            .iter()
+            .map(|m| (&m.conv, m.seq))
+            .collect::<Vec<_>>(),
+        b.msgs.iter().map(|m| (&m.conv, m.seq)).collect::<Vec<_>>()
+    );
+}

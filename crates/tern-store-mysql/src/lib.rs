@@ -226,6 +226,14 @@ impl Store for MySqlStore {
         in_tx!(self, |c| ops::append_messages(c, &batch))
     }
 
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
+        in_tx!(self, |c| ops::append_unit(c, &batch))
+    }
+
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {
+        on_conn!(self, |c| ops::max_msg_id(c, node))
+    }
+
     async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
         on_conn!(self, |c| ops::max_seq(c, conv))
     }

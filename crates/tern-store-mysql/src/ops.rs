@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use tern_core::offline::{OfflineMerge, QueueSpan};
 use tern_core::store::{
     AckMark, Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
@@ -260,6 +261,20 @@ pub async fn friends(c: &mut MySqlConnection, user: &str) -> StoreResult<FriendL
 
 // ----- messages -----
 
+pub async fn max_msg_id(c: &mut MySqlConnection, node: u16) -> StoreResult<u64> {
+    // Walks the msg_id index down from the top to this node's newest id.
+    let sql = format!(
+        "SELECT msg_id FROM messages WHERE {} = ? ORDER BY msg_id DESC LIMIT 1",
+        tern_core::ids::SQL_NODE_OF_MSG_ID
+    );
+    let v: Option<u64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(node))
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
 pub async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
     let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
         .bind(conv)
@@ -377,12 +392,18 @@ async fn group_exists(c: &mut MySqlConnection, gid: &str) -> StoreResult<bool> {
     .await
 }
 
-async fn member_count(c: &mut MySqlConnection, gid: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE gid = ?")
-        .bind(gid)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+async fn member_count_up_to(c: &mut MySqlConnection, gid: &str, limit: u64) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE gid = ? LIMIT ?) t",
+    )
+    .bind(gid)
+    .bind(sql_seq(limit))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
     Ok(n.max(0) as u64)
 }
 
@@ -555,6 +576,52 @@ struct MsgRow<'a> {
     inboxed: bool,
 }
 
+/// See `Store::append_unit`. Runs in the caller's transaction: an error
+/// rolls back everything the unit wrote.
+pub async fn append_unit(
+    c: &mut MySqlConnection,
+    batch: &[NewMessage],
+) -> StoreResult<Vec<StoredMessage>> {
+    let mut joining: BTreeSet<&str> = BTreeSet::new();
+    for m in batch {
+        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
+            return Err(StoreError::Invalid(
+                "a unit holds membership changes of a group only",
+            ));
+        }
+        if let Some(MemberChange::Join(u)) = &m.change {
+            joining.insert(u.as_str());
+        }
+    }
+    let joining: Vec<&str> = joining.into_iter().collect();
+    for chunk in joining.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> =
+            QueryBuilder::new("SELECT COUNT(*) FROM users WHERE user_id IN (");
+        let mut list = qb.separated(", ");
+        for u in chunk {
+            list.push_bind(*u);
+        }
+        list.push_unseparated(")");
+        let found: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&mut *c)
+            .await
+            .map_err(be)?;
+        if found as usize != chunk.len() {
+            return Err(StoreError::NoSuchUser);
+        }
+    }
+    append_messages(c, batch)
+        .await?
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(s) => Ok(s),
+            Appended::Refused(r) => Err(r.into()),
+            Appended::Duplicate(_) => Err(StoreError::Conflict),
+        })
+        .collect()
+}
+
 pub async fn append_messages(
     c: &mut MySqlConnection,
     batch: &[NewMessage],
@@ -683,8 +750,10 @@ async fn group_message(
         Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, seq).await?,
         _ => {}
     }
-    let inboxed =
-        m.inbox_members_up_to > 0 && member_count(c, gid).await? <= m.inbox_members_up_to as u64;
+    let inboxed = m.inbox_members_up_to > 0 && {
+        let up_to = m.inbox_members_up_to as u64;
+        member_count_up_to(c, gid, up_to + 1).await? <= up_to
+    };
     for p in &m.participants {
         sqlx::query(
             "INSERT INTO user_convs (user_id, conv, peer, group_id) VALUES (?, ?, NULL, ?) \
@@ -1289,17 +1358,6 @@ pub async fn conversations(
     })
 }
 
-/// A conversation with something above the user's queue position.
-struct QueueSpan {
-    conv: String,
-    /// Acknowledged up to here.
-    from: u64,
-    /// The highest seq the user can see.
-    to: u64,
-    /// `dm:x:x`: the user's own messages are queued too.
-    own_too: bool,
-}
-
 /// Conversations fetched together in one `UNION ALL` query.
 const SPANS_PER_QUERY: usize = 64;
 
@@ -1308,7 +1366,6 @@ pub async fn offline_fetch(
     user: &str,
     cap: u32,
 ) -> StoreResult<OfflineBatch> {
-    let cap = cap as usize;
     let rows = sqlx::query(
         "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
                 COALESCE(uc.peer = uc.user_id, 0) \
@@ -1328,87 +1385,65 @@ pub async fn offline_fetch(
             own_too: r.try_get::<i64, _>(3).map_err(be)? != 0,
         });
     }
-    // Newest first, at most cap + 1 per conversation: enough to know
-    // whether anything beyond the cap was queued.
-    let mut by_conv: HashMap<String, Vec<StoredMessage>> = HashMap::new();
-    for chunk in spans.chunks(SPANS_PER_QUERY) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
-        for (i, span) in chunk.iter().enumerate() {
-            if i > 0 {
-                qb.push(" UNION ALL ");
+    // Pages of each conversation's queue, newest first, merged so that
+    // about `cap` messages are read in all (see `OfflineMerge`); the pages
+    // asked for together are read in one `UNION ALL` query.
+    let mut merge = OfflineMerge::new(spans, cap);
+    loop {
+        let fetches = merge.next_fetches();
+        if fetches.is_empty() {
+            break;
+        }
+        for chunk in fetches.chunks(SPANS_PER_QUERY) {
+            let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+            for (i, f) in chunk.iter().enumerate() {
+                let span = merge.span(f.span);
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(concat!(
+                    "(SELECT ",
+                    msg_cols!(),
+                    " FROM messages m WHERE m.conv = "
+                ))
+                .push_bind(span.conv.as_str())
+                .push(" AND m.seq > ")
+                .push_bind(sql_seq(span.from))
+                .push(" AND m.seq < ")
+                .push_bind(sql_seq(f.below))
+                .push(" AND m.inboxed AND (m.from_user <> ")
+                .push_bind(user)
+                .push(" OR ")
+                .push_bind(span.own_too)
+                .push(") ORDER BY m.seq DESC LIMIT ")
+                .push_bind(i64::from(f.limit))
+                .push(")");
             }
-            qb.push(concat!(
-                "(SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = "
-            ))
-            .push_bind(span.conv.as_str())
-            .push(" AND m.seq > ")
-            .push_bind(sql_seq(span.from))
-            .push(" AND m.seq <= ")
-            .push_bind(sql_seq(span.to))
-            .push(" AND m.inboxed AND (m.from_user <> ")
-            .push_bind(user)
-            .push(" OR ")
-            .push_bind(span.own_too)
-            .push(") ORDER BY m.seq DESC LIMIT ")
-            .push_bind(cap as i64 + 1)
-            .push(")");
-        }
-        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-        for m in messages_from_rows(&rows)? {
-            by_conv.entry(m.conv.clone()).or_default().push(m);
+            let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+            let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
+            for m in messages_from_rows(&rows)? {
+                pages.entry(m.conv.clone()).or_default().push(m);
+            }
+            for f in chunk {
+                let mut page = pages.remove(&merge.span(f.span).conv).unwrap_or_default();
+                page.sort_by_key(|m| std::cmp::Reverse(m.seq));
+                merge.feed(*f, page);
+            }
         }
     }
-    let mut queued: Vec<(u64, StoredMessage)> = Vec::new();
-    for span in &spans {
-        let Some(mut msgs) = by_conv.remove(&span.conv) else {
-            continue;
-        };
-        msgs.sort_by_key(|m| m.seq);
-        // Queue order is msg_id order, kept monotonic within the
-        // conversation so that its seq order holds even where ids from
-        // several nodes disagree with it.
-        let mut key = 0;
-        for m in msgs {
-            key = key.max(m.msg_id);
-            queued.push((key, m));
-        }
-    }
-    queued.sort_by(|(ka, a), (kb, b)| {
-        ka.cmp(kb)
-            .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
-    });
-    let dropped = queued.len().saturating_sub(cap);
-    // What is dropped leaves the queue for good; conversations with nothing
-    // queued (read-diffused groups, the user's own messages) move their
-    // position to the end so that the next fetch skips them.
-    let mut moves: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, m) in &queued[..dropped] {
-        let e = moves.entry(m.conv.as_str()).or_default();
-        *e = (*e).max(m.seq);
-    }
-    let queued_convs: BTreeSet<&str> = queued.iter().map(|(_, m)| m.conv.as_str()).collect();
-    for span in &spans {
-        if !queued_convs.contains(span.conv.as_str()) {
-            moves.insert(span.conv.as_str(), span.to);
-        }
-    }
-    let moves: Vec<(&str, u64)> = moves.into_iter().collect();
+    let (batch, moves) = merge.finish();
     for chunk in moves.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq) ");
         qb.push_values(chunk, |mut b, (conv, seq)| {
-            b.push_bind(user).push_bind(*conv).push_bind(sql_seq(*seq));
+            b.push_bind(user)
+                .push_bind(conv.as_str())
+                .push_bind(sql_seq(*seq));
         });
         qb.push(" ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))");
         qb.build().execute(&mut *c).await.map_err(be)?;
     }
-    let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
-    Ok(OfflineBatch {
-        msgs,
-        truncated: dropped > 0,
-    })
+    Ok(batch)
 }
 
 // ----- groups -----

@@ -6,7 +6,7 @@ use sqlx::MySqlConnection;
 use tern_core::store::{StoreError, StoreResult};
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -69,7 +69,8 @@ const STEPS: &[&str] = &[
         recalled      BOOLEAN NOT NULL DEFAULT FALSE,
         inboxed       BOOLEAN NOT NULL DEFAULT TRUE,
         PRIMARY KEY (conv, seq),
-        UNIQUE KEY messages_dedup (from_user, client_msg_id)
+        UNIQUE KEY messages_dedup (from_user, client_msg_id),
+        UNIQUE KEY messages_msg_id (msg_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
     // A user's place in a conversation (read, delivered and queue
     // positions). For a former group member, until_seq and until_ts bound
@@ -143,6 +144,42 @@ pub async fn migrate(conn: &mut MySqlConnection) -> StoreResult<()> {
     result.and(released.map(|_| ()))
 }
 
+/// Version 2 makes `msg_id` unique; a table of version 1 gets the index
+/// here (`CREATE TABLE IF NOT EXISTS` left it as it was). A clock that
+/// stepped back across a restart may have repeated ids before: each later
+/// copy gets a fresh id above every stored one, the oldest keeps its own.
+async fn unique_msg_ids(conn: &mut MySqlConnection) -> StoreResult<()> {
+    let has: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name = 'messages' \
+           AND index_name = 'messages_msg_id'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(be)?;
+    if has > 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE messages m \
+         JOIN (SELECT conv, seq, ROW_NUMBER() OVER (ORDER BY conv, seq) AS n \
+               FROM (SELECT conv, seq, \
+                            ROW_NUMBER() OVER (PARTITION BY msg_id ORDER BY ts, conv, seq) AS k \
+                     FROM messages) x \
+               WHERE k > 1) later ON m.conv = later.conv AND m.seq = later.seq \
+         CROSS JOIN (SELECT MAX(msg_id) AS id FROM messages) top \
+         SET m.msg_id = top.id + later.n",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(be)?;
+    sqlx::query("ALTER TABLE messages ADD UNIQUE KEY messages_msg_id (msg_id)")
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    Ok(())
+}
+
 async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     let exists: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM information_schema.tables \
@@ -174,6 +211,7 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     for step in STEPS {
         sqlx::query(*step).execute(&mut *conn).await.map_err(be)?;
     }
+    unique_msg_ids(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

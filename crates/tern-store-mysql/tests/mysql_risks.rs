@@ -283,3 +283,48 @@ async fn removal_races_sends_across_nodes() {
     let members = b.get_group("race").await.unwrap().unwrap().members;
     assert_eq!(members, vec!["ann".to_owned()]);
 }
+
+/// A version 1 database whose ids repeat (a clock stepped back across a
+/// restart) is upgraded: the oldest copy keeps its id, later copies move
+/// above every stored id, and the new unique index refuses repeats.
+#[tokio::test]
+async fn upgrade_from_version_1_makes_ids_unique() {
+    use sqlx::Connection;
+    let Some((store, ctx)) = common::open().await else {
+        return;
+    };
+    drop(store);
+    let mut c = sqlx::MySqlConnection::connect(&ctx.url).await.unwrap();
+    for q in [
+        "ALTER TABLE messages DROP INDEX messages_msg_id",
+        "UPDATE tern_schema SET version = 1 WHERE id = 1",
+        "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) VALUES \
+             ('dm:a:b', 1, 500, 'a', 'text', '1', 1), ('dm:a:b', 2, 900, 'a', 'text', '1', 2), \
+             ('dm:a:b', 3, 500, 'b', 'text', '1', 3), ('dm:a:c', 1, 500, 'a', 'text', '1', 4)",
+    ] {
+        sqlx::query(q).execute(&mut c).await.unwrap();
+    }
+    c.close().await.unwrap();
+    let store = common::reopen(&ctx).await;
+    let id = |conv: &'static str, seq: u64| {
+        let store = store.clone();
+        async move { store.message(conv, seq).await.unwrap().unwrap().msg_id }
+    };
+    assert_eq!(id("dm:a:b", 1).await, 500);
+    assert_eq!(id("dm:a:b", 2).await, 900);
+    let (x, y) = (id("dm:a:b", 3).await, id("dm:a:c", 1).await);
+    assert!(x > 900 && y > 900 && x != y, "{x} {y}");
+    let mut c = sqlx::MySqlConnection::connect(&ctx.url).await.unwrap();
+    let repeat = sqlx::query(
+        "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) \
+         VALUES ('dm:a:b', 4, 900, 'a', 'text', '1', 5)",
+    )
+    .execute(&mut c)
+    .await;
+    assert!(repeat.is_err(), "a repeated msg_id was stored");
+    let version: i64 = sqlx::query_scalar("SELECT version FROM tern_schema WHERE id = 1")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
+}

@@ -251,6 +251,17 @@ impl Store for PgStore {
         in_tx!(self.pool, |c| ops::append_messages(c, &batch))
     }
 
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        in_tx!(self.pool, |c| ops::append_unit(c, &batch))
+    }
+
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {
+        on_conn!(self.pool, |c| ops::max_msg_id(c, node))
+    }
+
     async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
         on_conn!(self.pool, |c| ops::max_seq(c, conv))
     }

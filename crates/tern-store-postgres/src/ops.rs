@@ -3,10 +3,11 @@
 //! embedded store's `ops.rs`, with the hot paths batched into few
 //! statements.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
+use tern_core::offline::{OfflineMerge, QueueSpan};
 use tern_core::store::{
     AckMark, Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
@@ -217,6 +218,20 @@ pub async fn friends(c: &mut PgConnection, user: &str) -> StoreResult<FriendList
 
 // ----- messages -----
 
+pub async fn max_msg_id(c: &mut PgConnection, node: u16) -> StoreResult<u64> {
+    // Walks the msg_id index down from the top to this node's newest id.
+    let sql = format!(
+        "SELECT msg_id FROM messages WHERE {} = $1 ORDER BY msg_id DESC LIMIT 1",
+        tern_core::ids::SQL_NODE_OF_MSG_ID
+    );
+    let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(node))
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
 pub async fn max_seq(c: &mut PgConnection, conv: &str) -> StoreResult<u64> {
     let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = $1")
         .bind(conv)
@@ -237,12 +252,18 @@ async fn is_member(c: &mut PgConnection, gid: &str, user: &str) -> StoreResult<b
     .map_err(be)
 }
 
-async fn member_count(c: &mut PgConnection, gid: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM group_members WHERE gid = $1")
-        .bind(gid)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+async fn member_count_up_to(c: &mut PgConnection, gid: &str, limit: u64) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $2) t",
+    )
+    .bind(gid)
+    .bind(sql_seq(limit))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
     Ok(n as u64)
 }
 
@@ -357,11 +378,13 @@ async fn group_gate(
     let (exists, member, count): (bool, bool, Option<i64>) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE gid = $1), \
                 EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2), \
-                CASE WHEN $3 THEN (SELECT count(*) FROM group_members WHERE gid = $1) END",
+                CASE WHEN $3 THEN (SELECT count(*) FROM \
+                    (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $4) t) END",
     )
     .bind(gid)
     .bind(&m.from)
     .bind(count_now)
+    .bind(sql_seq(m.inbox_members_up_to as u64 + 1))
     .fetch_one(&mut *c)
     .await
     .map_err(be)?;
@@ -451,6 +474,47 @@ impl MessageRows {
 /// and the dedup lookup exact. The batch is written with a handful of bulk
 /// statements whatever its size; only group messages add statements of
 /// their own (the membership check, and membership changes).
+/// See `Store::append_unit`. Runs in the caller's transaction: an error
+/// rolls back everything the unit wrote.
+pub async fn append_unit(
+    c: &mut PgConnection,
+    batch: &[NewMessage],
+) -> StoreResult<Vec<StoredMessage>> {
+    let mut joining: Vec<String> = Vec::new();
+    for m in batch {
+        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
+            return Err(StoreError::Invalid(
+                "a unit holds membership changes of a group only",
+            ));
+        }
+        if let Some(MemberChange::Join(u)) = &m.change {
+            joining.push(u.clone());
+        }
+    }
+    joining.sort_unstable();
+    joining.dedup();
+    if !joining.is_empty() {
+        let found: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = ANY($1::text[])")
+                .bind(&joining)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(be)?;
+        if found as usize != joining.len() {
+            return Err(StoreError::NoSuchUser);
+        }
+    }
+    append_messages(c, batch)
+        .await?
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(s) => Ok(s),
+            Appended::Refused(r) => Err(r.into()),
+            Appended::Duplicate(_) => Err(StoreError::Conflict),
+        })
+        .collect()
+}
+
 pub async fn append_messages(
     c: &mut PgConnection,
     batch: &[NewMessage],
@@ -799,7 +863,7 @@ async fn group_effects(
     let inboxed = m.inbox_members_up_to > 0 && {
         let n = match members {
             Some(n) => n,
-            None => member_count(c, gid).await?,
+            None => member_count_up_to(c, gid, m.inbox_members_up_to as u64 + 1).await?,
         };
         n <= m.inbox_members_up_to as u64
     };
@@ -1286,72 +1350,80 @@ pub async fn offline_fetch(
     user: &str,
     cap: u32,
 ) -> StoreResult<OfflineBatch> {
-    let cap_n = cap as usize;
-    let rows = sqlx::query(concat!(
-        "WITH spans AS ( \
-             SELECT uc.conv, uc.inbox_seq AS lo, \
-                    LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)) AS hi, \
-                    COALESCE(uc.peer = uc.user_id, false) AS own_too \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-             WHERE uc.user_id = $1 \
-               AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))) \
-         SELECT s.conv, s.hi, ",
-        msg_cols!(),
-        " FROM spans s LEFT JOIN LATERAL ( \
-             SELECT * FROM messages m WHERE m.conv = s.conv AND m.seq > s.lo AND m.seq <= s.hi \
-                 AND m.inboxed AND (m.from_user <> $1 OR s.own_too) \
-             ORDER BY m.seq DESC LIMIT $2) m ON true"
-    ))
+    let rows = sqlx::query(
+        "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
+                COALESCE(uc.peer = uc.user_id, false) \
+         FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+         WHERE uc.user_id = $1 \
+           AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
+    )
     .bind(user)
-    .bind(i64::from(cap) + 1)
     .fetch_all(&mut *c)
     .await
     .map_err(be)?;
-    // Per conversation: the highest seq the user can see, and the queued
-    // messages.
-    let mut spans: BTreeMap<String, (i64, Vec<StoredMessage>)> = BTreeMap::new();
+    let mut spans = Vec::with_capacity(rows.len());
     for r in &rows {
-        let conv: String = r.try_get(0).map_err(be)?;
-        let hi: i64 = r.try_get(1).map_err(be)?;
-        let has_msg: Option<i64> = r.try_get(2).map_err(be)?;
-        let span = spans.entry(conv).or_insert_with(|| (hi, Vec::new()));
-        if has_msg.is_some() {
-            span.1.push(message_at(r, 2).map_err(be)?);
+        spans.push(QueueSpan {
+            conv: r.try_get(0).map_err(be)?,
+            from: r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+            to: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
+            own_too: r.try_get(3).map_err(be)?,
+        });
+    }
+    drop(rows);
+    // Pages of each conversation's queue, newest first, merged so that
+    // about `cap` messages are read in all (see `OfflineMerge`); the pages
+    // asked for together are read in one query.
+    let mut merge = OfflineMerge::new(spans, cap);
+    loop {
+        let fetches = merge.next_fetches();
+        if fetches.is_empty() {
+            break;
+        }
+        let mut convs = Vec::with_capacity(fetches.len());
+        let (mut los, mut belows, mut owns, mut limits) = (vec![], vec![], vec![], vec![]);
+        for f in &fetches {
+            let span = merge.span(f.span);
+            convs.push(span.conv.clone());
+            los.push(sql_seq(span.from));
+            belows.push(sql_seq(f.below));
+            owns.push(span.own_too);
+            limits.push(i64::from(f.limit));
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT s.i, ",
+            msg_cols!(),
+            " FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::int8[]) \
+                 WITH ORDINALITY AS s(conv, lo, below, own_too, lim, i) \
+             CROSS JOIN LATERAL ( \
+                 SELECT * FROM messages m WHERE m.conv = s.conv AND m.seq > s.lo AND m.seq < s.below \
+                     AND m.inboxed AND (m.from_user <> $1 OR s.own_too) \
+                 ORDER BY m.seq DESC LIMIT s.lim) m"
+        ))
+        .bind(user)
+        .bind(&convs)
+        .bind(&los)
+        .bind(&belows)
+        .bind(&owns)
+        .bind(&limits)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+        let mut pages: Vec<Vec<StoredMessage>> = vec![Vec::new(); fetches.len()];
+        for r in &rows {
+            let i: i64 = r.try_get(0).map_err(be)?;
+            pages[(i - 1) as usize].push(message_at(r, 1).map_err(be)?);
+        }
+        drop(rows);
+        for (f, mut page) in fetches.into_iter().zip(pages) {
+            page.sort_by_key(|m| std::cmp::Reverse(m.seq));
+            merge.feed(f, page);
         }
     }
-    let mut queued: Vec<(u64, StoredMessage)> = Vec::new();
-    for (_, msgs) in spans.values_mut() {
-        msgs.sort_by_key(|m| m.seq);
-        // Queue order is msg_id order, kept monotonic within the
-        // conversation so that its seq order holds even where ids from
-        // several nodes disagree with it.
-        let mut key = 0;
-        for m in msgs.drain(..) {
-            key = key.max(m.msg_id);
-            queued.push((key, m));
-        }
-    }
-    queued.sort_by(|(ka, a), (kb, b)| {
-        ka.cmp(kb)
-            .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
-    });
-    let dropped = queued.len().saturating_sub(cap_n);
-    // What is dropped leaves the queue for good; conversations with nothing
-    // queued (read-diffused groups, the user's own messages) move their
-    // position to the end so that the next fetch skips them.
-    let mut moves: HashMap<String, i64> = HashMap::new();
-    for (_, m) in &queued[..dropped] {
-        let e = moves.entry(m.conv.clone()).or_default();
-        *e = (*e).max(sql_seq(m.seq));
-    }
-    let queued_convs: HashSet<&str> = queued.iter().map(|(_, m)| m.conv.as_str()).collect();
-    for (conv, (hi, _)) in &spans {
-        if !queued_convs.contains(conv.as_str()) {
-            moves.insert(conv.clone(), *hi);
-        }
-    }
+    let (batch, moves) = merge.finish();
     if !moves.is_empty() {
-        let (cs, ss): (Vec<String>, Vec<i64>) = moves.into_iter().unzip();
+        let (cs, ss): (Vec<String>, Vec<i64>) =
+            moves.into_iter().map(|(c, s)| (c, sql_seq(s))).unzip();
         // Locks the rows in sorted order (as appends and acks do) before
         // updating them.
         sqlx::query(
@@ -1369,11 +1441,7 @@ pub async fn offline_fetch(
         .await
         .map_err(be)?;
     }
-    let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
-    Ok(OfflineBatch {
-        msgs,
-        truncated: dropped > 0,
-    })
+    Ok(batch)
 }
 
 // ----- groups -----

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tern_core::store::{StoreError, StoreResult};
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS messages (
     inboxed       BOOLEAN NOT NULL DEFAULT true,
     PRIMARY KEY (conv, seq)
 );
+-- Message ids are unique (version 2); a starting node reads its newest one
+-- here. (Sharded by conv, this would become a table keyed by msg_id.)
+CREATE UNIQUE INDEX IF NOT EXISTS messages_msg_id ON messages (msg_id);
 
 -- Shard key: from_user. Deduplication: a sender's client_msg_id names one
 -- message; the primary key makes a concurrent duplicate fail to commit.
@@ -131,6 +134,21 @@ fn be(e: sqlx::Error) -> StoreError {
     StoreError::backend(e)
 }
 
+/// Version 2 makes `msg_id` unique. A clock that stepped back across a
+/// restart may have repeated ids before: each later copy gets a fresh id
+/// above every stored one, the oldest keeps its own. `SCHEMA` then
+/// creates the index.
+const MIGRATE_1_2: &str = r#"
+WITH top AS (SELECT max(msg_id) AS id FROM messages),
+     later AS (SELECT conv, seq, row_number() OVER (ORDER BY conv, seq) AS n
+               FROM (SELECT conv, seq,
+                            row_number() OVER (PARTITION BY msg_id ORDER BY ts, conv, seq) AS k
+                     FROM messages) x
+               WHERE k > 1)
+UPDATE messages m SET msg_id = top.id + later.n
+FROM top, later WHERE m.conv = later.conv AND m.seq = later.seq;
+"#;
+
 /// Creates or checks the schema in the connection's `search_path`, in one
 /// transaction holding an advisory lock, so that nodes starting at once
 /// migrate one after the other.
@@ -160,7 +178,13 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
             ));
         }
         Some(v) if v == VERSION => {}
-        _ => {
+        found => {
+            if found == Some(1) {
+                sqlx::raw_sql(MIGRATE_1_2)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
             sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(be)?;
             sqlx::query(
                 "INSERT INTO tern_meta (key, value) VALUES ('schema_version', $1) \

@@ -455,3 +455,49 @@ async fn mixed_load_on_two_nodes() {
         assert_eq!(seqs, (1..=n as u64).collect::<Vec<u64>>(), "{conv}");
     }
 }
+
+/// A version 1 schema whose ids repeat (a clock stepped back across a
+/// restart) is upgraded: the oldest copy keeps its id, later copies move
+/// above every stored id, and the new unique index refuses repeats.
+#[tokio::test]
+async fn upgrade_from_version_1_makes_ids_unique() {
+    let Some((store, ctx)) = open().await else {
+        return;
+    };
+    drop(store);
+    let mut c = PgConnection::connect(&ctx.store_url()).await.unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX messages_msg_id; \
+         UPDATE tern_meta SET value = 1 WHERE key = 'schema_version'; \
+         INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) VALUES \
+             ('dm:a:b', 1, 500, 'a', 'text', '1', 1), ('dm:a:b', 2, 900, 'a', 'text', '1', 2), \
+             ('dm:a:b', 3, 500, 'b', 'text', '1', 3), ('dm:a:c', 1, 500, 'a', 'text', '1', 4);",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    let store = reopen(&ctx).await;
+    let id = |conv: &'static str, seq: u64| {
+        let store = store.clone();
+        async move { store.message(conv, seq).await.unwrap().unwrap().msg_id }
+    };
+    assert_eq!(id("dm:a:b", 1).await, 500);
+    assert_eq!(id("dm:a:b", 2).await, 900);
+    let (x, y) = (id("dm:a:b", 3).await, id("dm:a:c", 1).await);
+    assert!(x > 900 && y > 900 && x != y, "{x} {y}");
+    let mut c = PgConnection::connect(&ctx.store_url()).await.unwrap();
+    let repeat = sqlx::query(
+        "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) \
+         VALUES ('dm:a:b', 4, 900, 'a', 'text', '1', 5)",
+    )
+    .execute(&mut c)
+    .await;
+    assert!(repeat.is_err(), "a repeated msg_id was stored");
+    let version: i64 =
+        sqlx::query_scalar("SELECT value FROM tern_meta WHERE key = 'schema_version'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(version, 2);
+}

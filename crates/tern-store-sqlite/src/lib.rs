@@ -348,6 +348,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
+        // In a savepoint of its own: a failure rolls back the unit alone.
+        self.write(move |c| ops::append_unit(c, &batch)).await
+    }
+
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {
+        self.read(move |c| ops::max_msg_id(c, node)).await
+    }
+
     async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
         let conv = conv.to_owned();
         self.read(move |c| ops::max_seq(c, &conv)).await
@@ -431,8 +440,16 @@ impl Store for SqliteStore {
     }
 
     async fn offline_fetch(&self, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
-        let user = user.to_owned();
-        self.write(move |c| ops::offline_fetch(c, &user, cap)).await
+        // Read on a read connection (WAL: beside the writer, which then
+        // only moves the queue positions, when there are any to move).
+        let u = user.to_owned();
+        let (batch, moves) = self.read(move |c| ops::offline_read(c, &u, cap)).await?;
+        if !moves.is_empty() {
+            let u = user.to_owned();
+            self.write(move |c| ops::offline_moves(c, &u, &moves))
+                .await?;
+        }
+        Ok(batch)
     }
 
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {

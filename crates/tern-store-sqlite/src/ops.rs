@@ -2,9 +2,8 @@
 //! operations run inside the writer's transaction (see `lib.rs`); reads on
 //! a read-only connection.
 
-use std::collections::{BTreeSet, HashMap};
-
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use tern_core::offline::{OfflineMerge, QueueSpan};
 use tern_core::store::{
     Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
@@ -175,6 +174,21 @@ fn find_duplicate(c: &Connection, from: &str, cmid: &str) -> StoreResult<Option<
         .map_err(be)
 }
 
+pub fn max_msg_id(c: &Connection, node: u16) -> StoreResult<u64> {
+    // Walks the msg_id index down from the top to this node's newest id.
+    let sql = format!(
+        "SELECT msg_id FROM messages WHERE {} = ?1 ORDER BY msg_id DESC LIMIT 1",
+        tern_core::ids::SQL_NODE_OF_MSG_ID
+    );
+    let v: Option<i64> = c
+        .prepare_cached(&sql)
+        .map_err(be)?
+        .query_row([i64::from(node)], |r| r.get(0))
+        .optional()
+        .map_err(be)?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
 pub fn max_seq(c: &Connection, conv: &str) -> StoreResult<u64> {
     let v: Option<i64> = c
         .prepare_cached("SELECT max_seq FROM convs WHERE conv = ?1")
@@ -199,10 +213,13 @@ fn group_exists(c: &Connection, gid: &str) -> StoreResult<bool> {
         .map_err(be)
 }
 
-fn member_count(c: &Connection, gid: &str) -> StoreResult<u64> {
-    c.prepare_cached("SELECT count(*) FROM group_members WHERE gid = ?1")
+/// The group's member count, counted only up to `limit` (a larger group
+/// answers `limit`): what decides write diffusion costs the limit, not the
+/// group's size, for every message of a large group.
+fn member_count_up_to(c: &Connection, gid: &str, limit: u64) -> StoreResult<u64> {
+    c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = ?1 LIMIT ?2)")
         .map_err(be)?
-        .query_row([gid], |r| r.get::<_, i64>(0))
+        .query_row(params![gid, sql_seq(limit)], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(be)
 }
@@ -373,7 +390,10 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     let inboxed = match &m.group {
         None => true,
         Some(gid) => {
-            m.inbox_members_up_to > 0 && member_count(c, gid)? <= m.inbox_members_up_to as u64
+            m.inbox_members_up_to > 0 && {
+                let up_to = m.inbox_members_up_to as u64;
+                member_count_up_to(c, gid, up_to + 1)? <= up_to
+            }
         }
     };
     c.prepare_cached(
@@ -432,6 +452,34 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         remove_member(c, gid, &m.conv, u, useq, m.ts)?;
     }
     Ok(Appended::New(stored))
+}
+
+/// See `Store::append_unit`. Runs in the job's savepoint: an error rolls
+/// back everything the unit wrote.
+pub fn append_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<StoredMessage>> {
+    let mut exists = c
+        .prepare_cached("SELECT 1 FROM users WHERE user = ?1")
+        .map_err(be)?;
+    for m in batch {
+        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
+            return Err(StoreError::Invalid(
+                "a unit holds membership changes of a group only",
+            ));
+        }
+        if let Some(MemberChange::Join(u)) = &m.change {
+            if !exists.exists([u]).map_err(be)? {
+                return Err(StoreError::NoSuchUser);
+            }
+        }
+    }
+    batch
+        .iter()
+        .map(|m| match append_one(c, m)? {
+            Appended::New(s) => Ok(s),
+            Appended::Refused(r) => Err(r.into()),
+            Appended::Duplicate(_) => Err(StoreError::Conflict),
+        })
+        .collect()
 }
 
 /// A user's row in a conversation.
@@ -723,21 +771,19 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
     })
 }
 
-/// A conversation with something above the user's queue position.
-struct QueueSpan {
-    conv: String,
-    /// Acknowledged up to here.
-    from: u64,
-    /// The highest seq the user can see.
-    to: u64,
-    /// `dm:x:x`: the user's own messages are queued too.
-    own_too: bool,
-}
-
-pub fn offline_fetch(c: &Connection, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
-    let cap = cap as usize;
+/// The offline fetch's read part, on a read connection (off the writer):
+/// the newest `cap` queued messages, read through [`OfflineMerge`] so that
+/// about `cap` rows are read whatever the queue holds. Returns the batch and
+/// the queue positions to move ([`offline_moves`], on the writer).
+pub fn offline_read(
+    c: &Connection,
+    user: &str,
+    cap: u32,
+) -> StoreResult<(OfflineBatch, Vec<(String, u64)>)> {
+    // One snapshot for every page.
+    let tx = c.unchecked_transaction().map_err(be)?;
     let spans: Vec<QueueSpan> = {
-        let mut st = c
+        let mut st = tx
             .prepare_cached(
                 "SELECT uc.conv, uc.inbox_seq, min(cv.max_seq, coalesce(uc.until_seq, cv.max_seq)), \
                         coalesce(uc.peer = uc.user, 0) \
@@ -757,71 +803,52 @@ pub fn offline_fetch(c: &Connection, user: &str, cap: u32) -> StoreResult<Offlin
             .map_err(be)?;
         rows.collect::<Result<_, _>>().map_err(be)?
     };
-    // Newest first, at most cap + 1 per conversation: enough to know
-    // whether anything beyond the cap was queued.
     let sql = format!(
-        "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?2 AND m.seq <= ?3 \
+        "SELECT {MSG_COLS} FROM messages m WHERE m.conv = ?1 AND m.seq > ?2 AND m.seq < ?3 \
          AND m.inboxed = 1 AND (m.from_user <> ?4 OR ?5) ORDER BY m.seq DESC LIMIT ?6"
     );
-    let mut st = c.prepare_cached(&sql).map_err(be)?;
-    let mut queued: Vec<(u64, StoredMessage)> = Vec::new();
-    for span in &spans {
-        let rows = st
-            .query_map(
-                params![
-                    span.conv,
-                    span.from as i64,
-                    span.to as i64,
-                    user,
-                    span.own_too,
-                    cap as i64 + 1
-                ],
-                message_from_row,
-            )
-            .map_err(be)?;
-        let mut msgs: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
-        msgs.reverse();
-        // Queue order is msg_id order, kept monotonic within the
-        // conversation so that its seq order holds even where ids from
-        // several nodes disagree with it.
-        let mut key = 0;
-        for m in msgs {
-            key = key.max(m.msg_id);
-            queued.push((key, m));
+    let mut st = tx.prepare_cached(&sql).map_err(be)?;
+    let mut merge = OfflineMerge::new(spans, cap);
+    loop {
+        let fetches = merge.next_fetches();
+        if fetches.is_empty() {
+            break;
+        }
+        for f in fetches {
+            let span = merge.span(f.span);
+            let rows = st
+                .query_map(
+                    params![
+                        span.conv,
+                        sql_seq(span.from),
+                        sql_seq(f.below),
+                        user,
+                        span.own_too,
+                        i64::from(f.limit)
+                    ],
+                    message_from_row,
+                )
+                .map_err(be)?;
+            let page: Vec<StoredMessage> = rows.collect::<Result<_, _>>().map_err(be)?;
+            merge.feed(f, page);
         }
     }
-    queued.sort_by(|(ka, a), (kb, b)| {
-        ka.cmp(kb)
-            .then_with(|| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)))
-    });
-    let dropped = queued.len().saturating_sub(cap);
-    // What is dropped leaves the queue for good; conversations with nothing
-    // queued (read-diffused groups, the user's own messages) move their
-    // position to the end so that the next fetch skips them.
-    let mut moves: HashMap<&str, u64> = HashMap::new();
-    for (_, m) in &queued[..dropped] {
-        let e = moves.entry(m.conv.as_str()).or_default();
-        *e = (*e).max(m.seq);
-    }
-    let queued_convs: BTreeSet<&str> = queued.iter().map(|(_, m)| m.conv.as_str()).collect();
-    for span in &spans {
-        if !queued_convs.contains(span.conv.as_str()) {
-            moves.insert(span.conv.as_str(), span.to);
-        }
-    }
+    drop(st);
+    tx.finish().map_err(be)?;
+    Ok(merge.finish())
+}
+
+/// Moves queue positions forward (never back), as [`offline_read`] asked.
+pub fn offline_moves(c: &Connection, user: &str, moves: &[(String, u64)]) -> StoreResult<()> {
     let mut up = c
         .prepare_cached(
             "UPDATE user_convs SET inbox_seq = max(inbox_seq, ?3) WHERE user = ?1 AND conv = ?2",
         )
         .map_err(be)?;
-    for (conv, seq) in &moves {
-        up.execute(params![user, conv, *seq as i64]).map_err(be)?;
+    for (conv, seq) in moves {
+        up.execute(params![user, conv, sql_seq(*seq)]).map_err(be)?;
     }
-    let msgs = queued.drain(dropped..).map(|(_, m)| m).collect();
-    Ok(OfflineBatch {
-        msgs,
-        truncated: dropped > 0,
-    })
+    Ok(())
 }
 
 // ----- groups -----

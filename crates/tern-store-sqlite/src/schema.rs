@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
     ON messages (from_user, client_msg_id) WHERE client_msg_id IS NOT NULL;
+-- Message ids are unique (since version 3); a starting node reads its
+-- newest one here.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_msg_id ON messages (msg_id);
 
 -- A user's place in a conversation. For a former group member, until_seq
 -- and until_ts bound what they see. The user's offline queue is derived:
@@ -138,6 +141,15 @@ DROP TABLE offline;
 DROP TABLE offline_state;
 "#;
 
+/// Version 3 makes `msg_id` unique. A clock that stepped back across a
+/// restart may have repeated ids before: each later copy gets a fresh id
+/// above every stored one (its rowid added to the highest id), the oldest
+/// keeps its own. `SCHEMA` then creates the index.
+const MIGRATE_2_3: &str = r#"
+UPDATE messages SET msg_id = (SELECT max(msg_id) FROM messages) + rowid
+WHERE rowid NOT IN (SELECT min(rowid) FROM messages GROUP BY msg_id);
+"#;
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -150,6 +162,9 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let tx = conn.unchecked_transaction()?;
     if version == 1 {
         tx.execute_batch(MIGRATE_1_2)?;
+    }
+    if (1..=2).contains(&version) {
+        tx.execute_batch(MIGRATE_2_3)?;
     }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -217,6 +232,48 @@ mod tests {
         assert_eq!(gone, 0);
         // Opening again is a no-op.
         assert_eq!(migrate(&c).unwrap(), Ok(()));
+    }
+
+    /// A version 2 database whose ids repeat (a clock stepped back across a
+    /// restart) gets unique ids: the oldest copy keeps its id, later ones
+    /// move above every stored id; then the index refuses repeats.
+    #[test]
+    fn upgrade_from_version_2_makes_ids_unique() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(
+            "DROP INDEX messages_msg_id;
+             PRAGMA user_version = 2;
+             INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) VALUES
+                 ('dm:a:b', 1, 500, 'a', 'text', '\"x\"', 1),
+                 ('dm:a:b', 2, 900, 'a', 'text', '\"x\"', 1),
+                 ('dm:a:b', 3, 500, 'b', 'text', '\"x\"', 1),
+                 ('dm:a:c', 1, 500, 'a', 'text', '\"x\"', 1);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let ids: Vec<(String, i64, i64)> = {
+            let mut st = c
+                .prepare("SELECT conv, seq, msg_id FROM messages ORDER BY rowid")
+                .unwrap();
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(ids[0].2, 500);
+        assert_eq!(ids[1].2, 900);
+        assert!(ids[2].2 > 900 && ids[3].2 > 900 && ids[2].2 != ids[3].2);
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        let repeat = c.execute(
+            "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts) \
+             VALUES ('dm:a:b', 4, 900, 'a', 'text', '1', 1)",
+            [],
+        );
+        assert!(repeat.is_err(), "a repeated msg_id was stored");
     }
 
     #[test]

@@ -13,4 +13,5 @@ mod reading;
 mod rooms;
 mod scale;
 mod session;
+mod store;
 mod tls;

@@ -97,7 +97,7 @@ impl Target {
         self.nodes[0].1
     }
 
-    async fn post(
+    pub async fn post(
         &self,
         path: &str,
         token: Option<&str>,

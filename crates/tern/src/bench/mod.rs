@@ -3,13 +3,15 @@
 //! throughput, latency percentiles, its own CPU use and the server's memory.
 //!
 //! Scenarios: `connect` (idle connections, RSS per connection), `dm` (1:1
-//! pairs), `group` (fan-out), `room` (live-room broadcast). Each creates its
+//! pairs), `group` (fan-out), `room` (live-room broadcast), `grow` (1:1
+//! pairs while a group grows). Each creates its
 //! own users under a fresh prefix, so runs never interfere.
 
 mod client;
 mod connect;
 mod dm;
 mod group;
+mod grow;
 mod load;
 mod plot;
 mod report;
@@ -29,6 +31,9 @@ pub enum BenchCmd {
     Group(GroupArgs),
     /// One live room with N member connections and an offered send rate.
     Room(RoomArgs),
+    /// 1:1 pairs at an offered rate while one group grows by --step
+    /// members per call up to --members.
+    Grow(GrowArgs),
 }
 
 /// Options every scenario takes.
@@ -136,6 +141,27 @@ pub struct RoomArgs {
     pub devices: usize,
 }
 
+#[derive(Args, Clone)]
+pub struct GrowArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Offered total 1:1 rate, messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of sending (cover the growth).
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Members the group ends with (the owner included).
+    #[arg(long, default_value_t = 100_000)]
+    pub members: usize,
+    /// Members added per call (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub step: usize,
+}
+
 /// Runs one scenario on a fresh multi-threaded runtime.
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -152,6 +178,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             BenchCmd::Dm(a) => (a.common.clone(), dm::run(a).await?),
             BenchCmd::Group(a) => (a.common.clone(), group::run(a).await?),
             BenchCmd::Room(a) => (a.common.clone(), room::run(a).await?),
+            BenchCmd::Grow(a) => (a.common.clone(), grow::run(a).await?),
         };
         report::emit(&common, &report)
     })
