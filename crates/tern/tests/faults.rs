@@ -104,23 +104,35 @@ async fn crash_loop_loses_and_duplicates_nothing() {
 // Lossy network
 // ---------------------------------------------------------------------------
 
+/// What the proxy does, per chunk of bytes it forwards.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Probability that the connection is cut (both directions at once).
+    cut: f64,
+    /// Probability that the chunk stalls 200-600 ms first: what a lost
+    /// packet costs the application (TCP retransmits it after a timeout,
+    /// holding everything behind it).
+    stall: f64,
+    /// Every chunk is held a random 0..=this many ms.
+    max_delay_ms: u64,
+}
+
 /// What the proxy did.
 #[derive(Default)]
 struct ProxyCounts {
     conns: AtomicU64,
     cuts: AtomicU64,
+    stalls: AtomicU64,
     chunks: AtomicU64,
 }
 
-/// A TCP proxy on 127.0.0.1 in front of `upstream`: each chunk is held a
-/// random 0-`max_delay_ms` ms, and with probability `cut` per chunk the
-/// connection is cut (both sides dropped at once, in whichever direction
-/// the chunk was going, so requests and replies are both lost). Runs until
-/// the returned task is aborted.
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that applies `faults`
+/// to every chunk in either direction (a cut drops both sides at once, so
+/// requests and replies are both lost). Runs until the returned task is
+/// aborted.
 async fn faulty_proxy(
     upstream: SocketAddr,
-    cut: f64,
-    max_delay_ms: u64,
+    faults: Faults,
     seed: u64,
     counts: Arc<ProxyCounts>,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
@@ -147,20 +159,11 @@ async fn faulty_proxy(
                     cr,
                     sw,
                     Rng(seed | 1),
-                    cut,
-                    max_delay_ms,
+                    faults,
                     counts.clone(),
                     cut_now.clone(),
                 );
-                let b = pipe(
-                    sr,
-                    cw,
-                    Rng((seed >> 1) | 1),
-                    cut,
-                    max_delay_ms,
-                    counts,
-                    cut_now,
-                );
+                let b = pipe(sr, cw, Rng((seed >> 1) | 1), faults, counts, cut_now);
                 tokio::join!(a, b);
             });
         }
@@ -172,8 +175,7 @@ async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut rng: Rng,
-    cut: f64,
-    max_delay_ms: u64,
+    faults: Faults,
     counts: Arc<ProxyCounts>,
     cut_now: Arc<tokio::sync::Notify>,
 ) {
@@ -184,13 +186,18 @@ async fn pipe(
             _ = cut_now.notified() => return,
         };
         counts.chunks.fetch_add(1, Ordering::Relaxed);
-        if rng.chance(cut) {
+        if rng.chance(faults.cut) {
             counts.cuts.fetch_add(1, Ordering::Relaxed);
             cut_now.notify_waiters();
             return;
         }
-        if max_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(rng.below(max_delay_ms + 1))).await;
+        let mut delay = rng.below(faults.max_delay_ms + 1);
+        if rng.chance(faults.stall) {
+            counts.stalls.fetch_add(1, Ordering::Relaxed);
+            delay += 200 + rng.below(400);
+        }
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
@@ -200,23 +207,32 @@ async fn pipe(
     cut_now.notify_waiters();
 }
 
-/// Four users talk through a proxy that delays every chunk and cuts
-/// connections at random (2% of chunks, both directions) for
-/// `TERN_LOSSY_SECS` seconds (default 6); they retry with the same
-/// `client_msg_id` and drop duplicates by seq and `msg_id`. Every
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Four users talk through a proxy that delays every chunk (0-5 ms),
+/// stalls some as a lost packet would (`TERN_LOSSY_STALL`, default 10% of
+/// chunks) and cuts connections at random (`TERN_LOSSY_CUT`, default 2% of
+/// chunks) for `TERN_LOSSY_SECS` seconds (default 6); they retry with the
+/// same `client_msg_id` and drop duplicates by seq and `msg_id`. Every
 /// application sees every message exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_network_every_message_once_in_order() {
     let secs = env_usize("TERN_LOSSY_SECS", 6) as u64;
-    let cut: f64 = std::env::var("TERN_LOSSY_CUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.02);
+    let faults = Faults {
+        cut: env_f64("TERN_LOSSY_CUT", 0.02),
+        stall: env_f64("TERN_LOSSY_STALL", 0.1),
+        max_delay_ms: 5,
+    };
     let mut rng = Rng::seeded("lossy_network");
     let dir = tempfile::tempdir().unwrap();
     let server = Tern::start(dir.path()).await;
     let counts = Arc::new(ProxyCounts::default());
-    let (proxy, proxy_task) = faulty_proxy(server.addr, cut, 5, rng.next(), counts.clone()).await;
+    let (proxy, proxy_task) = faulty_proxy(server.addr, faults, rng.next(), counts.clone()).await;
     let (_ptx, prx) = watch::channel(proxy);
     let (_stx, srx) = watch::channel(server.addr);
     let target = Target { ws: prx, http: srx };
@@ -252,12 +268,16 @@ async fn lossy_network_every_message_once_in_order() {
     }
     let total = resume_and_verify(&server, peers).await;
     println!(
-        "lossy_network: secs={secs} cut_per_chunk={cut} proxy_conns={} proxy_cuts={} proxy_chunks={} \
+        "lossy_network: secs={secs} cut_per_chunk={} stall_per_chunk={} proxy_conns={} proxy_cuts={} \
+         proxy_stalls={} proxy_chunks={} \
          sent={} acknowledged={} lost=0 duplicated_after_dedup=0 send_attempts={} \
          retries_answered_duplicate={} rate_limited={} connects={} delivered_live={} \
          delivered_offline={} delivered_from_history={} own_sends_from_history={} duplicate_frames_dropped={}",
+        faults.cut,
+        faults.stall,
         counts.conns.load(Ordering::Relaxed),
         counts.cuts.load(Ordering::Relaxed),
+        counts.stalls.load(Ordering::Relaxed),
         counts.chunks.load(Ordering::Relaxed),
         total.sent,
         total.acknowledged,
