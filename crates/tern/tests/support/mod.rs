@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod peer;
+
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,868 @@
+//! Faults, with numbers (docs/RELIABILITY.md): the real `tern` binary under
+//! `kill -9` restarts, a faulty network path and slow consumers, with
+//! clients that behave as PROTOCOL.md asks (retry a send with the same
+//! `client_msg_id`, drop duplicates by `msg_id`, fill seq gaps from
+//! history, ack cumulatively). Each test checks "no loss, no duplicate, in
+//! order" from every application's point of view and prints what it
+//! counted.
+//!
+//! Short forms run in CI; the long forms take their size from the
+//! environment: `TERN_CRASH_LOOPS` (kills), `TERN_LOSSY_SECS` (seconds of
+//! traffic through the proxy), `TERN_SLOW_CONNS` (slow consumers).
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
+
+mod support;
+use support::peer::{env_usize, frames, make_peers, resume_and_verify, Rng, Target, Ws};
+use support::Tern;
+
+// ---------------------------------------------------------------------------
+// Crash loop
+// ---------------------------------------------------------------------------
+
+/// Four users send to each other and to their group continuously while the
+/// server is killed with SIGKILL and restarted `TERN_CRASH_LOOPS` times
+/// (default 3). Afterwards every acknowledged message is in history exactly
+/// once with the seq and msg_id its sender was told, seqs are gap-free, and
+/// every recipient's application saw exactly the history, in order (live,
+/// from the offline batch after resuming, or from history).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_loses_and_duplicates_nothing() {
+    let loops = env_usize("TERN_CRASH_LOOPS", 3);
+    let mut rng = Rng::seeded("crash_loop");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let (tx, rx) = watch::channel(server.addr);
+    let target = Target {
+        ws: rx.clone(),
+        http: rx,
+    };
+    let peers = make_peers(&server, vec![target; 4], Duration::from_millis(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = peers
+        .into_iter()
+        .map(|mut p| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                p.run(stop).await;
+                p
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut server = server;
+    for _ in 0..loops {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+        server.kill9().await;
+        server = Tern::start(dir.path()).await;
+        tx.send(server.addr).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut peers = Vec::new();
+    for t in tasks {
+        peers.push(
+            timeout(Duration::from_secs(60), t)
+                .await
+                .expect("peer stops")
+                .unwrap(),
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = resume_and_verify(&server, peers).await;
+    println!(
+        "crash_loop: kills={loops} secs={secs:.1} sent={} acknowledged={} lost=0 duplicated_after_dedup=0 \
+         send_attempts={} retries_answered_duplicate={} rate_limited={} connects={} \
+         delivered_live={} delivered_offline={} delivered_from_history={} own_sends_from_history={} duplicate_frames_dropped={}",
+        total.sent,
+        total.acknowledged,
+        total.attempts,
+        total.dup_replies,
+        total.rate_limited,
+        total.connects,
+        total.by_push,
+        total.by_offline,
+        total.by_history,
+        total.own_from_history,
+        total.dup_dropped
+    );
+    assert!(total.acknowledged > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Lossy network
+// ---------------------------------------------------------------------------
+
+/// What the proxy does, per chunk of bytes it forwards.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Probability that the connection is cut (both directions at once).
+    cut: f64,
+    /// Probability that the chunk stalls 200-600 ms first: what a lost
+    /// packet costs the application (TCP retransmits it after a timeout,
+    /// holding everything behind it).
+    stall: f64,
+    /// Every chunk is held a random 0..=this many ms.
+    max_delay_ms: u64,
+}
+
+/// What the proxy did.
+#[derive(Default)]
+struct ProxyCounts {
+    conns: AtomicU64,
+    cuts: AtomicU64,
+    stalls: AtomicU64,
+    chunks: AtomicU64,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that applies `faults`
+/// to every chunk in either direction (a cut drops both sides at once, so
+/// requests and replies are both lost). Runs until the returned task is
+/// aborted.
+async fn faulty_proxy(
+    upstream: SocketAddr,
+    faults: Faults,
+    seed: u64,
+    counts: Arc<ProxyCounts>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let Ok((client, _)) = l.accept().await else {
+                return;
+            };
+            n += 1;
+            counts.conns.fetch_add(1, Ordering::Relaxed);
+            let counts = counts.clone();
+            let seed = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let cut_now = Arc::new(tokio::sync::Notify::new());
+                let a = pipe(
+                    cr,
+                    sw,
+                    Rng(seed | 1),
+                    faults,
+                    counts.clone(),
+                    cut_now.clone(),
+                );
+                let b = pipe(sr, cw, Rng((seed >> 1) | 1), faults, counts, cut_now);
+                tokio::join!(a, b);
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut rng: Rng,
+    faults: Faults,
+    counts: Arc<ProxyCounts>,
+    cut_now: Arc<tokio::sync::Notify>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+            _ = cut_now.notified() => return,
+        };
+        counts.chunks.fetch_add(1, Ordering::Relaxed);
+        if rng.chance(faults.cut) {
+            counts.cuts.fetch_add(1, Ordering::Relaxed);
+            cut_now.notify_waiters();
+            return;
+        }
+        let mut delay = rng.below(faults.max_delay_ms + 1);
+        if rng.chance(faults.stall) {
+            counts.stalls.fetch_add(1, Ordering::Relaxed);
+            delay += 200 + rng.below(400);
+        }
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+    cut_now.notify_waiters();
+}
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Four users talk through a proxy that delays every chunk (0-5 ms),
+/// stalls some as a lost packet would (`TERN_LOSSY_STALL`, default 10% of
+/// chunks) and cuts connections at random (`TERN_LOSSY_CUT`, default 2% of
+/// chunks) for `TERN_LOSSY_SECS` seconds (default 6); they retry with the
+/// same `client_msg_id` and drop duplicates by seq and `msg_id`. Every
+/// application sees every message exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_network_every_message_once_in_order() {
+    let secs = env_usize("TERN_LOSSY_SECS", 6) as u64;
+    let faults = Faults {
+        cut: env_f64("TERN_LOSSY_CUT", 0.02),
+        stall: env_f64("TERN_LOSSY_STALL", 0.1),
+        max_delay_ms: 5,
+    };
+    let mut rng = Rng::seeded("lossy_network");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let counts = Arc::new(ProxyCounts::default());
+    let (proxy, proxy_task) = faulty_proxy(server.addr, faults, rng.next(), counts.clone()).await;
+    let (_ptx, prx) = watch::channel(proxy);
+    let (_stx, srx) = watch::channel(server.addr);
+    let target = Target { ws: prx, http: srx };
+    let peers = make_peers(&server, vec![target; 4], Duration::from_millis(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = peers
+        .into_iter()
+        .map(|mut p| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                p.run(stop).await;
+                p
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut peers = Vec::new();
+    for t in tasks {
+        peers.push(
+            timeout(Duration::from_secs(60), t)
+                .await
+                .expect("peer stops")
+                .unwrap(),
+        );
+    }
+    // The final resume also goes through the proxy; take the faults away
+    // for it so the check itself cannot be cut.
+    proxy_task.abort();
+    let (_qtx, direct) = watch::channel(server.addr);
+    for p in &mut peers {
+        p.target.ws = direct.clone();
+    }
+    let total = resume_and_verify(&server, peers).await;
+    println!(
+        "lossy_network: secs={secs} cut_per_chunk={} stall_per_chunk={} proxy_conns={} proxy_cuts={} \
+         proxy_stalls={} proxy_chunks={} \
+         sent={} acknowledged={} lost=0 duplicated_after_dedup=0 send_attempts={} \
+         retries_answered_duplicate={} rate_limited={} connects={} delivered_live={} \
+         delivered_offline={} delivered_from_history={} own_sends_from_history={} duplicate_frames_dropped={}",
+        faults.cut,
+        faults.stall,
+        counts.conns.load(Ordering::Relaxed),
+        counts.cuts.load(Ordering::Relaxed),
+        counts.stalls.load(Ordering::Relaxed),
+        counts.chunks.load(Ordering::Relaxed),
+        total.sent,
+        total.acknowledged,
+        total.attempts,
+        total.dup_replies,
+        total.rate_limited,
+        total.connects,
+        total.by_push,
+        total.by_offline,
+        total.by_history,
+        total.own_from_history,
+        total.dup_dropped
+    );
+    assert!(
+        counts.cuts.load(Ordering::Relaxed) > 0,
+        "the proxy cut connections"
+    );
+    assert!(total.acknowledged > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Slow consumers
+// ---------------------------------------------------------------------------
+
+/// Registers and logs in `user` from its own loopback source address
+/// (127.0.0.2 and up), so per-address admission limits do not stand in
+/// the way of a test that needs many users.
+async fn user_from(server: &Tern, user: &str, i: usize) -> String {
+    let ip = std::net::Ipv4Addr::new(127, 0, (2 + i / 250) as u8, (2 + i % 250) as u8);
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(ip))
+        .build()
+        .unwrap();
+    let body = json!({"user": user, "password": support::PASSWORD});
+    let r = http
+        .post(server.url("/v1/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "register {user}");
+    let r = http
+        .post(server.url("/v1/sessions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "login {user}");
+    let v: Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// A WebSocket that authenticates, takes its offline batch and then never
+/// reads again; its receive buffer is small so that the server's queue,
+/// not the kernel's, absorbs what it is sent.
+async fn slow_reader(addr: SocketAddr, token: &str) -> Ws {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = timeout(support::WAIT, sock.connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("ws://{addr}/v1/ws");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    let auth = json!({"type": "auth", "id": "1", "token": token, "device": "slow"});
+    ws.send(Message::Text(auth.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        let m = timeout(support::WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "offline_done" {
+                return ws;
+            }
+            assert_ne!(v["type"], "error", "{v}");
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One sender writes `n` group messages, one at a time; `readers` fast
+/// readers take every push, ack, and record each message's latency (send
+/// to receipt, microseconds). Returns the sorted latencies. Each reader
+/// must get all `n`, exactly once, in seq order.
+async fn group_traffic(
+    server: &Tern,
+    sender: &str,
+    readers: &[(String, String)],
+    gid: &str,
+    n: usize,
+    phase: &str,
+) -> Vec<u64> {
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    let ready = Arc::new(tokio::sync::Barrier::new(readers.len() + 1));
+    for (user, token) in readers {
+        let addr = server.addr;
+        let token = token.clone();
+        let user = user.clone();
+        let ready = ready.clone();
+        let phase = phase.to_owned();
+        let conv = format!("group:{gid}");
+        tasks.push(tokio::spawn(async move {
+            let url = format!("ws://{addr}/v1/ws");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let auth = json!({"type": "auth", "id": "1", "token": token, "device": phase});
+            ws.send(Message::Text(auth.to_string().into()))
+                .await
+                .unwrap();
+            loop {
+                let m = timeout(support::WAIT, ws.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == "offline_done" {
+                        break;
+                    }
+                }
+            }
+            ready.wait().await;
+            let mut lat = Vec::with_capacity(n);
+            let mut last_seq = 0;
+            let mut got = 0;
+            let mut last_ack = Instant::now();
+            while got < n {
+                let m = timeout(support::WAIT, ws.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{user}: fast reader starved after {got} of {n}"))
+                    .unwrap()
+                    .unwrap();
+                let Message::Text(t) = m else { continue };
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                for f in frames(v) {
+                    if f["type"] != "msg" || f["msg"]["kind"] == "system" {
+                        continue;
+                    }
+                    let seq = f["msg"]["seq"].as_u64().unwrap();
+                    assert!(seq > last_seq, "{user}: seq {seq} after {last_seq}");
+                    last_seq = seq;
+                    let c = f["msg"]["content"].as_str().unwrap();
+                    if let Some(rest) = c.strip_prefix(&format!("{phase} ")) {
+                        let sent: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+                        lat.push(epoch.elapsed().as_micros() as u64 - sent);
+                        got += 1;
+                    }
+                }
+                if last_ack.elapsed() > Duration::from_millis(50) {
+                    let a = json!({"type": "ack", "conv": conv, "seq": last_seq});
+                    ws.send(Message::Text(a.to_string().into())).await.unwrap();
+                    last_ack = Instant::now();
+                }
+            }
+            let _ = ws.close(None).await;
+            lat
+        }));
+    }
+    ready.wait().await;
+    // The sender.
+    let url = format!("ws://{}/v1/ws", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let auth = json!({"type": "auth", "id": "a", "token": sender, "device": phase});
+    ws.send(Message::Text(auth.to_string().into()))
+        .await
+        .unwrap();
+    let pad = "x".repeat(PAD);
+    for i in 0..n {
+        let content = format!("{phase} {} {pad}", epoch.elapsed().as_micros());
+        let f = json!({"type": "send", "id": format!("{i}"), "group": gid,
+            "client_msg_id": format!("{phase}-{i}"), "kind": "text", "content": content});
+        ws.send(Message::Text(f.to_string().into())).await.unwrap();
+        loop {
+            let m = timeout(support::WAIT, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "ok" && v["id"] == format!("{i}") {
+                break;
+            }
+            if v["type"] == "error" && v["code"] == "rate_limited" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ws.send(Message::Text(f.to_string().into())).await.unwrap();
+                continue;
+            }
+            assert_ne!(v["type"], "error", "{v}");
+        }
+        // ~100 sends/s keeps the sender under the default frame rate.
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(timeout(Duration::from_secs(60), t).await.unwrap().unwrap());
+    }
+    all.sort_unstable();
+    all
+}
+
+/// Padding of each message of the slow-consumer test: large pushes fill
+/// the kernel's socket buffers quickly, so the server's own queue bound is
+/// what stops a reader that does not read.
+const PAD: usize = 12_000;
+/// `limits.outbound_queue` in the slow-consumer test.
+const SLOW_QUEUE: usize = 64;
+
+fn p99(sorted: &[u64]) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+}
+
+/// `TERN_SLOW_CONNS` (default 50) members of a group connect and then
+/// never read at the TCP level, while one member sends to the group and
+/// four fast members read. Each slow connection is cut off at its bound
+/// (`limits.outbound_queue`, 64 here): it ends with close 4008 or a reset;
+/// the server's RSS stays bounded; the fast readers get every message in
+/// order. The fast readers' p99 latency is measured without and with the
+/// slow ones (printed, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
+    let slow_n = env_usize("TERN_SLOW_CONNS", 50);
+    let msgs = env_usize("TERN_SLOW_MSGS", 400);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = support::tern_cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    cmd.env("TERN_LIMITS__OUTBOUND_QUEUE", SLOW_QUEUE.to_string());
+    let server = Tern::spawn(cmd).await;
+    let pid = server.pid();
+    let sender = server.user("sender").await;
+    let mut fast = Vec::new();
+    for i in 0..4 {
+        let u = format!("fast{i}");
+        fast.push((u.clone(), server.user(&u).await));
+    }
+    let members: Vec<String> = fast.iter().map(|(u, _)| u.clone()).collect();
+    let (st, g) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/groups",
+            Some(&sender),
+            Some(json!({"name": "slow", "members": members})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    let gid = g["group"].as_str().unwrap().to_owned();
+
+    // Phase 1: no slow consumers.
+    let rss0 = rss_kib(pid);
+    let base = group_traffic(&server, &sender, &fast, &gid, msgs, "base").await;
+
+    // Phase 2: the slow consumers join and stop reading.
+    let mut slow_tokens = Vec::new();
+    for i in 0..slow_n {
+        slow_tokens.push(user_from(&server, &format!("slow{i}"), i).await);
+    }
+    for chunk in (0..slow_n).collect::<Vec<_>>().chunks(100) {
+        let users: Vec<String> = chunk.iter().map(|i| format!("slow{i}")).collect();
+        let (st, b) = server
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/groups/{gid}/members"),
+                Some(&sender),
+                Some(json!({"users": users})),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let mut slow = Vec::new();
+    for t in &slow_tokens {
+        slow.push(slow_reader(server.addr, t).await);
+    }
+    let rss1 = rss_kib(pid);
+    let peak = Arc::new(AtomicU64::new(rss1));
+    let sampling = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let loaded = group_traffic(&server, &sender, &fast, &gid, msgs, "slow").await;
+    sampling.abort();
+    let rss2 = rss_kib(pid);
+
+    // Every slow connection was cut: reading it now drains what the
+    // kernel held and ends with the server's close (4008) or a reset/EOF.
+    let (mut closed_4008, mut reset, mut other_close) = (0, 0, 0);
+    for mut ws in slow {
+        let end = timeout(Duration::from_secs(30), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(c))) => return Some(c.map(|c| u16::from(c.code))),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .expect("a slow consumer was never cut off");
+        match end {
+            Some(Some(4008)) => closed_4008 += 1,
+            None => reset += 1,
+            Some(_) => other_close += 1,
+        }
+    }
+    assert_eq!(other_close, 0, "slow consumers end with 4008 or a reset");
+    assert_eq!(closed_4008 + reset, slow_n);
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kicks = metrics
+        .lines()
+        .find(|l| l.starts_with("tern_slow_reader_closes_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("?")
+        .to_owned();
+    let peak = peak.load(Ordering::Relaxed);
+    println!(
+        "slow_consumers: slow_conns={slow_n} msgs_per_phase={msgs} fast_readers=4 \
+         cut_4008={closed_4008} cut_reset={reset} tern_slow_reader_closes_total={kicks} \
+         rss_kib_start={rss0} rss_kib_with_slow_connected={rss1} rss_kib_peak={peak} rss_kib_end={rss2} \
+         fast_p50_us_without={} fast_p99_us_without={} fast_p50_us_with={} fast_p99_us_with={}",
+        base[base.len() / 2],
+        p99(&base),
+        loaded[loaded.len() / 2],
+        p99(&loaded)
+    );
+    // Bounded memory: each slow connection holds at most its queue of
+    // frames (even if no frame were shared between connections), plus a
+    // fixed allowance; unbounded queues would hold every message.
+    let bound = rss0 + 128 * 1024 + (slow_n * SLOW_QUEUE * (PAD + 512) / 1024) as u64;
+    assert!(
+        peak < bound,
+        "RSS grew from {rss0} to {peak} KiB (bound {bound})"
+    );
+    assert_eq!(base.len(), 4 * msgs);
+    assert_eq!(loaded.len(), 4 * msgs);
+}
+
+// ---------------------------------------------------------------------------
+// Reconnect storm
+// ---------------------------------------------------------------------------
+
+/// Connects from `src` (a loopback address of its own, so 10,000 clients
+/// never run out of ports), authenticates and takes the offline batch.
+/// Returns the socket and how many `msg` frames came before
+/// `offline_done`; `Err` for a refusal or failure (the caller retries).
+async fn resume(
+    src: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    token: &str,
+) -> Result<(Ws, u64), String> {
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(SocketAddr::new(src.into(), 0))
+        .map_err(|e| e.to_string())?;
+    let stream = timeout(Duration::from_secs(10), sock.connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let url = format!("ws://{addr}/v1/ws");
+    let (mut ws, _) = timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .map_err(|_| "upgrade timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let auth = json!({"type": "auth", "id": "1", "token": token, "device": "d"});
+    ws.send(Message::Text(auth.to_string().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut n = 0;
+    loop {
+        let m = timeout(Duration::from_secs(30), ws.next())
+            .await
+            .map_err(|_| "no offline_done in time".to_string())?
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())?;
+        match m {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                match v["type"].as_str() {
+                    Some("msg") => n += 1,
+                    Some("offline_done") => {
+                        assert_eq!(v["count"].as_u64(), Some(n), "{v}");
+                        return Ok((ws, n));
+                    }
+                    Some("error") => return Err(v.to_string()),
+                    _ => {}
+                }
+            }
+            Message::Close(c) => return Err(format!("closed: {c:?}")),
+            _ => {}
+        }
+    }
+}
+
+fn src_addr(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, (2 + i / 250) as u8, (2 + i % 250) as u8)
+}
+
+/// `TERN_STORM_CLIENTS` (default 300) clients are connected; all of them
+/// drop at once, every third gets one message while away, and then all
+/// reconnect at the same instant (refused ones retry after 100-200 ms).
+/// Every client is back, each offline batch holds exactly what that client
+/// missed, and `/healthz` answers 200 all through the storm. Prints how
+/// long the storm took, the refusals, and `/healthz`'s slowest answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_storm_resumes_everyone_with_what_they_missed() {
+    let n = env_usize("TERN_STORM_CLIENTS", 300);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let sender = server.user("storm-sender").await;
+    let addr = server.addr;
+
+    // Accounts, from many source addresses, some at a time.
+    let setup_started = Instant::now();
+    let tokens: Vec<String> = {
+        let mut out = vec![String::new(); n];
+        let sem = Arc::new(tokio::sync::Semaphore::new(32));
+        let mut tasks = Vec::new();
+        let server = Arc::new(server);
+        for i in 0..n {
+            let sem = sem.clone();
+            let server = server.clone();
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                user_from(&server, &format!("c{i}"), i).await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            out[i] = t.await.unwrap();
+        }
+        let server = Arc::try_unwrap(server).ok().expect("no other owner");
+        // First connection of everyone (this is not the storm yet).
+        let mut conns = Vec::new();
+        for (i, tok) in out.iter().enumerate() {
+            conns.push(
+                resume(src_addr(i), addr, tok)
+                    .await
+                    .expect("first connect")
+                    .0,
+            );
+        }
+        println!(
+            "reconnect_storm: setup of {n} accounts and connections took {:.1}s",
+            setup_started.elapsed().as_secs_f64()
+        );
+        // All drop at once (the process's sockets close together).
+        drop(conns);
+        // Every third client misses one message.
+        for i in (0..n).step_by(3) {
+            loop {
+                let (st, b) = server
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/messages",
+                        Some(&sender),
+                        Some(json!({"to": format!("c{i}"), "client_msg_id": format!("m{i}"), "kind": "text", "content": "while away"})),
+                    )
+                    .await;
+                if st == 429 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                assert_eq!(st, 200, "{b}");
+                break;
+            }
+        }
+        let health = {
+            let http = reqwest::Client::new();
+            let url = server.url("/healthz");
+            let stop = Arc::new(AtomicBool::new(false));
+            let s = stop.clone();
+            let task = tokio::spawn(async move {
+                let (mut worst, mut polls, mut failures) = (Duration::ZERO, 0u64, 0u64);
+                while !s.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match timeout(support::WAIT, http.get(&url).send()).await {
+                        Ok(Ok(r)) if r.status().is_success() => {}
+                        _ => failures += 1,
+                    }
+                    worst = worst.max(t.elapsed());
+                    polls += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (worst, polls, failures)
+            });
+            (stop, task)
+        };
+
+        // The storm: everyone at once.
+        let go = Arc::new(tokio::sync::Barrier::new(n + 1));
+        let refusals = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for (i, tok) in out.iter().enumerate() {
+            let go = go.clone();
+            let tok = tok.clone();
+            let refusals = refusals.clone();
+            tasks.push(tokio::spawn(async move {
+                go.wait().await;
+                let t = Instant::now();
+                let deadline = t + Duration::from_secs(120);
+                let mut attempt = 0u64;
+                loop {
+                    match resume(src_addr(i), addr, &tok).await {
+                        Ok((ws, got)) => return (ws, got, t.elapsed()),
+                        Err(e) => {
+                            refusals.fetch_add(1, Ordering::Relaxed);
+                            assert!(Instant::now() < deadline, "c{i} never got back in: {e}");
+                            attempt += 1;
+                            let jitter = (i as u64 * 7919 + attempt * 104_729) % 100;
+                            tokio::time::sleep(Duration::from_millis(100 + jitter)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        let started = Instant::now();
+        go.wait().await;
+        let mut times = Vec::with_capacity(n);
+        let mut back = Vec::with_capacity(n);
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (ws, got, took) = t.await.unwrap();
+            let missed = u64::from(i % 3 == 0);
+            assert_eq!(
+                got, missed,
+                "c{i}'s offline batch is exactly what it missed"
+            );
+            times.push(took.as_micros() as u64);
+            back.push(ws);
+        }
+        let storm = started.elapsed();
+        health.0.store(true, Ordering::Relaxed);
+        let (worst, polls, failures) = health.1.await.unwrap();
+        times.sort_unstable();
+        println!(
+            "reconnect_storm: clients={n} all_back_secs={:.2} resume_p50_ms={:.1} resume_p99_ms={:.1} \
+             resume_max_ms={:.1} refused_or_failed_attempts={} offline_msgs={} healthz_polls={polls} \
+             healthz_failures={failures} healthz_worst_ms={:.1} server_rss_kib={}",
+            storm.as_secs_f64(),
+            times[n / 2] as f64 / 1000.0,
+            p99(&times) as f64 / 1000.0,
+            *times.last().unwrap() as f64 / 1000.0,
+            refusals.load(Ordering::Relaxed),
+            n.div_ceil(3),
+            worst.as_secs_f64() * 1000.0,
+            rss_kib(server.pid()),
+        );
+        assert_eq!(failures, 0, "/healthz answered 200 all through the storm");
+        drop(back);
+        out
+    };
+    assert_eq!(tokens.len(), n);
+}
