@@ -173,6 +173,47 @@ impl SqliteStore {
         self.submit(false, f).await
     }
 
+    /// Runs `check` and then `f` in the next write transaction without a
+    /// savepoint: `check` only reads, so its error fails this job alone;
+    /// a failure of `f` (SQLite's own) rolls back the whole batch. For
+    /// large jobs, which a savepoint would slow down statement by statement.
+    async fn write_checked<R, C, F>(&self, check: C, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        C: FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn| {
+            let (result, poison) = match check(conn) {
+                Err(e) => (Err(e), false),
+                Ok(()) => {
+                    let r = f(conn);
+                    let poison = r.is_err();
+                    (r, poison)
+                }
+            };
+            let done: Done = Box::new(move |commit| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::backend(CommitFailed(e))),
+                };
+                let _ = tx.send(out);
+            });
+            (done, poison)
+        });
+        if self.writer.send(job).await.is_err() {
+            return Err(StoreError::backend(CommitFailed(
+                "the writer thread is gone".into(),
+            )));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::backend(CommitFailed(
+                "the writer thread is gone".into(),
+            )))
+        })
+    }
+
     async fn submit<R, F>(&self, guarded: bool, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
@@ -349,8 +390,16 @@ impl Store for SqliteStore {
     }
 
     async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
-        // In a savepoint of its own: a failure rolls back the unit alone.
-        self.write(move |c| ops::append_unit(c, &batch)).await
+        // Checked first (reads only), then written without a savepoint: a
+        // refused unit writes nothing, and a large unit does not pay for a
+        // growing statement journal.
+        let batch = std::sync::Arc::new(batch);
+        let b = batch.clone();
+        self.write_checked(
+            move |c| ops::check_unit(c, &b),
+            move |c| ops::append_unit(c, &batch),
+        )
+        .await
     }
 
     async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {

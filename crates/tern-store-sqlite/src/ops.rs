@@ -454,24 +454,53 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     Ok(Appended::New(stored))
 }
 
-/// See `Store::append_unit`. Runs in the job's savepoint: an error rolls
-/// back everything the unit wrote.
-pub fn append_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<StoredMessage>> {
+/// Checks a unit before anything is written (see `Store::append_unit`):
+/// only membership changes, every user to add exists, the group exists
+/// (or, for its creation, does not).
+pub fn check_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<()> {
     let mut exists = c
         .prepare_cached("SELECT 1 FROM users WHERE user = ?1")
         .map_err(be)?;
+    let mut creates = false;
     for m in batch {
-        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
+        let Some(gid) = &m.group else {
+            return Err(StoreError::Invalid(
+                "a unit holds membership changes of a group only",
+            ));
+        };
+        match &m.change {
+            None => {
+                return Err(StoreError::Invalid(
+                    "a unit holds membership changes of a group only",
+                ))
+            }
+            Some(MemberChange::Create { .. }) => {
+                if group_exists(c, gid)? {
+                    return Err(StoreError::Conflict);
+                }
+                creates = true;
+            }
+            Some(MemberChange::Join(u)) => {
+                if !exists.exists([u]).map_err(be)? {
+                    return Err(StoreError::NoSuchUser);
+                }
+            }
+            Some(MemberChange::Leave(_)) => {}
+        }
+        if m.client_msg_id.is_some() {
             return Err(StoreError::Invalid(
                 "a unit holds membership changes of a group only",
             ));
         }
-        if let Some(MemberChange::Join(u)) = &m.change {
-            if !exists.exists([u]).map_err(be)? {
-                return Err(StoreError::NoSuchUser);
-            }
+        if !creates && !group_exists(c, gid)? {
+            return Err(StoreError::NoSuchGroup);
         }
     }
+    Ok(())
+}
+
+/// Writes a unit that [`check_unit`] accepted; fails only when SQLite does.
+pub fn append_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<StoredMessage>> {
     batch
         .iter()
         .map(|m| match append_one(c, m)? {
