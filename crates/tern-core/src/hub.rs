@@ -79,8 +79,11 @@ impl Conn {
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(flume::TrySendError::Full(_)) => {
-                metrics::counter!("tern_slow_reader_closes_total").increment(1);
-                self.kick(close::POLICY);
+                // Pushes keep arriving until the connection is gone: count
+                // the close, not every push that found the queue full.
+                if self.kick(close::POLICY) {
+                    metrics::counter!("tern_slow_reader_closes_total").increment(1);
+                }
                 false
             }
             Err(flume::TrySendError::Disconnected(_)) => false,
@@ -95,24 +98,27 @@ impl Conn {
         match tokio::time::timeout(REPLY_WAIT, self.tx.send_async(Outbound::Frame(frame))).await {
             Ok(Ok(())) => true,
             Err(_) => {
-                metrics::counter!("tern_slow_reader_closes_total").increment(1);
-                self.kick(close::POLICY);
+                if self.kick(close::POLICY) {
+                    metrics::counter!("tern_slow_reader_closes_total").increment(1);
+                }
                 false
             }
             Ok(Err(_)) => false,
         }
     }
 
-    /// Asks the connection to close with `code`. The first code wins.
-    pub fn kick(&self, code: u16) {
-        if self
+    /// Asks the connection to close with `code`. The first code wins;
+    /// returns whether this call was the first.
+    pub fn kick(&self, code: u16) -> bool {
+        let first = self
             .close_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             // Both the reader and the writer wait on this.
             self.closing.notify_waiters();
         }
+        first
     }
 
     /// Resolves once `kick` was called; returns the close code.
@@ -368,6 +374,11 @@ mod tests {
         assert_eq!(hub.deliver(&push), 1);
         assert_eq!(hub.deliver(&push), 1);
         assert_eq!(hub.deliver(&push), 0);
+        assert_eq!(c.close_code(), Some(close::POLICY));
+        // Later pushes find it closing: the first kick alone counts as a
+        // close, and its code stays.
+        assert_eq!(hub.deliver(&push), 0);
+        assert!(!c.kick(close::REPLACED));
         assert_eq!(c.close_code(), Some(close::POLICY));
     }
 
