@@ -529,6 +529,9 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         dir.path().to_str().unwrap(),
     ]);
     cmd.env("TERN_LIMITS__OUTBOUND_QUEUE", SLOW_QUEUE.to_string());
+    // The group keeps one diffusion tier in both phases (per-member pushes,
+    // no storm window), so the phases differ only by the slow consumers.
+    cmd.env("TERN_GROUPS__WRITE_LIMIT", (slow_n + 8).max(500).to_string());
     let server = Tern::spawn(cmd).await;
     let pid = server.pid();
     let sender = server.user("sender").await;
