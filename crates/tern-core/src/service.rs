@@ -40,6 +40,12 @@ pub struct CoreConfig {
     pub write_limit: usize,
     /// Most members a group may have.
     pub max_group_size: usize,
+    /// Most groups one user may be a member of: creating a group or adding
+    /// a user at this many is refused (`forbidden`).
+    pub max_groups_per_user: usize,
+    /// Most unanswered friend requests one user may have sent: asking one
+    /// more user is refused (`forbidden`); accepting is not.
+    pub max_outgoing_requests: usize,
     /// Append pipelines committing concurrently (conversations are spread
     /// over them; each conversation keeps one).
     pub commit_lanes: usize,
@@ -378,7 +384,30 @@ impl Core {
             return Err(CoreError::invalid("cannot befriend oneself"));
         }
         self.require_user(other).await?;
+        self.check_outgoing_cap(user, other).await?;
         Ok(self.store.friend_request(user, other, now_ms()).await?)
+    }
+
+    /// Refuses a request that would leave `user` with more unanswered
+    /// requests than the cap. Accepting `other`'s request, or asking again,
+    /// adds none, so it passes. The lists are read only at the cap.
+    async fn check_outgoing_cap(&self, user: &str, other: &str) -> CoreResult<()> {
+        let cap = self.cfg.max_outgoing_requests as u64;
+        if self.store.outgoing_request_count(user).await? < cap {
+            return Ok(());
+        }
+        let l = self.store.friends(user).await?;
+        let known = |v: &[String]| v.iter().any(|u| u == other);
+        if known(&l.incoming) || known(&l.outgoing) || known(&l.friends) {
+            return Ok(());
+        }
+        Err(CoreError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{cap} friend requests are unanswered, the most one user may have \
+                 (rate.friend_requests_outstanding)"
+            ),
+        ))
     }
 
     pub async fn friend_delete(&self, user: &str, other: &str) -> CoreResult<()> {
@@ -825,6 +854,8 @@ impl Core {
                 self.cfg.max_group_size
             )));
         }
+        self.check_group_cap(std::iter::once(owner).chain(members.iter().copied()))
+            .await?;
         let gid = new_group_id();
         let mut jobs = Vec::with_capacity(members.len() + 1);
         let created = system_content("group_created", owner);
@@ -876,6 +907,25 @@ impl Core {
         Ok(out)
     }
 
+    /// Refuses (`forbidden`) when any of `users` is already in the most
+    /// groups one user may be in. Checked before the unit is written, so
+    /// concurrent calls may each pass and overshoot the cap by the calls in
+    /// flight: it bounds what one user's membership costs, not an exact quota.
+    async fn check_group_cap<'a>(&self, users: impl Iterator<Item = &'a str>) -> CoreResult<()> {
+        let cap = self.cfg.max_groups_per_user as u64;
+        for u in users {
+            if self.store.group_count(u).await? >= cap {
+                return Err(CoreError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "{u} is in {cap} groups, the most one user may be in (groups.max_per_user)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The group, for one of its members.
     pub async fn group(&self, user: &str, gid: &str) -> CoreResult<Arc<GroupView>> {
         let view = self.group_view(gid).await?;
@@ -904,6 +954,7 @@ impl Core {
                 self.cfg.max_group_size
             )));
         }
+        self.check_group_cap(users.iter().copied()).await?;
         let jobs = users
             .iter()
             .map(|u| {

@@ -415,4 +415,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every revoked token that expires after `now`: `(jti, expires_at)`,
     /// in no particular order.
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>>;
+
+    // ----- per-user counts (limits) -----
+
+    /// How many groups `user` is a current member of (former memberships
+    /// do not count).
+    async fn group_count(&self, user: &str) -> StoreResult<u64>;
+
+    /// How many friend requests `user` sent that are still unanswered.
+    async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64>;
 }

@@ -136,6 +136,8 @@ impl App {
                 },
                 write_limit: cfg.groups.write_limit,
                 max_group_size: cfg.groups.max_size,
+                max_groups_per_user: cfg.groups.max_per_user,
+                max_outgoing_requests: cfg.rate.friend_requests_outstanding,
                 cluster_queue: backends.cluster.then_some(cfg.cluster.fanout_queue),
             },
         )

@@ -236,6 +236,9 @@ pub struct GroupsConfig {
     pub write_limit: usize,
     /// Most members a group may have.
     pub max_size: usize,
+    /// Most groups one user may be a member of; creating a group or adding
+    /// a user who is in this many is refused (403 `forbidden`).
+    pub max_per_user: usize,
 }
 
 impl Default for GroupsConfig {
@@ -243,6 +246,7 @@ impl Default for GroupsConfig {
         GroupsConfig {
             write_limit: 500,
             max_size: 100_000,
+            max_per_user: 1000,
         }
     }
 }
@@ -362,6 +366,10 @@ pub struct RateConfig {
     /// and their burst.
     pub friend_requests_per_hour: u32,
     pub friend_requests_burst: u32,
+    /// Unanswered friend requests one user may have sent; asking one more
+    /// user is refused (403 `forbidden`: a count, not a rate), accepting a
+    /// request is not.
+    pub friend_requests_outstanding: usize,
     /// WebSocket upgrades this node admits per second, and their burst;
     /// the excess is answered 503 `unavailable` with `Retry-After`, so a
     /// reconnect storm is spread out instead of stalling the node.
@@ -384,6 +392,7 @@ impl Default for RateConfig {
             register_burst: 300,
             friend_requests_per_hour: 100,
             friend_requests_burst: 100,
+            friend_requests_outstanding: 1000,
             upgrade_rate: 1000,
             upgrade_burst: 2000,
             connections_per_user: 32,
@@ -498,6 +507,9 @@ impl Config {
         if self.groups.max_size < 2 || self.groups.write_limit > self.groups.max_size {
             return bad("groups.max_size must be >= 2 and groups.write_limit <= groups.max_size");
         }
+        if self.groups.max_per_user == 0 {
+            return bad("groups.max_per_user must be > 0");
+        }
         if l.storm_window_ms > 10_000 {
             return bad("limits.storm_window_ms must be at most 10000");
         }
@@ -517,6 +529,7 @@ impl Config {
             || r.login_addr_window_secs == 0
             || r.connections_per_user == 0
             || r.connections == 0
+            || r.friend_requests_outstanding == 0
         {
             return bad("every rate.* setting must be > 0");
         }

@@ -1539,3 +1539,42 @@ pub async fn offline_cap_across_many_conversations(s: &dyn Store) {
         b.msgs.iter().map(|m| (&m.conv, m.seq)).collect::<Vec<_>>()
     );
 }
+
+/// `group_count` counts current memberships only, and
+/// `outgoing_request_count` unanswered requests only.
+pub async fn per_user_counts(s: &dyn Store) {
+    for (i, u) in ["ann", "bob", "cat", "dan"].into_iter().enumerate() {
+        s.create_user(user(u, i as i64)).await.unwrap();
+    }
+    assert_eq!(s.group_count("ann").await.unwrap(), 0);
+    send(s, diffused(create("g1", "ann", 100))).await;
+    send(s, diffused(join("g1", "ann", "bob", 110))).await;
+    send(s, diffused(create("g2", "bob", 120))).await;
+    send(s, diffused(join("g2", "bob", "ann", 130))).await;
+    // A DM conversation is not a group.
+    send(s, dm("ann", "cat", 140, "hi")).await;
+    assert_eq!(s.group_count("ann").await.unwrap(), 2);
+    assert_eq!(s.group_count("bob").await.unwrap(), 2);
+    assert_eq!(s.group_count("cat").await.unwrap(), 0);
+    // A former member no longer counts; coming back counts again.
+    send(s, diffused(leave("g2", "ann", "ann", 150))).await;
+    assert_eq!(s.group_count("ann").await.unwrap(), 1);
+    assert_eq!(s.group_count("bob").await.unwrap(), 2);
+    send(s, diffused(join("g2", "bob", "ann", 160))).await;
+    assert_eq!(s.group_count("ann").await.unwrap(), 2);
+
+    assert_eq!(s.outgoing_request_count("ann").await.unwrap(), 0);
+    s.friend_request("ann", "bob", 200).await.unwrap();
+    s.friend_request("ann", "cat", 201).await.unwrap();
+    s.friend_request("ann", "cat", 202).await.unwrap();
+    s.friend_request("dan", "ann", 203).await.unwrap();
+    assert_eq!(s.outgoing_request_count("ann").await.unwrap(), 2);
+    assert_eq!(s.outgoing_request_count("bob").await.unwrap(), 0);
+    assert_eq!(s.outgoing_request_count("dan").await.unwrap(), 1);
+    // Accepted: no longer outstanding on either side.
+    s.friend_request("bob", "ann", 204).await.unwrap();
+    assert_eq!(s.outgoing_request_count("ann").await.unwrap(), 1);
+    assert_eq!(s.outgoing_request_count("bob").await.unwrap(), 0);
+    s.friend_delete("cat", "ann").await.unwrap();
+    assert_eq!(s.outgoing_request_count("ann").await.unwrap(), 0);
+}

@@ -107,6 +107,7 @@ macro_rules! suite {
             max_msg_id_per_node,
             group_units_are_all_or_nothing,
             offline_cap_across_many_conversations,
+            per_user_counts,
         );
 
         #[tokio::test]

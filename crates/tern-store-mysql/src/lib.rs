@@ -338,4 +338,14 @@ impl Store for MySqlStore {
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
         on_conn!(self, |c| revocations::list(c, now))
     }
+
+    // ----- per-user counts (limits) -----
+
+    async fn group_count(&self, user: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| ops::group_count(c, user))
+    }
+
+    async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| ops::outgoing_request_count(c, user))
+    }
 }

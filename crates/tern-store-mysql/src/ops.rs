@@ -1510,3 +1510,30 @@ pub async fn read_positions(
         })
         .collect()
 }
+
+// ----- per-user counts (limits) -----
+
+/// Current group memberships of `user`: the user's group conversations
+/// (primary key prefix) whose group still lists the user.
+pub async fn group_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_convs uc \
+         JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
+         WHERE uc.user_id = ? AND uc.group_id IS NOT NULL",
+    )
+    .bind(user)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(n.max(0) as u64)
+}
+
+/// Unanswered requests `user` sent (primary key prefix).
+pub async fn outgoing_request_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE from_user = ?")
+        .bind(user)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(n.max(0) as u64)
+}

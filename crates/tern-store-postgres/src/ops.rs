@@ -1498,3 +1498,31 @@ pub async fn read_positions(c: &mut PgConnection, conv: &str) -> StoreResult<Vec
     .map_err(be)?;
     Ok(rows.into_iter().map(|(u, s)| (u, s as u64)).collect())
 }
+
+// ----- per-user counts (limits) -----
+
+/// Current group memberships of `user`: the user's group conversations
+/// (primary key prefix) whose group still lists the user.
+pub async fn group_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM user_convs uc \
+         JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
+         WHERE uc.user_id = $1 AND uc.group_id IS NOT NULL",
+    )
+    .bind(user)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(n.max(0) as u64)
+}
+
+/// Unanswered requests `user` sent (primary key prefix).
+pub async fn outgoing_request_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM friends WHERE user_id = $1 AND state = 'out'")
+            .bind(user)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(be)?;
+    Ok(n.max(0) as u64)
+}

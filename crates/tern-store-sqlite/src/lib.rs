@@ -537,6 +537,19 @@ impl Store for SqliteStore {
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
         self.read(move |c| revocations::list(c, now)).await
     }
+
+    // ----- per-user counts (limits) -----
+
+    async fn group_count(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |c| ops::group_count(c, &user)).await
+    }
+
+    async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |c| ops::outgoing_request_count(c, &user))
+            .await
+    }
 }
 
 #[cfg(test)]

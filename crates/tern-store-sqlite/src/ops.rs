@@ -936,3 +936,28 @@ pub fn read_positions(c: &Connection, conv: &str) -> StoreResult<Vec<(String, u6
         .map_err(be)?;
     rows.collect::<Result<_, _>>().map_err(be)
 }
+
+// ----- per-user counts (limits) -----
+
+/// Current group memberships of `user`: the user's group conversations
+/// (primary key prefix) whose group still lists the user.
+pub fn group_count(c: &Connection, user: &str) -> StoreResult<u64> {
+    c.prepare_cached(
+        "SELECT count(*) FROM user_convs uc \
+         JOIN group_members gm ON gm.gid = uc.group_id AND gm.user = uc.user \
+         WHERE uc.user = ?1 AND uc.group_id IS NOT NULL",
+    )
+    .map_err(be)?
+    .query_row([user], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
+    .map_err(be)
+}
+
+/// Unanswered requests `user` sent (primary key prefix).
+pub fn outgoing_request_count(c: &Connection, user: &str) -> StoreResult<u64> {
+    c.prepare_cached("SELECT count(*) FROM friend_requests WHERE from_user = ?1")
+        .map_err(be)?
+        .query_row([user], |r| r.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
+        .map_err(be)
+}

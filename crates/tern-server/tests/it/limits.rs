@@ -538,3 +538,92 @@ async fn a_body_that_never_ends_times_out_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"timeout""#), "{text}");
 }
+
+#[tokio::test]
+async fn groups_per_user_are_capped() {
+    let s = Server::start_with(|c| c.groups.max_per_user = 2).await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    s.user("cat").await;
+    let g1 = s.new_group(&ta, "one", &["bob"]).await;
+    let g2 = s.new_group(&ta, "two", &[]).await;
+    // alice is in 2 groups: she cannot create a third...
+    let (st, v) = s
+        .post(
+            "/v1/groups",
+            Some(&ta),
+            json!({"name":"three","members":[]}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("groups.max_per_user"),
+        "{v}"
+    );
+    // ...nor be put in one, and the refused group is not created.
+    let (st, v) = s
+        .post(
+            "/v1/groups",
+            Some(&tb),
+            json!({"name":"with alice","members":["alice"]}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let g3 = s.new_group(&tb, "bob only", &[]).await;
+    // bob is now in 2 groups too.
+    let (st, v) = s
+        .post(
+            &format!("/v1/groups/{g3}/members"),
+            Some(&tb),
+            json!({"users":["alice"]}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (st, v) = s
+        .post("/v1/groups", Some(&tb), json!({"name":"x","members":[]}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    // A user below the cap is still added.
+    s.add_members(&ta, &g1, &["cat"]).await;
+    // Leaving a group frees a place.
+    s.remove_member(&ta, &g2, "alice").await;
+    let v = s.add_members(&tb, &g3, &["alice"]).await;
+    assert!(v.to_string().contains("alice"), "{v}");
+}
+
+#[tokio::test]
+async fn outstanding_friend_requests_are_capped() {
+    let s = Server::start_with(|c| c.rate.friend_requests_outstanding = 2).await;
+    let ta = s.user("alice").await;
+    let tb = s.user("b").await;
+    let te = s.user("e").await;
+    for u in ["c", "d"] {
+        s.user(u).await;
+    }
+    assert_eq!(s.put("/v1/friends/b", Some(&ta)).await.0, 200);
+    assert_eq!(s.put("/v1/friends/c", Some(&ta)).await.0, 200);
+    // Two unanswered: a third user is refused.
+    let (st, v) = s.put("/v1/friends/d", Some(&ta)).await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate.friend_requests_outstanding"),
+        "{v}"
+    );
+    // Asking again adds nothing and is answered as before.
+    let (st, v) = s.put("/v1/friends/b", Some(&ta)).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("requested")), "{v}");
+    // Accepting an incoming request is never refused.
+    assert_eq!(s.put("/v1/friends/alice", Some(&te)).await.0, 200);
+    let (st, v) = s.put("/v1/friends/e", Some(&ta)).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("friends")), "{v}");
+    // b turns the request down: alice may ask someone else.
+    assert_eq!(s.delete("/v1/friends/alice", Some(&tb)).await.0, 204);
+    let (st, v) = s.put("/v1/friends/d", Some(&ta)).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("requested")), "{v}");
+}
