@@ -24,7 +24,7 @@ run() { # name, env assignments..., -- cargo test arguments...
   shift
   echo "== $name: ${envs[*]} cargo test --release $*" | tee -a "$OUT"
   env "${envs[@]}" cargo test --release "$@" -- --nocapture --test-threads 1 2>&1 \
-    | grep -E '^[a-z_]+: |test result|panicked' | tee -a "$OUT" \
+    | grep -E '(^|\.\.\. )[a-z_]+: |test result|panicked' | tee -a "$OUT" \
     || echo "FAILED: $name" | tee -a "$OUT"
 }
 
