@@ -531,7 +531,10 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
     cmd.env("TERN_LIMITS__OUTBOUND_QUEUE", SLOW_QUEUE.to_string());
     // The group keeps one diffusion tier in both phases (per-member pushes,
     // no storm window), so the phases differ only by the slow consumers.
-    cmd.env("TERN_GROUPS__WRITE_LIMIT", (slow_n + 8).max(500).to_string());
+    cmd.env(
+        "TERN_GROUPS__WRITE_LIMIT",
+        (slow_n + 8).max(500).to_string(),
+    );
     let server = Tern::spawn(cmd).await;
     let pid = server.pid();
     let sender = server.user("sender").await;
@@ -749,14 +752,22 @@ async fn reconnect_storm_resumes_everyone_with_what_they_missed() {
         }
         let server = Arc::try_unwrap(server).ok().expect("no other owner");
         // First connection of everyone (this is not the storm yet).
+        // Past the upgrade burst (`rate.upgrade_burst`) the server admits
+        // `rate.upgrade_rate` per second and refuses the rest with 503:
+        // retry, as any client does.
         let mut conns = Vec::new();
         for (i, tok) in out.iter().enumerate() {
-            conns.push(
-                resume(src_addr(i), addr, tok)
-                    .await
-                    .expect("first connect")
-                    .0,
-            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let ws = loop {
+                match resume(src_addr(i), addr, tok).await {
+                    Ok((ws, _)) => break ws,
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "first connect of c{i}: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
+            conns.push(ws);
         }
         println!(
             "reconnect_storm: setup of {n} accounts and connections took {:.1}s",
