@@ -414,6 +414,13 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Largest request body; bigger ones are answered 413.
     pub body_bytes: usize,
+    /// Kernel send buffer of each accepted socket (SO_SNDBUF), in bytes;
+    /// 0 leaves the kernel's autotuning (up to 4 MiB per socket on Linux).
+    /// A reader that stops reading is cut off once this buffer and its
+    /// outbound queue are full: with autotuning, 1,000 such readers make
+    /// the server copy gigabytes into the kernel first, and everyone's
+    /// latency pays for it (docs/RELIABILITY.md, slow consumers).
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -422,6 +429,7 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             body_bytes: 2 * 1024 * 1024,
+            send_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -542,6 +550,9 @@ impl Config {
         }
         if h.body_bytes < l.frame_bytes {
             return bad("http.body_bytes must be at least limits.frame_bytes");
+        }
+        if h.send_buffer_bytes != 0 && h.send_buffer_bytes < l.frame_bytes {
+            return bad("http.send_buffer_bytes must be 0 or at least limits.frame_bytes");
         }
         let t = &self.tls;
         if t.enabled() && (t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty()) {
@@ -690,6 +701,10 @@ mod tests {
             "http.header_timeout_secs",
         );
         invalid(|c| c.http.body_bytes = 100, "http.body_bytes");
+        invalid(
+            |c| c.http.send_buffer_bytes = 4096,
+            "http.send_buffer_bytes",
+        );
         invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
         invalid(|c| c.auth.secret = "x".repeat(31), "auth.secret");
         invalid(|c| c.auth.token_ttl_secs = 0, "token_ttl_secs");

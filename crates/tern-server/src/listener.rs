@@ -63,6 +63,7 @@ pub async fn serve(
 ) {
     let (close_tx, close_rx) = watch::channel(false);
     let header_timeout = Duration::from_secs(cfg.header_timeout_secs);
+    let send_buffer = cfg.send_buffer_bytes;
     tokio::pin!(signal);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -83,6 +84,14 @@ pub async fn serve(
         // ACK.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+        // A fixed send buffer instead of the kernel's autotuning (up to
+        // 4 MiB): a peer that stops reading then pushes back after
+        // `send_buffer` bytes, not megabytes, and is cut off soon.
+        if send_buffer > 0 {
+            if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer) {
+                tracing::debug!(error = %e, "SO_SNDBUF");
+            }
         }
         let (router, close_rx) = (router.clone(), close_rx.clone());
         match &tls {
