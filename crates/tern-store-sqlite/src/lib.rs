@@ -183,35 +183,16 @@ impl SqliteStore {
         C: FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn| {
-            let (result, poison) = match check(conn) {
-                Err(e) => (Err(e), false),
-                Ok(()) => {
-                    let r = f(conn);
-                    let poison = r.is_err();
-                    (r, poison)
-                }
-            };
-            let done: Done = Box::new(move |commit| {
-                let out = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::backend(CommitFailed(e))),
-                };
-                let _ = tx.send(out);
-            });
-            (done, poison)
-        });
-        if self.writer.send(job).await.is_err() {
-            return Err(StoreError::backend(CommitFailed(
-                "the writer thread is gone".into(),
-            )));
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::backend(CommitFailed(
-                "the writer thread is gone".into(),
-            )))
+        self.enqueue(move |conn| match check(conn) {
+            // A failed check wrote nothing: this job fails alone.
+            Err(e) => (Err(e), false),
+            Ok(()) => {
+                let r = f(conn);
+                let poison = r.is_err();
+                (r, poison)
+            }
         })
+        .await
     }
 
     async fn submit<R, F>(&self, guarded: bool, f: F) -> StoreResult<R>
@@ -219,14 +200,29 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        self.enqueue(move |conn| {
+            if guarded {
+                (run_in_savepoint(conn, f), false)
+            } else {
+                let r = f(conn);
+                let poison = r.is_err();
+                (r, poison)
+            }
+        })
+        .await
+    }
+
+    /// Queues `run` on the writer thread and waits for its batch to commit.
+    /// `run` answers the job's result and whether it poisons the batch (a
+    /// failure that may have left writes behind: the batch rolls back).
+    async fn enqueue<R, F>(&self, run: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> (StoreResult<R>, bool) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn| {
-            let result = if guarded {
-                run_in_savepoint(conn, f)
-            } else {
-                f(conn)
-            };
-            let poison = !guarded && result.is_err();
+            let (result, poison) = run(conn);
             let done: Done = Box::new(move |commit| {
                 let out = match commit {
                     Ok(()) => result,
@@ -236,16 +232,11 @@ impl SqliteStore {
             });
             (done, poison)
         });
+        let gone = || StoreError::backend(CommitFailed("the writer thread is gone".into()));
         if self.writer.send(job).await.is_err() {
-            return Err(StoreError::backend(CommitFailed(
-                "the writer thread is gone".into(),
-            )));
+            return Err(gone());
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::backend(CommitFailed(
-                "the writer thread is gone".into(),
-            )))
-        })
+        rx.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// Runs `f` on a read connection on the blocking pool.
