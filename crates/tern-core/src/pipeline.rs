@@ -438,8 +438,9 @@ impl Publisher {
     }
 
     /// Publishes a unit's messages in order and returns them. One node:
-    /// each membership change updates the cached view as it is published
-    /// (one chunk copied per join). A cluster node loads the view once,
+    /// the unit's membership changes update the cached view first (one
+    /// chunk copied per join), then every message goes to the members as of
+    /// the unit's end. A cluster node loads the view once,
     /// after the whole unit (the store has applied it), pushes every message
     /// of the unit to those members (as it did when each message reloaded
     /// the group after their shared commit), and tells other nodes once.
@@ -453,7 +454,18 @@ impl Publisher {
                 let last = msgs.last().and_then(|(_, _, c)| c.as_ref());
                 self.cluster_view(gid, last).await
             }
-            _ => None,
+            // A unit is stored all at once, so every message of it goes to
+            // the members as of its end (as in cluster mode): the first
+            // members of a new group get `group_created` and every
+            // `member_joined` of the unit, not only those after their own.
+            Some(gid) => {
+                let mut view = None;
+                for (m, _, change) in &msgs {
+                    view = self.view(gid, &m.from, change.as_ref()).await;
+                }
+                view
+            }
+            None => None,
         };
         let mut out = Vec::with_capacity(msgs.len());
         let Some(loaded) = loaded else {

@@ -316,6 +316,44 @@ async fn owner_leaving_passes_ownership_to_the_longest_standing_member() {
     );
 }
 
+/// Creation and additions are stored as one unit: every member online at
+/// the time gets every message of the unit pushed, in seq order, including
+/// the `group_created` and `member_joined` messages before their own join.
+#[tokio::test]
+async fn online_members_get_the_whole_creation_unit_pushed() {
+    let s = Server::start().await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let tc = s.user("carol").await;
+    let td = s.user("dave").await;
+    let mut b = s.connect(&tb, "b").await;
+    let mut c = s.connect(&tc, "c").await;
+    let mut d = s.connect(&td, "d").await;
+    let gid = s.new_group(&ta, "g", &["bob", "carol"]).await;
+    let want = [
+        ev("group_created", "alice", "alice"),
+        ev("member_joined", "bob", "alice"),
+        ev("member_joined", "carol", "alice"),
+    ];
+    for cl in [&mut b, &mut c] {
+        let mut got = Vec::new();
+        for seq in 1..=3 {
+            let m = cl.next_msg().await;
+            assert_eq!(m["seq"].as_u64(), Some(seq), "{m}");
+            got.push(event(&m));
+        }
+        assert_eq!(got, want);
+    }
+    // An addition is a unit too: dave gets his own join, the members theirs.
+    s.add_members(&ta, &gid, &["dave"]).await;
+    for cl in [&mut b, &mut c, &mut d] {
+        let m = cl.next_msg().await;
+        assert_eq!(m["seq"].as_u64(), Some(4), "{m}");
+        assert_eq!(event(&m), ev("member_joined", "dave", "alice"));
+    }
+    d.quiet(Duration::from_millis(200)).await;
+}
+
 #[tokio::test]
 async fn group_send_reaches_every_member_device_but_the_sending_one() {
     let s = Server::start().await;
@@ -571,15 +609,15 @@ async fn read_diffusion_catches_up_through_sync_and_history() {
         );
     }
     assert_eq!(sent[4]["seq"], 9);
-    // Online bob got every message from his own join on, in order.
+    // Online bob got every message in order, the creation unit's included.
     let got: Vec<u64> = {
         let mut v = Vec::new();
-        for _ in 2..=9 {
+        for _ in 1..=9 {
             v.push(b.next_msg().await["seq"].as_u64().unwrap());
         }
         v
     };
-    assert_eq!(got, (2..=9).collect::<Vec<_>>());
+    assert_eq!(got, (1..=9).collect::<Vec<_>>());
     b.ok(json!({"type":"ack","conv":conv,"seq":9})).await;
     b.quiet(Duration::from_millis(300)).await;
 
@@ -656,7 +694,7 @@ async fn switching_tiers_loses_and_repeats_nothing() {
 
     let mut got = Vec::new();
     let mut ids = std::collections::HashSet::new();
-    for _ in 2..=11 {
+    for _ in 1..=11 {
         let m = b.next_msg().await;
         assert!(
             ids.insert(m["msg_id"].as_str().unwrap().to_owned()),
@@ -666,7 +704,7 @@ async fn switching_tiers_loses_and_repeats_nothing() {
     }
     assert_eq!(
         got,
-        (2..=11).collect::<Vec<_>>(),
+        (1..=11).collect::<Vec<_>>(),
         "every seq once, in order"
     );
     b.ok(json!({"type":"ack","conv":conv,"seq":11})).await;
