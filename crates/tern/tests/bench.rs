@@ -103,6 +103,9 @@ async fn dm_group_and_room_reports_account_for_every_message() {
         "max_ms",
         "errors",
         "lost",
+        "late",
+        "unchecked",
+        "closed",
         "client_cpu_pct",
     ] {
         assert!(dm.get(k).is_some(), "{k} missing from {dm}");
@@ -110,6 +113,13 @@ async fn dm_group_and_room_reports_account_for_every_message() {
     assert_eq!(dm["scenario"], "dm");
     assert_eq!(u(&dm, "errors"), 0, "{dm}");
     assert_eq!(u(&dm, "lost"), 0, "{dm}");
+    assert_eq!(
+        u(&dm, "late"),
+        0,
+        "every message pushed in the drain time: {dm}"
+    );
+    assert_eq!(u(&dm, "unchecked"), 0, "{dm}");
+    assert_eq!(dm["closed"], serde_json::json!({}), "{dm}");
     assert_eq!(u(&dm, "duplicates"), 0, "{dm}");
     let sent = u(&dm, "msgs_sent");
     assert!(sent >= 150, "about 160 offered: {dm}");
@@ -157,6 +167,7 @@ async fn dm_group_and_room_reports_account_for_every_message() {
     assert_eq!(r["scenario"], "room");
     assert_eq!(u(&r, "errors"), 0, "{r}");
     assert!(r["lost"].is_null(), "rooms drop by design: {r}");
+    assert!(r["late"].is_null(), "{r}");
     let conns = u(&r, "conns");
     let ok = u(&r, "msgs_ok");
     let delivered = u(&r, "deliveries");

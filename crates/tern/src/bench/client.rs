@@ -358,6 +358,11 @@ pub struct In<'a> {
     pub frames: Option<Vec<&'a RawValue>>,
     #[serde(default, borrow)]
     pub content: Option<&'a RawValue>,
+    /// A send's `ok`: where the message was stored.
+    #[serde(default)]
+    pub conv: Option<&'a str>,
+    #[serde(default)]
+    pub seq: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -13,12 +13,18 @@
 //! own sends, counts pushed messages (checking seq order per conversation),
 //! records latencies into its own histogram, and acknowledges cumulatively
 //! every 20 ms, like a well-behaved client under load.
+//!
+//! A message answered `ok` that a receiver has not got when the drain time
+//! ends is looked up in that receiver's history over its own connection:
+//! found there, it is `late` (stored, not yet pushed); absent, it is `lost`;
+//! if the connection is gone and it cannot be looked up, `unchecked`.
 
 use super::client::{nanos_since, stamp, In, Sink, Stream, Ws};
 use super::report::Report;
 use super::stats::{cpu_time, rss_kb, Lat};
 use super::Common;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +44,14 @@ pub struct Source {
     pub oks: AtomicU64,
     pub errors: AtomicU64,
     done: AtomicBool,
+    /// Where its sends were stored: the conversation and each `ok`'s seq.
+    stored: std::sync::Mutex<Stored>,
+}
+
+#[derive(Default)]
+struct Stored {
+    conv: Option<String>,
+    seqs: Vec<u64>,
 }
 
 /// What a connection should end up receiving.
@@ -72,7 +86,14 @@ pub struct Outcome {
     pub errors: u64,
     pub deliveries: u64,
     pub duplicates: u64,
+    /// Stored, not pushed by the end of the drain time, found in history.
+    pub late: u64,
+    /// Stored, neither pushed nor found in history.
     pub lost: u64,
+    /// Stored, not pushed, and not looked up (the connection was gone).
+    pub unchecked: u64,
+    /// The bench's connections the server closed, by close code.
+    pub closed: BTreeMap<u16, u64>,
     pub deliver: Lat,
     pub ok: Lat,
 }
@@ -84,9 +105,24 @@ struct ReaderOut {
     unique: u64,
     duplicates: u64,
     errors: u64,
-    expected: u64,
+    late: u64,
+    lost: u64,
+    unchecked: u64,
+    /// The close code, when the server closed this connection.
+    closed: Option<u16>,
     /// When the last frame arrived.
     last_frame: Option<Instant>,
+}
+
+/// A reader's view of one conversation.
+struct ConvState {
+    conv: String,
+    /// Highest seq pushed.
+    last: u64,
+    /// Highest seq acknowledged.
+    acked: u64,
+    /// Every seq pushed, ascending (pushes arrive in seq order).
+    got: Vec<u64>,
 }
 
 /// Runs `conns` for `duration` seconds with the common options and turns
@@ -124,7 +160,10 @@ pub async fn measure(
         deliveries: o.deliveries,
         deliveries_per_s: o.deliveries as f64 / secs,
         errors: o.errors,
+        late: Some(o.late),
         lost: Some(o.lost),
+        unchecked: Some(o.unchecked),
+        closed: o.closed.clone(),
         duplicates: o.duplicates,
         client_cpu_pct: 100.0 * cpu / wall0.elapsed().as_secs_f64(),
         server_rss_kb_before: rss_before,
@@ -159,6 +198,7 @@ pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress
                 oks: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 done: AtomicBool::new(false),
+                stored: Default::default(),
             });
             sources.push(s.clone());
             s
@@ -221,7 +261,10 @@ pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress
         errors: 0,
         deliveries: 0,
         duplicates: 0,
+        late: 0,
         lost: 0,
+        unchecked: 0,
+        closed: BTreeMap::new(),
         deliver: Lat::default(),
         ok: Lat::default(),
     };
@@ -233,7 +276,12 @@ pub async fn run(conns: Vec<Conn>, duration: Duration, drain: Duration, progress
                 out.deliveries += r.unique;
                 out.duplicates += r.duplicates;
                 out.errors += r.errors;
-                out.lost += r.expected.saturating_sub(r.unique);
+                out.late += r.late;
+                out.lost += r.lost;
+                out.unchecked += r.unchecked;
+                if let Some(code) = r.closed {
+                    *out.closed.entry(code).or_default() += 1;
+                }
                 if let Some(t) = r.last_frame {
                     out.duration = out.duration.max(t.saturating_duration_since(start));
                 }
@@ -308,11 +356,11 @@ async fn reader(
 ) -> ReaderOut {
     let start_ns = start.duration_since(base).as_nanos() as u64;
     let mut out = ReaderOut::default();
-    // Per conversation: last seq seen and last seq acknowledged.
-    let mut convs: Vec<(String, u64, u64)> = Vec::new();
+    let mut convs: Vec<ConvState> = Vec::new();
     let mut ack_at: Option<Instant> = None;
     let mut over: Option<Instant> = None;
     let mut last_frame = Instant::now();
+    let mut alive = true;
     let check_every = Duration::from_millis(100);
     let mut next_check = Instant::now() + check_every;
     loop {
@@ -328,13 +376,17 @@ async fn reader(
                     if over.is_none() || !finished(&own, &expect, &out, over, last_frame, drain) {
                         out.errors += 1;
                     }
+                    alive = false;
                     break;
                 };
                 last_frame = Instant::now();
+                if let Message::Close(c) = &m {
+                    out.closed = Some(c.as_ref().map_or(1005, |c| u16::from(c.code)));
+                }
                 let Message::Text(text) = m else { continue };
                 let now_ns = nanos_since(base);
                 handle(text.as_str(), &own, start_ns, now_ns, &mut out, &mut convs);
-                if ack_at.is_none() && convs.iter().any(|c| c.1 > c.2) {
+                if ack_at.is_none() && convs.iter().any(|c| c.last > c.acked) {
                     ack_at = Some(Instant::now() + Duration::from_millis(20));
                 }
             }
@@ -349,6 +401,7 @@ async fn reader(
                     ack_at = None;
                     if send_acks(&sink, &mut convs).await.is_err() {
                         out.errors += 1;
+                        alive = false;
                         break;
                     }
                 }
@@ -363,7 +416,25 @@ async fn reader(
         }
     }
     if let Expect::All(srcs) = &expect {
-        out.expected = srcs.iter().map(|s| s.oks.load(Ordering::Acquire)).sum();
+        let missing = missing(&stored_by(srcs), &convs);
+        if alive && !missing.is_empty() {
+            match look_up(&mut stream, &sink, &missing).await {
+                Some(found) => {
+                    for (conv, seqs) in &missing {
+                        for seq in seqs {
+                            if found.contains(&(conv.as_str(), *seq)) {
+                                out.late += 1;
+                            } else {
+                                out.lost += 1;
+                            }
+                        }
+                    }
+                }
+                None => out.unchecked += missing.values().map(|v| v.len() as u64).sum::<u64>(),
+            }
+        } else {
+            out.unchecked += missing.values().map(|v| v.len() as u64).sum::<u64>();
+        }
     }
     if let Some(s) = &own {
         s.done.store(true, Ordering::Release);
@@ -380,7 +451,7 @@ fn handle(
     start_ns: u64,
     now_ns: u64,
     out: &mut ReaderOut,
-    convs: &mut Vec<(String, u64, u64)>,
+    convs: &mut Vec<ConvState>,
 ) {
     let Ok(f) = serde_json::from_str::<In>(text) else {
         out.errors += 1;
@@ -390,18 +461,24 @@ fn handle(
     match f.ty {
         "msg" => {
             let Some(m) = f.msg else { return };
-            let i = match convs.iter().position(|c| c.0 == m.conv) {
+            let i = match convs.iter().position(|c| c.conv == m.conv) {
                 Some(i) => i,
                 None => {
-                    convs.push((m.conv.to_owned(), 0, 0));
+                    convs.push(ConvState {
+                        conv: m.conv.to_owned(),
+                        last: 0,
+                        acked: 0,
+                        got: Vec::new(),
+                    });
                     convs.len() - 1
                 }
             };
-            if m.seq <= convs[i].1 {
+            if m.seq <= convs[i].last {
                 out.duplicates += 1;
                 return;
             }
-            convs[i].1 = m.seq;
+            convs[i].last = m.seq;
+            convs[i].got.push(m.seq);
             out.unique += 1;
             if let Some(t) = stamp(m.content) {
                 out.deliver.record(at, now_ns.saturating_sub(t) / 1000);
@@ -426,6 +503,13 @@ fn handle(
                 return;
             };
             if f.ty == "ok" {
+                if let (Some(conv), Some(seq)) = (f.conv, f.seq) {
+                    let mut st = s.stored.lock().unwrap_or_else(|e| e.into_inner());
+                    if st.conv.is_none() {
+                        st.conv = Some(conv.to_owned());
+                    }
+                    st.seqs.push(seq);
+                }
                 s.oks.fetch_add(1, Ordering::AcqRel);
                 out.ok
                     .record(at, now_ns.saturating_sub(s.due_ns(start_ns, k)) / 1000);
@@ -475,15 +559,15 @@ fn finished(
 
 async fn send_acks(
     sink: &Mutex<Sink>,
-    convs: &mut [(String, u64, u64)],
+    convs: &mut [ConvState],
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let mut sink = sink.lock().await;
     let mut any = false;
-    for c in convs.iter_mut().filter(|c| c.1 > c.2) {
-        c.2 = c.1;
+    for c in convs.iter_mut().filter(|c| c.last > c.acked) {
+        c.acked = c.last;
         sink.feed(Message::text(format!(
             r#"{{"type":"ack","conv":"{}","seq":{}}}"#,
-            c.0, c.1
+            c.conv, c.last
         )))
         .await?;
         any = true;
@@ -492,4 +576,184 @@ async fn send_acks(
         sink.flush().await?;
     }
     Ok(())
+}
+
+/// Where each source's sends were stored: `(conv, seqs)`.
+fn stored_by(srcs: &[Arc<Source>]) -> Vec<(String, Vec<u64>)> {
+    srcs.iter()
+        .filter_map(|s| {
+            let st = s.stored.lock().unwrap_or_else(|e| e.into_inner());
+            Some((st.conv.clone()?, st.seqs.clone()))
+        })
+        .collect()
+}
+
+/// The stored seqs (`(conv, seqs)` per source) that this reader was not
+/// pushed, by conversation, ascending.
+fn missing(stored: &[(String, Vec<u64>)], convs: &[ConvState]) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (conv, seqs) in stored {
+        let got = convs.iter().find(|c| &c.conv == conv).map(|c| &c.got[..]);
+        for seq in seqs {
+            if got.is_none_or(|g| g.binary_search(seq).is_err()) {
+                out.entry(conv.clone()).or_default().push(*seq);
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+/// Reads the history around the missing seqs over the reader's own
+/// connection. Returns the `(conv, seq)` pairs found stored or pushed
+/// meanwhile; `None` if the connection fails or stops answering.
+async fn look_up<'a>(
+    stream: &mut Stream,
+    sink: &Mutex<Sink>,
+    missing: &'a BTreeMap<String, Vec<u64>>,
+) -> Option<HashSet<(&'a str, u64)>> {
+    const PAGE: u64 = 500;
+    let mut found = HashSet::new();
+    for (n, (conv, seqs)) in missing.iter().enumerate() {
+        let (Some(&lo), Some(&hi)) = (seqs.first(), seqs.last()) else {
+            continue;
+        };
+        let wanted: HashSet<u64> = seqs.iter().copied().collect();
+        let mut after = lo.saturating_sub(1);
+        let mut page = 0;
+        while after < hi {
+            let id = format!("lookup-{n}-{page}");
+            page += 1;
+            let req = serde_json::json!({
+                "type": "history", "id": id, "conv": conv,
+                "after_seq": after, "limit": PAGE.min(hi - after),
+            });
+            let mut s = sink.lock().await;
+            s.send(Message::text(req.to_string())).await.ok()?;
+            drop(s);
+            let reply = loop {
+                let m = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .ok()??
+                    .ok()?;
+                let Message::Text(t) = m else { continue };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).ok()?;
+                match v["type"].as_str() {
+                    Some("ok" | "error") if v["id"] == id.as_str() => break v,
+                    // A late push counts as found.
+                    Some("msg") if v["msg"]["conv"] == conv.as_str() => {
+                        if let Some(seq) = v["msg"]["seq"].as_u64() {
+                            if wanted.contains(&seq) {
+                                found.insert((conv.as_str(), seq));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            };
+            let msgs = reply["msgs"].as_array()?;
+            let Some(top) = msgs.last().and_then(|m| m["seq"].as_u64()) else {
+                break;
+            };
+            for m in msgs {
+                if let Some(seq) = m["seq"].as_u64() {
+                    if wanted.contains(&seq) {
+                        found.insert((conv.as_str(), seq));
+                    }
+                }
+            }
+            after = top;
+        }
+    }
+    Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::Target;
+    use super::*;
+    use serde_json::json;
+
+    fn conv(name: &str, got: &[u64]) -> ConvState {
+        ConvState {
+            conv: name.to_owned(),
+            last: got.last().copied().unwrap_or(0),
+            acked: 0,
+            got: got.to_vec(),
+        }
+    }
+
+    #[test]
+    fn missing_lists_stored_seqs_not_pushed() {
+        let stored = vec![
+            ("dm:a:b".to_owned(), vec![1, 2, 4, 5]),
+            ("group:g".to_owned(), vec![9, 7]),
+            ("group:g".to_owned(), vec![8]),
+        ];
+        let convs = [conv("dm:a:b", &[1, 2, 3, 5]), conv("group:g", &[8])];
+        let m = missing(&stored, &convs);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["dm:a:b"], [4]);
+        assert_eq!(m["group:g"], [7, 9]);
+        assert!(missing(&stored[..1], &[conv("dm:a:b", &[1, 2, 4, 5])]).is_empty());
+    }
+
+    /// Against a real server: stored seqs a reader was not pushed are found
+    /// in its history (late); a seq that was never stored is not (lost).
+    #[tokio::test]
+    async fn look_up_finds_stored_messages_in_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tern_server::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        cfg.auth.argon2_m_cost_kib = 8;
+        cfg.auth.argon2_t_cost = 1;
+        cfg.auth.weak_hashing_for_tests = true;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(tern_server::serve(listener, cfg, async move {
+            let _ = stopped.await;
+        }));
+        let target = Target::new(&[url]).await.unwrap();
+        let ta = target.user("lookup-a").await.unwrap();
+        let tb = target.user("lookup-b").await.unwrap();
+        let ws = target.connect(0, &tb, "d", None).await.unwrap();
+        let (sink, mut stream) = ws.split();
+        let sink = Mutex::new(sink);
+        let mut conv = String::new();
+        for k in 1..=3 {
+            let (st, v) = target
+                .post(
+                    "/v1/messages",
+                    Some(&ta),
+                    json!({"to":"lookup-b","client_msg_id":k.to_string(),"kind":"text","content":"x"}),
+                )
+                .await
+                .unwrap();
+            assert_eq!((st, v["seq"].as_u64()), (200, Some(k)), "{v}");
+            conv = v["conv"].as_str().unwrap().to_owned();
+        }
+        // Take the three pushes first, so only history can answer.
+        let mut pushed = 0;
+        while pushed < 3 {
+            if let Some(Ok(Message::Text(t))) = stream.next().await {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                pushed += u64::from(v["type"] == "msg");
+            }
+        }
+        let missing: BTreeMap<String, Vec<u64>> = [(conv.clone(), vec![2, 3, 7])].into();
+        let found = look_up(&mut stream, &sink, &missing).await.unwrap();
+        assert!(found.contains(&(conv.as_str(), 2)), "{found:?}");
+        assert!(found.contains(&(conv.as_str(), 3)), "{found:?}");
+        assert!(
+            !found.contains(&(conv.as_str(), 7)),
+            "never stored: {found:?}"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

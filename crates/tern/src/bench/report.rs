@@ -30,9 +30,19 @@ pub struct Report {
     pub ok_max_ms: f64,
     /// `error` frames, failed connects and broken connections.
     pub errors: u64,
-    /// Deliveries expected but never received (stored messages only; a room
-    /// drops by design, see `dropped`).
+    /// Stored messages a receiver had not been pushed when the drain time
+    /// ended but found in its history afterwards (`None` for rooms).
+    pub late: Option<u64>,
+    /// Stored messages (answered `ok`) a receiver was neither pushed nor
+    /// finds in its history afterwards (`None` for rooms, which drop by
+    /// design, see `dropped`).
     pub lost: Option<u64>,
+    /// Stored messages not pushed whose receiver's connection was gone, so
+    /// its history could not be read.
+    pub unchecked: Option<u64>,
+    /// The bench's connections the server closed, by close code (4008: a
+    /// slow reader or a rate limit).
+    pub closed: std::collections::BTreeMap<u16, u64>,
     /// Duplicate deliveries (same seq twice on one device).
     pub duplicates: u64,
     /// Room messages not delivered because of the per-device rate cap.
@@ -99,8 +109,19 @@ impl Report {
             add("duplicates", self.duplicates.to_string());
         }
         add("errors", self.errors.to_string());
-        if let Some(l) = self.lost {
-            add("lost", l.to_string());
+        if let (Some(late), Some(lost), Some(unchecked)) = (self.late, self.lost, self.unchecked) {
+            add(
+                "late / lost",
+                format!("{late} / {lost} (unchecked {unchecked})"),
+            );
+        }
+        if !self.closed.is_empty() {
+            let codes: Vec<String> = self
+                .closed
+                .iter()
+                .map(|(code, n)| format!("{n} x {code}"))
+                .collect();
+            add("closed by server", codes.join(", "));
         }
         if let Some(d) = self.dropped {
             add("dropped (cap)", d.to_string());

@@ -70,7 +70,9 @@ pub async fn run(a: RoomArgs) -> anyhow::Result<Report> {
     // Every room message goes to every member device but the sending one;
     // the per-device cap drops the rest, by design.
     let offered_deliveries = o.oks * (r.conns as u64 - 1);
+    r.late = None;
     r.lost = None;
+    r.unchecked = None;
     r.dropped = Some(offered_deliveries.saturating_sub(o.deliveries));
     Ok(r)
 }
