@@ -421,6 +421,12 @@ pub struct HttpConfig {
     /// the server copy gigabytes into the kernel first, and everyone's
     /// latency pays for it (docs/RELIABILITY.md, slow consumers).
     pub send_buffer_bytes: usize,
+    /// Most bytes a socket may hold unsent in the kernel (TCP_NOTSENT_LOWAT,
+    /// Linux); 0 leaves it unbounded. Unlike the send buffer it does not
+    /// limit data in flight, so a reading client keeps its throughput,
+    /// while a client that stops reading pins at most about this much
+    /// before writes to it wait and its outbound queue fills.
+    pub unsent_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -430,6 +436,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_bytes: 2 * 1024 * 1024,
             send_buffer_bytes: 256 * 1024,
+            unsent_bytes: 0,
         }
     }
 }
@@ -553,6 +560,9 @@ impl Config {
         }
         if h.send_buffer_bytes != 0 && h.send_buffer_bytes < l.frame_bytes {
             return bad("http.send_buffer_bytes must be 0 or at least limits.frame_bytes");
+        }
+        if h.unsent_bytes > u32::MAX as usize {
+            return bad("http.unsent_bytes must be at most 4294967295");
         }
         let t = &self.tls;
         if t.enabled() && (t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty()) {
@@ -705,6 +715,7 @@ mod tests {
             |c| c.http.send_buffer_bytes = 4096,
             "http.send_buffer_bytes",
         );
+        invalid(|c| c.http.unsent_bytes = 1 << 32, "http.unsent_bytes");
         invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
         invalid(|c| c.auth.secret = "x".repeat(31), "auth.secret");
         invalid(|c| c.auth.token_ttl_secs = 0, "token_ttl_secs");

@@ -64,6 +64,7 @@ pub async fn serve(
     let (close_tx, close_rx) = watch::channel(false);
     let header_timeout = Duration::from_secs(cfg.header_timeout_secs);
     let send_buffer = cfg.send_buffer_bytes;
+    let unsent = cfg.unsent_bytes;
     tokio::pin!(signal);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -92,6 +93,9 @@ pub async fn serve(
             if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer) {
                 tracing::debug!(error = %e, "SO_SNDBUF");
             }
+        }
+        if unsent > 0 {
+            limit_unsent(&tcp, unsent);
         }
         let (router, close_rx) = (router.clone(), close_rx.clone());
         match &tls {
@@ -150,5 +154,34 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Bounds the bytes the kernel holds unsent for this socket
+/// (TCP_NOTSENT_LOWAT): writes wait once that much is queued and not yet
+/// sent, whatever the send buffer's size, so a reader that stops reading
+/// costs little kernel memory and copying before it is cut off.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn limit_unsent(tcp: &tokio::net::TcpStream, bytes: usize) {
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(bytes) {
+        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn limit_unsent(_tcp: &tokio::net::TcpStream, _bytes: usize) {}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    #[tokio::test]
+    async fn unsent_limit_is_set_on_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        super::limit_unsent(&tcp, 16 * 1024);
+        let got = socket2::SockRef::from(&tcp).tcp_notsent_lowat().unwrap();
+        assert_eq!(got, 16 * 1024);
     }
 }
