@@ -72,6 +72,7 @@ function conv(id, peer, group) {
       loaded: false, // newest page fetched
       complete: false, // nothing older to fetch
       loading: false,
+      failed: false, // the last page fetch was refused or lost
       delivered: 0, // peer's delivered position (1:1)
       peerRead: 0, // peer's read position (1:1)
     };
@@ -261,6 +262,7 @@ async function resume() {
   try {
     const r = await session.request({ type: 'sync', since: 0, limit: 1000 });
     serverTotal = r.total_unread;
+    for (const c of convs.values()) c.failed = false;
     for (const e of r.convs) {
       const c = conv(e.conv, e.peer, e.group);
       c.read_seq = Math.max(c.read_seq, e.read_seq);
@@ -531,8 +533,11 @@ async function loadOlder(c) {
     const min = r.msgs.length ? r.msgs[0].seq : 0;
     if (r.msgs.length === 0 || min <= 1) c.complete = true;
     if (!c.complete && lowest !== Infinity && min >= lowest) c.complete = true;
+    c.failed = false;
   } catch (e) {
-    // Offline or not a member any more: try again on the next scroll.
+    // Offline, or refused: not again on its own until the next resume
+    // (a scroll still tries).
+    c.failed = true;
   } finally {
     c.loading = false;
   }
@@ -858,8 +863,9 @@ function renderMessages(c, opts = {}) {
   $('history-state').textContent = c.complete ? 'Start of the conversation' : c.loading ? 'Loading…' : '';
   if (opts.keepFromBottom) box.scrollTop = box.scrollHeight - fromBottom;
   else if (opts.toBottom || atBottom) box.scrollTop = box.scrollHeight;
-  if (!c.loaded && !c.loading) loadOlder(c);
-  else if (!c.complete && box.scrollHeight <= box.clientHeight + 10 && !c.loading) loadOlder(c);
+  if (c.loading || c.failed) return;
+  if (!c.loaded) loadOlder(c);
+  else if (!c.complete && box.scrollHeight <= box.clientHeight + 10) loadOlder(c);
 }
 
 function open(id) {
