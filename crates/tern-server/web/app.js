@@ -835,6 +835,13 @@ function msgItem(c, m, pending) {
         ev.preventDefault();
         showMenu(ev.clientX, ev.clientY, m);
       });
+      // Touch screens without a context menu: a tap opens it.
+      if (window.matchMedia('(pointer: coarse)').matches) {
+        li.addEventListener('click', (ev) => {
+          ev.stopPropagation();
+          showMenu(ev.clientX, ev.clientY, m);
+        });
+      }
     }
   }
   return li;
