@@ -47,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/messages", post(send_message))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::router())
         .fallback(|| async { ApiError(CoreError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             ApiError(CoreError::new(

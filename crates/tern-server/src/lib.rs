@@ -11,6 +11,7 @@ mod listener;
 pub mod metrics;
 mod pending;
 mod views;
+mod web;
 mod ws;
 
 pub use app::{serve, serve_ready};

@@ -197,7 +197,7 @@ async fn every_http_error_is_json_with_its_status() {
             "invalid",
         ),
         (Method::GET, "/v1/nowhere", None, 404, "not_found"),
-        (Method::GET, "/", None, 404, "not_found"),
+        (Method::GET, "/web/nowhere.js", None, 404, "not_found"),
         (Method::DELETE, "/v1/users", None, 405, "method_not_allowed"),
         (
             Method::PATCH,

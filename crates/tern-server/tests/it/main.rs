@@ -15,3 +15,4 @@ mod scale;
 mod session;
 mod store;
 mod tls;
+mod web;

@@ -1,0 +1,1047 @@
+// The Tern web client: state and page. It speaks PROTOCOL.md 2 and 3
+// through conn.js. All user content reaches the page as text
+// (`textContent`), never as HTML.
+
+import { api, ApiError, Session } from './conn.js';
+
+const $ = (id) => document.getElementById(id);
+const store = window.sessionStorage;
+
+// ---- state ----------------------------------------------------------
+
+let me = null; // user id
+let token = null;
+let session = null;
+let serverTotal = 0; // total_unread, kept exact by local deltas
+const convs = new Map(); // conv id -> Conv
+const presence = new Map(); // user -> bool
+const groups = new Map(); // group id -> {name, owner, members}
+let friends = { friends: [], incoming: [], outgoing: [] };
+let openConv = null;
+let outbox = []; // sends not yet answered: {cid, conv, to|group, kind, content, ts}
+let lastTypingSent = 0;
+const typingTimers = new Map(); // conv -> {user, timer}
+const ackTimers = new Map(); // conv -> timer
+let menuTarget = null;
+let friendsTimer = null;
+
+/** A random id: a UUID where the page is a secure context, hex otherwise. */
+function randomId() {
+  if (window.crypto?.randomUUID) return crypto.randomUUID();
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** This tab's device: kept across reloads, different in every tab. */
+function device() {
+  let d = store.getItem('tern.device');
+  if (!d) {
+    d = `web-${randomId().replace(/-/g, '').slice(0, 12)}`;
+    store.setItem('tern.device', d);
+  }
+  return d;
+}
+
+function dmConv(a, b) {
+  return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
+}
+
+function conv(id, peer, group) {
+  let c = convs.get(id);
+  if (!c) {
+    if (!peer && !group) {
+      if (id.startsWith('dm:')) {
+        const [, a, b] = id.split(':');
+        peer = a === me ? b : a;
+      } else if (id.startsWith('group:')) {
+        group = id.slice(6);
+      }
+    }
+    c = {
+      id,
+      peer: peer || null,
+      group: group || null,
+      max_seq: 0, // highest seq known to exist
+      syncMax: 0, // max_seq at the last sync: unread up to it is the server's
+      read_seq: 0,
+      unread: 0,
+      last: null,
+      updated_at: 0,
+      msgs: new Map(), // seq -> msg
+      loaded: false, // newest page fetched
+      complete: false, // nothing older to fetch
+      loading: false,
+      failed: false, // the last page fetch was refused or lost
+      delivered: 0, // peer's delivered position (1:1)
+      peerRead: 0, // peer's read position (1:1)
+    };
+    const marks = loadMarks()[id];
+    if (marks) [c.delivered, c.peerRead] = marks;
+    convs.set(id, c);
+  }
+  return c;
+}
+
+// Receipts cannot be asked for again after a reload (only pushed), so the
+// positions this tab saw are kept with its session.
+function loadMarks() {
+  try {
+    return JSON.parse(store.getItem(`tern.marks.${me}`) || '{}');
+  } catch (e) {
+    return {};
+  }
+}
+
+function saveMarks() {
+  const m = {};
+  for (const c of convs.values()) {
+    if (c.delivered || c.peerRead) m[c.id] = [c.delivered, c.peerRead];
+  }
+  store.setItem(`tern.marks.${me}`, JSON.stringify(m));
+}
+
+function saveOutbox() {
+  const items = outbox.map(({ inflight, ...item }) => item);
+  store.setItem(`tern.outbox.${me}`, JSON.stringify(items));
+}
+
+function setUnread(c, n) {
+  serverTotal += n - c.unread;
+  c.unread = n;
+}
+
+// ---- start ----------------------------------------------------------
+
+function init() {
+  token = store.getItem('tern.token');
+  me = store.getItem('tern.user');
+  if (token && me) {
+    enter();
+  } else {
+    showLogin('');
+  }
+  wireLogin();
+  wireApp();
+}
+
+function showLogin(msg) {
+  $('app').hidden = true;
+  $('login').hidden = false;
+  $('login-error').textContent = msg;
+  $('login-user').focus();
+}
+
+function wireLogin() {
+  const creds = () => ({ user: $('login-user').value.trim(), password: $('login-pass').value });
+  async function login() {
+    const { user, password } = creds();
+    const r = await api('POST', '/v1/sessions', null, { user, password });
+    store.setItem('tern.token', r.token);
+    store.setItem('tern.user', user);
+    token = r.token;
+    me = user;
+    enter();
+  }
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('login-error').textContent = '';
+    try {
+      await login();
+    } catch (e) {
+      $('login-error').textContent =
+        e.code === 'bad_credentials' ? 'Wrong user id or password.' : e.message;
+    }
+  });
+  $('register-btn').addEventListener('click', async () => {
+    $('login-error').textContent = '';
+    if (!$('login-form').reportValidity()) return;
+    const { user, password } = creds();
+    try {
+      await api('POST', '/v1/users', null, { user, password });
+      await login();
+    } catch (e) {
+      $('login-error').textContent =
+        e.code === 'user_exists' ? 'That user id is taken.' : e.message;
+    }
+  });
+}
+
+function enter() {
+  $('login').hidden = true;
+  $('app').hidden = false;
+  $('me-name').textContent = me;
+  try {
+    outbox = JSON.parse(store.getItem(`tern.outbox.${me}`) || '[]');
+  } catch (e) {
+    outbox = [];
+  }
+  session = new Session(token, device(), {
+    onOpen: () => {},
+    onFrame,
+    onState,
+    onFatal,
+  });
+  session.start();
+  refreshFriends();
+  clearInterval(friendsTimer);
+  // Friend requests are not pushed: look again now and then.
+  friendsTimer = setInterval(refreshFriends, 10000);
+  renderConvList();
+  renderConv();
+}
+
+function logoutLocal(msg) {
+  if (session) session.stop();
+  session = null;
+  clearInterval(friendsTimer);
+  for (const k of Object.keys(store)) {
+    if (k.startsWith('tern.') && k !== 'tern.device') store.removeItem(k);
+  }
+  convs.clear();
+  presence.clear();
+  outbox = [];
+  openConv = null;
+  serverTotal = 0;
+  token = null;
+  showLogin(msg);
+  $('login-user').value = me || '';
+  me = null;
+}
+
+function onState(s) {
+  $('conn-state').textContent = s === 'online' ? '' : s === 'connecting' ? 'connecting…' : 'offline';
+  $('me-dot').classList.toggle('online', s === 'online');
+  document.body.dataset.conn = s;
+}
+
+function onFatal(code) {
+  if (code === 4009) {
+    toast('This tab was signed in again elsewhere with the same device.');
+    document.body.dataset.conn = 'replaced';
+    return;
+  }
+  logoutLocal('Your session ended: log in again.');
+}
+
+// ---- frames ---------------------------------------------------------
+
+function onFrame(f) {
+  switch (f.type) {
+    case 'msg':
+      onMsg(f.msg, true);
+      break;
+    case 'offline_done':
+      resume();
+      break;
+    case 'receipt':
+      onReceipt(f);
+      break;
+    case 'recalled':
+      onRecalled(f);
+      break;
+    case 'typing':
+      onTyping(f);
+      break;
+    case 'presence':
+      presence.set(f.user, !!f.online);
+      renderPresence();
+      break;
+    case 'notify': {
+      const c = conv(f.conv);
+      if (f.max_seq > c.max_seq) fillGap(c, f.max_seq + 1);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+/** After the offline messages: conversations, gaps, then the outbox. */
+async function resume() {
+  try {
+    const r = await session.request({ type: 'sync', since: 0, limit: 1000 });
+    serverTotal = r.total_unread;
+    for (const c of convs.values()) c.failed = false;
+    for (const e of r.convs) {
+      const c = conv(e.conv, e.peer, e.group);
+      c.read_seq = Math.max(c.read_seq, e.read_seq);
+      c.unread = e.unread;
+      c.syncMax = e.max_seq;
+      if (e.last && (!c.last || e.last.seq >= c.last.seq)) c.last = e.last;
+      c.updated_at = Math.max(c.updated_at, e.updated_at);
+      if (c.loaded && e.max_seq > c.max_seq) await fillGap(c, e.max_seq + 1);
+      c.max_seq = Math.max(c.max_seq, e.max_seq);
+    }
+    serverTotal = r.total_unread;
+    await askPresence();
+    await flushOutbox();
+    if (openConv) markRead(convs.get(openConv));
+    renderConvList();
+    renderConv();
+  } catch (e) {
+    // The connection dropped meanwhile: the next auth starts over.
+  }
+}
+
+async function askPresence() {
+  const users = new Set();
+  for (const c of convs.values()) if (c.peer && c.peer !== me) users.add(c.peer);
+  if (users.size === 0) return;
+  const r = await session.request({ type: 'presence', users: [...users].slice(0, 1000) });
+  for (const [u, on] of Object.entries(r.online)) presence.set(u, on);
+  renderPresence();
+}
+
+/**
+ * Stores one message (from a push, a history page or a send answer),
+ * dropping duplicates by msg_id. Returns whether it was new.
+ */
+function addMsg(m) {
+  const c = conv(m.conv);
+  const had = c.msgs.get(m.seq);
+  if (had && had.msg_id === m.msg_id) {
+    if (m.recalled && !had.recalled) {
+      had.recalled = true;
+      had.content = null;
+    }
+    return false;
+  }
+  c.msgs.set(m.seq, m);
+  if (m.from !== me && m.seq > c.read_seq && m.seq > c.syncMax) setUnread(c, c.unread + 1);
+  if (m.seq > c.max_seq) c.max_seq = m.seq;
+  if (!c.last || m.seq >= c.last.seq) {
+    c.last = m;
+    c.updated_at = Math.max(c.updated_at, m.ts);
+  }
+  if (m.from === me && m.seq > c.read_seq) {
+    // Sending moves one's own read position to the message.
+    c.read_seq = m.seq;
+    setUnread(c, 0);
+  }
+  if (m.group && m.kind === 'system' && groups.has(m.group)) groupInfo(m.group, true);
+  return true;
+}
+
+async function onMsg(m, live) {
+  const c = conv(m.conv);
+  const gap = live && c.max_seq > 0 && m.seq > c.max_seq + 1;
+  const before = c.max_seq;
+  addMsg(m);
+  const typing = typingTimers.get(c.id);
+  if (typing && typing.user === m.from) {
+    clearTimeout(typing.timer);
+    typingTimers.delete(c.id);
+    renderTyping();
+  }
+  if (gap) await fillGap(c, m.seq, before);
+  scheduleAck(c);
+  if (openConv === c.id) markRead(c);
+  renderConvList();
+  if (openConv === c.id) renderMessages(c);
+}
+
+/**
+ * Fetches the messages between `after` (or the highest held) and `before`
+ * (or up to the newest).
+ */
+async function fillGap(c, before, after) {
+  let from = after ?? c.max_seq;
+  while (before === undefined || from + 1 < before) {
+    let r;
+    const frame = { type: 'history', conv: c.id, after_seq: from, limit: 500 };
+    if (before !== undefined) frame.before_seq = before;
+    try {
+      r = await session.request(frame);
+    } catch (e) {
+      return;
+    }
+    if (r.msgs.length === 0) break;
+    for (const m of r.msgs) addMsg(m);
+    from = r.msgs[r.msgs.length - 1].seq;
+  }
+  if (openConv === c.id) renderMessages(c);
+  renderConvList();
+}
+
+/** One cumulative ack per conversation for a burst of pushes. */
+function scheduleAck(c) {
+  if (ackTimers.has(c.id)) return;
+  ackTimers.set(
+    c.id,
+    setTimeout(() => {
+      ackTimers.delete(c.id);
+      session?.post({ type: 'ack', conv: c.id, seq: c.max_seq });
+    }, 30),
+  );
+}
+
+function onReceipt(f) {
+  const c = conv(f.conv);
+  if (f.by === me) {
+    if (f.read_seq > c.read_seq) {
+      c.read_seq = f.read_seq;
+      if (c.read_seq >= c.max_seq) setUnread(c, 0);
+      renderConvList();
+    }
+    return;
+  }
+  if (f.delivered_seq) c.delivered = Math.max(c.delivered, f.delivered_seq);
+  if (f.read_seq) {
+    c.peerRead = Math.max(c.peerRead, f.read_seq);
+    c.delivered = Math.max(c.delivered, f.read_seq);
+  }
+  saveMarks();
+  if (openConv === c.id) renderMessages(c);
+}
+
+function onRecalled(f) {
+  const c = conv(f.conv);
+  const m = c.msgs.get(f.seq);
+  if (m) {
+    m.recalled = true;
+    m.content = null;
+  }
+  if (c.last && c.last.seq === f.seq) c.last = { ...c.last, recalled: true, content: null };
+  renderConvList();
+  if (openConv === c.id) renderMessages(c);
+}
+
+function onTyping(f) {
+  if (f.user === me) return;
+  const old = typingTimers.get(f.conv);
+  if (old) clearTimeout(old.timer);
+  typingTimers.set(f.conv, {
+    user: f.user,
+    timer: setTimeout(() => {
+      typingTimers.delete(f.conv);
+      renderTyping();
+      renderConvList();
+    }, 5000),
+  });
+  renderTyping();
+  renderConvList();
+}
+
+/** The open conversation is read up to its newest message, if shown. */
+function markRead(c) {
+  if (!c || document.visibilityState !== 'visible' || !session?.online) return;
+  if (c.max_seq <= c.read_seq) {
+    if (c.unread) setUnread(c, 0);
+    return;
+  }
+  const seq = c.max_seq;
+  c.read_seq = seq;
+  setUnread(c, 0);
+  renderConvList();
+  session.request({ type: 'read', conv: c.id, seq }).catch(() => {
+    // Offline: the next resume reads again.
+  });
+}
+
+// ---- sending --------------------------------------------------------
+
+function send(text) {
+  const c = convs.get(openConv);
+  if (!c || !text) return;
+  const item = {
+    cid: randomId(),
+    conv: c.id,
+    kind: 'text',
+    content: text,
+    ts: Date.now(),
+  };
+  if (c.group) item.group = c.group;
+  else item.to = c.peer;
+  outbox.push(item);
+  saveOutbox();
+  renderMessages(c);
+  trySend(item);
+}
+
+async function trySend(item) {
+  if (!session?.online || item.inflight) return;
+  item.inflight = true;
+  const frame = { type: 'send', client_msg_id: item.cid, kind: item.kind, content: item.content };
+  if (item.group) frame.group = item.group;
+  else frame.to = item.to;
+  try {
+    const r = await session.request(frame);
+    outbox = outbox.filter((o) => o.cid !== item.cid);
+    saveOutbox();
+    const m = {
+      msg_id: r.msg_id,
+      conv: r.conv,
+      seq: r.seq,
+      from: me,
+      kind: item.kind,
+      content: item.content,
+      ts: r.ts,
+      client_msg_id: item.cid,
+    };
+    if (item.group) m.group = item.group;
+    else m.to = item.to;
+    const c = conv(r.conv);
+    const gap = c.max_seq > 0 && r.seq > c.max_seq + 1;
+    const before = c.max_seq;
+    addMsg(m);
+    if (gap) await fillGap(c, r.seq, before);
+  } catch (e) {
+    if (e.code === 'unavailable') {
+      // Offline: sent again, same client_msg_id, after the next auth.
+    } else if (e.code === 'rate_limited') {
+      setTimeout(() => trySend(item), 1000);
+    } else {
+      outbox = outbox.filter((o) => o.cid !== item.cid);
+      saveOutbox();
+      toast(`Not sent: ${e.message}`);
+    }
+  } finally {
+    item.inflight = false;
+  }
+  renderConvList();
+  if (openConv === item.conv) renderMessages(conv(item.conv));
+}
+
+async function flushOutbox() {
+  for (const item of [...outbox]) await trySend(item);
+}
+
+async function recall(m) {
+  try {
+    await session.request({ type: 'recall', conv: m.conv, seq: m.seq });
+    onRecalled({ conv: m.conv, seq: m.seq });
+  } catch (e) {
+    toast(e.code === 'forbidden' ? 'Too late to recall this message.' : e.message);
+  }
+}
+
+// ---- history --------------------------------------------------------
+
+async function loadOlder(c) {
+  if (c.loading || c.complete || !session?.online) return;
+  c.loading = true;
+  $('history-state').textContent = 'Loading…';
+  let lowest = Infinity;
+  for (const s of c.msgs.keys()) lowest = Math.min(lowest, s);
+  const frame = { type: 'history', conv: c.id, limit: 50 };
+  if (c.loaded && lowest !== Infinity) frame.before_seq = lowest;
+  try {
+    const r = await session.request(frame);
+    for (const m of r.msgs) addMsg(m);
+    c.loaded = true;
+    const min = r.msgs.length ? r.msgs[0].seq : 0;
+    if (r.msgs.length === 0 || min <= 1) c.complete = true;
+    if (!c.complete && lowest !== Infinity && min >= lowest) c.complete = true;
+    c.failed = false;
+  } catch (e) {
+    // Offline, or refused: not again on its own until the next resume
+    // (a scroll still tries).
+    c.failed = true;
+  } finally {
+    c.loading = false;
+  }
+  if (openConv === c.id) renderMessages(c, { keepFromBottom: true });
+}
+
+// ---- friends and groups --------------------------------------------
+
+async function refreshFriends() {
+  if (!token) return;
+  try {
+    friends = await api('GET', '/v1/friends', token);
+  } catch (e) {
+    if (e.status === 401) logoutLocal('Your session ended: log in again.');
+    return;
+  }
+  for (const f of friends.friends) presence.set(f.user, f.online);
+  renderFriends();
+  renderPresence();
+}
+
+async function addFriend(user) {
+  try {
+    const r = await api('PUT', `/v1/friends/${encodeURIComponent(user)}`, token);
+    $('friend-note').textContent =
+      r.status === 'friends' ? `You and ${user} are friends.` : `Asked ${user}.`;
+  } catch (e) {
+    $('friend-note').textContent =
+      e.code === 'no_such_user' ? `There is no user ${user}.` : e.message;
+  }
+  refreshFriends();
+}
+
+function parseUsers(s) {
+  return s
+    .split(/[\s,]+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+const groupFetches = new Map(); // group id -> Promise
+
+/** A group's name and members, fetched once (again when `refresh`). */
+function groupInfo(gid, refresh) {
+  if (groups.has(gid) && !refresh) return Promise.resolve(groups.get(gid));
+  if (groupFetches.has(gid)) return groupFetches.get(gid);
+  const p = api('GET', `/v1/groups/${encodeURIComponent(gid)}`, token)
+    .then((g) => {
+      groups.set(gid, g);
+      renderConvList();
+      const c = openConv && convs.get(openConv);
+      if (c && c.group === gid) renderHeader(c);
+      return g;
+    })
+    .catch(() => null)
+    .finally(() => groupFetches.delete(gid));
+  groupFetches.set(gid, p);
+  return p;
+}
+
+function convName(c) {
+  if (c.peer) return c.peer === me ? `${me} (you)` : c.peer;
+  const g = groups.get(c.group);
+  if (g) return g.name;
+  groupInfo(c.group);
+  return c.group;
+}
+
+// ---- rendering ------------------------------------------------------
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function preview(m) {
+  if (!m) return '';
+  if (m.recalled) return 'Message recalled';
+  if (m.kind === 'text') return `${m.from === me ? 'You: ' : ''}${m.content}`;
+  if (m.kind === 'system') return systemText(m);
+  return `[${m.kind}]`;
+}
+
+function systemText(m) {
+  const ev = m.content || {};
+  switch (ev.event) {
+    case 'group_created':
+      return `${m.from} created the group`;
+    case 'member_joined':
+      return m.from === ev.user ? `${ev.user} joined` : `${m.from} added ${ev.user}`;
+    case 'member_left':
+      return `${ev.user} left`;
+    case 'member_removed':
+      return `${m.from} removed ${ev.user}`;
+    default:
+      return `${m.from}: ${ev.event || 'event'}`;
+  }
+}
+
+function clock(ts) {
+  const d = new Date(ts);
+  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+}
+
+function renderConvList() {
+  const ul = $('conv-list');
+  const list = [...convs.values()]
+    .filter((c) => c.last || c.msgs.size || c.id === openConv)
+    .sort((a, b) => b.updated_at - a.updated_at || (a.id < b.id ? -1 : 1));
+  ul.replaceChildren(
+    ...list.map((c) => {
+      const li = el('li', 'item conv-item');
+      li.dataset.conv = c.id;
+      li.tabIndex = 0;
+      if (c.id === openConv) li.classList.add('active');
+      const dot = el('span', 'dot');
+      if (c.peer) {
+        dot.dataset.user = c.peer;
+        dot.classList.toggle('online', presence.get(c.peer) === true);
+      } else {
+        dot.classList.add('group');
+        dot.textContent = '#';
+      }
+      const body = el('div', 'grow');
+      const top = el('div', 'line');
+      top.append(el('b', 'name', convName(c)));
+      if (c.last) top.append(el('small', 'time', clock(c.last.ts)));
+      const bottom = el('div', 'line');
+      const typ = typingTimers.get(c.id);
+      bottom.append(
+        el('span', typ ? 'preview typing-note' : 'preview', typ ? `${typ.user} is typing…` : preview(c.last)),
+      );
+      if (c.unread > 0) bottom.append(el('span', 'badge unread', String(c.unread)));
+      body.append(top, bottom);
+      li.append(dot, body);
+      li.addEventListener('click', () => open(c.id));
+      li.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter') open(c.id);
+      });
+      return li;
+    }),
+  );
+  $('no-convs').hidden = list.length > 0;
+  const total = Math.max(0, serverTotal);
+  $('total-unread').hidden = total === 0;
+  $('total-unread').textContent = String(total);
+  document.title = total ? `(${total}) Tern` : 'Tern';
+}
+
+function renderFriends() {
+  const fl = $('friend-list');
+  fl.replaceChildren(
+    ...friends.friends.map((f) => {
+      const li = el('li', 'item friend');
+      li.dataset.user = f.user;
+      li.tabIndex = 0;
+      const dot = el('span', 'dot');
+      dot.dataset.user = f.user;
+      li.append(dot, el('b', 'grow name', f.user));
+      const chat = el('button', 'secondary', 'Chat');
+      chat.type = 'button';
+      chat.addEventListener('click', () => open(dmConv(me, f.user)));
+      li.append(chat);
+      li.addEventListener('dblclick', () => open(dmConv(me, f.user)));
+      return li;
+    }),
+  );
+  if (friends.friends.length === 0) fl.append(el('li', 'empty', 'No friends yet.'));
+  $('incoming-title').hidden = friends.incoming.length === 0;
+  $('incoming-list').replaceChildren(
+    ...friends.incoming.map((u) => {
+      const li = el('li', 'item incoming');
+      li.dataset.user = u;
+      li.append(el('b', 'grow name', u));
+      const ok = el('button', '', 'Accept');
+      ok.type = 'button';
+      ok.addEventListener('click', () => addFriend(u));
+      const no = el('button', 'secondary', 'Decline');
+      no.type = 'button';
+      no.addEventListener('click', async () => {
+        await api('DELETE', `/v1/friends/${encodeURIComponent(u)}`, token).catch(() => {});
+        refreshFriends();
+      });
+      li.append(ok, no);
+      return li;
+    }),
+  );
+  $('outgoing-title').hidden = friends.outgoing.length === 0;
+  $('outgoing-list').replaceChildren(
+    ...friends.outgoing.map((u) => {
+      const li = el('li', 'item outgoing');
+      li.append(el('span', 'grow name', u));
+      return li;
+    }),
+  );
+  const n = friends.incoming.length;
+  $('requests-badge').hidden = n === 0;
+  $('requests-badge').textContent = String(n);
+}
+
+function renderPresence() {
+  for (const d of document.querySelectorAll('.dot[data-user]')) {
+    d.classList.toggle('online', presence.get(d.dataset.user) === true);
+  }
+  const c = openConv && convs.get(openConv);
+  if (c) renderHeader(c);
+}
+
+function renderTyping() {
+  const t = openConv && typingTimers.get(openConv);
+  $('typing').textContent = t ? `${t.user} is typing…` : '';
+}
+
+function renderHeader(c) {
+  $('conv-title').textContent = convName(c);
+  const dot = $('conv-dot');
+  if (c.peer) {
+    const on = presence.get(c.peer) === true;
+    dot.hidden = false;
+    dot.dataset.user = c.peer;
+    dot.classList.toggle('online', on);
+    $('conv-sub').textContent = c.peer === me ? 'notes to yourself' : on ? 'online' : 'offline';
+  } else {
+    dot.hidden = true;
+    const g = groups.get(c.group);
+    $('conv-sub').textContent = g ? `${g.members.length} members` : 'group';
+  }
+  $('add-members-btn').hidden = !c.group;
+}
+
+function renderConv() {
+  const c = openConv && convs.get(openConv);
+  document.body.classList.toggle('conv-open', !!c);
+  $('no-conv').hidden = !!c;
+  $('conv-bar').hidden = !c;
+  $('msgs').hidden = !c;
+  $('composer').hidden = !c;
+  $('add-members-form').hidden = true;
+  if (!c) return;
+  renderHeader(c);
+  renderTyping();
+  renderMessages(c, { toBottom: true });
+}
+
+/** The mark of one of my messages: pending, sent, delivered or read. */
+function markOf(c, m) {
+  if (!c.peer || c.peer === me) return 'sent';
+  if (m.seq <= c.peerRead) return 'read';
+  if (m.seq <= c.delivered) return 'delivered';
+  return 'sent';
+}
+
+const MARK_TEXT = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓' };
+const MARK_TITLE = { pending: 'not sent yet', sent: 'sent', delivered: 'delivered', read: 'read' };
+
+function msgItem(c, m, pending) {
+  const mine = m.from === me;
+  const li = el('li', `msg ${mine ? 'mine' : 'theirs'}`);
+  if (m.kind === 'system') {
+    li.className = 'msg system';
+    li.append(el('span', 'text', systemText(m)));
+    li.dataset.seq = String(m.seq);
+    return li;
+  }
+  const bubble = el('div', 'bubble');
+  if (c.group && !mine) bubble.append(el('small', 'from', m.from));
+  if (m.recalled) {
+    li.classList.add('recalled');
+    bubble.append(el('span', 'text', 'Message recalled'));
+  } else if (m.kind === 'text') {
+    bubble.append(el('span', 'text', String(m.content)));
+  } else {
+    const url = m.content && typeof m.content.url === 'string' ? ` ${m.content.url}` : '';
+    bubble.append(el('span', 'text', `[${m.kind}]${url}`));
+  }
+  const meta = el('small', 'meta', clock(m.ts));
+  if (mine && !m.recalled) {
+    const mark = pending ? 'pending' : markOf(c, m);
+    const s = el('span', `mark ${mark}`, MARK_TEXT[mark]);
+    s.title = MARK_TITLE[mark];
+    li.dataset.mark = mark;
+    meta.append(' ', s);
+  }
+  bubble.append(meta);
+  li.append(bubble);
+  if (pending) {
+    li.dataset.cid = m.client_msg_id;
+  } else {
+    li.dataset.seq = String(m.seq);
+    li.dataset.msgId = m.msg_id;
+    if (mine && !m.recalled) {
+      li.addEventListener('contextmenu', (ev) => {
+        ev.preventDefault();
+        showMenu(ev.clientX, ev.clientY, m);
+      });
+      // Touch screens without a context menu: a tap opens it.
+      if (window.matchMedia('(pointer: coarse)').matches) {
+        li.addEventListener('click', (ev) => {
+          ev.stopPropagation();
+          showMenu(ev.clientX, ev.clientY, m);
+        });
+      }
+    }
+  }
+  return li;
+}
+
+function renderMessages(c, opts = {}) {
+  const box = $('msgs');
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  const atBottom = fromBottom - box.clientHeight < 40;
+  const seqs = [...c.msgs.keys()].sort((a, b) => a - b);
+  const items = seqs.map((s) => msgItem(c, c.msgs.get(s), false));
+  for (const o of outbox) {
+    if (o.conv !== c.id) continue;
+    const sent = seqs.some((s) => c.msgs.get(s).client_msg_id === o.cid && c.msgs.get(s).from === me);
+    if (!sent) {
+      items.push(
+        msgItem(
+          c,
+          { from: me, kind: o.kind, content: o.content, ts: o.ts, client_msg_id: o.cid },
+          true,
+        ),
+      );
+    }
+  }
+  $('msg-list').replaceChildren(...items);
+  $('history-state').textContent = c.complete ? 'Start of the conversation' : c.loading ? 'Loading…' : '';
+  if (opts.keepFromBottom) box.scrollTop = box.scrollHeight - fromBottom;
+  else if (opts.toBottom || atBottom) box.scrollTop = box.scrollHeight;
+  if (c.loading || c.failed) return;
+  if (!c.loaded) loadOlder(c);
+  else if (!c.complete && box.scrollHeight <= box.clientHeight + 10) loadOlder(c);
+}
+
+function open(id) {
+  hideMenu();
+  const c = conv(id);
+  openConv = id;
+  showTab('chats');
+  renderConvList();
+  renderConv();
+  markRead(c);
+  if (c.peer && c.peer !== me && !presence.has(c.peer) && session?.online) {
+    session
+      .request({ type: 'presence', users: [c.peer] })
+      .then((r) => {
+        for (const [u, on] of Object.entries(r.online)) presence.set(u, on);
+        renderPresence();
+      })
+      .catch(() => {});
+  }
+  if (window.matchMedia('(min-width: 721px)').matches) $('text').focus();
+}
+
+function showTab(t) {
+  $('tab-chats').classList.toggle('active', t === 'chats');
+  $('tab-friends').classList.toggle('active', t === 'friends');
+  $('chats-pane').hidden = t !== 'chats';
+  $('friends-pane').hidden = t !== 'friends';
+}
+
+function showMenu(x, y, m) {
+  menuTarget = m;
+  const menu = $('menu');
+  menu.hidden = false;
+  menu.style.left = `${Math.min(x, window.innerWidth - menu.offsetWidth - 8)}px`;
+  menu.style.top = `${Math.min(y, window.innerHeight - menu.offsetHeight - 8)}px`;
+  $('recall-btn').focus();
+}
+
+function hideMenu() {
+  $('menu').hidden = true;
+  menuTarget = null;
+}
+
+let toastTimer = null;
+function toast(msg) {
+  const t = $('toast');
+  t.textContent = msg;
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    t.hidden = true;
+  }, 4000);
+}
+
+// ---- page events ----------------------------------------------------
+
+function wireApp() {
+  $('tab-chats').addEventListener('click', () => showTab('chats'));
+  $('tab-friends').addEventListener('click', () => {
+    showTab('friends');
+    refreshFriends();
+  });
+  $('logout-btn').addEventListener('click', async () => {
+    await api('DELETE', '/v1/sessions', token).catch(() => {});
+    logoutLocal('');
+  });
+  $('back-btn').addEventListener('click', () => {
+    openConv = null;
+    renderConv();
+    renderConvList();
+  });
+  $('composer').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = $('text').value.trim();
+    $('text').value = '';
+    send(text);
+  });
+  $('text').addEventListener('input', () => {
+    const now = Date.now();
+    if (openConv && $('text').value && now - lastTypingSent > 3000) {
+      lastTypingSent = now;
+      session?.post({ type: 'typing', conv: openConv });
+    }
+  });
+  $('msgs').addEventListener('scroll', () => {
+    const c = openConv && convs.get(openConv);
+    if (c && $('msgs').scrollTop < 60) loadOlder(c);
+  });
+  $('add-friend-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const u = $('add-friend-user').value.trim();
+    $('add-friend-user').value = '';
+    if (u) addFriend(u);
+  });
+  $('new-group-btn').addEventListener('click', () => {
+    $('new-group-form').hidden = false;
+    $('group-name').focus();
+  });
+  $('new-group-cancel').addEventListener('click', () => {
+    $('new-group-form').hidden = true;
+  });
+  $('new-group-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const g = await api('POST', '/v1/groups', token, {
+        name: $('group-name').value.trim(),
+        members: parseUsers($('group-members').value),
+      });
+      groups.set(g.group, g);
+      $('new-group-form').hidden = true;
+      $('group-name').value = '';
+      $('group-members').value = '';
+      open(`group:${g.group}`);
+    } catch (e) {
+      toast(e.code === 'no_such_user' ? `Unknown user: ${e.message}` : e.message);
+    }
+  });
+  $('add-members-btn').addEventListener('click', () => {
+    $('add-members-form').hidden = !$('add-members-form').hidden;
+    if (!$('add-members-form').hidden) $('add-members-users').focus();
+  });
+  $('add-members-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const c = convs.get(openConv);
+    if (!c?.group) return;
+    try {
+      const g = await api('POST', `/v1/groups/${encodeURIComponent(c.group)}/members`, token, {
+        users: parseUsers($('add-members-users').value),
+      });
+      groups.set(g.group, g);
+      $('add-members-users').value = '';
+      $('add-members-form').hidden = true;
+      renderHeader(c);
+      // The membership messages come as pushes; fetch them too in case
+      // this device was between connections.
+      await fillGap(c);
+    } catch (e) {
+      toast(e.message);
+    }
+  });
+  $('recall-btn').addEventListener('click', () => {
+    const m = menuTarget;
+    hideMenu();
+    if (m) recall(m);
+  });
+  document.addEventListener('click', (ev) => {
+    if (!$('menu').contains(ev.target)) hideMenu();
+  });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') hideMenu();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (openConv) markRead(convs.get(openConv));
+  });
+  window.addEventListener('online', () => session?.kick());
+}
+
+// Exposed for the end-to-end test and the curious: read-only views.
+window.tern = {
+  get user() {
+    return me;
+  },
+  get connected() {
+    return !!session?.online;
+  },
+  get outbox() {
+    return outbox.length;
+  },
+  ApiError,
+};
+
+init();

@@ -1,0 +1,327 @@
+// End-to-end test of the web client in headless Chromium:
+//   node e2e.mjs URL OUTDIR
+// Two users (a desktop page and a phone-sized page, each in its own
+// browser context) register, befriend, chat, see presence, typing,
+// delivered and read marks and unread badges, recall, use a group and
+// older history; one page reloads and the server is restarted in the
+// middle, and both pages must end with the same messages, none lost or
+// doubled. Screenshots go to OUTDIR.
+//
+// The server restart is asked of the driving test on stdout: a line
+// `tern-e2e: stop` (the test stops the server and answers `stopped` on
+// stdin), then `tern-e2e: start` (answered `started` once it listens on
+// the same address again).
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+
+const [url, outdir] = process.argv.slice(2);
+if (!url || !outdir) {
+  console.error('usage: node e2e.mjs URL OUTDIR');
+  process.exit(2);
+}
+mkdirSync(outdir, { recursive: true });
+
+const WAIT = 20000;
+const PASSWORD = 'password1';
+const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Asks the driving test for `what` and waits for its answer. */
+async function ask(what, answer) {
+  process.stdout.write(`tern-e2e: ${what}\n`);
+  const { value, done } = await stdinLines.next();
+  if (done || value.trim() !== answer) throw new Error(`wanted ${answer}, got ${value}`);
+}
+
+function step(s) {
+  console.error(`e2e: ${s}`);
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.TERN_CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+const problems = [];
+async function newPage(name, options) {
+  const ctx = await browser.newContext(options);
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on('console', (m) => {
+    const t = m.text();
+    if (/Content Security Policy|Refused to/i.test(t)) problems.push(`${name}: ${t}`);
+  });
+  return page;
+}
+
+// Desktop for alice, a phone for bob.
+const a = await newPage('alice', { viewport: { width: 1100, height: 720 } });
+const b = await newPage('bob', {
+  viewport: { width: 390, height: 780 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+});
+
+async function register(page, user) {
+  await page.goto(url);
+  await page.fill('#login-user', user);
+  await page.fill('#login-pass', PASSWORD);
+  await page.click('#register-btn');
+  await page.waitForFunction((u) => document.getElementById('me-name').textContent === u, user);
+  await page.waitForSelector('body[data-conn="online"]');
+}
+
+/** The texts of the open conversation's messages, in order. */
+async function texts(page) {
+  return page.$$eval('#msg-list li.msg:not(.system) .text', (els) => els.map((e) => e.textContent));
+}
+
+/** Waits until the open conversation shows exactly `want`. */
+async function expectTexts(page, want, who) {
+  try {
+    await page.waitForFunction(
+      (w) => {
+        const got = [...document.querySelectorAll('#msg-list li.msg:not(.system) .text')].map(
+          (e) => e.textContent,
+        );
+        return JSON.stringify(got) === JSON.stringify(w);
+      },
+      want,
+      { timeout: WAIT },
+    );
+  } catch (e) {
+    throw new Error(`${who} shows ${JSON.stringify(await texts(page))}, wanted ${JSON.stringify(want)}`);
+  }
+}
+
+/** The mark on the own message whose text is `text`. */
+async function waitMark(page, text, mark) {
+  await page.waitForFunction(
+    ([t, m]) =>
+      [...document.querySelectorAll('#msg-list li.msg.mine')].some(
+        (li) => li.querySelector('.text')?.textContent === t && li.dataset.mark === m,
+      ),
+    [text, mark],
+    { timeout: WAIT },
+  );
+}
+
+async function sendText(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+async function noDuplicates(page, who) {
+  const ids = await page.$$eval('#msg-list li[data-msg-id]', (els) => els.map((e) => e.dataset.msgId));
+  check(new Set(ids).size === ids.length, `${who} shows a message twice: ${ids}`);
+}
+
+const dm = 'dm:alice:bob';
+const shot = (page, name) => page.screenshot({ path: join(outdir, name) });
+
+try {
+  step('register');
+  await register(a, 'alice');
+  await register(b, 'bob');
+
+  step('befriend');
+  await a.click('#tab-friends');
+  await a.fill('#add-friend-user', 'bob');
+  await a.click('#add-friend-form button[type=submit]');
+  await a.waitForFunction(() => document.getElementById('friend-note').textContent.includes('bob'));
+  await b.click('#tab-friends');
+  await b.click('#incoming-list li[data-user="alice"] button:has-text("Accept")');
+  await b.waitForSelector('#friend-list li[data-user="alice"]');
+  await a.click('#tab-friends');
+  await a.waitForSelector('#friend-list li[data-user="bob"]');
+
+  step('presence');
+  await a.waitForSelector('#friend-list li[data-user="bob"] .dot.online');
+  await b.waitForSelector('#friend-list li[data-user="alice"] .dot.online');
+
+  step('first message: sent, delivered, unread badge');
+  await b.click('#tab-chats');
+  await a.click('#friend-list li[data-user="bob"] button:has-text("Chat")');
+  await a.waitForSelector('#composer:not([hidden])');
+  await sendText(a, 'hello bob');
+  await waitMark(a, 'hello bob', 'delivered');
+  await b.waitForSelector(`#conv-list li[data-conv="${dm}"] .badge.unread:has-text("1")`);
+  check((await b.textContent('#total-unread')) === '1', 'bob total unread 1');
+  check(!(await b.isVisible('#conv')), 'phone shows one pane: the list');
+  // Not read while bob has not opened it.
+  check(
+    await a.$eval('#msg-list li.msg.mine', (li) => li.dataset.mark === 'delivered'),
+    'delivered, not read, before bob opens the conversation',
+  );
+  await shot(b, 'phone-list.png');
+
+  step('read mark');
+  await b.click(`#conv-list li[data-conv="${dm}"]`);
+  await expectTexts(b, ['hello bob'], 'bob');
+  check(!(await b.isVisible('#side')), 'phone shows one pane: the conversation');
+  await waitMark(a, 'hello bob', 'read');
+  await b.waitForSelector('#total-unread', { state: 'hidden' });
+
+  step('typing');
+  await b.fill('#text', 'hi al');
+  await a.waitForFunction(() => document.getElementById('typing').textContent === 'bob is typing…');
+  await b.fill('#text', '');
+  await sendText(b, 'hi alice <b>not bold</b>');
+  await expectTexts(a, ['hello bob', 'hi alice <b>not bold</b>'], 'alice');
+  check((await a.$$('#msg-list b')).length === 0, 'user content is text, not HTML');
+  await waitMark(b, 'hi alice <b>not bold</b>', 'read');
+
+  step('recall');
+  await sendText(a, 'oops');
+  await expectTexts(b, ['hello bob', 'hi alice <b>not bold</b>', 'oops'], 'bob');
+  await waitMark(a, 'oops', 'read');
+  await a.click('#msg-list li.msg.mine:last-child .bubble', { button: 'right' });
+  await a.click('#recall-btn');
+  const afterRecall = ['hello bob', 'hi alice <b>not bold</b>', 'Message recalled'];
+  await expectTexts(a, afterRecall, 'alice');
+  await expectTexts(b, afterRecall, 'bob');
+  await shot(a, 'desktop-chat.png');
+  await shot(b, 'phone-chat.png');
+
+  step('group: create, add a member, chat');
+  const carol = await fetch(`${url}v1/users`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: 'carol', password: PASSWORD }),
+  });
+  check(carol.status === 201, `carol registered (${carol.status})`);
+  await a.click('#tab-chats');
+  await a.click('#new-group-btn');
+  await a.fill('#group-name', 'Launch crew');
+  await a.fill('#group-members', 'bob');
+  await a.click('#new-group-form button[type=submit]');
+  await a.waitForFunction(() => document.getElementById('conv-title').textContent === 'Launch crew');
+  await a.click('#add-members-btn');
+  await a.fill('#add-members-users', 'carol');
+  await a.click('#add-members-form button[type=submit]');
+  await a.waitForSelector('#msg-list li.system:has-text("alice added carol")');
+  await sendText(a, 'welcome, team');
+  await expectTexts(a, ['welcome, team'], 'alice in the group');
+  await b.click('#back-btn');
+  await b.waitForSelector('#conv-list li:has-text("Launch crew") .badge.unread');
+  await b.click('#conv-list li:has-text("Launch crew")');
+  await expectTexts(b, ['welcome, team'], 'bob in the group');
+  await shot(a, 'desktop-group.png');
+
+  step('70 messages from carol to bob, for history on scroll');
+  const login = await fetch(`${url}v1/sessions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user: 'carol', password: PASSWORD }),
+  });
+  const { token } = await login.json();
+  for (let i = 1; i <= 70; i++) {
+    const r = await fetch(`${url}v1/messages`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ to: 'bob', client_msg_id: `c${i}`, kind: 'text', content: `carol ${i}` }),
+    });
+    check(r.status === 200, `carol's message ${i} (${r.status})`);
+  }
+
+  // Bob's page has them all (and acks them) before it reloads.
+  await b.waitForSelector('#conv-list li[data-conv="dm:bob:carol"] .preview:has-text("carol 70")', {
+    state: 'attached',
+  });
+  await b.waitForTimeout(300);
+
+  step('bob reloads; alice writes meanwhile');
+  await a.click(`#conv-list li[data-conv="${dm}"]`);
+  await b.reload();
+  await sendText(a, 'are you there?');
+  await b.waitForSelector('body[data-conn="online"]');
+  await b.waitForSelector(`#conv-list li[data-conv="${dm}"] .badge.unread:has-text("1")`);
+  await b.click(`#conv-list li[data-conv="${dm}"]`);
+  const afterReload = [...afterRecall, 'are you there?'];
+  await expectTexts(b, afterReload, 'bob after the reload');
+  await noDuplicates(b, 'bob');
+  await waitMark(a, 'are you there?', 'read');
+
+  step('history on scroll');
+  await b.click('#back-btn');
+  await b.click('#conv-list li[data-conv="dm:bob:carol"]');
+  await b.waitForSelector('#msg-list li.msg');
+  const first = await texts(b);
+  // The newest page first (50; more only if some came again as offline
+  // pushes), the rest on scrolling up.
+  check(
+    first.length >= 50 && first.length < 70 && first[first.length - 1] === 'carol 70',
+    `the newest page first: ${first.length}`,
+  );
+  await b.$eval('#msgs', (el) => {
+    el.scrollTop = 0;
+  });
+  await expectTexts(
+    b,
+    Array.from({ length: 70 }, (_, i) => `carol ${i + 1}`),
+    'bob after scrolling up',
+  );
+  await noDuplicates(b, 'bob');
+  await b.click('#back-btn');
+  await b.click(`#conv-list li[data-conv="${dm}"]`);
+
+  step('server restart; alice writes while it is down');
+  await ask('stop', 'stopped');
+  await a.waitForSelector('body:not([data-conn="online"])');
+  await sendText(a, 'sent while the server was down');
+  await waitMark(a, 'sent while the server was down', 'pending');
+  await ask('start', 'started');
+  await a.waitForSelector('body[data-conn="online"]', { timeout: 40000 });
+  await b.waitForSelector('body[data-conn="online"]', { timeout: 40000 });
+  await waitMark(a, 'sent while the server was down', 'read');
+  await sendText(b, 'back again');
+  const end = [...afterReload, 'sent while the server was down', 'back again'];
+  await expectTexts(a, end, 'alice at the end');
+  await expectTexts(b, end, 'bob at the end');
+  await noDuplicates(a, 'alice');
+  await noDuplicates(b, 'bob');
+  await waitMark(b, 'back again', 'read');
+
+  step('a fresh page of alice sees the same conversation from history');
+  const a2 = await newPage('alice-2', { viewport: { width: 1100, height: 720 } });
+  await a2.goto(url);
+  await a2.fill('#login-user', 'alice');
+  await a2.fill('#login-pass', PASSWORD);
+  await a2.click('#login-btn');
+  await a2.waitForSelector(`#conv-list li[data-conv="${dm}"]`);
+  await a2.click(`#conv-list li[data-conv="${dm}"]`);
+  await expectTexts(a2, end, 'alice on a second page');
+  await noDuplicates(a2, 'alice on a second page');
+
+  await shot(a, 'desktop.png');
+  await shot(b, 'phone.png');
+  check(problems.length === 0, `no page errors: ${problems.join('; ')}`);
+  step('passed');
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.error(`e2e: FAILED: ${e.stack || e}`);
+  for (const p of problems) console.error(`e2e: ${p}`);
+  await shot(a, 'failure-alice.png').catch(() => {});
+  await shot(b, 'failure-bob.png').catch(() => {});
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
