@@ -9,6 +9,7 @@ mod guard;
 mod http;
 mod listener;
 pub mod metrics;
+pub mod openapi;
 mod pending;
 mod views;
 mod ws;
