@@ -22,7 +22,7 @@ pub use bus::{Bus, Envelope, LocalBus, LocalPresence, NodeId, PlumbingError, Pre
 pub use error::{CoreError, CoreResult};
 pub use hub::{Conn, Hub, Outbound, Push};
 pub use limits::{Decision, Limiter, LocalLimiter, Rule};
-pub use service::{Actor, Core, CoreConfig, SendOk, SendRequest};
+pub use service::{register_user, Actor, Core, CoreConfig, SendOk, SendRequest};
 
 use bytes::Bytes;
 use std::borrow::Cow;

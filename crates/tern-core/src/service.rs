@@ -54,6 +54,54 @@ pub struct CoreConfig {
     pub cluster_queue: Option<usize>,
 }
 
+/// Creates an account as `POST /v1/users` does: checks the user id,
+/// password and display name, hashes the password with `auth`'s argon2
+/// parameters (on a blocking thread) and stores the user. Also used by
+/// the admin command line, which has a store but no running core.
+pub async fn register_user(
+    store: &dyn Store,
+    auth: &Auth,
+    user: &str,
+    password: &str,
+    name: Option<&str>,
+) -> CoreResult<()> {
+    if !is_valid_name(user) {
+        return Err(CoreError::invalid(
+            "user must be 1-64 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    if password.chars().count() < 8 {
+        return Err(CoreError::invalid("password must be at least 8 characters"));
+    }
+    if password.len() > 1024 {
+        return Err(CoreError::invalid("password must be at most 1024 bytes"));
+    }
+    let name = name.unwrap_or(user);
+    if name.chars().count() > 128 {
+        return Err(CoreError::invalid("name must be at most 128 characters"));
+    }
+    let auth = auth.clone();
+    let pw = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || auth.hash_password(&pw))
+        .await
+        .map_err(|_| CoreError::unavailable())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            CoreError::unavailable()
+        })?;
+    let rec = UserRecord {
+        user: user.to_owned(),
+        name: name.to_owned(),
+        password_hash: hash,
+        created_at: now_ms(),
+    };
+    match store.create_user(rec).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict) => Err(CoreError::new(ErrorCode::UserExists, "user exists")),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Largest `limit` of a history page.
 pub const HISTORY_MAX: u32 = 500;
 pub const HISTORY_DEFAULT: u32 = 50;
@@ -200,44 +248,9 @@ impl Core {
     // ----- accounts -----
 
     pub async fn register(&self, user: &str, password: &str, name: Option<&str>) -> CoreResult<()> {
-        if !is_valid_name(user) {
-            return Err(CoreError::invalid(
-                "user must be 1-64 characters of A-Z a-z 0-9 _ . -",
-            ));
-        }
-        if password.chars().count() < 8 {
-            return Err(CoreError::invalid("password must be at least 8 characters"));
-        }
-        if password.len() > 1024 {
-            return Err(CoreError::invalid("password must be at most 1024 bytes"));
-        }
-        let name = name.unwrap_or(user);
-        if name.chars().count() > 128 {
-            return Err(CoreError::invalid("name must be at most 128 characters"));
-        }
-        let auth = self.auth.clone();
-        let pw = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || auth.hash_password(&pw))
-            .await
-            .map_err(|_| CoreError::unavailable())?
-            .map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                CoreError::unavailable()
-            })?;
-        let rec = UserRecord {
-            user: user.to_owned(),
-            name: name.to_owned(),
-            password_hash: hash,
-            created_at: now_ms(),
-        };
-        match self.store.create_user(rec).await {
-            Ok(()) => {
-                self.known_users.insert(user.to_owned());
-                Ok(())
-            }
-            Err(StoreError::Conflict) => Err(CoreError::new(ErrorCode::UserExists, "user exists")),
-            Err(e) => Err(e.into()),
-        }
+        register_user(&*self.store, &self.auth, user, password, name).await?;
+        self.known_users.insert(user.to_owned());
+        Ok(())
     }
 
     /// Checks a password; returns a token and its expiry (ms).

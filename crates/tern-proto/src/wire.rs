@@ -96,6 +96,29 @@ impl From<Box<RawValue>> for RawJson<'static> {
     }
 }
 
+/// Any JSON value: what the sender gave, passed through as it is.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RawJson<'_> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .description(Some("any JSON value, stored and passed on as sent"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RawJson<'_> {}
+
+/// An error `code`: one of the names [`ErrorCode`] knows.
+#[cfg(feature = "openapi")]
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .build()
+}
+
 /// Equal when the JSON text is the same, byte for byte.
 impl PartialEq for RawJson<'_> {
     fn eq(&self, other: &Self) -> bool {
@@ -287,8 +310,13 @@ pub struct AuthAnswer<'a> {
 }
 
 /// The answer to `send` (WebSocket `ok`) and `POST /v1/messages`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendAnswer<'a> {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = "^[0-9]{1,20}$", example = "7311845012345678901")
+    )]
     #[serde(with = "decimal")]
     pub msg_id: u64,
     pub conv: Cow<'a, str>,
@@ -305,22 +333,27 @@ pub struct ReadAnswer {
 }
 
 /// One conversation of a [`SyncAnswer`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvView<'a> {
     pub conv: Cow<'a, str>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<Cow<'a, str>>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Cow<'a, str>>,
     pub max_seq: u64,
     pub read_seq: u64,
     pub unread: u64,
     /// `null` when the conversation has no message.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last: Option<MsgView<'a>>,
     pub updated_at: i64,
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncAnswer<'a> {
     pub convs: Vec<ConvView<'a>>,
@@ -329,6 +362,7 @@ pub struct SyncAnswer<'a> {
 
 /// A page of history: the answer to `history` (WebSocket `ok`) and
 /// `GET /v1/conversations/{conv}/messages`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryAnswer<'a> {
     pub msgs: Vec<MsgView<'a>>,
@@ -399,22 +433,31 @@ impl<'a> Pong<'a> {
 // WebSocket: pushes
 
 /// A message as clients see it, in `msg` pushes, `history` and `sync`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsgView<'a> {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = "^[0-9]{1,20}$", example = "7311845012345678901")
+    )]
     #[serde(with = "decimal")]
     pub msg_id: u64,
     pub conv: Cow<'a, str>,
     pub seq: u64,
     pub from: Cow<'a, str>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<Cow<'a, str>>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Cow<'a, str>>,
     pub kind: Cow<'a, str>,
     /// Left out for recalled messages.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<RawJson<'a>>,
     pub ts: i64,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -538,8 +581,10 @@ pub struct OfflineDone {
 // before they had types, and what it still writes.
 
 /// An HTTP error: `{"code","message"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody<'a> {
+    #[cfg_attr(feature = "openapi", schema(schema_with = error_code_schema))]
     pub code: Cow<'a, str>,
     pub message: Cow<'a, str>,
 }
@@ -559,12 +604,14 @@ impl<'a> ErrorBody<'a> {
 }
 
 /// `POST /v1/users` -> 201.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCreated<'a> {
     pub user: Cow<'a, str>,
 }
 
 /// `POST /v1/sessions`: a token and when it expires (ms).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionToken<'a> {
     pub expires_at: i64,
@@ -572,6 +619,7 @@ pub struct SessionToken<'a> {
 }
 
 /// `GET /v1/users/{user}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo<'a> {
     pub name: Cow<'a, str>,
@@ -580,6 +628,7 @@ pub struct UserInfo<'a> {
 }
 
 /// Where a friend request stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FriendState {
@@ -590,12 +639,14 @@ pub enum FriendState {
 }
 
 /// `PUT /v1/friends/{user}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendAnswer {
     pub status: FriendState,
 }
 
 /// One friend of a [`FriendsList`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendEntry<'a> {
     pub online: bool,
@@ -603,6 +654,7 @@ pub struct FriendEntry<'a> {
 }
 
 /// `GET /v1/friends`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendsList<'a> {
     pub friends: Vec<FriendEntry<'a>>,
@@ -612,12 +664,14 @@ pub struct FriendsList<'a> {
 
 /// `POST /v1/groups` (without `size`), `GET /v1/groups/{group}` and
 /// `POST /v1/groups/{group}/members` (with it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupAnswer<'a> {
     pub group: Cow<'a, str>,
     pub members: Vec<Cow<'a, str>>,
     pub name: Cow<'a, str>,
     pub owner: Cow<'a, str>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
 }

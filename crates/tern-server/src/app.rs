@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::metrics::{prometheus, Hot};
 use anyhow::Context;
 use std::future::Future;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,48 +60,12 @@ impl Counter {
     }
 }
 
-/// Reads the token secret from the config, or from `data_dir/secret.key`,
-/// generating it there on first start.
-fn load_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
-    if !cfg.auth.secret.is_empty() {
-        return Ok(cfg.auth.secret.as_bytes().to_vec());
-    }
-    let path = cfg.data_dir.join("secret.key");
-    match std::fs::read(&path) {
-        Ok(s) if s.len() >= 32 => return Ok(s),
-        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-    let secret: [u8; 32] = rand::random();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, hex.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    Ok(hex.into_bytes())
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
 impl App {
     async fn build(cfg: Config, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<App>> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        let mut backends = crate::backends::open(&cfg).await?;
-        let secret = match backends.shared_secret.take() {
-            Some(s) => s,
-            None => load_secret(&cfg)?,
-        };
+        let backends = crate::backends::open(&cfg).await?;
+        let secret = crate::backends::token_secret(&cfg).await?;
         let auth = Auth::new(
             &secret,
             cfg.auth.token_ttl_secs,

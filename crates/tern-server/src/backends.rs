@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use std::path::Path;
 use std::sync::Arc;
 use tern_core::store::Store;
 use tern_core::{Bus, Limiter, LocalBus, LocalLimiter, LocalPresence, Presence};
@@ -17,9 +18,6 @@ pub struct Backends {
     pub limiter: Arc<dyn Limiter>,
     /// Whether pushes cross nodes.
     pub cluster: bool,
-    /// The token secret every node of the cluster shares, when the
-    /// configuration names none.
-    pub shared_secret: Option<Vec<u8>>,
 }
 
 pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
@@ -32,7 +30,6 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
             presence: Arc::new(LocalPresence::new(cfg.node_id)),
             limiter: Arc::new(LocalLimiter::new()),
             cluster: false,
-            shared_secret: None,
         });
     }
     let presence = tern_cluster::RedisPresence::connect(
@@ -61,26 +58,34 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
     let limiter = tern_cluster::RedisLimiter::connect(&c.redis_url, &c.name)
         .await
         .context("connecting to Redis (rate limits)")?;
-    let shared_secret = if cfg.auth.secret.is_empty() {
-        Some(
-            tern_cluster::shared_secret(&c.redis_url, &c.name)
-                .await
-                .context("reading the cluster's token secret from Redis")?,
-        )
-    } else {
-        None
-    };
     Ok(Backends {
         store,
         bus: Arc::new(bus),
         presence: Arc::new(presence),
         limiter: Arc::new(limiter),
         cluster: true,
-        shared_secret,
     })
 }
 
-async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// The secret that signs session tokens: `auth.secret` when set; else,
+/// in a cluster, the one every node shares through Redis (made by the
+/// first node); else `data_dir/secret.key`, generated on first use. The
+/// server and the admin commands (`tern token`) both take it from here,
+/// so a token either makes is accepted by the other.
+pub async fn token_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
+    if !cfg.auth.secret.is_empty() {
+        return Ok(cfg.auth.secret.as_bytes().to_vec());
+    }
+    let c = &cfg.cluster;
+    if c.enabled() {
+        return tern_cluster::shared_secret(&c.redis_url, &c.name)
+            .await
+            .context("reading the cluster's token secret from Redis");
+    }
+    secret_file(cfg)
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &cfg.store.url;
     let max_connections = cfg.store.max_connections;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -105,4 +110,41 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .context("opening the store")?
             .context("opening the embedded store")?;
     Ok(Arc::new(store))
+}
+
+/// Reads the token secret from `data_dir/secret.key`, generating it there
+/// on first start.
+fn secret_file(cfg: &Config) -> anyhow::Result<Vec<u8>> {
+    let path = cfg.data_dir.join("secret.key");
+    match std::fs::read(&path) {
+        Ok(s) if s.len() >= 32 => return Ok(s),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret: [u8; 32] = rand::random();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    match write_private(&path, hex.as_bytes()) {
+        Ok(()) => Ok(hex.into_bytes()),
+        // Another process (the server, an admin command) made it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)
+            .ok()
+            .filter(|s| s.len() >= 32)
+            .with_context(|| format!("reading {} written by another process", path.display())),
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }

@@ -26,6 +26,36 @@ pub struct Config {
     pub rate: RateConfig,
     pub http: HttpConfig,
     pub tls: TlsConfig,
+    pub log: LogConfig,
+}
+
+/// How `tern` writes its log (to standard error).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people (coloured only on a terminal) or `json`, one
+    /// object per line, for log shippers. `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {s:?}: use text or json")),
+        }
+    }
 }
 
 /// Where messages, users and groups live.
@@ -160,6 +190,9 @@ pub struct AuthConfig {
 /// The shortest accepted `auth.secret` (HS256 wants at least the hash
 /// size).
 pub const SECRET_MIN_BYTES: usize = 32;
+/// The longest token lifetime (366 days): `auth.token_ttl_secs` and
+/// `tern token --ttl`.
+pub const TOKEN_TTL_MAX_SECS: u64 = 366 * 24 * 3600;
 /// The argon2id floor: OWASP's minimum configuration (19 MiB, 2 passes).
 pub const ARGON2_MIN_M_COST_KIB: u32 = 19456;
 pub const ARGON2_MIN_T_COST: u32 = 2;
@@ -296,6 +329,7 @@ impl Default for Config {
             rate: RateConfig::default(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -475,10 +509,9 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("TERN_").split("__"));
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        // The binary warns about it once its log is set up (which needs
+        // this configuration first).
         if std::env::var_os(WEAK_HASHING_ENV).is_some_and(|v| v == "1") {
-            tracing::warn!(
-                "{WEAK_HASHING_ENV}=1: password hashing may be below the argon2 floor; for tests only"
-            );
             cfg.auth.weak_hashing_for_tests = true;
         }
         Ok(cfg)
@@ -606,7 +639,7 @@ impl Config {
         if !a.secret.is_empty() && a.secret.len() < SECRET_MIN_BYTES {
             return bad("auth.secret must be at least 32 bytes (or empty: generated)");
         }
-        if a.token_ttl_secs == 0 || a.token_ttl_secs > 366 * 24 * 3600 {
+        if a.token_ttl_secs == 0 || a.token_ttl_secs > TOKEN_TTL_MAX_SECS {
             return bad("auth.token_ttl_secs must be 1 to 31622400 (366 days)");
         }
         if a.weak_hashing_for_tests {
@@ -739,6 +772,16 @@ mod tests {
         assert!(!from_file.auth.weak_hashing_for_tests);
         assert!(from_file.validate().is_err());
         assert!(toml::from_str::<Config>("[auth]\nweak_hashing_for_tests = true").is_err());
+    }
+
+    #[test]
+    fn log_format_from_file_and_name() {
+        let c: Config = toml::from_str("[log]\nformat = \"json\"").unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(toml::from_str::<Config>("[log]\nformat = \"xml\"").is_err());
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert!("JSON".parse::<LogFormat>().is_err());
     }
 
     #[test]

@@ -11,42 +11,53 @@ use axum::extract::{
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::store::FriendStatus;
 use tern_core::{Actor, CoreError, SendRequest};
 use tern_proto::wire::{
-    ErrorBody, FriendAnswer, FriendEntry, FriendState, FriendsList, SessionToken, UserCreated,
-    UserInfo,
+    ErrorBody, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
+    SendAnswer, SessionToken, SyncAnswer, UserCreated, UserInfo,
 };
 use tern_proto::ErrorCode;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Every route of the API with its OpenAPI description: the router and
+/// `/v1/openapi.json` come from this one list, so neither can miss a route
+/// the other has.
+pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(create_session, delete_session))
+        .routes(routes!(list_friends))
+        .routes(routes!(put_friend, delete_friend))
+        .routes(routes!(create_group))
+        .routes(routes!(get_group))
+        .routes(routes!(add_members))
+        .routes(routes!(remove_member))
+        .routes(routes!(conversations))
+        .routes(routes!(messages))
+        .routes(routes!(send_message))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(crate::openapi::serve_document))
+}
 
 pub fn router(app: Arc<App>) -> Router {
     let body_bytes = app.cfg.http.body_bytes;
     let request_timeout = Duration::from_secs(app.cfg.http.request_timeout_secs);
-    Router::new()
-        .route("/v1/ws", get(crate::ws::upgrade))
-        .route("/v1/users", post(create_user))
-        .route("/v1/users/{user}", get(get_user))
-        .route("/v1/sessions", post(create_session).delete(delete_session))
-        .route("/v1/friends", get(list_friends))
-        .route("/v1/friends/{user}", put(put_friend).delete(delete_friend))
-        .route("/v1/groups", post(create_group))
-        .route("/v1/groups/{group}", get(get_group))
-        .route("/v1/groups/{group}/members", post(add_members))
-        .route("/v1/groups/{group}/members/{user}", delete(remove_member))
-        .route("/v1/conversations", get(conversations))
-        .route("/v1/conversations/{conv}/messages", get(messages))
-        .route("/v1/messages", post(send_message))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let (routes, _) = api().split_for_parts();
+    routes
         .merge(crate::web::router())
         .fallback(|| async { ApiError(CoreError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
@@ -224,16 +235,34 @@ fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::
     Ok(app.core.session(token.trim())?)
 }
 
-#[derive(Deserialize)]
-struct NewUserBody<'a> {
+/// `POST /v1/users`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewUserBody<'a> {
+    /// The new user id: 1-64 characters of `A-Z a-z 0-9 _ . -`.
     #[serde(borrow)]
     user: std::borrow::Cow<'a, str>,
+    /// At least 8 characters.
     #[serde(borrow)]
     password: std::borrow::Cow<'a, str>,
+    /// Display name (at most 128 characters); the user id when left out.
+    #[schema(nullable = false)]
     #[serde(borrow, default)]
     name: Option<std::borrow::Cow<'a, str>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "registered", body = UserCreated),
+        (status = 400, description = "`invalid`: bad user id, password under 8 characters, bad JSON", body = ErrorBody),
+        (status = 409, description = "`user_exists`", body = ErrorBody),
+        (status = 413, description = "`content_too_large`: body over `http.body_bytes`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many registrations from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+    )
+)]
 async fn create_user(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -249,14 +278,28 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(UserCreated { user: b.user })).into_response())
 }
 
-#[derive(Deserialize)]
-struct SessionBody<'a> {
+/// `POST /v1/sessions`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SessionBody<'a> {
     #[serde(borrow)]
     user: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     password: std::borrow::Cow<'a, str>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    request_body = SessionBody,
+    responses(
+        (status = 200, description = "logged in", body = SessionToken),
+        (status = 400, description = "`invalid`: bad JSON", body = ErrorBody),
+        (status = 401, description = "`bad_credentials`: wrong user or password", body = ErrorBody),
+        (status = 413, description = "`content_too_large`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed logins for this user or address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+    )
+)]
 async fn create_session(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -287,12 +330,32 @@ async fn create_session(
 }
 
 /// Revokes the bearer token everywhere (PROTOCOL.md 3).
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "the token is revoked everywhere: later calls with it get 401, its WebSockets close with 4001"),
+    )
+)]
 async fn delete_session(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
     let session = bearer_session(&app, &headers)?;
     app.core.revoke(&session).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("user" = String, Path, description = "user id")),
+    responses(
+        (status = 200, description = "the user", body = UserInfo),
+        (status = 404, description = "`no_such_user`", body = ErrorBody),
+    )
+)]
 async fn get_user(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -308,6 +371,20 @@ async fn get_user(
     .into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/friends/{user}",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(("user" = String, Path, description = "the other user")),
+    responses(
+        (status = 200, description = "`requested`, or `friends` once both sides asked", body = FriendAnswer),
+        (status = 400, description = "`invalid`: oneself", body = ErrorBody),
+        (status = 403, description = "`forbidden`: too many outstanding requests", body = ErrorBody),
+        (status = 404, description = "`no_such_user`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many friend requests", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+    )
+)]
 async fn put_friend(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -324,6 +401,16 @@ async fn put_friend(
     Ok(Json(FriendAnswer { status }).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/friends/{user}",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(("user" = String, Path, description = "the other user")),
+    responses(
+        (status = 204, description = "no longer friends; a pending request either way is withdrawn"),
+    )
+)]
 async fn delete_friend(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -334,6 +421,15 @@ async fn delete_friend(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/friends",
+    tag = "friends",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "friends with their presence, pending requests both ways", body = FriendsList),
+    )
+)]
 async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
     let me = bearer(&app, &headers)?;
     let (friends, lists) = app.core.friends(&me).await?;
@@ -352,12 +448,25 @@ async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiRes
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SyncParams {
+    /// Only conversations updated after this time (ms).
     since: Option<i64>,
+    /// Most conversations in the answer (1-1000).
     limit: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(SyncParams),
+    responses(
+        (status = 200, description = "the caller's conversations, as `sync` answers", body = SyncAnswer),
+    )
+)]
 async fn conversations(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -369,13 +478,28 @@ async fn conversations(
     Ok(Json(sync_answer(&list)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
+    /// Messages with a `seq` below this one (the newest page when left out).
     before_seq: Option<u64>,
+    /// Messages with a `seq` above this one.
     after_seq: Option<u64>,
+    /// Most messages in the page (1-1000).
     limit: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{conv}/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("conv" = String, Path, description = "`dm:<a>:<b>` or `group:<gid>`"), HistoryParams),
+    responses(
+        (status = 200, description = "a page of history, as `history` answers", body = HistoryAnswer),
+        (status = 403, description = "`not_member`: not a conversation of the caller", body = ErrorBody),
+    )
+)]
 async fn messages(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -391,20 +515,46 @@ async fn messages(
     Ok(Json(history_answer(&msgs)).into_response())
 }
 
-#[derive(Deserialize)]
-struct SendBody<'a> {
+/// `POST /v1/messages`: the `send` frame without `type` and `id`; exactly
+/// one of `to` and `group`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SendBody<'a> {
+    /// The recipient of a direct message.
+    #[schema(nullable = false)]
     #[serde(borrow)]
     to: Option<std::borrow::Cow<'a, str>>,
+    /// The group of a group message.
+    #[schema(nullable = false)]
     #[serde(borrow)]
     group: Option<std::borrow::Cow<'a, str>>,
+    /// 1-64 characters chosen by the sender: the deduplication key.
+    #[schema(required = true, nullable = false)]
     #[serde(borrow)]
     client_msg_id: Option<std::borrow::Cow<'a, str>>,
+    /// `text`, `image`, ... (PROTOCOL.md 2.2).
+    #[schema(required = true, nullable = false)]
     #[serde(borrow)]
     kind: Option<std::borrow::Cow<'a, str>>,
+    /// Any JSON value within `limits.content_bytes`.
+    #[schema(required = true, value_type = serde_json::Value)]
     #[serde(borrow)]
     content: Option<&'a RawValue>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body = SendBody,
+    responses(
+        (status = 200, description = "stored; `duplicate` when this `client_msg_id` was sent before", body = SendAnswer),
+        (status = 403, description = "`not_member`: not a member of the group", body = ErrorBody),
+        (status = 404, description = "`no_such_user` / `no_such_group`", body = ErrorBody),
+        (status = 413, description = "`content_too_large`: content over `limits.content_bytes`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the user's send rate", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+    )
+)]
 async fn send_message(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -435,14 +585,29 @@ async fn send_message(
     Ok(Json(send_answer(&ok)).into_response())
 }
 
-#[derive(Deserialize)]
-struct NewGroupBody<'a> {
+/// `POST /v1/groups`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewGroupBody<'a> {
     #[serde(borrow)]
     name: std::borrow::Cow<'a, str>,
+    /// User ids besides the caller (at most 1000).
     #[serde(borrow, default)]
     members: Vec<std::borrow::Cow<'a, str>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/groups",
+    tag = "groups",
+    security(("bearer" = [])),
+    request_body = NewGroupBody,
+    responses(
+        (status = 201, description = "created; the caller is the owner", body = GroupAnswer),
+        (status = 403, description = "`forbidden`: a member is in too many groups", body = ErrorBody),
+        (status = 404, description = "`no_such_user`", body = ErrorBody),
+        (status = 413, description = "`content_too_large`", body = ErrorBody),
+    )
+)]
 async fn create_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -455,6 +620,18 @@ async fn create_group(
     Ok((StatusCode::CREATED, Json(group_answer(&view, false))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(("group" = String, Path, description = "group id")),
+    responses(
+        (status = 200, description = "the group, with its size", body = GroupAnswer),
+        (status = 403, description = "`not_member`", body = ErrorBody),
+        (status = 404, description = "`no_such_group`", body = ErrorBody),
+    )
+)]
 async fn get_group(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -465,12 +642,28 @@ async fn get_group(
     Ok(Json(group_answer(&view, true)).into_response())
 }
 
-#[derive(Deserialize)]
-struct AddMembersBody<'a> {
+/// `POST /v1/groups/{group}/members`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct AddMembersBody<'a> {
+    /// User ids to add (at most 1000).
     #[serde(borrow)]
     users: Vec<std::borrow::Cow<'a, str>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group}/members",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(("group" = String, Path, description = "group id")),
+    request_body = AddMembersBody,
+    responses(
+        (status = 200, description = "the group as `GET /v1/groups/{group}` answers", body = GroupAnswer),
+        (status = 403, description = "`not_member`, or `forbidden`: the group or a user is full", body = ErrorBody),
+        (status = 404, description = "`no_such_group` / `no_such_user`", body = ErrorBody),
+        (status = 413, description = "`content_too_large`", body = ErrorBody),
+    )
+)]
 async fn add_members(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -484,6 +677,21 @@ async fn add_members(
     Ok(Json(group_answer(&view, true)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{group}/members/{user}",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(
+        ("group" = String, Path, description = "group id"),
+        ("user" = String, Path, description = "the member to remove"),
+    ),
+    responses(
+        (status = 204, description = "removed (the owner removes anyone, anyone removes self)"),
+        (status = 403, description = "`forbidden` / `not_member`", body = ErrorBody),
+        (status = 404, description = "`no_such_group`", body = ErrorBody),
+    )
+)]
 async fn remove_member(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -494,40 +702,85 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The `/healthz` body.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, or `unavailable` when a backend does not answer.
+    #[schema(value_type = String, pattern = "^(ok|unavailable)$")]
+    status: &'static str,
+    /// On 503 only: `unavailable`, as in every error body.
+    #[schema(value_type = Option<String>, nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    /// On 503 only: which backends are down.
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    /// This node's number.
+    node: u16,
+    /// Each backend this node uses (`store`; in a cluster also `redis`
+    /// and `bus`): `ok` or `down: <reason>`.
+    #[schema(value_type = BTreeMap<String, String>)]
+    backends: BTreeMap<&'static str, String>,
+}
+
 /// 200 when every backend answers, else 503; the body names each
 /// backend this node uses and its state (and, on 503, carries the usual
 /// error fields too).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the server and every backend it uses answer", body = Health),
+        (status = 503, description = "a backend does not answer (`code` is `unavailable`)", body = Health),
+    )
+)]
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let h = app.core.health().await;
     let state = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("down: {e}"),
     };
-    let mut backends = serde_json::Map::new();
-    backends.insert("store".into(), state(&h.store).into());
+    let mut backends = BTreeMap::new();
+    backends.insert("store", state(&h.store));
     if app.core.is_cluster() {
-        backends.insert("redis".into(), state(&h.presence).into());
-        backends.insert("bus".into(), state(&h.bus).into());
+        backends.insert("redis", state(&h.presence));
+        backends.insert("bus", state(&h.bus));
     }
     if h.ok() {
-        return Json(json!({"status": "ok", "node": app.core.node(), "backends": backends}))
-            .into_response();
+        return Json(Health {
+            status: "ok",
+            code: None,
+            message: None,
+            node: app.core.node(),
+            backends,
+        })
+        .into_response();
     }
     let down: Vec<&str> = backends
         .iter()
-        .filter(|(_, v)| v.as_str() != Some("ok"))
-        .map(|(k, _)| k.as_str())
+        .filter(|(_, v)| v.as_str() != "ok")
+        .map(|(k, _)| *k)
         .collect();
-    let body = json!({
-        "status": "unavailable",
-        "code": "unavailable",
-        "message": format!("backend down: {}", down.join(", ")),
-        "node": app.core.node(),
-        "backends": backends,
-    });
+    let body = Health {
+        status: "unavailable",
+        code: Some(ErrorCode::Unavailable.as_str()),
+        message: Some(format!("backend down: {}", down.join(", "))),
+        node: app.core.node(),
+        backends,
+    };
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+    )
+)]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let text = match &app.prometheus {
         Some(h) => {

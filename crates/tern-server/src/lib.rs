@@ -2,6 +2,7 @@
 //! The entry point takes a bound listener, a config and a shutdown future,
 //! so tests run real servers on port 0.
 
+pub mod admin;
 mod app;
 mod backends;
 pub mod config;
@@ -9,6 +10,7 @@ mod guard;
 mod http;
 mod listener;
 pub mod metrics;
+pub mod openapi;
 mod pending;
 mod views;
 mod web;

@@ -39,6 +39,24 @@ pub struct WsParams {
     device: Option<String>,
 }
 
+/// The WebSocket endpoint (PROTOCOL.md 2): an HTTP upgrade, then JSON
+/// text frames. The token comes in the first frame (`auth`) or here as
+/// `?token=&device=`; a bad one is refused inside the socket (close 4001).
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "websocket",
+    params(
+        ("token" = Option<String>, Query, description = "session token, instead of an `auth` frame"),
+        ("device" = Option<String>, Query, description = "device name with `token` (default `default`)"),
+    ),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "`invalid`: not a WebSocket upgrade request", body = tern_proto::wire::ErrorBody),
+        (status = 503, description = "`unavailable`: too many connections opening at once, or the node is full", body = tern_proto::wire::ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+    )
+)]
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,

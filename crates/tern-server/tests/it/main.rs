@@ -8,6 +8,7 @@ mod accounts;
 mod groups;
 mod limits;
 mod messaging;
+mod openapi;
 mod presence;
 mod reading;
 mod rooms;

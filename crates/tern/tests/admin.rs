@@ -1,0 +1,218 @@
+//! The admin commands and the log format, as people and scripts use them:
+//! `tern user add` and `tern token` against the data directory of a
+//! running `tern serve` process (the embedded SQLite store is shared by
+//! both), `tern config example`, and what `tern serve` writes to a pipe.
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+
+mod support;
+use support::{tern_cmd, Tern, PASSWORD, WAIT};
+
+/// Runs a `tern` command to its end with `stdin` as its input; returns
+/// (success, stdout, stderr).
+async fn run(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut cmd = tern_cmd(args);
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tern");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("tern exits in time")
+        .expect("tern output");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn data_args(dir: &Path) -> [&str; 2] {
+    ["--data", dir.to_str().unwrap()]
+}
+
+#[tokio::test]
+async fn user_add_and_token_work_beside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let data = data_args(dir.path());
+
+    // A user made by the command line logs in over HTTP.
+    let mut args = vec![
+        "user",
+        "add",
+        "carol",
+        "--name",
+        "Carol C",
+        "--password-stdin",
+    ];
+    args.extend(data);
+    let (ok, out, err) = run(&args, &format!("{PASSWORD}\n")).await;
+    assert!(ok, "user add failed: {out} {err}");
+    let (st, b) = server
+        .post(
+            "/v1/sessions",
+            json!({"user": "carol", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(st, 200, "login of the new user: {b}");
+    let token = b["token"].as_str().unwrap().to_owned();
+    let (st, b) = server.get("/v1/users/carol", &token).await;
+    assert_eq!((st, b["name"].as_str()), (200, Some("Carol C")), "{b}");
+
+    // The same rules as registration over HTTP.
+    let (ok, _, err) = run(&args, &format!("{PASSWORD}\n")).await;
+    assert!(!ok && err.contains("user_exists"), "second add: {err}");
+    let mut short = vec!["user", "add", "dave", "--password-stdin"];
+    short.extend(data);
+    let (ok, _, err) = run(&short, "short\n").await;
+    assert!(!ok && err.contains("at least 8"), "short password: {err}");
+    let mut bad_name = vec!["user", "add", "no spaces", "--password-stdin"];
+    bad_name.extend(data);
+    assert!(!run(&bad_name, "password1\n").await.0);
+
+    // A user registered over HTTP gets a token from the command line,
+    // which the running server accepts over HTTP and WebSocket.
+    server.register("bot").await;
+    let mut args = vec!["token", "bot", "--ttl", "30d"];
+    args.extend(data);
+    let (ok, out, err) = run(&args, "").await;
+    assert!(ok, "token failed: {err}");
+    let token = out.trim();
+    assert_eq!(out.lines().count(), 1, "one line, the token: {out:?}");
+    let (st, b) = server.get("/v1/friends", token).await;
+    assert_eq!(st, 200, "the minted token over HTTP: {b}");
+    let url = format!("ws://{}/v1/ws?token={token}&device=script", server.addr);
+    let (mut ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("WS connect in time")
+        .expect("WS connect");
+    let first = match timeout(WAIT, ws.next()).await.expect("a frame in time") {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(&t).unwrap(),
+        other => panic!("expected the auth ok, got {other:?}"),
+    };
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["user"].as_str(),
+            first["device"].as_str()
+        ),
+        (Some("ok"), Some("bot"), Some("script")),
+        "{first}"
+    );
+
+    // No token for a user that does not exist; bad lifetimes are refused.
+    let mut nobody = vec!["token", "nobody"];
+    nobody.extend(data);
+    let (ok, _, err) = run(&nobody, "").await;
+    assert!(!ok && err.contains("no such user"), "{err}");
+    for ttl in ["0", "367d", "5w"] {
+        let mut args = vec!["token", "bot", "--ttl", ttl];
+        args.extend(data);
+        assert!(!run(&args, "").await.0, "--ttl {ttl} accepted");
+    }
+    // The server went on serving throughout.
+    let (st, _) = server
+        .get("/v1/friends", &server.login("carol").await)
+        .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn a_token_minted_before_the_first_start_is_accepted() {
+    // The command makes the secret the server then reads.
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_args(dir.path());
+    let mut add = vec!["user", "add", "early", "--password-stdin"];
+    add.extend(data);
+    assert!(run(&add, &format!("{PASSWORD}\n")).await.0);
+    let mut args = vec!["token", "early"];
+    args.extend(data);
+    let (ok, out, err) = run(&args, "").await;
+    assert!(ok, "{err}");
+    let server = Tern::start(dir.path()).await;
+    let (st, b) = server.get("/v1/friends", out.trim()).await;
+    assert_eq!(st, 200, "{b}");
+}
+
+#[tokio::test]
+async fn config_example_prints_the_example_file() {
+    let (ok, out, err) = run(&["config", "example"], "").await;
+    assert!(ok, "{err}");
+    let file = include_str!("../../../tern.example.toml");
+    assert_eq!(out, file);
+}
+
+#[tokio::test]
+async fn serve_into_a_pipe_writes_no_escape_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let log = log_with(&server, "listening").await;
+    assert!(!log.contains('\x1b'), "escape codes in a pipe: {log:?}");
+}
+
+/// The server's log once it holds `needle` (its stderr is read in the
+/// background).
+async fn log_with(server: &Tern, needle: &str) -> String {
+    let poll = async {
+        loop {
+            let log = server.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    match timeout(WAIT, poll).await {
+        Ok(log) => log,
+        Err(_) => panic!("{needle:?} never logged: {}", server.stderr()),
+    }
+}
+
+/// Every line of a JSON log is one JSON object with a level and fields.
+fn assert_json_lines(log: &str) {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("listening")),
+        "the log: {log}"
+    );
+    for l in lines {
+        let v: Value = serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l:?}"));
+        assert!(
+            v["level"].is_string() && v["fields"].is_object(),
+            "a log object without level or fields: {l}"
+        );
+    }
+    assert!(!log.contains('\x1b'), "escape codes in JSON: {log:?}");
+}
+
+#[tokio::test]
+async fn json_log_format_by_flag_and_by_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let by_flag = Tern::spawn(tern_cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        path,
+        "--log-format",
+        "json",
+    ]))
+    .await;
+    assert_json_lines(&log_with(&by_flag, "listening").await);
+    by_flag.kill9().await;
+
+    let mut cmd = tern_cmd(&["serve", "--listen", "127.0.0.1:0", "--data", path]);
+    cmd.env("TERN_LOG__FORMAT", "json");
+    let by_env = Tern::spawn(cmd).await;
+    assert_json_lines(&log_with(&by_env, "listening").await);
+}
