@@ -3,12 +3,13 @@
 # on this machine's PostgreSQL, Redis and NATS (a fresh schema and cluster
 # name per run), and `tern bench` spreading its clients over the three.
 # Reports go to docs/bench/ (or $OUT). Build first: cargo build --release -p tern
+# (or name another binary: TERN=/path/to/tern).
 #
 #   scripts/bench-cluster.sh              # every scenario
 #   scripts/bench-cluster.sh dm-12k       # only the named ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TERN=./target/release/tern
+TERN=${TERN:-./target/release/tern}
 OUT=${OUT:-docs/bench}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
 mkdir -p "$OUT"

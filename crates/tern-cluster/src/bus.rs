@@ -17,7 +17,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tern_core::bus::{Bus, Envelope, Inbound, PlumbingError, PlumbingResult};
+use tern_core::bus::{
+    Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, PlumbingError, PlumbingResult,
+};
 use tern_core::NodeId;
 use tokio::sync::{mpsc, watch};
 
@@ -88,6 +90,7 @@ pub struct NatsBus {
     stop: watch::Sender<bool>,
     connects: watch::Sender<u64>,
     started: Mutex<Option<NodeId>>,
+    serving: Mutex<Option<NodeId>>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -186,7 +189,14 @@ impl NatsBus {
             shutdown,
             stop,
             started: Mutex::new(None),
+            serving: Mutex::new(None),
         })
+    }
+
+    /// The core NATS subject on which node `node` answers forwards (not in
+    /// the stream: its subjects are one token after the prefix).
+    fn forward_subject(&self, node: NodeId) -> String {
+        format!("{}.fwd.{node}", self.opts.subject_prefix)
     }
 
     /// The underlying client (tests, metrics).
@@ -247,6 +257,56 @@ impl Bus for NatsBus {
         Ok(())
     }
 
+    async fn serve_forwards(
+        &self,
+        node: NodeId,
+        handler: Arc<dyn ForwardHandler>,
+    ) -> PlumbingResult<()> {
+        {
+            let mut serving = self.serving.lock();
+            if let Some(n) = *serving {
+                return Err(unavailable(Msg(format!(
+                    "already serving forwards as node {n}"
+                ))));
+            }
+            *serving = Some(node);
+        }
+        let subs = match self.client.subscribe(self.forward_subject(node)).await {
+            Ok(s) => s,
+            Err(e) => {
+                *self.serving.lock() = None;
+                return Err(unavailable(e));
+            }
+        };
+        tokio::spawn(serve_forwards(
+            self.client.clone(),
+            subs,
+            handler,
+            self.stop.subscribe(),
+        ));
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        to: NodeId,
+        req: &Forward,
+        timeout: Duration,
+    ) -> PlumbingResult<ForwardAnswer> {
+        // Serializing a plain struct of strings cannot fail.
+        let body = serde_json::to_vec(req).unwrap_or_default();
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(timeout));
+        let answer = self
+            .client
+            .send_request(self.forward_subject(to), request)
+            .await
+            .map_err(unavailable)?;
+        serde_json::from_slice(&answer.payload)
+            .map_err(|_| PlumbingError::Malformed("bad forward answer"))
+    }
+
     async fn health(&self) -> PlumbingResult<()> {
         let state = self.client.connection_state();
         if state != async_nats::connection::State::Connected {
@@ -258,6 +318,47 @@ impl Bus for NatsBus {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
+
+/// Answers the forwards arriving on `subs`, each in a task of its own
+/// (they queue in the pipeline, where they share transactions), until the
+/// bus is dropped. The client subscribes again by itself after a reconnect.
+async fn serve_forwards(
+    client: async_nats::Client,
+    mut subs: async_nats::Subscriber,
+    handler: Arc<dyn ForwardHandler>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let msg = tokio::select! {
+            m = subs.next() => m,
+            _ = stop.changed() => None,
+        };
+        let Some(msg) = msg else {
+            break;
+        };
+        let Some(reply) = msg.reply else {
+            continue;
+        };
+        let client = client.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let answer = match serde_json::from_slice::<Forward>(&msg.payload) {
+                Ok(req) => handler.handle(req).await,
+                Err(e) => ForwardAnswer::Err {
+                    code: "invalid".into(),
+                    message: format!("malformed forward: {e}"),
+                },
+            };
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            if let Err(e) = client.publish(reply, body.into()).await {
+                // The sender times out and appends the message itself
+                // (answered from dedup if it was stored here).
+                tracing::debug!(error = %e, "forward answer not sent");
+            }
+        });
+    }
+    let _ = subs.unsubscribe().await;
 }
 
 type AckFuture =

@@ -15,7 +15,10 @@ use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_core::bus::{Bus, Connected, Envelope, Inbound, NodeId, Presence, Route};
+use tern_core::bus::{
+    Bus, Connected, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, NodeId, Presence,
+    Route,
+};
 use tern_core::hub::{Outbound, Push};
 use tokio::sync::Notify;
 
@@ -443,6 +446,126 @@ pub async fn bus_delivers_all_despite_losses(
         want.insert(format!("g{i}"));
     }
     got[1].wait_for_set(&want, Duration::from_secs(60)).await;
+}
+
+/// A [`ForwardHandler`] for the checks: answers with its node's number
+/// as `seq` and the request's `client_msg_id` as `conv`; a request of kind
+/// `refuse` gets an error, one of kind `slow` is answered after 3 s.
+struct Echo {
+    node: NodeId,
+}
+
+#[async_trait::async_trait]
+impl ForwardHandler for Echo {
+    async fn handle(&self, req: Forward) -> ForwardAnswer {
+        match req.kind.as_str() {
+            "refuse" => ForwardAnswer::Err {
+                code: "not_member".into(),
+                message: format!("{} refused by {}", req.client_msg_id, self.node),
+            },
+            kind => {
+                if kind == "slow" {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                ForwardAnswer::Ok {
+                    msg_id: u64::MAX - u64::from(self.node),
+                    conv: req.client_msg_id,
+                    seq: u64::from(self.node),
+                    ts: req.content.len() as i64,
+                    duplicate: req.device.is_some(),
+                }
+            }
+        }
+    }
+}
+
+fn forward(cmid: &str, kind: &str) -> Forward {
+    Forward {
+        gid: "g".into(),
+        from: "ann".into(),
+        device: Some("phone".into()),
+        client_msg_id: cmid.into(),
+        kind: kind.into(),
+        content: "{\"x\":\"\\né\"}".into(),
+    }
+}
+
+/// Forwards (request and answer): node 0 asks nodes 1 and 2, which serve
+/// forwards; each request is answered by the node addressed, many at once
+/// each with its own answer; an error answer arrives as such; a node that
+/// serves no forwards, or one that does not answer within the timeout,
+/// makes the request fail instead of hanging.
+pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[Arc<Collector>]) {
+    let (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+    for (bus, node) in [b, c] {
+        bus.serve_forwards(node, Arc::new(Echo { node }))
+            .await
+            .expect("serve forwards");
+    }
+    let timeout = Duration::from_secs(5);
+    // A networked bus may take a moment to route to a new subscription.
+    for (_, node) in [b, c] {
+        eventually(Duration::from_secs(5), "the first forward answered", || {
+            let req = forward("first", "text");
+            async move { a.0.forward(node, &req, timeout).await.is_ok() }
+        })
+        .await;
+    }
+    let content_len = forward("x", "text").content.len() as i64;
+    let asks = (0..200).map(|i| {
+        let to = if i % 2 == 0 { b.1 } else { c.1 };
+        async move {
+            let req = forward(&format!("m{i}"), "text");
+            (
+                to,
+                i,
+                a.0.forward(to, &req, timeout).await.expect("answered"),
+            )
+        }
+    });
+    for (to, i, answer) in futures_util::future::join_all(asks).await {
+        assert_eq!(
+            answer,
+            ForwardAnswer::Ok {
+                msg_id: u64::MAX - u64::from(to),
+                conv: format!("m{i}"),
+                seq: u64::from(to),
+                ts: content_len,
+                duplicate: true,
+            },
+            "answer to request {i} by node {to}"
+        );
+    }
+    let refused =
+        a.0.forward(c.1, &forward("r", "refuse"), timeout)
+            .await
+            .expect("answered");
+    assert_eq!(
+        refused,
+        ForwardAnswer::Err {
+            code: "not_member".into(),
+            message: format!("r refused by {}", c.1),
+        }
+    );
+    // Node 0 serves no forwards; nor does a node that is not there.
+    for to in [a.1, 999] {
+        assert!(
+            a.0.forward(to, &forward("nobody", "text"), timeout)
+                .await
+                .is_err(),
+            "a forward to node {to}, which does not serve them"
+        );
+    }
+    let slow =
+        a.0.forward(b.1, &forward("s", "slow"), Duration::from_millis(300))
+            .await;
+    assert!(slow.is_err(), "no answer within the timeout: {slow:?}");
+    // The bus still answers afterwards.
+    assert!(b
+        .0
+        .forward(c.1, &forward("after", "text"), timeout)
+        .await
+        .is_ok());
 }
 
 // ----- limiter -----

@@ -64,6 +64,16 @@
 //! in publish order unless one is redelivered (a lost delivery or a
 //! failed publish retried: then a later one may come first, and one may
 //! come twice). Malformed envelopes are logged and acked.
+//!
+//! **Forwards** (`Bus::forward`, `Bus::serve_forwards`) are core NATS
+//! request/reply, outside the stream: node `n` subscribes to
+//! `{s}.fwd.{n}` (two tokens after the prefix, so the stream's `{s}.*`
+//! does not capture it); the request is a JSON `Forward`, the answer a
+//! JSON `ForwardAnswer`. At most once: a request to a node without a
+//! subscription fails at once (no responders), one without an answer
+//! within its timeout fails then, and the caller decides what to do (the
+//! node appends the send itself; dedup by `client_msg_id` keeps a message
+//! the owner stored meanwhile from being stored twice).
 
 pub mod bus;
 pub mod conformance;

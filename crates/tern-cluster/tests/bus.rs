@@ -86,6 +86,7 @@ macro_rules! checks {
 checks! {
     bus_delivers_to_addressed_in_order,
     bus_round_trips_every_kind,
+    bus_forwards_to_addressed_node,
 }
 
 #[tokio::test]

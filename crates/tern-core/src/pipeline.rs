@@ -286,6 +286,12 @@ async fn commit_loop(
 
 async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
     while let Some(done) = rx.recv().await {
+        // Cluster: groups whose cached member list was checked against the
+        // store's version while publishing this batch. The batch was
+        // committed before the first check, so one check per group holds
+        // for all of its messages (a group's owner commits many per batch);
+        // a membership change of this node in the batch drops the mark.
+        let mut checked: Vec<Arc<str>> = Vec::new();
         for d in done {
             match d {
                 Done::One {
@@ -297,7 +303,24 @@ async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
                     match &result {
                         Appended::New(m) => {
                             metrics::counter!("tern_messages_stored_total").increment(1);
-                            p.publish(m, plan, change.as_ref(), None).await;
+                            let gid = match &plan {
+                                PushPlan::Group { gid, .. } if p.fanout.is_cluster() => {
+                                    Some(gid.clone())
+                                }
+                                _ => None,
+                            };
+                            let seen = gid.as_ref().filter(|g| checked.contains(g));
+                            let view = match (seen, &change) {
+                                (Some(g), None) => p.groups.get(g),
+                                _ => None,
+                            };
+                            p.publish(m, plan, change.as_ref(), view.as_ref()).await;
+                            if let Some(g) = gid {
+                                checked.retain(|c| *c != g);
+                                if change.is_none() {
+                                    checked.push(g);
+                                }
+                            }
                         }
                         Appended::Duplicate(_) => {}
                         Appended::Refused(r) => {
@@ -309,6 +332,7 @@ async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
                 }
                 Done::Unit { msgs, reply } => {
                     metrics::counter!("tern_messages_stored_total").increment(msgs.len() as u64);
+                    checked.clear();
                     let stored = p.publish_unit(msgs).await;
                     let _ = reply.send(Ok(stored));
                 }
@@ -347,8 +371,9 @@ impl Audience for GroupAudience<'_> {
 }
 
 impl Publisher {
-    /// Publishes a stored message. `unit_view`: the group's view after a
-    /// whole unit, loaded once for it (cluster).
+    /// Publishes a stored message. `unit_view`: the group's view to use as
+    /// it is (cluster): after a whole unit, loaded once for it, or checked
+    /// against the store already while publishing this batch.
     async fn publish(
         &self,
         m: &StoredMessage,

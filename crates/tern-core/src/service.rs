@@ -3,7 +3,9 @@
 
 use crate::acks::Acks;
 use crate::auth::{Auth, Session};
-use crate::bus::{Bus, Envelope, PlumbingError, Presence, Route};
+use crate::bus::{
+    owner_of, Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, PlumbingError, Presence, Route,
+};
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::{Fanout, NodeInbound, Orderer};
 use crate::groups::{GroupView, Groups};
@@ -52,6 +54,11 @@ pub struct CoreConfig {
     /// Cluster mode: pushes are routed to other nodes through the bus
     /// (queue of this many pushes); `None` for one node (embedded).
     pub cluster_queue: Option<usize>,
+    /// Cluster mode: a group send received by a node that does not own
+    /// the conversation ([`owner_of`] the live nodes) goes to the owner,
+    /// which appends it; without its answer within this time the node
+    /// appends it itself. `None`: every node appends what it receives.
+    pub forward_timeout: Option<std::time::Duration>,
 }
 
 /// Creates an account as `POST /v1/users` does: checks the user id,
@@ -219,6 +226,16 @@ impl Core {
             cfg.batch_max,
             cfg.commit_lanes,
         );
+        if cfg.cluster_queue.is_some() && cfg.forward_timeout.is_some() {
+            bus.serve_forwards(
+                cfg.node_id,
+                Arc::new(Owner {
+                    pipeline: pipeline.clone(),
+                    write_limit: cfg.write_limit,
+                }),
+            )
+            .await?;
+        }
         let acks = Acks::start(store.clone(), fanout.clone());
         Ok(Core {
             store,
@@ -527,7 +544,8 @@ impl Core {
                 "not a member of this group",
             ));
         }
-        let msg = self.group_message(
+        let msg = group_message(
+            self.cfg.write_limit,
             gid,
             actor.user,
             kind,
@@ -535,35 +553,88 @@ impl Core {
             Some(cmid),
             None,
         );
+        let started = now_ms();
+        let owner = self.owner(&msg.conv);
+        if let Some(owner) = owner {
+            if let Some(answer) = self.forward_to_owner(owner, actor, &msg).await {
+                return answer;
+            }
+        }
         let plan = PushPlan::Group {
             gid: gid.into(),
             except: except_of(actor),
         };
-        send_ok(self.pipeline.append(msg, plan).await?)
+        let mut ok = send_ok(self.pipeline.append(msg, plan).await?)?;
+        if ok.duplicate && owner.is_some() && ok.ts >= started {
+            // The forward that failed or timed out was stored by the owner
+            // during this very request after all: this send is not a retry
+            // of an earlier one (that would be stored before it began).
+            ok.duplicate = false;
+        }
+        Ok(ok)
     }
 
-    fn group_message(
+    /// The owning node of `conv` when it is another node and group sends
+    /// are forwarded (cluster mode).
+    fn owner(&self, conv: &str) -> Option<u16> {
+        self.cfg.forward_timeout?;
+        if !self.fanout.is_cluster() {
+            return None;
+        }
+        let owner = owner_of(conv, &self.presence.live_nodes())?;
+        (owner != self.cfg.node_id).then_some(owner)
+    }
+
+    /// Hands a group send to the conversation's owner and returns its
+    /// answer; `None` when this node is to append it after all: the owner
+    /// could not be reached, did not answer in time, or found its store
+    /// unavailable. (What the owner stored meanwhile is then answered from
+    /// dedup by `client_msg_id`, never stored twice.)
+    async fn forward_to_owner(
         &self,
-        gid: &str,
-        from: &str,
-        kind: &str,
-        content: String,
-        cmid: Option<&str>,
-        change: Option<MemberChange>,
-    ) -> NewMessage {
-        NewMessage {
-            msg_id: 0,
-            conv: ConvId::group(gid).to_string(),
-            from: from.to_owned(),
-            to: None,
-            group: Some(gid.to_owned()),
-            kind: kind.to_owned(),
-            content,
-            ts: 0,
-            client_msg_id: cmid.map(str::to_owned),
-            participants: Vec::new(),
-            inbox_members_up_to: self.cfg.write_limit,
-            change,
+        owner: u16,
+        actor: Actor<'_>,
+        msg: &NewMessage,
+    ) -> Option<CoreResult<SendOk>> {
+        let timeout = self.cfg.forward_timeout?;
+        let req = Forward {
+            gid: msg.group.clone()?,
+            from: msg.from.clone(),
+            device: actor.device.map(str::to_owned),
+            client_msg_id: msg.client_msg_id.clone()?,
+            kind: msg.kind.clone(),
+            content: msg.content.clone(),
+        };
+        let fallback = |why: &dyn std::fmt::Display| {
+            metrics::counter!("tern_forwards_total", "result" => "local").increment(1);
+            tracing::debug!(owner, reason = %why, "forward failed; appending here");
+            None
+        };
+        match self.bus.forward(owner, &req, timeout).await {
+            Ok(ForwardAnswer::Ok {
+                msg_id,
+                conv,
+                seq,
+                ts,
+                duplicate,
+            }) => {
+                metrics::counter!("tern_forwards_total", "result" => "ok").increment(1);
+                Some(Ok(SendOk {
+                    msg_id,
+                    conv,
+                    seq,
+                    ts,
+                    duplicate,
+                }))
+            }
+            Ok(ForwardAnswer::Err { code, message }) => match ErrorCode::parse(&code) {
+                Some(c) if c != ErrorCode::Unavailable => {
+                    metrics::counter!("tern_forwards_total", "result" => "refused").increment(1);
+                    Some(Err(CoreError::new(c, message)))
+                }
+                _ => fallback(&code),
+            },
+            Err(e) => fallback(&e),
         }
     }
 
@@ -876,14 +947,30 @@ impl Core {
             name: name.to_owned(),
         });
         jobs.push((
-            self.group_message(&gid, owner, "system", created, None, change),
+            group_message(
+                self.cfg.write_limit,
+                &gid,
+                owner,
+                "system",
+                created,
+                None,
+                change,
+            ),
             self.group_plan(&gid),
         ));
         for m in members.iter().filter(|m| **m != owner) {
             let change = Some(MemberChange::Join((*m).to_owned()));
             let content = system_content("member_joined", m);
             jobs.push((
-                self.group_message(&gid, owner, "system", content, None, change),
+                group_message(
+                    self.cfg.write_limit,
+                    &gid,
+                    owner,
+                    "system",
+                    content,
+                    None,
+                    change,
+                ),
                 self.group_plan(&gid),
             ));
         }
@@ -974,7 +1061,15 @@ impl Core {
                 let change = Some(MemberChange::Join((*u).to_owned()));
                 let content = system_content("member_joined", u);
                 (
-                    self.group_message(gid, actor, "system", content, None, change),
+                    group_message(
+                        self.cfg.write_limit,
+                        gid,
+                        actor,
+                        "system",
+                        content,
+                        None,
+                        change,
+                    ),
                     self.group_plan(gid),
                 )
             })
@@ -1005,7 +1100,15 @@ impl Core {
         }
         let change = Some(MemberChange::Leave(user.to_owned()));
         let content = system_content(event, user);
-        let msg = self.group_message(gid, actor, "system", content, None, change);
+        let msg = group_message(
+            self.cfg.write_limit,
+            gid,
+            actor,
+            "system",
+            content,
+            None,
+            change,
+        );
         self.pipeline.append(msg, self.group_plan(gid)).await?;
         Ok(())
     }
@@ -1287,6 +1390,78 @@ fn send_ok(appended: Appended) -> CoreResult<SendOk> {
             duplicate,
         }),
         Appended::Refused(r) => Err(StoreError::from(r).into()),
+    }
+}
+
+/// A message to group `gid`; while the group has at most `write_limit`
+/// members it enters their offline queues.
+fn group_message(
+    write_limit: usize,
+    gid: &str,
+    from: &str,
+    kind: &str,
+    content: String,
+    cmid: Option<&str>,
+    change: Option<MemberChange>,
+) -> NewMessage {
+    NewMessage {
+        msg_id: 0,
+        conv: ConvId::group(gid).to_string(),
+        from: from.to_owned(),
+        to: None,
+        group: Some(gid.to_owned()),
+        kind: kind.to_owned(),
+        content,
+        ts: 0,
+        client_msg_id: cmid.map(str::to_owned),
+        participants: Vec::new(),
+        inbox_members_up_to: write_limit,
+        change,
+    }
+}
+
+/// Appends the group sends other nodes forward to this one, the owner of
+/// their conversation, through this node's pipeline. The sending node
+/// checked the request and the sender's membership; the store checks
+/// membership again as it appends.
+struct Owner {
+    pipeline: Pipeline,
+    write_limit: usize,
+}
+
+#[async_trait::async_trait]
+impl ForwardHandler for Owner {
+    async fn handle(&self, req: Forward) -> ForwardAnswer {
+        metrics::counter!("tern_forwards_served_total").increment(1);
+        let msg = group_message(
+            self.write_limit,
+            &req.gid,
+            &req.from,
+            &req.kind,
+            req.content,
+            Some(&req.client_msg_id),
+            None,
+        );
+        let except = req
+            .device
+            .map(|d| (Arc::from(req.from.as_str()), Arc::from(d.as_str())));
+        let plan = PushPlan::Group {
+            gid: req.gid.as_str().into(),
+            except,
+        };
+        match self.pipeline.append(msg, plan).await.and_then(send_ok) {
+            Ok(ok) => ForwardAnswer::Ok {
+                msg_id: ok.msg_id,
+                conv: ok.conv,
+                seq: ok.seq,
+                ts: ok.ts,
+                duplicate: ok.duplicate,
+            },
+            Err(e) => ForwardAnswer::Err {
+                code: e.code.as_str().to_owned(),
+                message: e.message.into_owned(),
+            },
+        }
     }
 }
 

@@ -102,6 +102,8 @@ impl App {
                 max_groups_per_user: cfg.groups.max_per_user,
                 max_outgoing_requests: cfg.rate.friend_requests_outstanding,
                 cluster_queue: backends.cluster.then_some(cfg.cluster.fanout_queue),
+                forward_timeout: (cfg.cluster.forward_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(cfg.cluster.forward_timeout_ms)),
             },
         )
         .await

@@ -105,6 +105,12 @@ pub struct ClusterConfig {
     /// Fault injection for tests: this share (0-100) of the pushes arriving
     /// from other nodes is dropped unconfirmed, as a broken link would.
     pub drop_inbound_percent: u8,
+    /// A group send received by a node that does not own the conversation
+    /// goes to the owning node (one per conversation among the live
+    /// nodes), which appends it; without its answer within this time the
+    /// receiving node appends it itself. 0: every node appends what it
+    /// receives.
+    pub forward_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -118,6 +124,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("fanout_queue", &self.fanout_queue)
             .field("ack_wait_ms", &self.ack_wait_ms)
             .field("drop_inbound_percent", &self.drop_inbound_percent)
+            .field("forward_timeout_ms", &self.forward_timeout_ms)
             .finish()
     }
 }
@@ -142,6 +149,7 @@ impl Default for ClusterConfig {
             fanout_queue: 65_536,
             ack_wait_ms: 2000,
             drop_inbound_percent: 0,
+            forward_timeout_ms: 2000,
         }
     }
 }
@@ -633,6 +641,9 @@ impl Config {
             }
             if c.fanout_queue < 16 || c.ack_wait_ms < 100 {
                 return bad("cluster.fanout_queue must be >= 16 and cluster.ack_wait_ms >= 100");
+            }
+            if c.forward_timeout_ms > 60_000 {
+                return bad("cluster.forward_timeout_ms must be at most 60000 (0: no forwarding)");
             }
         }
         let a = &self.auth;

@@ -729,6 +729,172 @@ async fn concurrent_senders_keep_order() {
     assert_eq!(seqs(&h), (1..=total as u64 + 2).collect::<Vec<_>>());
 }
 
+/// A counter from a node's `/metrics` (0 before it first counts).
+async fn metric(node: &Tern, line_start: &str) -> u64 {
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Every message of `conv`, oldest first (history paged forward).
+async fn full_history(node: &Tern, token: &str, conv: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |m| m["seq"].as_u64().unwrap());
+        let (st, b) = node
+            .get(
+                &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=500"),
+                token,
+            )
+            .await;
+        assert_eq!(st, 200, "history: {b}");
+        let page = b["msgs"].as_array().unwrap().clone();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// Group sends go through the conversation's owning node. Senders on the
+/// two other nodes send to the group without pause (a send that fails is
+/// retried with the same `client_msg_id`); the owner is killed (kill -9)
+/// with forwards in flight. Every acknowledged message is stored exactly
+/// once, seqs stay gap-free, and a listening member on a surviving node
+/// gets the pushes in increasing seq order up to the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_killed_mid_stream_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(mut c) = Cluster::start(Sql::Postgres, 3, &[]).await else {
+        return;
+    };
+    let users = ["ann", "bob", "cy"];
+    let mut toks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        toks.push(c.node(i).user(u).await);
+    }
+    let dan = c.node(0).user("dan").await;
+    let gid = new_group(c.node(0), &toks[0], &["bob", "cy", "dan"]).await;
+    let conv = format!("group:{gid}");
+    // Which node owns the group: one send through each node, and the owner
+    // is the node that served forwards.
+    for i in 0..3 {
+        let mut d = connect(c.node(i), &toks[i], "probe").await;
+        d.send_group(&gid, &format!("probe{i}"), "p").await;
+    }
+    let mut owner = None;
+    for i in 0..3 {
+        if metric(c.node(i), "tern_forwards_served_total").await > 0 {
+            assert!(owner.is_none(), "one owner");
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("a node served the other nodes' forwards");
+    let live: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    for i in &live {
+        assert_eq!(
+            metric(c.node(*i), "tern_forwards_total{result=\"ok\"}").await,
+            1,
+            "node {i} forwarded its send"
+        );
+    }
+    let mut listener = connect(c.node(live[0]), &dan, "listen").await;
+    // Three sending devices on each surviving node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (k, i) in live.iter().flat_map(|i| [*i; 3]).enumerate() {
+        let mut d = connect(c.node(i), &toks[i], &format!("s{k}")).await;
+        let (gid, stop) = (gid.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let cmid = format!("s{k}-{n}");
+                for attempt in 0.. {
+                    let r = d
+                        .request(json!({"type": "send", "group": gid, "client_msg_id": cmid, "kind": "text", "content": "x"}))
+                        .await;
+                    if r["type"] == "ok" {
+                        if attempt == 0 {
+                            // Stored by this request (through the owner or
+                            // here after a failed forward): not a retry.
+                            assert_eq!(r["duplicate"], json!(null), "{cmid}: {r}");
+                        }
+                        acked.push((cmid, r["seq"].as_u64().unwrap()));
+                        break;
+                    }
+                    assert_eq!(r["code"], "unavailable", "{cmid}: {r}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                n += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = metric(c.node(live[0]), "tern_forwards_total{result=\"ok\"}").await;
+    assert!(before > 1, "sends were forwarded to the owner");
+    c.nodes.remove(owner).kill9().await;
+    // Past the owner's expiry (1.5 s): the survivors pick a new owner.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("sender stops")
+                .unwrap(),
+        );
+    }
+    let survivor = &c.nodes[0];
+    let h = full_history(survivor, &dan, &conv).await;
+    let total = h.len() as u64;
+    let got: Vec<u64> = h.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(got, (1..=total).collect::<Vec<_>>(), "gap-free seqs");
+    let mut by_cmid: HashMap<&str, u64> = HashMap::new();
+    for m in &h {
+        if let Some(cmid) = m["client_msg_id"].as_str() {
+            let seq = m["seq"].as_u64().unwrap();
+            assert!(by_cmid.insert(cmid, seq).is_none(), "{cmid} stored twice");
+        }
+    }
+    for (cmid, seq) in &acked {
+        assert_eq!(by_cmid.get(cmid.as_str()), Some(seq), "{cmid} acknowledged");
+    }
+    // The listener got every seq after its first push, in order.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&total) {
+        let Some(f) = listener.next_within(Duration::from_secs(20)).await else {
+            panic!("listener got up to {:?} of {total}", seen.last());
+        };
+        if f["type"] == "msg" && f["msg"]["conv"] == conv {
+            seen.push(f["msg"]["seq"].as_u64().unwrap());
+        }
+    }
+    let first = seen[0];
+    assert_eq!(seen, (first..=total).collect::<Vec<_>>(), "pushes in order");
+    println!(
+        "owner_killed_mid_stream: acknowledged={} stored={total} forwarded_before_kill={before} \
+         appended_locally_after_failed_forward={}",
+        acked.len(),
+        metric(survivor, "tern_forwards_total{result=\"local\"}").await
+            + metric(&c.nodes[1], "tern_forwards_total{result=\"local\"}").await,
+    );
+}
+
 /// kill -9 of a node: its clients reconnect to another node and get every
 /// acknowledged message (none twice after dedup by msg_id); its routes
 /// and presence expire.
