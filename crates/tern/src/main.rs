@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod bench;
+mod chat;
 
 #[derive(Parser)]
 #[command(name = "tern", version, about = "Tern instant-messaging server")]
@@ -22,6 +23,9 @@ enum Cmd {
     /// latency percentiles and memory.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// A terminal client for people: conversations, history, sending,
+    /// receipts, typing, groups.
+    Chat(chat::ChatArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args),
         Cmd::Bench(cmd) => bench::run(cmd),
+        Cmd::Chat(args) => chat::run(args),
     }
 }
 
