@@ -12,7 +12,6 @@ use anyhow::Context;
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use tern_client::{Client, Event, OutMessage, Session, Target};
-use tokio::io::AsyncBufReadExt;
 use view::{Chat, Open};
 
 #[derive(Args)]
@@ -104,11 +103,21 @@ async fn chat(args: ChatArgs, password: String) -> anyhow::Result<()> {
     );
     let mut chat = Chat::new(args.user.clone());
 
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    // Standard input is read by the same (std) reader that read the
+    // password, on a thread of its own, so no buffered line is lost.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
     loop {
         tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line? else { break };
+            line = lines.recv() => {
+                let Some(line) = line else { break };
                 match command(&mut chat, &me, &session, line.trim()).await {
                     Ok(true) => {}
                     Ok(false) => break,
@@ -117,7 +126,7 @@ async fn chat(args: ChatArgs, password: String) -> anyhow::Result<()> {
             }
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
-                if let Err(e) = on_event(&mut chat, &me, &session, ev).await {
+                if let Err(e) = on_event(&mut chat, &session, ev).await {
                     println!("! {e:#}");
                 }
             }
@@ -259,8 +268,7 @@ async fn read(chat: &mut Chat, s: &Session, conv: &str, seq: u64) -> anyhow::Res
     Ok(())
 }
 
-async fn on_event(chat: &mut Chat, me: &Client, s: &Session, ev: Event) -> anyhow::Result<()> {
-    let _ = me;
+async fn on_event(chat: &mut Chat, s: &Session, ev: Event) -> anyhow::Result<()> {
     match ev {
         Event::Connected { resumed: true, .. } => println!("* connected again"),
         Event::Connected { .. } => {}
