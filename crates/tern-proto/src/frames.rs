@@ -3,7 +3,7 @@
 //! checks the fields it needs. Server frames are in [`crate::wire`].
 
 use crate::codes::ErrorCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -53,40 +53,61 @@ impl FrameType {
 }
 
 /// A client frame: every field any request type uses, all optional.
-#[derive(Debug, Default, Deserialize)]
+/// Clients build their requests with it too: it serializes to the frame,
+/// absent fields left out.
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct ClientFrame<'a> {
     #[serde(rename = "type", borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ty: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Cow<'a, str>>,
     /// As written, JSON `null` included (a `room_send` content may be any
     /// JSON value); `None` only when the field is absent.
     #[serde(borrow, default, deserialize_with = "present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a RawValue>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub conv: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seqs: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub before_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after_seq: Option<u64>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub room: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
 }
 
@@ -204,6 +225,28 @@ mod tests {
         assert_eq!(d.ty, FrameType::Send);
         assert_eq!(d.frame.id.as_deref(), Some("2"));
         assert_eq!(d.frame.content.unwrap().get(), r#""hi \"x\"""#);
+    }
+
+    #[test]
+    fn serializes_what_it_decodes() {
+        let content = RawValue::from_string("\"hi\"".into()).unwrap();
+        let frame = ClientFrame {
+            ty: Some("send".into()),
+            id: Some("2".into()),
+            to: Some("bob".into()),
+            client_msg_id: Some("c1".into()),
+            kind: Some("text".into()),
+            content: Some(&content),
+            ..ClientFrame::default()
+        };
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"send","id":"2","to":"bob","client_msg_id":"c1","kind":"text","content":"hi"}"#
+        );
+        let d = decode(&text).unwrap();
+        assert_eq!(d.ty, FrameType::Send);
+        assert_eq!(d.frame.content.unwrap().get(), r#""hi""#);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tern_server::config::LogFormat;
 
 mod admin;
 mod bench;
+mod chat;
 
 #[derive(Parser)]
 #[command(name = "tern", version, about = "Tern instant-messaging server")]
@@ -37,6 +38,9 @@ enum Cmd {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(admin::ConfigCmd),
+    /// A terminal client for people: conversations, history, sending,
+    /// receipts, typing, groups.
+    Chat(chat::ChatArgs),
 }
 
 #[derive(clap::Args)]
@@ -82,6 +86,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::Config(cmd) => {
             start_log(flag, None, "warn");
             admin::config(cmd)
+        }
+        // The chat owns the terminal: only warnings and errors are logged.
+        Cmd::Chat(args) => {
+            start_log(flag, None, "warn");
+            chat::run(args)
         }
     }
 }

@@ -1,0 +1,55 @@
+//! What a [`Session`](crate::Session) reports: typed events, in the order
+//! they happened.
+
+use tern_proto::wire::{
+    ErrorFrame, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer, Typing,
+};
+
+/// One thing that happened on a session. Messages come once each (by
+/// `msg_id`), in `seq` order within a conversation, gaps filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Authenticated: the first connection (`resumed: false`) or a
+    /// reconnection (`resumed: true`).
+    Connected {
+        user: String,
+        device: String,
+        resumed: bool,
+    },
+    /// The offline messages pushed at `auth` have all arrived.
+    OfflineDone { count: u64, truncated: bool },
+    /// The conversation list after each (re)connection (the session asks
+    /// with `sync` once the offline messages are in): unread counts, last
+    /// messages.
+    Synced(SyncAnswer<'static>),
+    /// A message, pushed or fetched to fill a gap. One's own messages show
+    /// up here too when they were sent from another device, or came
+    /// through a gap fill (compare `from`).
+    Message(MsgView<'static>),
+    /// A delivered or read receipt.
+    Receipt(Receipt<'static>),
+    /// A message was recalled.
+    Recalled(Recalled<'static>),
+    /// Someone is typing in a conversation.
+    Typing(Typing<'static>),
+    /// A friend came online or went away.
+    Presence(PresencePush<'static>),
+    /// A large group moved on while this device was in the background
+    /// (`Session::set_active(false)`): fetch with `history`.
+    Notify(Notify<'static>),
+    /// A live-room message.
+    RoomMessage(RoomMsg<'static>),
+    /// An `error` frame that answers no request (a refused `ack` or
+    /// `typing`).
+    ServerError(ErrorFrame<'static>),
+    /// The connection dropped: `code` is the WebSocket close code, if one
+    /// came. With `reconnecting`, the session is dialling again (with
+    /// backoff); without, it has ended (closed, token revoked: 4001,
+    /// replaced by a newer login of the same device: 4009) and no event
+    /// follows.
+    Disconnected {
+        code: Option<u16>,
+        reason: String,
+        reconnecting: bool,
+    },
+}

@@ -1,0 +1,332 @@
+//! [`Client`]: the HTTP API (PROTOCOL.md 3) and the entry to a WebSocket
+//! [`Session`](crate::Session).
+
+use crate::config::{backoff, ClientConfig};
+use crate::error::{Error, Result};
+use crate::session::{Events, Session};
+use crate::OutMessage;
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::sync::Arc;
+use tern_proto::wire::{
+    ErrorBody, FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SendAnswer, SessionToken,
+    SyncAnswer, UserCreated, UserInfo,
+};
+
+/// A connection to one Tern server: its HTTP API, with or without a token,
+/// and [`Client::connect`] for a WebSocket session. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> tern_client::Result<()> {
+/// use tern_client::Client;
+/// let client = Client::new("http://127.0.0.1:8080")?;
+/// client.register("alice", "password1", None).await?;
+/// let alice = client.login("alice", "password1").await?;
+/// let sent = alice.send_http(tern_client::OutMessage::text_to("bob", "hi")).await?;
+/// println!("stored as seq {} of {}", sent.seq, sent.conv);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    token: Option<Arc<str>>,
+    user: Option<Arc<str>>,
+}
+
+struct Inner {
+    base: String,
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never printed.
+        f.debug_struct("Client")
+            .field("base", &self.inner.base)
+            .field("user", &self.user)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `Retry-After` of an answer, in whole seconds.
+fn retry_after(r: &reqwest::Response) -> Option<u64> {
+    r.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Client {
+    /// A client for the server at `base_url` (`http://host:port` or
+    /// `https://...`), with default [`ClientConfig`].
+    pub fn new(base_url: &str) -> Result<Client> {
+        Client::with_config(base_url, ClientConfig::default())
+    }
+
+    pub fn with_config(base_url: &str, config: ClientConfig) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Invalid(format!(
+                "server URL must start with http:// or https://: {base_url:?}"
+            )));
+        }
+        let mut b = reqwest::Client::builder().timeout(config.request_timeout);
+        if let Some(tls) = &config.tls {
+            b = b.use_preconfigured_tls((**tls).clone());
+        }
+        let http = b.build()?;
+        Ok(Client {
+            inner: Arc::new(Inner { base, http, config }),
+            token: None,
+            user: None,
+        })
+    }
+
+    /// This client with a token (from [`Client::login`] or `tern token`).
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            token: Some(token.into()),
+            user: self.user.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The server's base URL, as given.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The token, if this client has one.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The user that logged in through this client, if known.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The WebSocket endpoint: `ws://` or `wss://` `.../v1/ws`.
+    pub fn ws_url(&self) -> String {
+        let base = &self.inner.base;
+        let rest = base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+            .unwrap_or_else(|| base.clone());
+        format!("{rest}/v1/ws")
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        let token = self.token.as_deref().ok_or(Error::NoToken)?;
+        Ok(self.request_anon(method, path).bearer_auth(token))
+    }
+
+    fn request_anon(&self, method: Method, path: &str) -> RequestBuilder {
+        self.inner
+            .http
+            .request(method, format!("{}{}", self.inner.base, path))
+    }
+
+    /// Sends and decodes a JSON answer (or the error body).
+    async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let r = self.answer(req).await?;
+        r.json::<T>().await.map_err(Error::Http)
+    }
+
+    /// Sends; an answer that is no success becomes [`Error::Server`].
+    async fn answer(&self, req: RequestBuilder) -> Result<reqwest::Response> {
+        let r = req.send().await?;
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status().as_u16();
+        let retry = retry_after(&r);
+        let text = r.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.code.into_owned(), b.message.into_owned()),
+            Err(_) => (format!("http_{status}"), text),
+        };
+        Err(Error::Server {
+            code,
+            message,
+            status: Some(status),
+            retry_after: retry,
+        })
+    }
+
+    /// `POST /v1/users`: creates an account (password at least 8 chars).
+    pub async fn register(&self, user: &str, password: &str, name: Option<&str>) -> Result<()> {
+        let mut body = json!({"user": user, "password": password});
+        if let Some(n) = name {
+            body["name"] = json!(n);
+        }
+        let _: UserCreated = self
+            .call(self.request_anon(Method::POST, "/v1/users").json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/sessions`: a client carrying the new token.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Client> {
+        let body = json!({"user": user, "password": password});
+        let t: SessionToken = self
+            .call(self.request_anon(Method::POST, "/v1/sessions").json(&body))
+            .await?;
+        let mut c = self.with_token(&t.token);
+        c.user = Some(user.into());
+        Ok(c)
+    }
+
+    /// `DELETE /v1/sessions`: revokes this client's token everywhere (its
+    /// sessions close).
+    pub async fn logout(&self) -> Result<()> {
+        self.answer(self.request(Method::DELETE, "/v1/sessions")?)
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/users/{user}`.
+    pub async fn user_info(&self, user: &str) -> Result<UserInfo<'static>> {
+        self.call(self.request(Method::GET, &format!("/v1/users/{user}"))?)
+            .await
+    }
+
+    /// `PUT /v1/friends/{user}`: asks, or accepts an incoming request.
+    pub async fn add_friend(&self, user: &str) -> Result<FriendAnswer> {
+        self.call(self.request(Method::PUT, &format!("/v1/friends/{user}"))?)
+            .await
+    }
+
+    /// `DELETE /v1/friends/{user}`.
+    pub async fn remove_friend(&self, user: &str) -> Result<()> {
+        self.answer(self.request(Method::DELETE, &format!("/v1/friends/{user}"))?)
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/friends`.
+    pub async fn friends(&self) -> Result<FriendsList<'static>> {
+        self.call(self.request(Method::GET, "/v1/friends")?).await
+    }
+
+    /// `POST /v1/groups`: the caller is the owner.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<GroupAnswer<'static>> {
+        let body = json!({"name": name, "members": members});
+        self.call(self.request(Method::POST, "/v1/groups")?.json(&body))
+            .await
+    }
+
+    /// `GET /v1/groups/{group}`.
+    pub async fn group(&self, group: &str) -> Result<GroupAnswer<'static>> {
+        self.call(self.request(Method::GET, &format!("/v1/groups/{group}"))?)
+            .await
+    }
+
+    /// `POST /v1/groups/{group}/members`.
+    pub async fn add_members(&self, group: &str, users: &[&str]) -> Result<GroupAnswer<'static>> {
+        let body = json!({ "users": users });
+        self.call(
+            self.request(Method::POST, &format!("/v1/groups/{group}/members"))?
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/groups/{group}/members/{user}`: the owner removes
+    /// anyone; anyone removes themself (leaves).
+    pub async fn remove_member(&self, group: &str, user: &str) -> Result<()> {
+        self.answer(self.request(
+            Method::DELETE,
+            &format!("/v1/groups/{group}/members/{user}"),
+        )?)
+        .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/conversations`: the same answer as `sync`.
+    pub async fn conversations(&self) -> Result<SyncAnswer<'static>> {
+        self.call(self.request(Method::GET, "/v1/conversations")?)
+            .await
+    }
+
+    /// `GET /v1/conversations/{conv}/messages`: the same answer as
+    /// `history`.
+    pub async fn messages(
+        &self,
+        conv: &str,
+        before_seq: Option<u64>,
+        after_seq: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<HistoryAnswer<'static>> {
+        let mut q = Vec::new();
+        if let Some(b) = before_seq {
+            q.push(("before_seq", b));
+        }
+        if let Some(a) = after_seq {
+            q.push(("after_seq", a));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l));
+        }
+        self.call(
+            self.request(Method::GET, &format!("/v1/conversations/{conv}/messages"))?
+                .query(&q),
+        )
+        .await
+    }
+
+    /// `POST /v1/messages`: stores a message; retried with the same
+    /// `client_msg_id` on 429 (after `Retry-After`), 503 and transport
+    /// errors, up to `send_attempts` times.
+    pub async fn send_http(&self, msg: OutMessage) -> Result<SendAnswer<'static>> {
+        let body = msg.to_frame_json(None)?;
+        let cfg = &self.inner.config;
+        let mut attempt = 0;
+        loop {
+            let req = self
+                .request(Method::POST, "/v1/messages")?
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            match self.call::<SendAnswer<'static>>(req).await {
+                Err(e) if e.is_transient() && attempt + 1 < cfg.send_attempts => {
+                    let wait = match &e {
+                        Error::Server {
+                            retry_after: Some(s),
+                            ..
+                        } => std::time::Duration::from_secs(*s),
+                        _ => backoff(cfg.retry_base, cfg.reconnect_max, attempt),
+                    };
+                    tracing::debug!(error = %e, ?wait, "retrying send");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Opens a WebSocket session as `device` (see [`Session`]). Fails if
+    /// the server cannot be reached or refuses the token; once it is open,
+    /// the session reconnects by itself.
+    pub async fn connect(&self, device: &str) -> Result<(Session, Events)> {
+        let token = self.token.as_deref().ok_or(Error::NoToken)?;
+        Session::open(
+            self.ws_url(),
+            token.to_owned(),
+            device.to_owned(),
+            self.inner.config.clone(),
+        )
+        .await
+    }
+}

@@ -1,0 +1,163 @@
+//! `tern-client`: an async Rust SDK for the Tern protocol (PROTOCOL.md 2
+//! and 3), on the wire types of `tern-proto`.
+//!
+//! - [`Client`]: accounts, sessions, friends, groups, conversations and
+//!   messages over HTTP.
+//! - [`Session`]: a WebSocket session that sends with retries (one
+//!   `client_msg_id`, stored once), acknowledges cumulatively, drops
+//!   redelivered pushes, fills seq gaps with `history`, and reconnects
+//!   with jittered exponential backoff (offline queue, then `sync`).
+//! - [`Event`]: what the session reports, typed, through a bounded channel.
+//! - [`ClientConfig`]: every bound and timing, with documented defaults.
+//!
+//! ```no_run
+//! use tern_client::{Client, Event, OutMessage};
+//!
+//! # async fn demo() -> tern_client::Result<()> {
+//! let server = Client::new("http://127.0.0.1:8080")?;
+//! server.register("bob", "password1", Some("Bob")).await?;
+//! let bob = server.login("bob", "password1").await?;
+//! let (session, mut events) = bob.connect("phone").await?;
+//! while let Some(ev) = events.recv().await {
+//!     if let Event::Message(m) = ev {
+//!         // Acked by the session; say something back.
+//!         session.send(OutMessage::text_to(&m.from, "got it")).await?;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod event;
+mod http;
+mod session;
+
+pub use config::ClientConfig;
+pub use error::{Error, Result};
+pub use event::Event;
+pub use http::Client;
+pub use session::{Events, Session, Stats};
+pub use tern_proto::wire;
+pub use tern_proto::{ConvId, ErrorCode};
+
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use tern_proto::frames::ClientFrame;
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    User(String),
+    Group(String),
+}
+
+/// A message to send, with the `client_msg_id` that makes retries safe
+/// (random unless set with [`OutMessage::with_client_msg_id`]).
+///
+/// ```
+/// use tern_client::OutMessage;
+/// let m = OutMessage::text_to("bob", "hello");
+/// assert_eq!(m.kind(), "text");
+/// assert_eq!(m.content(), r#""hello""#);
+/// let img = OutMessage::new_to_group("g1", "image", &serde_json::json!({"url": "https://x/y.png"}))
+///     .unwrap()
+///     .with_client_msg_id("photo-1");
+/// assert_eq!(img.client_msg_id(), "photo-1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutMessage {
+    target: Target,
+    kind: String,
+    content: Box<RawValue>,
+    client_msg_id: String,
+}
+
+/// A fresh client message id: 128 random bits in hex.
+pub fn new_client_msg_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl OutMessage {
+    /// A message of `kind` with any JSON `content` (`text` takes a string,
+    /// `image`, `voice`, `file` and `custom` an object).
+    pub fn new(target: Target, kind: &str, content: &serde_json::Value) -> Result<OutMessage> {
+        let content = RawValue::from_string(content.to_string())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(OutMessage {
+            target,
+            kind: kind.to_owned(),
+            content,
+            client_msg_id: new_client_msg_id(),
+        })
+    }
+
+    pub fn new_to_user(user: &str, kind: &str, content: &serde_json::Value) -> Result<OutMessage> {
+        OutMessage::new(Target::User(user.to_owned()), kind, content)
+    }
+
+    pub fn new_to_group(
+        group: &str,
+        kind: &str,
+        content: &serde_json::Value,
+    ) -> Result<OutMessage> {
+        OutMessage::new(Target::Group(group.to_owned()), kind, content)
+    }
+
+    /// A text message to a user.
+    pub fn text_to(user: &str, text: &str) -> OutMessage {
+        OutMessage::new_to_user(user, "text", &serde_json::Value::from(text))
+            .expect("a string is JSON")
+    }
+
+    /// A text message to a group.
+    pub fn text_to_group(group: &str, text: &str) -> OutMessage {
+        OutMessage::new_to_group(group, "text", &serde_json::Value::from(text))
+            .expect("a string is JSON")
+    }
+
+    /// Sets the deduplication key (1-64 chars), e.g. to resend a message
+    /// after a restart of the application.
+    pub fn with_client_msg_id(mut self, id: &str) -> OutMessage {
+        self.client_msg_id = id.to_owned();
+        self
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The content as JSON text.
+    pub fn content(&self) -> &str {
+        self.content.get()
+    }
+
+    pub fn client_msg_id(&self) -> &str {
+        &self.client_msg_id
+    }
+
+    /// The `send` frame (WebSocket, with `ty`) or `POST /v1/messages` body.
+    pub(crate) fn frame(&self, ty: Option<&'static str>) -> ClientFrame<'_> {
+        let (to, group) = match &self.target {
+            Target::User(u) => (Some(Cow::Borrowed(u.as_str())), None),
+            Target::Group(g) => (None, Some(Cow::Borrowed(g.as_str()))),
+        };
+        ClientFrame {
+            ty: ty.map(Cow::Borrowed),
+            to,
+            group,
+            client_msg_id: Some(Cow::Borrowed(&self.client_msg_id)),
+            kind: Some(Cow::Borrowed(&self.kind)),
+            content: Some(&self.content),
+            ..ClientFrame::default()
+        }
+    }
+
+    pub(crate) fn to_frame_json(&self, ty: Option<&'static str>) -> Result<String> {
+        serde_json::to_string(&self.frame(ty)).map_err(|e| Error::Invalid(e.to_string()))
+    }
+}

@@ -1,0 +1,185 @@
+//! `tern chat` driven through a real terminal (tmux) against a real
+//! `tern serve`: alice uses the chat, bob the SDK.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+use tern_client::{Client, Event, Events, OutMessage};
+
+/// A tmux server of its own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Tmux {
+        let socket = format!("tern-chat-test-{}", std::process::id());
+        let t = Tmux { socket };
+        let ok = t
+            .tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                "chat",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                cmd,
+            ])
+            .status
+            .success();
+        assert!(ok, "tmux new-session failed");
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Types a line and presses Enter.
+    fn line(&self, text: &str) {
+        assert!(self
+            .tmux(&["send-keys", "-t", "chat", "-l", text])
+            .status
+            .success());
+        assert!(self
+            .tmux(&["send-keys", "-t", "chat", "Enter"])
+            .status
+            .success());
+    }
+
+    /// The screen and its scrollback.
+    fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-t", "chat", "-S", "-500"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `what`.
+    async fn wait_for(&self, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("the screen never showed {what:?}; it shows:\n{s}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+async fn next_message(events: &mut Events) -> tern_client::wire::MsgView<'static> {
+    let find = async {
+        loop {
+            match events.recv().await {
+                Some(Event::Message(m)) => return m,
+                Some(_) => {}
+                None => panic!("bob's session ended"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, find).await.expect("a message")
+}
+
+#[tokio::test]
+async fn chat_sends_receives_and_shows_unread_and_read_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tern = Tern::start(dir.path()).await;
+    let url = format!("http://{}", tern.addr);
+    let server = Client::new(&url).unwrap();
+    server.register("bob", PASSWORD, None).await.unwrap();
+    let bob = server.login("bob", PASSWORD).await.unwrap();
+    let (b, mut be) = bob.connect("phone").await.unwrap();
+
+    let cmd = format!(
+        "{} chat --url {url} --user alice --register",
+        env!("CARGO_BIN_EXE_tern")
+    );
+    let t = Tmux::start(&cmd);
+    t.wait_for("password for alice:").await;
+    t.line(PASSWORD);
+    t.wait_for("logged in as alice").await;
+    t.wait_for("conversations (unread 0)").await;
+    // The password was not echoed.
+    assert!(!t.screen().contains(PASSWORD));
+
+    // Bob writes first: a notice and an unread count.
+    b.send(OutMessage::text_to("alice", "hi alice"))
+        .await
+        .unwrap();
+    t.wait_for("new message in bob from bob (unread 1)").await;
+    t.line("/list");
+    t.wait_for("1. bob [online]  unread 1  - bob: hi alice")
+        .await;
+
+    // Opening reads it; bob's device gets the read receipt.
+    t.line("/open bob");
+    t.wait_for("#1 bob: hi alice").await;
+    let read = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Event::Receipt(r)) = be.recv().await {
+                if r.read_seq.is_some() {
+                    return r.read_seq;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a read receipt");
+    assert_eq!(read, Some(1));
+
+    // Alice answers from the terminal; bob's SDK gets it.
+    t.line("hello bob");
+    t.wait_for("#2 alice (you): hello bob").await;
+    let m = next_message(&mut be).await;
+    assert_eq!(
+        (m.from.as_ref(), m.seq, m.content.as_ref().map(|c| c.get())),
+        ("alice", 2, Some("\"hello bob\""))
+    );
+    // Delivered (bob's session acks), then read.
+    t.wait_for("✓ delivered to bob up to #2").await;
+    b.read("dm:alice:bob", 2).await.unwrap();
+    t.wait_for("✓✓ read by bob up to #2").await;
+
+    // Typing shows in the open conversation.
+    b.typing("dm:alice:bob").unwrap();
+    t.wait_for("bob is typing").await;
+
+    // A group: created from the chat, bob gets its messages.
+    t.line("/group team bob");
+    t.wait_for("created group").await;
+    let screen = t.screen();
+    let gid = screen
+        .lines()
+        .find_map(|l| l.strip_prefix("created group "))
+        .and_then(|r| r.split_whitespace().next())
+        .expect("group id on screen")
+        .to_owned();
+    t.line(&format!("/open #{gid}"));
+    t.wait_for(&format!("--- #{gid} ---")).await;
+    t.line("hi team");
+    let m = loop {
+        let m = next_message(&mut be).await;
+        if m.kind == "text" {
+            break m;
+        }
+    };
+    assert_eq!(m.group.as_deref(), Some(gid.as_str()));
+    t.line("/quit");
+}
