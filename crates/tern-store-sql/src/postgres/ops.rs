@@ -1,37 +1,20 @@
-//! The store's operations as plain functions on a connection (inside a
-//! transaction where they write more than one statement); ported from the
-//! embedded store's `ops.rs`, with the hot paths batched into few
-//! statements.
+//! PostgreSQL's statements for each operation of [`crate::SqlStore`], as
+//! plain functions on a connection (inside the caller's transaction where
+//! the store opened one), with the hot paths batched into few statements
+//! through array binds (`unnest`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-use tern_core::offline::{OfflineMerge, QueueSpan};
+use tern_core::offline::QueueSpan;
+use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
+    StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
-pub fn be(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
-}
-
-/// A seq bound given by a caller, as PostgreSQL's signed integer. Stored
-/// seqs never exceed `i64::MAX`, so clamping keeps every comparison's
-/// meaning (a plain `as` cast would turn `u64::MAX` into -1).
-fn sql_seq(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-/// Columns read by [`message_at`], in order, from `messages m`.
-macro_rules! msg_cols {
-    () => {
-        "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
-         m.client_msg_id, m.recalled"
-    };
-}
+use crate::common::{be, msg_cols, sql_seq, stored, ConvRow, PageFetch};
 
 /// The message whose [`msg_cols!`] start at column `o`.
 fn message_at(r: &PgRow, o: usize) -> Result<StoredMessage, sqlx::Error> {
@@ -50,28 +33,31 @@ fn message_at(r: &PgRow, o: usize) -> Result<StoredMessage, sqlx::Error> {
     })
 }
 
-fn no_such_seq() -> StoreError {
-    StoreError::Invalid("no message with this seq in the conversation")
-}
-
 pub async fn message(
     c: &mut PgConnection,
     conv: &str,
     seq: u64,
+    lock: bool,
 ) -> StoreResult<Option<StoredMessage>> {
-    let Ok(seq) = i64::try_from(seq) else {
-        return Ok(None);
+    let sql = if lock {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = $1 AND m.seq = $2 FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = $1 AND m.seq = $2"
+        )
     };
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        msg_cols!(),
-        " FROM messages m WHERE m.conv = $1 AND m.seq = $2"
-    ))
-    .bind(conv)
-    .bind(seq)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
+    let row = sqlx::query(sql)
+        .bind(conv)
+        .bind(sql_seq(seq))
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
     row.map(|r| message_at(&r, 0)).transpose().map_err(be)
 }
 
@@ -209,10 +195,6 @@ pub async fn friends(c: &mut PgConnection, user: &str) -> StoreResult<FriendList
             _ => out.outgoing.push(other),
         }
     }
-    // Byte order, whatever the database's collation.
-    out.friends.sort_unstable();
-    out.incoming.sort_unstable();
-    out.outgoing.sort_unstable();
     Ok(out)
 }
 
@@ -334,16 +316,23 @@ async fn remove_member(
         r.until_ts = Some(ts);
         r.changed = true;
     }
-    sqlx::query(
-        "UPDATE groups SET owner = n.user_id \
-         FROM (SELECT user_id FROM group_members WHERE gid = $1 ORDER BY join_order LIMIT 1) n \
-         WHERE groups.gid = $1 AND groups.owner = $2",
+    let (owner, first): (String, Option<String>) = sqlx::query_as(
+        "SELECT owner, (SELECT user_id FROM group_members WHERE gid = $1 \
+                        ORDER BY join_order LIMIT 1) \
+         FROM groups WHERE gid = $1 FOR UPDATE",
     )
     .bind(gid)
-    .bind(user)
-    .execute(&mut *c)
+    .fetch_one(&mut *c)
     .await
     .map_err(be)?;
+    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
+        sqlx::query("UPDATE groups SET owner = $2 WHERE gid = $1")
+            .bind(gid)
+            .bind(next)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+    }
     Ok(())
 }
 
@@ -369,12 +358,11 @@ async fn group_gate(
         .await
         .map_err(be)?
         .rows_affected();
-        if n == 0 {
-            return Err(StoreError::Conflict);
-        }
-        return Ok(Ok(None));
+        // The insert reads whether the group existed.
+        return Ok(rules::gate(m.change.as_ref(), n == 0, false)?.map(|()| None));
     }
-    let count_now = m.change.is_none() && m.inbox_members_up_to > 0;
+    let count_limit = rules::members_to_count(m.inbox_members_up_to);
+    let count_now = m.change.is_none() && count_limit.is_some();
     let (exists, member, count): (bool, bool, Option<i64>) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE gid = $1), \
                 EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2), \
@@ -384,17 +372,11 @@ async fn group_gate(
     .bind(gid)
     .bind(&m.from)
     .bind(count_now)
-    .bind(sql_seq(m.inbox_members_up_to as u64 + 1))
+    .bind(sql_seq(count_limit.unwrap_or(0)))
     .fetch_one(&mut *c)
     .await
     .map_err(be)?;
-    Ok(if !exists {
-        Err(Refusal::NoSuchGroup)
-    } else if m.change.is_none() && !member {
-        Err(Refusal::NotMember)
-    } else {
-        Ok(count.map(|n| n as u64))
-    })
+    Ok(rules::gate(m.change.as_ref(), exists, member)?.map(|()| count.map(|n| n as u64)))
 }
 
 /// A user's row in a conversation while a batch is appended: the rows are
@@ -474,45 +456,13 @@ impl MessageRows {
 /// and the dedup lookup exact. The batch is written with a handful of bulk
 /// statements whatever its size; only group messages add statements of
 /// their own (the membership check, and membership changes).
-/// See `Store::append_unit`. Runs in the caller's transaction: an error
-/// rolls back everything the unit wrote.
-pub async fn append_unit(
-    c: &mut PgConnection,
-    batch: &[NewMessage],
-) -> StoreResult<Vec<StoredMessage>> {
-    let mut joining: Vec<String> = Vec::new();
-    for m in batch {
-        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
-            return Err(StoreError::Invalid(
-                "a unit holds membership changes of a group only",
-            ));
-        }
-        if let Some(MemberChange::Join(u)) = &m.change {
-            joining.push(u.clone());
-        }
-    }
-    joining.sort_unstable();
-    joining.dedup();
-    if !joining.is_empty() {
-        let found: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = ANY($1::text[])")
-                .bind(&joining)
-                .fetch_one(&mut *c)
-                .await
-                .map_err(be)?;
-        if found as usize != joining.len() {
-            return Err(StoreError::NoSuchUser);
-        }
-    }
-    append_messages(c, batch)
-        .await?
-        .into_iter()
-        .map(|a| match a {
-            Appended::New(s) => Ok(s),
-            Appended::Refused(r) => Err(r.into()),
-            Appended::Duplicate(_) => Err(StoreError::Conflict),
-        })
-        .collect()
+pub async fn count_users(c: &mut PgConnection, users: &[String]) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = ANY($1::text[])")
+        .bind(users)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(n.max(0) as u64)
 }
 
 pub async fn append_messages(
@@ -641,19 +591,7 @@ pub async fn append_messages(
         let seq = *counter;
         let at = activity.entry(m.conv.clone()).or_insert(m.ts);
         *at = (*at).max(m.ts);
-        let stored = StoredMessage {
-            msg_id: m.msg_id,
-            conv: m.conv.clone(),
-            seq: seq as u64,
-            from: m.from.clone(),
-            to: m.to.clone(),
-            group: m.group.clone(),
-            kind: m.kind.clone(),
-            content: Some(m.content.clone()),
-            ts: m.ts,
-            client_msg_id: m.client_msg_id.clone(),
-            recalled: false,
-        };
+        let stored = stored(m, seq);
         if let Some(cmid) = &m.client_msg_id {
             seen.insert((m.from.clone(), cmid.clone()), stored.clone());
         }
@@ -860,12 +798,13 @@ async fn group_effects(
     }
     // Counting first spares loading a large (read-diffused) group's member
     // list for every message.
-    let inboxed = m.inbox_members_up_to > 0 && {
-        let n = match members {
-            Some(n) => n,
-            None => member_count_up_to(c, gid, m.inbox_members_up_to as u64 + 1).await?,
-        };
-        n <= m.inbox_members_up_to as u64
+    let inboxed = match (rules::members_to_count(m.inbox_members_up_to), members) {
+        (None, _) => false,
+        (Some(_), Some(n)) => rules::enters_queues(n, m.inbox_members_up_to),
+        (Some(limit), None) => {
+            let n = member_count_up_to(c, gid, limit).await?;
+            rules::enters_queues(n, m.inbox_members_up_to)
+        }
     };
     user_effects(rows, m, seq);
     if let Some(MemberChange::Leave(u)) = &m.change {
@@ -874,72 +813,47 @@ async fn group_effects(
     Ok(inboxed)
 }
 
-pub async fn history(
+pub async fn page(
     c: &mut PgConnection,
     user: &str,
     conv: &str,
-    q: HistoryQuery,
+    lo: i64,
+    hi: i64,
+    limit: u32,
+    newest: bool,
 ) -> StoreResult<Vec<StoredMessage>> {
-    let mut upper = i64::MAX;
-    if conv.starts_with("group:") {
-        let row: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT until_seq FROM user_convs WHERE user_id = $1 AND conv = $2")
-                .bind(user)
-                .bind(conv)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(be)?;
-        match row {
-            None => return Err(StoreError::NotMember),
-            Some(Some(until)) => upper = until,
-            Some(None) => {}
-        }
-    }
-    let hi = q
-        .before_seq
-        .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
-    let (sql, lo) = match q.after_seq {
-        Some(after) => (
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT $5"
-            ),
-            sql_seq(after),
-        ),
-        None => (
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT $5"
-            ),
-            0,
-        ),
+    let sql = if newest {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
+             AND NOT EXISTS (SELECT 1 FROM hidden h \
+                 WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq DESC LIMIT $5"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
+             AND NOT EXISTS (SELECT 1 FROM hidden h \
+                 WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq ASC LIMIT $5"
+        )
     };
     let rows = sqlx::query(sql)
         .bind(conv)
         .bind(user)
         .bind(lo)
         .bind(hi)
-        .bind(i64::from(q.limit))
+        .bind(i64::from(limit))
         .fetch_all(&mut *c)
         .await
         .map_err(be)?;
-    let mut msgs = rows
-        .iter()
+    rows.iter()
         .map(|r| message_at(r, 0))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(be)?;
-    if q.after_seq.is_none() {
-        msgs.reverse();
-    }
-    Ok(msgs)
+        .map_err(be)
 }
 
 /// A user's row in a conversation, as acks see it.
@@ -968,18 +882,13 @@ struct ReceiptChecks {
 /// Acks that only move queue positions (no delivered receipt to compute),
 /// in one statement: each position moves to the acked seq, clamped to the
 /// conversation's max seq and to a former member's end, and never back.
-pub async fn ack_queue_only(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<()> {
-    let mut top: HashMap<(&str, &str), i64> = HashMap::new();
-    for a in acks {
-        let e = top.entry((a.user.as_str(), a.conv.as_str())).or_insert(0);
-        *e = (*e).max(sql_seq(a.seq));
-    }
-    // Sorted, so concurrent statements lock rows in the same order.
-    let mut keys: Vec<((&str, &str), i64)> = top.into_iter().collect();
-    keys.sort_unstable();
-    let users: Vec<&str> = keys.iter().map(|k| k.0 .0).collect();
-    let convs: Vec<&str> = keys.iter().map(|k| k.0 .1).collect();
-    let seqs: Vec<i64> = keys.iter().map(|k| k.1).collect();
+pub async fn ack_queue_only(
+    c: &mut PgConnection,
+    marks: &[(String, String, i64)],
+) -> StoreResult<()> {
+    let users: Vec<&str> = marks.iter().map(|k| k.0.as_str()).collect();
+    let convs: Vec<&str> = marks.iter().map(|k| k.1.as_str()).collect();
+    let seqs: Vec<i64> = marks.iter().map(|k| k.2).collect();
     sqlx::query(
         "UPDATE user_convs uc \
          SET inbox_seq = LEAST(q.s, COALESCE(uc.until_seq, q.s), COALESCE(cv.max_seq, 0)) \
@@ -1115,36 +1024,33 @@ pub async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec
     Ok(out)
 }
 
-pub async fn mark_read(
+pub async fn read_position(
+    c: &mut PgConnection,
+    user: &str,
+    conv: &str,
+    lock: bool,
+) -> StoreResult<Option<(u64, Option<u64>)>> {
+    let sql = if lock {
+        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2 FOR UPDATE"
+    } else {
+        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2"
+    };
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
+        .bind(user)
+        .bind(conv)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+    Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
+}
+
+pub async fn set_read(
     c: &mut PgConnection,
     user: &str,
     conv: &str,
     seq: u64,
     now: i64,
-) -> StoreResult<ReadOutcome> {
-    let max = max_seq(c, conv).await?;
-    if seq == 0 || seq > max {
-        return Err(no_such_seq());
-    }
-    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2 FOR UPDATE",
-    )
-    .bind(user)
-    .bind(conv)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    let Some((read, until)) = row else {
-        return Err(StoreError::NotMember);
-    };
-    let seq = sql_seq(seq);
-    let target = until.map_or(seq, |u| seq.min(u));
-    if target <= read {
-        return Ok(ReadOutcome {
-            advanced: false,
-            read_seq: read as u64,
-        });
-    }
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE user_convs SET read_seq = $3, delivered_seq = GREATEST(delivered_seq, $3), \
              read_updated_at = $4 \
@@ -1152,56 +1058,18 @@ pub async fn mark_read(
     )
     .bind(user)
     .bind(conv)
-    .bind(target)
+    .bind(sql_seq(seq))
     .bind(now)
     .execute(&mut *c)
     .await
     .map_err(be)?;
-    Ok(ReadOutcome {
-        advanced: true,
-        read_seq: target as u64,
-    })
+    Ok(())
 }
 
-pub async fn recall(
-    c: &mut PgConnection,
-    conv: &str,
-    seq: u64,
-    by: &str,
-    window_ms: i64,
-    now: i64,
-) -> StoreResult<StoredMessage> {
-    let Ok(sseq) = i64::try_from(seq) else {
-        return Err(no_such_seq());
-    };
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        msg_cols!(),
-        " FROM messages m WHERE m.conv = $1 AND m.seq = $2 FOR UPDATE"
-    ))
-    .bind(conv)
-    .bind(sseq)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    let Some(row) = row else {
-        return Err(no_such_seq());
-    };
-    let mut m = message_at(&row, 0).map_err(be)?;
-    if m.from != by {
-        return Err(StoreError::Forbidden(
-            "only the sender may recall a message",
-        ));
-    }
-    if m.recalled {
-        return Ok(m);
-    }
-    if now - m.ts > window_ms {
-        return Err(StoreError::Forbidden("the recall window has passed"));
-    }
+pub async fn clear(c: &mut PgConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
     sqlx::query("UPDATE messages SET content = NULL, recalled = true WHERE conv = $1 AND seq = $2")
         .bind(conv)
-        .bind(sseq)
+        .bind(sql_seq(seq))
         .execute(&mut *c)
         .await
         .map_err(be)?;
@@ -1211,78 +1079,35 @@ pub async fn recall(
         .execute(&mut *c)
         .await
         .map_err(be)?;
-    m.content = None;
-    m.recalled = true;
-    Ok(m)
+    Ok(())
 }
 
-pub async fn delete_for_user(
-    c: &mut PgConnection,
-    user: &str,
-    conv: &str,
-    seqs: &[u64],
-) -> StoreResult<()> {
-    let mut wanted = Vec::with_capacity(seqs.len());
-    for &s in seqs {
-        wanted.push(i64::try_from(s).map_err(|_| no_such_seq())?);
-    }
-    wanted.sort_unstable();
-    wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let found: i64 =
+pub async fn count_messages(c: &mut PgConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
+    let n: i64 =
         sqlx::query_scalar("SELECT count(*) FROM messages WHERE conv = $1 AND seq = ANY($2)")
             .bind(conv)
-            .bind(&wanted)
+            .bind(seqs)
             .fetch_one(&mut *c)
             .await
             .map_err(be)?;
-    if found != wanted.len() as i64 {
-        return Err(no_such_seq());
-    }
-    // Messages are never deleted, so the check still holds here.
+    Ok(n.max(0) as u64)
+}
+
+pub async fn hide(c: &mut PgConnection, user: &str, conv: &str, seqs: &[i64]) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO hidden (user_id, conv, seq) SELECT $1, $2, s FROM unnest($3::int8[]) AS t(s) \
          ON CONFLICT DO NOTHING",
     )
     .bind(user)
     .bind(conv)
-    .bind(&wanted)
+    .bind(seqs)
     .execute(&mut *c)
     .await
     .map_err(be)?;
     Ok(())
 }
 
-/// A conversation list entry without its last message.
-fn summary_from_row(r: &PgRow) -> Result<ConvSummary, sqlx::Error> {
-    let max: i64 = r.try_get(3)?;
-    let read: i64 = r.try_get(4)?;
-    let until: Option<i64> = r.try_get(5)?;
-    let until_ts: Option<i64> = r.try_get(6)?;
-    let read_at: i64 = r.try_get(7)?;
-    let conv_at: i64 = r.try_get(8)?;
-    let visible = until.map_or(max, |u| u.min(max)) as u64;
-    let activity = until_ts.unwrap_or(conv_at);
-    Ok(ConvSummary {
-        conv: r.try_get(0)?,
-        peer: r.try_get(1)?,
-        group: r.try_get(2)?,
-        max_seq: visible,
-        read_seq: read as u64,
-        unread: visible.saturating_sub(read as u64),
-        last: None,
-        updated_at: activity.max(read_at),
-    })
-}
-
-pub async fn conversations(
-    c: &mut PgConnection,
-    user: &str,
-    since: i64,
-    limit: u32,
-) -> StoreResult<ConvList> {
+pub async fn conv_rows(c: &mut PgConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
     let rows = sqlx::query(
         "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
                 uc.until_ts, uc.read_updated_at, cv.updated_at \
@@ -1292,64 +1117,59 @@ pub async fn conversations(
     .fetch_all(&mut *c)
     .await
     .map_err(be)?;
-    let all = rows
-        .iter()
-        .map(summary_from_row)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(be)?;
-    let total_unread = all.iter().map(|s| s.unread).sum();
-    let mut convs: Vec<ConvSummary> = all.into_iter().filter(|s| s.updated_at > since).collect();
-    convs.sort_by(|a, b| {
-        b.updated_at
-            .cmp(&a.updated_at)
-            .then_with(|| a.conv.cmp(&b.conv))
-    });
-    convs.truncate(limit as usize);
-    if !convs.is_empty() {
-        // The newest message each user can see and has not deleted, for all
-        // listed conversations in one query.
-        let names: Vec<String> = convs.iter().map(|s| s.conv.clone()).collect();
-        let uppers: Vec<i64> = convs.iter().map(|s| sql_seq(s.max_seq)).collect();
-        let rows = sqlx::query(concat!(
-            "SELECT q.i, ",
-            msg_cols!(),
-            " FROM unnest($2::text[], $3::int8[]) WITH ORDINALITY AS q(c, up, i) \
-             CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.conv = q.c AND m.seq <= q.up \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $1 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT 1) m"
-        ))
-        .bind(user)
-        .bind(&names)
-        .bind(&uppers)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        for r in rows {
-            let i: i64 = r.try_get(0).map_err(be)?;
-            let m = message_at(&r, 1).map_err(be)?;
-            if let Some(s) = usize::try_from(i - 1).ok().and_then(|i| convs.get_mut(i)) {
-                s.last = Some(m);
-            }
-        }
-    }
-    Ok(ConvList {
-        convs,
-        total_unread,
-    })
+    rows.iter()
+        .map(|r| {
+            Ok(ConvRow {
+                conv: r.try_get(0)?,
+                peer: r.try_get(1)?,
+                group: r.try_get(2)?,
+                max_seq: r.try_get(3)?,
+                read: r.try_get(4)?,
+                until: r.try_get(5)?,
+                until_ts: r.try_get(6)?,
+                read_at: r.try_get(7)?,
+                conv_at: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(be)
 }
 
-/// The user's offline queue: one query reads every conversation with
-/// something above the queue position and, per conversation, the newest
-/// `cap + 1` queued messages (enough to know whether anything beyond the
-/// cap was queued); one update moves the positions past what was dropped.
-/// No transaction: the update only moves positions forward, to seqs read
-/// in one snapshot.
-pub async fn offline_fetch(
+/// The newest message each user can see and has not deleted, for all
+/// listed conversations in one query.
+pub async fn last_messages(
     c: &mut PgConnection,
     user: &str,
-    cap: u32,
-) -> StoreResult<OfflineBatch> {
+    convs: &[(String, u64)],
+) -> StoreResult<Vec<Option<StoredMessage>>> {
+    let names: Vec<&str> = convs.iter().map(|(c, _)| c.as_str()).collect();
+    let uppers: Vec<i64> = convs.iter().map(|(_, s)| sql_seq(*s)).collect();
+    let rows = sqlx::query(concat!(
+        "SELECT q.i, ",
+        msg_cols!(),
+        " FROM unnest($2::text[], $3::int8[]) WITH ORDINALITY AS q(c, up, i) \
+         CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.conv = q.c AND m.seq <= q.up \
+             AND NOT EXISTS (SELECT 1 FROM hidden h \
+                 WHERE h.user_id = $1 AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq DESC LIMIT 1) m"
+    ))
+    .bind(user)
+    .bind(&names)
+    .bind(&uppers)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    let mut out = vec![None; convs.len()];
+    for r in rows {
+        let i: i64 = r.try_get(0).map_err(be)?;
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some(message_at(&r, 1).map_err(be)?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn queue_spans(c: &mut PgConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
     let rows = sqlx::query(
         "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
                 COALESCE(uc.peer = uc.user_id, false) \
@@ -1361,87 +1181,83 @@ pub async fn offline_fetch(
     .fetch_all(&mut *c)
     .await
     .map_err(be)?;
-    let mut spans = Vec::with_capacity(rows.len());
+    rows.iter()
+        .map(|r| {
+            Ok(QueueSpan {
+                conv: r.try_get(0)?,
+                from: r.try_get::<i64, _>(1)?.max(0) as u64,
+                to: r.try_get::<i64, _>(2)?.max(0) as u64,
+                own_too: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(be)
+}
+
+/// All pages in one query.
+pub async fn queue_pages(
+    c: &mut PgConnection,
+    user: &str,
+    fetches: &[PageFetch],
+) -> StoreResult<Vec<Vec<StoredMessage>>> {
+    let convs: Vec<&str> = fetches.iter().map(|f| f.conv.as_str()).collect();
+    let los: Vec<i64> = fetches.iter().map(|f| f.lo).collect();
+    let belows: Vec<i64> = fetches.iter().map(|f| f.below).collect();
+    let owns: Vec<bool> = fetches.iter().map(|f| f.own_too).collect();
+    let limits: Vec<i64> = fetches.iter().map(|f| i64::from(f.limit)).collect();
+    let rows = sqlx::query(concat!(
+        "SELECT s.i, ",
+        msg_cols!(),
+        " FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::int8[]) \
+             WITH ORDINALITY AS s(conv, lo, below, own_too, lim, i) \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM messages m WHERE m.conv = s.conv AND m.seq > s.lo AND m.seq < s.below \
+                 AND m.inboxed AND (m.from_user <> $1 OR s.own_too) \
+             ORDER BY m.seq DESC LIMIT s.lim) m"
+    ))
+    .bind(user)
+    .bind(&convs)
+    .bind(&los)
+    .bind(&belows)
+    .bind(&owns)
+    .bind(&limits)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(be)?;
+    let mut pages: Vec<Vec<StoredMessage>> = vec![Vec::new(); fetches.len()];
     for r in &rows {
-        spans.push(QueueSpan {
-            conv: r.try_get(0).map_err(be)?,
-            from: r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-            to: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
-            own_too: r.try_get(3).map_err(be)?,
-        });
-    }
-    drop(rows);
-    // Pages of each conversation's queue, newest first, merged so that
-    // about `cap` messages are read in all (see `OfflineMerge`); the pages
-    // asked for together are read in one query.
-    let mut merge = OfflineMerge::new(spans, cap);
-    loop {
-        let fetches = merge.next_fetches();
-        if fetches.is_empty() {
-            break;
-        }
-        let mut convs = Vec::with_capacity(fetches.len());
-        let (mut los, mut belows, mut owns, mut limits) = (vec![], vec![], vec![], vec![]);
-        for f in &fetches {
-            let span = merge.span(f.span);
-            convs.push(span.conv.clone());
-            los.push(sql_seq(span.from));
-            belows.push(sql_seq(f.below));
-            owns.push(span.own_too);
-            limits.push(i64::from(f.limit));
-        }
-        let rows = sqlx::query(concat!(
-            "SELECT s.i, ",
-            msg_cols!(),
-            " FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[], $6::int8[]) \
-                 WITH ORDINALITY AS s(conv, lo, below, own_too, lim, i) \
-             CROSS JOIN LATERAL ( \
-                 SELECT * FROM messages m WHERE m.conv = s.conv AND m.seq > s.lo AND m.seq < s.below \
-                     AND m.inboxed AND (m.from_user <> $1 OR s.own_too) \
-                 ORDER BY m.seq DESC LIMIT s.lim) m"
-        ))
-        .bind(user)
-        .bind(&convs)
-        .bind(&los)
-        .bind(&belows)
-        .bind(&owns)
-        .bind(&limits)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        let mut pages: Vec<Vec<StoredMessage>> = vec![Vec::new(); fetches.len()];
-        for r in &rows {
-            let i: i64 = r.try_get(0).map_err(be)?;
-            pages[(i - 1) as usize].push(message_at(r, 1).map_err(be)?);
-        }
-        drop(rows);
-        for (f, mut page) in fetches.into_iter().zip(pages) {
-            page.sort_by_key(|m| std::cmp::Reverse(m.seq));
-            merge.feed(f, page);
+        let i: i64 = r.try_get(0).map_err(be)?;
+        if let Some(page) = usize::try_from(i - 1).ok().and_then(|i| pages.get_mut(i)) {
+            page.push(message_at(r, 1).map_err(be)?);
         }
     }
-    let (batch, moves) = merge.finish();
-    if !moves.is_empty() {
-        let (cs, ss): (Vec<String>, Vec<i64>) =
-            moves.into_iter().map(|(c, s)| (c, sql_seq(s))).unzip();
-        // Locks the rows in sorted order (as appends and acks do) before
-        // updating them.
-        sqlx::query(
-            "WITH v AS (SELECT * FROM unnest($2::text[], $3::int8[]) AS t(c, s)), \
-             l AS MATERIALIZED (SELECT uc.conv FROM user_convs uc JOIN v ON uc.conv = v.c \
-                 WHERE uc.user_id = $1 ORDER BY uc.conv FOR UPDATE OF uc) \
-             UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.s) \
-             FROM l JOIN v ON v.c = l.conv \
-             WHERE uc.user_id = $1 AND uc.conv = l.conv",
-        )
-        .bind(user)
-        .bind(&cs)
-        .bind(&ss)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    Ok(batch)
+    Ok(pages)
+}
+
+/// One statement; locks the rows in sorted order (as appends and acks do)
+/// before updating them.
+pub async fn move_queues(
+    c: &mut PgConnection,
+    user: &str,
+    moves: &[(String, u64)],
+) -> StoreResult<()> {
+    let (cs, ss): (Vec<&str>, Vec<i64>) =
+        moves.iter().map(|(c, s)| (c.as_str(), sql_seq(*s))).unzip();
+    sqlx::query(
+        "WITH v AS (SELECT * FROM unnest($2::text[], $3::int8[]) AS t(c, s)), \
+         l AS MATERIALIZED (SELECT uc.conv FROM user_convs uc JOIN v ON uc.conv = v.c \
+             WHERE uc.user_id = $1 ORDER BY uc.conv FOR UPDATE OF uc) \
+         UPDATE user_convs uc SET inbox_seq = GREATEST(uc.inbox_seq, v.s) \
+         FROM l JOIN v ON v.c = l.conv \
+         WHERE uc.user_id = $1 AND uc.conv = l.conv",
+    )
+    .bind(user)
+    .bind(&cs)
+    .bind(&ss)
+    .execute(&mut *c)
+    .await
+    .map_err(be)?;
+    Ok(())
 }
 
 // ----- groups -----
@@ -1482,10 +1298,11 @@ pub async fn group_version(c: &mut PgConnection, gid: &str) -> StoreResult<Optio
     Ok(v.map(|v| v as u64))
 }
 
-pub async fn read_positions(c: &mut PgConnection, conv: &str) -> StoreResult<Vec<(String, u64)>> {
-    let Some(gid) = conv.strip_prefix("group:") else {
-        return Ok(Vec::new());
-    };
+pub async fn read_positions(
+    c: &mut PgConnection,
+    gid: &str,
+    conv: &str,
+) -> StoreResult<Vec<(String, u64)>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
          LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = $2 \

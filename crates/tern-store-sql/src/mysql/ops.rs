@@ -1,21 +1,20 @@
-//! The store's operations as plain functions on a connection, ported from
-//! the embedded store's `ops.rs`. Write operations run inside a
-//! transaction opened (and retried) by `lib.rs`.
+//! MySQL's statements for each operation of [`crate::SqlStore`], as plain
+//! functions on a connection (inside the caller's transaction where the
+//! store opened one), batched into multi-row statements of at most
+//! [`CHUNK`] rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
-use tern_core::offline::{OfflineMerge, QueueSpan};
+use tern_core::offline::QueueSpan;
+use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
+    StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
-pub fn be(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
-}
+use crate::common::{be, msg_cols, sql_seq, stored, ConvRow, PageFetch};
 
 /// The server's error number, for database errors.
 pub fn error_number(e: &sqlx::Error) -> Option<u16> {
@@ -31,23 +30,9 @@ pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
 /// ER_LOCK_DEADLOCK.
 pub const DEADLOCK: u16 = 1213;
 
-/// A seq bound given by a caller, as a signed BIGINT. Stored seqs never
-/// exceed `i64::MAX`, so clamping keeps every comparison's meaning.
-fn sql_seq(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
 /// Most rows per multi-row statement (keeps well below the 65,535
 /// placeholders of a prepared statement).
 const CHUNK: usize = 256;
-
-/// Columns read by [`message_from_row`], in order.
-macro_rules! msg_cols {
-    () => {
-        "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
-         m.client_msg_id, m.recalled"
-    };
-}
 
 fn message_from_row(r: &MySqlRow) -> Result<StoredMessage, sqlx::Error> {
     Ok(StoredMessage {
@@ -79,20 +64,27 @@ pub async fn message(
     c: &mut MySqlConnection,
     conv: &str,
     seq: u64,
+    lock: bool,
 ) -> StoreResult<Option<StoredMessage>> {
-    if seq > i64::MAX as u64 {
-        return Ok(None);
-    }
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        msg_cols!(),
-        " FROM messages m WHERE m.conv = ? AND m.seq = ?"
-    ))
-    .bind(conv)
-    .bind(seq as i64)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
+    let sql = if lock {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = ? AND m.seq = ?"
+        )
+    };
+    let row = sqlx::query(sql)
+        .bind(conv)
+        .bind(sql_seq(seq))
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
     row.as_ref().map(message_from_row).transpose().map_err(be)
 }
 
@@ -488,28 +480,26 @@ async fn remove_member(
         .execute(&mut *c)
         .await
         .map_err(be)?;
-    let owner: Option<String> =
-        sqlx::query_scalar("SELECT owner_id FROM chat_groups WHERE gid = ? FOR UPDATE")
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT owner_id, (SELECT user_id FROM group_members WHERE gid = ? \
+                           ORDER BY join_order LIMIT 1) \
+         FROM chat_groups WHERE gid = ? FOR UPDATE",
+    )
+    .bind(gid)
+    .bind(gid)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(be)?;
+    let Some((owner, first)) = row else {
+        return Ok(());
+    };
+    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
+        sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE gid = ?")
+            .bind(next)
             .bind(gid)
-            .fetch_optional(&mut *c)
+            .execute(&mut *c)
             .await
             .map_err(be)?;
-    if owner.as_deref() == Some(user) {
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order LIMIT 1",
-        )
-        .bind(gid)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        if let Some(next) = next {
-            sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE gid = ?")
-                .bind(next)
-                .bind(gid)
-                .execute(&mut *c)
-                .await
-                .map_err(be)?;
-        }
     }
     Ok(())
 }
@@ -523,35 +513,25 @@ async fn group_gate(
     m: &NewMessage,
     gid: &str,
 ) -> StoreResult<Option<Refusal>> {
-    match &m.change {
-        Some(MemberChange::Create { name }) => {
-            if group_exists(c, gid).await? {
-                return Err(StoreError::Conflict);
-            }
-            sqlx::query(
-                "INSERT INTO chat_groups (gid, name, owner_id, created_at, next_order, version) \
-                 VALUES (?, ?, ?, ?, 0, 0)",
-            )
-            .bind(gid)
-            .bind(name)
-            .bind(&m.from)
-            .bind(m.ts)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-            Ok(None)
-        }
-        Some(_) => Ok((!group_exists(c, gid).await?).then_some(Refusal::NoSuchGroup)),
-        None => {
-            if !group_exists(c, gid).await? {
-                Ok(Some(Refusal::NoSuchGroup))
-            } else if !is_member(c, gid, &m.from).await? {
-                Ok(Some(Refusal::NotMember))
-            } else {
-                Ok(None)
-            }
-        }
+    let exists = group_exists(c, gid).await?;
+    let member = m.change.is_none() && exists && is_member(c, gid, &m.from).await?;
+    if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
+        return Ok(Some(refusal));
     }
+    if let Some(MemberChange::Create { name }) = &m.change {
+        sqlx::query(
+            "INSERT INTO chat_groups (gid, name, owner_id, created_at, next_order, version) \
+             VALUES (?, ?, ?, ?, 0, 0)",
+        )
+        .bind(gid)
+        .bind(name)
+        .bind(&m.from)
+        .bind(m.ts)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+    }
+    Ok(None)
 }
 
 /// The sender's messages of one 1:1 conversation in a batch: their read
@@ -576,50 +556,24 @@ struct MsgRow<'a> {
     inboxed: bool,
 }
 
-/// See `Store::append_unit`. Runs in the caller's transaction: an error
-/// rolls back everything the unit wrote.
-pub async fn append_unit(
-    c: &mut MySqlConnection,
-    batch: &[NewMessage],
-) -> StoreResult<Vec<StoredMessage>> {
-    let mut joining: BTreeSet<&str> = BTreeSet::new();
-    for m in batch {
-        if m.group.is_none() || m.change.is_none() || m.client_msg_id.is_some() {
-            return Err(StoreError::Invalid(
-                "a unit holds membership changes of a group only",
-            ));
-        }
-        if let Some(MemberChange::Join(u)) = &m.change {
-            joining.insert(u.as_str());
-        }
-    }
-    let joining: Vec<&str> = joining.into_iter().collect();
-    for chunk in joining.chunks(CHUNK) {
+pub async fn count_users(c: &mut MySqlConnection, users: &[String]) -> StoreResult<u64> {
+    let mut found = 0;
+    for chunk in users.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("SELECT COUNT(*) FROM users WHERE user_id IN (");
         let mut list = qb.separated(", ");
         for u in chunk {
-            list.push_bind(*u);
+            list.push_bind(u.as_str());
         }
         list.push_unseparated(")");
-        let found: i64 = qb
+        let n: i64 = qb
             .build_query_scalar()
             .fetch_one(&mut *c)
             .await
             .map_err(be)?;
-        if found as usize != chunk.len() {
-            return Err(StoreError::NoSuchUser);
-        }
+        found += n.max(0) as u64;
     }
-    append_messages(c, batch)
-        .await?
-        .into_iter()
-        .map(|a| match a {
-            Appended::New(s) => Ok(s),
-            Appended::Refused(r) => Err(r.into()),
-            Appended::Duplicate(_) => Err(StoreError::Conflict),
-        })
-        .collect()
+    Ok(found)
 }
 
 pub async fn append_messages(
@@ -658,19 +612,7 @@ pub async fn append_messages(
         let seq = *counter;
         let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
         *at = (*at).max(m.ts);
-        let stored = StoredMessage {
-            msg_id: m.msg_id,
-            conv: m.conv.clone(),
-            seq: seq as u64,
-            from: m.from.clone(),
-            to: m.to.clone(),
-            group: m.group.clone(),
-            kind: m.kind.clone(),
-            content: Some(m.content.clone()),
-            ts: m.ts,
-            client_msg_id: m.client_msg_id.clone(),
-            recalled: false,
-        };
+        let stored = stored(m, seq);
         let queue_follows = m.to.as_deref() != Some(m.from.as_str());
         let inboxed = match &m.group {
             None => {
@@ -750,9 +692,12 @@ async fn group_message(
         Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, seq).await?,
         _ => {}
     }
-    let inboxed = m.inbox_members_up_to > 0 && {
-        let up_to = m.inbox_members_up_to as u64;
-        member_count_up_to(c, gid, up_to + 1).await? <= up_to
+    let inboxed = match rules::members_to_count(m.inbox_members_up_to) {
+        Some(limit) => {
+            let n = member_count_up_to(c, gid, limit).await?;
+            rules::enters_queues(n, m.inbox_members_up_to)
+        }
+        None => false,
     };
     for p in &m.participants {
         sqlx::query(
@@ -888,94 +833,62 @@ async fn move_dm_senders(
     Ok(())
 }
 
-/// A user's row in a conversation.
-struct UserConv {
-    read: u64,
-    until: Option<u64>,
-}
-
-async fn user_conv(
+pub async fn read_position(
     c: &mut MySqlConnection,
     user: &str,
     conv: &str,
     lock: bool,
-) -> StoreResult<Option<UserConv>> {
+) -> StoreResult<Option<(u64, Option<u64>)>> {
     let sql = if lock {
         "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
     } else {
         "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
     };
-    let row = sqlx::query(sql)
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
         .bind(user)
         .bind(conv)
         .fetch_optional(&mut *c)
         .await
         .map_err(be)?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(UserConv {
-        read: r.try_get::<i64, _>(0).map_err(be)?.max(0) as u64,
-        until: r
-            .try_get::<Option<i64>, _>(1)
-            .map_err(be)?
-            .map(|v| v.max(0) as u64),
-    }))
+    Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
 }
 
-pub async fn history(
+pub async fn page(
     c: &mut MySqlConnection,
     user: &str,
     conv: &str,
-    q: HistoryQuery,
+    lo: i64,
+    hi: i64,
+    limit: u32,
+    newest: bool,
 ) -> StoreResult<Vec<StoredMessage>> {
-    let mut upper = i64::MAX;
-    if conv.starts_with("group:") {
-        match user_conv(c, user, conv, false).await? {
-            None => return Err(StoreError::NotMember),
-            Some(UserConv {
-                until: Some(until), ..
-            }) => upper = sql_seq(until),
-            Some(_) => {}
-        }
-    }
-    let hi = q
-        .before_seq
-        .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
-    let (sql, lo) = match q.after_seq {
-        Some(after) => (
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT ?"
-            ),
-            sql_seq(after),
-        ),
-        None => (
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT ?"
-            ),
-            0,
-        ),
+    let sql = if newest {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq DESC LIMIT ?"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq ASC LIMIT ?"
+        )
     };
     let rows = sqlx::query(sql)
         .bind(conv)
         .bind(lo)
         .bind(hi)
         .bind(user)
-        .bind(i64::from(q.limit))
+        .bind(i64::from(limit))
         .fetch_all(&mut *c)
         .await
         .map_err(be)?;
-    let mut msgs = messages_from_rows(&rows)?;
-    if q.after_seq.is_none() {
-        msgs.reverse();
-    }
-    Ok(msgs)
+    messages_from_rows(&rows)
 }
 
 /// A user's positions in a conversation during `ack_many`.
@@ -1138,86 +1051,53 @@ pub async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<
     Ok(out)
 }
 
-pub async fn mark_read(
+/// Queue-only acks in a transaction of their own: [`ack_many`] reads and
+/// locks the rows first, and writes them with their delivered positions.
+pub async fn ack_queue_only(
+    c: &mut MySqlConnection,
+    marks: &[(String, String, i64)],
+) -> StoreResult<()> {
+    let acks: Vec<AckMark> = marks
+        .iter()
+        .map(|(user, conv, seq)| AckMark {
+            user: user.clone(),
+            conv: conv.clone(),
+            seq: (*seq).max(0) as u64,
+            receipt_for: None,
+        })
+        .collect();
+    let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(be)?;
+    ack_many(&mut tx, &acks).await?;
+    tx.commit().await.map_err(be)
+}
+
+pub async fn set_read(
     c: &mut MySqlConnection,
     user: &str,
     conv: &str,
     seq: u64,
     now: i64,
-) -> StoreResult<ReadOutcome> {
-    let max = max_seq(c, conv).await?;
-    if seq == 0 || seq > max {
-        return Err(StoreError::Invalid(
-            "no message with this seq in the conversation",
-        ));
-    }
-    let Some(UserConv { read, until }) = user_conv(c, user, conv, true).await? else {
-        return Err(StoreError::NotMember);
-    };
-    let target = until.map_or(seq, |u| seq.min(u));
-    if target <= read {
-        return Ok(ReadOutcome {
-            advanced: false,
-            read_seq: read,
-        });
-    }
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
              read_updated_at = ? \
          WHERE user_id = ? AND conv = ?",
     )
-    .bind(sql_seq(target))
-    .bind(sql_seq(target))
+    .bind(sql_seq(seq))
+    .bind(sql_seq(seq))
     .bind(now)
     .bind(user)
     .bind(conv)
     .execute(&mut *c)
     .await
     .map_err(be)?;
-    Ok(ReadOutcome {
-        advanced: true,
-        read_seq: target,
-    })
+    Ok(())
 }
 
-pub async fn recall(
-    c: &mut MySqlConnection,
-    conv: &str,
-    seq: u64,
-    by: &str,
-    window_ms: i64,
-    now: i64,
-) -> StoreResult<StoredMessage> {
-    let invalid = StoreError::Invalid("no message with this seq in the conversation");
-    if seq > i64::MAX as u64 {
-        return Err(invalid);
-    }
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        msg_cols!(),
-        " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
-    ))
-    .bind(conv)
-    .bind(seq as i64)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    let Some(row) = row else { return Err(invalid) };
-    let mut m = message_from_row(&row).map_err(be)?;
-    if m.from != by {
-        return Err(StoreError::Forbidden(
-            "only the sender may recall a message",
-        ));
-    }
-    if m.recalled {
-        return Ok(m);
-    }
-    if now - m.ts > window_ms {
-        return Err(StoreError::Forbidden("the recall window has passed"));
-    }
+pub async fn clear(c: &mut MySqlConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
     sqlx::query("UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?")
         .bind(conv)
-        .bind(seq as i64)
+        .bind(sql_seq(seq))
         .execute(&mut *c)
         .await
         .map_err(be)?;
@@ -1227,27 +1107,12 @@ pub async fn recall(
         .execute(&mut *c)
         .await
         .map_err(be)?;
-    m.content = None;
-    m.recalled = true;
-    Ok(m)
+    Ok(())
 }
 
-pub async fn delete_for_user(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    seqs: &[u64],
-) -> StoreResult<()> {
-    let invalid = StoreError::Invalid("no message with this seq in the conversation");
-    let wanted: BTreeSet<u64> = seqs.iter().copied().collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    if wanted.iter().any(|&s| s == 0 || s > i64::MAX as u64) {
-        return Err(invalid);
-    }
-    let wanted: Vec<i64> = wanted.into_iter().map(|s| s as i64).collect();
-    for chunk in wanted.chunks(CHUNK) {
+pub async fn count_messages(c: &mut MySqlConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
+    let mut found = 0;
+    for chunk in seqs.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("SELECT COUNT(*) FROM messages WHERE conv = ");
         qb.push_bind(conv).push(" AND seq IN (");
@@ -1261,11 +1126,18 @@ pub async fn delete_for_user(
             .fetch_one(&mut *c)
             .await
             .map_err(be)?;
-        if n != chunk.len() as i64 {
-            return Err(invalid);
-        }
+        found += n.max(0) as u64;
     }
-    for chunk in wanted.chunks(CHUNK) {
+    Ok(found)
+}
+
+pub async fn hide(
+    c: &mut MySqlConnection,
+    user: &str,
+    conv: &str,
+    seqs: &[i64],
+) -> StoreResult<()> {
+    for chunk in seqs.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("INSERT INTO hidden (user_id, conv, seq) ");
         qb.push_values(chunk, |mut b, s| {
@@ -1277,36 +1149,7 @@ pub async fn delete_for_user(
     Ok(())
 }
 
-/// The newest message of `conv` at or below `upper` that `user` has not
-/// deleted.
-async fn last_visible(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    upper: u64,
-) -> StoreResult<Option<StoredMessage>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        msg_cols!(),
-        " FROM messages m WHERE m.conv = ? AND m.seq <= ? \
-         AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-         ORDER BY m.seq DESC LIMIT 1"
-    ))
-    .bind(conv)
-    .bind(sql_seq(upper))
-    .bind(user)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    row.as_ref().map(message_from_row).transpose().map_err(be)
-}
-
-pub async fn conversations(
-    c: &mut MySqlConnection,
-    user: &str,
-    since: i64,
-    limit: u32,
-) -> StoreResult<ConvList> {
+pub async fn conv_rows(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
     let rows = sqlx::query(
         "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
                 uc.until_ts, uc.read_updated_at, cv.updated_at \
@@ -1316,56 +1159,51 @@ pub async fn conversations(
     .fetch_all(&mut *c)
     .await
     .map_err(be)?;
-    let mut all = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let summary = (|| -> Result<ConvSummary, sqlx::Error> {
-            let max: i64 = r.try_get(3)?;
-            let read: i64 = r.try_get(4)?;
-            let until: Option<i64> = r.try_get(5)?;
-            let until_ts: Option<i64> = r.try_get(6)?;
-            let read_at: i64 = r.try_get(7)?;
-            let conv_at: i64 = r.try_get(8)?;
-            let visible = until.map_or(max, |u| u.min(max)).max(0) as u64;
-            let read = read.max(0) as u64;
-            Ok(ConvSummary {
+    rows.iter()
+        .map(|r| {
+            Ok(ConvRow {
                 conv: r.try_get(0)?,
                 peer: r.try_get(1)?,
                 group: r.try_get(2)?,
-                max_seq: visible,
-                read_seq: read,
-                unread: visible.saturating_sub(read),
-                last: None,
-                updated_at: until_ts.unwrap_or(conv_at).max(read_at),
+                max_seq: r.try_get(3)?,
+                read: r.try_get(4)?,
+                until: r.try_get(5)?,
+                until_ts: r.try_get(6)?,
+                read_at: r.try_get(7)?,
+                conv_at: r.try_get(8)?,
             })
-        })()
-        .map_err(be)?;
-        all.push(summary);
-    }
-    let total_unread = all.iter().map(|s| s.unread).sum();
-    let mut convs: Vec<ConvSummary> = all.into_iter().filter(|s| s.updated_at > since).collect();
-    convs.sort_by(|a, b| {
-        b.updated_at
-            .cmp(&a.updated_at)
-            .then_with(|| a.conv.cmp(&b.conv))
-    });
-    convs.truncate(limit as usize);
-    for s in &mut convs {
-        s.last = last_visible(c, user, &s.conv, s.max_seq).await?;
-    }
-    Ok(ConvList {
-        convs,
-        total_unread,
-    })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(be)
 }
 
-/// Conversations fetched together in one `UNION ALL` query.
-const SPANS_PER_QUERY: usize = 64;
-
-pub async fn offline_fetch(
+/// One query per conversation.
+pub async fn last_messages(
     c: &mut MySqlConnection,
     user: &str,
-    cap: u32,
-) -> StoreResult<OfflineBatch> {
+    convs: &[(String, u64)],
+) -> StoreResult<Vec<Option<StoredMessage>>> {
+    let mut out = Vec::with_capacity(convs.len());
+    for (conv, upper) in convs {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conv = ? AND m.seq <= ? \
+             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+             ORDER BY m.seq DESC LIMIT 1"
+        ))
+        .bind(conv)
+        .bind(sql_seq(*upper))
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+        out.push(row.as_ref().map(message_from_row).transpose().map_err(be)?);
+    }
+    Ok(out)
+}
+
+pub async fn queue_spans(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
     let rows = sqlx::query(
         "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
                 COALESCE(uc.peer = uc.user_id, 0) \
@@ -1376,62 +1214,69 @@ pub async fn offline_fetch(
     .fetch_all(&mut *c)
     .await
     .map_err(be)?;
-    let mut spans = Vec::with_capacity(rows.len());
-    for r in &rows {
-        spans.push(QueueSpan {
-            conv: r.try_get(0).map_err(be)?,
-            from: r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-            to: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
-            own_too: r.try_get::<i64, _>(3).map_err(be)? != 0,
-        });
-    }
-    // Pages of each conversation's queue, newest first, merged so that
-    // about `cap` messages are read in all (see `OfflineMerge`); the pages
-    // asked for together are read in one `UNION ALL` query.
-    let mut merge = OfflineMerge::new(spans, cap);
-    loop {
-        let fetches = merge.next_fetches();
-        if fetches.is_empty() {
-            break;
+    rows.iter()
+        .map(|r| {
+            Ok(QueueSpan {
+                conv: r.try_get(0)?,
+                from: r.try_get::<i64, _>(1)?.max(0) as u64,
+                to: r.try_get::<i64, _>(2)?.max(0) as u64,
+                own_too: r.try_get::<i64, _>(3)? != 0,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(be)
+}
+
+/// Conversations fetched together in one `UNION ALL` query.
+const SPANS_PER_QUERY: usize = 64;
+
+pub async fn queue_pages(
+    c: &mut MySqlConnection,
+    user: &str,
+    fetches: &[PageFetch],
+) -> StoreResult<Vec<Vec<StoredMessage>>> {
+    let mut out = Vec::with_capacity(fetches.len());
+    for chunk in fetches.chunks(SPANS_PER_QUERY) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+        for (i, f) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push(concat!(
+                "(SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = "
+            ))
+            .push_bind(f.conv.as_str())
+            .push(" AND m.seq > ")
+            .push_bind(f.lo)
+            .push(" AND m.seq < ")
+            .push_bind(f.below)
+            .push(" AND m.inboxed AND (m.from_user <> ")
+            .push_bind(user)
+            .push(" OR ")
+            .push_bind(f.own_too)
+            .push(") ORDER BY m.seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit))
+            .push(")");
         }
-        for chunk in fetches.chunks(SPANS_PER_QUERY) {
-            let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
-            for (i, f) in chunk.iter().enumerate() {
-                let span = merge.span(f.span);
-                if i > 0 {
-                    qb.push(" UNION ALL ");
-                }
-                qb.push(concat!(
-                    "(SELECT ",
-                    msg_cols!(),
-                    " FROM messages m WHERE m.conv = "
-                ))
-                .push_bind(span.conv.as_str())
-                .push(" AND m.seq > ")
-                .push_bind(sql_seq(span.from))
-                .push(" AND m.seq < ")
-                .push_bind(sql_seq(f.below))
-                .push(" AND m.inboxed AND (m.from_user <> ")
-                .push_bind(user)
-                .push(" OR ")
-                .push_bind(span.own_too)
-                .push(") ORDER BY m.seq DESC LIMIT ")
-                .push_bind(i64::from(f.limit))
-                .push(")");
-            }
-            let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-            let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
-            for m in messages_from_rows(&rows)? {
-                pages.entry(m.conv.clone()).or_default().push(m);
-            }
-            for f in chunk {
-                let mut page = pages.remove(&merge.span(f.span).conv).unwrap_or_default();
-                page.sort_by_key(|m| std::cmp::Reverse(m.seq));
-                merge.feed(*f, page);
-            }
+        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+        let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
+        for m in messages_from_rows(&rows)? {
+            pages.entry(m.conv.clone()).or_default().push(m);
+        }
+        for f in chunk {
+            out.push(pages.remove(&f.conv).unwrap_or_default());
         }
     }
-    let (batch, moves) = merge.finish();
+    Ok(out)
+}
+
+pub async fn move_queues(
+    c: &mut MySqlConnection,
+    user: &str,
+    moves: &[(String, u64)],
+) -> StoreResult<()> {
     for chunk in moves.chunks(CHUNK) {
         let mut qb: QueryBuilder<MySql> =
             QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq) ");
@@ -1443,7 +1288,7 @@ pub async fn offline_fetch(
         qb.push(" ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))");
         qb.build().execute(&mut *c).await.map_err(be)?;
     }
-    Ok(batch)
+    Ok(())
 }
 
 // ----- groups -----
@@ -1486,11 +1331,9 @@ pub async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Op
 
 pub async fn read_positions(
     c: &mut MySqlConnection,
+    gid: &str,
     conv: &str,
 ) -> StoreResult<Vec<(String, u64)>> {
-    let Some(gid) = conv.strip_prefix("group:") else {
-        return Ok(Vec::new());
-    };
     let rows = sqlx::query(
         "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
          LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
