@@ -1,10 +1,12 @@
-//! MySQL's statements for each operation of [`crate::SqlStore`], as plain
-//! functions on a connection (inside the caller's transaction where the
-//! store opened one), batched into multi-row statements of at most
-//! [`CHUNK`] rows.
+//! MySQL's statements for each operation of [`crate::SqlStore`]: the
+//! `Dialect` impl of [`MySqlDialect`], on a connection (inside the
+//! caller's transaction where the store opened one), batched into
+//! multi-row statements of at most [`CHUNK`] rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tern_core::offline::QueueSpan;
@@ -14,7 +16,9 @@ use tern_core::store::{
     StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
+use super::{revocations, MySqlDialect};
 use crate::common::{be, msg_cols, sql_seq, stored, ConvRow, PageFetch};
+use crate::Dialect;
 
 /// The server's error number, for database errors.
 pub fn error_number(e: &sqlx::Error) -> Option<u16> {
@@ -60,160 +64,11 @@ fn messages_from_rows(rows: &[MySqlRow]) -> StoreResult<Vec<StoredMessage>> {
         .map_err(be)
 }
 
-pub async fn message(
-    c: &mut MySqlConnection,
-    conv: &str,
-    seq: u64,
-    lock: bool,
-) -> StoreResult<Option<StoredMessage>> {
-    let sql = if lock {
-        concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
-        )
-    } else {
-        concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.conv = ? AND m.seq = ?"
-        )
-    };
-    let row = sqlx::query(sql)
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-    row.as_ref().map(message_from_row).transpose().map_err(be)
-}
-
-// ----- users and friends -----
-
-pub async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
-    let r = sqlx::query(
-        "INSERT INTO users (user_id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(&u.user)
-    .bind(&u.name)
-    .bind(&u.password_hash)
-    .bind(u.created_at)
-    .execute(&mut *c)
-    .await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if error_number(&e) == Some(DUP_ENTRY) => Err(StoreError::Conflict),
-        Err(e) => Err(be(e)),
-    }
-}
-
-pub async fn get_user(c: &mut MySqlConnection, user: &str) -> StoreResult<Option<UserRecord>> {
-    let row =
-        sqlx::query("SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?")
-            .bind(user)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(UserRecord {
-        user: r.try_get(0).map_err(be)?,
-        name: r.try_get(1).map_err(be)?,
-        password_hash: r.try_get(2).map_err(be)?,
-        created_at: r.try_get(3).map_err(be)?,
-    }))
-}
-
 async fn exists(
     c: &mut MySqlConnection,
     q: sqlx::query::Query<'_, MySql, sqlx::mysql::MySqlArguments>,
 ) -> StoreResult<bool> {
     Ok(q.fetch_optional(&mut *c).await.map_err(be)?.is_some())
-}
-
-pub async fn friend_request(
-    c: &mut MySqlConnection,
-    from: &str,
-    to: &str,
-    now: i64,
-) -> StoreResult<FriendStatus> {
-    // Both users' rows, locked in id order, serialize requests between the
-    // pair: two nodes asking each other at once end as friends.
-    let (lo, hi) = if from <= to { (from, to) } else { (to, from) };
-    sqlx::query("SELECT user_id FROM users WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE")
-        .bind(lo)
-        .bind(hi)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-    let friends = exists(
-        c,
-        sqlx::query("SELECT 1 FROM friends WHERE user_id = ? AND friend = ?")
-            .bind(from)
-            .bind(to),
-    )
-    .await?;
-    if friends {
-        return Ok(FriendStatus::Friends);
-    }
-    let answered = sqlx::query("DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?")
-        .bind(to)
-        .bind(from)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-    if answered > 0 {
-        sqlx::query(
-            "INSERT INTO friends (user_id, friend, since) VALUES (?, ?, ?), (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE since = since",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .bind(to)
-        .bind(from)
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        return Ok(FriendStatus::Friends);
-    }
-    sqlx::query(
-        "INSERT INTO friend_requests (from_user, to_user, created_at) VALUES (?, ?, ?) \
-         ON DUPLICATE KEY UPDATE created_at = created_at",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(now)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(FriendStatus::Requested)
-}
-
-pub async fn friend_delete(c: &mut MySqlConnection, a: &str, b: &str) -> StoreResult<()> {
-    sqlx::query(
-        "DELETE FROM friends WHERE (user_id = ? AND friend = ?) OR (user_id = ? AND friend = ?)",
-    )
-    .bind(a)
-    .bind(b)
-    .bind(b)
-    .bind(a)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    sqlx::query(
-        "DELETE FROM friend_requests \
-         WHERE (from_user = ? AND to_user = ?) OR (from_user = ? AND to_user = ?)",
-    )
-    .bind(a)
-    .bind(b)
-    .bind(b)
-    .bind(a)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(())
 }
 
 async fn strings(
@@ -226,54 +81,6 @@ async fn strings(
         .fetch_all(&mut *c)
         .await
         .map_err(be)
-}
-
-pub async fn friends(c: &mut MySqlConnection, user: &str) -> StoreResult<FriendLists> {
-    Ok(FriendLists {
-        friends: strings(
-            c,
-            "SELECT friend FROM friends WHERE user_id = ? ORDER BY friend",
-            user,
-        )
-        .await?,
-        incoming: strings(
-            c,
-            "SELECT from_user FROM friend_requests WHERE to_user = ? ORDER BY from_user",
-            user,
-        )
-        .await?,
-        outgoing: strings(
-            c,
-            "SELECT to_user FROM friend_requests WHERE from_user = ? ORDER BY to_user",
-            user,
-        )
-        .await?,
-    })
-}
-
-// ----- messages -----
-
-pub async fn max_msg_id(c: &mut MySqlConnection, node: u16) -> StoreResult<u64> {
-    // Walks the msg_id index down from the top to this node's newest id.
-    let sql = format!(
-        "SELECT msg_id FROM messages WHERE {} = ? ORDER BY msg_id DESC LIMIT 1",
-        tern_core::ids::SQL_NODE_OF_MSG_ID
-    );
-    let v: Option<u64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(i64::from(node))
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-    Ok(v.unwrap_or(0) as u64)
-}
-
-pub async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
-    let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
-        .bind(conv)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-    Ok(v.unwrap_or(0).max(0) as u64)
 }
 
 /// The stored originals of the batch's `(from, client_msg_id)` keys.
@@ -556,127 +363,6 @@ struct MsgRow<'a> {
     inboxed: bool,
 }
 
-pub async fn count_users(c: &mut MySqlConnection, users: &[String]) -> StoreResult<u64> {
-    let mut found = 0;
-    for chunk in users.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("SELECT COUNT(*) FROM users WHERE user_id IN (");
-        let mut list = qb.separated(", ");
-        for u in chunk {
-            list.push_bind(u.as_str());
-        }
-        list.push_unseparated(")");
-        let n: i64 = qb
-            .build_query_scalar()
-            .fetch_one(&mut *c)
-            .await
-            .map_err(be)?;
-        found += n.max(0) as u64;
-    }
-    Ok(found)
-}
-
-pub async fn append_messages(
-    c: &mut MySqlConnection,
-    batch: &[NewMessage],
-) -> StoreResult<Vec<Appended>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut originals = find_duplicates(c, batch).await?;
-    let convs: BTreeSet<&str> = batch.iter().map(|m| m.conv.as_str()).collect();
-    let mut counters = lock_counters(c, &convs).await?;
-    // Latest activity per conversation written to.
-    let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut rows: Vec<MsgRow<'_>> = Vec::with_capacity(batch.len());
-    // 1:1 conversation list entries, (user, conv) -> peer; first one wins.
-    let mut dm_entries: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
-    let mut dm_senders: BTreeMap<(&str, &str), SenderRun> = BTreeMap::new();
-    let mut out = Vec::with_capacity(batch.len());
-
-    for m in batch {
-        if let Some(cmid) = &m.client_msg_id {
-            if let Some(orig) = originals.get(&(m.from.clone(), cmid.clone())) {
-                out.push(Appended::Duplicate(orig.clone()));
-                continue;
-            }
-        }
-        if let Some(gid) = &m.group {
-            if let Some(refusal) = group_gate(c, m, gid).await? {
-                out.push(Appended::Refused(refusal));
-                continue;
-            }
-        }
-        let counter = counters.entry(m.conv.clone()).or_insert(0);
-        *counter += 1;
-        let seq = *counter;
-        let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
-        *at = (*at).max(m.ts);
-        let stored = stored(m, seq);
-        let queue_follows = m.to.as_deref() != Some(m.from.as_str());
-        let inboxed = match &m.group {
-            None => {
-                for p in &m.participants {
-                    let peer = if *p == m.from {
-                        m.to.as_deref()
-                    } else {
-                        Some(m.from.as_str())
-                    };
-                    dm_entries
-                        .entry((p.as_str(), m.conv.as_str()))
-                        .or_insert(peer);
-                }
-                dm_senders
-                    .entry((m.from.as_str(), m.conv.as_str()))
-                    .and_modify(|r| {
-                        if r.open && queue_follows && r.follow == Some(seq - 1) {
-                            r.follow = Some(seq);
-                        } else {
-                            r.open = false;
-                        }
-                        r.last = seq;
-                        r.ts = r.ts.max(m.ts);
-                    })
-                    .or_insert(SenderRun {
-                        before: seq - 1,
-                        follow: queue_follows.then_some(seq),
-                        open: queue_follows,
-                        last: seq,
-                        ts: m.ts,
-                    });
-                true
-            }
-            Some(gid) => group_message(c, m, gid, seq, queue_follows).await?,
-        };
-        rows.push(MsgRow { m, seq, inboxed });
-        if let Some(cmid) = &m.client_msg_id {
-            originals.insert((m.from.clone(), cmid.clone()), stored.clone());
-        }
-        out.push(Appended::New(stored));
-    }
-
-    insert_messages(c, &rows).await?;
-    insert_dm_entries(c, &dm_entries).await?;
-    move_dm_senders(c, &dm_senders).await?;
-    let finals: Vec<(&str, i64, i64)> = touched
-        .iter()
-        .map(|(conv, at)| (*conv, counters.get(*conv).copied().unwrap_or(0), *at))
-        .collect();
-    for chunk in finals.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
-        qb.push_values(chunk, |mut b, (conv, max, at)| {
-            b.push_bind(*conv).push_bind(*max).push_bind(*at);
-        });
-        qb.push(
-            " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq), \
-             updated_at = GREATEST(updated_at, VALUES(updated_at))",
-        );
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    Ok(out)
-}
-
 /// The membership and position changes of a stored group message, in the
 /// embedded store's order; returns whether it enters offline queues.
 async fn group_message(
@@ -833,64 +519,6 @@ async fn move_dm_senders(
     Ok(())
 }
 
-pub async fn read_position(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    lock: bool,
-) -> StoreResult<Option<(u64, Option<u64>)>> {
-    let sql = if lock {
-        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
-    } else {
-        "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
-    };
-    let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
-        .bind(user)
-        .bind(conv)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-    Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
-}
-
-pub async fn page(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    lo: i64,
-    hi: i64,
-    limit: u32,
-    newest: bool,
-) -> StoreResult<Vec<StoredMessage>> {
-    let sql = if newest {
-        concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-             ORDER BY m.seq DESC LIMIT ?"
-        )
-    } else {
-        concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-             ORDER BY m.seq ASC LIMIT ?"
-        )
-    };
-    let rows = sqlx::query(sql)
-        .bind(conv)
-        .bind(lo)
-        .bind(hi)
-        .bind(user)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-    messages_from_rows(&rows)
-}
-
 /// A user's positions in a conversation during `ack_many`.
 struct AckState {
     delivered: u64,
@@ -899,484 +527,887 @@ struct AckState {
     dirty: bool,
 }
 
-/// Acks in one transaction: two reads (the rows, locked in primary key
-/// order like the appends lock them, and the conversations' max seqs), one
-/// for receipts, one write.
-pub async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
-    if acks.is_empty() {
-        return Ok(Vec::new());
+/// Conversations fetched together in one `UNION ALL` query.
+const SPANS_PER_QUERY: usize = 64;
+
+#[async_trait]
+impl Dialect for MySqlDialect {
+    type DB = MySql;
+    const NAME: &'static str = "mysql";
+
+    fn retryable(e: &sqlx::Error) -> bool {
+        error_number(e).is_some_and(|n| matches!(n, DEADLOCK | LOCK_WAIT_TIMEOUT | DUP_ENTRY))
     }
-    let pairs: BTreeSet<(&str, &str)> = acks
-        .iter()
-        .map(|a| (a.user.as_str(), a.conv.as_str()))
-        .collect();
-    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
-    let mut state: HashMap<(String, String), AckState> = HashMap::new();
-    for chunk in pairs.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
-            "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
-             FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
+
+    fn backoff(attempt: u32, jitter: u32) -> Duration {
+        let base = 2u64 << attempt.min(6);
+        Duration::from_millis(base + u64::from(jitter) % base.max(1))
+    }
+
+    async fn message(
+        c: &mut MySqlConnection,
+        conv: &str,
+        seq: u64,
+        lock: bool,
+    ) -> StoreResult<Option<StoredMessage>> {
+        let sql = if lock {
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq = ?"
+            )
+        };
+        let row = sqlx::query(sql)
+            .bind(conv)
+            .bind(sql_seq(seq))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        row.as_ref().map(message_from_row).transpose().map_err(be)
+    }
+
+    async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
+        let r = sqlx::query(
+            "INSERT INTO users (user_id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&u.user)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&mut *c)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if error_number(&e) == Some(DUP_ENTRY) => Err(StoreError::Conflict),
+            Err(e) => Err(be(e)),
+        }
+    }
+
+    async fn get_user(c: &mut MySqlConnection, user: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?",
+        )
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(UserRecord {
+            user: r.try_get(0).map_err(be)?,
+            name: r.try_get(1).map_err(be)?,
+            password_hash: r.try_get(2).map_err(be)?,
+            created_at: r.try_get(3).map_err(be)?,
+        }))
+    }
+
+    async fn friend_request(
+        c: &mut MySqlConnection,
+        from: &str,
+        to: &str,
+        now: i64,
+    ) -> StoreResult<FriendStatus> {
+        // Both users' rows, locked in id order, serialize requests between the
+        // pair: two nodes asking each other at once end as friends.
+        let (lo, hi) = if from <= to { (from, to) } else { (to, from) };
+        sqlx::query(
+            "SELECT user_id FROM users WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+        let friends = exists(
+            c,
+            sqlx::query("SELECT 1 FROM friends WHERE user_id = ? AND friend = ?")
+                .bind(from)
+                .bind(to),
+        )
+        .await?;
+        if friends {
+            return Ok(FriendStatus::Friends);
+        }
+        let answered =
+            sqlx::query("DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?")
+                .bind(to)
+                .bind(from)
+                .execute(&mut *c)
+                .await
+                .map_err(be)?
+                .rows_affected();
+        if answered > 0 {
+            sqlx::query(
+                "INSERT INTO friends (user_id, friend, since) VALUES (?, ?, ?), (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE since = since",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(now)
+            .bind(to)
+            .bind(from)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+            return Ok(FriendStatus::Friends);
+        }
+        sqlx::query(
+            "INSERT INTO friend_requests (from_user, to_user, created_at) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE created_at = created_at",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        Ok(FriendStatus::Requested)
+    }
+
+    async fn friend_delete(c: &mut MySqlConnection, a: &str, b: &str) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM friends WHERE (user_id = ? AND friend = ?) OR (user_id = ? AND friend = ?)",
+        )
+        .bind(a)
+        .bind(b)
+        .bind(b)
+        .bind(a)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        sqlx::query(
+            "DELETE FROM friend_requests \
+             WHERE (from_user = ? AND to_user = ?) OR (from_user = ? AND to_user = ?)",
+        )
+        .bind(a)
+        .bind(b)
+        .bind(b)
+        .bind(a)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        Ok(())
+    }
+
+    async fn friends(c: &mut MySqlConnection, user: &str) -> StoreResult<FriendLists> {
+        Ok(FriendLists {
+            friends: strings(
+                c,
+                "SELECT friend FROM friends WHERE user_id = ? ORDER BY friend",
+                user,
+            )
+            .await?,
+            incoming: strings(
+                c,
+                "SELECT from_user FROM friend_requests WHERE to_user = ? ORDER BY from_user",
+                user,
+            )
+            .await?,
+            outgoing: strings(
+                c,
+                "SELECT to_user FROM friend_requests WHERE from_user = ? ORDER BY to_user",
+                user,
+            )
+            .await?,
+        })
+    }
+
+    async fn max_msg_id(c: &mut MySqlConnection, node: u16) -> StoreResult<u64> {
+        // Walks the msg_id index down from the top to this node's newest id.
+        let sql = format!(
+            "SELECT msg_id FROM messages WHERE {} = ? ORDER BY msg_id DESC LIMIT 1",
+            tern_core::ids::SQL_NODE_OF_MSG_ID
         );
-        for (i, (user, conv)) in chunk.iter().enumerate() {
-            if i > 0 {
-                qb.push(" OR ");
-            }
-            qb.push("(user_id = ")
-                .push_bind(*user)
-                .push(" AND conv = ")
-                .push_bind(*conv)
-                .push(")");
-        }
-        qb.push(" ORDER BY user_id, conv FOR UPDATE");
-        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-            let key = (
-                r.try_get::<String, _>(0).map_err(be)?,
-                r.try_get::<String, _>(1).map_err(be)?,
-            );
-            state.insert(
-                key,
-                AckState {
-                    delivered: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
-                    until: r
-                        .try_get::<Option<i64>, _>(3)
-                        .map_err(be)?
-                        .map(|v| v.max(0) as u64),
-                    inbox: r.try_get::<i64, _>(4).map_err(be)?.max(0) as u64,
-                    dirty: false,
-                },
-            );
-        }
-    }
-    if state.is_empty() {
-        return Ok(vec![None; acks.len()]);
-    }
-    let convs: BTreeSet<&str> = state.keys().map(|(_, conv)| conv.as_str()).collect();
-    let convs: Vec<&str> = convs.into_iter().collect();
-    let mut maxes: HashMap<String, u64> = HashMap::new();
-    for chunk in convs.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
-        let mut sep = qb.separated(", ");
-        for conv in chunk {
-            sep.push_bind(*conv);
-        }
-        qb.push(")");
-        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-            maxes.insert(
-                r.try_get::<String, _>(0).map_err(be)?,
-                r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-            );
-        }
+        let v: Option<u64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(node))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(v.unwrap_or(0) as u64)
     }
 
-    let mut out = vec![None; acks.len()];
-    // (answer index, conv, delivered before, delivered after, peer)
-    let mut receipts: Vec<(usize, &str, u64, u64, &str)> = Vec::new();
-    for (i, a) in acks.iter().enumerate() {
-        let Some(st) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
-            continue;
-        };
-        let mut top = a.seq.min(maxes.get(&a.conv).copied().unwrap_or(0));
-        if let Some(until) = st.until {
-            top = top.min(until);
-        }
-        // The delivered position only feeds 1:1 delivered receipts.
-        let delivered = match a.receipt_for {
-            Some(_) if top > st.delivered => top,
-            _ => st.delivered,
-        };
-        if top <= st.inbox && delivered == st.delivered {
-            continue;
-        }
-        let before = st.delivered;
-        st.inbox = st.inbox.max(top);
-        st.delivered = delivered;
-        st.dirty = true;
-        if let Some(peer) = a.receipt_for.as_deref() {
-            if delivered != before {
-                receipts.push((i, a.conv.as_str(), before, top, peer));
-            }
-        }
+    async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
+            .bind(conv)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(v.unwrap_or(0).max(0) as u64)
     }
 
-    for chunk in receipts.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
-        for (n, (i, conv, before, top, peer)) in chunk.iter().enumerate() {
-            if n > 0 {
-                qb.push(" UNION ALL ");
+    async fn count_users(c: &mut MySqlConnection, users: &[String]) -> StoreResult<u64> {
+        let mut found = 0;
+        for chunk in users.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("SELECT COUNT(*) FROM users WHERE user_id IN (");
+            let mut list = qb.separated(", ");
+            for u in chunk {
+                list.push_bind(u.as_str());
             }
-            qb.push("SELECT ")
-                .push_bind(*i as i64)
-                .push(
-                    " FROM DUAL WHERE EXISTS (SELECT 1 FROM messages \
-                     WHERE conv = ",
-                )
-                .push_bind(*conv)
-                .push(" AND seq > ")
-                .push_bind(sql_seq(*before))
-                .push(" AND seq <= ")
-                .push_bind(sql_seq(*top))
-                .push(" AND from_user = ")
-                .push_bind(*peer)
-                .push(")");
+            list.push_unseparated(")");
+            let n: i64 = qb
+                .build_query_scalar()
+                .fetch_one(&mut *c)
+                .await
+                .map_err(be)?;
+            found += n.max(0) as u64;
         }
-        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-            let i = usize::try_from(r.try_get::<i64, _>(0).map_err(be)?).unwrap_or(usize::MAX);
-            if let Some((_, _, _, top, _)) = chunk.iter().find(|(j, ..)| *j == i) {
-                if let Some(slot) = out.get_mut(i) {
-                    *slot = Some(*top);
+        Ok(found)
+    }
+
+    async fn append_messages(
+        c: &mut MySqlConnection,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut originals = find_duplicates(c, batch).await?;
+        let convs: BTreeSet<&str> = batch.iter().map(|m| m.conv.as_str()).collect();
+        let mut counters = lock_counters(c, &convs).await?;
+        // Latest activity per conversation written to.
+        let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut rows: Vec<MsgRow<'_>> = Vec::with_capacity(batch.len());
+        // 1:1 conversation list entries, (user, conv) -> peer; first one wins.
+        let mut dm_entries: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+        let mut dm_senders: BTreeMap<(&str, &str), SenderRun> = BTreeMap::new();
+        let mut out = Vec::with_capacity(batch.len());
+
+        for m in batch {
+            if let Some(cmid) = &m.client_msg_id {
+                if let Some(orig) = originals.get(&(m.from.clone(), cmid.clone())) {
+                    out.push(Appended::Duplicate(orig.clone()));
+                    continue;
+                }
+            }
+            if let Some(gid) = &m.group {
+                if let Some(refusal) = group_gate(c, m, gid).await? {
+                    out.push(Appended::Refused(refusal));
+                    continue;
+                }
+            }
+            let counter = counters.entry(m.conv.clone()).or_insert(0);
+            *counter += 1;
+            let seq = *counter;
+            let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
+            *at = (*at).max(m.ts);
+            let stored = stored(m, seq);
+            let queue_follows = m.to.as_deref() != Some(m.from.as_str());
+            let inboxed = match &m.group {
+                None => {
+                    for p in &m.participants {
+                        let peer = if *p == m.from {
+                            m.to.as_deref()
+                        } else {
+                            Some(m.from.as_str())
+                        };
+                        dm_entries
+                            .entry((p.as_str(), m.conv.as_str()))
+                            .or_insert(peer);
+                    }
+                    dm_senders
+                        .entry((m.from.as_str(), m.conv.as_str()))
+                        .and_modify(|r| {
+                            if r.open && queue_follows && r.follow == Some(seq - 1) {
+                                r.follow = Some(seq);
+                            } else {
+                                r.open = false;
+                            }
+                            r.last = seq;
+                            r.ts = r.ts.max(m.ts);
+                        })
+                        .or_insert(SenderRun {
+                            before: seq - 1,
+                            follow: queue_follows.then_some(seq),
+                            open: queue_follows,
+                            last: seq,
+                            ts: m.ts,
+                        });
+                    true
+                }
+                Some(gid) => group_message(c, m, gid, seq, queue_follows).await?,
+            };
+            rows.push(MsgRow { m, seq, inboxed });
+            if let Some(cmid) = &m.client_msg_id {
+                originals.insert((m.from.clone(), cmid.clone()), stored.clone());
+            }
+            out.push(Appended::New(stored));
+        }
+
+        insert_messages(c, &rows).await?;
+        insert_dm_entries(c, &dm_entries).await?;
+        move_dm_senders(c, &dm_senders).await?;
+        let finals: Vec<(&str, i64, i64)> = touched
+            .iter()
+            .map(|(conv, at)| (*conv, counters.get(*conv).copied().unwrap_or(0), *at))
+            .collect();
+        for chunk in finals.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
+            qb.push_values(chunk, |mut b, (conv, max, at)| {
+                b.push_bind(*conv).push_bind(*max).push_bind(*at);
+            });
+            qb.push(
+                " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq), \
+                 updated_at = GREATEST(updated_at, VALUES(updated_at))",
+            );
+            qb.build().execute(&mut *c).await.map_err(be)?;
+        }
+        Ok(out)
+    }
+
+    async fn read_position(
+        c: &mut MySqlConnection,
+        user: &str,
+        conv: &str,
+        lock: bool,
+    ) -> StoreResult<Option<(u64, Option<u64>)>> {
+        let sql = if lock {
+            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
+        } else {
+            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
+        };
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
+            .bind(user)
+            .bind(conv)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
+    }
+
+    async fn page(
+        c: &mut MySqlConnection,
+        user: &str,
+        conv: &str,
+        lo: i64,
+        hi: i64,
+        limit: u32,
+        newest: bool,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let sql = if newest {
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.seq DESC LIMIT ?"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.seq ASC LIMIT ?"
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(conv)
+            .bind(lo)
+            .bind(hi)
+            .bind(user)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(be)?;
+        messages_from_rows(&rows)
+    }
+
+    /// Acks in one transaction: two reads (the rows, locked in primary key
+    /// order like the appends lock them, and the conversations' max seqs), one
+    /// for receipts, one write.
+    async fn ack_many(c: &mut MySqlConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs: BTreeSet<(&str, &str)> = acks
+            .iter()
+            .map(|a| (a.user.as_str(), a.conv.as_str()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+        let mut state: HashMap<(String, String), AckState> = HashMap::new();
+        for chunk in pairs.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+                "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
+                 FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
+            );
+            for (i, (user, conv)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" OR ");
+                }
+                qb.push("(user_id = ")
+                    .push_bind(*user)
+                    .push(" AND conv = ")
+                    .push_bind(*conv)
+                    .push(")");
+            }
+            qb.push(" ORDER BY user_id, conv FOR UPDATE");
+            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+                let key = (
+                    r.try_get::<String, _>(0).map_err(be)?,
+                    r.try_get::<String, _>(1).map_err(be)?,
+                );
+                state.insert(
+                    key,
+                    AckState {
+                        delivered: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
+                        until: r
+                            .try_get::<Option<i64>, _>(3)
+                            .map_err(be)?
+                            .map(|v| v.max(0) as u64),
+                        inbox: r.try_get::<i64, _>(4).map_err(be)?.max(0) as u64,
+                        dirty: false,
+                    },
+                );
+            }
+        }
+        if state.is_empty() {
+            return Ok(vec![None; acks.len()]);
+        }
+        let convs: BTreeSet<&str> = state.keys().map(|(_, conv)| conv.as_str()).collect();
+        let convs: Vec<&str> = convs.into_iter().collect();
+        let mut maxes: HashMap<String, u64> = HashMap::new();
+        for chunk in convs.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
+            let mut sep = qb.separated(", ");
+            for conv in chunk {
+                sep.push_bind(*conv);
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+                maxes.insert(
+                    r.try_get::<String, _>(0).map_err(be)?,
+                    r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+                );
+            }
+        }
+
+        let mut out = vec![None; acks.len()];
+        // (answer index, conv, delivered before, delivered after, peer)
+        let mut receipts: Vec<(usize, &str, u64, u64, &str)> = Vec::new();
+        for (i, a) in acks.iter().enumerate() {
+            let Some(st) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
+                continue;
+            };
+            let mut top = a.seq.min(maxes.get(&a.conv).copied().unwrap_or(0));
+            if let Some(until) = st.until {
+                top = top.min(until);
+            }
+            // The delivered position only feeds 1:1 delivered receipts.
+            let delivered = match a.receipt_for {
+                Some(_) if top > st.delivered => top,
+                _ => st.delivered,
+            };
+            if top <= st.inbox && delivered == st.delivered {
+                continue;
+            }
+            let before = st.delivered;
+            st.inbox = st.inbox.max(top);
+            st.delivered = delivered;
+            st.dirty = true;
+            if let Some(peer) = a.receipt_for.as_deref() {
+                if delivered != before {
+                    receipts.push((i, a.conv.as_str(), before, top, peer));
                 }
             }
         }
+
+        for chunk in receipts.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+            for (n, (i, conv, before, top, peer)) in chunk.iter().enumerate() {
+                if n > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push("SELECT ")
+                    .push_bind(*i as i64)
+                    .push(
+                        " FROM DUAL WHERE EXISTS (SELECT 1 FROM messages \
+                         WHERE conv = ",
+                    )
+                    .push_bind(*conv)
+                    .push(" AND seq > ")
+                    .push_bind(sql_seq(*before))
+                    .push(" AND seq <= ")
+                    .push_bind(sql_seq(*top))
+                    .push(" AND from_user = ")
+                    .push_bind(*peer)
+                    .push(")");
+            }
+            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+                let i = usize::try_from(r.try_get::<i64, _>(0).map_err(be)?).unwrap_or(usize::MAX);
+                if let Some((_, _, _, top, _)) = chunk.iter().find(|(j, ..)| *j == i) {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(*top);
+                    }
+                }
+            }
+        }
+
+        let mut dirty: Vec<(&(String, String), &AckState)> =
+            state.iter().filter(|(_, s)| s.dirty).collect();
+        dirty.sort_by(|a, b| a.0.cmp(b.0));
+        for chunk in dirty.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+                "INSERT INTO user_convs (user_id, conv, inbox_seq, delivered_seq) ",
+            );
+            qb.push_values(chunk, |mut b, ((user, conv), s)| {
+                b.push_bind(user.as_str())
+                    .push_bind(conv.as_str())
+                    .push_bind(sql_seq(s.inbox))
+                    .push_bind(sql_seq(s.delivered));
+            });
+            qb.push(
+                " ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq)), \
+                 delivered_seq = VALUES(delivered_seq)",
+            );
+            qb.build().execute(&mut *c).await.map_err(be)?;
+        }
+        Ok(out)
     }
 
-    let mut dirty: Vec<(&(String, String), &AckState)> =
-        state.iter().filter(|(_, s)| s.dirty).collect();
-    dirty.sort_by(|a, b| a.0.cmp(b.0));
-    for chunk in dirty.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq, delivered_seq) ");
-        qb.push_values(chunk, |mut b, ((user, conv), s)| {
-            b.push_bind(user.as_str())
-                .push_bind(conv.as_str())
-                .push_bind(sql_seq(s.inbox))
-                .push_bind(sql_seq(s.delivered));
-        });
-        qb.push(
-            " ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq)), \
-             delivered_seq = VALUES(delivered_seq)",
-        );
-        qb.build().execute(&mut *c).await.map_err(be)?;
+    /// Queue-only acks in a transaction of their own: [`ack_many`] reads and
+    /// locks the rows first, and writes them with their delivered positions.
+    async fn ack_queue_only(
+        c: &mut MySqlConnection,
+        marks: &[(String, String, i64)],
+    ) -> StoreResult<()> {
+        let acks: Vec<AckMark> = marks
+            .iter()
+            .map(|(user, conv, seq)| AckMark {
+                user: user.clone(),
+                conv: conv.clone(),
+                seq: (*seq).max(0) as u64,
+                receipt_for: None,
+            })
+            .collect();
+        let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(be)?;
+        Self::ack_many(&mut tx, &acks).await?;
+        tx.commit().await.map_err(be)
     }
-    Ok(out)
-}
 
-/// Queue-only acks in a transaction of their own: [`ack_many`] reads and
-/// locks the rows first, and writes them with their delivered positions.
-pub async fn ack_queue_only(
-    c: &mut MySqlConnection,
-    marks: &[(String, String, i64)],
-) -> StoreResult<()> {
-    let acks: Vec<AckMark> = marks
-        .iter()
-        .map(|(user, conv, seq)| AckMark {
-            user: user.clone(),
-            conv: conv.clone(),
-            seq: (*seq).max(0) as u64,
-            receipt_for: None,
-        })
-        .collect();
-    let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(be)?;
-    ack_many(&mut tx, &acks).await?;
-    tx.commit().await.map_err(be)
-}
+    async fn set_read(
+        c: &mut MySqlConnection,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
+                 read_updated_at = ? \
+             WHERE user_id = ? AND conv = ?",
+        )
+        .bind(sql_seq(seq))
+        .bind(sql_seq(seq))
+        .bind(now)
+        .bind(user)
+        .bind(conv)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        Ok(())
+    }
 
-pub async fn set_read(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    seq: u64,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
-             read_updated_at = ? \
-         WHERE user_id = ? AND conv = ?",
-    )
-    .bind(sql_seq(seq))
-    .bind(sql_seq(seq))
-    .bind(now)
-    .bind(user)
-    .bind(conv)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(())
-}
-
-pub async fn clear(c: &mut MySqlConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?")
+    async fn clear(c: &mut MySqlConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?",
+        )
         .bind(conv)
         .bind(sql_seq(seq))
         .execute(&mut *c)
         .await
         .map_err(be)?;
-    sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, ?) WHERE conv = ?")
-        .bind(now)
-        .bind(conv)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    Ok(())
-}
-
-pub async fn count_messages(c: &mut MySqlConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
-    let mut found = 0;
-    for chunk in seqs.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("SELECT COUNT(*) FROM messages WHERE conv = ");
-        qb.push_bind(conv).push(" AND seq IN (");
-        let mut sep = qb.separated(", ");
-        for s in chunk {
-            sep.push_bind(*s);
-        }
-        qb.push(")");
-        let n: i64 = qb
-            .build_query_scalar()
-            .fetch_one(&mut *c)
+        sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, ?) WHERE conv = ?")
+            .bind(now)
+            .bind(conv)
+            .execute(&mut *c)
             .await
             .map_err(be)?;
-        found += n.max(0) as u64;
+        Ok(())
     }
-    Ok(found)
-}
 
-pub async fn hide(
-    c: &mut MySqlConnection,
-    user: &str,
-    conv: &str,
-    seqs: &[i64],
-) -> StoreResult<()> {
-    for chunk in seqs.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO hidden (user_id, conv, seq) ");
-        qb.push_values(chunk, |mut b, s| {
-            b.push_bind(user).push_bind(conv).push_bind(*s);
-        });
-        qb.push(" ON DUPLICATE KEY UPDATE seq = seq");
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    Ok(())
-}
-
-pub async fn conv_rows(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
-    let rows = sqlx::query(
-        "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                uc.until_ts, uc.read_updated_at, cv.updated_at \
-         FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?",
-    )
-    .bind(user)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(be)?;
-    rows.iter()
-        .map(|r| {
-            Ok(ConvRow {
-                conv: r.try_get(0)?,
-                peer: r.try_get(1)?,
-                group: r.try_get(2)?,
-                max_seq: r.try_get(3)?,
-                read: r.try_get(4)?,
-                until: r.try_get(5)?,
-                until_ts: r.try_get(6)?,
-                read_at: r.try_get(7)?,
-                conv_at: r.try_get(8)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(be)
-}
-
-/// One query per conversation.
-pub async fn last_messages(
-    c: &mut MySqlConnection,
-    user: &str,
-    convs: &[(String, u64)],
-) -> StoreResult<Vec<Option<StoredMessage>>> {
-    let mut out = Vec::with_capacity(convs.len());
-    for (conv, upper) in convs {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.conv = ? AND m.seq <= ? \
-             AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-             ORDER BY m.seq DESC LIMIT 1"
-        ))
-        .bind(conv)
-        .bind(sql_seq(*upper))
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        out.push(row.as_ref().map(message_from_row).transpose().map_err(be)?);
-    }
-    Ok(out)
-}
-
-pub async fn queue_spans(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
-    let rows = sqlx::query(
-        "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
-                COALESCE(uc.peer = uc.user_id, 0) \
-         FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-         WHERE uc.user_id = ? AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
-    )
-    .bind(user)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(be)?;
-    rows.iter()
-        .map(|r| {
-            Ok(QueueSpan {
-                conv: r.try_get(0)?,
-                from: r.try_get::<i64, _>(1)?.max(0) as u64,
-                to: r.try_get::<i64, _>(2)?.max(0) as u64,
-                own_too: r.try_get::<i64, _>(3)? != 0,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(be)
-}
-
-/// Conversations fetched together in one `UNION ALL` query.
-const SPANS_PER_QUERY: usize = 64;
-
-pub async fn queue_pages(
-    c: &mut MySqlConnection,
-    user: &str,
-    fetches: &[PageFetch],
-) -> StoreResult<Vec<Vec<StoredMessage>>> {
-    let mut out = Vec::with_capacity(fetches.len());
-    for chunk in fetches.chunks(SPANS_PER_QUERY) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
-        for (i, f) in chunk.iter().enumerate() {
-            if i > 0 {
-                qb.push(" UNION ALL ");
+    async fn count_messages(c: &mut MySqlConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
+        let mut found = 0;
+        for chunk in seqs.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("SELECT COUNT(*) FROM messages WHERE conv = ");
+            qb.push_bind(conv).push(" AND seq IN (");
+            let mut sep = qb.separated(", ");
+            for s in chunk {
+                sep.push_bind(*s);
             }
-            qb.push(concat!(
-                "(SELECT ",
+            qb.push(")");
+            let n: i64 = qb
+                .build_query_scalar()
+                .fetch_one(&mut *c)
+                .await
+                .map_err(be)?;
+            found += n.max(0) as u64;
+        }
+        Ok(found)
+    }
+
+    async fn hide(
+        c: &mut MySqlConnection,
+        user: &str,
+        conv: &str,
+        seqs: &[i64],
+    ) -> StoreResult<()> {
+        for chunk in seqs.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("INSERT INTO hidden (user_id, conv, seq) ");
+            qb.push_values(chunk, |mut b, s| {
+                b.push_bind(user).push_bind(conv).push_bind(*s);
+            });
+            qb.push(" ON DUPLICATE KEY UPDATE seq = seq");
+            qb.build().execute(&mut *c).await.map_err(be)?;
+        }
+        Ok(())
+    }
+
+    async fn conv_rows(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
+        let rows = sqlx::query(
+            "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
+                    uc.until_ts, uc.read_updated_at, cv.updated_at \
+             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?",
+        )
+        .bind(user)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(be)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConvRow {
+                    conv: r.try_get(0)?,
+                    peer: r.try_get(1)?,
+                    group: r.try_get(2)?,
+                    max_seq: r.try_get(3)?,
+                    read: r.try_get(4)?,
+                    until: r.try_get(5)?,
+                    until_ts: r.try_get(6)?,
+                    read_at: r.try_get(7)?,
+                    conv_at: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(be)
+    }
+
+    /// One query per conversation.
+    async fn last_messages(
+        c: &mut MySqlConnection,
+        user: &str,
+        convs: &[(String, u64)],
+    ) -> StoreResult<Vec<Option<StoredMessage>>> {
+        let mut out = Vec::with_capacity(convs.len());
+        for (conv, upper) in convs {
+            let row = sqlx::query(concat!(
+                "SELECT ",
                 msg_cols!(),
-                " FROM messages m WHERE m.conv = "
+                " FROM messages m WHERE m.conv = ? AND m.seq <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.seq DESC LIMIT 1"
             ))
-            .push_bind(f.conv.as_str())
-            .push(" AND m.seq > ")
-            .push_bind(f.lo)
-            .push(" AND m.seq < ")
-            .push_bind(f.below)
-            .push(" AND m.inboxed AND (m.from_user <> ")
-            .push_bind(user)
-            .push(" OR ")
-            .push_bind(f.own_too)
-            .push(") ORDER BY m.seq DESC LIMIT ")
-            .push_bind(i64::from(f.limit))
-            .push(")");
+            .bind(conv)
+            .bind(sql_seq(*upper))
+            .bind(user)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+            out.push(row.as_ref().map(message_from_row).transpose().map_err(be)?);
         }
-        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-        let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
-        for m in messages_from_rows(&rows)? {
-            pages.entry(m.conv.clone()).or_default().push(m);
-        }
-        for f in chunk {
-            out.push(pages.remove(&f.conv).unwrap_or_default());
-        }
+        Ok(out)
     }
-    Ok(out)
-}
 
-pub async fn move_queues(
-    c: &mut MySqlConnection,
-    user: &str,
-    moves: &[(String, u64)],
-) -> StoreResult<()> {
-    for chunk in moves.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq) ");
-        qb.push_values(chunk, |mut b, (conv, seq)| {
-            b.push_bind(user)
-                .push_bind(conv.as_str())
-                .push_bind(sql_seq(*seq));
-        });
-        qb.push(" ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))");
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    Ok(())
-}
-
-// ----- groups -----
-
-pub async fn get_group(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
-    let row = sqlx::query("SELECT name, owner_id, created_at FROM chat_groups WHERE gid = ?")
-        .bind(gid)
-        .fetch_optional(&mut *c)
+    async fn queue_spans(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
+        let rows = sqlx::query(
+            "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
+                    COALESCE(uc.peer = uc.user_id, 0) \
+             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+             WHERE uc.user_id = ? AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
+        )
+        .bind(user)
+        .fetch_all(&mut *c)
         .await
         .map_err(be)?;
-    let Some(r) = row else { return Ok(None) };
-    let name: String = r.try_get(0).map_err(be)?;
-    let owner: String = r.try_get(1).map_err(be)?;
-    let created_at: i64 = r.try_get(2).map_err(be)?;
-    let members = strings(
-        c,
-        "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order",
-        gid,
-    )
-    .await?;
-    Ok(Some(GroupRecord {
-        gid: gid.to_owned(),
-        name,
-        owner,
-        members,
-        created_at,
-    }))
-}
+        rows.iter()
+            .map(|r| {
+                Ok(QueueSpan {
+                    conv: r.try_get(0)?,
+                    from: r.try_get::<i64, _>(1)?.max(0) as u64,
+                    to: r.try_get::<i64, _>(2)?.max(0) as u64,
+                    own_too: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(be)
+    }
 
-/// Kept in the group's row, moved by every stored `system` message of the
-/// group (only membership changes are `system` messages).
-pub async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<u64>> {
-    let v: Option<i64> = sqlx::query_scalar("SELECT version FROM chat_groups WHERE gid = ?")
+    async fn queue_pages(
+        c: &mut MySqlConnection,
+        user: &str,
+        fetches: &[PageFetch],
+    ) -> StoreResult<Vec<Vec<StoredMessage>>> {
+        let mut out = Vec::with_capacity(fetches.len());
+        for chunk in fetches.chunks(SPANS_PER_QUERY) {
+            let mut qb: QueryBuilder<MySql> = QueryBuilder::new("");
+            for (i, f) in chunk.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(concat!(
+                    "(SELECT ",
+                    msg_cols!(),
+                    " FROM messages m WHERE m.conv = "
+                ))
+                .push_bind(f.conv.as_str())
+                .push(" AND m.seq > ")
+                .push_bind(f.lo)
+                .push(" AND m.seq < ")
+                .push_bind(f.below)
+                .push(" AND m.inboxed AND (m.from_user <> ")
+                .push_bind(user)
+                .push(" OR ")
+                .push_bind(f.own_too)
+                .push(") ORDER BY m.seq DESC LIMIT ")
+                .push_bind(i64::from(f.limit))
+                .push(")");
+            }
+            let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
+            let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
+            for m in messages_from_rows(&rows)? {
+                pages.entry(m.conv.clone()).or_default().push(m);
+            }
+            for f in chunk {
+                out.push(pages.remove(&f.conv).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn move_queues(
+        c: &mut MySqlConnection,
+        user: &str,
+        moves: &[(String, u64)],
+    ) -> StoreResult<()> {
+        for chunk in moves.chunks(CHUNK) {
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new("INSERT INTO user_convs (user_id, conv, inbox_seq) ");
+            qb.push_values(chunk, |mut b, (conv, seq)| {
+                b.push_bind(user)
+                    .push_bind(conv.as_str())
+                    .push_bind(sql_seq(*seq));
+            });
+            qb.push(" ON DUPLICATE KEY UPDATE inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))");
+            qb.build().execute(&mut *c).await.map_err(be)?;
+        }
+        Ok(())
+    }
+
+    async fn get_group(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
+        let row = sqlx::query("SELECT name, owner_id, created_at FROM chat_groups WHERE gid = ?")
+            .bind(gid)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        let Some(r) = row else { return Ok(None) };
+        let name: String = r.try_get(0).map_err(be)?;
+        let owner: String = r.try_get(1).map_err(be)?;
+        let created_at: i64 = r.try_get(2).map_err(be)?;
+        let members = strings(
+            c,
+            "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order",
+            gid,
+        )
+        .await?;
+        Ok(Some(GroupRecord {
+            gid: gid.to_owned(),
+            name,
+            owner,
+            members,
+            created_at,
+        }))
+    }
+
+    /// Kept in the group's row, moved by every stored `system` message of the
+    /// group (only membership changes are `system` messages).
+    async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<u64>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM chat_groups WHERE gid = ?")
+            .bind(gid)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(v.map(|v| v.max(0) as u64))
+    }
+
+    async fn read_positions(
+        c: &mut MySqlConnection,
+        gid: &str,
+        conv: &str,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
+             LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
+             WHERE gm.gid = ? ORDER BY gm.join_order",
+        )
+        .bind(conv)
         .bind(gid)
-        .fetch_optional(&mut *c)
+        .fetch_all(&mut *c)
         .await
         .map_err(be)?;
-    Ok(v.map(|v| v.max(0) as u64))
-}
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(be)?,
+                    r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
 
-pub async fn read_positions(
-    c: &mut MySqlConnection,
-    gid: &str,
-    conv: &str,
-) -> StoreResult<Vec<(String, u64)>> {
-    let rows = sqlx::query(
-        "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
-         LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
-         WHERE gm.gid = ? ORDER BY gm.join_order",
-    )
-    .bind(conv)
-    .bind(gid)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(be)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<String, _>(0).map_err(be)?,
-                r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-            ))
-        })
-        .collect()
-}
-
-// ----- per-user counts (limits) -----
-
-/// Current group memberships of `user`: the user's group conversations
-/// (primary key prefix) whose group still lists the user.
-pub async fn group_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM user_convs uc \
-         JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
-         WHERE uc.user_id = ? AND uc.group_id IS NOT NULL",
-    )
-    .bind(user)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(n.max(0) as u64)
-}
-
-/// Unanswered requests `user` sent (primary key prefix).
-pub async fn outgoing_request_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE from_user = ?")
+    /// Current group memberships of `user`: the user's group conversations
+    /// (primary key prefix) whose group still lists the user.
+    async fn group_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM user_convs uc \
+             JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
+             WHERE uc.user_id = ? AND uc.group_id IS NOT NULL",
+        )
         .bind(user)
         .fetch_one(&mut *c)
         .await
         .map_err(be)?;
-    Ok(n.max(0) as u64)
+        Ok(n.max(0) as u64)
+    }
+
+    /// Unanswered requests `user` sent (primary key prefix).
+    async fn outgoing_request_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE from_user = ?")
+            .bind(user)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn revoke_token(
+        c: &mut MySqlConnection,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        revocations::revoke(c, jti, expires_at, now).await
+    }
+
+    async fn revoked_tokens(c: &mut MySqlConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        revocations::list(c, now).await
+    }
 }
