@@ -15,6 +15,7 @@ pub mod offline;
 mod pipeline;
 pub mod revoked;
 pub mod rooms;
+pub mod rules;
 pub mod service;
 pub mod store;
 

@@ -89,16 +89,16 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &cfg.store.url;
     let max_connections = cfg.store.max_connections;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let opts = tern_store_postgres::PgOptions { max_connections };
-        let store = tern_store_postgres::PgStore::connect(url, opts)
+        let opts = tern_store_sql::PgOptions { max_connections };
+        let store = tern_store_sql::PgStore::connect(url, opts)
             .await
             .context("connecting to PostgreSQL")?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         let url = url.replacen("mariadb://", "mysql://", 1);
-        let opts = tern_store_mysql::MySqlOptions { max_connections };
-        let store = tern_store_mysql::MySqlStore::connect(&url, opts)
+        let opts = tern_store_sql::MySqlOptions { max_connections };
+        let store = tern_store_sql::MySqlStore::connect(&url, opts)
             .await
             .context("connecting to MySQL")?;
         return Ok(Arc::new(store));

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::offline::{OfflineMerge, QueueSpan};
+use tern_core::rules;
 use tern_core::store::{
     Appended, ConvList, ConvSummary, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     MemberChange, NewMessage, OfflineBatch, ReadOutcome, Refusal, StoreError, StoreResult,
@@ -288,26 +289,20 @@ fn remove_member(
     .map_err(be)?
     .execute(params![user, conv, seq as i64, ts])
     .map_err(be)?;
-    let owner: String = c
-        .prepare_cached("SELECT owner FROM groups WHERE gid = ?1")
+    let (owner, first): (String, Option<String>) = c
+        .prepare_cached(
+            "SELECT owner, (SELECT user FROM group_members WHERE gid = ?1 \
+                            ORDER BY join_order LIMIT 1) \
+             FROM groups WHERE gid = ?1",
+        )
         .map_err(be)?
-        .query_row([gid], |r| r.get(0))
+        .query_row([gid], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(be)?;
-    if owner == user {
-        let next: Option<String> = c
-            .prepare_cached(
-                "SELECT user FROM group_members WHERE gid = ?1 ORDER BY join_order LIMIT 1",
-            )
+    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
+        c.prepare_cached("UPDATE groups SET owner = ?2 WHERE gid = ?1")
             .map_err(be)?
-            .query_row([gid], |r| r.get(0))
-            .optional()
+            .execute([gid, next])
             .map_err(be)?;
-        if let Some(next) = next {
-            c.prepare_cached("UPDATE groups SET owner = ?2 WHERE gid = ?1")
-                .map_err(be)?
-                .execute([gid, next.as_str()])
-                .map_err(be)?;
-        }
     }
     Ok(())
 }
@@ -315,28 +310,18 @@ fn remove_member(
 /// Checks a group message before it gets a seq: `Some(refusal)` when it
 /// must not be stored. Creates the group for `MemberChange::Create`.
 fn group_gate(c: &Connection, m: &NewMessage, gid: &str, now: i64) -> StoreResult<Option<Refusal>> {
-    match &m.change {
-        Some(MemberChange::Create { name }) => {
-            if group_exists(c, gid)? {
-                return Err(StoreError::Conflict);
-            }
-            c.prepare_cached("INSERT INTO groups (gid, name, owner, created_at, next_order) VALUES (?1, ?2, ?3, ?4, 0)")
-                .map_err(be)?
-                .execute(params![gid, name, m.from, now])
-                .map_err(be)?;
-            Ok(None)
-        }
-        Some(_) => Ok((!group_exists(c, gid)?).then_some(Refusal::NoSuchGroup)),
-        None => {
-            if !group_exists(c, gid)? {
-                Ok(Some(Refusal::NoSuchGroup))
-            } else if !is_member(c, gid, &m.from)? {
-                Ok(Some(Refusal::NotMember))
-            } else {
-                Ok(None)
-            }
-        }
+    let exists = group_exists(c, gid)?;
+    let member = m.change.is_none() && exists && is_member(c, gid, &m.from)?;
+    if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
+        return Ok(Some(refusal));
     }
+    if let Some(MemberChange::Create { name }) = &m.change {
+        c.prepare_cached("INSERT INTO groups (gid, name, owner, created_at, next_order) VALUES (?1, ?2, ?3, ?4, 0)")
+            .map_err(be)?
+            .execute(params![gid, name, m.from, now])
+            .map_err(be)?;
+    }
+    Ok(None)
 }
 
 pub fn append_messages(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
@@ -389,12 +374,12 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     // list for every message.
     let inboxed = match &m.group {
         None => true,
-        Some(gid) => {
-            m.inbox_members_up_to > 0 && {
-                let up_to = m.inbox_members_up_to as u64;
-                member_count_up_to(c, gid, up_to + 1)? <= up_to
+        Some(gid) => match rules::members_to_count(m.inbox_members_up_to) {
+            Some(limit) => {
+                rules::enters_queues(member_count_up_to(c, gid, limit)?, m.inbox_members_up_to)
             }
-        }
+            None => false,
+        },
     };
     c.prepare_cached(
         "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, ts, client_msg_id, inboxed) \
@@ -686,16 +671,8 @@ pub fn recall(
             "no message with this seq in the conversation",
         ));
     };
-    if m.from != by {
-        return Err(StoreError::Forbidden(
-            "only the sender may recall a message",
-        ));
-    }
-    if m.recalled {
+    if rules::may_recall(&m, by, window_ms, now)? == rules::Recall::AlreadyDone {
         return Ok(m);
-    }
-    if now - m.ts > window_ms {
-        return Err(StoreError::Forbidden("the recall window has passed"));
     }
     c.prepare_cached(
         "UPDATE messages SET content = NULL, recalled = 1 WHERE conv = ?1 AND seq = ?2",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, MySqlConnection};
 use tern_core::store::Store;
-use tern_store_mysql::{MySqlOptions, MySqlStore};
+use tern_store_sql::{MySqlOptions, MySqlStore};
 
 const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
 

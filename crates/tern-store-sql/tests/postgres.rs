@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tern_core::store::{Appended, NewMessage, Store, StoreError};
-use tern_store_postgres::{PgOptions, PgStore};
+use tern_store_sql::{PgOptions, PgStore};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

@@ -3,7 +3,7 @@
 //! it stays small). The table stands apart from the versioned schema
 //! (created if missing at every start), so it needs no migration step.
 
-use crate::ops::be;
+use crate::common::be;
 use sqlx::PgConnection;
 use tern_core::store::StoreResult;
 
@@ -20,7 +20,7 @@ pub async fn init(c: &mut PgConnection) -> StoreResult<()> {
     use sqlx::Connection;
     let mut tx = c.begin().await.map_err(be)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(crate::schema::MIGRATION_LOCK)
+        .bind(super::schema::MIGRATION_LOCK)
         .execute(&mut *tx)
         .await
         .map_err(be)?;

@@ -11,6 +11,8 @@
 use sqlx::PgConnection;
 use tern_core::store::{StoreError, StoreResult};
 
+use crate::common::be;
+
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
 pub const VERSION: i64 = 2;
 
@@ -129,10 +131,6 @@ CREATE TABLE IF NOT EXISTS group_members (
 );
 CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
 "#;
-
-fn be(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
-}
 
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id

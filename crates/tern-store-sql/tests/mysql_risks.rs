@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tern_core::store::{Appended, Store, StoreError};
 use tern_store_conformance::{dm, send, user};
-use tern_store_mysql::{MySqlOptions, MySqlStore};
+use tern_store_sql::{MySqlOptions, MySqlStore};
 
 /// Two nodes append batches touching the same conversations (and the same
 /// users' rows) in opposite orders: deadlocks are retried inside the

@@ -5,6 +5,8 @@
 use sqlx::MySqlConnection;
 use tern_core::store::{StoreError, StoreResult};
 
+use crate::common::be;
+
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
 pub const VERSION: i64 = 2;
 
@@ -119,10 +121,6 @@ const STEPS: &[&str] = &[
         KEY group_members_order (gid, join_order)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
-
-fn be(e: sqlx::Error) -> StoreError {
-    StoreError::backend(e)
-}
 
 /// Creates or checks the schema. Holds the advisory lock on `conn` while
 /// it works, so nodes starting together migrate one after the other.

@@ -3,7 +3,7 @@
 //! versioned schema (created if missing at every start), so it needs no
 //! migration step.
 
-use crate::ops::be;
+use crate::common::be;
 use sqlx::MySqlConnection;
 use tern_core::store::StoreResult;
 

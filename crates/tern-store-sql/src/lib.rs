@@ -1,0 +1,501 @@
+//! Tern's cluster store on SQL servers shared by every node: PostgreSQL
+//! (module `postgres`, feature `postgres`) and MySQL 8 / MariaDB 10.11+
+//! (module `mysql`, feature `mysql`).
+//!
+//! One [`SqlStore`] implements the `Store` trait for both: which calls run
+//! in a transaction, the retry rule and the connection handling are
+//! written once here. A [`Dialect`] supplies the rest: its driver, which
+//! errors are worth a retry, and each operation's statements (placeholders,
+//! upserts, `RETURNING` or a follow-up select, array binds or multi-row
+//! `VALUES`, row locks, the schema and its migration lock). The domain
+//! rules (group gate, owner hand-over, diffusion tier, recall window,
+//! offline cap) are not here: the statements read the facts and ask
+//! `tern_core::rules` (and `tern_core::offline`).
+//!
+//! Retry rule: a transaction that fails with an error its dialect calls
+//! retryable (a serialization failure, a deadlock, a lock wait timeout, or
+//! a unique violation: a concurrent duplicate) is rolled back and run again
+//! from the start, a few times, after a short growing pause with jitter;
+//! the retry of a concurrent duplicate then finds the original and answers
+//! `Appended::Duplicate`. So is one whose `BEGIN` failed on a broken
+//! pooled connection (nothing ran). Nothing else is retried (a commit whose
+//! answer was lost may have committed). `Ok` means committed and durable.
+//!
+//! Outage: taking a connection waits at most 3 s, so calls fail fast with
+//! `StoreError::Backend` while the server is down; the pool drops broken
+//! connections and opens new ones once it is back.
+
+mod common;
+mod dialect;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tern_core::offline::OfflineMerge;
+use tern_core::store::{
+    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+};
+
+use common::{be, sql_seq, PageFetch};
+use dialect::Conn;
+pub use dialect::Dialect;
+#[cfg(feature = "mysql")]
+pub use mysql::{MySqlOptions, MySqlStore};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
+
+/// How long a call waits for a connection before it fails: when the
+/// server is down, calls fail fast; the pool reconnects by itself.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Attempts of a transaction that keeps failing with a retryable error.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The store on one SQL server; see the crate docs.
+pub struct SqlStore<D: Dialect> {
+    pool: sqlx::Pool<D::DB>,
+    _dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL or the pool's connect options: they hold the
+        // password.
+        f.debug_struct("SqlStore")
+            .field("dialect", &D::NAME)
+            .field("connections", &self.pool.size())
+            .field(
+                "max_connections",
+                &self.pool.options().get_max_connections(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// `BEGIN` failed: nothing of the transaction ran.
+#[derive(Debug)]
+struct BeginFailed(sqlx::Error);
+
+impl std::fmt::Display for BeginFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not begin a transaction: {}", self.0)
+    }
+}
+
+impl std::error::Error for BeginFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether a failed call may succeed when run again: what the dialect
+/// calls retryable, and a pooled connection found broken at `BEGIN` (the
+/// server went away while it sat idle; nothing ran, and the retry takes
+/// another connection).
+fn retryable<D: Dialect>(e: &StoreError) -> bool {
+    let StoreError::Backend(inner) = e else {
+        return false;
+    };
+    if let Some(BeginFailed(e)) = inner.downcast_ref::<BeginFailed>() {
+        return matches!(e, sqlx::Error::Io(_));
+    }
+    inner
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(D::retryable)
+}
+
+/// The dialect's pause before attempt `attempt + 1`, with jitter so that
+/// two transactions that collided do not collide again.
+async fn backoff<D: Dialect>(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    tokio::time::sleep(D::backoff(attempt, jitter)).await;
+}
+
+/// Runs `$body` (an expression using the connection `$c`, giving a future
+/// of `StoreResult<T>`) in a transaction; commits; retries the whole
+/// transaction per the crate docs.
+macro_rules! in_tx {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result: StoreResult<_> = async {
+                let mut tx = $store
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|e| StoreError::backend(BeginFailed(e)))?;
+                let out = {
+                    let $c: &mut Conn<D> = &mut *tx;
+                    $body.await
+                };
+                match out {
+                    Ok(v) => {
+                        tx.commit().await.map_err(be)?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            match result {
+                Err(e) if attempt < MAX_ATTEMPTS && retryable::<D>(&e) => {
+                    tracing::debug!(attempt, error = ?e, "retrying a transaction");
+                    backoff::<D>(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Runs `$body` on a pool connection without a transaction (reads, and
+/// writes that only move positions forward); retries like [`in_tx`].
+macro_rules! on_conn {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result: StoreResult<_> = async {
+                let mut conn = $store.pool.acquire().await.map_err(be)?;
+                let $c: &mut Conn<D> = &mut *conn;
+                $body.await
+            }
+            .await;
+            match result {
+                Err(e) if attempt < MAX_ATTEMPTS && retryable::<D>(&e) => {
+                    tracing::debug!(attempt, error = ?e, "retrying a statement");
+                    backoff::<D>(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Wraps a pool whose schema is migrated.
+    fn with_pool(pool: sqlx::Pool<D::DB>) -> SqlStore<D> {
+        SqlStore {
+            pool,
+            _dialect: PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D> {
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
+        on_conn!(self, |c| D::create_user(c, &user))
+    }
+
+    async fn get_user(&self, user: &str) -> StoreResult<Option<UserRecord>> {
+        on_conn!(self, |c| D::get_user(c, user))
+    }
+
+    async fn friend_request(&self, from: &str, to: &str, now: i64) -> StoreResult<FriendStatus> {
+        in_tx!(self, |c| D::friend_request(c, from, to, now))
+    }
+
+    async fn friend_delete(&self, a: &str, b: &str) -> StoreResult<()> {
+        in_tx!(self, |c| D::friend_delete(c, a, b))
+    }
+
+    async fn friends(&self, user: &str) -> StoreResult<FriendLists> {
+        let mut out = on_conn!(self, |c| D::friends(c, user))?;
+        // Byte order, whatever the database's collation.
+        out.friends.sort_unstable();
+        out.incoming.sort_unstable();
+        out.outgoing.sort_unstable();
+        Ok(out)
+    }
+
+    async fn append_messages(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        in_tx!(self, |c| D::append_messages(c, &batch))
+    }
+
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let joining = common::unit_joining(&batch)?;
+        let out = in_tx!(self, |c| async {
+            if D::count_users(c, &joining).await? != joining.len() as u64 {
+                return Err(StoreError::NoSuchUser);
+            }
+            common::unit_outcome(D::append_messages(c, &batch).await?)
+        })?;
+        Ok(out)
+    }
+
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {
+        on_conn!(self, |c| D::max_msg_id(c, node))
+    }
+
+    async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| D::max_seq(c, conv))
+    }
+
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+        if i64::try_from(seq).is_err() {
+            return Ok(None);
+        }
+        on_conn!(self, |c| D::message(c, conv, seq, false))
+    }
+
+    async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        q: HistoryQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        on_conn!(self, |c| async {
+            let mut upper = i64::MAX;
+            if conv.starts_with("group:") {
+                match D::read_position(c, user, conv, false).await? {
+                    None => return Err(StoreError::NotMember),
+                    Some((_, Some(until))) => upper = sql_seq(until),
+                    Some(_) => {}
+                }
+            }
+            let hi = q
+                .before_seq
+                .map_or(upper, |b| sql_seq(b.saturating_sub(1)).min(upper));
+            let lo = q.after_seq.map_or(0, sql_seq);
+            let newest = q.after_seq.is_none();
+            let mut msgs = D::page(c, user, conv, lo, hi, q.limit, newest).await?;
+            if newest {
+                msgs.reverse();
+            }
+            Ok(msgs)
+        })
+    }
+
+    async fn ack(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        receipt_for: Option<&str>,
+    ) -> StoreResult<Option<u64>> {
+        let out = self
+            .ack_many(vec![AckMark {
+                user: user.to_owned(),
+                conv: conv.to_owned(),
+                seq,
+                receipt_for: receipt_for.map(str::to_owned),
+            }])
+            .await?;
+        Ok(out.into_iter().next().flatten())
+    }
+
+    async fn ack_many(&self, acks: Vec<AckMark>) -> StoreResult<Vec<Option<u64>>> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Acks without a receipt to compute (group conversations) only move
+        // queue positions forward: statements of their own, outside a
+        // transaction, so the rows are locked for one statement alone and a
+        // send that moves one of them (the sender's read position) never
+        // waits behind a whole flush.
+        let (plain, receipts): (Vec<(usize, AckMark)>, Vec<(usize, AckMark)>) = acks
+            .into_iter()
+            .enumerate()
+            .partition(|(_, a)| a.receipt_for.is_none());
+        let mut out = vec![None; plain.len() + receipts.len()];
+        if !plain.is_empty() {
+            let marks = common::queue_marks(plain.into_iter().map(|(_, a)| a));
+            on_conn!(self, |c| D::ack_queue_only(c, &marks))?;
+        }
+        if !receipts.is_empty() {
+            let (index, marks): (Vec<usize>, Vec<AckMark>) = receipts.into_iter().unzip();
+            let got = in_tx!(self, |c| D::ack_many(c, &marks))?;
+            for (i, r) in index.into_iter().zip(got) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<ReadOutcome> {
+        in_tx!(self, |c| async {
+            let max = D::max_seq(c, conv).await?;
+            if seq == 0 || seq > max {
+                return Err(common::no_such_seq());
+            }
+            let Some((read, until)) = D::read_position(c, user, conv, true).await? else {
+                return Err(StoreError::NotMember);
+            };
+            let target = until.map_or(seq, |u| seq.min(u));
+            if target <= read {
+                return Ok(ReadOutcome {
+                    advanced: false,
+                    read_seq: read,
+                });
+            }
+            D::set_read(c, user, conv, target, now).await?;
+            Ok(ReadOutcome {
+                advanced: true,
+                read_seq: target,
+            })
+        })
+    }
+
+    async fn recall(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage> {
+        if i64::try_from(seq).is_err() {
+            return Err(common::no_such_seq());
+        }
+        in_tx!(self, |c| async {
+            // Locked until commit: the check holds for the write.
+            let Some(mut m) = D::message(c, conv, seq, true).await? else {
+                return Err(common::no_such_seq());
+            };
+            if tern_core::rules::may_recall(&m, by, window_ms, now)?
+                == tern_core::rules::Recall::AlreadyDone
+            {
+                return Ok(m);
+            }
+            D::clear(c, conv, seq, now).await?;
+            m.content = None;
+            m.recalled = true;
+            Ok(m)
+        })
+    }
+
+    async fn delete_for_user(&self, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()> {
+        let wanted = common::seqs_to_hide(seqs)?;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, |c| async {
+            // Messages are never deleted, so the check holds for the write.
+            if D::count_messages(c, conv, &wanted).await? != wanted.len() as u64 {
+                return Err(common::no_such_seq());
+            }
+            D::hide(c, user, conv, &wanted).await
+        })
+    }
+
+    async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList> {
+        on_conn!(self, |c| async {
+            let all = D::conv_rows(c, user).await?;
+            let (mut list, listed) = common::conv_list(all, since, limit);
+            if !listed.is_empty() {
+                let lasts = D::last_messages(c, user, &listed).await?;
+                for (s, last) in list.convs.iter_mut().zip(lasts) {
+                    s.last = last;
+                }
+            }
+            Ok(list)
+        })
+    }
+
+    async fn offline_fetch(&self, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
+        // Reads, then statements that only move queue positions forward,
+        // to seqs read in one snapshot: no transaction needed.
+        on_conn!(self, |c| async {
+            let spans = D::queue_spans(c, user).await?;
+            // Pages of each conversation's queue, newest first, merged so
+            // that about `cap` messages are read in all (see
+            // `OfflineMerge`); the pages asked for together are read
+            // together.
+            let mut merge = OfflineMerge::new(spans, cap);
+            loop {
+                let fetches = merge.next_fetches();
+                if fetches.is_empty() {
+                    break;
+                }
+                let asks: Vec<PageFetch> = fetches
+                    .iter()
+                    .map(|f| {
+                        let span = merge.span(f.span);
+                        PageFetch {
+                            conv: span.conv.clone(),
+                            lo: sql_seq(span.from),
+                            below: sql_seq(f.below),
+                            own_too: span.own_too,
+                            limit: f.limit,
+                        }
+                    })
+                    .collect();
+                let pages = D::queue_pages(c, user, &asks).await?;
+                for (f, mut page) in fetches.into_iter().zip(pages) {
+                    page.sort_by_key(|m| std::cmp::Reverse(m.seq));
+                    merge.feed(f, page);
+                }
+            }
+            let (batch, moves) = merge.finish();
+            if !moves.is_empty() {
+                D::move_queues(c, user, &moves).await?;
+            }
+            Ok(batch)
+        })
+    }
+
+    async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
+        on_conn!(self, |c| D::get_group(c, gid))
+    }
+
+    async fn group_version(&self, gid: &str) -> StoreResult<Option<u64>> {
+        on_conn!(self, |c| D::group_version(c, gid))
+    }
+
+    async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>> {
+        let Some(gid) = conv.strip_prefix("group:") else {
+            return Ok(Vec::new());
+        };
+        on_conn!(self, |c| D::read_positions(c, gid, conv))
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(be)?;
+        sqlx::Connection::ping(&mut *conn).await.map_err(be)
+    }
+
+    // ----- revoked session tokens -----
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        in_tx!(self, |c| D::revoke_token(c, jti, expires_at, now))
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        on_conn!(self, |c| D::revoked_tokens(c, now))
+    }
+
+    // ----- per-user counts (limits) -----
+
+    async fn group_count(&self, user: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| D::group_count(c, user))
+    }
+
+    async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| D::outgoing_request_count(c, user))
+    }
+}
