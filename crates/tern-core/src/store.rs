@@ -128,6 +128,25 @@ pub struct NewMessage {
     pub change: Option<MemberChange>,
 }
 
+impl NewMessage {
+    /// The message as stored with `seq`.
+    pub fn stored(&self, seq: u64) -> StoredMessage {
+        StoredMessage {
+            msg_id: self.msg_id,
+            conv: self.conv.clone(),
+            seq,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            content: Some(self.content.clone()),
+            ts: self.ts,
+            client_msg_id: self.client_msg_id.clone(),
+            recalled: false,
+        }
+    }
+}
+
 /// A membership change, written together with its `system` message so that
 /// the member list and the conversation never disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,23 +34,6 @@ macro_rules! msg_cols {
 }
 pub(crate) use msg_cols;
 
-/// The message `m` stored at `seq`.
-pub fn stored(m: &NewMessage, seq: i64) -> StoredMessage {
-    StoredMessage {
-        msg_id: m.msg_id,
-        conv: m.conv.clone(),
-        seq: seq as u64,
-        from: m.from.clone(),
-        to: m.to.clone(),
-        group: m.group.clone(),
-        kind: m.kind.clone(),
-        content: Some(m.content.clone()),
-        ts: m.ts,
-        client_msg_id: m.client_msg_id.clone(),
-        recalled: false,
-    }
-}
-
 /// Checks a membership unit (`Store::append_unit`) and returns the users
 /// it adds, sorted and distinct.
 pub fn unit_joining(batch: &[NewMessage]) -> StoreResult<Vec<String>> {

@@ -348,19 +348,7 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         .map_err(be)?
         .query_row(params![m.conv, m.ts], |r| r.get(0))
         .map_err(be)?;
-    let stored = StoredMessage {
-        msg_id: m.msg_id,
-        conv: m.conv.clone(),
-        seq: seq as u64,
-        from: m.from.clone(),
-        to: m.to.clone(),
-        group: m.group.clone(),
-        kind: m.kind.clone(),
-        content: Some(m.content.clone()),
-        ts: m.ts,
-        client_msg_id: m.client_msg_id.clone(),
-        recalled: false,
-    };
+    let stored = m.stored(seq as u64);
     // Joining first: a new member gets their own join message.
     if let Some(gid) = &m.group {
         if let Some(MemberChange::Create { .. }) = &m.change {

@@ -17,7 +17,7 @@ use tern_core::store::{
 };
 
 use super::{revocations, MySqlDialect};
-use crate::common::{be, msg_cols, sql_seq, stored, ConvRow, PageFetch};
+use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
 use crate::Dialect;
 
 /// The server's error number, for database errors.
@@ -797,7 +797,7 @@ impl Dialect for MySqlDialect {
             let seq = *counter;
             let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
             *at = (*at).max(m.ts);
-            let stored = stored(m, seq);
+            let stored = m.stored(seq as u64);
             let queue_follows = m.to.as_deref() != Some(m.from.as_str());
             let inboxed = match &m.group {
                 None => {

@@ -17,7 +17,7 @@ use tern_core::store::{
 };
 
 use super::{revocations, Pg};
-use crate::common::{be, msg_cols, sql_seq, stored, ConvRow, PageFetch};
+use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
 use crate::Dialect;
 
 /// The message whose [`msg_cols!`] start at column `o`.
@@ -736,7 +736,7 @@ impl Dialect for Pg {
             let seq = *counter;
             let at = activity.entry(m.conv.clone()).or_insert(m.ts);
             *at = (*at).max(m.ts);
-            let stored = stored(m, seq);
+            let stored = m.stored(seq as u64);
             if let Some(cmid) = &m.client_msg_id {
                 seen.insert((m.from.clone(), cmid.clone()), stored.clone());
             }
