@@ -41,6 +41,11 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// Publish attempts while connected, for errors other than the broker
 /// being unreachable.
 const MAX_CONNECTED_ATTEMPTS: u32 = 5;
+/// Room left in a message for its headers (the JetStream message id).
+const HEADER_ROOM: usize = 4096;
+/// A floor for a broker that reports a tiny (or no) `max_payload`: packing
+/// then still puts one envelope in each message.
+const MIN_MESSAGE_BYTES: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct BusOptions {
@@ -305,6 +310,16 @@ impl Bus for NatsBus {
             .map_err(unavailable)?;
         serde_json::from_slice(&answer.payload)
             .map_err(|_| PlumbingError::Malformed("bad forward answer"))
+    }
+
+    /// The broker's `max_payload` (1 MiB by default), less room for the
+    /// message id header.
+    fn max_message_bytes(&self) -> usize {
+        self.client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM)
+            .max(MIN_MESSAGE_BYTES)
     }
 
     async fn health(&self) -> PlumbingResult<()> {

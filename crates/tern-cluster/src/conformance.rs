@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::bus::{
-    Bus, Connected, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, NodeId, Presence,
-    Route,
+    pack, Bus, Connected, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, NodeId,
+    Presence, Route,
 };
 use tern_core::hub::{Outbound, Push};
 use tokio::sync::Notify;
@@ -428,6 +428,60 @@ pub async fn bus_round_trips_every_kind(nodes: &[(&dyn Bus, NodeId)], got: &[Arc
     }
     got[1].wait_for(cases.len(), DELIVERY).await;
     assert_eq!(got[1].take(), cases);
+}
+
+/// Pushes that together exceed the bus's message size (about 3 MB for a
+/// 500-member group) cross it once [`pack`]ed to
+/// [`Bus::max_message_bytes`]: every push arrives, in order, with all its
+/// users.
+pub async fn bus_carries_packed_pushes_past_its_size_limit(
+    nodes: &[(&dyn Bus, NodeId)],
+    got: &[Arc<Collector>],
+) {
+    let (a, b) = (nodes[0], nodes[1]);
+    let users: Vec<Arc<str>> = (0..500).map(|i| format!("member-{i:04}").into()).collect();
+    let want: Vec<Push> = (0..400u64)
+        .map(|seq| Push {
+            users: users.clone(),
+            except: Some((users[0].clone(), "phone".into())),
+            out: Outbound::Msg {
+                conv: "group:big".into(),
+                seq,
+                frame: bytes::Bytes::from(format!("{seq:>300}")),
+            },
+            inactive: None,
+        })
+        .collect();
+    let total: usize = want
+        .iter()
+        .map(|p| Envelope::Push(p.clone()).encode().len())
+        .sum();
+    assert!(total > 2 << 20, "{total} bytes");
+    let packed = pack(
+        want.iter().cloned().map(Envelope::Push).collect(),
+        a.0.max_message_bytes(),
+    );
+    for env in &packed {
+        a.0.publish(&[b.1], env).unwrap();
+    }
+    got[1].wait_for(packed.len(), DELIVERY).await;
+    fn open(env: Envelope, seen: &mut Vec<Push>) {
+        match env {
+            Envelope::Batch(all) => all.into_iter().for_each(|e| open(e, seen)),
+            // Consecutive parts of one push: its users, split.
+            Envelope::Push(p) => match seen.last_mut() {
+                Some(last) if last.out == p.out => last.users.extend(p.users),
+                _ => seen.push(p),
+            },
+            other => panic!("unexpected envelope {other:?}"),
+        }
+    }
+    let mut seen: Vec<Push> = Vec::new();
+    for env in got[1].take() {
+        open(env, &mut seen);
+    }
+    assert_eq!(seen.len(), want.len());
+    assert!(seen == want, "pushes changed on the way");
 }
 
 /// Every envelope arrives at least once even when the receiving side

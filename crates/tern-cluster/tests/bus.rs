@@ -87,6 +87,7 @@ checks! {
     bus_delivers_to_addressed_in_order,
     bus_round_trips_every_kind,
     bus_forwards_to_addressed_node,
+    bus_carries_packed_pushes_past_its_size_limit,
 }
 
 #[tokio::test]

@@ -171,6 +171,104 @@ fn encode_batch(all: &[Envelope]) -> Bytes {
     buf.freeze()
 }
 
+/// Room for a header's keys, tags, numbers and line end.
+const HEADER_BOUND: usize = 128;
+/// The most digits a length takes.
+const USIZE_DIGITS: usize = 20;
+
+/// The length of `s` as a JSON string: quotes, and escapes where serde_json
+/// writes them.
+fn json_str_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+fn out_len_bound(o: &Outbound) -> usize {
+    let conv = match o {
+        Outbound::Msg { conv, .. } => json_str_len(conv) + USIZE_DIGITS,
+        _ => 0,
+    };
+    HEADER_BOUND + conv + frame_of(o).len()
+}
+
+/// Packs the envelopes for one node into bus messages of at most `limit`
+/// encoded bytes each, keeping their order: consecutive envelopes share a
+/// [`Envelope::Batch`] while it fits, and a push whose audience alone is
+/// too large is split by users into consecutive pushes of the same frames
+/// (each user is named in exactly one, so every device keeps its order).
+/// An envelope that cannot be split and is still too large (a frame larger
+/// than `limit`) is returned as it is, for the bus to refuse.
+pub fn pack(envs: Vec<Envelope>, limit: usize) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Envelope> = Vec::new();
+    let mut cur_len = HEADER_BOUND;
+    let flush = |cur: &mut Vec<Envelope>, out: &mut Vec<Envelope>| match cur.len() {
+        0 => {}
+        1 => out.extend(cur.pop()),
+        _ => out.push(Envelope::Batch(std::mem::take(cur))),
+    };
+    for env in envs.into_iter().flat_map(|e| split_push(e, limit)) {
+        let len = env.wire_len_bound() + USIZE_DIGITS + 1;
+        if !cur.is_empty() && cur_len + len > limit {
+            flush(&mut cur, &mut out);
+            cur_len = HEADER_BOUND;
+        }
+        cur_len += len;
+        cur.push(env);
+    }
+    flush(&mut cur, &mut out);
+    out
+}
+
+/// A push too large for `limit` as consecutive pushes naming fewer users,
+/// each small enough to travel in a batch of its own.
+fn split_push(env: Envelope, limit: usize) -> Vec<Envelope> {
+    let budget = limit.saturating_sub(2 * HEADER_BOUND + USIZE_DIGITS + 1);
+    if env.wire_len_bound() <= budget {
+        return vec![env];
+    }
+    let Envelope::Push(p) = env else {
+        return vec![env];
+    };
+    let fixed = Envelope::Push(Push {
+        users: Vec::new(),
+        except: p.except.clone(),
+        out: p.out.clone(),
+        inactive: p.inactive.clone(),
+    })
+    .wire_len_bound();
+    let part = |users: Vec<Arc<str>>| {
+        Envelope::Push(Push {
+            users,
+            except: p.except.clone(),
+            out: p.out.clone(),
+            inactive: p.inactive.clone(),
+        })
+    };
+    let mut parts = Vec::new();
+    let mut users: Vec<Arc<str>> = Vec::new();
+    let mut len = fixed;
+    for u in &p.users {
+        let add = json_str_len(u) + 1;
+        if !users.is_empty() && len + add > budget {
+            parts.push(part(std::mem::take(&mut users)));
+            len = fixed;
+        }
+        len += add;
+        users.push(u.clone());
+    }
+    if !users.is_empty() || parts.is_empty() {
+        parts.push(part(users));
+    }
+    parts
+}
+
 fn frame_of(o: &Outbound) -> &Bytes {
     match o {
         Outbound::Frame(f) | Outbound::Batched(f) | Outbound::Msg { frame: f, .. } => f,
@@ -233,6 +331,33 @@ impl Envelope {
             buf.extend_from_slice(f);
         }
         buf.freeze()
+    }
+
+    /// An upper bound of [`Envelope::encode`]'s length, computed without
+    /// encoding.
+    pub fn wire_len_bound(&self) -> usize {
+        match self {
+            Envelope::Push(p) => {
+                let users: usize = p.users.iter().map(|u| json_str_len(u) + 1).sum();
+                let except = p
+                    .except
+                    .as_ref()
+                    .map_or(0, |(u, d)| json_str_len(u) + json_str_len(d) + 16);
+                let inactive = p.inactive.as_ref().map_or(0, out_len_bound);
+                HEADER_BOUND + users + except + out_len_bound(&p.out) + inactive
+            }
+            Envelope::Kick { user, .. } => HEADER_BOUND + json_str_len(user),
+            Envelope::Room { room, frame } => HEADER_BOUND + json_str_len(room) + frame.len(),
+            Envelope::GroupChanged { gid } => HEADER_BOUND + json_str_len(gid),
+            Envelope::Batch(all) => {
+                HEADER_BOUND
+                    + all
+                        .iter()
+                        .map(|e| e.wire_len_bound() + USIZE_DIGITS + 1)
+                        .sum::<usize>()
+            }
+            Envelope::Revoked { user, .. } => HEADER_BOUND + json_str_len(user) + 34,
+        }
     }
 
     pub fn decode(wire: &Bytes) -> PlumbingResult<Envelope> {
@@ -405,6 +530,11 @@ pub trait Bus: Send + Sync + 'static {
     ) -> PlumbingResult<ForwardAnswer>;
     /// Answers when the bus is connected and working.
     async fn health(&self) -> PlumbingResult<()>;
+    /// The largest message the bus carries, in encoded bytes: senders
+    /// [`pack`] what they publish to fit.
+    fn max_message_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// A device's connection, as presence knows it.
@@ -714,6 +844,106 @@ mod tests {
             let wire = env.encode();
             assert_eq!(Envelope::decode(&wire).unwrap(), env);
         }
+    }
+
+    /// Pushes of `n` frames, each to `members` users (some with names
+    /// that JSON escapes).
+    fn group_pushes(n: usize, members: usize, frame_len: usize) -> Vec<Envelope> {
+        let users: Vec<Arc<str>> = (0..members)
+            .map(|i| Arc::from(format!("member\"{i}\u{1}")))
+            .collect();
+        (0..n)
+            .map(|seq| {
+                let frame = Bytes::from(format!("{seq:>width$}", width = frame_len));
+                Envelope::Push(Push {
+                    users: users.clone(),
+                    except: Some(("member\"0\u{1}".into(), "d\\".into())),
+                    out: Outbound::Msg {
+                        conv: "group:g".into(),
+                        seq: seq as u64,
+                        frame,
+                    },
+                    inactive: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Every push in `envs`, batches opened, as decoded from the wire.
+    fn flatten(envs: &[Envelope]) -> Vec<Push> {
+        let mut out = Vec::new();
+        for e in envs {
+            match Envelope::decode(&e.encode()).unwrap() {
+                Envelope::Batch(all) => out.extend(flatten(&all)),
+                Envelope::Push(p) => out.push(p),
+                other => panic!("not a push: {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn wire_len_bound_is_an_upper_bound() {
+        let mut all = group_pushes(3, 40, 100);
+        all.push(Envelope::Batch(group_pushes(5, 7, 10)));
+        all.push(Envelope::Room {
+            room: "r\"\n".into(),
+            frame: Bytes::from_static(b"{}"),
+        });
+        all.push(Envelope::Kick {
+            user: "\u{7}".into(),
+            conn: u64::MAX,
+            code: 4009,
+        });
+        all.push(Envelope::Revoked {
+            user: "a".into(),
+            session: u128::MAX,
+            expires_at: i64::MIN,
+        });
+        for env in &all {
+            let len = env.encode().len();
+            assert!(
+                len <= env.wire_len_bound(),
+                "{len} > {}",
+                env.wire_len_bound()
+            );
+        }
+    }
+
+    #[test]
+    fn packing_fits_the_limit_and_keeps_every_push_in_order() {
+        let limit = 64 * 1024;
+        // 300 pushes to a 500-member group: several batches; and one push
+        // whose audience alone is over the limit: split by users.
+        let mut envs = group_pushes(300, 500, 200);
+        envs.extend(group_pushes(1, 20_000, 200));
+        let want: Vec<Push> = envs
+            .iter()
+            .map(|e| match e {
+                Envelope::Push(p) => p.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let packed = pack(envs, limit);
+        assert!(packed.len() > 10, "{} messages", packed.len());
+        for env in &packed {
+            assert!(env.encode().len() <= limit, "{} bytes", env.encode().len());
+        }
+        // Consecutive parts of one push carry its frames and, together,
+        // its users in order.
+        let mut got: Vec<Push> = Vec::new();
+        for p in flatten(&packed) {
+            match got.last_mut() {
+                Some(last) if last.out == p.out => last.users.extend(p.users),
+                _ => got.push(p),
+            }
+        }
+        assert_eq!(got, want);
+        // Small envelopes stay one message.
+        let small = group_pushes(2, 3, 10);
+        assert_eq!(pack(small.clone(), limit), vec![Envelope::Batch(small)]);
+        assert_eq!(pack(group_pushes(1, 3, 10), limit).len(), 1);
+        assert!(pack(Vec::new(), limit).is_empty());
     }
 
     #[test]

@@ -330,8 +330,9 @@ async fn route_loop(
             .into_iter()
             .filter(|n| *n != node)
             .collect();
-        // Everything for one node in this batch travels as one bus message,
-        // in the order the pushes were made.
+        // Everything for one node in this batch travels as one bus message
+        // (or several, when too large for one), in the order the pushes
+        // were made.
         let mut per_node: BTreeMap<NodeId, Vec<Envelope>> = BTreeMap::new();
         for p in batch.drain(..) {
             match &routes {
@@ -365,13 +366,12 @@ async fn route_loop(
                 }
             }
         }
-        for (nd, mut envs) in per_node {
-            let env = if envs.len() == 1 {
-                envs.remove(0)
-            } else {
-                Envelope::Batch(envs)
-            };
-            publish(&*bus, &[nd], &env);
+        // In as few bus messages as the bus's size limit allows.
+        let limit = bus.max_message_bytes();
+        for (nd, envs) in per_node {
+            for env in crate::bus::pack(envs, limit) {
+                publish(&*bus, &[nd], &env);
+            }
         }
     }
 }
