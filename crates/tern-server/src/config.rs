@@ -248,6 +248,14 @@ pub struct LimitsConfig {
     /// Pushed messages awaiting an ack on one connection before it counts as
     /// a slow reader.
     pub max_unacked: usize,
+    /// Bytes of pushed messages awaiting an ack on one connection before
+    /// the server stops writing to it: a window, so a client that stops
+    /// reading costs at most this much writing before its queue fills
+    /// and it is closed as a slow reader. Acks reopen it. 0: no window.
+    pub unacked_bytes: usize,
+    /// While that window is full, one frame still goes out this often (ms):
+    /// a client that acks only when a frame arrives gets one and acks.
+    pub unacked_probe_ms: u64,
     /// Seconds without any frame before a connection is closed.
     pub idle_timeout_secs: u64,
     /// Seconds a new connection has to authenticate.
@@ -364,6 +372,8 @@ impl Default for LimitsConfig {
             rate_close_secs: 5,
             outbound_queue: 4096,
             max_unacked: 8192,
+            unacked_bytes: 256 * 1024,
+            unacked_probe_ms: 100,
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
             storm_window_ms: 100,
@@ -544,6 +554,12 @@ impl Config {
         }
         if l.outbound_queue < 16 || l.max_unacked < 16 {
             return bad("limits.outbound_queue and limits.max_unacked must be at least 16");
+        }
+        if l.unacked_bytes != 0 && l.unacked_bytes < l.frame_bytes {
+            return bad("limits.unacked_bytes must be 0 or at least limits.frame_bytes");
+        }
+        if l.unacked_probe_ms == 0 {
+            return bad("limits.unacked_probe_ms must be > 0");
         }
         if l.idle_timeout_secs == 0 || l.auth_timeout_secs == 0 {
             return bad("limits.idle_timeout_secs and auth_timeout_secs must be > 0");
@@ -760,6 +776,8 @@ mod tests {
             "http.send_buffer_bytes",
         );
         invalid(|c| c.http.unsent_bytes = 1 << 32, "http.unsent_bytes");
+        invalid(|c| c.limits.unacked_bytes = 1000, "limits.unacked_bytes");
+        invalid(|c| c.limits.unacked_probe_ms = 0, "limits.unacked_probe_ms");
         invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
         invalid(|c| c.auth.secret = "x".repeat(31), "auth.secret");
         invalid(|c| c.auth.token_ttl_secs = 0, "token_ttl_secs");

@@ -19,11 +19,14 @@ pub struct Pending {
     /// Per conversation, in push order (= seq order).
     convs: HashMap<Arc<str>, VecDeque<Entry>>,
     total: usize,
+    /// The frames' bytes, summed.
+    bytes: usize,
 }
 
 impl Pending {
     /// Records a push; returns how many pushes now await an ack.
     pub fn add(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, due: Instant) -> usize {
+        self.bytes += frame.len();
         self.convs.entry(conv).or_default().push_back(Entry {
             seq,
             frame,
@@ -40,8 +43,16 @@ impl Pending {
             return;
         };
         let before = q.len();
-        q.retain(|e| e.seq > seq);
+        let mut freed = 0;
+        q.retain(|e| {
+            let keep = e.seq > seq;
+            if !keep {
+                freed += e.frame.len();
+            }
+            keep
+        });
         self.total -= before - q.len();
+        self.bytes -= freed;
         if q.is_empty() {
             self.convs.remove(conv);
         }
@@ -57,6 +68,7 @@ impl Pending {
     ) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut dropped = 0;
+        let mut freed = 0;
         for q in self.convs.values_mut() {
             q.retain_mut(|e| {
                 if e.due > now {
@@ -64,6 +76,7 @@ impl Pending {
                 }
                 if e.tries >= max_tries {
                     dropped += 1;
+                    freed += e.frame.len();
                     return false;
                 }
                 e.tries += 1;
@@ -74,7 +87,13 @@ impl Pending {
         }
         self.convs.retain(|_, q| !q.is_empty());
         self.total -= dropped;
+        self.bytes -= freed;
         out
+    }
+
+    /// The bytes of the pushes awaiting an ack.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn next_due(&self) -> Option<Instant> {
@@ -104,8 +123,10 @@ mod tests {
             p.add("c".into(), seq, Bytes::from(format!("{seq}")), t0 + d);
         }
         p.add("e".into(), 1, Bytes::from_static(b"e1"), t0 + d);
+        assert_eq!(p.bytes(), 5);
         p.ack("c", 2);
         assert_eq!(p.len(), 2);
+        assert_eq!(p.bytes(), 3);
         assert!(p.take_due(t0, d, 3).is_empty());
         let mut now = t0 + d;
         for _ in 0..3 {
@@ -115,6 +136,7 @@ mod tests {
         // After three repeats the entries are given up.
         assert!(p.take_due(now, d, 3).is_empty());
         assert_eq!(p.len(), 0);
+        assert_eq!(p.bytes(), 0);
         assert_eq!(p.next_due(), None);
     }
 }

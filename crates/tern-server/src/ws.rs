@@ -596,6 +596,13 @@ struct WriterState<'a> {
     gap: Option<(Arc<str>, u64, u64)>,
     ack_timeout: Duration,
     max_unacked: usize,
+    /// `limits.unacked_bytes`: no more writes while this many bytes of
+    /// pushes await an ack (0: no window).
+    window: usize,
+    /// While the window is full: when the next probe frame may go out,
+    /// one every `probe`.
+    probe_at: Option<Instant>,
+    probe: Duration,
     next_wake: Option<Instant>,
     storm: Duration,
     batch: Vec<Bytes>,
@@ -653,6 +660,40 @@ impl WriterState<'_> {
         }
         self.record(conv, seq, frame.clone(), conn);
         Some(frame)
+    }
+
+    /// Whether the unacked pushes fill the window.
+    fn window_full(&self) -> bool {
+        self.window != 0 && self.pending.lock().bytes() >= self.window
+    }
+
+    /// Whether the queue may be taken from at `now`: the window has room,
+    /// or a probe is due. While the window is full, one frame goes out
+    /// `probe` (`limits.unacked_probe_ms`): a client that acks only when a frame
+    /// arrives gets one and acks, while one that stopped reading costs a
+    /// frame per probe until its queue fills and it is cut off.
+    fn may_take(&mut self, now: Instant) -> bool {
+        if !self.window_full() {
+            self.probe_at = None;
+            return true;
+        }
+        match self.probe_at {
+            Some(at) => at <= now,
+            None => {
+                self.probe_at = Some(now + self.probe);
+                false
+            }
+        }
+    }
+
+    /// After a write: whether the window is now full (taking stops until
+    /// the next probe).
+    fn window_closed(&mut self) -> bool {
+        if self.window_full() {
+            self.probe_at = Some(Instant::now() + self.probe);
+            return true;
+        }
+        false
     }
 
     /// Tracks a written message push until it is acknowledged.
@@ -730,6 +771,9 @@ async fn run<'a>(
         gap: None,
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
         max_unacked: lim.max_unacked,
+        window: lim.unacked_bytes,
+        probe_at: None,
+        probe: Duration::from_millis(lim.unacked_probe_ms),
         next_wake,
         storm: Duration::from_millis(lim.storm_window_ms),
         batch: Vec::new(),
@@ -758,7 +802,9 @@ async fn run<'a>(
         }
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
+        let take = st.may_take(Instant::now());
         let due = [
+            (!take).then_some(st.probe_at).flatten(),
             st.batch_due,
             st.next_wake,
             may_read.then_some(idle_at),
@@ -785,7 +831,7 @@ async fn run<'a>(
             () = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => {
                 handling = None;
             }
-            out = rx.recv_async() => {
+            out = rx.recv_async(), if take => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
                     let [held, frame] = st.prepare(out, conn);
@@ -806,7 +852,7 @@ async fn run<'a>(
                         }
                         written += 1;
                     }
-                    if written as usize >= COALESCE {
+                    if written as usize >= COALESCE || st.window_closed() {
                         break;
                     }
                     match rx.try_recv() {
@@ -877,6 +923,7 @@ async fn run<'a>(
     if code == close::GOING_AWAY {
         // Shutdown: everything stored is pushed before the close.
         st.max_unacked = usize::MAX;
+        st.window = 0;
         while let Ok(out) = rx.try_recv() {
             for frame in st.prepare(out, conn).into_iter().flatten() {
                 if socket.feed(text(frame)).await.is_err() {

@@ -627,3 +627,88 @@ async fn outstanding_friend_requests_are_capped() {
     let (st, v) = s.put("/v1/friends/d", Some(&ta)).await;
     assert_eq!((st, v["status"].as_str()), (200, Some("requested")), "{v}");
 }
+
+/// Pushes stop once `limits.unacked_bytes` of them await the device's ack
+/// and resume when it acks; a device that never acks fills its queue
+/// meanwhile and is cut off as a slow reader (4008).
+#[tokio::test]
+async fn unacked_pushes_fill_a_window_that_acks_reopen() {
+    let s = Server::start_with(|c| {
+        c.limits.frame_bytes = 16 * 1024;
+        c.limits.content_bytes = 8 * 1024;
+        c.limits.unacked_bytes = 16 * 1024;
+        // No probe and no redelivery during the test.
+        c.limits.unacked_probe_ms = 600_000;
+        c.delivery.ack_timeout_ms = 600_000;
+        c.limits.outbound_queue = 32;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let mut a = s.connect(&ta, "a").await;
+    let mut b = s.connect(&tb, "b").await;
+    let text = "x".repeat(4000);
+    for i in 0..20 {
+        a.send_text("bob", &format!("m{i}"), &text).await;
+    }
+    // About 4 KB a push: the window holds four, then nothing comes.
+    let mut seqs = Vec::new();
+    let mut rounds = 0;
+    while seqs.len() < 20 {
+        let burst: Vec<u64> = b
+            .drain(Duration::from_millis(300))
+            .await
+            .iter()
+            .filter(|f| f["type"] == "msg")
+            .map(|f| f["msg"]["seq"].as_u64().unwrap())
+            .collect();
+        assert!(
+            (1..=5).contains(&burst.len()),
+            "a window of 16 KiB let {} pushes through",
+            burst.len()
+        );
+        seqs.extend(burst);
+        rounds += 1;
+        // The ack reopens the window.
+        let last = *seqs.last().unwrap();
+        b.send(json!({"type": "ack", "conv": dm("alice", "bob"), "seq": last}))
+            .await;
+    }
+    assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+    assert!(rounds >= 4, "{rounds} rounds");
+    // Never acking: the window stays shut, the queue fills, 4008.
+    for i in 20..80 {
+        a.send_text("bob", &format!("m{i}"), &text).await;
+    }
+    assert_eq!(b.closed_with().await, 4008);
+}
+
+/// While the window is full a frame still goes out every
+/// `limits.unacked_probe_ms`, so a client that acks only when a frame
+/// arrives is never stuck (without probes this client would get four
+/// pushes, as the test above shows).
+#[tokio::test]
+async fn a_full_window_still_lets_a_probe_through() {
+    let s = Server::start_with(|c| {
+        c.limits.frame_bytes = 16 * 1024;
+        c.limits.content_bytes = 8 * 1024;
+        c.limits.unacked_bytes = 16 * 1024;
+        c.limits.unacked_probe_ms = 50;
+        c.delivery.ack_timeout_ms = 600_000;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let mut a = s.connect(&ta, "a").await;
+    let mut b = s.connect(&tb, "b").await;
+    let text = "x".repeat(4000);
+    for i in 0..20 {
+        a.send_text("bob", &format!("m{i}"), &text).await;
+    }
+    // Bob never acks: past the window's four pushes, the rest still come,
+    // one per probe, in order.
+    for want in 1..=20u64 {
+        let m = b.next_msg().await;
+        assert_eq!(m["seq"], want);
+    }
+}
