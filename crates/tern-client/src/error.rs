@@ -82,3 +82,19 @@ impl From<tokio_tungstenite::tungstenite::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An HTTP answer that is no success (a call, or a refused WebSocket
+/// upgrade): the code and message of its `{"code","message"}` body, or
+/// `http_<status>` and the text when the body is not that.
+pub(crate) fn http_error(status: u16, retry_after: Option<u64>, body: &str) -> Error {
+    let (code, message) = match serde_json::from_str::<tern_proto::wire::ErrorBody>(body) {
+        Ok(b) => (b.code.into_owned(), b.message.into_owned()),
+        Err(_) => (format!("http_{status}"), body.to_owned()),
+    };
+    Error::Server {
+        code,
+        message,
+        status: Some(status),
+        retry_after,
+    }
+}

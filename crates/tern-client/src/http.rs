@@ -2,7 +2,7 @@
 //! [`Session`](crate::Session).
 
 use crate::config::{backoff, ClientConfig};
-use crate::error::{Error, Result};
+use crate::error::{http_error, Error, Result};
 use crate::session::{Events, Session};
 use crate::OutMessage;
 use reqwest::{Method, RequestBuilder};
@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::sync::Arc;
 use tern_proto::wire::{
-    ErrorBody, FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SendAnswer, SessionToken,
-    SyncAnswer, UserCreated, UserInfo,
+    FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SendAnswer, SessionToken, SyncAnswer,
+    UserCreated, UserInfo,
 };
 
 /// A connection to one Tern server: its HTTP API, with or without a token,
@@ -153,16 +153,7 @@ impl Client {
         let status = r.status().as_u16();
         let retry = retry_after(&r);
         let text = r.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => (b.code.into_owned(), b.message.into_owned()),
-            Err(_) => (format!("http_{status}"), text),
-        };
-        Err(Error::Server {
-            code,
-            message,
-            status: Some(status),
-            retry_after: retry,
-        })
+        Err(http_error(status, retry, &text))
     }
 
     /// `POST /v1/users`: creates an account (password at least 8 chars).

@@ -9,6 +9,9 @@
 //!   with jittered exponential backoff (offline queue, then `sync`).
 //! - [`Event`]: what the session reports, typed, through a bounded channel.
 //! - [`ClientConfig`]: every bound and timing, with documented defaults.
+//! - [`raw::Connection`]: one WebSocket connection, frame by frame, with
+//!   nothing done on the caller's behalf; `Session` runs on it. For
+//!   protocol tests, bots that want every frame, and load generators.
 //!
 //! ```no_run
 //! use tern_client::{Client, Event, OutMessage};
@@ -31,6 +34,7 @@ mod config;
 mod error;
 mod event;
 mod http;
+pub mod raw;
 mod session;
 
 pub use config::ClientConfig;
@@ -39,7 +43,7 @@ pub use event::Event;
 pub use http::Client;
 pub use session::{Events, Session, Stats};
 pub use tern_proto::wire;
-pub use tern_proto::{ConvId, ErrorCode};
+pub use tern_proto::{close, ConvId, ErrorCode};
 
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -138,6 +142,12 @@ impl OutMessage {
 
     pub fn client_msg_id(&self) -> &str {
         &self.client_msg_id
+    }
+
+    /// The `send` frame, for a [`raw::Connection`] (it has no `id`:
+    /// [`raw::Connection::request`] gives it one).
+    pub fn send_frame(&self) -> ClientFrame<'_> {
+        self.frame(Some("send"))
     }
 
     /// The `send` frame (WebSocket, with `ty`) or `POST /v1/messages` body.

@@ -1,6 +1,7 @@
 //! [`Session`]: one WebSocket connection at a time, kept alive.
 //!
-//! One task owns the socket. Callers hand it requests through a bounded
+//! One task owns the socket (a [`raw::Connection`](crate::raw::Connection),
+//! which splits batches and keeps the close code). Callers hand it requests through a bounded
 //! channel; it gives each an `id`, writes it, and answers the caller when
 //! the `ok` or `error` with that id comes back (the caller waits at most
 //! `request_timeout`). The same task reads pushes, drops duplicates, fills
@@ -10,10 +11,9 @@
 use crate::config::{backoff, ClientConfig};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::raw::{server_error, Connection, Frame, Incoming};
 use crate::OutMessage;
-use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -23,18 +23,11 @@ use std::time::Duration;
 use tern_proto::close;
 use tern_proto::frames::ClientFrame;
 use tern_proto::wire::{
-    AuthAnswer, Batch, Empty, ErrorFrame, HistoryAnswer, MsgPush, MsgView, OfflineDone, OkFrame,
-    PresenceAnswer, ReadAnswer, SendAnswer, SyncAnswer,
+    Empty, ErrorFrame, HistoryAnswer, MsgPush, MsgView, OfflineDone, OkFrame, PresenceAnswer,
+    ReadAnswer, SendAnswer, SyncAnswer,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The receiving side of a session: its [`Event`]s, through a channel of
 /// `ClientConfig::event_queue`. `None` once the session has ended.
@@ -161,15 +154,6 @@ enum Command {
     Close,
 }
 
-/// The `type` and `id` of a server frame, read before the full decode.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Cow<'a, str>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-}
-
 impl Session {
     pub(crate) async fn open(
         url: String,
@@ -177,7 +161,7 @@ impl Session {
         device: String,
         config: ClientConfig,
     ) -> Result<(Session, Events)> {
-        let (ws, auth) = dial(&url, &token, &device, &config).await?;
+        let (ws, auth) = Connection::connect(&url, &token, &device, &config).await?;
         let (tx, cmds) = mpsc::channel(config.outgoing_queue.max(1));
         let (etx, erx) = mpsc::channel(config.event_queue.max(1));
         let config = Arc::new(config);
@@ -296,7 +280,7 @@ impl Session {
         let cfg = &self.config;
         let mut attempt = 0;
         loop {
-            let frame = msg.frame(Some("send"));
+            let frame = msg.send_frame();
             match self
                 .request::<SendAnswer<'static>>(frame, ReqKind::Send)
                 .await
@@ -437,74 +421,6 @@ impl Session {
     }
 }
 
-/// Connects and authenticates (the `auth` frame, never the token in the
-/// URL, which proxies may log).
-async fn dial(
-    url: &str,
-    token: &str,
-    device: &str,
-    cfg: &ClientConfig,
-) -> Result<(Ws, AuthAnswer<'static>)> {
-    let connector = cfg.tls.clone().map(Connector::Rustls);
-    let (mut ws, _) = timeout(
-        cfg.request_timeout,
-        tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector),
-    )
-    .await
-    .map_err(|_| Error::Timeout)??;
-    let auth = ClientFrame {
-        ty: Some("auth".into()),
-        id: Some("auth".into()),
-        token: Some(token.into()),
-        device: Some(device.into()),
-        ..ClientFrame::default()
-    };
-    let text = serde_json::to_string(&auth).map_err(|e| Error::Invalid(e.to_string()))?;
-    ws.send(Message::text(text)).await?;
-    let deadline = Instant::now() + cfg.request_timeout;
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| Error::Timeout)?;
-        match frame {
-            Some(Ok(Message::Text(t))) => {
-                let head: Head =
-                    serde_json::from_str(&t).map_err(|e| Error::Protocol(format!("{e}: {t}")))?;
-                match &*head.ty {
-                    "ok" => {
-                        let ok: OkFrame<'static, AuthAnswer<'static>> = serde_json::from_str(&t)
-                            .map_err(|e| Error::Protocol(format!("{e}: {t}")))?;
-                        return Ok((ws, ok.body));
-                    }
-                    "error" => return Err(server_error(&t)),
-                    _ => {}
-                }
-            }
-            Some(Ok(Message::Close(c))) => {
-                return Err(Error::Closed(match c {
-                    Some(c) => format!("closed with {} {}", u16::from(c.code), c.reason),
-                    None => "closed".into(),
-                }))
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(Error::Disconnected),
-        }
-    }
-}
-
-fn server_error(text: &str) -> Error {
-    match serde_json::from_str::<ErrorFrame>(text) {
-        Ok(e) => Error::Server {
-            code: e.code.into_owned(),
-            message: e.message.into_owned(),
-            status: None,
-            retry_after: None,
-        },
-        Err(e) => Error::Protocol(format!("{e}: {text}")),
-    }
-}
-
 /// Where the session stands in one conversation.
 #[derive(Default)]
 struct Conv {
@@ -565,18 +481,13 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut ws: Ws) {
+    async fn run(mut self, mut ws: Connection) {
         loop {
             let end = self.connection(&mut ws).await;
             self.drop_pending();
             let (code, reason) = match end {
                 End::Local => {
-                    let _ = ws
-                        .close(Some(CloseFrame {
-                            code: CloseCode::Normal,
-                            reason: "bye".into(),
-                        }))
-                        .await;
+                    ws.close(self.config.request_timeout).await;
                     self.emit(Event::Disconnected {
                         code: Some(1000),
                         reason: "closed by the client".into(),
@@ -608,7 +519,7 @@ impl Task {
 
     /// Dials until a connection is authenticated; `None` when the session
     /// ends instead (closed meanwhile, token refused, attempts used up).
-    async fn reconnect(&mut self) -> Option<Ws> {
+    async fn reconnect(&mut self) -> Option<Connection> {
         let mut attempt = 0u32;
         loop {
             let wait = backoff(
@@ -636,7 +547,7 @@ impl Task {
                     },
                 }
             }
-            match dial(&self.url, &self.token, &self.device, &self.config).await {
+            match Connection::connect(&self.url, &self.token, &self.device, &self.config).await {
                 Ok((ws, auth)) => {
                     Counters::bump(&self.counters.reconnects);
                     self.emit(Event::Connected {
@@ -694,18 +605,16 @@ impl Task {
         format!("s{}", self.next_id)
     }
 
-    async fn write(&mut self, ws: &mut Ws, text: String) -> Result<(), End> {
+    async fn write(&mut self, ws: &mut Connection, text: String) -> Result<(), End> {
         self.last_tx = Instant::now();
-        ws.send(Message::text(text))
-            .await
-            .map_err(|e| End::Dropped {
-                code: None,
-                reason: format!("write failed: {e}"),
-            })
+        ws.send_text(text).await.map_err(|e| End::Dropped {
+            code: None,
+            reason: format!("write failed: {e}"),
+        })
     }
 
     /// Serves one connection until it ends.
-    async fn connection(&mut self, ws: &mut Ws) -> End {
+    async fn connection(&mut self, ws: &mut Connection) -> End {
         self.last_rx = Instant::now();
         self.last_tx = Instant::now();
         if let Err(end) = self.restore(ws).await {
@@ -716,21 +625,21 @@ impl Task {
         loop {
             let ack_at = self.ack_due;
             let r = tokio::select! {
-                frame = ws.next() => match frame {
-                    Some(Ok(Message::Text(t))) => {
+                incoming = ws.recv() => match incoming {
+                    Incoming::Frame(f) => {
                         self.last_rx = Instant::now();
-                        self.on_text(ws, t.as_str()).await
+                        self.on_frame(ws, f).await
                     }
-                    Some(Ok(Message::Close(c))) => Err(End::Dropped {
-                        code: c.as_ref().map(|c| u16::from(c.code)),
-                        reason: c.map(|c| c.reason.to_string()).unwrap_or_default(),
-                    }),
-                    Some(Ok(_)) => {
+                    Incoming::Other => {
                         self.last_rx = Instant::now();
                         Ok(())
                     }
-                    Some(Err(e)) => Err(End::Dropped { code: None, reason: e.to_string() }),
-                    None => Err(End::Dropped { code: None, reason: "connection lost".into() }),
+                    Incoming::Undecodable(t) => {
+                        self.last_rx = Instant::now();
+                        tracing::debug!(frame = %t, "undecodable frame");
+                        Ok(())
+                    }
+                    Incoming::Closed(c) => Err(End::Dropped { code: c.sent_code(), reason: c.reason }),
                 },
                 cmd = self.cmds.recv() => match cmd {
                     None | Some(Command::Close) => Err(End::Local),
@@ -749,7 +658,7 @@ impl Task {
 
     /// After a (re)connect: rooms and background state back, then the
     /// commands that waited.
-    async fn restore(&mut self, ws: &mut Ws) -> Result<(), End> {
+    async fn restore(&mut self, ws: &mut Connection) -> Result<(), End> {
         let mut frames = Vec::new();
         for room in &self.rooms {
             let f = ClientFrame {
@@ -776,7 +685,7 @@ impl Task {
         Ok(())
     }
 
-    async fn on_command(&mut self, ws: &mut Ws, cmd: Command) -> Result<(), End> {
+    async fn on_command(&mut self, ws: &mut Connection, cmd: Command) -> Result<(), End> {
         match cmd {
             Command::Request {
                 id,
@@ -796,7 +705,7 @@ impl Task {
         }
     }
 
-    async fn on_tick(&mut self, ws: &mut Ws) -> Result<(), End> {
+    async fn on_tick(&mut self, ws: &mut Connection) -> Result<(), End> {
         let every = self.config.ping_interval;
         if self.last_rx.elapsed() > every + self.config.request_timeout {
             return Err(End::Dropped {
@@ -818,19 +727,16 @@ impl Task {
         Ok(())
     }
 
-    async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Result<(), End> {
-        let Ok(head) = serde_json::from_str::<Head>(text) else {
-            tracing::debug!(frame = text, "undecodable frame");
-            return Ok(());
-        };
-        match &*head.ty {
+    async fn on_frame(&mut self, ws: &mut Connection, f: Frame) -> Result<(), End> {
+        let text = f.text();
+        match f.ty() {
             "ok" | "pong" => {
-                let Some(p) = head.id.as_deref().and_then(|id| self.pending.remove(id)) else {
+                let Some(p) = f.id().and_then(|id| self.pending.remove(id)) else {
                     return Ok(());
                 };
                 self.on_answer(ws, p, Ok(text)).await
             }
-            "error" => match head.id.as_deref().and_then(|id| self.pending.remove(id)) {
+            "error" => match f.id().and_then(|id| self.pending.remove(id)) {
                 Some(p) => self.on_answer(ws, p, Err(text)).await,
                 None => {
                     if let Ok(e) = serde_json::from_str::<ErrorFrame>(text) {
@@ -846,15 +752,6 @@ impl Task {
                     Ok(())
                 }
             },
-            "batch" => {
-                let Ok(b) = serde_json::from_str::<Batch>(text) else {
-                    return Ok(());
-                };
-                for f in b.frames {
-                    Box::pin(self.on_text(ws, f.get())).await?;
-                }
-                Ok(())
-            }
             "offline_done" => {
                 if let Ok(d) = serde_json::from_str::<OfflineDone>(text) {
                     self.emit(Event::OfflineDone {
@@ -902,7 +799,7 @@ impl Task {
 
     async fn on_answer(
         &mut self,
-        ws: &mut Ws,
+        ws: &mut Connection,
         p: Pending,
         r: Result<&str, &str>,
     ) -> Result<(), End> {
@@ -994,7 +891,7 @@ impl Task {
         }
     }
 
-    async fn on_msg(&mut self, ws: &mut Ws, m: MsgView<'static>) -> Result<(), End> {
+    async fn on_msg(&mut self, ws: &mut Connection, m: MsgView<'static>) -> Result<(), End> {
         let conv = m.conv.to_string();
         if self.seen.contains(&m.msg_id) {
             Counters::bump(&self.counters.duplicates_dropped);
@@ -1027,7 +924,7 @@ impl Task {
     }
 
     /// Asks for the messages after the conversation's position.
-    async fn fill(&mut self, ws: &mut Ws, conv: &str, tries: u32) -> Result<(), End> {
+    async fn fill(&mut self, ws: &mut Connection, conv: &str, tries: u32) -> Result<(), End> {
         let Some(st) = self.convs.get_mut(conv) else {
             return Ok(());
         };
@@ -1056,7 +953,7 @@ impl Task {
 
     async fn on_fill(
         &mut self,
-        ws: &mut Ws,
+        ws: &mut Connection,
         conv: &str,
         msgs: Vec<MsgView<'static>>,
     ) -> Result<(), End> {
@@ -1083,7 +980,7 @@ impl Task {
         Ok(())
     }
 
-    async fn give_up_fill(&mut self, _ws: &mut Ws, conv: &str) -> Result<(), End> {
+    async fn give_up_fill(&mut self, _ws: &mut Connection, conv: &str) -> Result<(), End> {
         tracing::debug!(conv, "gap fill failed; delivering what arrived");
         self.release(conv).await;
         Ok(())
@@ -1131,7 +1028,7 @@ impl Task {
 
     /// One cumulative `ack` per conversation that has news: up to the
     /// highest seq held with nothing missing below it.
-    async fn flush_acks(&mut self, ws: &mut Ws) -> Result<(), End> {
+    async fn flush_acks(&mut self, ws: &mut Connection) -> Result<(), End> {
         self.ack_due = None;
         let mut frames = Vec::new();
         for (conv, st) in &mut self.convs {

@@ -1,23 +1,40 @@
 //! Test harness: a real server on 127.0.0.1:0 with its own data directory,
-//! an HTTP client, and a small WebSocket client that reads frames with
-//! timeouts (never a sleep-and-hope).
+//! and clients of the SDK (`tern-client`): its typed HTTP calls for
+//! accounts, friends and groups, and a WebSocket client over
+//! `tern_client::raw` that reads frames with timeouts (never a
+//! sleep-and-hope).
+//!
+//! `Server::post`, `get`, `put` and `delete` stay on plain reqwest: they
+//! return the raw status and body, for tests of bad input on purpose (bad
+//! JSON, wrong content type, oversize bodies) and of exact statuses and
+//! error bodies, which a typed client would hide.
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tern_client::raw::{Connection, Frame};
+use tern_client::wire::{FriendState, GroupAnswer};
+use tern_client::{ClientConfig, Events, Session};
 use tern_server::Config;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// Every test user's password.
+pub const PASSWORD: &str = "password1";
+
+/// The SDK's settings for tests: calls wait as long as the tests do.
+pub fn sdk_config() -> ClientConfig {
+    ClientConfig {
+        request_timeout: WAIT,
+        ..ClientConfig::default()
+    }
+}
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The SDK's HTTP client, without a token (see `Server::as_user`).
+    pub api: tern_client::Client,
+    /// Plain HTTP, for raw statuses and bodies.
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -74,8 +91,11 @@ impl Server {
             let _ = stopped.await;
         }));
         let http = reqwest::Client::new();
+        let api = tern_client::Client::with_config(&format!("http://{addr}"), sdk_config())
+            .expect("a valid URL");
         Server {
             addr,
+            api,
             http,
             stop: Some(stop),
             task: Some(task),
@@ -133,29 +153,24 @@ impl Server {
         answer(req.send().await.unwrap()).await
     }
 
-    /// Registers `user` (password "password1") and returns a token.
+    /// The SDK's HTTP client acting with `token`.
+    pub fn as_user(&self, token: &str) -> tern_client::Client {
+        self.api.with_token(token)
+    }
+
+    /// Registers `user` (password `PASSWORD`) and returns a token.
     pub async fn user(&self, user: &str) -> String {
-        let (st, b) = self
-            .post(
-                "/v1/users",
-                None,
-                json!({"user": user, "password": "password1"}),
-            )
-            .await;
-        assert_eq!(st, 201, "register {user}: {b}");
+        if let Err(e) = self.api.register(user, PASSWORD, None).await {
+            panic!("register {user}: {e}");
+        }
         self.login(user).await
     }
 
     pub async fn login(&self, user: &str) -> String {
-        let (st, b) = self
-            .post(
-                "/v1/sessions",
-                None,
-                json!({"user": user, "password": "password1"}),
-            )
-            .await;
-        assert_eq!(st, 200, "login {user}: {b}");
-        b["token"].as_str().unwrap().to_owned()
+        match self.api.login(user, PASSWORD).await {
+            Ok(c) => c.token().expect("a token after login").to_owned(),
+            Err(e) => panic!("login {user}: {e}"),
+        }
     }
 
     /// Registers many users concurrently; returns their tokens in order.
@@ -170,44 +185,52 @@ impl Server {
 
     /// Creates a group as the user of `token`; returns its id.
     pub async fn new_group(&self, token: &str, name: &str, members: &[&str]) -> String {
-        let (st, v) = self
-            .post(
-                "/v1/groups",
-                Some(token),
-                json!({"name": name, "members": members}),
-            )
-            .await;
-        assert_eq!(st, 201, "create group: {v}");
-        v["group"].as_str().unwrap().to_owned()
+        match self.as_user(token).create_group(name, members).await {
+            Ok(g) => g.group.into_owned(),
+            Err(e) => panic!("create group: {e}"),
+        }
     }
 
     /// Adds users to a group as the user of `token`; returns the answer.
-    pub async fn add_members(&self, token: &str, group: &str, users: &[&str]) -> Value {
-        let (st, v) = self
-            .post(
-                &format!("/v1/groups/{group}/members"),
-                Some(token),
-                json!({ "users": users }),
-            )
-            .await;
-        assert_eq!(st, 200, "add members: {v}");
-        v
+    pub async fn add_members(
+        &self,
+        token: &str,
+        group: &str,
+        users: &[&str],
+    ) -> GroupAnswer<'static> {
+        match self.as_user(token).add_members(group, users).await {
+            Ok(g) => g,
+            Err(e) => panic!("add members: {e}"),
+        }
     }
 
     /// Removes `user` from a group as the user of `token`.
     pub async fn remove_member(&self, token: &str, group: &str, user: &str) {
-        let (st, v) = self
-            .delete(&format!("/v1/groups/{group}/members/{user}"), Some(token))
-            .await;
-        assert_eq!(st, 204, "remove {user}: {v}");
+        if let Err(e) = self.as_user(token).remove_member(group, user).await {
+            panic!("remove {user}: {e}");
+        }
     }
 
     /// Makes two users friends.
     pub async fn befriend(&self, a: (&str, &str), b: (&str, &str)) {
-        let (st, v) = self.put(&format!("/v1/friends/{}", b.0), Some(a.1)).await;
-        assert_eq!((st, v["status"].as_str()), (200, Some("requested")), "{v}");
-        let (st, v) = self.put(&format!("/v1/friends/{}", a.0), Some(b.1)).await;
-        assert_eq!((st, v["status"].as_str()), (200, Some("friends")), "{v}");
+        for ((from, token), to, status) in [
+            (a, b.0, FriendState::Requested),
+            (b, a.0, FriendState::Friends),
+        ] {
+            match self.as_user(token).add_friend(to).await {
+                Ok(f) => assert_eq!(f.status, status, "{from} asks {to}"),
+                Err(e) => panic!("{from} asks {to}: {e}"),
+            }
+        }
+    }
+
+    /// The SDK's session of `token` as `device`, for tests of what an
+    /// application sees rather than of the frames.
+    pub async fn session(&self, token: &str, device: &str) -> (Session, Events) {
+        match self.as_user(token).connect(device).await {
+            Ok(s) => s,
+            Err(e) => panic!("session of {device}: {e}"),
+        }
     }
 
     /// A connected, authenticated device; the offline batch is consumed.
@@ -222,11 +245,10 @@ impl Server {
         token: &str,
         device: &str,
     ) -> (Client, (Vec<Value>, Value)) {
-        let mut c = Client::open(&self.ws_url()).await;
-        let ok = c
-            .request(json!({"type": "auth", "token": token, "device": device}))
-            .await;
-        assert_eq!(ok["type"], "ok", "auth: {ok}");
+        let conn = Connection::connect(&self.ws_url(), token, device, &sdk_config()).await;
+        let mut c = Client {
+            conn: conn.unwrap_or_else(|e| panic!("auth: {e}")).0,
+        };
         let mut msgs = Vec::new();
         loop {
             let f = c.next().await;
@@ -258,46 +280,47 @@ async fn answer(r: reqwest::Response) -> (u16, Value) {
     (st, v)
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A WebSocket client that splits `batch` frames and queues frames that
-/// arrive while it waits for a reply.
+/// A test's WebSocket client: a thin layer over the SDK's
+/// [`raw::Connection`] that speaks JSON values, panics with the frame in
+/// the message when something is off, and checks that every `batch`
+/// merges several frames.
 pub struct Client {
-    ws: Ws,
-    queued: VecDeque<Value>,
-    next_id: u64,
-    /// Set once the server closed: the close code.
-    pub closed: Option<u16>,
-    /// How many `batch` frames arrived.
-    pub batches: usize,
+    conn: Connection,
+}
+
+/// A frame as a JSON value, once it is checked.
+fn value(f: Frame) -> Value {
+    if let Some(n) = f.in_batch() {
+        assert!(n > 1, "a batch merges several frames: {f}");
+    }
+    f.value()
 }
 
 impl Client {
+    /// A connection that has sent nothing yet.
     pub async fn open(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Client {
-            ws,
-            queued: VecDeque::new(),
-            next_id: 1,
-            closed: None,
-            batches: 0,
+            conn: Connection::open(url, &sdk_config()).await.unwrap(),
         }
     }
 
-    pub async fn send_raw(&mut self, msg: Message) {
-        self.ws.send(msg).await.unwrap();
+    /// Sends any text, JSON or not.
+    pub async fn send_raw(&mut self, text: &str) {
+        self.conn.send_text(text).await.unwrap();
+    }
+
+    /// Sends a WebSocket ping frame.
+    pub async fn ws_ping(&mut self, payload: &[u8]) {
+        self.conn.ping(payload.to_vec()).await.unwrap();
     }
 
     /// Sends unless the connection is already gone.
     pub async fn try_send(&mut self, v: Value) -> bool {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .is_ok()
+        self.conn.send_text(v.to_string()).await.is_ok()
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.send_raw(Message::Text(v.to_string().into())).await;
+        self.conn.send_text(v.to_string()).await.unwrap();
     }
 
     /// Sends `v` with a fresh `id` and returns the `ok` or `error` that
@@ -310,8 +333,7 @@ impl Client {
     /// Sends `v` with a fresh `id` without waiting; returns the id, for
     /// `reply`. Lets a test pipeline many requests.
     pub async fn submit(&mut self, mut v: Value) -> String {
-        let id = format!("r{}", self.next_id);
-        self.next_id += 1;
+        let id = self.conn.next_id();
         v["id"] = json!(id);
         self.send(v).await;
         id
@@ -320,19 +342,9 @@ impl Client {
     /// The `ok`, `error` or `pong` that answers request `id`; other frames
     /// stay queued for `next`.
     pub async fn reply(&mut self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut checked = 0;
-        loop {
-            let hit = self.queued.iter().skip(checked).position(|f| {
-                f["id"] == json!(id) && matches!(f["type"].as_str(), Some("ok" | "error" | "pong"))
-            });
-            if let Some(i) = hit {
-                return self.queued.remove(checked + i).unwrap();
-            }
-            checked = self.queued.len();
-            if !self.fill(deadline).await {
-                panic!("no reply to {id}");
-            }
+        match self.conn.reply(id, WAIT).await {
+            Ok(f) => value(f),
+            Err(e) => panic!("no reply to {id}: {e}"),
         }
     }
 
@@ -386,8 +398,9 @@ impl Client {
     pub async fn next_of(&mut self, ty: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let f = self
-                .read_until(deadline)
+                .next_within(left)
                 .await
                 .unwrap_or_else(|| panic!("no {ty} frame"));
             if f["type"] == ty {
@@ -396,8 +409,14 @@ impl Client {
         }
     }
 
+    /// The next frame within `d`; `None` when none came or the connection
+    /// is closed.
     pub async fn next_within(&mut self, d: Duration) -> Option<Value> {
-        self.read_until(tokio::time::Instant::now() + d).await
+        match self.conn.next_frame(d).await {
+            Ok(f) => Some(value(f)),
+            Err(tern_client::Error::Timeout | tern_client::Error::Closed(_)) => None,
+            Err(e) => panic!("bad frame: {e}"),
+        }
     }
 
     /// Every frame that arrives until none has for `d`.
@@ -416,78 +435,27 @@ impl Client {
         }
     }
 
-    async fn read_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
-        while self.queued.is_empty() {
-            if !self.fill(deadline).await {
-                return None;
-            }
-        }
-        self.queued.pop_front()
+    /// The close code, once the server has closed the connection.
+    pub fn closed(&self) -> Option<u16> {
+        self.conn.closed().map(|c| c.code)
     }
 
-    /// Reads one WebSocket message and queues its frames (a `batch` is
-    /// split). False on timeout or once the connection is closed.
-    async fn fill(&mut self, deadline: tokio::time::Instant) -> bool {
-        loop {
-            if self.closed.is_some() {
-                return false;
-            }
-            let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return false,
-                Ok(None) | Ok(Some(Err(_))) => {
-                    self.closed.get_or_insert(1006);
-                    return false;
-                }
-                Ok(Some(Ok(m))) => m,
-            };
-            match m {
-                Message::Text(t) => {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                    if v["type"] == "batch" {
-                        let frames = v["frames"].as_array().unwrap().clone();
-                        assert!(frames.len() > 1, "a batch merges several frames: {v}");
-                        self.batches += 1;
-                        self.queued.extend(frames);
-                    } else {
-                        self.queued.push_back(v);
-                    }
-                    return true;
-                }
-                Message::Close(c) => {
-                    self.closed = Some(c.map(|c| u16::from(c.code)).unwrap_or(1005));
-                }
-                _ => {}
-            }
-        }
+    /// How many `batch` frames arrived.
+    pub fn batches(&self) -> u64 {
+        self.conn.batches()
     }
 
     /// Waits for the server to close the connection; returns the code.
     /// Frames before the close are dropped.
     pub async fn closed_with(&mut self) -> u16 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while self.closed.is_none() {
-            self.queued.clear();
-            if tokio::time::Instant::now() > deadline {
-                panic!("connection not closed");
-            }
-            let _ = self.read_until(deadline).await;
+        match self.conn.wait_closed(Duration::from_secs(20)).await {
+            Ok(c) => c.code,
+            Err(e) => panic!("connection not closed: {e}"),
         }
-        self.closed.unwrap()
     }
 
-    pub async fn close(mut self) {
-        let _ = self
-            .ws
-            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            }))
-            .await;
-        // Drain until the server answers the close.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+    pub async fn close(self) {
+        self.conn.close(Duration::from_secs(5)).await;
     }
 }
 

@@ -28,28 +28,33 @@ fn ev(e: &str, user: &str, from: &str) -> (String, String, String) {
 
 /// The whole history of `conv` as `user` sees it.
 async fn history(s: &Server, token: &str, conv: &str) -> Vec<Value> {
-    let (st, v) = s
-        .get(
-            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=500"),
-            Some(token),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["msgs"].as_array().unwrap().clone()
+    match s
+        .as_user(token)
+        .messages(conv, None, Some(0), Some(500))
+        .await
+    {
+        Ok(h) => h
+            .msgs
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect(),
+        Err(e) => panic!("history of {conv}: {e}"),
+    }
 }
 
 /// The entry of `conv` in the user's `sync` answer, and `total_unread`.
 async fn sync_entry(s: &Server, token: &str, conv: &str) -> (Value, u64) {
-    let (st, v) = s.get("/v1/conversations", Some(token)).await;
-    assert_eq!(st, 200, "{v}");
-    let entry = v["convs"]
-        .as_array()
-        .unwrap()
+    let v = match s.as_user(token).conversations().await {
+        Ok(v) => v,
+        Err(e) => panic!("conversations: {e}"),
+    };
+    let entry = v
+        .convs
         .iter()
-        .find(|c| c["conv"] == conv)
-        .cloned()
+        .find(|c| c.conv == conv)
+        .map(|c| serde_json::to_value(c).unwrap())
         .unwrap_or(Value::Null);
-    (entry, v["total_unread"].as_u64().unwrap())
+    (entry, v.total_unread)
 }
 
 fn members(v: &Value) -> Vec<&str> {
@@ -108,11 +113,8 @@ async fn create_get_add_and_remove_over_http() {
 
     // Any member may add; non-members may not.
     let v = s.add_members(&tb, &gid, &["dave"]).await;
-    assert_eq!(members(&v), ["alice", "bob", "carol", "dave"]);
-    assert_eq!(
-        (v["size"].as_u64(), v["owner"].as_str()),
-        (Some(4), Some("alice"))
-    );
+    assert_eq!(v.members, ["alice", "bob", "carol", "dave"]);
+    assert_eq!((v.size, &*v.owner), (Some(4), "alice"));
     let (st, v) = s
         .post(
             &format!("/v1/groups/{gid}/members"),
@@ -234,14 +236,14 @@ async fn create_and_add_limits_and_errors() {
         .await;
     assert_eq!((st, v["code"].as_str()), (404, Some("no_such_group")));
     let v = s.add_members(&ta, &gid, &["bob", "alice"]).await;
-    assert_eq!(members(&v), ["alice", "bob"]);
+    assert_eq!(v.members, ["alice", "bob"]);
     assert_eq!(
         history(&s, &ta, &conv_of(&gid)).await.len(),
         2,
         "nothing written"
     );
     let v = s.add_members(&ta, &gid, &["carol", "carol"]).await;
-    assert_eq!(members(&v), ["alice", "bob", "carol"]);
+    assert_eq!(v.members, ["alice", "bob", "carol"]);
     assert_eq!(history(&s, &ta, &conv_of(&gid)).await.len(), 3);
 }
 
@@ -785,16 +787,16 @@ async fn storm_window_batches_large_group_pushes() {
         got.push(m["content"].as_str().unwrap().to_owned());
     }
     assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
-    assert!(b.batches >= 1, "pushes within the window were merged");
+    assert!(b.batches() >= 1, "pushes within the window were merged");
 
-    let before = b.batches;
+    let before = b.batches();
     for i in 0..5 {
         a.send_group(&small, &format!("s{i}"), "x").await;
     }
     for i in 0..5 {
         assert_eq!(b.next_msg().await["seq"], 3 + i);
     }
-    assert_eq!(b.batches, before, "write diffusion is not batched");
+    assert_eq!(b.batches(), before, "write diffusion is not batched");
 }
 
 /// A device in the background gets `notify {conv,max_seq}` for large
@@ -1110,7 +1112,7 @@ async fn re_added_member_starts_unread_at_the_rejoin() {
     a.send_group(&gid, "m3", "while away").await; // 7
     let v = s.add_members(&ta, &gid, &["carol"]).await; // 8
     assert_eq!(
-        members(&v),
+        v.members,
         ["alice", "bob", "carol"],
         "back at the end of the join order"
     );

@@ -20,7 +20,7 @@ async fn group_of_2000_with_200_online() {
     let rest: Vec<&str> = names[1000..].iter().map(String::as_str).collect();
     let gid = s.new_group(&tokens[0], "crowd", &first).await;
     let v = s.add_members(&tokens[0], &gid, &rest).await;
-    assert_eq!(v["size"], 2000);
+    assert_eq!(v.size, Some(2000));
     let conv = format!("group:{gid}");
     // group_created, then one member_joined per member.
     let base = 2000u64;

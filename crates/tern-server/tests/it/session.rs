@@ -4,7 +4,6 @@
 use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn auth_frame_then_offline_done() {
@@ -96,7 +95,7 @@ async fn ping_pong_and_websocket_pings() {
     let r = c.request(json!({"type":"ping"})).await;
     assert_eq!(r, json!({"type":"pong","id":r["id"]}));
     // A WebSocket ping is answered with a pong by the server.
-    c.send_raw(Message::Ping(b"hi".to_vec().into())).await;
+    c.ws_ping(b"hi").await;
     // (tungstenite consumes the pong; the connection stays usable.)
     assert_eq!(c.request(json!({"type":"ping"})).await["type"], "pong");
 }
@@ -110,12 +109,12 @@ async fn idle_connection_is_closed_and_pings_keep_it_open() {
     let start = tokio::time::Instant::now();
     // WebSocket pings alone count as activity.
     while start.elapsed() < Duration::from_secs(3) {
-        busy.send_raw(Message::Ping(Vec::new().into())).await;
+        busy.ws_ping(b"").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let code = idle.closed_with().await;
     assert_eq!(code, 1000);
-    assert!(busy.closed.is_none());
+    assert!(busy.closed().is_none());
     assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
 }
 
@@ -204,7 +203,7 @@ async fn socket_closes_4001_when_its_token_expires() {
     // Busy or not, the connection ends with its token.
     let start = tokio::time::Instant::now();
     let code = loop {
-        if let Some(code) = c.closed {
+        if let Some(code) = c.closed() {
             break code;
         }
         assert!(start.elapsed() < WAIT, "not closed at expiry");

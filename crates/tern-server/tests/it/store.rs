@@ -7,6 +7,7 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+use tern_client::OutMessage;
 use tern_core::ids::{node_of, IdGen};
 use tern_core::store::{NewMessage, Store};
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
@@ -55,10 +56,11 @@ async fn ids_stay_above_the_newest_stored_across_restart() {
     let server = Server::start().await;
     let ann = server.user("ann").await;
     server.user("bob").await;
-    let mut c = server.connect(&ann, "d").await;
-    let first = c.send_text("bob", "c1", "before").await;
-    let node = node_of(msg_id(&first));
-    drop(c);
+    // What an application sees: the SDK's session and its typed answers.
+    let (c, _events) = server.session(&ann, "d").await;
+    let first = c.send(OutMessage::text_to("bob", "before")).await.unwrap();
+    let node = node_of(first.msg_id);
+    c.close().await;
     let dir = server.stop().await;
 
     let now = tern_core::now_ms();
@@ -72,11 +74,12 @@ async fn ids_stay_above_the_newest_stored_across_restart() {
 
     let server = Server::start_in(dir, |_| {}).await;
     let ann = server.login("ann").await;
-    let mut c = server.connect(&ann, "d").await;
+    let (c, _events) = server.session(&ann, "d").await;
     let mut last = future;
-    for i in 0..20 {
-        let ok = c.send_text("bob", &format!("after{i}"), "after").await;
-        let id = msg_id(&ok);
+    for _ in 0..20 {
+        let ok = c.send(OutMessage::text_to("bob", "after")).await.unwrap();
+        assert!(!ok.duplicate, "a new message: {ok:?}");
+        let id = ok.msg_id;
         assert!(id > last, "id {id} not above {last}");
         assert_eq!(node_of(id), node);
         last = id;

@@ -1,16 +1,17 @@
 //! TLS on the listener (`[tls]`): HTTPS and a wss:// WebSocket round trip
-//! against a certificate the test makes.
+//! against a certificate the test makes, through the SDK and by hand.
 
 use crate::common::*;
-use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::ServerName;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
+use tern_client::raw::Connection;
+use tern_client::wire::SendAnswer;
+use tern_client::OutMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::Message;
 
 struct Tls {
     connector: TlsConnector,
@@ -27,15 +28,10 @@ impl Tls {
             .expect("TLS handshake")
     }
 
-    /// One HTTP/1.1 request over its own TLS connection: (status, body).
-    async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    /// One HTTP/1.1 GET over its own TLS connection: (status, body).
+    async fn get(&self, path: &str) -> (u16, Value) {
         let mut io = self.open().await;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         io.write_all(req.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let _ = tokio::time::timeout(WAIT, io.read_to_end(&mut out))
@@ -73,91 +69,51 @@ async fn https_and_wss_with_a_generated_certificate() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let client = Arc::new(client);
     let tls = Tls {
-        connector: TlsConnector::from(Arc::new(client)),
+        connector: TlsConnector::from(client.clone()),
         addr: s.addr,
     };
+    let mut config = sdk_config();
+    config.tls = Some(client);
+    let base = format!("https://localhost:{}", s.addr.port());
+    let api = tern_client::Client::with_config(&base, config.clone()).unwrap();
 
-    // HTTPS.
-    let (st, v) = tls.request("GET", "/healthz", None).await;
+    // HTTPS, by hand and through the SDK.
+    let (st, v) = tls.get("/healthz").await;
     assert_eq!((st, v["status"].as_str()), (200, Some("ok")), "{v}");
-    let (st, _) = tls
-        .request(
-            "POST",
-            "/v1/users",
-            Some(json!({"user": "alice", "password": "password1"})),
-        )
-        .await;
-    assert_eq!(st, 201);
-    let (st, v) = tls
-        .request(
-            "POST",
-            "/v1/sessions",
-            Some(json!({"user": "alice", "password": "password1"})),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let token = v["token"].as_str().unwrap().to_owned();
+    api.register("alice", PASSWORD, None).await.unwrap();
+    let alice = api.login("alice", PASSWORD).await.unwrap();
+    let token = alice.token().unwrap().to_owned();
 
     // Plain HTTP to the TLS listener gets no answer.
     let plain = s.http.get(s.url("/healthz")).send().await;
     assert!(plain.is_err(), "plain HTTP answered on a TLS listener");
 
-    // wss:// round trip: auth by URL, then a ping and a send to oneself.
-    let io = tls.open().await;
-    let url = format!("wss://localhost/v1/ws?token={token}&device=d");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, io)
-        .await
-        .expect("wss upgrade");
-    let mut next = async || -> Value {
-        loop {
-            let m = tokio::time::timeout(WAIT, ws.next())
-                .await
-                .expect("frame in time")
-                .expect("open")
-                .expect("frame");
-            if let Message::Text(t) = m {
-                return serde_json::from_str(&t).unwrap();
-            }
-        }
-    };
-    assert_eq!(next().await["type"], "ok");
-    assert_eq!(next().await["type"], "offline_done");
-    ws.send(Message::Text(
-        json!({"type":"send","id":"s1","to":"alice","client_msg_id":"c1","kind":"text","content":"over tls"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    // wss:// round trip: auth by URL, then a send to oneself.
+    let url = format!("{}?token={token}&device=d", alice.ws_url());
+    assert!(url.starts_with("wss://localhost:"), "{url}");
+    let mut ws = Connection::open(&url, &config).await.expect("wss upgrade");
+    assert_eq!(ws.next_frame(WAIT).await.unwrap().ty(), "ok");
+    assert_eq!(ws.next_frame(WAIT).await.unwrap().ty(), "offline_done");
+    let msg = OutMessage::text_to("alice", "over tls").with_client_msg_id("c1");
     // The reply: stored (the sending device itself gets no push).
-    let ok = loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("frame in time")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            break serde_json::from_str::<Value>(&t).unwrap();
-        }
-    };
-    assert_eq!(
-        (ok["type"].as_str(), ok["id"].as_str(), ok["conv"].as_str()),
-        (Some("ok"), Some("s1"), Some("dm:alice:alice")),
-        "{ok}"
-    );
+    let ok: SendAnswer = ws
+        .request(msg.send_frame())
+        .await
+        .unwrap()
+        .answer()
+        .unwrap();
+    assert_eq!(ok.conv, "dm:alice:alice");
     // And it is in history, over HTTPS.
-    let mut io = tls.open().await;
-    let req = format!(
-        "GET /v1/conversations/dm:alice:alice/messages HTTP/1.1\r\nHost: localhost\r\n\
-         Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    io.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, io.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out);
-    assert!(
-        text.starts_with("HTTP/1.1 200") && text.contains("over tls"),
-        "{text}"
-    );
+    let h = alice
+        .messages("dm:alice:alice", None, None, None)
+        .await
+        .unwrap();
+    let texts: Vec<_> = h
+        .msgs
+        .iter()
+        .map(|m| m.content.as_ref().map(|c| c.get()))
+        .collect();
+    assert_eq!(texts, [Some(r#""over tls""#)]);
 }
