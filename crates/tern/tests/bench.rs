@@ -99,21 +99,10 @@ async fn dm_group_and_room_reports_account_for_every_message() {
     assert!(dm["p99_ms"].as_f64().unwrap() > 0.0);
 
     // The same load on SDK sessions (`--sdk`): the same accounting.
-    let sdk = bench(
-        &url,
-        pid,
-        &[
-            "dm",
-            "--sdk",
-            "--pairs",
-            "2",
-            "--rate",
-            "40",
-            "--duration",
-            "2",
-        ],
-    )
-    .await;
+    let args: Vec<&str> = "dm --sdk --pairs 2 --rate 40 --duration 2"
+        .split(' ')
+        .collect();
+    let sdk = bench(&url, pid, &args).await;
     assert_eq!(sdk["scenario"], "dm-sdk");
     assert_eq!(u(&sdk, "errors"), 0, "{sdk}");
     assert_eq!(u(&sdk, "unchecked"), 0, "{sdk}");

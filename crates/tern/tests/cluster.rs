@@ -802,8 +802,8 @@ async fn owner_killed_mid_stream_loses_nothing() {
                 metric(c.node(i), forwarded).await,
             ));
         }
-        for i in 0..3 {
-            let mut d = connect(c.node(i), &toks[i], "probe").await;
+        for (i, tok) in toks.iter().enumerate() {
+            let mut d = connect(c.node(i), tok, "probe").await;
             d.send_group(&gid, &format!("probe{round}-{i}"), "p").await;
         }
         let mut delta = Vec::new();
