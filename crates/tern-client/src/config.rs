@@ -51,6 +51,10 @@ pub struct ClientConfig {
     /// TLS configuration for `https://` servers; `None`: the platform's
     /// root certificates.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Source address of HTTP requests (e.g. one of several loopback
+    /// addresses, so per-address limits count a test's or a load
+    /// generator's users apart); `None`: the system's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -69,6 +73,7 @@ impl Default for ClientConfig {
             gap_page: 200,
             dedup_window: 4096,
             tls: None,
+            local_address: None,
         }
     }
 }
@@ -89,6 +94,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("gap_page", &self.gap_page)
             .field("dedup_window", &self.dedup_window)
             .field("tls", &self.tls.is_some())
+            .field("local_address", &self.local_address)
             .finish()
     }
 }

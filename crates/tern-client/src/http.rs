@@ -76,7 +76,9 @@ impl Client {
                 "server URL must start with http:// or https://: {base_url:?}"
             )));
         }
-        let mut b = reqwest::Client::builder().timeout(config.request_timeout);
+        let mut b = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .local_address(config.local_address);
         if let Some(tls) = &config.tls {
             b = b.use_preconfigured_tls((**tls).clone());
         }

@@ -5,57 +5,28 @@
 //! tests check correctness, never speed.
 
 use serde_json::Value;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::timeout;
+
+mod support;
+use support::{tern_cmd, Tern};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn tern(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
-    cmd.args(args);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("TERN_") {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.env("TERN_AUTH__ARGON2_M_COST_KIB", "8")
-        .env("TERN_AUTH__ARGON2_T_COST", "1")
-        .env("INSECURE_TERN_TEST_WEAK_HASHING", "1")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Starts a server on a free port; returns it with its base URL.
-async fn server(dir: &Path) -> (Child, String) {
-    let mut child = tern(&["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .spawn()
-        .expect("spawn tern serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = timeout(WAIT, lines.next_line())
-        .await
-        .expect("server start-up")
-        .unwrap()
-        .expect("a listening line");
-    let addr = line
-        .strip_prefix("tern: listening on ")
-        .expect("listening line")
-        .to_owned();
-    (child, format!("http://{addr}"))
+async fn server(dir: &std::path::Path) -> (Tern, String) {
+    let srv = Tern::start(dir).await;
+    let url = srv.url("");
+    (srv, url)
 }
 
 /// Runs `tern bench <args> --json` and returns its one JSON report.
 async fn bench(url: &str, pid: u32, args: &[&str]) -> Value {
     let out = timeout(
         WAIT,
-        tern(&["bench"])
+        tern_cmd(&["bench"])
+            .env("RUST_LOG", "warn")
             .args(args)
             .args(["--url", url, "--json", "--drain", "20"])
             .args(["--server-pid", &pid.to_string()])
@@ -84,7 +55,7 @@ fn u(v: &Value, k: &str) -> u64 {
 async fn dm_group_and_room_reports_account_for_every_message() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, url) = server(&dir.path().join("data")).await;
-    let pid = srv.id().unwrap();
+    let pid = srv.pid();
 
     // 1:1: 4 pairs, 80 msgs/s for 2 s.
     let dm = bench(
@@ -126,6 +97,24 @@ async fn dm_group_and_room_reports_account_for_every_message() {
     assert_eq!(u(&dm, "msgs_ok"), sent, "{dm}");
     assert_eq!(u(&dm, "deliveries"), sent, "one receiver per message: {dm}");
     assert!(dm["p99_ms"].as_f64().unwrap() > 0.0);
+
+    // The same load on SDK sessions (`--sdk`): the same accounting.
+    let args: Vec<&str> = "dm --sdk --pairs 2 --rate 40 --duration 2"
+        .split(' ')
+        .collect();
+    let sdk = bench(&url, pid, &args).await;
+    assert_eq!(sdk["scenario"], "dm-sdk");
+    assert_eq!(u(&sdk, "errors"), 0, "{sdk}");
+    assert_eq!(u(&sdk, "unchecked"), 0, "{sdk}");
+    let sent = u(&sdk, "msgs_sent");
+    assert!(sent >= 70, "about 80 offered: {sdk}");
+    assert_eq!(u(&sdk, "msgs_ok"), sent, "{sdk}");
+    assert_eq!(
+        u(&sdk, "deliveries"),
+        sent,
+        "one receiver per message: {sdk}"
+    );
+    assert!(sdk["client_cpu_s"].as_f64().unwrap() > 0.0, "{sdk}");
 
     // Group: 2 groups of 12 members, 8 online, 40 msgs/s in total. Each
     // message reaches the 8 receiving devices (the sender's own receiving
@@ -183,7 +172,7 @@ async fn dm_group_and_room_reports_account_for_every_message() {
 async fn connect_spreads_over_processes_and_measures_rss() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, url) = server(&dir.path().join("data")).await;
-    let pid = srv.id().unwrap();
+    let pid = srv.pid();
     let c = bench(
         &url,
         pid,
@@ -212,7 +201,7 @@ async fn connect_spreads_over_processes_and_measures_rss() {
 async fn out_writes_report_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, url) = server(&dir.path().join("data")).await;
-    let pid = srv.id().unwrap();
+    let pid = srv.pid();
     let out = dir.path().join("out");
     let out_s = out.to_str().unwrap();
     let dm = bench(

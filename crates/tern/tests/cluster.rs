@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
 use std::time::Duration;
-use support::{tern_cmd, Tern, WAIT};
+use support::{serve_cmd, Tern, WAIT};
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -241,9 +241,7 @@ impl Cluster {
     /// Starts one more node process (not added to `nodes`).
     async fn spawn(&self, extra: &[(&str, &str)]) -> Tern {
         let i = rand_u64();
-        let data = self.data.path().join(format!("node-{i:x}"));
-        let data = data.to_str().unwrap();
-        let mut cmd = tern_cmd(&["serve", "--listen", "127.0.0.1:0", "--data", data]);
+        let mut cmd = serve_cmd(&self.data.path().join(format!("node-{i:x}")));
         // Few connections per node: several clusters of several nodes run
         // at once against one PostgreSQL (100 connections by default).
         cmd.env("TERN_STORE__URL", &self.db.url)
@@ -804,8 +802,8 @@ async fn owner_killed_mid_stream_loses_nothing() {
                 metric(c.node(i), forwarded).await,
             ));
         }
-        for i in 0..3 {
-            let mut d = connect(c.node(i), &toks[i], "probe").await;
+        for (i, tok) in toks.iter().enumerate() {
+            let mut d = connect(c.node(i), tok, "probe").await;
             d.send_group(&gid, &format!("probe{round}-{i}"), "p").await;
         }
         let mut delta = Vec::new();
@@ -1058,66 +1056,33 @@ async fn revoked_token_is_refused_on_every_node() {
 /// order (docs/RELIABILITY.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_kill_during_continuous_sends_loses_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use support::peer::{make_peers, resume_and_verify, Target};
+    use support::peer::{make_peers, resume_and_verify, Traffic};
+    use support::relay::Relay;
     use tokio::sync::watch;
 
     let Some(mut c) = Cluster::start(Sql::Postgres, 3, &[]).await else {
         return;
     };
-    let (_http_tx, http) = watch::channel(c.node(0).addr);
+    // Peer i dials its own relay, which forwards to node i mod 3 (and,
+    // once that node is dead, wherever the peer's application moves).
     let mut moves = Vec::new();
-    let mut places = Vec::new();
+    let mut relays = Vec::new();
     for i in 0..4 {
         let (tx, rx) = watch::channel(c.node(i).addr);
         moves.push(tx);
-        places.push(Target {
-            ws: rx,
-            http: http.clone(),
-        });
+        relays.push(Relay::start(rx).await);
     }
+    let places = relays.iter().map(Relay::url).collect();
     let peers = make_peers(c.node(0), places, Duration::from_millis(10)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = peers
-        .into_iter()
-        .map(|mut p| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                p.run(stop).await;
-                p
-            })
-        })
-        .collect();
+    let traffic = Traffic::start(peers);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.nodes.remove(2).kill9().await;
     // Peer 2's application reconnects to a surviving node.
     moves[2].send(c.node(1).addr).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut peers = Vec::new();
-    for t in tasks {
-        let p = tokio::time::timeout(Duration::from_secs(60), t)
-            .await
-            .expect("peer stops")
-            .unwrap();
-        peers.push(p);
-    }
+    let peers = traffic.stop().await;
     let total = resume_and_verify(c.node(0), peers).await;
-    println!(
-        "cluster_node_kill: nodes=3 killed=1 sent={} acknowledged={} lost=0 duplicated_after_dedup=0 \
-         send_attempts={} retries_answered_duplicate={} connects={} delivered_live={} \
-         delivered_offline={} delivered_from_history={} duplicate_frames_dropped={}",
-        total.sent,
-        total.acknowledged,
-        total.attempts,
-        total.dup_replies,
-        total.connects,
-        total.by_push,
-        total.by_offline,
-        total.by_history,
-        total.dup_dropped
-    );
+    println!("cluster_node_kill: nodes=3 killed=1 {}", total.line());
     assert!(total.acknowledged > 0);
 }
 

@@ -1,10 +1,13 @@
 //! Faults, with numbers (docs/RELIABILITY.md): the real `tern` binary under
 //! `kill -9` restarts, a faulty network path and slow consumers, with
-//! clients that behave as PROTOCOL.md asks (retry a send with the same
-//! `client_msg_id`, drop duplicates by `msg_id`, fill seq gaps from
-//! history, ack cumulatively). Each test checks "no loss, no duplicate, in
+//! clients on the SDK (`tern_client::Session`: a send retried with the same
+//! `client_msg_id`, duplicates dropped by `msg_id`, seq gaps filled from
+//! history, cumulative acks). Each test checks "no loss, no duplicate, in
 //! order" from every application's point of view and prints what it
-//! counted.
+//! counted. The slow consumers and the reconnect storm's clients stay raw
+//! WebSockets: they need what an SDK does not offer (a 4 KiB receive
+//! buffer and never reading; thousands of clients each from its own
+//! source address).
 //!
 //! Short forms run in CI; the long forms take their size from the
 //! environment: `TERN_CRASH_LOOPS` (kills), `TERN_LOSSY_SECS` (seconds of
@@ -16,16 +19,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod support;
-use support::peer::{env_usize, frames, make_peers, resume_and_verify, Rng, Target, Ws};
+use support::peer::{env_f64, env_usize, make_peers, resume_and_verify, Rng, Traffic};
+use support::relay::{Faults, Relay};
 use support::Tern;
+use tern_client::{Event, Events, OutMessage};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 // ---------------------------------------------------------------------------
 // Crash loop
@@ -33,35 +38,23 @@ use support::Tern;
 
 /// Four users send to each other and to their group continuously while the
 /// server is killed with SIGKILL and restarted `TERN_CRASH_LOOPS` times
-/// (default 3). Afterwards every acknowledged message is in history exactly
-/// once with the seq and msg_id its sender was told, seqs are gap-free, and
-/// every recipient's application saw exactly the history, in order (live,
-/// from the offline batch after resuming, or from history).
+/// (default 3). The restarted server listens on a new port; the clients
+/// keep dialling one relay that forwards to wherever it is. Afterwards
+/// every acknowledged message is in history exactly once with the seq and
+/// msg_id its sender was told, seqs are gap-free, and every recipient's
+/// application saw exactly the history, in order (live, from the offline
+/// batch after resuming, or from a gap fill).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_loses_and_duplicates_nothing() {
     let loops = env_usize("TERN_CRASH_LOOPS", 3);
     let mut rng = Rng::seeded("crash_loop");
     let dir = tempfile::tempdir().unwrap();
-    let server = Tern::start(dir.path()).await;
+    let mut server = Tern::start(dir.path()).await;
     let (tx, rx) = watch::channel(server.addr);
-    let target = Target {
-        ws: rx.clone(),
-        http: rx,
-    };
-    let peers = make_peers(&server, vec![target; 4], Duration::from_millis(10)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = peers
-        .into_iter()
-        .map(|mut p| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                p.run(stop).await;
-                p
-            })
-        })
-        .collect();
+    let relay = Relay::start(rx).await;
+    let peers = make_peers(&server, vec![relay.url(); 4], Duration::from_millis(10)).await;
+    let traffic = Traffic::start(peers);
     let started = Instant::now();
-    let mut server = server;
     for _ in 0..loops {
         tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
         server.kill9().await;
@@ -69,34 +62,10 @@ async fn crash_loop_loses_and_duplicates_nothing() {
         tx.send(server.addr).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut peers = Vec::new();
-    for t in tasks {
-        peers.push(
-            timeout(Duration::from_secs(60), t)
-                .await
-                .expect("peer stops")
-                .unwrap(),
-        );
-    }
+    let peers = traffic.stop().await;
     let secs = started.elapsed().as_secs_f64();
     let total = resume_and_verify(&server, peers).await;
-    println!(
-        "crash_loop: kills={loops} secs={secs:.1} sent={} acknowledged={} lost=0 duplicated_after_dedup=0 \
-         send_attempts={} retries_answered_duplicate={} rate_limited={} connects={} \
-         delivered_live={} delivered_offline={} delivered_from_history={} own_sends_from_history={} duplicate_frames_dropped={}",
-        total.sent,
-        total.acknowledged,
-        total.attempts,
-        total.dup_replies,
-        total.rate_limited,
-        total.connects,
-        total.by_push,
-        total.by_offline,
-        total.by_history,
-        total.own_from_history,
-        total.dup_dropped
-    );
+    println!("crash_loop: kills={loops} secs={secs:.1} {}", total.line());
     assert!(total.acknowledged > 0);
 }
 
@@ -104,122 +73,12 @@ async fn crash_loop_loses_and_duplicates_nothing() {
 // Lossy network
 // ---------------------------------------------------------------------------
 
-/// What the proxy does, per chunk of bytes it forwards.
-#[derive(Clone, Copy)]
-struct Faults {
-    /// Probability that the connection is cut (both directions at once).
-    cut: f64,
-    /// Probability that the chunk stalls 200-600 ms first: what a lost
-    /// packet costs the application (TCP retransmits it after a timeout,
-    /// holding everything behind it).
-    stall: f64,
-    /// Every chunk is held a random 0..=this many ms.
-    max_delay_ms: u64,
-}
-
-/// What the proxy did.
-#[derive(Default)]
-struct ProxyCounts {
-    conns: AtomicU64,
-    cuts: AtomicU64,
-    stalls: AtomicU64,
-    chunks: AtomicU64,
-}
-
-/// A TCP proxy on 127.0.0.1 in front of `upstream` that applies `faults`
-/// to every chunk in either direction (a cut drops both sides at once, so
-/// requests and replies are both lost). Runs until the returned task is
-/// aborted.
-async fn faulty_proxy(
-    upstream: SocketAddr,
-    faults: Faults,
-    seed: u64,
-    counts: Arc<ProxyCounts>,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut n = 0u64;
-        loop {
-            let Ok((client, _)) = l.accept().await else {
-                return;
-            };
-            n += 1;
-            counts.conns.fetch_add(1, Ordering::Relaxed);
-            let counts = counts.clone();
-            let seed = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                let cut_now = Arc::new(tokio::sync::Notify::new());
-                let a = pipe(
-                    cr,
-                    sw,
-                    Rng(seed | 1),
-                    faults,
-                    counts.clone(),
-                    cut_now.clone(),
-                );
-                let b = pipe(sr, cw, Rng((seed >> 1) | 1), faults, counts, cut_now);
-                tokio::join!(a, b);
-            });
-        }
-    });
-    (addr, task)
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut rng: Rng,
-    faults: Faults,
-    counts: Arc<ProxyCounts>,
-    cut_now: Arc<tokio::sync::Notify>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = tokio::select! {
-            r = from.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
-            _ = cut_now.notified() => return,
-        };
-        counts.chunks.fetch_add(1, Ordering::Relaxed);
-        if rng.chance(faults.cut) {
-            counts.cuts.fetch_add(1, Ordering::Relaxed);
-            cut_now.notify_waiters();
-            return;
-        }
-        let mut delay = rng.below(faults.max_delay_ms + 1);
-        if rng.chance(faults.stall) {
-            counts.stalls.fetch_add(1, Ordering::Relaxed);
-            delay += 200 + rng.below(400);
-        }
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-    cut_now.notify_waiters();
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Four users talk through a proxy that delays every chunk (0-5 ms),
+/// Four users talk through a relay that delays every chunk (0-5 ms),
 /// stalls some as a lost packet would (`TERN_LOSSY_STALL`, default 10% of
 /// chunks) and cuts connections at random (`TERN_LOSSY_CUT`, default 2% of
-/// chunks) for `TERN_LOSSY_SECS` seconds (default 6); they retry with the
-/// same `client_msg_id` and drop duplicates by seq and `msg_id`. Every
-/// application sees every message exactly once, in order.
+/// chunks) for `TERN_LOSSY_SECS` seconds (default 6); their sessions retry
+/// with the same `client_msg_id` and drop duplicates by seq and `msg_id`.
+/// Every application sees every message exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_network_every_message_once_in_order() {
     let secs = env_usize("TERN_LOSSY_SECS", 6) as u64;
@@ -231,68 +90,30 @@ async fn lossy_network_every_message_once_in_order() {
     let mut rng = Rng::seeded("lossy_network");
     let dir = tempfile::tempdir().unwrap();
     let server = Tern::start(dir.path()).await;
-    let counts = Arc::new(ProxyCounts::default());
-    let (proxy, proxy_task) = faulty_proxy(server.addr, faults, rng.next(), counts.clone()).await;
-    let (_ptx, prx) = watch::channel(proxy);
-    let (_stx, srx) = watch::channel(server.addr);
-    let target = Target { ws: prx, http: srx };
-    let peers = make_peers(&server, vec![target; 4], Duration::from_millis(10)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = peers
-        .into_iter()
-        .map(|mut p| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                p.run(stop).await;
-                p
-            })
-        })
-        .collect();
+    let (_tx, rx) = watch::channel(server.addr);
+    let relay = Relay::faulty(rx, faults, rng.next()).await;
+    let peers = make_peers(&server, vec![relay.url(); 4], Duration::from_millis(10)).await;
+    let traffic = Traffic::start(peers);
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut peers = Vec::new();
-    for t in tasks {
-        peers.push(
-            timeout(Duration::from_secs(60), t)
-                .await
-                .expect("peer stops")
-                .unwrap(),
-        );
-    }
-    // The final resume also goes through the proxy; take the faults away
-    // for it so the check itself cannot be cut.
-    proxy_task.abort();
-    let (_qtx, direct) = watch::channel(server.addr);
-    for p in &mut peers {
-        p.target.ws = direct.clone();
-    }
+    let peers = traffic.stop().await;
+    // The final catch-up goes through the relay too: take the faults away
+    // so the check itself cannot be cut.
+    relay.calm();
     let total = resume_and_verify(&server, peers).await;
+    let c = &relay.counts;
     println!(
         "lossy_network: secs={secs} cut_per_chunk={} stall_per_chunk={} proxy_conns={} proxy_cuts={} \
-         proxy_stalls={} proxy_chunks={} \
-         sent={} acknowledged={} lost=0 duplicated_after_dedup=0 send_attempts={} \
-         retries_answered_duplicate={} rate_limited={} connects={} delivered_live={} \
-         delivered_offline={} delivered_from_history={} own_sends_from_history={} duplicate_frames_dropped={}",
+         proxy_stalls={} proxy_chunks={} {}",
         faults.cut,
         faults.stall,
-        counts.conns.load(Ordering::Relaxed),
-        counts.cuts.load(Ordering::Relaxed),
-        counts.stalls.load(Ordering::Relaxed),
-        counts.chunks.load(Ordering::Relaxed),
-        total.sent,
-        total.acknowledged,
-        total.attempts,
-        total.dup_replies,
-        total.rate_limited,
-        total.connects,
-        total.by_push,
-        total.by_offline,
-        total.by_history,
-        total.own_from_history,
-        total.dup_dropped
+        c.conns.load(Ordering::Relaxed),
+        c.cuts.load(Ordering::Relaxed),
+        c.stalls.load(Ordering::Relaxed),
+        c.chunks.load(Ordering::Relaxed),
+        total.line()
     );
     assert!(
-        counts.cuts.load(Ordering::Relaxed) > 0,
+        c.cuts.load(Ordering::Relaxed) > 0,
         "the proxy cut connections"
     );
     assert!(total.acknowledged > 0);
@@ -306,28 +127,20 @@ async fn lossy_network_every_message_once_in_order() {
 /// (127.0.0.2 and up), so per-address admission limits do not stand in
 /// the way of a test that needs many users.
 async fn user_from(server: &Tern, user: &str, i: usize) -> String {
-    let ip = std::net::Ipv4Addr::new(127, 0, (2 + i / 250) as u8, (2 + i % 250) as u8);
-    let http = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::V4(ip))
-        .build()
-        .unwrap();
-    let body = json!({"user": user, "password": support::PASSWORD});
-    let r = http
-        .post(server.url("/v1/users"))
-        .json(&body)
-        .send()
+    let cfg = tern_client::ClientConfig {
+        local_address: Some(src_addr(i).into()),
+        ..Default::default()
+    };
+    let client = tern_client::Client::with_config(&server.url(""), cfg).unwrap();
+    client
+        .register(user, support::PASSWORD, None)
         .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "register {user}");
-    let r = http
-        .post(server.url("/v1/sessions"))
-        .json(&body)
-        .send()
+        .unwrap_or_else(|e| panic!("register {user}: {e}"));
+    let me = client
+        .login(user, support::PASSWORD)
         .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "login {user}");
-    let v: Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_owned()
+        .unwrap_or_else(|e| panic!("login {user}: {e}"));
+    me.token().unwrap().to_owned()
 }
 
 /// A WebSocket that authenticates, takes its offline batch and then never
@@ -373,10 +186,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The next event within `WAIT`; `None` if none came or the session ended.
+async fn next(events: &mut Events) -> Option<Event> {
+    timeout(support::WAIT, events.recv()).await.ok().flatten()
+}
+
 /// One sender writes `n` group messages, one at a time; `readers` fast
-/// readers take every push, ack, and record each message's latency (send
-/// to receipt, microseconds). Returns the sorted latencies. Each reader
-/// must get all `n`, exactly once, in seq order.
+/// readers (SDK sessions: they take every push and ack) record each
+/// message's latency (send to receipt, microseconds). Returns the sorted
+/// latencies. Each reader must get all `n`, exactly once, in seq order.
 async fn group_traffic(
     server: &Tern,
     sender: &str,
@@ -389,101 +207,48 @@ async fn group_traffic(
     let mut tasks = Vec::new();
     let ready = Arc::new(tokio::sync::Barrier::new(readers.len() + 1));
     for (user, token) in readers {
-        let addr = server.addr;
-        let token = token.clone();
+        let client = server.client_for(token);
         let user = user.clone();
         let ready = ready.clone();
         let phase = phase.to_owned();
-        let conv = format!("group:{gid}");
         tasks.push(tokio::spawn(async move {
-            let url = format!("ws://{addr}/v1/ws");
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-            let auth = json!({"type": "auth", "id": "1", "token": token, "device": phase});
-            ws.send(Message::Text(auth.to_string().into()))
-                .await
-                .unwrap();
-            loop {
-                let m = timeout(support::WAIT, ws.next())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .unwrap();
-                if let Message::Text(t) = m {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                    if v["type"] == "offline_done" {
-                        break;
-                    }
-                }
-            }
+            let (_session, mut events) = client.connect(&phase).await.unwrap();
+            while !matches!(next(&mut events).await, Some(Event::OfflineDone { .. })) {}
             ready.wait().await;
             let mut lat = Vec::with_capacity(n);
             let mut last_seq = 0;
-            let mut got = 0;
-            let mut last_ack = Instant::now();
-            while got < n {
-                let m = timeout(support::WAIT, ws.next())
-                    .await
-                    .unwrap_or_else(|_| panic!("{user}: fast reader starved after {got} of {n}"))
-                    .unwrap()
-                    .unwrap();
-                let Message::Text(t) = m else { continue };
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                for f in frames(v) {
-                    if f["type"] != "msg" || f["msg"]["kind"] == "system" {
-                        continue;
-                    }
-                    let seq = f["msg"]["seq"].as_u64().unwrap();
-                    assert!(seq > last_seq, "{user}: seq {seq} after {last_seq}");
-                    last_seq = seq;
-                    let c = f["msg"]["content"].as_str().unwrap();
-                    if let Some(rest) = c.strip_prefix(&format!("{phase} ")) {
-                        let sent: u64 = rest.split(' ').next().unwrap().parse().unwrap();
-                        lat.push(epoch.elapsed().as_micros() as u64 - sent);
-                        got += 1;
-                    }
+            while lat.len() < n {
+                let ev = next(&mut events).await.unwrap_or_else(|| {
+                    panic!("{user}: fast reader starved after {} of {n}", lat.len())
+                });
+                let Event::Message(m) = ev else { continue };
+                if m.kind == "system" {
+                    continue;
                 }
-                if last_ack.elapsed() > Duration::from_millis(50) {
-                    let a = json!({"type": "ack", "conv": conv, "seq": last_seq});
-                    ws.send(Message::Text(a.to_string().into())).await.unwrap();
-                    last_ack = Instant::now();
+                assert!(m.seq > last_seq, "{user}: seq {} after {last_seq}", m.seq);
+                last_seq = m.seq;
+                let c: String = serde_json::from_str(m.content.as_ref().unwrap().get()).unwrap();
+                if let Some(rest) = c.strip_prefix(&format!("{phase} ")) {
+                    let sent: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+                    lat.push(epoch.elapsed().as_micros() as u64 - sent);
                 }
             }
-            let _ = ws.close(None).await;
             lat
         }));
     }
     ready.wait().await;
-    // The sender.
-    let url = format!("ws://{}/v1/ws", server.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let auth = json!({"type": "auth", "id": "a", "token": sender, "device": phase});
-    ws.send(Message::Text(auth.to_string().into()))
-        .await
-        .unwrap();
+    // The sender (its session retries a rate-limited send by itself).
+    let (session, mut events) = server.client_for(sender).connect(phase).await.unwrap();
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let pad = "x".repeat(PAD);
     for i in 0..n {
         let content = format!("{phase} {} {pad}", epoch.elapsed().as_micros());
-        let f = json!({"type": "send", "id": format!("{i}"), "group": gid,
-            "client_msg_id": format!("{phase}-{i}"), "kind": "text", "content": content});
-        ws.send(Message::Text(f.to_string().into())).await.unwrap();
-        loop {
-            let m = timeout(support::WAIT, ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            let Message::Text(t) = m else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] == "ok" && v["id"] == format!("{i}") {
-                break;
-            }
-            if v["type"] == "error" && v["code"] == "rate_limited" {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                ws.send(Message::Text(f.to_string().into())).await.unwrap();
-                continue;
-            }
-            assert_ne!(v["type"], "error", "{v}");
-        }
+        let m =
+            OutMessage::text_to_group(gid, &content).with_client_msg_id(&format!("{phase}-{i}"));
+        session
+            .send(m)
+            .await
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
         // ~100 sends/s keeps the sender under the default frame rate.
         tokio::time::sleep(Duration::from_millis(8)).await;
     }
@@ -491,6 +256,8 @@ async fn group_traffic(
     for t in tasks {
         all.extend(timeout(Duration::from_secs(60), t).await.unwrap().unwrap());
     }
+    session.close().await;
+    let _ = drain.await;
     all.sort_unstable();
     all
 }
@@ -521,13 +288,7 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
     let slow_n = env_usize("TERN_SLOW_CONNS", 50);
     let msgs = env_usize("TERN_SLOW_MSGS", 400);
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = support::tern_cmd(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        dir.path().to_str().unwrap(),
-    ]);
+    let mut cmd = support::serve_cmd(dir.path());
     cmd.env("TERN_LIMITS__OUTBOUND_QUEUE", SLOW_QUEUE.to_string());
     // The group keeps one diffusion tier in both phases (per-member pushes,
     // no storm window), so the phases differ only by the slow consumers.
@@ -543,17 +304,14 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         let u = format!("fast{i}");
         fast.push((u.clone(), server.user(&u).await));
     }
-    let members: Vec<String> = fast.iter().map(|(u, _)| u.clone()).collect();
-    let (st, g) = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/groups",
-            Some(&sender),
-            Some(json!({"name": "slow", "members": members})),
-        )
-        .await;
-    assert_eq!(st, 201, "{g}");
-    let gid = g["group"].as_str().unwrap().to_owned();
+    let members: Vec<&str> = fast.iter().map(|(u, _)| u.as_str()).collect();
+    let owner = server.client_for(&sender);
+    let gid = owner
+        .create_group("slow", &members)
+        .await
+        .expect("create the group")
+        .group
+        .into_owned();
 
     // Phase 1: no slow consumers.
     let rss0 = rss_kib(pid);
@@ -566,15 +324,8 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
     }
     for chunk in (0..slow_n).collect::<Vec<_>>().chunks(100) {
         let users: Vec<String> = chunk.iter().map(|i| format!("slow{i}")).collect();
-        let (st, b) = server
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/groups/{gid}/members"),
-                Some(&sender),
-                Some(json!({"users": users})),
-            )
-            .await;
-        assert_eq!(st, 200, "{b}");
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        owner.add_members(&gid, &users).await.expect("add members");
     }
     let mut slow = Vec::new();
     for t in &slow_tokens {

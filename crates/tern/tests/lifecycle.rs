@@ -5,160 +5,52 @@
 //! Every server is a real child process on `127.0.0.1:0`; the bound address
 //! is read from its `tern: listening on ADDR` line. Every wait has a timeout
 //! and every child is killed by a drop guard, so a failing test never hangs
-//! or leaks a process.
+//! or leaks a process. The clients are the SDK's (`tern_client`).
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tern_client::wire::MsgView;
+use tern_client::{Error, ErrorCode, Event, Events, OutMessage, Session};
 use tokio::process::Command;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod support;
+use support::peer::full_history;
 use support::{tern_cmd, Tern, WAIT};
 
-/// The WebSocket client of these tests.
-impl Tern {
-    /// An authenticated WebSocket with the offline batch consumed.
-    async fn connect(&self, token: &str, device: &str) -> Ws {
-        let url = format!("ws://{}/v1/ws", self.addr);
-        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("WS connect in time")
-            .expect("WS connect");
-        let mut ws = Ws {
-            ws,
-            queued: VecDeque::new(),
-        };
-        ws.send(json!({"type": "auth", "id": "1", "token": token, "device": device}))
-            .await;
-        let ok = ws.next_frame().await;
-        assert_eq!(
-            (ok["type"].as_str(), ok["id"].as_str()),
-            (Some("ok"), Some("1")),
-            "auth: {ok}"
-        );
-        loop {
-            let f = ws.next_frame().await;
-            match f["type"].as_str() {
-                Some("offline_done") => return ws,
-                Some("msg") => {}
-                _ => panic!("unexpected frame before offline_done: {f}"),
-            }
+/// An SDK session of `user` (who must exist) as `device`.
+async fn connect(server: &Tern, user: &str, device: &str) -> (Session, Events) {
+    let client = server.login_client(user).await;
+    timeout(WAIT, client.connect(device))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// The events up to the first `Disconnected`, and its close code.
+async fn until_disconnected(events: &mut Events) -> (Option<u16>, Vec<Event>) {
+    let mut before = Vec::new();
+    loop {
+        match timeout(WAIT, events.recv()).await {
+            Err(_) => panic!("no disconnection within {WAIT:?}; events: {before:?}"),
+            Ok(None) => panic!("the session ended without a disconnection: {before:?}"),
+            Ok(Some(Event::Disconnected { code, .. })) => return (code, before),
+            Ok(Some(e)) => before.push(e),
         }
     }
 }
 
-// ---------------------------------------------------------------------------
-// A small WebSocket client
-// ---------------------------------------------------------------------------
-
-struct Ws {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// Frames split out of a `batch`, not yet returned.
-    queued: VecDeque<Value>,
+/// Text message `i` of alice to bob, with client_msg_id `c{i}`.
+fn numbered(i: usize) -> OutMessage {
+    OutMessage::text_to("bob", &format!("message {i}")).with_client_msg_id(&format!("c{i}"))
 }
 
-/// What the server sent next: a JSON frame, or the end of the connection.
-#[derive(Debug)]
-enum Next {
-    Frame(Value),
-    /// A Close frame: its code (None for a close without a code).
-    Close(Option<u16>),
-    /// The stream ended or failed without a Close frame.
-    Gone(String),
-}
-
-impl Ws {
-    async fn send(&mut self, v: Value) {
-        self.send_raw(Message::Text(v.to_string().into())).await;
-    }
-
-    async fn send_raw(&mut self, m: Message) {
-        timeout(WAIT, self.ws.send(m))
-            .await
-            .expect("WS send in time")
-            .expect("WS send");
-    }
-
-    /// Queues a frame without flushing (for pipelining).
-    async fn feed(&mut self, v: Value) {
-        timeout(WAIT, self.ws.feed(Message::Text(v.to_string().into())))
-            .await
-            .expect("WS feed in time")
-            .expect("WS feed");
-    }
-
-    async fn flush(&mut self) {
-        timeout(WAIT, self.ws.flush())
-            .await
-            .expect("WS flush in time")
-            .expect("WS flush");
-    }
-
-    /// The next text frame or the end of the connection, within `WAIT`.
-    async fn next(&mut self) -> Next {
-        if let Some(v) = self.queued.pop_front() {
-            return Next::Frame(v);
-        }
-        loop {
-            let m = match timeout(WAIT, self.ws.next()).await {
-                Err(_) => panic!("no frame from the server within {WAIT:?}"),
-                Ok(None) => return Next::Gone("stream ended".into()),
-                Ok(Some(Err(e))) => return Next::Gone(e.to_string()),
-                Ok(Some(Ok(m))) => m,
-            };
-            match m {
-                Message::Text(t) => {
-                    let v: Value =
-                        serde_json::from_str(t.as_str()).expect("server frames are JSON");
-                    if v["type"] == "batch" {
-                        self.queued.extend(
-                            v["frames"]
-                                .as_array()
-                                .expect("batch frames")
-                                .iter()
-                                .cloned(),
-                        );
-                        if let Some(v) = self.queued.pop_front() {
-                            return Next::Frame(v);
-                        }
-                        continue;
-                    }
-                    return Next::Frame(v);
-                }
-                Message::Close(c) => return Next::Close(c.map(|c| u16::from(c.code))),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                Message::Binary(_) => panic!("unexpected binary frame"),
-            }
-        }
-    }
-
-    /// The next JSON frame; panics if the connection ends instead.
-    async fn next_frame(&mut self) -> Value {
-        match self.next().await {
-            Next::Frame(v) => v,
-            other => panic!("expected a frame, got {other:?}"),
-        }
-    }
-
-    /// Reads until the server's Close frame; returns its code and the JSON
-    /// frames that came before it.
-    async fn until_close(&mut self) -> (Option<u16>, Vec<Value>) {
-        let mut before = Vec::new();
-        loop {
-            match self.next().await {
-                Next::Frame(v) => before.push(v),
-                Next::Close(code) => return (code, before),
-                Next::Gone(why) => {
-                    panic!("connection ended without a Close frame ({why}); frames: {before:?}")
-                }
-            }
-        }
-    }
+/// A message's text content.
+fn text(m: &MsgView) -> String {
+    let raw = m.content.as_ref().expect("content");
+    serde_json::from_str(raw.get()).expect("text content")
 }
 
 // ---------------------------------------------------------------------------
@@ -174,89 +66,49 @@ async fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let server = Tern::start(dir.path()).await;
     server.register("bob").await;
-    let alice = server.user("alice").await;
-    let mut ws = server.connect(&alice, "d").await;
+    server.register("alice").await;
+    let (alice, _events) = connect(&server, "alice", "d").await;
 
-    // Pipeline: every frame goes out before any reply is read.
-    for i in 0..N {
-        ws.feed(json!({
-            "type": "send", "id": format!("s{i}"), "to": "bob",
-            "client_msg_id": format!("c{i}"), "kind": "text", "content": format!("message {i}"),
-        }))
-        .await;
-    }
-    ws.flush().await;
-
-    let mut acked: HashMap<String, (String, u64)> = HashMap::new(); // client_msg_id -> (msg_id, seq)
-    while acked.len() < N {
-        let f = ws.next_frame().await;
-        match f["type"].as_str() {
-            Some("ok") => {
-                let id = f["id"].as_str().expect("ok has id");
-                let i: usize = id
-                    .strip_prefix('s')
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| panic!("{f}"));
-                assert_eq!(f["conv"], "dm:alice:bob", "{f}");
-                assert!(
-                    f.get("duplicate").is_none(),
-                    "first send reported duplicate: {f}"
-                );
-                let msg_id = f["msg_id"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("msg_id is a string: {f}"))
-                    .to_owned();
-                let seq = f["seq"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("seq is an integer: {f}"));
-                assert!(
-                    acked.insert(format!("c{i}"), (msg_id, seq)).is_none(),
-                    "two oks for {id}"
-                );
-            }
-            Some("error") => panic!("send failed: {f}"),
-            _ => {} // pushes to alice's own devices etc. are not under test
-        }
+    // Every send is handed to the session before any answer is read: they
+    // are all in flight at once.
+    let answers = timeout(
+        WAIT,
+        futures_util::future::join_all((0..N).map(|i| alice.send(numbered(i)))),
+    )
+    .await
+    .expect("every send answered in time");
+    let mut acked: HashMap<String, (u64, u64)> = HashMap::new(); // client_msg_id -> (msg_id, seq)
+    for (i, a) in answers.into_iter().enumerate() {
+        let ok = a.unwrap_or_else(|e| panic!("send c{i} failed: {e}"));
+        assert_eq!(ok.conv, "dm:alice:bob", "{ok:?}");
+        assert!(!ok.duplicate, "first send reported duplicate: {ok:?}");
+        assert!(
+            acked.insert(format!("c{i}"), (ok.msg_id, ok.seq)).is_none(),
+            "two oks for c{i}"
+        );
     }
     // Crash right after the last ok: no graceful shutdown, no flush.
     server.kill9().await;
+    drop(alice);
 
     let server = Tern::start(dir.path()).await;
-    let bob = server.login("bob").await;
-    let (st, body) = server
-        .get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob)
-        .await;
-    assert_eq!(st, 200, "history: {body}");
-    let msgs = body["msgs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("msgs: {body}"));
-    let stored: HashMap<&str, &Value> = msgs
+    let bob = server.login_client("bob").await;
+    let msgs = full_history(&bob, "dm:alice:bob").await;
+    let stored: HashMap<&str, &MsgView> = msgs
         .iter()
-        .map(|m| {
-            (
-                m["client_msg_id"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("client_msg_id: {m}")),
-                m,
-            )
-        })
+        .map(|m| (m.client_msg_id.as_deref().expect("client_msg_id"), m))
         .collect();
     for (cid, (msg_id, seq)) in &acked {
         let m = stored
             .get(cid.as_str())
             .unwrap_or_else(|| panic!("acknowledged message {cid} (seq {seq}) lost"));
-        assert_eq!(
-            m["msg_id"].as_str(),
-            Some(msg_id.as_str()),
-            "msg_id of {cid}: {m}"
-        );
-        assert_eq!(m["seq"].as_u64(), Some(*seq), "seq of {cid}: {m}");
-        assert_eq!(m["from"], "alice", "{m}");
-        assert_eq!(m["content"], format!("message {}", &cid[1..]), "{m}");
+        assert_eq!((m.msg_id, m.seq), (*msg_id, *seq), "{cid}: {m:?}");
+        assert_eq!(m.from, "alice", "{m:?}");
+        assert_eq!(text(m), format!("message {}", &cid[1..]), "{m:?}");
     }
     // Nothing but acked messages could have been stored (every send was acked).
     assert_eq!(msgs.len(), N, "history has exactly the acked messages");
-    let seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
     assert_eq!(
         seqs,
         (1..=N as u64).collect::<Vec<_>>(),
@@ -271,110 +123,76 @@ async fn acknowledged_messages_survive_kill_9() {
     );
 }
 
-/// A crash in the middle of a pipelined burst: every acknowledged message
-/// survives; messages stored but not yet acknowledged may exist too, and a
-/// client that retries every unacknowledged send with the same
+/// A crash in the middle of a burst of sends in flight: every acknowledged
+/// message survives; messages stored but not yet acknowledged may exist
+/// too, and a client that retries every unacknowledged send with the same
 /// `client_msg_id` after the restart ends with each message exactly once
 /// and gap-free seqs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_burst_then_retry_loses_and_duplicates_nothing() {
     const N: usize = 300;
     const KILL_AFTER: usize = 60;
-    let send = |i: usize| {
-        json!({
-            "type": "send", "id": format!("s{i}"), "to": "bob",
-            "client_msg_id": format!("c{i}"), "kind": "text", "content": format!("message {i}"),
-        })
-    };
     let dir = tempfile::tempdir().unwrap();
     let server = Tern::start(dir.path()).await;
     server.register("bob").await;
-    let alice = server.user("alice").await;
-    let mut ws = server.connect(&alice, "d").await;
-    for i in 0..N {
-        ws.feed(send(i)).await;
-    }
-    ws.flush().await;
-    let mut acked: HashMap<usize, (String, u64)> = HashMap::new();
+    server.register("alice").await;
+    let (alice, _events) = connect(&server, "alice", "d").await;
+    let mut burst: FuturesUnordered<_> = (0..N)
+        .map(|i| {
+            let alice = alice.clone();
+            async move { (i, alice.send(numbered(i)).await) }
+        })
+        .collect();
+    let mut acked: HashMap<usize, (u64, u64)> = HashMap::new();
     while acked.len() < KILL_AFTER {
-        let f = ws.next_frame().await;
-        match f["type"].as_str() {
-            Some("ok") => {
-                let i: usize = f["id"]
-                    .as_str()
-                    .and_then(|s| s[1..].parse().ok())
-                    .unwrap_or_else(|| panic!("{f}"));
-                acked.insert(
-                    i,
-                    (
-                        f["msg_id"].as_str().unwrap().to_owned(),
-                        f["seq"].as_u64().unwrap(),
-                    ),
-                );
-            }
-            Some("error") => panic!("send failed: {f}"),
-            _ => {}
-        }
+        let (i, r) = timeout(WAIT, burst.next())
+            .await
+            .expect("an answer in time")
+            .expect("sends left");
+        let ok = r.unwrap_or_else(|e| panic!("send c{i} failed: {e}"));
+        acked.insert(i, (ok.msg_id, ok.seq));
     }
     server.kill9().await;
-    drop(ws);
+    // The application dies with the server: what was in flight is dropped.
+    drop(burst);
+    drop(alice);
 
     let server = Tern::start(dir.path()).await;
-    let alice = server.login("alice").await;
-    let mut ws = server.connect(&alice, "d2").await;
+    let (alice, _events) = connect(&server, "alice", "d2").await;
     // Retry everything not acknowledged, then (as a lost-reply retry) a few acked ones.
     let retry: Vec<usize> = (0..N)
         .filter(|i| !acked.contains_key(i))
         .chain(0..5)
         .collect();
     for &i in &retry {
-        ws.send(send(i)).await;
-        let f = ws.next_frame().await;
-        assert_eq!(
-            (f["type"].as_str(), f["id"].as_str()),
-            (Some("ok"), Some(format!("s{i}").as_str())),
-            "{f}"
-        );
-        let got = (
-            f["msg_id"].as_str().unwrap().to_owned(),
-            f["seq"].as_u64().unwrap(),
-        );
+        let ok = alice
+            .send(numbered(i))
+            .await
+            .unwrap_or_else(|e| panic!("retry of c{i} failed: {e}"));
+        let got = (ok.msg_id, ok.seq);
         if let Some(prev) = acked.get(&i) {
             assert_eq!(
                 &got, prev,
                 "retry of acked c{i} returns the same msg_id and seq"
             );
-            assert_eq!(
-                f["duplicate"], true,
-                "retry of acked c{i} is a duplicate: {f}"
-            );
+            assert!(ok.duplicate, "retry of acked c{i} is a duplicate: {ok:?}");
         } else {
             acked.insert(i, got);
         }
     }
 
-    let bob = server.login("bob").await;
-    let (st, body) = server
-        .get("/v1/conversations/dm:alice:bob/messages?limit=500", &bob)
-        .await;
-    assert_eq!(st, 200, "history: {body}");
-    let msgs = body["msgs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("msgs: {body}"));
+    let bob = server.login_client("bob").await;
+    let msgs = full_history(&bob, "dm:alice:bob").await;
     assert_eq!(msgs.len(), N, "each message exactly once");
-    let seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "seqs gap-free");
-    for m in msgs {
-        let i: usize = m["client_msg_id"]
-            .as_str()
+    for m in &msgs {
+        let i: usize = m
+            .client_msg_id
+            .as_deref()
             .and_then(|s| s[1..].parse().ok())
-            .unwrap_or_else(|| panic!("{m}"));
-        let (msg_id, seq) = &acked[&i];
-        assert_eq!(
-            (m["msg_id"].as_str(), m["seq"].as_u64()),
-            (Some(msg_id.as_str()), Some(*seq)),
-            "{m}"
-        );
+            .unwrap_or_else(|| panic!("{m:?}"));
+        assert_eq!((m.msg_id, m.seq), acked[&i], "{m:?}");
     }
 }
 
@@ -384,30 +202,28 @@ async fn kill_9_mid_burst_then_retry_loses_and_duplicates_nothing() {
 async fn sigterm_closes_sockets_with_1001() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Tern::start(dir.path()).await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let mut a = server.connect(&alice, "d").await;
-    let mut b = server.connect(&bob, "d").await;
+    server.register("alice").await;
+    server.register("bob").await;
+    let (a, mut ae) = connect(&server, "alice", "d").await;
+    let (_b, mut be) = connect(&server, "bob", "d").await;
 
     // One acknowledged message just before the signal: bob must get it
     // before his socket closes (PROTOCOL 2.10).
-    a.send(json!({"type": "send", "id": "2", "to": "bob", "client_msg_id": "c1", "kind": "text", "content": "bye"}))
-        .await;
-    let ok = a.next_frame().await;
-    assert_eq!(
-        (ok["type"].as_str(), ok["seq"].as_u64()),
-        (Some("ok"), Some(1)),
-        "{ok}"
-    );
+    let ok = a
+        .send(OutMessage::text_to("bob", "bye").with_client_msg_id("c1"))
+        .await
+        .expect("send");
+    assert_eq!(ok.seq, 1, "{ok:?}");
 
     server.sigterm();
-    let ((ca, _), (cb, before_b)) = tokio::join!(a.until_close(), b.until_close());
+    let ((ca, _), (cb, before_b)) =
+        tokio::join!(until_disconnected(&mut ae), until_disconnected(&mut be));
     assert_eq!(ca, Some(1001), "alice's close code");
     assert_eq!(cb, Some(1001), "bob's close code");
     assert!(
         before_b
             .iter()
-            .any(|f| f["type"] == "msg" && f["msg"]["client_msg_id"] == "c1"),
+            .any(|e| matches!(e, Event::Message(m) if m.client_msg_id.as_deref() == Some("c1"))),
         "bob got the stored message before the close: {before_b:?}"
     );
 
@@ -495,38 +311,30 @@ async fn config_file_env_and_flags_layer() {
     assert!(!file_data.exists(), "the file's data_dir is unused");
 
     server.register("bob").await;
-    let alice = server.user("alice").await;
-    let mut ws = server.connect(&alice, "d").await;
+    server.register("alice").await;
+    let (ws, mut events) = connect(&server, "alice", "d").await;
 
     // content_bytes = 100 (env): 90 chars encode to 92 bytes, 200 chars to 202.
-    let send = |id: &str, n: usize| json!({"type": "send", "id": id, "to": "bob", "client_msg_id": id, "kind": "text", "content": "x".repeat(n)});
-    ws.send(send("small", 90)).await;
-    let ok = ws.next_frame().await;
-    assert_eq!(
-        (ok["type"].as_str(), ok["id"].as_str()),
-        (Some("ok"), Some("small")),
-        "{ok}"
-    );
-    ws.send(send("big", 200)).await;
-    let err = ws.next_frame().await;
-    assert_eq!(
-        (
-            err["type"].as_str(),
-            err["id"].as_str(),
-            err["code"].as_str()
-        ),
-        (Some("error"), Some("big"), Some("content_too_large")),
-        "{err}"
-    );
+    let send =
+        |id: &str, n: usize| OutMessage::text_to("bob", &"x".repeat(n)).with_client_msg_id(id);
+    let ok = ws.send(send("small", 90)).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    match ws.send(send("big", 200)).await {
+        Err(e @ Error::Server { .. }) => {
+            assert_eq!(e.code(), Some(ErrorCode::ContentTooLarge), "{e:?}")
+        }
+        other => panic!("200 chars over content_bytes: {other:?}"),
+    }
 
     // frame_bytes = 2048 (file): a 3000-byte frame closes with 1009, though
-    // the default limit (64 KiB) would allow it.
-    ws.send_raw(Message::Text(
-        format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "p".repeat(3000)).into(),
-    ))
-    .await;
-    let (code, _) = ws.until_close().await;
+    // the default limit (64 KiB) would allow it. (`room_send` is not
+    // retried, so the frame goes out once.)
+    let big = serde_json::Value::from("p".repeat(3000));
+    let r = ws.room_send("lobby", &big).await;
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    let (code, _) = until_disconnected(&mut events).await;
     assert_eq!(code, Some(1009), "frame over limits.frame_bytes");
+    drop(ws);
     server.kill9().await;
 
     // An invalid file: non-zero exit and a message naming the setting.

@@ -1,6 +1,23 @@
-//! The bench's client side: user and group setup over HTTP, WebSocket
-//! connections (optionally from a chosen source address), and a borrowed,
-//! allocation-light parse of the frames the server pushes.
+//! The bench's client side: user and group setup through the SDK
+//! (`tern_client::Client`, spread over source addresses), WebSocket
+//! connections of its own (optionally from a chosen source address), and a
+//! borrowed, allocation-light parse of the frames the server pushes.
+//!
+//! Why the load path keeps its own client: the SDK's `Session` costs the
+//! bench measurably more CPU per message. `tern bench dm` against the same
+//! release server, 100 pairs, the bench's CPU time over the run
+//! (`client_cpu_s`, user + system) per 100,000 stored messages, two runs
+//! of each, alternated, on 2 cores shared with other builds:
+//!
+//! | offered | this client | `--sdk` (`Session`) | SDK extra |
+//! |---|---|---|---|
+//! | 2,000/s, 25 s | 8.16 s, 8.07 s | 10.14 s, 9.39 s | +20 % |
+//! | 5,000/s, 20 s | 4.30 s, 4.83 s | 5.87 s, 5.74 s | +27 % |
+//!
+//! (`tern bench dm [--sdk] --pairs 100 --rate R --duration D --json`;
+//! docs/BENCHMARKS.md has the section.) On two cores shared with the
+//! server, a fifth more client CPU is server CPU the bench takes away, so
+//! the raw path stays for the load; the SDK does all the setup.
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -8,10 +25,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tern_client::{Client, ClientConfig, Error};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -28,14 +46,13 @@ const PASSWORD: &str = "bench-password";
 /// them, connection `i` to node `i % nodes`.
 #[derive(Clone)]
 pub struct Target {
-    pub http: String,
-    /// Per node: the WebSocket URL and the socket address.
-    pub nodes: Vec<(String, SocketAddr)>,
-    /// HTTP clients, each from its own source address 127.0.0.x when the
-    /// server is on loopback: registrations and logins are spread over
-    /// them, so a server with the default per-address limits serves the
-    /// bench's setup as it would serve many real clients.
-    http_clients: Vec<reqwest::Client>,
+    /// Per node: the base URL, the WebSocket URL and the socket address.
+    pub nodes: Vec<(String, String, SocketAddr)>,
+    /// SDK clients of the first node, each from its own source address
+    /// 127.0.0.x when the server is on loopback: registrations and logins
+    /// are spread over them, so a server with the default per-address
+    /// limits serves the bench's setup as it would serve many real clients.
+    clients: Vec<Client>,
     next_client: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -46,6 +63,34 @@ const HTTP_SOURCES: u8 = 250;
 /// How often a request answered 429 (an upgrade: 429 or 503) is retried
 /// after its `Retry-After`.
 const RETRIES_429: u32 = 20;
+
+/// How long one setup request may take (adding 1,000 members to a large
+/// group under load is slow).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `call` again after its `Retry-After` (1 s if none) while the
+/// server answers 429, up to [`RETRIES_429`] times.
+async fn retry_429<T, F, Fut>(mut call: F) -> tern_client::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = tern_client::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(Error::Server {
+                status: Some(429),
+                retry_after,
+                ..
+            }) if tries < RETRIES_429 => {
+                tries += 1;
+                let secs = retry_after.unwrap_or(1).min(60);
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
+            r => return r,
+        }
+    }
+}
 
 impl Target {
     pub async fn new(urls: &[String]) -> anyhow::Result<Target> {
@@ -60,14 +105,14 @@ impl Target {
                 .with_context(|| format!("resolving {host}"))?
                 .next()
                 .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
-            nodes.push((format!("ws://{host}/v1/ws"), addr));
+            nodes.push((url.to_owned(), format!("ws://{host}/v1/ws"), addr));
         }
-        let http = urls
+        let http = nodes
             .first()
             .ok_or_else(|| anyhow!("at least one --url"))?
-            .trim_end_matches('/')
-            .to_owned();
-        let loopback_v4 = nodes[0].1.ip().is_loopback() && nodes[0].1.is_ipv4();
+            .0
+            .clone();
+        let loopback_v4 = nodes[0].2.ip().is_loopback() && nodes[0].2.is_ipv4();
         let sources: Vec<Option<IpAddr>> = if loopback_v4 {
             (0..HTTP_SOURCES)
                 .map(|i| Some(IpAddr::from([127, 0, 0, 2 + i])))
@@ -75,85 +120,55 @@ impl Target {
         } else {
             vec![None]
         };
-        let mut http_clients = Vec::with_capacity(sources.len());
+        let mut clients = Vec::with_capacity(sources.len());
         for source in sources {
-            http_clients.push(
-                reqwest::Client::builder()
-                    .pool_max_idle_per_host(if source.is_some() { 8 } else { 256 })
-                    .local_address(source)
-                    .build()?,
-            );
+            let cfg = ClientConfig {
+                request_timeout: SETUP_TIMEOUT,
+                local_address: source,
+                ..ClientConfig::default()
+            };
+            clients.push(Client::with_config(&http, cfg)?);
         }
         Ok(Target {
-            http,
             nodes,
-            http_clients,
+            clients,
             next_client: Default::default(),
         })
     }
 
     /// The first node's address (to tell whether the server is on loopback).
     pub fn addr(&self) -> SocketAddr {
-        self.nodes[0].1
+        self.nodes[0].2
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> anyhow::Result<(u16, Value)> {
+    /// The next setup client (round robin over the source addresses).
+    fn client(&self) -> &Client {
         let n = self
             .next_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let client = &self.http_clients[n % self.http_clients.len()];
-        let mut tries = 0;
-        loop {
-            let mut req = client.post(format!("{}{path}", self.http)).json(&body);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.with_context(|| format!("POST {path}"))?;
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let v = resp.json().await.unwrap_or(Value::Null);
-            match retry_after {
-                Some(secs) if status == 429 && tries < RETRIES_429 => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_secs(secs.min(60))).await;
-                }
-                _ => return Ok((status, v)),
-            }
-        }
+        &self.clients[n % self.clients.len()]
+    }
+
+    /// A setup client carrying `token`.
+    pub fn client_for(&self, token: &str) -> Client {
+        self.client().with_token(token)
     }
 
     /// Creates (or reuses) `user` and returns a session token for it.
     pub async fn user(&self, user: &str) -> anyhow::Result<String> {
-        let (st, v) = self
-            .post(
-                "/v1/users",
-                None,
-                json!({"user": user, "password": PASSWORD}),
-            )
-            .await?;
-        if st != 201 && st != 409 {
-            bail!("creating {user}: {st} {v}");
+        let c = self.client();
+        match retry_429(|| c.register(user, PASSWORD, None)).await {
+            Ok(()) => {}
+            // Already there (a run with a given --prefix): log in.
+            Err(Error::Server {
+                status: Some(409), ..
+            }) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {user}")),
         }
-        let (st, v) = self
-            .post(
-                "/v1/sessions",
-                None,
-                json!({"user": user, "password": PASSWORD}),
-            )
-            .await?;
-        match v.get("token").and_then(Value::as_str) {
-            Some(t) if st == 200 => Ok(t.to_owned()),
-            _ => bail!("logging in {user}: {st} {v}"),
-        }
+        let me = retry_429(|| c.login(user, PASSWORD))
+            .await
+            .with_context(|| format!("logging in {user}"))?;
+        Ok(me.token().context("a login without a token")?.to_owned())
     }
 
     /// Creates the users concurrently; returns their tokens in order.
@@ -184,39 +199,43 @@ impl Target {
         Ok(out)
     }
 
+    /// Adds `members` (at most 1000, the protocol's per-call limit) to
+    /// `gid`.
+    pub async fn add_members(
+        &self,
+        owner_token: &str,
+        gid: &str,
+        members: &[&str],
+    ) -> anyhow::Result<()> {
+        let c = self.client_for(owner_token);
+        retry_429(|| c.add_members(gid, members))
+            .await
+            .context("adding group members")?;
+        Ok(())
+    }
+
     /// Creates a group owned by `owner` holding `members` (added 1000 at a
-    /// time, the protocol's per-call limit); returns its conversation id.
+    /// time, the protocol's per-call limit); returns its group id.
     pub async fn group(
         &self,
         owner_token: &str,
         owner: &str,
         members: &[String],
     ) -> anyhow::Result<String> {
-        let others: Vec<&String> = members.iter().filter(|m| *m != owner).collect();
+        let others: Vec<&str> = members
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != owner)
+            .collect();
         let mut chunks = others.chunks(1000);
-        let first: Vec<&String> = chunks.next().map(|c| c.to_vec()).unwrap_or_default();
-        let (st, v) = self
-            .post(
-                "/v1/groups",
-                Some(owner_token),
-                json!({"name": "bench", "members": first}),
-            )
-            .await?;
-        let gid = match v.get("group").and_then(Value::as_str) {
-            Some(g) if st == 201 => g.to_owned(),
-            _ => bail!("creating a group: {st} {v}"),
-        };
+        let first = chunks.next().unwrap_or_default();
+        let c = self.client_for(owner_token);
+        let g = retry_429(|| c.create_group("bench", first))
+            .await
+            .context("creating a group")?;
+        let gid = g.group.into_owned();
         for chunk in chunks {
-            let (st, v) = self
-                .post(
-                    &format!("/v1/groups/{gid}/members"),
-                    Some(owner_token),
-                    json!({"users": chunk}),
-                )
-                .await?;
-            if st != 200 {
-                bail!("adding group members: {st} {v}");
-            }
+            self.add_members(owner_token, &gid, chunk).await?;
         }
         Ok(gid)
     }
@@ -231,7 +250,7 @@ impl Target {
         device: &str,
         source: Option<IpAddr>,
     ) -> anyhow::Result<Ws> {
-        let (ws_url, addr) = &self.nodes[i % self.nodes.len()];
+        let (_, ws_url, addr) = &self.nodes[i % self.nodes.len()];
         let url = format!("{ws_url}?token={token}&device={device}");
         let mut tries = 0;
         let mut ws = loop {

@@ -130,6 +130,7 @@ pub async fn run(a: ConnectArgs) -> anyhow::Result<Report> {
         errors,
         connect_per_s: Some(connected as f64 / secs.max(1e-9)),
         client_cpu_pct: 100.0 * cpu_secs / secs.max(1e-9),
+        client_cpu_s: cpu_secs,
         server_rss_kb_before: rss_before,
         server_rss_kb_after: rss_after,
         server_rss_kb_per_conn: per_conn,

@@ -1,5 +1,5 @@
 //! `tern bench dm`: N sender/receiver pairs, each sender writing to its own
-//! receiver at rate R/N, open loop.
+//! receiver at rate R/N, open loop (`--sdk`: on SDK sessions, `sdk.rs`).
 
 use super::client::{run_prefix, Target};
 use super::load::{self, Conn, ExpectSpec};
@@ -23,6 +23,9 @@ pub async fn run(a: DmArgs) -> anyhow::Result<Report> {
         .flat_map(|i| [format!("{prefix}-s{i}"), format!("{prefix}-r{i}")])
         .collect();
     let tokens = target.users(&names, c.setup_concurrency, progress).await?;
+    if a.sdk {
+        return super::sdk::dm(&a, &target, &prefix, &tokens, progress).await;
+    }
     let logins: Vec<(String, String)> = tokens
         .into_iter()
         .map(|t| (t, "bench".to_owned()))

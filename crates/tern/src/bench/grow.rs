@@ -10,8 +10,7 @@ use super::load::{self, Conn, ExpectSpec};
 use super::report::Report;
 use super::stats::rss_kb;
 use super::GrowArgs;
-use anyhow::{bail, ensure};
-use serde_json::json;
+use anyhow::ensure;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,17 +35,7 @@ pub async fn run(a: GrowArgs) -> anyhow::Result<Report> {
     names.extend((1..a.members).map(|i| format!("{prefix}-m{i}")));
     let tokens = target.users(&names, c.setup_concurrency, progress).await?;
     let owner_token = tokens[0].clone();
-    let (st, v) = target
-        .post(
-            "/v1/groups",
-            Some(&owner_token),
-            json!({"name": "grow", "members": []}),
-        )
-        .await?;
-    let gid = match v.get("group").and_then(serde_json::Value::as_str) {
-        Some(g) if st == 201 => g.to_owned(),
-        _ => bail!("creating the group: {st} {v}"),
-    };
+    let gid = target.group(&owner_token, &owner, &[]).await?;
 
     let pairs: Vec<String> = (0..a.pairs)
         .flat_map(|i| [format!("{prefix}-s{i}"), format!("{prefix}-r{i}")])
@@ -94,16 +83,8 @@ pub async fn run(a: GrowArgs) -> anyhow::Result<Report> {
             let mut calls: Vec<Duration> = Vec::new();
             for chunk in members.chunks(step) {
                 let t = Instant::now();
-                let (st, v) = target
-                    .post(
-                        &format!("/v1/groups/{gid}/members"),
-                        Some(&owner_token),
-                        json!({"users": chunk}),
-                    )
-                    .await?;
-                if st != 200 {
-                    bail!("adding members: {st} {v}");
-                }
+                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                target.add_members(&owner_token, &gid, &chunk).await?;
                 calls.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>((calls, started.elapsed()))

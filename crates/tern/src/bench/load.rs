@@ -166,6 +166,7 @@ pub async fn measure(
         closed: o.closed.clone(),
         duplicates: o.duplicates,
         client_cpu_pct: 100.0 * cpu / wall0.elapsed().as_secs_f64(),
+        client_cpu_s: cpu,
         server_rss_kb_before: rss_before,
         server_rss_kb_after: c.server_pid.and_then(rss_kb),
         ..Default::default()
@@ -309,9 +310,7 @@ async fn drive(sources: Vec<Arc<Source>>, base: Instant, start: Instant, duratio
             break;
         }
         for s in &sources {
-            // Message k is due at (k + phase) / rate seconds after start.
-            let x = el.as_secs_f64() * s.rate - s.phase;
-            let due = if x < 0.0 { 0 } else { x as u64 + 1 };
+            let due = due_by(el, s.rate, s.phase);
             let sent = s.sent.load(Ordering::Relaxed);
             if due <= sent {
                 continue;
@@ -319,7 +318,7 @@ async fn drive(sources: Vec<Arc<Source>>, base: Instant, start: Instant, duratio
             let mut sink = s.sink.lock().await;
             let mut failed = false;
             for k in sent..due {
-                let at = start_ns + (((k as f64 + s.phase) / s.rate) * 1e9) as u64;
+                let at = s.due_ns(start_ns, k);
                 if sink.feed(Message::text((s.make)(k, at))).await.is_err() {
                     failed = true;
                     break;
@@ -339,8 +338,24 @@ async fn drive(sources: Vec<Arc<Source>>, base: Instant, start: Instant, duratio
 impl Source {
     /// The instant (ns since base) send `k` was due.
     fn due_ns(&self, start_ns: u64, k: u64) -> u64 {
-        start_ns + (((k as f64 + self.phase) / self.rate) * 1e9) as u64
+        due_at(start_ns, k, self.rate, self.phase)
     }
+}
+
+/// How many sends of a source (`rate` per second, `phase` in 0..1) are due
+/// `el` after the start: message k is due at (k + phase) / rate seconds.
+pub fn due_by(el: Duration, rate: f64, phase: f64) -> u64 {
+    let x = el.as_secs_f64() * rate - phase;
+    if x < 0.0 {
+        0
+    } else {
+        x as u64 + 1
+    }
+}
+
+/// When send `k` of a source is due, in ns since the run's base instant.
+pub fn due_at(start_ns: u64, k: u64, rate: f64, phase: f64) -> u64 {
+    start_ns + (((k as f64 + phase) / rate) * 1e9) as u64
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -674,7 +689,6 @@ async fn look_up<'a>(
 mod tests {
     use super::super::client::Target;
     use super::*;
-    use serde_json::json;
 
     fn conv(name: &str, got: &[u64]) -> ConvState {
         ConvState {
@@ -726,16 +740,11 @@ mod tests {
         let sink = Mutex::new(sink);
         let mut conv = String::new();
         for k in 1..=3 {
-            let (st, v) = target
-                .post(
-                    "/v1/messages",
-                    Some(&ta),
-                    json!({"to":"lookup-b","client_msg_id":k.to_string(),"kind":"text","content":"x"}),
-                )
-                .await
-                .unwrap();
-            assert_eq!((st, v["seq"].as_u64()), (200, Some(k)), "{v}");
-            conv = v["conv"].as_str().unwrap().to_owned();
+            let m = tern_client::OutMessage::text_to("lookup-b", "x")
+                .with_client_msg_id(&k.to_string());
+            let ok = target.client_for(&ta).send_http(m).await.unwrap();
+            assert_eq!(ok.seq, k, "{ok:?}");
+            conv = ok.conv.into_owned();
         }
         // Take the three pushes first, so only history can answer.
         let mut pushed = 0;

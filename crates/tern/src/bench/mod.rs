@@ -16,6 +16,7 @@ mod load;
 mod plot;
 mod report;
 mod room;
+mod sdk;
 mod stats;
 
 use clap::{Args, Subcommand};
@@ -100,6 +101,10 @@ pub struct DmArgs {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Drive the connections with the SDK (`tern_client::Session`) instead
+    /// of the bench's own client, to compare the client CPU per message.
+    #[arg(long)]
+    pub sdk: bool,
 }
 
 #[derive(Args, Clone)]

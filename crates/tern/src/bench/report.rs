@@ -49,6 +49,8 @@ pub struct Report {
     pub dropped: Option<u64>,
     /// The bench's own CPU use, percent of one core.
     pub client_cpu_pct: f64,
+    /// The bench's own CPU time over the run (user + system), seconds.
+    pub client_cpu_s: f64,
     pub connect_per_s: Option<f64>,
     pub server_rss_kb_before: Option<u64>,
     pub server_rss_kb_after: Option<u64>,
@@ -128,7 +130,10 @@ impl Report {
         }
         add(
             "client cpu",
-            format!("{:.0} % of a core", self.client_cpu_pct),
+            format!(
+                "{:.0} % of a core ({:.2} s)",
+                self.client_cpu_pct, self.client_cpu_s
+            ),
         );
         if let (Some(b), Some(a)) = (self.server_rss_kb_before, self.server_rss_kb_after) {
             add("server rss", format!("{b} KiB -> {a} KiB"));

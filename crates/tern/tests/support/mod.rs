@@ -1,13 +1,16 @@
 //! A `tern serve` child process for the process-level tests: started with
 //! cheap password hashing and no inherited `TERN_*` variables, its bound
 //! address read from its `tern: listening on ADDR` line, killed by a drop
-//! guard so a failing test never leaks a process.
+//! guard so a failing test never leaks a process. Accounts are made through
+//! the SDK (`tern_client::Client`); the raw HTTP helpers remain for answers
+//! the SDK turns into errors (status codes, error bodies).
 
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod relay;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -71,18 +74,22 @@ pub fn drain_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     buf
 }
 
+/// `tern serve --listen 127.0.0.1:0 --data DIR`, to add settings to
+/// before [`Tern::spawn`].
+pub fn serve_cmd(data: &Path) -> Command {
+    tern_cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().expect("UTF-8 path"),
+    ])
+}
+
 impl Tern {
     /// `tern serve --listen 127.0.0.1:0 --data DIR`.
     pub async fn start(data: &Path) -> Tern {
-        let data = data.to_str().unwrap();
-        Tern::spawn(tern_cmd(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data,
-        ]))
-        .await
+        Tern::spawn(serve_cmd(data)).await
     }
 
     /// Spawns `cmd` and waits for its `tern: listening on ADDR` line.
@@ -180,6 +187,16 @@ impl Tern {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// An SDK client of this server, without a token.
+    pub fn client(&self) -> tern_client::Client {
+        tern_client::Client::new(&self.url("")).expect("server URL")
+    }
+
+    /// An SDK client of this server carrying `token`.
+    pub fn client_for(&self, token: &str) -> tern_client::Client {
+        self.client().with_token(token)
+    }
 }
 
 /// HTTP helpers.
@@ -222,18 +239,27 @@ impl Tern {
     }
 
     pub async fn register(&self, user: &str) {
-        let (st, b) = self
-            .post("/v1/users", json!({"user": user, "password": PASSWORD}))
-            .await;
-        assert_eq!(st, 201, "register {user}: {b}");
+        timeout(WAIT, self.client().register(user, PASSWORD, None))
+            .await
+            .expect("register in time")
+            .unwrap_or_else(|e| panic!("register {user}: {e}"));
     }
 
+    /// Logs in; the session token.
     pub async fn login(&self, user: &str) -> String {
-        let (st, b) = self
-            .post("/v1/sessions", json!({"user": user, "password": PASSWORD}))
-            .await;
-        assert_eq!(st, 200, "login {user}: {b}");
-        b["token"].as_str().expect("token").to_owned()
+        self.login_client(user)
+            .await
+            .token()
+            .expect("a token")
+            .to_owned()
+    }
+
+    /// Logs in; an SDK client carrying the new token.
+    pub async fn login_client(&self, user: &str) -> tern_client::Client {
+        timeout(WAIT, self.client().login(user, PASSWORD))
+            .await
+            .expect("login in time")
+            .unwrap_or_else(|e| panic!("login {user}: {e}"))
     }
 
     /// Registers and logs in.
