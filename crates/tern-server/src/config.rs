@@ -263,6 +263,11 @@ pub struct LimitsConfig {
     /// Room and large-group frames to one device within this many ms are
     /// merged into one `batch` frame.
     pub storm_window_ms: u64,
+    /// Least time between two socket writes of queued frames to one
+    /// connection: what is queued meanwhile leaves in one write. A
+    /// connection quiet for longer writes at once; 0 writes on every
+    /// wake-up.
+    pub write_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -377,6 +382,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
             storm_window_ms: 100,
+            write_interval_ms: 5,
         }
     }
 }
@@ -585,6 +591,9 @@ impl Config {
         if l.storm_window_ms > 10_000 {
             return bad("limits.storm_window_ms must be at most 10000");
         }
+        if l.write_interval_ms > 1000 {
+            return bad("limits.write_interval_ms must be at most 1000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -763,6 +772,7 @@ mod tests {
             |c| c.limits.content_bytes = c.limits.frame_bytes + 1,
             "content_bytes",
         );
+        invalid(|c| c.limits.write_interval_ms = 1001, "write_interval_ms");
         invalid(|c| c.node_id = 1024, "node_id");
         invalid(|c| c.rate.login_user_failures = 0, "rate.");
         invalid(|c| c.rate.connections = 0, "rate.");

@@ -407,19 +407,20 @@ fn is_capacity(e: &axum::Error) -> bool {
     false
 }
 
+/// Handles one text frame; returns whether a reply was queued.
 async fn handle_text(
     app: &App,
     conn: &Arc<Conn>,
     text: &str,
     pending: &Mutex<Pending>,
     rooms: &Mutex<Vec<String>>,
-) {
+) -> bool {
     let d = match decode(text) {
         Ok(d) => d,
         Err(e) => {
             conn.reply(error_frame(e.id.as_deref(), e.code, &e.message))
                 .await;
-            return;
+            return true;
         }
     };
     let id = d.frame.id.as_deref();
@@ -430,17 +431,15 @@ async fn handle_text(
             "id must be at most 64 characters",
         ))
         .await;
-        return;
+        return true;
     }
-    match handle(app, conn, d.ty, &d.frame, pending, rooms).await {
-        Ok(Some(frame)) => {
-            conn.reply(frame).await;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            conn.reply(error_frame(id, e.code, &e.message)).await;
-        }
-    }
+    let frame = match handle(app, conn, d.ty, &d.frame, pending, rooms).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return false,
+        Err(e) => error_frame(id, e.code, &e.message),
+    };
+    conn.reply(frame).await;
+    true
 }
 
 fn need<T>(v: Option<T>, field: &'static str) -> Result<T, CoreError> {
@@ -728,8 +727,8 @@ impl WriterState<'_> {
 }
 
 /// One frame's handling, polled by the connection loop while it keeps
-/// writing.
-type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// writing; resolves to whether it queued a reply.
+type Handling<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Drives an authenticated connection until it closes, in one task: reads
 /// frames and handles them strictly one at a time, and meanwhile drains the
@@ -779,6 +778,13 @@ async fn run<'a>(
         batch: Vec::new(),
         batch_due: None,
     };
+    // After a write of queued frames, the queue is left alone until this
+    // instant: what arrives meanwhile is written together, with one wake-up
+    // of this task and one socket write instead of one per frame (under a
+    // group's fan-out, most frames). While it holds, the queue's receiver is
+    // not polled, so pushes do not wake the task either.
+    let write_interval = Duration::from_millis(lim.write_interval_ms);
+    let mut write_hold: Option<Instant> = None;
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
     let mut last_in = Instant::now();
@@ -803,10 +809,13 @@ async fn run<'a>(
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
         let take = st.may_take(Instant::now());
+        // Whether the queue was drained in this turn (then the hold starts).
+        let mut drained = false;
         let due = [
             (!take).then_some(st.probe_at).flatten(),
             st.batch_due,
             st.next_wake,
+            write_hold,
             may_read.then_some(idle_at),
             conn.close_code().is_none().then_some(expires),
         ]
@@ -828,42 +837,55 @@ async fn run<'a>(
                 // that comes once every connection stopped reading.
                 reading.open = false;
             }
-            () = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => {
+            replied = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => {
                 handling = None;
+                // A reply ends the hold: a client waiting for an answer
+                // gets it at once (after what was queued before it).
+                if replied {
+                    write_hold = None;
+                }
             }
-            out = rx.recv_async(), if take => {
+            out = rx.recv_async(), if take && write_hold.is_none() => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
                     let [held, frame] = st.prepare(out, conn);
-                    let mut frames = vec![held];
+                    // Empty (no allocation) unless a gap is filled.
+                    let mut filled = Vec::new();
                     if let Some((conv, after, before)) = st.gap.take() {
                         // Written before `frame`: the device sees the
                         // conversation in seq order.
                         for m in app.core.gap_fill(&conn.user, &conv, after, before).await {
                             let f = encode_msg_push(&m);
                             st.record(conv.clone(), m.seq, f.clone(), conn);
-                            frames.push(Some(f));
+                            filled.push(f);
                         }
                     }
-                    frames.push(frame);
-                    for frame in frames.into_iter().flatten() {
+                    for frame in held.into_iter().chain(filled).chain(frame) {
                         if socket.feed(text(frame)).await.is_err() {
                             break 'run 1000;
                         }
                         written += 1;
                     }
                     if written as usize >= COALESCE || st.window_closed() {
+                        // More may be queued: no hold, the next turn
+                        // writes on (once the window has room).
                         break;
                     }
                     match rx.try_recv() {
                         Ok(o) => out = o,
-                        Err(_) => break,
+                        Err(_) => {
+                            drained = true;
+                            break;
+                        }
                     }
                 }
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
+                if write_hold.is_some_and(|at| at <= now) {
+                    write_hold = None;
+                }
                 if st.batch_due.is_some_and(|at| at <= now) {
                     if let Some(frame) = st.take_batch() {
                         if socket.feed(text(frame)).await.is_err() {
@@ -911,6 +933,9 @@ async fn run<'a>(
                 biased;
                 r = socket.flush() => if r.is_err() { break 'run 1000 },
                 code = &mut kicked => break 'run code,
+            }
+            if drained && !write_interval.is_zero() {
+                write_hold = Some(Instant::now() + write_interval);
             }
         }
     };
@@ -1019,7 +1044,7 @@ fn read_frame<'a>(
     }
     match msg {
         Message::Text(t) => Read::Handle(Box::pin(async move {
-            handle_text(app, conn, t.as_str(), pending, rooms).await;
+            handle_text(app, conn, t.as_str(), pending, rooms).await
         })),
         Message::Binary(_) => Read::Handle(Box::pin(async move {
             conn.reply(error_frame(
@@ -1028,6 +1053,7 @@ fn read_frame<'a>(
                 "frames are JSON text",
             ))
             .await;
+            true
         })),
         // Answered by the WebSocket layer; counted above as activity.
         _ => Read::Skip,

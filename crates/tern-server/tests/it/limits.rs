@@ -706,3 +706,56 @@ async fn a_full_window_still_lets_a_probe_through() {
         assert_eq!(m["seq"], want);
     }
 }
+
+/// After a write, a connection's queue waits out `limits.write_interval_ms`
+/// before the next write: what arrives meanwhile is written later, in
+/// queue order, and the queue's bound still holds while it waits (a full
+/// queue cuts the reader off with 4008; its messages stay queued for it).
+#[tokio::test]
+async fn write_interval_keeps_order_and_the_queue_bound() {
+    // The longest interval: every push below comes while a hold is on.
+    let s = Server::start_with(|c| {
+        c.limits.write_interval_ms = 1000;
+        c.limits.outbound_queue = 16;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let mut a = s.connect(&ta, "a").await;
+    let mut b = s.connect(&tb, "b").await;
+    let send = |i: usize| json!({"type":"send","to":"bob","client_msg_id":format!("m{i}"),"kind":"text","content":format!("{i}")});
+    // The first push is written at once (the queue was quiet); the next
+    // ten are queued behind the hold it starts and come in seq order.
+    a.ok(send(0)).await;
+    assert_eq!(b.next_msg().await["seq"], 1);
+    let ids = {
+        let mut ids = Vec::new();
+        for i in 1..=10 {
+            ids.push(a.submit(send(i)).await);
+        }
+        ids
+    };
+    for id in ids {
+        assert_eq!(a.reply(&id).await["type"], "ok");
+    }
+    for seq in 2..=11 {
+        assert_eq!(b.next_msg().await["seq"], seq);
+    }
+    // Bob's queue (16 frames) overflows within the hold of that write.
+    let mut ids = Vec::new();
+    for i in 11..51 {
+        ids.push(a.submit(send(i)).await);
+    }
+    for id in ids {
+        assert_eq!(a.reply(&id).await["type"], "ok");
+    }
+    assert_eq!(b.closed_with().await, 4008);
+    // Nothing was acknowledged: all 51 are in bob's offline queue.
+    let (_, (msgs, done)) = s.connect_offline(&tb, "b").await;
+    assert_eq!(done["count"], 51);
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|f| f["msg"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=51).collect::<Vec<_>>());
+}
