@@ -251,7 +251,8 @@ pub struct LimitsConfig {
     /// Bytes of pushed messages awaiting an ack on one connection before
     /// the server stops writing to it: a window, so a client that stops
     /// reading costs at most this much writing before its queue fills
-    /// and it is closed as a slow reader. Acks reopen it. 0: no window.
+    /// and it is closed as a slow reader. Acks reopen it. 0 (the
+    /// default): no window.
     pub unacked_bytes: usize,
     /// While that window is full, one frame still goes out this often (ms):
     /// a client that acks only when a frame arrives gets one and acks.
@@ -377,7 +378,7 @@ impl Default for LimitsConfig {
             rate_close_secs: 5,
             outbound_queue: 4096,
             max_unacked: 8192,
-            unacked_bytes: 256 * 1024,
+            unacked_bytes: 0,
             unacked_probe_ms: 100,
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
