@@ -349,7 +349,8 @@ impl Connection {
     }
 
     /// The next frame within `wait`: [`Error::Timeout`] when none came,
-    /// [`Error::Closed`] once the connection has ended (see
+    /// [`Error::Closed`] once the server has closed the connection, or
+    /// [`Error::Disconnected`] when it was lost without a close frame (see
     /// [`Connection::closed`] for the code), [`Error::Protocol`] for a
     /// message that is no frame.
     pub async fn next_frame(&mut self, wait: Duration) -> Result<Frame> {
@@ -493,6 +494,11 @@ impl Connection {
     }
 }
 
+/// A connection lost without a close frame is a dropped connection (a
+/// retry may cure it); a close the server sent ends it.
 fn closed_error(c: &Closed) -> Error {
+    if c.code == Closed::LOST {
+        return Error::Disconnected;
+    }
     Error::Closed(format!("closed with {} {}", c.code, c.reason))
 }

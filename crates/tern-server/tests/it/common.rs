@@ -414,7 +414,11 @@ impl Client {
     pub async fn next_within(&mut self, d: Duration) -> Option<Value> {
         match self.conn.next_frame(d).await {
             Ok(f) => Some(value(f)),
-            Err(tern_client::Error::Timeout | tern_client::Error::Closed(_)) => None,
+            Err(
+                tern_client::Error::Timeout
+                | tern_client::Error::Closed(_)
+                | tern_client::Error::Disconnected,
+            ) => None,
             Err(e) => panic!("bad frame: {e}"),
         }
     }
