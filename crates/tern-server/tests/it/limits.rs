@@ -622,29 +622,40 @@ async fn outstanding_friend_requests_are_capped() {
     assert_eq!((st, v["status"].as_str()), (200, Some("requested")), "{v}");
 }
 
-/// Pushes stop once `limits.unacked_bytes` of them await the device's ack
-/// and resume when it acks; a device that never acks fills its queue
-/// meanwhile and is cut off as a slow reader (4008).
-#[tokio::test]
-async fn unacked_pushes_fill_a_window_that_acks_reopen() {
+/// A server with a 16 KiB push window and no redelivery, tweaked
+/// further by `tweak`; alice and bob connected, and alice's 20 messages
+/// of about 4 KB sent to bob (their `ok`s in hand).
+async fn window_of_16k(tweak: impl FnOnce(&mut tern_server::Config)) -> (Server, Client, Client) {
     let s = Server::start_with(|c| {
         c.limits.frame_bytes = 16 * 1024;
         c.limits.content_bytes = 8 * 1024;
         c.limits.unacked_bytes = 16 * 1024;
-        // No probe and no redelivery during the test.
-        c.limits.unacked_probe_ms = 600_000;
         c.delivery.ack_timeout_ms = 600_000;
-        c.limits.outbound_queue = 32;
+        tweak(c);
     })
     .await;
     let ta = s.user("alice").await;
     let tb = s.user("bob").await;
     let mut a = s.connect(&ta, "a").await;
-    let mut b = s.connect(&tb, "b").await;
-    let text = "x".repeat(4000);
+    let b = s.connect(&tb, "b").await;
     for i in 0..20 {
-        a.send_text("bob", &format!("m{i}"), &text).await;
+        a.send_text("bob", &format!("m{i}"), &"x".repeat(4000))
+            .await;
     }
+    (s, a, b)
+}
+
+/// Pushes stop once `limits.unacked_bytes` of them await the device's ack
+/// and resume when it acks; a device that never acks fills its queue
+/// meanwhile and is cut off as a slow reader (4008).
+#[tokio::test]
+async fn unacked_pushes_fill_a_window_that_acks_reopen() {
+    let (_s, mut a, mut b) = window_of_16k(|c| {
+        // No probe during the test.
+        c.limits.unacked_probe_ms = 600_000;
+        c.limits.outbound_queue = 32;
+    })
+    .await;
     // About 4 KB a push: the window holds four, then nothing comes.
     let mut seqs = Vec::new();
     let mut rounds = 0;
@@ -671,6 +682,7 @@ async fn unacked_pushes_fill_a_window_that_acks_reopen() {
     assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
     assert!(rounds >= 4, "{rounds} rounds");
     // Never acking: the window stays shut, the queue fills, 4008.
+    let text = "x".repeat(4000);
     for i in 20..80 {
         a.send_text("bob", &format!("m{i}"), &text).await;
     }
@@ -683,22 +695,7 @@ async fn unacked_pushes_fill_a_window_that_acks_reopen() {
 /// pushes, as the test above shows).
 #[tokio::test]
 async fn a_full_window_still_lets_a_probe_through() {
-    let s = Server::start_with(|c| {
-        c.limits.frame_bytes = 16 * 1024;
-        c.limits.content_bytes = 8 * 1024;
-        c.limits.unacked_bytes = 16 * 1024;
-        c.limits.unacked_probe_ms = 50;
-        c.delivery.ack_timeout_ms = 600_000;
-    })
-    .await;
-    let ta = s.user("alice").await;
-    let tb = s.user("bob").await;
-    let mut a = s.connect(&ta, "a").await;
-    let mut b = s.connect(&tb, "b").await;
-    let text = "x".repeat(4000);
-    for i in 0..20 {
-        a.send_text("bob", &format!("m{i}"), &text).await;
-    }
+    let (_s, _a, mut b) = window_of_16k(|c| c.limits.unacked_probe_ms = 50).await;
     // Bob never acks: past the window's four pushes, the rest still come,
     // one per probe, in order.
     for want in 1..=20u64 {
