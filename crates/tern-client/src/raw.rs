@@ -59,7 +59,7 @@ use tern_proto::wire::{AuthAnswer, Batch, ErrorFrame, OkFrame};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -246,6 +246,20 @@ fn upgrade_error(e: tungstenite::Error) -> Error {
     }
 }
 
+/// Bytes read from the socket at most per read call.
+///
+/// tungstenite zero-fills its read buffer up to this size before every read
+/// (128 KiB by default): with thousands of connections that fill, not the
+/// frames, took most of a client's CPU. Frames larger than this still
+/// arrive whole, over several reads.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The WebSocket settings of every client connection (see
+/// [`READ_BUFFER_BYTES`]).
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES)
+}
+
 impl Connection {
     /// Opens a WebSocket to `url` (`ws://` or `wss://`, `.../v1/ws`, with a
     /// query string if wanted) and sends nothing: the first frame is the
@@ -254,7 +268,12 @@ impl Connection {
         let connector = config.tls.clone().map(Connector::Rustls);
         let (ws, _) = timeout(
             config.request_timeout,
-            tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector),
+            tokio_tungstenite::connect_async_tls_with_config(
+                url,
+                Some(websocket_config()),
+                false,
+                connector,
+            ),
         )
         .await
         .map_err(|_| Error::Timeout)?

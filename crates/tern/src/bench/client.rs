@@ -264,7 +264,13 @@ impl Target {
             }
             let stream = socket.connect(*addr).await?;
             stream.set_nodelay(true)?;
-            match tokio_tungstenite::client_async(&url, stream).await {
+            match tokio_tungstenite::client_async_with_config(
+                &url,
+                stream,
+                Some(tern_client::raw::websocket_config()),
+            )
+            .await
+            {
                 Ok((ws, _)) => break ws,
                 // Upgrades are admitted at the server's pace: wait as told,
                 // spread by a little jitter, and try again.

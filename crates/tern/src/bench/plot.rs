@@ -66,7 +66,7 @@ pub fn latency_over_time(path: &Path, r: &Report) -> anyhow::Result<()> {
 
 pub fn latency_distribution(path: &Path, r: &Report) -> anyhow::Result<()> {
     // x: "nines" scale, -log10(1 - q), so p90 = 1, p99 = 2, p99.9 = 3.
-    let h = &r.deliver.hist;
+    let h = r.deliver.hist();
     let qs: Vec<f64> = (0..=400)
         .map(|i| 1.0 - 10f64.powf(-(i as f64) / 100.0))
         .collect();

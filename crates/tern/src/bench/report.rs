@@ -159,7 +159,7 @@ pub fn emit(common: &Common, report: &Report) -> anyhow::Result<()> {
     if let Some(dir) = &common.out {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join(format!("{}.json", report.scenario)), &json)?;
-        if !report.deliver.hist.is_empty() {
+        if !report.deliver.hist().is_empty() {
             super::plot::latency_over_time(
                 &dir.join(format!("{}-latency-time.svg", report.scenario)),
                 report,
