@@ -98,6 +98,19 @@ async fn dm_group_and_room_reports_account_for_every_message() {
     assert_eq!(u(&dm, "deliveries"), sent, "one receiver per message: {dm}");
     assert!(dm["p99_ms"].as_f64().unwrap() > 0.0);
 
+    // A second run with the same users (`--prefix`) sends new messages:
+    // its client_msg_ids must not repeat the first run's, which the server
+    // would answer from its dedup index without storing or pushing.
+    let again = "dm --pairs 2 --rate 40 --duration 1 --prefix again";
+    let again: Vec<&str> = again.split(' ').collect();
+    for run in 0..2 {
+        let r = bench(&url, pid, &again).await;
+        let sent = u(&r, "msgs_sent");
+        assert!(sent >= 30, "run {run}: about 40 offered: {r}");
+        assert_eq!(u(&r, "deliveries"), sent, "run {run}: {r}");
+        assert_eq!(u(&r, "late"), 0, "run {run}: {r}");
+    }
+
     // The same load on SDK sessions (`--sdk`): the same accounting.
     let args: Vec<&str> = "dm --sdk --pairs 2 --rate 40 --duration 2"
         .split(' ')

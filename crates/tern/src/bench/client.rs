@@ -361,13 +361,24 @@ pub fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
 
 /// A fresh run prefix: user ids of this run start with it.
 pub fn run_prefix(given: &Option<String>) -> String {
-    given.clone().unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("b{:x}", (nanos as u64) ^ u64::from(std::process::id()))
-    })
+    given.clone().unwrap_or_else(|| format!("b{}", run_nonce()))
+}
+
+/// A token of this run, different in every run: the `client_msg_id`s of
+/// a run start with it, so that a run reusing another's users (`--prefix`)
+/// sends new messages instead of retries the server answers from its dedup
+/// index without storing or pushing anything.
+pub fn run_nonce() -> String {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE
+        .get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+        })
+        .clone()
 }
 
 /// A server frame, parsed without copying.

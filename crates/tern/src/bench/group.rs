@@ -69,9 +69,10 @@ pub async fn run(a: GroupArgs) -> anyhow::Result<Report> {
         let group_sources: Vec<usize> = (g * senders..(g + 1) * senders).collect();
         if j < senders {
             let gid = gids[g].clone();
+            let run = super::client::run_nonce();
             let make: load::MakeFrame = Box::new(move |k, at| {
                 format!(
-                    r#"{{"type":"send","id":"{k}","group":"{gid}","client_msg_id":"{k}","kind":"text","content":"{at}"}}"#
+                    r#"{{"type":"send","id":"{k}","group":"{gid}","client_msg_id":"{run}-{k}","kind":"text","content":"{at}"}}"#
                 )
             });
             let me = g * senders + j;

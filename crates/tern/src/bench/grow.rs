@@ -53,9 +53,10 @@ pub async fn run(a: GrowArgs) -> anyhow::Result<Report> {
         let pair = i / 2;
         if i % 2 == 0 {
             let to = format!("{prefix}-r{pair}");
+            let run = super::client::run_nonce();
             let make: load::MakeFrame = Box::new(move |k, at| {
                 format!(
-                    r#"{{"type":"send","id":"{k}","to":"{to}","client_msg_id":"{k}","kind":"text","content":"{at}"}}"#
+                    r#"{{"type":"send","id":"{k}","to":"{to}","client_msg_id":"{run}-{k}","kind":"text","content":"{at}"}}"#
                 )
             });
             conns.push(Conn {

@@ -233,7 +233,7 @@ async fn drive(
                     for k in sent..due {
                         let at = due_at(start_ns, k, s.rate, s.phase);
                         let m = OutMessage::text_to(&s.to, &at.to_string())
-                            .with_client_msg_id(&k.to_string());
+                            .with_client_msg_id(&format!("{}-{k}", super::client::run_nonce()));
                         let s = s.clone();
                         inflight.push(async move {
                             let r = s.session.send(m).await;
