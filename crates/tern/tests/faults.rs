@@ -202,8 +202,8 @@ async fn group_traffic(
     gid: &str,
     n: usize,
     phase: &str,
-) -> Vec<u64> {
-    let epoch = Instant::now();
+    epoch: Instant,
+) -> GroupRun {
     let mut tasks = Vec::new();
     let ready = Arc::new(tokio::sync::Barrier::new(readers.len() + 1));
     for (user, token) in readers {
@@ -230,7 +230,8 @@ async fn group_traffic(
                 let c: String = serde_json::from_str(m.content.as_ref().unwrap().get()).unwrap();
                 if let Some(rest) = c.strip_prefix(&format!("{phase} ")) {
                     let sent: u64 = rest.split(' ').next().unwrap().parse().unwrap();
-                    lat.push(epoch.elapsed().as_micros() as u64 - sent);
+                    let now = epoch.elapsed().as_micros() as u64;
+                    lat.push((now, now - sent));
                 }
             }
             lat
@@ -241,6 +242,7 @@ async fn group_traffic(
     let (session, mut events) = server.client_for(sender).connect(phase).await.unwrap();
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let pad = "x".repeat(PAD);
+    let send_start = epoch.elapsed().as_micros() as u64;
     for i in 0..n {
         let content = format!("{phase} {} {pad}", epoch.elapsed().as_micros());
         let m =
@@ -252,14 +254,33 @@ async fn group_traffic(
         // ~100 sends/s keeps the sender under the default frame rate.
         tokio::time::sleep(Duration::from_millis(8)).await;
     }
-    let mut all = Vec::new();
+    let send_end = epoch.elapsed().as_micros() as u64;
+    let mut samples = Vec::new();
     for t in tasks {
-        all.extend(timeout(Duration::from_secs(60), t).await.unwrap().unwrap());
+        samples.extend(timeout(Duration::from_secs(60), t).await.unwrap().unwrap());
     }
     session.close().await;
     let _ = drain.await;
-    all.sort_unstable();
-    all
+    let mut sorted: Vec<u64> = samples.iter().map(|s| s.1).collect();
+    sorted.sort_unstable();
+    GroupRun {
+        sorted,
+        samples,
+        send_start,
+        send_end,
+    }
+}
+
+/// What `group_traffic` measured; times in microseconds since the phase's
+/// epoch.
+struct GroupRun {
+    /// Latencies, sorted.
+    sorted: Vec<u64>,
+    /// (receipt time, latency) per message and reader, in receipt order
+    /// per reader.
+    samples: Vec<(u64, u64)>,
+    send_start: u64,
+    send_end: u64,
 }
 
 /// Padding of each message of the slow-consumer test: large pushes fill
@@ -315,9 +336,14 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
 
     // Phase 1: no slow consumers.
     let rss0 = rss_kib(pid);
-    let base = group_traffic(&server, &sender, &fast, &gid, msgs, "base").await;
+    let base = group_traffic(&server, &sender, &fast, &gid, msgs, "base", Instant::now()).await;
 
-    // Phase 2: the slow consumers join and stop reading.
+    // Phase 2: the slow consumers join and stop reading. Its events are
+    // timed from `t0`, as are the fast readers' samples (printed at the
+    // end: where the slow samples fall).
+    let t0 = Instant::now();
+    let at = |t0: Instant| t0.elapsed().as_micros() as u64;
+    let mut events: Vec<(&str, u64)> = Vec::new();
     let mut slow_tokens = Vec::new();
     for i in 0..slow_n {
         slow_tokens.push(user_from(&server, &format!("slow{i}"), i).await);
@@ -327,27 +353,58 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
         owner.add_members(&gid, &users).await.expect("add members");
     }
+    events.push(("joined", at(t0)));
     let mut slow = Vec::new();
     for t in &slow_tokens {
         slow.push(slow_reader(server.addr, t).await);
     }
+    events.push(("slow_connected", at(t0)));
     let rss1 = rss_kib(pid);
     let peak = Arc::new(AtomicU64::new(rss1));
+    // While phase 2 runs: the server's peak RSS, and when it cut the slow
+    // consumers (its count of slow-reader closes, every 50 ms).
+    let cuts: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Default::default();
     let sampling = {
         let peak = peak.clone();
+        let cuts = cuts.clone();
+        let http = server.http.clone();
+        let url = server.url("/metrics");
         tokio::spawn(async move {
             loop {
                 peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                if let Ok(Ok(r)) = timeout(Duration::from_secs(1), http.get(&url).send()).await {
+                    if let Ok(t) = r.text().await {
+                        let k = t
+                            .lines()
+                            .find(|l| l.starts_with("tern_slow_reader_closes_total"))
+                            .and_then(|l| l.split_whitespace().last())
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .unwrap_or(0.0) as u64;
+                        cuts.lock().unwrap().push((at(t0), k));
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
-    let loaded = group_traffic(&server, &sender, &fast, &gid, msgs, "slow").await;
+    let run = group_traffic(&server, &sender, &fast, &gid, msgs, "slow", t0).await;
     sampling.abort();
     let rss2 = rss_kib(pid);
-
+    events.push(("send_start", run.send_start));
+    events.push(("send_end", run.send_end));
+    {
+        let cuts = cuts.lock().unwrap();
+        if let Some(c) = cuts.iter().find(|c| c.1 > 0) {
+            events.push(("first_cut_seen", c.0));
+        }
+        if let Some(c) = cuts.iter().find(|c| c.1 >= slow_n as u64) {
+            events.push(("last_cut_seen", c.0));
+        }
+    }
     // Every slow connection was cut: reading it now drains what the
     // kernel held and ends with the server's close (4008) or a reset/EOF.
+    events.push(("drain_start", at(t0)));
+    let mut last_4008 = None;
     let (mut closed_4008, mut reset, mut other_close) = (0, 0, 0);
     for mut ws in slow {
         let end = timeout(Duration::from_secs(30), async {
@@ -362,10 +419,17 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         .await
         .expect("a slow consumer was never cut off");
         match end {
-            Some(Some(4008)) => closed_4008 += 1,
+            Some(Some(4008)) => {
+                closed_4008 += 1;
+                last_4008 = Some(at(t0));
+            }
             None => reset += 1,
             Some(_) => other_close += 1,
         }
+    }
+    events.push(("drain_end", at(t0)));
+    if let Some(t) = last_4008 {
+        events.push(("last_4008_read", t));
     }
     assert_eq!(other_close, 0, "slow consumers end with 4008 or a reset");
     assert_eq!(closed_4008 + reset, slow_n);
@@ -390,11 +454,12 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
          cut_4008={closed_4008} cut_reset={reset} tern_slow_reader_closes_total={kicks} \
          rss_kib_start={rss0} rss_kib_with_slow_connected={rss1} rss_kib_peak={peak} rss_kib_end={rss2} \
          fast_p50_us_without={} fast_p99_us_without={} fast_p50_us_with={} fast_p99_us_with={}",
-        base[base.len() / 2],
-        p99(&base),
-        loaded[loaded.len() / 2],
-        p99(&loaded)
+        base.sorted[base.sorted.len() / 2],
+        p99(&base.sorted),
+        run.sorted[run.sorted.len() / 2],
+        p99(&run.sorted)
     );
+    println!("{}", timeline(&mut events, &run, 2 * p99(&base.sorted)));
     // Bounded memory: each slow connection holds at most its queue of
     // frames (even if no frame were shared between connections), plus a
     // fixed allowance; unbounded queues would hold every message.
@@ -403,8 +468,38 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         peak < bound,
         "RSS grew from {rss0} to {peak} KiB (bound {bound})"
     );
-    assert_eq!(base.len(), 4 * msgs);
-    assert_eq!(loaded.len(), 4 * msgs);
+    assert_eq!(base.sorted.len(), 4 * msgs);
+    assert_eq!(run.sorted.len(), 4 * msgs);
+}
+
+/// Where phase 2's slow fast-reader samples fall, in milliseconds since
+/// the phase began (before the slow consumers joined): the phase's events,
+/// the ten worst samples (receipt time: latency), and each 100 ms window
+/// holding samples above `over` (window start: how many / the worst).
+fn timeline(events: &mut [(&str, u64)], run: &GroupRun, over: u64) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    events.sort_by_key(|e| e.1);
+    let mut out = String::from("slow_consumers_timeline_ms:");
+    for (name, t) in events.iter() {
+        out.push_str(&format!(" {name}={:.0}", ms(*t)));
+    }
+    let mut worst = run.samples.clone();
+    worst.sort_by_key(|s| std::cmp::Reverse(s.1));
+    out.push_str(" worst_fast=");
+    for (t, l) in worst.iter().take(10) {
+        out.push_str(&format!("{:.0}:{:.1},", ms(*t), ms(*l)));
+    }
+    let mut windows = std::collections::BTreeMap::<u64, (u64, u64)>::new();
+    for &(t, l) in run.samples.iter().filter(|s| s.1 > over) {
+        let w = windows.entry(t / 100_000 * 100).or_default();
+        w.0 += 1;
+        w.1 = w.1.max(l);
+    }
+    out.push_str(&format!(" over_{:.1}ms_per_100ms=", ms(over)));
+    for (w, (n, worst)) in windows {
+        out.push_str(&format!("{w}:{n}/{:.0},", ms(worst)));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
