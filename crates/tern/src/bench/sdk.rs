@@ -220,6 +220,7 @@ async fn drive(
                 s.errors.fetch_add(1, Ordering::AcqRel);
             }
         };
+    let run = super::client::run_nonce();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -233,7 +234,7 @@ async fn drive(
                     for k in sent..due {
                         let at = due_at(start_ns, k, s.rate, s.phase);
                         let m = OutMessage::text_to(&s.to, &at.to_string())
-                            .with_client_msg_id(&format!("{}-{k}", super::client::run_nonce()));
+                            .with_client_msg_id(&format!("{run}-{k}"));
                         let s = s.clone();
                         inflight.push(async move {
                             let r = s.session.send(m).await;

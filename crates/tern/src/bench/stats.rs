@@ -35,7 +35,8 @@ impl Lat {
     pub fn record(&mut self, at: Duration, lat_us: u64) {
         let lat_us = lat_us.max(1);
         self.samples.push(u32::try_from(lat_us).unwrap_or(u32::MAX));
-        self.hist = OnceLock::new();
+        // A histogram built before no longer holds every sample.
+        self.hist.take();
         let s = at.as_secs() as usize;
         if self.secs.len() <= s {
             self.secs.resize(s + 1, Second::default());
@@ -48,7 +49,7 @@ impl Lat {
 
     pub fn merge(&mut self, other: &Lat) {
         self.samples.extend_from_slice(&other.samples);
-        self.hist = OnceLock::new();
+        self.hist.take();
         if self.secs.len() < other.secs.len() {
             self.secs.resize(other.secs.len(), Second::default());
         }
