@@ -269,6 +269,14 @@ pub struct LimitsConfig {
     /// connection quiet for longer writes at once; 0 writes on every
     /// wake-up.
     pub write_interval_ms: u64,
+    /// A connection whose pushes have awaited an ack for this long (ms)
+    /// with no ack in between is lagging: its queue is written on a timer
+    /// (`lagging_interval_ms`) rather than on every push, so that under a
+    /// fan-out the readers that keep up are written first. An ack ends it.
+    /// 0: never lagging.
+    pub lagging_after_ms: u64,
+    /// How often (ms) a lagging connection's queue is written.
+    pub lagging_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -384,6 +392,8 @@ impl Default for LimitsConfig {
             auth_timeout_secs: 10,
             storm_window_ms: 100,
             write_interval_ms: 5,
+            lagging_after_ms: 200,
+            lagging_interval_ms: 100,
         }
     }
 }
@@ -595,6 +605,12 @@ impl Config {
         if l.write_interval_ms > 1000 {
             return bad("limits.write_interval_ms must be at most 1000");
         }
+        if l.lagging_after_ms > 3_600_000 {
+            return bad("limits.lagging_after_ms must be at most 3600000");
+        }
+        if l.lagging_interval_ms == 0 || l.lagging_interval_ms > 10_000 {
+            return bad("limits.lagging_interval_ms must be 1 to 10000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -774,6 +790,14 @@ mod tests {
             "content_bytes",
         );
         invalid(|c| c.limits.write_interval_ms = 1001, "write_interval_ms");
+        invalid(
+            |c| c.limits.lagging_after_ms = 3_600_001,
+            "limits.lagging_after_ms",
+        );
+        invalid(
+            |c| c.limits.lagging_interval_ms = 0,
+            "limits.lagging_interval_ms",
+        );
         invalid(|c| c.node_id = 1024, "node_id");
         invalid(|c| c.rate.login_user_failures = 0, "rate.");
         invalid(|c| c.rate.connections = 0, "rate.");

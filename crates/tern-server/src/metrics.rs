@@ -39,6 +39,7 @@ pub struct Hot {
     pub frames_out: Counter,
     pub redeliveries: Counter,
     pub rate_limited: Counter,
+    pub lagging: Counter,
 }
 
 impl Hot {
@@ -49,6 +50,7 @@ impl Hot {
             frames_out: metrics::counter!("tern_frames_out_total"),
             redeliveries: metrics::counter!("tern_redeliveries_total"),
             rate_limited: metrics::counter!("tern_rate_limited_total"),
+            lagging: metrics::counter!("tern_lagging_connections_total"),
         }
     }
 
@@ -66,6 +68,10 @@ impl Hot {
         metrics::describe_counter!(
             "tern_redeliveries_total",
             "Pushes repeated after the ack timeout"
+        );
+        metrics::describe_counter!(
+            "tern_lagging_connections_total",
+            "Times a connection turned lagging (pushes unacknowledged for limits.lagging_after_ms): its writes then go on a timer"
         );
         metrics::describe_counter!(
             "tern_rate_limited_total",

@@ -21,11 +21,18 @@ pub struct Pending {
     total: usize,
     /// The frames' bytes, summed.
     bytes: usize,
+    /// While pushes await an ack: since when the client has made no
+    /// progress (the first push after an empty record, or the last ack that
+    /// covered something).
+    stalled_since: Option<Instant>,
 }
 
 impl Pending {
     /// Records a push; returns how many pushes now await an ack.
     pub fn add(&mut self, conv: Arc<str>, seq: u64, frame: Bytes, due: Instant) -> usize {
+        if self.total == 0 {
+            self.stalled_since = Some(Instant::now());
+        }
         self.bytes += frame.len();
         self.convs.entry(conv).or_default().push_back(Entry {
             seq,
@@ -55,6 +62,11 @@ impl Pending {
         self.bytes -= freed;
         if q.is_empty() {
             self.convs.remove(conv);
+        }
+        if self.total == 0 {
+            self.stalled_since = None;
+        } else if freed > 0 {
+            self.stalled_since = Some(Instant::now());
         }
     }
 
@@ -88,7 +100,22 @@ impl Pending {
         self.convs.retain(|_, q| !q.is_empty());
         self.total -= dropped;
         self.bytes -= freed;
+        if self.total == 0 {
+            self.stalled_since = None;
+        }
         out
+    }
+
+    /// Since when pushes have awaited an ack with no progress.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        self.stalled_since
+    }
+
+    /// Whether pushes have awaited an ack with no progress for `lag` or
+    /// longer at `now`.
+    pub fn stalled(&self, now: Instant, lag: std::time::Duration) -> bool {
+        self.stalled_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= lag)
     }
 
     /// The bytes of the pushes awaiting an ack.
@@ -138,5 +165,40 @@ mod tests {
         assert_eq!(p.len(), 0);
         assert_eq!(p.bytes(), 0);
         assert_eq!(p.next_due(), None);
+    }
+
+    #[test]
+    fn stalled_counts_from_the_last_progress() {
+        let lag = Duration::from_millis(200);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut p = Pending::default();
+        assert_eq!(p.stalled_since(), None);
+        assert!(!p.stalled(far, lag));
+        p.add("c".into(), 1, Bytes::from_static(b"1"), far);
+        let first = p.stalled_since().expect("stalled from the first push");
+        assert!(p.stalled(first + lag, lag));
+        assert!(!p.stalled(first, lag));
+        // A later push does not move it: no progress.
+        p.add("c".into(), 2, Bytes::from_static(b"2"), far);
+        assert_eq!(p.stalled_since(), Some(first));
+        // An ack of nothing pending is no progress either.
+        p.ack("c", 0);
+        p.ack("other", 5);
+        assert_eq!(p.stalled_since(), Some(first));
+        // An ack that covers something restarts the count.
+        std::thread::sleep(Duration::from_millis(2));
+        p.ack("c", 1);
+        let since = p.stalled_since().expect("one push still awaits its ack");
+        assert!(since > first);
+        // All acknowledged: nothing awaits, nothing is stalled.
+        p.ack("c", 2);
+        assert_eq!(p.stalled_since(), None);
+        assert!(!p.stalled(far, lag));
+        // Pushes given up after their repeats end it as well.
+        let now = Instant::now();
+        p.add("c".into(), 3, Bytes::from_static(b"3"), now);
+        assert!(p.stalled_since().is_some());
+        p.take_due(now, lag, 0);
+        assert_eq!(p.stalled_since(), None);
     }
 }

@@ -785,6 +785,20 @@ async fn run<'a>(
     // not polled, so pushes do not wake the task either.
     let write_interval = Duration::from_millis(lim.write_interval_ms);
     let mut write_hold: Option<Instant> = None;
+    // A client that has left pushes unacknowledged this long with no ack
+    // in between is lagging: its queue is taken on a timer of its own
+    // (`limits.lagging_interval_ms`, each connection at a random phase),
+    // not on every push, until an ack shows progress. Under a fan-out only
+    // the connections that keep up are then woken and written at once; a
+    // thousand readers that stopped, whose socket buffers still take bytes,
+    // do their copying spread over time instead of ahead of every fast
+    // reader. `lag_take`: the timer came, the queue is taken this turn.
+    let lagging_after =
+        (lim.lagging_after_ms > 0).then(|| Duration::from_millis(lim.lagging_after_ms));
+    let lagging_interval = Duration::from_millis(lim.lagging_interval_ms);
+    let mut lagging = false;
+    let mut lag_tick: Option<Instant> = None;
+    let mut lag_take = false;
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
     let mut last_in = Instant::now();
@@ -812,7 +826,14 @@ async fn run<'a>(
         let take = st.window == 0 || st.may_take(Instant::now());
         // Whether the queue was drained in this turn (then the hold starts).
         let mut drained = false;
+        // When this connection turns lagging, if it does not ack first.
+        let lag_check = match lagging_after {
+            Some(lag) if !lagging => pending.lock().stalled_since().map(|t| t + lag),
+            _ => None,
+        };
         let due = [
+            lag_tick,
+            lag_check,
             (!take).then_some(st.probe_at).flatten(),
             st.batch_due,
             st.next_wake,
@@ -846,7 +867,7 @@ async fn run<'a>(
                     write_hold = None;
                 }
             }
-            out = rx.recv_async(), if take && write_hold.is_none() => {
+            out = rx.recv_async(), if take && write_hold.is_none() && (!lagging || lag_take) => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
                     let [held, frame] = st.prepare(out, conn);
@@ -880,12 +901,28 @@ async fn run<'a>(
                         }
                     }
                 }
+                // A lagging connection takes on until its queue is empty.
+                lag_take = !drained;
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
                 if write_hold.is_some_and(|at| at <= now) {
                     write_hold = None;
+                }
+                if let Some(lag) = lagging_after {
+                    let stalled = pending.lock().stalled(now, lag);
+                    if !lagging && stalled {
+                        lagging = true;
+                        app.hot.lagging.increment(1);
+                        lag_tick = Some(now + jitter(lagging_interval));
+                    } else if lag_tick.is_some_and(|at| at <= now) {
+                        // Still lagging: take the queue, if anything is in
+                        // it. An ack since (progress) ends the lag.
+                        lagging = stalled;
+                        lag_take = stalled && !rx.is_empty();
+                        lag_tick = stalled.then(|| now + lagging_interval);
+                    }
                 }
                 if st.batch_due.is_some_and(|at| at <= now) {
                     if let Some(frame) = st.take_batch() {
@@ -935,7 +972,7 @@ async fn run<'a>(
                 r = socket.flush() => if r.is_err() { break 'run 1000 },
                 code = &mut kicked => break 'run code,
             }
-            if drained && !write_interval.is_zero() {
+            if drained && !lagging && !write_interval.is_zero() {
                 write_hold = Some(Instant::now() + write_interval);
             }
         }
@@ -973,6 +1010,13 @@ async fn run<'a>(
         _ => "",
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(close_msg(code, reason))).await;
+}
+
+/// A random instant within `d` (at least 1 ms): lagging connections that
+/// start waiting together spread their writes over the interval.
+fn jitter(d: Duration) -> Duration {
+    let ms = d.as_millis().max(1) as u64;
+    Duration::from_millis(rand::random_range(1..=ms))
 }
 
 /// What the connection loop does with a frame read from the socket.

@@ -442,16 +442,27 @@ async fn slow_consumers_are_cut_off_and_fast_readers_keep_up() {
         .text()
         .await
         .unwrap();
-    let kicks = metrics
-        .lines()
-        .find(|l| l.starts_with("tern_slow_reader_closes_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or("?")
-        .to_owned();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let kicks = counter("tern_slow_reader_closes_total");
+    // Every slow consumer, never acking, turned lagging before its cut
+    // (its writes went on its own timer, behind the fast readers').
+    let lagging = counter("tern_lagging_connections_total");
+    assert!(
+        lagging.parse::<f64>().unwrap_or(0.0) >= slow_n as f64,
+        "{lagging} lagging connections, {slow_n} slow consumers"
+    );
     let peak = peak.load(Ordering::Relaxed);
     println!(
         "slow_consumers: slow_conns={slow_n} msgs_per_phase={msgs} fast_readers=4 \
          cut_4008={closed_4008} cut_reset={reset} tern_slow_reader_closes_total={kicks} \
+         tern_lagging_connections_total={lagging} \
          rss_kib_start={rss0} rss_kib_with_slow_connected={rss1} rss_kib_peak={peak} rss_kib_end={rss2} \
          fast_p50_us_without={} fast_p99_us_without={} fast_p50_us_with={} fast_p99_us_with={}",
         base.sorted[base.sorted.len() / 2],

@@ -756,3 +756,65 @@ async fn write_interval_keeps_order_and_the_queue_bound() {
         .collect();
     assert_eq!(seqs, (1..=51).collect::<Vec<_>>());
 }
+
+/// A connection that leaves its pushes unacknowledged for
+/// `limits.lagging_after_ms` turns lagging: its queue is written on its
+/// own timer (`limits.lagging_interval_ms`) instead of on every push. It
+/// still gets every message once, in seq order; the queue's bound holds
+/// (a full queue cuts it off with 4008, its messages stay queued); an ack
+/// ends the lag.
+#[tokio::test]
+async fn a_lagging_connection_gets_every_push_in_order_and_its_bound_holds() {
+    let s = Server::start_with(|c| {
+        c.limits.lagging_after_ms = 50;
+        c.limits.lagging_interval_ms = 1000;
+        c.limits.outbound_queue = 16;
+    })
+    .await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let mut a = s.connect(&ta, "a").await;
+    let mut b = s.connect(&tb, "b").await;
+    let send = |i: usize| json!({"type":"send","to":"bob","client_msg_id":format!("m{i}"),"kind":"text","content":format!("{i}")});
+    a.ok(send(0)).await;
+    assert_eq!(b.next_msg().await["seq"], 1);
+    // Bob does not ack: past 50 ms his connection is lagging, and what
+    // comes next is written on its timer, in order.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for i in 1..=10 {
+        a.ok(send(i)).await;
+    }
+    for seq in 2..=11 {
+        assert_eq!(b.next_msg().await["seq"], seq);
+    }
+    // An ack ends the lag (at the connection's next timer); pushes keep
+    // coming in order.
+    b.send(json!({"type":"ack","conv":dm("alice","bob"),"seq":11}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 11..=15 {
+        a.ok(send(i)).await;
+        assert_eq!(b.next_msg().await["seq"], i as u64 + 1);
+    }
+    // Lagging again (no ack since seq 12): 80 pushes within a few of its
+    // 1 s timer intervals put more than the queue's 16 frames into one of
+    // them, which cuts bob off with 4008.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut ids = Vec::new();
+    for i in 16..96 {
+        ids.push(a.submit(send(i)).await);
+    }
+    for id in ids {
+        assert_eq!(a.reply(&id).await["type"], "ok");
+    }
+    assert_eq!(b.closed_with().await, 4008);
+    // Everything from seq 12 on was never acknowledged: all of it is in
+    // bob's offline queue, in order.
+    let (_, (msgs, done)) = s.connect_offline(&tb, "b").await;
+    assert_eq!(done["count"], 85);
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|f| f["msg"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (12..=96).collect::<Vec<_>>());
+}
