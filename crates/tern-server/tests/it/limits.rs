@@ -704,6 +704,32 @@ async fn a_full_window_still_lets_a_probe_through() {
     }
 }
 
+/// The `send` of alice's message `i` to bob (content and id from `i`).
+fn to_bob(i: usize) -> serde_json::Value {
+    json!({"type":"send","to":"bob","client_msg_id":format!("m{i}"),"kind":"text","content":format!("{i}")})
+}
+
+/// Alice sends `range` to bob all at once, then waits for every `ok`.
+async fn burst_to_bob(a: &mut Client, range: std::ops::Range<usize>) {
+    let mut ids = Vec::new();
+    for i in range {
+        ids.push(a.submit(to_bob(i)).await);
+    }
+    for id in ids {
+        assert_eq!(a.reply(&id).await["type"], "ok");
+    }
+}
+
+/// Bob logs in again: the seqs of his offline batch, checked against its
+/// `offline_done` count.
+async fn bobs_offline_seqs(s: &Server, tb: &str) -> Vec<u64> {
+    let (_, (msgs, done)) = s.connect_offline(tb, "b").await;
+    assert_eq!(done["count"].as_u64(), Some(msgs.len() as u64));
+    msgs.iter()
+        .map(|f| f["msg"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// After a write, a connection's queue waits out `limits.write_interval_ms`
 /// before the next write: what arrives meanwhile is written later, in
 /// queue order, and the queue's bound still holds while it waits (a full
@@ -720,15 +746,14 @@ async fn write_interval_keeps_order_and_the_queue_bound() {
     let tb = s.user("bob").await;
     let mut a = s.connect(&ta, "a").await;
     let mut b = s.connect(&tb, "b").await;
-    let send = |i: usize| json!({"type":"send","to":"bob","client_msg_id":format!("m{i}"),"kind":"text","content":format!("{i}")});
     // The first push is written at once (the queue was quiet); the next
     // ten are queued behind the hold it starts and come in seq order.
-    a.ok(send(0)).await;
+    a.ok(to_bob(0)).await;
     assert_eq!(b.next_msg().await["seq"], 1);
     let ids = {
         let mut ids = Vec::new();
         for i in 1..=10 {
-            ids.push(a.submit(send(i)).await);
+            ids.push(a.submit(to_bob(i)).await);
         }
         ids
     };
@@ -739,22 +764,13 @@ async fn write_interval_keeps_order_and_the_queue_bound() {
         assert_eq!(b.next_msg().await["seq"], seq);
     }
     // Bob's queue (16 frames) overflows within the hold of that write.
-    let mut ids = Vec::new();
-    for i in 11..51 {
-        ids.push(a.submit(send(i)).await);
-    }
-    for id in ids {
-        assert_eq!(a.reply(&id).await["type"], "ok");
-    }
+    burst_to_bob(&mut a, 11..51).await;
     assert_eq!(b.closed_with().await, 4008);
     // Nothing was acknowledged: all 51 are in bob's offline queue.
-    let (_, (msgs, done)) = s.connect_offline(&tb, "b").await;
-    assert_eq!(done["count"], 51);
-    let seqs: Vec<u64> = msgs
-        .iter()
-        .map(|f| f["msg"]["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, (1..=51).collect::<Vec<_>>());
+    assert_eq!(
+        bobs_offline_seqs(&s, &tb).await,
+        (1..=51).collect::<Vec<_>>()
+    );
 }
 
 /// A connection that leaves its pushes unacknowledged for
@@ -775,14 +791,13 @@ async fn a_lagging_connection_gets_every_push_in_order_and_its_bound_holds() {
     let tb = s.user("bob").await;
     let mut a = s.connect(&ta, "a").await;
     let mut b = s.connect(&tb, "b").await;
-    let send = |i: usize| json!({"type":"send","to":"bob","client_msg_id":format!("m{i}"),"kind":"text","content":format!("{i}")});
-    a.ok(send(0)).await;
+    a.ok(to_bob(0)).await;
     assert_eq!(b.next_msg().await["seq"], 1);
     // Bob does not ack: past 50 ms his connection is lagging, and what
     // comes next is written on its timer, in order.
     tokio::time::sleep(Duration::from_millis(150)).await;
     for i in 1..=10 {
-        a.ok(send(i)).await;
+        a.ok(to_bob(i)).await;
     }
     for seq in 2..=11 {
         assert_eq!(b.next_msg().await["seq"], seq);
@@ -793,28 +808,19 @@ async fn a_lagging_connection_gets_every_push_in_order_and_its_bound_holds() {
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for i in 11..=15 {
-        a.ok(send(i)).await;
+        a.ok(to_bob(i)).await;
         assert_eq!(b.next_msg().await["seq"], i as u64 + 1);
     }
     // Lagging again (no ack since seq 12): 80 pushes within a few of its
     // 1 s timer intervals put more than the queue's 16 frames into one of
     // them, which cuts bob off with 4008.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let mut ids = Vec::new();
-    for i in 16..96 {
-        ids.push(a.submit(send(i)).await);
-    }
-    for id in ids {
-        assert_eq!(a.reply(&id).await["type"], "ok");
-    }
+    burst_to_bob(&mut a, 16..96).await;
     assert_eq!(b.closed_with().await, 4008);
     // Everything from seq 12 on was never acknowledged: all of it is in
     // bob's offline queue, in order.
-    let (_, (msgs, done)) = s.connect_offline(&tb, "b").await;
-    assert_eq!(done["count"], 85);
-    let seqs: Vec<u64> = msgs
-        .iter()
-        .map(|f| f["msg"]["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, (12..=96).collect::<Vec<_>>());
+    assert_eq!(
+        bobs_offline_seqs(&s, &tb).await,
+        (12..=96).collect::<Vec<_>>()
+    );
 }
