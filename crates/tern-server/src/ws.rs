@@ -921,7 +921,9 @@ async fn run<'a>(
                         // it. An ack since (progress) ends the lag.
                         lagging = stalled;
                         lag_take = stalled && !rx.is_empty();
-                        lag_tick = stalled.then(|| now + lagging_interval);
+                        // A fresh random phase each time: ticks that a busy
+                        // moment bunched up do not stay together.
+                        lag_tick = stalled.then(|| now + lagging_interval / 2 + jitter(lagging_interval));
                     }
                 }
                 if st.batch_due.is_some_and(|at| at <= now) {
@@ -1012,8 +1014,8 @@ async fn run<'a>(
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(close_msg(code, reason))).await;
 }
 
-/// A random instant within `d` (at least 1 ms): lagging connections that
-/// start waiting together spread their writes over the interval.
+/// A random duration within `d` (at least 1 ms): lagging connections
+/// that wait together spread their writes over the interval.
 fn jitter(d: Duration) -> Duration {
     let ms = d.as_millis().max(1) as u64;
     Duration::from_millis(rand::random_range(1..=ms))
