@@ -626,7 +626,7 @@ async fn outstanding_friend_requests_are_capped() {
 /// further by `tweak`; alice and bob connected, and alice's 20 messages
 /// of about 4 KB sent to bob (their `ok`s in hand).
 async fn window_of_16k(tweak: impl FnOnce(&mut tern_server::Config)) -> (Server, Client, Client) {
-    let s = Server::start_with(|c| {
+    let (s, _, mut a, b) = alice_and_bob(|c| {
         c.limits.frame_bytes = 16 * 1024;
         c.limits.content_bytes = 8 * 1024;
         c.limits.unacked_bytes = 16 * 1024;
@@ -634,10 +634,6 @@ async fn window_of_16k(tweak: impl FnOnce(&mut tern_server::Config)) -> (Server,
         tweak(c);
     })
     .await;
-    let ta = s.user("alice").await;
-    let tb = s.user("bob").await;
-    let mut a = s.connect(&ta, "a").await;
-    let b = s.connect(&tb, "b").await;
     for i in 0..20 {
         a.send_text("bob", &format!("m{i}"), &"x".repeat(4000))
             .await;
@@ -730,6 +726,19 @@ async fn bobs_offline_seqs(s: &Server, tb: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A server with `tweak` applied, alice and bob registered and connected:
+/// the server, bob's token, alice's and bob's connections.
+async fn alice_and_bob(
+    tweak: impl FnOnce(&mut tern_server::Config),
+) -> (Server, String, Client, Client) {
+    let s = Server::start_with(tweak).await;
+    let ta = s.user("alice").await;
+    let tb = s.user("bob").await;
+    let a = s.connect(&ta, "a").await;
+    let b = s.connect(&tb, "b").await;
+    (s, tb, a, b)
+}
+
 /// After a write, a connection's queue waits out `limits.write_interval_ms`
 /// before the next write: what arrives meanwhile is written later, in
 /// queue order, and the queue's bound still holds while it waits (a full
@@ -737,15 +746,11 @@ async fn bobs_offline_seqs(s: &Server, tb: &str) -> Vec<u64> {
 #[tokio::test]
 async fn write_interval_keeps_order_and_the_queue_bound() {
     // The longest interval: every push below comes while a hold is on.
-    let s = Server::start_with(|c| {
+    let (s, tb, mut a, mut b) = alice_and_bob(|c| {
         c.limits.write_interval_ms = 1000;
         c.limits.outbound_queue = 16;
     })
     .await;
-    let ta = s.user("alice").await;
-    let tb = s.user("bob").await;
-    let mut a = s.connect(&ta, "a").await;
-    let mut b = s.connect(&tb, "b").await;
     // The first push is written at once (the queue was quiet); the next
     // ten are queued behind the hold it starts and come in seq order.
     a.ok(to_bob(0)).await;
@@ -781,16 +786,12 @@ async fn write_interval_keeps_order_and_the_queue_bound() {
 /// ends the lag.
 #[tokio::test]
 async fn a_lagging_connection_gets_every_push_in_order_and_its_bound_holds() {
-    let s = Server::start_with(|c| {
+    let (s, tb, mut a, mut b) = alice_and_bob(|c| {
         c.limits.lagging_after_ms = 50;
         c.limits.lagging_interval_ms = 1000;
         c.limits.outbound_queue = 16;
     })
     .await;
-    let ta = s.user("alice").await;
-    let tb = s.user("bob").await;
-    let mut a = s.connect(&ta, "a").await;
-    let mut b = s.connect(&tb, "b").await;
     a.ok(to_bob(0)).await;
     assert_eq!(b.next_msg().await["seq"], 1);
     // Bob does not ack: past 50 ms his connection is lagging, and what
