@@ -275,7 +275,9 @@ pub struct LimitsConfig {
     /// fan-out the readers that keep up are written first. An ack ends it.
     /// 0: never lagging.
     pub lagging_after_ms: u64,
-    /// How often (ms) a lagging connection's queue is written.
+    /// How often (ms) a lagging connection's queue is written, on average:
+    /// each wait is drawn at random, the first up to it, later ones between
+    /// half and one and a half of it.
     pub lagging_interval_ms: u64,
 }
 

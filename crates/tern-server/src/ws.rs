@@ -787,7 +787,7 @@ async fn run<'a>(
     let mut write_hold: Option<Instant> = None;
     // A client that has left pushes unacknowledged this long with no ack
     // in between is lagging: its queue is taken on a timer of its own
-    // (`limits.lagging_interval_ms`, each connection at a random phase),
+    // (`limits.lagging_interval_ms` on average, each wait drawn at random),
     // not on every push, until an ack shows progress. Under a fan-out only
     // the connections that keep up are then woken and written at once; a
     // thousand readers that stopped, whose socket buffers still take bytes,
