@@ -279,6 +279,12 @@ pub struct LimitsConfig {
     /// each wait is drawn at random, the first up to it, later ones between
     /// half and one and a half of it.
     pub lagging_interval_ms: u64,
+    /// Bytes of pushes awaiting an ack past which a lagging connection is
+    /// not written (as `unacked_bytes`, the smaller of the two applies):
+    /// a reader that stopped costs this much copying into its socket, not
+    /// its whole kernel send buffer, before its queue fills and it is
+    /// closed. 0: no window of its own.
+    pub lagging_window_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -396,6 +402,7 @@ impl Default for LimitsConfig {
             write_interval_ms: 5,
             lagging_after_ms: 200,
             lagging_interval_ms: 100,
+            lagging_window_bytes: 64 * 1024,
         }
     }
 }
@@ -576,6 +583,9 @@ impl Config {
         }
         if l.unacked_bytes != 0 && l.unacked_bytes < l.frame_bytes {
             return bad("limits.unacked_bytes must be 0 or at least limits.frame_bytes");
+        }
+        if l.lagging_window_bytes != 0 && l.lagging_window_bytes < l.frame_bytes {
+            return bad("limits.lagging_window_bytes must be 0 or at least limits.frame_bytes");
         }
         if l.unacked_probe_ms == 0 {
             return bad("limits.unacked_probe_ms must be > 0");
@@ -814,6 +824,10 @@ mod tests {
         );
         invalid(|c| c.http.unsent_bytes = 1 << 32, "http.unsent_bytes");
         invalid(|c| c.limits.unacked_bytes = 1000, "limits.unacked_bytes");
+        invalid(
+            |c| c.limits.lagging_window_bytes = 1000,
+            "limits.lagging_window_bytes",
+        );
         invalid(|c| c.limits.unacked_probe_ms = 0, "limits.unacked_probe_ms");
         invalid(|c| c.tls.cert = "cert.pem".into(), "tls.key");
         invalid(|c| c.auth.secret = "x".repeat(31), "auth.secret");

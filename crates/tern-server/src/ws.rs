@@ -573,10 +573,17 @@ async fn handle(
 
 /// How long a closing connection may take to flush its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A lagging connection that is cut closes at a random moment within
+/// this: a thousand readers that stopped, cut by one push, do not tear
+/// down in one burst.
+const CUT_SPREAD: Duration = Duration::from_secs(1);
 /// Frames written before one flush.
 const COALESCE: usize = 64;
 /// Most frames merged into one `batch` frame.
 const BATCH_MAX: usize = 256;
+/// A lagging connection's probe waits at most `unacked_probe_ms` times
+/// 2 to this power.
+const PROBE_BACKOFF_MAX: u32 = 6;
 
 /// The connection's write-side bookkeeping between socket writes.
 struct WriterState<'a> {
@@ -602,6 +609,11 @@ struct WriterState<'a> {
     /// one every `probe`.
     probe_at: Option<Instant>,
     probe: Duration,
+    /// While lagging: probes since the window last had room, each one
+    /// waiting twice as long as the one before (as TCP's persist timer), so
+    /// a reader that stopped is not sent a frame every `probe` until its
+    /// cut. `None`: every probe waits `probe`.
+    backoff: Option<u32>,
     next_wake: Option<Instant>,
     storm: Duration,
     batch: Vec<Bytes>,
@@ -674,12 +686,15 @@ impl WriterState<'_> {
     fn may_take(&mut self, now: Instant) -> bool {
         if !self.window_full() {
             self.probe_at = None;
+            if let Some(n) = self.backoff.as_mut() {
+                *n = 0;
+            }
             return true;
         }
         match self.probe_at {
             Some(at) => at <= now,
             None => {
-                self.probe_at = Some(now + self.probe);
+                self.probe_at = Some(now + self.probe_wait());
                 false
             }
         }
@@ -689,10 +704,22 @@ impl WriterState<'_> {
     /// the next probe).
     fn window_closed(&mut self) -> bool {
         if self.window_full() {
-            self.probe_at = Some(Instant::now() + self.probe);
+            self.probe_at = Some(Instant::now() + self.probe_wait());
             return true;
         }
         false
+    }
+
+    /// The wait before the next probe (counted as sent).
+    fn probe_wait(&mut self) -> Duration {
+        match self.backoff.as_mut() {
+            None => self.probe,
+            Some(n) => {
+                let wait = self.probe * (1 << (*n).min(PROBE_BACKOFF_MAX));
+                *n += 1;
+                wait
+            }
+        }
     }
 
     /// Tracks a written message push until it is acknowledged.
@@ -773,6 +800,7 @@ async fn run<'a>(
         window: lim.unacked_bytes,
         probe_at: None,
         probe: Duration::from_millis(lim.unacked_probe_ms),
+        backoff: None,
         next_wake,
         storm: Duration::from_millis(lim.storm_window_ms),
         batch: Vec::new(),
@@ -798,6 +826,13 @@ async fn run<'a>(
     let lagging_interval = Duration::from_millis(lim.lagging_interval_ms);
     let mut lagging = false;
     let mut lag_tick: Option<Instant> = None;
+    // While lagging, writes stop once this many bytes await an ack: a
+    // reader that stopped costs that much copying, not its socket's whole
+    // send buffer, before its queue fills and it is closed.
+    let lag_window = match (lim.unacked_bytes, lim.lagging_window_bytes) {
+        (0, w) | (w, 0) => w,
+        (a, b) => a.min(b),
+    };
     let mut lag_take = false;
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
@@ -916,10 +951,17 @@ async fn run<'a>(
                         lagging = true;
                         app.hot.lagging.increment(1);
                         lag_tick = Some(now + jitter(lagging_interval));
+                        st.window = lag_window;
+                        st.backoff = Some(0);
                     } else if lag_tick.is_some_and(|at| at <= now) {
                         // Still lagging: take the queue, if anything is in
                         // it. An ack since (progress) ends the lag.
                         lagging = stalled;
+                        if !lagging {
+                            st.window = lim.unacked_bytes;
+                            st.probe_at = None;
+                            st.backoff = None;
+                        }
                         lag_take = stalled && !rx.is_empty();
                         // A fresh random phase each time: ticks that a busy
                         // moment bunched up do not stay together.
@@ -1001,6 +1043,12 @@ async fn run<'a>(
                 return;
             }
         }
+    }
+    if lagging && code == close::POLICY {
+        // Readers that stopped are cut by the same push, all at once:
+        // their closes (and the teardown after) are spread over
+        // `CUT_SPREAD` rather than queued ahead of every other connection.
+        tokio::time::sleep(jitter(CUT_SPREAD)).await;
     }
     let reason = match code {
         close::GOING_AWAY => "server shutting down",
@@ -1104,5 +1152,51 @@ fn read_frame<'a>(
         })),
         // Answered by the WebSocket layer; counted above as activity.
         _ => Read::Skip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(pending: &Mutex<Pending>, backoff: Option<u32>) -> WriterState<'_> {
+        WriterState {
+            pending,
+            pushed: HashMap::new(),
+            fill_gaps: false,
+            gap: None,
+            ack_timeout: Duration::from_secs(5),
+            max_unacked: 16,
+            window: 1024,
+            probe_at: None,
+            probe: Duration::from_millis(100),
+            backoff,
+            next_wake: None,
+            storm: Duration::ZERO,
+            batch: Vec::new(),
+            batch_due: None,
+        }
+    }
+
+    fn waits(st: &mut WriterState<'_>, n: usize) -> Vec<u64> {
+        (0..n).map(|_| st.probe_wait().as_millis() as u64).collect()
+    }
+
+    /// A lagging connection's probes wait twice as long each time, up to
+    /// a cap, and start over once the window has room; other connections
+    /// probe at the plain interval.
+    #[test]
+    fn lagging_probes_back_off() {
+        let pending = Mutex::new(Pending::default());
+        let mut st = writer(&pending, Some(0));
+        assert_eq!(
+            waits(&mut st, 9),
+            [100, 200, 400, 800, 1600, 3200, 6400, 6400, 6400]
+        );
+        // The window is empty (not full): taking resumes, backoff resets.
+        assert!(st.may_take(Instant::now()));
+        assert_eq!(waits(&mut st, 2), [100, 200]);
+        let mut plain = writer(&pending, None);
+        assert_eq!(waits(&mut plain, 4), [100, 100, 100, 100]);
     }
 }

@@ -739,6 +739,64 @@ async fn alice_and_bob(
     (s, tb, a, b)
 }
 
+/// A lagging connection is written only while less than
+/// `limits.lagging_window_bytes` of its pushes await an ack: a reader that
+/// stopped is sent that much, not as much as its socket buffers take. Its
+/// ack ends the lag and the rest comes, in order. With no window of its
+/// own (0), the same connection gets everything without acking.
+#[tokio::test]
+async fn a_lagging_connection_is_written_within_its_window() {
+    for window in [16 * 1024, 0] {
+        let (_s, _tb, mut a, mut b) = alice_and_bob(|c| {
+            c.limits.frame_bytes = 16 * 1024;
+            c.limits.content_bytes = 8 * 1024;
+            c.limits.lagging_after_ms = 50;
+            c.limits.lagging_interval_ms = 20;
+            c.limits.lagging_window_bytes = window;
+            // No probe and no redelivery during the test.
+            c.limits.unacked_probe_ms = 600_000;
+            c.delivery.ack_timeout_ms = 600_000;
+        })
+        .await;
+        let text = "x".repeat(4000);
+        a.send_text("bob", "m0", &text).await;
+        assert_eq!(b.next_msg().await["seq"], 1);
+        // Bob does not ack: past 50 ms his connection is lagging.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for i in 1..20 {
+            a.send_text("bob", &format!("m{i}"), &text).await;
+        }
+        let mut seqs: Vec<u64> = b
+            .drain(Duration::from_millis(500))
+            .await
+            .iter()
+            .filter(|f| f["type"] == "msg")
+            .map(|f| f["msg"]["seq"].as_u64().unwrap())
+            .collect();
+        if window == 0 {
+            assert_eq!(seqs, (2..=20).collect::<Vec<u64>>());
+            continue;
+        }
+        // About 4 KB a push: seq 1 and up to three more fill 16 KiB.
+        assert!(
+            (1..=3).contains(&seqs.len()),
+            "a lagging window of 16 KiB let {} more pushes through",
+            seqs.len()
+        );
+        let last = *seqs.last().unwrap();
+        b.send(json!({"type": "ack", "conv": dm("alice", "bob"), "seq": last}))
+            .await;
+        while seqs.len() < 19 {
+            let m = b.next_msg().await;
+            seqs.push(m["seq"].as_u64().unwrap());
+            // Acking as it reads, bob is not lagging any more.
+            b.send(json!({"type": "ack", "conv": dm("alice", "bob"), "seq": m["seq"]}))
+                .await;
+        }
+        assert_eq!(seqs, (2..=20).collect::<Vec<u64>>());
+    }
+}
+
 /// After a write, a connection's queue waits out `limits.write_interval_ms`
 /// before the next write: what arrives meanwhile is written later, in
 /// queue order, and the queue's bound still holds while it waits (a full
