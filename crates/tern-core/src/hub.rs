@@ -76,6 +76,14 @@ impl Conn {
     /// Queues a frame without waiting. A full queue closes the connection
     /// as a slow reader; its messages stay in history and the offline queue.
     pub fn push(&self, out: Outbound) -> bool {
+        // A connection being closed writes nothing more from its queue
+        // (shutdown excepted: it drains the queue first), so a fan-out
+        // skips it without touching the channel; readers cut by one push
+        // stay registered until their closes, spread over a second, run.
+        let code = self.close_code.load(Ordering::Acquire);
+        if code != 0 && code != close::GOING_AWAY {
+            return false;
+        }
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(flume::TrySendError::Full(_)) => {
@@ -380,6 +388,21 @@ mod tests {
         assert_eq!(hub.deliver(&push), 0);
         assert!(!c.kick(close::REPLACED));
         assert_eq!(c.close_code(), Some(close::POLICY));
+    }
+
+    /// A connection being closed takes no more pushes, except one closing
+    /// for a shutdown: that one writes its whole queue before its close.
+    #[test]
+    fn closing_connections_take_pushes_only_when_shutting_down() {
+        let out = Outbound::Frame(Bytes::from_static(b"{}"));
+        let (cut, cut_rx) = Conn::new("a", "d", 4);
+        assert!(cut.kick(close::POLICY));
+        assert!(!cut.push(out.clone()));
+        assert!(cut_rx.is_empty());
+        let (stopping, stopping_rx) = Conn::new("b", "d", 4);
+        assert!(stopping.kick(close::GOING_AWAY));
+        assert!(stopping.push(out));
+        assert_eq!(stopping_rx.len(), 1);
     }
 
     #[test]
