@@ -53,9 +53,11 @@ elif [ -n "${PERF_STAT:-}" ]; then
 fi
 wait "$bench"
 t1=$(ticks); w1=$(date +%s.%N)
+# Connections that turned lagging (pushes unacked for limits.lagging_after_ms).
+lagging=$(curl -s "$URL/metrics" | awk '$1 == "tern_lagging_connections_total" {print int($2)}')
 hz=$(getconf CLK_TCK)
-jq -c --argjson cpu "$(echo "($t1 - $t0) / $hz" | bc -l)" --argjson wall "$(echo "$w1 - $w0" | bc -l)" \
+jq -c --argjson cpu "$(echo "($t1 - $t0) / $hz" | bc -l)" --argjson wall "$(echo "$w1 - $w0" | bc -l)" --argjson lagging "${lagging:-0}" \
   '{deliveries, deliveries_per_s, msgs_per_s, p50_ms, p99_ms, lost, closed, client_cpu_pct,
-    server_cpu_s: $cpu, server_cpu_pct: (100 * $cpu / $wall),
+    lagging: $lagging, server_cpu_s: $cpu, server_cpu_pct: (100 * $cpu / $wall),
     server_cpu_s_per_m_deliveries: (if .deliveries > 0 then $cpu * 1e6 / .deliveries else null end)}' \
   "$data.json"
