@@ -283,7 +283,8 @@ pub struct LimitsConfig {
     /// not written (as `unacked_bytes`, the smaller of the two applies):
     /// a reader that stopped costs this much copying into its socket, not
     /// its whole kernel send buffer, before its queue fills and it is
-    /// closed. 0: no window of its own.
+    /// closed. 0 (the default): no window of its own, since a client that
+    /// reads but does not ack would get only a probe now and then.
     pub lagging_window_bytes: usize,
 }
 
@@ -402,7 +403,7 @@ impl Default for LimitsConfig {
             write_interval_ms: 5,
             lagging_after_ms: 200,
             lagging_interval_ms: 100,
-            lagging_window_bytes: 64 * 1024,
+            lagging_window_bytes: 0,
         }
     }
 }
