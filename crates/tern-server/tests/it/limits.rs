@@ -641,6 +641,16 @@ async fn window_of_16k(tweak: impl FnOnce(&mut tern_server::Config)) -> (Server,
     (s, a, b)
 }
 
+/// The seqs of the message pushes that arrive until none has for `d`.
+async fn drained_seqs(c: &mut Client, d: Duration) -> Vec<u64> {
+    c.drain(d)
+        .await
+        .iter()
+        .filter(|f| f["type"] == "msg")
+        .map(|f| f["msg"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// Pushes stop once `limits.unacked_bytes` of them await the device's ack
 /// and resume when it acks; a device that never acks fills its queue
 /// meanwhile and is cut off as a slow reader (4008).
@@ -656,13 +666,7 @@ async fn unacked_pushes_fill_a_window_that_acks_reopen() {
     let mut seqs = Vec::new();
     let mut rounds = 0;
     while seqs.len() < 20 {
-        let burst: Vec<u64> = b
-            .drain(Duration::from_millis(300))
-            .await
-            .iter()
-            .filter(|f| f["type"] == "msg")
-            .map(|f| f["msg"]["seq"].as_u64().unwrap())
-            .collect();
+        let burst = drained_seqs(&mut b, Duration::from_millis(300)).await;
         assert!(
             (1..=5).contains(&burst.len()),
             "a window of 16 KiB let {} pushes through",
@@ -766,13 +770,7 @@ async fn a_lagging_connection_is_written_within_its_window() {
         for i in 1..20 {
             a.send_text("bob", &format!("m{i}"), &text).await;
         }
-        let mut seqs: Vec<u64> = b
-            .drain(Duration::from_millis(500))
-            .await
-            .iter()
-            .filter(|f| f["type"] == "msg")
-            .map(|f| f["msg"]["seq"].as_u64().unwrap())
-            .collect();
+        let mut seqs = drained_seqs(&mut b, Duration::from_millis(500)).await;
         if window == 0 {
             assert_eq!(seqs, (2..=20).collect::<Vec<u64>>());
             continue;
