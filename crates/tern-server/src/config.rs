@@ -279,12 +279,13 @@ pub struct LimitsConfig {
     /// each wait is drawn at random, the first up to it, later ones between
     /// half and one and a half of it.
     pub lagging_interval_ms: u64,
-    /// Bytes of pushes awaiting an ack past which a lagging connection is
-    /// not written (as `unacked_bytes`, the smaller of the two applies):
-    /// a reader that stopped costs this much copying into its socket, not
-    /// its whole kernel send buffer, before its queue fills and it is
-    /// closed. 0 (the default): no window of its own, since a client that
-    /// reads but does not ack would get only a probe now and then.
+    /// Bytes of pushes written since the last pong and awaiting an ack
+    /// past which a lagging connection is not written until it answers a
+    /// WebSocket ping: a reader that stopped costs this much copying into
+    /// its socket, not its whole kernel send buffer, before its queue
+    /// fills and it is closed, while one that reads but does not ack
+    /// answers the ping and gets the next window's worth (`unacked_bytes`,
+    /// if set, still applies: only an ack opens that one). 0: none.
     pub lagging_window_bytes: usize,
 }
 
@@ -403,7 +404,7 @@ impl Default for LimitsConfig {
             write_interval_ms: 5,
             lagging_after_ms: 200,
             lagging_interval_ms: 100,
-            lagging_window_bytes: 0,
+            lagging_window_bytes: 64 * 1024,
         }
     }
 }

@@ -90,7 +90,7 @@ impl Drop for SessionGuard {
 
 async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slot: Slot) {
     app.sessions.enter();
-    let _guard = SessionGuard(app.clone());
+    let guard = SessionGuard(app.clone());
     // The start-up steps and each frame's handling run boxed: their state
     // is large (it holds the whole core call) and needed only while they
     // run, so an idle connection keeps just the small loop state.
@@ -125,7 +125,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
         app: &app,
         open: true,
     };
-    Box::pin(run(
+    let closed = Box::pin(run(
         &app,
         &conn,
         &mut socket,
@@ -143,6 +143,27 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
     }
     app.hot.connections.decrement(1.0);
     Box::pin(app.core.disconnect(&conn)).await;
+    // The session is over: its connection slots are free again.
+    drop(slot);
+    drop(guard);
+    if let Some(deadline) = closed {
+        // Our close frame went out: the socket stays open, its frames read
+        // and dropped, until the client's close answers it (RFC 6455
+        // 7.1.1) or the grace runs out. A client still reading its
+        // backlog writes on the way (its pongs); a socket dropped at once
+        // would answer those with a reset, and the client would lose the
+        // rest of the backlog and the close frame with its code. The
+        // socket counts against no limit meanwhile (its file does, within
+        // the grace).
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Some(Ok(m)) = socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Counts this connection among those still reading (shutdown waits for
@@ -605,19 +626,45 @@ struct WriterState<'a> {
     /// `limits.unacked_bytes`: no more writes while this many bytes of
     /// pushes await an ack (0: no window).
     window: usize,
-    /// While the window is full: when the next probe frame may go out,
-    /// one every `probe`.
+    /// While lagging, `limits.lagging_window_bytes`: no more writes while
+    /// this many bytes of pushes written since the last pong await an ack
+    /// (0: not lagging, or no such window).
+    lag_window: usize,
+    /// While a window is full: when the next probe (a frame, or a ping for
+    /// the lagging window) may go out, one every `probe`.
     probe_at: Option<Instant>,
     probe: Duration,
     /// While lagging: probes since the window last had room, each one
     /// waiting twice as long as the one before (as TCP's persist timer), so
-    /// a reader that stopped is not sent a frame every `probe` until its
-    /// cut. `None`: every probe waits `probe`.
+    /// a reader that stopped is not probed every `probe` until its cut.
+    /// `None` (not lagging): every probe waits `probe`.
+    ///
+    /// A lagging connection's probe is a WebSocket ping, not a queued
+    /// frame. Its pong (every WebSocket stack answers pings, RFC 6455)
+    /// shows the client reads, and opens the next window's worth: a client
+    /// that reads but never acks is written on, one window per round
+    /// trip, while one that stopped reading is sent a few bytes of pings
+    /// until its cut.
     backoff: Option<u32>,
+    /// The unacked bytes when the last pong came (lowered as acks come):
+    /// the lagging window counts from here.
+    base: usize,
+    /// Pings sent; the payload of the last one, whose pong is awaited.
+    pings: u64,
+    awaiting: Option<u64>,
     next_wake: Option<Instant>,
     storm: Duration,
     batch: Vec<Bytes>,
     batch_due: Option<Instant>,
+}
+
+/// Which window stops a connection's writes (`WriterState::window_full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Full {
+    /// `limits.unacked_bytes` of pushes await an ack: probe frames go out.
+    Acks,
+    /// The lagging window: pings go out, and the pong opens it.
+    Pong,
 }
 
 impl WriterState<'_> {
@@ -673,18 +720,37 @@ impl WriterState<'_> {
         Some(frame)
     }
 
-    /// Whether the unacked pushes fill the window.
-    fn window_full(&self) -> bool {
-        self.window != 0 && self.pending.lock().bytes() >= self.window
+    /// Whether a window is set at all (if not, taking needs no clock).
+    fn windowed(&self) -> bool {
+        self.window != 0 || self.lag_window != 0
+    }
+
+    /// Which window the unacked pushes fill, if one: the push window
+    /// (only an ack opens it) before the lagging one (a pong opens it).
+    fn window_full(&mut self) -> Option<Full> {
+        if !self.windowed() {
+            return None;
+        }
+        let bytes = self.pending.lock().bytes();
+        self.base = self.base.min(bytes);
+        if self.window != 0 && bytes >= self.window {
+            Some(Full::Acks)
+        } else if self.lag_window != 0 && bytes - self.base >= self.lag_window {
+            Some(Full::Pong)
+        } else {
+            None
+        }
     }
 
     /// Whether the queue may be taken from at `now`: the window has room,
-    /// or a probe is due. While the window is full, one frame goes out
-    /// `probe` (`limits.unacked_probe_ms`): a client that acks only when a frame
-    /// arrives gets one and acks, while one that stopped reading costs a
-    /// frame per probe until its queue fills and it is cut off.
+    /// or a probe frame is due. While the window is full, one frame goes
+    /// out every `probe` (`limits.unacked_probe_ms`): a client that acks only when a
+    /// frame arrives gets one and acks, while one that stopped reading
+    /// costs a frame per probe until its queue fills and it is cut off. A
+    /// lagging connection is probed with pings instead (`ping_due`).
     fn may_take(&mut self, now: Instant) -> bool {
-        if !self.window_full() {
+        let full = self.window_full();
+        if full.is_none() {
             self.probe_at = None;
             if let Some(n) = self.backoff.as_mut() {
                 *n = 0;
@@ -692,6 +758,7 @@ impl WriterState<'_> {
             return true;
         }
         match self.probe_at {
+            Some(_) if full == Some(Full::Pong) => false,
             Some(at) => at <= now,
             None => {
                 self.probe_at = Some(now + self.probe_wait());
@@ -701,13 +768,59 @@ impl WriterState<'_> {
     }
 
     /// After a write: whether the window is now full (taking stops until
-    /// the next probe).
+    /// the next probe; a lagging connection's first ping goes out at once).
     fn window_closed(&mut self) -> bool {
-        if self.window_full() {
-            self.probe_at = Some(Instant::now() + self.probe_wait());
-            return true;
+        let Some(full) = self.window_full() else {
+            return false;
+        };
+        let now = Instant::now();
+        self.probe_at = Some(match full {
+            Full::Pong => now,
+            Full::Acks => now + self.probe_wait(),
+        });
+        true
+    }
+
+    /// While the lagging window (only) is full: the payload of the ping
+    /// due at `now`, if one is (the next one is scheduled).
+    fn ping_due(&mut self, now: Instant) -> Option<Bytes> {
+        if self.lag_window == 0
+            || self.probe_at.is_none_or(|at| at > now)
+            || self.window_full() != Some(Full::Pong)
+        {
+            return None;
         }
-        false
+        self.probe_at = Some(now + self.probe_wait());
+        self.pings += 1;
+        self.awaiting = Some(self.pings);
+        Some(Bytes::copy_from_slice(&self.pings.to_be_bytes()))
+    }
+
+    /// A pong came: if it answers the last ping, the client reads, and the
+    /// lagging window opens for the next window's worth (the push window
+    /// still needs an ack). Returns whether it did.
+    fn pong(&mut self, payload: &[u8]) -> bool {
+        let Some(n) = self.awaiting else { return false };
+        if payload != n.to_be_bytes() {
+            return false;
+        }
+        self.awaiting = None;
+        self.base = self.pending.lock().bytes();
+        self.probe_at = None;
+        if let Some(b) = self.backoff.as_mut() {
+            *b = 0;
+        }
+        true
+    }
+
+    /// The connection turns lagging (`Some`: its lagging window), or stops
+    /// lagging (`None`).
+    fn set_lagging(&mut self, window: Option<usize>) {
+        self.probe_at = None;
+        self.base = 0;
+        self.awaiting = None;
+        self.lag_window = window.unwrap_or(0);
+        self.backoff = window.map(|_| 0);
     }
 
     /// The wait before the next probe (counted as sent).
@@ -761,7 +874,8 @@ type Handling<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 /// frames and handles them strictly one at a time, and meanwhile drains the
 /// connection's queue onto the socket (coalescing writes, holding batchable
 /// frames for the storm window, repeating unacknowledged pushes). Ends
-/// with the close frame.
+/// with the close frame; returns when the client's close is awaited
+/// until, if that frame went out.
 #[allow(clippy::too_many_arguments)]
 async fn run<'a>(
     app: &'a App,
@@ -773,7 +887,7 @@ async fn run<'a>(
     rooms: &'a Mutex<Vec<String>>,
     reading: &mut ReadingGuard<'_>,
     token_expires_at: i64,
-) {
+) -> Option<tokio::time::Instant> {
     let lim = &app.cfg.limits;
     // The connection ends with its token: 4001 once it expires.
     let expires = Instant::now()
@@ -798,9 +912,13 @@ async fn run<'a>(
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
         max_unacked: lim.max_unacked,
         window: lim.unacked_bytes,
+        lag_window: 0,
         probe_at: None,
         probe: Duration::from_millis(lim.unacked_probe_ms),
         backoff: None,
+        base: 0,
+        pings: 0,
+        awaiting: None,
         next_wake,
         storm: Duration::from_millis(lim.storm_window_ms),
         batch: Vec::new(),
@@ -826,13 +944,6 @@ async fn run<'a>(
     let lagging_interval = Duration::from_millis(lim.lagging_interval_ms);
     let mut lagging = false;
     let mut lag_tick: Option<Instant> = None;
-    // While lagging, writes stop once this many bytes await an ack: a
-    // reader that stopped costs that much copying, not its socket's whole
-    // send buffer, before its queue fills and it is closed.
-    let lag_window = match (lim.unacked_bytes, lim.lagging_window_bytes) {
-        (0, w) | (w, 0) => w,
-        (a, b) => a.min(b),
-    };
     let mut lag_take = false;
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
@@ -858,7 +969,7 @@ async fn run<'a>(
         let may_read = reading.open && handling.is_none();
         let mut written = 0u64;
         // No clock read on this path while the window is off (the default).
-        let take = st.window == 0 || st.may_take(Instant::now());
+        let take = !st.windowed() || st.may_take(Instant::now());
         // Whether the queue was drained in this turn (then the hold starts).
         let mut drained = false;
         // When this connection turns lagging, if it does not ack first.
@@ -951,22 +1062,30 @@ async fn run<'a>(
                         lagging = true;
                         app.hot.lagging.increment(1);
                         lag_tick = Some(now + jitter(lagging_interval));
-                        st.window = lag_window;
-                        st.backoff = Some(0);
+                        // While lagging, writes stop once a window of bytes
+                        // awaits an ack or a pong: a reader that stopped
+                        // costs that much copying, not its socket's whole
+                        // send buffer, before its queue fills and it is
+                        // closed.
+                        st.set_lagging(Some(lim.lagging_window_bytes));
                     } else if lag_tick.is_some_and(|at| at <= now) {
                         // Still lagging: take the queue, if anything is in
                         // it. An ack since (progress) ends the lag.
                         lagging = stalled;
                         if !lagging {
-                            st.window = lim.unacked_bytes;
-                            st.probe_at = None;
-                            st.backoff = None;
+                            st.set_lagging(None);
                         }
                         lag_take = stalled && !rx.is_empty();
                         // A fresh random phase each time: ticks that a busy
                         // moment bunched up do not stay together.
                         lag_tick = stalled.then(|| now + lagging_interval / 2 + jitter(lagging_interval));
                     }
+                }
+                if let Some(ping) = st.ping_due(now) {
+                    if socket.feed(Message::Ping(ping)).await.is_err() {
+                        break 'run 1000;
+                    }
+                    written += 1;
                 }
                 if st.batch_due.is_some_and(|at| at <= now) {
                     if let Some(frame) = st.take_batch() {
@@ -1000,6 +1119,13 @@ async fn run<'a>(
                 }
             }
             msg = socket.recv(), if may_read => {
+                if let Some(Ok(Message::Pong(p))) = &msg {
+                    // The answer to a lagging connection's ping: it reads,
+                    // so its queue is taken now, up to the next window.
+                    if st.pong(p) {
+                        lag_take = lagging && !rx.is_empty();
+                    }
+                }
                 match read_frame(app, conn, msg, &mut rate, pending, rooms) {
                     Read::Handle(h) => handling = Some(h),
                     Read::Skip => {}
@@ -1031,16 +1157,17 @@ async fn run<'a>(
         // Shutdown: everything stored is pushed before the close.
         st.max_unacked = usize::MAX;
         st.window = 0;
+        st.lag_window = 0;
         while let Ok(out) = rx.try_recv() {
             for frame in st.prepare(out, conn).into_iter().flatten() {
                 if socket.feed(text(frame)).await.is_err() {
-                    return;
+                    return None;
                 }
             }
         }
         if let Some(frame) = st.take_batch() {
             if socket.feed(text(frame)).await.is_err() {
-                return;
+                return None;
             }
         }
     }
@@ -1059,7 +1186,11 @@ async fn run<'a>(
         1000 => "idle timeout or closed",
         _ => "",
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(close_msg(code, reason))).await;
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    match tokio::time::timeout_at(deadline, socket.send(close_msg(code, reason))).await {
+        Ok(Ok(())) => Some(deadline),
+        _ => None,
+    }
 }
 
 /// A random duration within `d` (at least 1 ms): lagging connections
@@ -1167,10 +1298,15 @@ mod tests {
             gap: None,
             ack_timeout: Duration::from_secs(5),
             max_unacked: 16,
-            window: 1024,
+            // Lagging: a lagging window; not: a push window.
+            window: if backoff.is_some() { 0 } else { 1024 },
+            lag_window: if backoff.is_some() { 1024 } else { 0 },
             probe_at: None,
             probe: Duration::from_millis(100),
             backoff,
+            base: 0,
+            pings: 0,
+            awaiting: None,
             next_wake: None,
             storm: Duration::ZERO,
             batch: Vec::new(),
@@ -1198,5 +1334,61 @@ mod tests {
         assert_eq!(waits(&mut st, 2), [100, 200]);
         let mut plain = writer(&pending, None);
         assert_eq!(waits(&mut plain, 4), [100, 100, 100, 100]);
+    }
+
+    /// A lagging connection with a full window is probed with pings, the
+    /// first at once; only the pong of the last ping opens the next
+    /// window's worth, and it does so without any ack.
+    #[test]
+    fn the_pong_of_the_last_ping_opens_a_lagging_window() {
+        let pending = Mutex::new(Pending::default());
+        let mut st = writer(&pending, Some(0));
+        let conv: Arc<str> = Arc::from("d:a:b");
+        let due = Instant::now() + Duration::from_secs(60);
+        let push = |seq| {
+            pending
+                .lock()
+                .add(conv.clone(), seq, Bytes::from(vec![b'x'; 600]), due)
+        };
+        push(1);
+        assert!(st.may_take(Instant::now()));
+        push(2);
+        assert!(st.window_closed(), "1,200 bytes fill a window of 1,024");
+        let now = Instant::now();
+        assert!(!st.may_take(now), "no frame goes through a full window");
+        let first = st.ping_due(now).expect("the first ping is due at once");
+        assert!(st.ping_due(now).is_none(), "the next one waits");
+        let second = st.ping_due(now + Duration::from_millis(100)).unwrap();
+        assert_ne!(first, second);
+        assert!(!st.pong(&first), "the pong of an earlier ping");
+        assert!(!st.pong(b"other"));
+        assert!(!st.may_take(now));
+        assert!(st.pong(&second));
+        assert!(st.may_take(now), "the pong opened the window");
+        assert!(!st.pong(&second), "a pong counts once");
+        push(3);
+        push(4);
+        assert!(st.window_closed(), "the next 1,024 bytes fill it again");
+        // Not lagging: no pings (a probe frame goes through instead).
+        let mut plain = writer(&pending, None);
+        assert!(!plain.may_take(Instant::now()));
+        assert!(plain
+            .ping_due(Instant::now() + Duration::from_secs(1))
+            .is_none());
+        assert!(plain.may_take(Instant::now() + Duration::from_secs(1)));
+        // Lagging with a full push window too: a pong does not open that
+        // one (only an ack does), and its probes are frames, not pings.
+        let mut both = writer(&pending, Some(0));
+        both.window = 4096;
+        push(5);
+        push(6);
+        push(7);
+        assert!(both.window_closed(), "4,200 bytes fill the push window");
+        let later = Instant::now() + Duration::from_secs(1);
+        assert!(
+            both.ping_due(later).is_none(),
+            "no ping for the push window"
+        );
+        assert!(both.may_take(later), "a probe frame instead");
     }
 }

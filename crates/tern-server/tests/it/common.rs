@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tern_client::raw::{Connection, Frame};
+use tern_client::raw::{Connection, Frame, Incoming};
 use tern_client::wire::{FriendState, GroupAnswer};
 use tern_client::{ClientConfig, Events, Session};
 use tern_server::Config;
@@ -420,6 +420,21 @@ impl Client {
                 | tern_client::Error::Disconnected,
             ) => None,
             Err(e) => panic!("bad frame: {e}"),
+        }
+    }
+
+    /// The frames that arrive before the next WebSocket ping or pong (or
+    /// until none has for `d`), and whether one ended them. Pings are
+    /// answered as they are read.
+    pub async fn until_ping(&mut self, d: Duration) -> (Vec<Value>, bool) {
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout(d, self.conn.recv()).await {
+                Ok(Incoming::Frame(f)) => out.push(value(f)),
+                Ok(Incoming::Other) => return (out, true),
+                Ok(Incoming::Undecodable(t)) => panic!("bad frame: {t}"),
+                Ok(Incoming::Closed(_)) | Err(_) => return (out, false),
+            }
         }
     }
 

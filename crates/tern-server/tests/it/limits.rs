@@ -744,10 +744,12 @@ async fn alice_and_bob(
 }
 
 /// A lagging connection is written only while less than
-/// `limits.lagging_window_bytes` of its pushes await an ack: a reader that
-/// stopped is sent that much, not as much as its socket buffers take. Its
-/// ack ends the lag and the rest comes, in order. With no window of its
-/// own (0), the same connection gets everything without acking.
+/// `limits.lagging_window_bytes` of its pushes await an ack, then sent a
+/// WebSocket ping: a reader that stopped is sent that much, not as much as
+/// its socket buffers take. A client that reads answers the ping and gets
+/// the next window's worth, so one that never acks still gets every push,
+/// in order. With no window of its own (0), the same connection gets
+/// everything with no ping.
 #[tokio::test]
 async fn a_lagging_connection_is_written_within_its_window() {
     for window in [16 * 1024, 0] {
@@ -757,7 +759,8 @@ async fn a_lagging_connection_is_written_within_its_window() {
             c.limits.lagging_after_ms = 50;
             c.limits.lagging_interval_ms = 20;
             c.limits.lagging_window_bytes = window;
-            // No probe and no redelivery during the test.
+            // One ping per full window (the next would wait 600 s), and
+            // no redelivery during the test.
             c.limits.unacked_probe_ms = 600_000;
             c.delivery.ack_timeout_ms = 600_000;
         })
@@ -765,33 +768,42 @@ async fn a_lagging_connection_is_written_within_its_window() {
         let text = "x".repeat(4000);
         a.send_text("bob", "m0", &text).await;
         assert_eq!(b.next_msg().await["seq"], 1);
-        // Bob does not ack: past 50 ms his connection is lagging.
+        // Bob does not ack: past 50 ms his connection is lagging. He
+        // stops reading while alice sends.
         tokio::time::sleep(Duration::from_millis(150)).await;
         for i in 1..20 {
             a.send_text("bob", &format!("m{i}"), &text).await;
         }
-        let mut seqs = drained_seqs(&mut b, Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // What the server wrote while he did not read ends with a ping.
+        let (first, pinged) = b.until_ping(Duration::from_millis(500)).await;
+        let mut seqs: Vec<u64> = first
+            .iter()
+            .map(|f| f["msg"]["seq"].as_u64().unwrap())
+            .collect();
         if window == 0 {
+            assert!(!pinged, "no window, no ping");
             assert_eq!(seqs, (2..=20).collect::<Vec<u64>>());
             continue;
         }
+        assert!(pinged, "a full window ends with a ping");
         // About 4 KB a push: seq 1 and up to three more fill 16 KiB.
         assert!(
             (1..=3).contains(&seqs.len()),
             "a lagging window of 16 KiB let {} more pushes through",
             seqs.len()
         );
-        let last = *seqs.last().unwrap();
-        b.send(json!({"type": "ack", "conv": dm("alice", "bob"), "seq": last}))
-            .await;
+        // Reading on (each ping answered as it is read), never acking,
+        // he gets the rest, one window per ping.
+        let mut pings = 1;
         while seqs.len() < 19 {
-            let m = b.next_msg().await;
-            seqs.push(m["seq"].as_u64().unwrap());
-            // Acking as it reads, bob is not lagging any more.
-            b.send(json!({"type": "ack", "conv": dm("alice", "bob"), "seq": m["seq"]}))
-                .await;
+            let (more, pinged) = b.until_ping(Duration::from_secs(2)).await;
+            assert!(pinged || seqs.len() + more.len() == 19, "stuck at {seqs:?}");
+            pings += u32::from(pinged);
+            seqs.extend(more.iter().map(|f| f["msg"]["seq"].as_u64().unwrap()));
         }
         assert_eq!(seqs, (2..=20).collect::<Vec<u64>>());
+        assert!(pings >= 4, "{pings} pings for 19 pushes of 4 KB");
     }
 }
 
