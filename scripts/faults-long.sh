@@ -4,12 +4,13 @@
 # collected in $OUT (default target/faults-long.txt).
 #
 #   scripts/faults-long.sh            # everything (about 15 minutes here)
-#   scripts/faults-long.sh crash      # one of: props crash lossy slow storm cluster
+#   scripts/faults-long.sh crash      # one of: props crash lossy slow silent storm cluster
 #
 # Sizes can be overridden through the same variables the tests read:
 # TERN_CRASH_LOOPS (50), TERN_LOSSY_SECS (60), TERN_LOSSY_STALL (0.3),
 # TERN_LOSSY_CUT (0.02), TERN_SLOW_CONNS (1000), TERN_SLOW_MSGS (400),
-# TERN_STORM_CLIENTS (10000), PROPTEST_CASES (2000 for the store, 100000
+# TERN_STORM_CLIENTS (10000), TERN_SILENT_RUNS (7), TERN_SILENT_WAIT_SECS
+# (30), PROPTEST_CASES (2000 for the store, 100000
 # for the decoder). TERN_FAULT_SEED replays a run's random choices.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,8 @@ want lossy && run lossy TERN_LOSSY_SECS="${TERN_LOSSY_SECS:-60}" TERN_LOSSY_STAL
   TERN_LOSSY_CUT="${TERN_LOSSY_CUT:-0.02}" -- -p tern --test faults lossy
 want slow && run slow-consumers TERN_SLOW_CONNS="${TERN_SLOW_CONNS:-1000}" TERN_SLOW_MSGS="${TERN_SLOW_MSGS:-400}" \
   -- -p tern --test faults slow_consumers
+want silent && run silent-readers TERN_SILENT_RUNS="${TERN_SILENT_RUNS:-7}" \
+  TERN_SILENT_WAIT_SECS="${TERN_SILENT_WAIT_SECS:-30}" -- -p tern-server --test it silent
 want storm && run reconnect-storm TERN_STORM_CLIENTS="${TERN_STORM_CLIENTS:-10000}" -- -p tern --test faults storm
 want cluster && run cluster-node-kill CI=1 -- -p tern --test cluster node_kill_during
 echo "counts in $OUT"

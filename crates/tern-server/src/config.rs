@@ -287,6 +287,15 @@ pub struct LimitsConfig {
     /// answers the ping and gets the next window's worth (`unacked_bytes`,
     /// if set, still applies: only an ack opens that one). 0: none.
     pub lagging_window_bytes: usize,
+    /// A connection that reads nothing for this long (ms) while frames
+    /// wait for it is cut with 4008: its socket took no byte of a write,
+    /// or, lagging with its window full and more queued, it answered none
+    /// of its pings. Its messages stay queued and in history.
+    pub stall_timeout_ms: u64,
+    /// How long (s) the close frame of a connection cut with 4008 may wait
+    /// for room in its socket: a reader that stopped and reads again
+    /// within it finds everything written to it, then the 4008.
+    pub close_linger_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -405,6 +414,8 @@ impl Default for LimitsConfig {
             lagging_after_ms: 200,
             lagging_interval_ms: 100,
             lagging_window_bytes: 64 * 1024,
+            stall_timeout_ms: 5_000,
+            close_linger_secs: 60,
         }
     }
 }
@@ -625,6 +636,12 @@ impl Config {
         if l.lagging_interval_ms == 0 || l.lagging_interval_ms > 10_000 {
             return bad("limits.lagging_interval_ms must be 1 to 10000");
         }
+        if l.stall_timeout_ms < 100 || l.stall_timeout_ms > 3_600_000 {
+            return bad("limits.stall_timeout_ms must be 100 to 3600000");
+        }
+        if l.close_linger_secs == 0 || l.close_linger_secs > 3600 {
+            return bad("limits.close_linger_secs must be 1 to 3600");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -826,6 +843,14 @@ mod tests {
         );
         invalid(|c| c.http.unsent_bytes = 1 << 32, "http.unsent_bytes");
         invalid(|c| c.limits.unacked_bytes = 1000, "limits.unacked_bytes");
+        invalid(
+            |c| c.limits.stall_timeout_ms = 99,
+            "limits.stall_timeout_ms",
+        );
+        invalid(
+            |c| c.limits.close_linger_secs = 0,
+            "limits.close_linger_secs",
+        );
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

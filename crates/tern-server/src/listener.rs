@@ -5,7 +5,9 @@
 //! and the peer address on every request (`ConnectInfo<SocketAddr>`, the
 //! address the rate limits count by). With `[tls]` set, each connection
 //! is a TLS session first (rustls; ALPN `http/1.1`), handshaken within the
-//! same header timeout.
+//! same header timeout. Each connection counts the bytes its socket took
+//! ([`Written`], on every request), so a WebSocket can tell a peer that
+//! stopped reading from a slow one.
 
 use crate::config::{HttpConfig, TlsConfig};
 use anyhow::Context;
@@ -15,8 +17,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -120,6 +126,81 @@ pub async fn serve(
     close_tx.closed().await;
 }
 
+/// The bytes a connection's socket has taken so far, shared by its
+/// requests (an upgraded WebSocket reads it to see whether its writes
+/// move). One relaxed add per socket write.
+#[derive(Clone, Debug, Default)]
+pub struct Written(Arc<AtomicU64>);
+
+impl Written {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection's IO that counts what its writes took into [`Written`].
+struct Counted<I> {
+    io: I,
+    written: Written,
+}
+
+impl<I> Counted<I> {
+    fn count(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.0.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.count(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.count(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: I,
     peer: SocketAddr,
@@ -127,8 +208,14 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     header_timeout: Duration,
     mut close: watch::Receiver<bool>,
 ) {
+    let written = Written::default();
+    let io = Counted {
+        io,
+        written: written.clone(),
+    };
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(written.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req)
     });

@@ -6,13 +6,14 @@
 
 use crate::app::App;
 use crate::guard::Slot;
+use crate::listener::Written;
 use crate::pending::Pending;
 use crate::views::{history_answer, send_answer, sync_answer};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -60,6 +61,7 @@ pub struct WsParams {
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
+    written: Option<Extension<Written>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     // Admission at the configured pace, within the node's connection cap:
@@ -71,12 +73,16 @@ pub async fn upgrade(
     };
     let params = params.map(|q| q.0).unwrap_or_default();
     let max = app.cfg.limits.frame_bytes;
+    let stall = Stall {
+        written: written.map(|w| w.0),
+        after: Duration::from_millis(app.cfg.limits.stall_timeout_ms),
+    };
     ws.max_message_size(max)
         .max_frame_size(max)
         // Small buffers that grow on demand keep idle connections cheap.
         .read_buffer_size(256)
         .write_buffer_size(32 * 1024)
-        .on_upgrade(move |socket| session(app, socket, params, slot))
+        .on_upgrade(move |socket| session(app, socket, params, slot, stall))
 }
 
 /// Counts a session from upgrade to its close frame.
@@ -88,7 +94,55 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slot: Slot) {
+/// Socket writes that must move: a write of which the socket takes no
+/// byte for `limits.stall_timeout_ms` shows a reader that stopped (its
+/// receive buffer and our send buffer are full), and the connection is
+/// cut with 4008. A slow reader still takes bytes and is not cut by this.
+struct Stall {
+    /// The bytes the connection's socket took so far (from the listener).
+    written: Option<Written>,
+    after: Duration,
+}
+
+impl Stall {
+    /// Awaits a write (a feed, a flush, a send). Err: the close code, 1000
+    /// if the socket failed, 4008 if it took nothing for `after`.
+    async fn guard(&self, write: impl Future<Output = Result<(), axum::Error>>) -> Result<(), u16> {
+        let mut write = std::pin::pin!(write);
+        // Nearly every write completes at once: no timer for those.
+        let done = match write.as_mut().now_or_never() {
+            Some(done) => done,
+            None => match &self.written {
+                None => write.await,
+                Some(written) => {
+                    let mut seen = written.get();
+                    loop {
+                        match tokio::time::timeout(self.after, write.as_mut()).await {
+                            Ok(done) => break done,
+                            Err(_) => {
+                                let now = written.get();
+                                if now == seen {
+                                    metrics::counter!("tern_stalled_cuts_total").increment(1);
+                                    return Err(close::POLICY);
+                                }
+                                seen = now;
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        done.map_err(|_| 1000)
+    }
+}
+
+async fn session(
+    app: Arc<App>,
+    mut socket: WebSocket,
+    params: WsParams,
+    mut slot: Slot,
+    stall: Stall,
+) {
     app.sessions.enter();
     let guard = SessionGuard(app.clone());
     // The start-up steps and each frame's handling run boxed: their state
@@ -111,11 +165,20 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
     app.hot.connections.increment(1.0);
 
     let pending = Mutex::new(Pending::default());
-    let offline_max = match Box::pin(push_offline(&app, &mut socket, &user, &pending)).await {
+    let offline_max = match Box::pin(push_offline(&app, &mut socket, &user, &pending, &stall)).await
+    {
         Ok(m) => m,
-        Err(()) => {
+        Err(code) => {
             app.hot.connections.decrement(1.0);
             Box::pin(app.core.disconnect(&conn)).await;
+            drop(slot);
+            if code == close::POLICY {
+                // A reader that stopped during its offline batch: the
+                // 4008 waits for room, as any cut's does.
+                let linger = Duration::from_secs(app.cfg.limits.close_linger_secs);
+                let bye = close_msg(code, close_reason(code));
+                let _ = tokio::time::timeout(linger, socket.send(bye)).await;
+            }
             return;
         }
     };
@@ -135,6 +198,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, params: WsParams, mut slo
         &rooms,
         &mut reading,
         session.expires_at,
+        &stall,
     ))
     .await;
     drop(reading);
@@ -332,7 +396,8 @@ async fn push_offline(
     socket: &mut WebSocket,
     user: &str,
     pending: &Mutex<Pending>,
-) -> Result<HashMap<Arc<str>, u64>, ()> {
+    stall: &Stall,
+) -> Result<HashMap<Arc<str>, u64>, u16> {
     let batch = match app.core.offline(user).await {
         Ok(b) => b,
         Err(e) => {
@@ -342,7 +407,7 @@ async fn push_offline(
             let _ = socket
                 .send(close_msg(1011, "offline queue unavailable"))
                 .await;
-            return Err(());
+            return Err(1011);
         }
     };
     let timeout = Duration::from_millis(app.cfg.delivery.ack_timeout_ms);
@@ -356,14 +421,14 @@ async fn push_offline(
         pending
             .lock()
             .add(conv, m.seq, frame.clone(), Instant::now() + timeout);
-        socket.feed(text(frame)).await.map_err(|_| ())?;
+        stall.guard(socket.feed(text(frame))).await?;
     }
     let done = encode(&OfflineDone {
         ty: tag::OfflineDone,
         count: count as u64,
         truncated: batch.truncated,
     });
-    socket.send(text(done)).await.map_err(|_| ())?;
+    stall.guard(socket.send(text(done))).await?;
     app.hot.frames_out.increment(count as u64 + 1);
     Ok(max)
 }
@@ -652,6 +717,12 @@ struct WriterState<'a> {
     /// Pings sent; the payload of the last one, whose pong is awaited.
     pings: u64,
     awaiting: Option<u64>,
+    /// Since when pings have gone out with no pong and no ack at all, and
+    /// how long that may last (`limits.stall_timeout_ms`) while more waits
+    /// in the queue: a reader that stopped, whose buffers still had room
+    /// for the window, is cut with 4008 then.
+    unanswered_since: Option<Instant>,
+    silence: Duration,
     next_wake: Option<Instant>,
     storm: Duration,
     batch: Vec<Bytes>,
@@ -752,6 +823,7 @@ impl WriterState<'_> {
         let full = self.window_full();
         if full.is_none() {
             self.probe_at = None;
+            self.unanswered_since = None;
             if let Some(n) = self.backoff.as_mut() {
                 *n = 0;
             }
@@ -793,6 +865,7 @@ impl WriterState<'_> {
         self.probe_at = Some(now + self.probe_wait());
         self.pings += 1;
         self.awaiting = Some(self.pings);
+        self.unanswered_since.get_or_insert(now);
         Some(Bytes::copy_from_slice(&self.pings.to_be_bytes()))
     }
 
@@ -800,6 +873,13 @@ impl WriterState<'_> {
     /// lagging window opens for the next window's worth (the push window
     /// still needs an ack). Returns whether it did.
     fn pong(&mut self, payload: &[u8]) -> bool {
+        // The pong of any of our pings shows the client reads (slowly,
+        // if not the last one's).
+        if <[u8; 8]>::try_from(payload)
+            .is_ok_and(|p| (1..=self.pings).contains(&u64::from_be_bytes(p)))
+        {
+            self.unanswered_since = None;
+        }
         let Some(n) = self.awaiting else { return false };
         if payload != n.to_be_bytes() {
             return false;
@@ -819,8 +899,15 @@ impl WriterState<'_> {
         self.probe_at = None;
         self.base = 0;
         self.awaiting = None;
+        self.unanswered_since = None;
         self.lag_window = window.unwrap_or(0);
         self.backoff = window.map(|_| 0);
+    }
+
+    /// When a reader that answers none of its pings is cut, if more waits
+    /// for it than its window let through.
+    fn silent_at(&self) -> Option<Instant> {
+        self.unanswered_since.map(|t| t + self.silence)
     }
 
     /// The wait before the next probe (counted as sent).
@@ -887,6 +974,7 @@ async fn run<'a>(
     rooms: &'a Mutex<Vec<String>>,
     reading: &mut ReadingGuard<'_>,
     token_expires_at: i64,
+    stall: &Stall,
 ) -> Option<tokio::time::Instant> {
     let lim = &app.cfg.limits;
     // The connection ends with its token: 4001 once it expires.
@@ -919,6 +1007,8 @@ async fn run<'a>(
         base: 0,
         pings: 0,
         awaiting: None,
+        unanswered_since: None,
+        silence: Duration::from_millis(lim.stall_timeout_ms),
         next_wake,
         storm: Duration::from_millis(lim.storm_window_ms),
         batch: Vec::new(),
@@ -981,6 +1071,7 @@ async fn run<'a>(
             lag_tick,
             lag_check,
             (!take).then_some(st.probe_at).flatten(),
+            st.silent_at().filter(|_| !rx.is_empty()),
             st.batch_due,
             st.next_wake,
             write_hold,
@@ -1029,8 +1120,8 @@ async fn run<'a>(
                         }
                     }
                     for frame in held.into_iter().chain(filled).chain(frame) {
-                        if socket.feed(text(frame)).await.is_err() {
-                            break 'run 1000;
+                        if let Err(code) = stall.guard(socket.feed(text(frame))).await {
+                            break 'run code;
                         }
                         written += 1;
                     }
@@ -1082,15 +1173,22 @@ async fn run<'a>(
                     }
                 }
                 if let Some(ping) = st.ping_due(now) {
-                    if socket.feed(Message::Ping(ping)).await.is_err() {
-                        break 'run 1000;
+                    if let Err(code) = stall.guard(socket.feed(Message::Ping(ping))).await {
+                        break 'run code;
                     }
                     written += 1;
                 }
+                if st.silent_at().is_some_and(|at| at <= now) && !rx.is_empty() {
+                    // Lagging, its window full, none of its pings answered
+                    // for `limits.stall_timeout_ms`, and more waiting: a
+                    // reader that stopped. Its messages stay queued.
+                    metrics::counter!("tern_silent_cuts_total").increment(1);
+                    conn.kick(close::POLICY);
+                }
                 if st.batch_due.is_some_and(|at| at <= now) {
                     if let Some(frame) = st.take_batch() {
-                        if socket.feed(text(frame)).await.is_err() {
-                            break 'run 1000;
+                        if let Err(code) = stall.guard(socket.feed(text(frame))).await {
+                            break 'run code;
                         }
                         written += 1;
                     }
@@ -1099,8 +1197,8 @@ async fn run<'a>(
                     let due = st.pending.lock().take_due(now, st.ack_timeout, max_tries);
                     app.hot.redeliveries.increment(due.len() as u64);
                     for frame in due {
-                        if socket.feed(text(frame)).await.is_err() {
-                            break 'run 1000;
+                        if let Err(code) = stall.guard(socket.feed(text(frame))).await {
+                            break 'run code;
                         }
                         written += 1;
                     }
@@ -1139,7 +1237,7 @@ async fn run<'a>(
             // A client too slow to take our bytes must not stall a kick.
             tokio::select! {
                 biased;
-                r = socket.flush() => if r.is_err() { break 'run 1000 },
+                r = stall.guard(socket.flush()) => if let Err(code) = r { break 'run code },
                 code = &mut kicked => break 'run code,
             }
             if drained && !lagging && !write_interval.is_zero() {
@@ -1160,13 +1258,13 @@ async fn run<'a>(
         st.lag_window = 0;
         while let Ok(out) = rx.try_recv() {
             for frame in st.prepare(out, conn).into_iter().flatten() {
-                if socket.feed(text(frame)).await.is_err() {
+                if stall.guard(socket.feed(text(frame))).await.is_err() {
                     return None;
                 }
             }
         }
         if let Some(frame) = st.take_batch() {
-            if socket.feed(text(frame)).await.is_err() {
+            if stall.guard(socket.feed(text(frame))).await.is_err() {
                 return None;
             }
         }
@@ -1177,7 +1275,26 @@ async fn run<'a>(
         // `CUT_SPREAD` rather than queued ahead of every other connection.
         tokio::time::sleep(jitter(CUT_SPREAD)).await;
     }
-    let reason = match code {
+    // A cut reader's close waits for room in its socket, up to
+    // `limits.close_linger_secs`: one that stopped and reads again finds
+    // everything written to it, then the 4008. Shutdown ends the wait.
+    let wait = if code == close::POLICY {
+        Duration::from_secs(lim.close_linger_secs)
+    } else {
+        CLOSE_GRACE
+    };
+    let bye = socket.send(close_msg(code, close_reason(code)));
+    tokio::select! {
+        r = tokio::time::timeout(wait, bye) => {
+            r.is_ok_and(|r| r.is_ok()).then(|| Instant::now() + CLOSE_GRACE)
+        }
+        _ = stopping.wait_for(|s| *s), if code != close::GOING_AWAY => None,
+    }
+}
+
+/// The reason sent with a close code.
+fn close_reason(code: u16) -> &'static str {
+    match code {
         close::GOING_AWAY => "server shutting down",
         close::TOO_BIG => "frame too large",
         close::POLICY => "rate limit or slow reader",
@@ -1185,11 +1302,6 @@ async fn run<'a>(
         close::UNAUTHENTICATED => "token expired or revoked",
         1000 => "idle timeout or closed",
         _ => "",
-    };
-    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    match tokio::time::timeout_at(deadline, socket.send(close_msg(code, reason))).await {
-        Ok(Ok(())) => Some(deadline),
-        _ => None,
     }
 }
 
@@ -1307,6 +1419,8 @@ mod tests {
             base: 0,
             pings: 0,
             awaiting: None,
+            unanswered_since: None,
+            silence: Duration::from_secs(5),
             next_wake: None,
             storm: Duration::ZERO,
             batch: Vec::new(),
@@ -1390,5 +1504,40 @@ mod tests {
             "no ping for the push window"
         );
         assert!(both.may_take(later), "a probe frame instead");
+    }
+
+    /// A lagging connection is silent from its first unanswered ping: the
+    /// pong of any ping (even an earlier one: a slow reader) or room in its
+    /// window ends that, and the cut falls `silence` after it.
+    #[test]
+    fn silence_counts_from_the_first_unanswered_ping() {
+        let pending = Mutex::new(Pending::default());
+        let mut st = writer(&pending, Some(0));
+        let conv: Arc<str> = Arc::from("d:a:b");
+        let due = Instant::now() + Duration::from_secs(60);
+        pending
+            .lock()
+            .add(conv.clone(), 1, Bytes::from(vec![b'x'; 2000]), due);
+        assert!(st.window_closed());
+        assert_eq!(st.silent_at(), None, "no ping yet");
+        let t0 = Instant::now();
+        let first = st.ping_due(t0).unwrap();
+        assert_eq!(st.silent_at(), Some(t0 + Duration::from_secs(5)));
+        let later = t0 + Duration::from_secs(1);
+        st.ping_due(later).unwrap();
+        assert_eq!(
+            st.silent_at(),
+            Some(t0 + Duration::from_secs(5)),
+            "counted from the first"
+        );
+        assert!(!st.pong(b"12345678"), "not one of ours");
+        assert!(st.silent_at().is_some());
+        assert!(!st.pong(&first), "an earlier ping does not open the window");
+        assert_eq!(st.silent_at(), None, "but shows the client reads");
+        st.ping_due(later + Duration::from_secs(10)).unwrap();
+        assert!(st.silent_at().is_some());
+        pending.lock().ack(&conv, 1);
+        assert!(st.may_take(later), "the ack made room");
+        assert_eq!(st.silent_at(), None);
     }
 }

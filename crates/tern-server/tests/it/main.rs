@@ -14,6 +14,7 @@ mod reading;
 mod rooms;
 mod scale;
 mod session;
+mod silent;
 mod store;
 mod tls;
 mod web;
