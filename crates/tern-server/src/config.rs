@@ -293,8 +293,9 @@ pub struct LimitsConfig {
     /// of its pings. Its messages stay queued and in history.
     pub stall_timeout_ms: u64,
     /// How long (s) the close frame of a connection cut with 4008 may wait
-    /// for room in its socket: a reader that stopped and reads again
-    /// within it finds everything written to it, then the 4008.
+    /// for room in its socket, and the socket then for the client's close:
+    /// a reader that stopped and reads again within it finds everything
+    /// written to it, then the 4008.
     pub close_linger_secs: u64,
 }
 

@@ -172,12 +172,16 @@ async fn session(
             app.hot.connections.decrement(1.0);
             Box::pin(app.core.disconnect(&conn)).await;
             drop(slot);
+            drop(guard);
             if code == close::POLICY {
-                // A reader that stopped during its offline batch: the
-                // 4008 waits for room, as any cut's does.
+                // A reader that stopped during its offline batch: its
+                // 4008 waits for room and lingers, as any cut's does.
                 let linger = Duration::from_secs(app.cfg.limits.close_linger_secs);
+                let deadline = Instant::now() + linger;
                 let bye = close_msg(code, close_reason(code));
-                let _ = tokio::time::timeout(linger, socket.send(bye)).await;
+                if let Ok(Ok(())) = tokio::time::timeout_at(deadline, socket.send(bye)).await {
+                    linger_until_close(&mut socket, deadline).await;
+                }
             }
             return;
         }
@@ -219,15 +223,21 @@ async fn session(
         // rest of the backlog and the close frame with its code. The
         // socket counts against no limit meanwhile (its file does, within
         // the grace).
-        let _ = tokio::time::timeout_at(deadline, async {
-            while let Some(Ok(m)) = socket.recv().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        linger_until_close(&mut socket, deadline).await;
     }
+}
+
+/// After our close frame: reads and drops the client's frames until its
+/// close comes, or `deadline`.
+async fn linger_until_close(socket: &mut WebSocket, deadline: Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Counts this connection among those still reading (shutdown waits for
@@ -1275,19 +1285,21 @@ async fn run<'a>(
         // `CUT_SPREAD` rather than queued ahead of every other connection.
         tokio::time::sleep(jitter(CUT_SPREAD)).await;
     }
-    // A cut reader's close waits for room in its socket, up to
-    // `limits.close_linger_secs`: one that stopped and reads again finds
-    // everything written to it, then the 4008. Shutdown ends the wait.
-    let wait = if code == close::POLICY {
+    // A cut reader's close waits for room in its socket, and the socket
+    // then stays open for the client's close, up to
+    // `limits.close_linger_secs`: one that stopped and reads again within
+    // it finds everything written to it, then the 4008 (a socket dropped
+    // sooner would answer its late pongs with a reset, which discards what
+    // it had not read). Shutdown ends the wait.
+    let linger = if code == close::POLICY {
         Duration::from_secs(lim.close_linger_secs)
     } else {
         CLOSE_GRACE
     };
+    let deadline = Instant::now() + linger;
     let bye = socket.send(close_msg(code, close_reason(code)));
     tokio::select! {
-        r = tokio::time::timeout(wait, bye) => {
-            r.is_ok_and(|r| r.is_ok()).then(|| Instant::now() + CLOSE_GRACE)
-        }
+        r = tokio::time::timeout_at(deadline, bye) => r.is_ok_and(|r| r.is_ok()).then_some(deadline),
         _ = stopping.wait_for(|s| *s), if code != close::GOING_AWAY => None,
     }
 }
