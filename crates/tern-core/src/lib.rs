@@ -23,7 +23,7 @@ pub use bus::{Bus, Envelope, LocalBus, LocalPresence, NodeId, PlumbingError, Pre
 pub use error::{CoreError, CoreResult};
 pub use hub::{Conn, Hub, Outbound, Push};
 pub use limits::{Decision, Limiter, LocalLimiter, Rule};
-pub use service::{register_user, Actor, Core, CoreConfig, SendOk, SendRequest};
+pub use service::{register_user, Actor, Core, CoreConfig, SendOk};
 
 use bytes::Bytes;
 use std::borrow::Cow;

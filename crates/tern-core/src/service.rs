@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tern_proto::frames::check_kind_content;
 use tern_proto::ids::{is_valid_name, is_valid_token};
 use tern_proto::wire::{tag, PresencePush, RawJson, Recalled, Receipt, RoomMsg, Typing};
-use tern_proto::{close, ConvId, ErrorCode};
+use tern_proto::{close, request, ConvId, ErrorCode};
 
 /// Limits and timings the logic enforces.
 #[derive(Debug, Clone)]
@@ -117,16 +117,6 @@ pub const SYNC_MAX: u32 = 1000;
 pub const SYNC_DEFAULT: u32 = 200;
 /// Most users in one presence query and seqs in one delete.
 pub const LIST_MAX: usize = 1000;
-
-/// A `send`, as the gateway decoded it; the core validates every field.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SendRequest<'a> {
-    pub to: Option<&'a str>,
-    pub group: Option<&'a str>,
-    pub client_msg_id: Option<&'a str>,
-    pub kind: Option<&'a str>,
-    pub content: Option<&'a RawValue>,
-}
 
 /// The answer to a send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,19 +457,14 @@ impl Core {
 
     // ----- messages -----
 
-    pub async fn send(&self, actor: Actor<'_>, req: SendRequest<'_>) -> CoreResult<SendOk> {
-        let cmid = req
-            .client_msg_id
-            .ok_or_else(|| CoreError::invalid("client_msg_id is required"))?;
+    /// `send` (PROTOCOL.md 2.2): the core checks every field's value.
+    pub async fn send(&self, actor: Actor<'_>, req: &request::Send<'_>) -> CoreResult<SendOk> {
+        let cmid = &*req.client_msg_id;
         if !is_valid_token(cmid) {
             return Err(CoreError::invalid("client_msg_id must be 1-64 characters"));
         }
-        let kind = req
-            .kind
-            .ok_or_else(|| CoreError::invalid("kind is required"))?;
-        let content = req
-            .content
-            .ok_or_else(|| CoreError::invalid("content is required"))?;
+        let kind = &*req.kind;
+        let content = req.content;
         check_kind_content(kind, content).map_err(CoreError::invalid)?;
         if content.get().len() > self.cfg.content_bytes {
             return Err(CoreError::new(
@@ -487,7 +472,7 @@ impl Core {
                 format!("content is over {} bytes", self.cfg.content_bytes),
             ));
         }
-        let to = match (req.to, req.group) {
+        let to = match (req.to.as_deref(), req.group.as_deref()) {
             (Some(to), None) => to,
             (None, Some(gid)) => return self.send_group(actor, gid, cmid, kind, content).await,
             _ => {
@@ -1186,13 +1171,7 @@ impl Core {
     }
 
     /// Broadcasts to the room's other members; nothing is stored.
-    pub async fn room_send(
-        &self,
-        conn: &Conn,
-        room: &str,
-        content: Option<&RawValue>,
-    ) -> CoreResult<()> {
-        let content = content.ok_or_else(|| CoreError::invalid("content is required"))?;
+    pub async fn room_send(&self, conn: &Conn, room: &str, content: &RawValue) -> CoreResult<()> {
         if content.get().len() > self.cfg.content_bytes {
             return Err(CoreError::new(
                 ErrorCode::ContentTooLarge,

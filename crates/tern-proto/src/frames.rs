@@ -1,6 +1,7 @@
 //! JSON frames. Client frames are decoded in one pass into [`ClientFrame`],
-//! a flat view with borrowed strings; the handler for each `type` then
-//! checks the fields it needs. Server frames are in [`crate::wire`].
+//! a flat view with borrowed strings, then turned into the typed command
+//! of their `type` ([`crate::request::Request`]). Server frames are in
+//! [`crate::wire`].
 
 use crate::codes::ErrorCode;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,28 @@ impl FrameType {
             "read_status" => FrameType::ReadStatus,
             _ => return None,
         })
+    }
+
+    /// The `type` that names it on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FrameType::Auth => "auth",
+            FrameType::Ping => "ping",
+            FrameType::Send => "send",
+            FrameType::Ack => "ack",
+            FrameType::Read => "read",
+            FrameType::Sync => "sync",
+            FrameType::History => "history",
+            FrameType::Recall => "recall",
+            FrameType::Delete => "delete",
+            FrameType::Presence => "presence",
+            FrameType::Typing => "typing",
+            FrameType::State => "state",
+            FrameType::Join => "join",
+            FrameType::Leave => "leave",
+            FrameType::RoomSend => "room_send",
+            FrameType::ReadStatus => "read_status",
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! encode; the logic lives in `tern-core`.
 
 use crate::app::App;
-use crate::views::{group_answer, history_answer, send_answer, sync_answer};
+use crate::dispatch::execute;
+use crate::views::group_answer;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{
@@ -20,7 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::store::FriendStatus;
-use tern_core::{Actor, CoreError, SendRequest};
+use tern_core::{Actor, CoreError};
+use tern_proto::request::{self, Request};
 use tern_proto::wire::{
     ErrorBody, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
     SendAnswer, SessionToken, SyncAnswer, UserCreated, UserInfo,
@@ -220,6 +222,31 @@ fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
     bearer_session(app, headers).map(|s| s.user)
 }
 
+/// The caller's user id, from the `Authorization: Bearer` token; a handler
+/// that takes it answers 401 `unauthenticated` without one.
+pub(crate) struct Bearer(pub String);
+
+impl FromRequestParts<Arc<App>> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        bearer(app, &parts.headers).map(Bearer)
+    }
+}
+
+impl Bearer {
+    /// The caller as the core's actor (HTTP requests have no device).
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            user: &self.0,
+            device: None,
+        }
+    }
+}
+
 /// The session of the bearer token.
 fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
     let token = headers
@@ -358,10 +385,9 @@ async fn delete_session(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiR
 )]
 async fn get_user(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(user): Param<String>,
+    _caller: Bearer,
 ) -> ApiResult<Response> {
-    bearer(&app, &headers)?;
     let (user, name, online) = app.core.user_info(&user).await?;
     Ok(Json(UserInfo {
         name: Cow::Owned(name),
@@ -387,10 +413,9 @@ async fn get_user(
 )]
 async fn put_friend(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(other): Param<String>,
+    Bearer(me): Bearer,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     if let Err(r) = app.guard.friend_request(&me).await {
         return Ok(r.into_response());
     }
@@ -413,10 +438,9 @@ async fn put_friend(
 )]
 async fn delete_friend(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(other): Param<String>,
+    Bearer(me): Bearer,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     app.core.friend_delete(&me, &other).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -430,8 +454,7 @@ async fn delete_friend(
         (status = 200, description = "friends with their presence, pending requests both ways", body = FriendsList),
     )
 )]
-async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+async fn list_friends(State(app): State<Arc<App>>, Bearer(me): Bearer) -> ApiResult<Response> {
     let (friends, lists) = app.core.friends(&me).await?;
     let owned = |v: Vec<String>| v.into_iter().map(Cow::Owned).collect();
     Ok(Json(FriendsList {
@@ -469,13 +492,15 @@ struct SyncParams {
 )]
 async fn conversations(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    me: Bearer,
     q: Result<Query<SyncParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
-    let list = app.core.sync(&me, q.since, q.limit).await?;
-    Ok(Json(sync_answer(&list)).into_response())
+    let req = Request::Sync(request::Sync {
+        since: q.since,
+        limit: q.limit,
+    });
+    Ok(execute(&app, me.actor(), None, req).await?.json())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -502,17 +527,18 @@ struct HistoryParams {
 )]
 async fn messages(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(conv): Param<String>,
+    me: Bearer,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
-    let msgs = app
-        .core
-        .history(&me, &conv, q.before_seq, q.after_seq, q.limit)
-        .await?;
-    Ok(Json(history_answer(&msgs)).into_response())
+    let req = Request::History(request::History {
+        conv: Cow::Owned(conv),
+        before_seq: q.before_seq,
+        after_seq: q.after_seq,
+        limit: q.limit,
+    });
+    Ok(execute(&app, me.actor(), None, req).await?.json())
 }
 
 /// `POST /v1/messages`: the `send` frame without `type` and `id`; exactly
@@ -557,32 +583,18 @@ pub(crate) struct SendBody<'a> {
 )]
 async fn send_message(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    me: Bearer,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
-    if let Err(r) = app.guard.send(&me).await {
+    if let Err(r) = app.guard.send(&me.0).await {
         return Ok(r.into_response());
     }
     let b: SendBody = body(&raw)?;
-    let req = SendRequest {
-        to: b.to.as_deref(),
-        group: b.group.as_deref(),
-        client_msg_id: b.client_msg_id.as_deref(),
-        kind: b.kind.as_deref(),
-        content: b.content,
-    };
-    let ok = app
-        .core
-        .send(
-            Actor {
-                user: &me,
-                device: None,
-            },
-            req,
-        )
-        .await?;
-    Ok(Json(send_answer(&ok)).into_response())
+    let req = request::Send::from_parts(b.to, b.group, b.client_msg_id, b.kind, b.content)
+        .map_err(|m| invalid(m.to_string()))?;
+    Ok(execute(&app, me.actor(), None, Request::Send(req))
+        .await?
+        .json())
 }
 
 /// `POST /v1/groups`.
@@ -610,10 +622,9 @@ pub(crate) struct NewGroupBody<'a> {
 )]
 async fn create_group(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Bearer(me): Bearer,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     let b: NewGroupBody = body(&raw)?;
     let members: Vec<&str> = b.members.iter().map(|m| m.as_ref()).collect();
     let view = app.core.create_group(&me, &b.name, &members).await?;
@@ -634,10 +645,9 @@ async fn create_group(
 )]
 async fn get_group(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(gid): Param<String>,
+    Bearer(me): Bearer,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     let view = app.core.group(&me, &gid).await?;
     Ok(Json(group_answer(&view, true)).into_response())
 }
@@ -666,11 +676,10 @@ pub(crate) struct AddMembersBody<'a> {
 )]
 async fn add_members(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param(gid): Param<String>,
+    Bearer(me): Bearer,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     let b: AddMembersBody = body(&raw)?;
     let users: Vec<&str> = b.users.iter().map(|m| m.as_ref()).collect();
     let view = app.core.add_members(&me, &gid, &users).await?;
@@ -694,10 +703,9 @@ async fn add_members(
 )]
 async fn remove_member(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Param((gid, user)): Param<(String, String)>,
+    Bearer(me): Bearer,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
     app.core.remove_member(&me, &gid, &user).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,6 +6,7 @@ pub mod admin;
 mod app;
 mod backends;
 pub mod config;
+mod dispatch;
 mod guard;
 mod http;
 mod listener;

@@ -5,10 +5,10 @@
 //! pushes).
 
 use crate::app::App;
+use crate::dispatch::{self, Socket};
 use crate::guard::Slot;
 use crate::listener::Written;
 use crate::pending::Pending;
-use crate::views::{history_answer, send_answer, sync_answer};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -24,13 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tern_core::auth::Session;
 use tern_core::service::encode;
-use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound, SendRequest};
-use tern_proto::frames::{decode, ClientFrame, FrameType};
+use tern_core::{encode_msg_push, now_ms, Actor, Conn, CoreError, Outbound};
+use tern_proto::frames::{decode, FrameType};
 use tern_proto::ids::{is_valid_request_id, is_valid_token};
-use tern_proto::wire::{
-    tag, write_batch, AuthAnswer, Empty, ErrorFrame, OfflineDone, OkFrame, Pong, PresenceAnswer,
-    ReadAnswer, ReadStatusAnswer,
-};
+use tern_proto::request::Request;
+use tern_proto::wire::{tag, write_batch, AuthAnswer, ErrorFrame, OfflineDone, OkFrame};
 use tern_proto::{close, ErrorCode};
 use tokio::time::Instant;
 
@@ -503,7 +501,9 @@ fn is_capacity(e: &axum::Error) -> bool {
     false
 }
 
-/// Handles one text frame; returns whether a reply was queued.
+/// Handles one text frame: decodes it into its typed request, runs it
+/// (`dispatch::execute`) and queues the answer; returns whether a reply was
+/// queued.
 async fn handle_text(
     app: &App,
     conn: &Arc<Conn>,
@@ -519,7 +519,8 @@ async fn handle_text(
             return true;
         }
     };
-    let id = d.frame.id.as_deref();
+    let id = d.frame.id.clone();
+    let id = id.as_deref();
     if id.is_some_and(|i| !is_valid_request_id(i)) {
         conn.reply(error_frame(
             None,
@@ -529,142 +530,30 @@ async fn handle_text(
         .await;
         return true;
     }
-    let frame = match handle(app, conn, d.ty, &d.frame, pending, rooms).await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return false,
+    let answer = match Request::parse(d) {
+        Ok(req) => {
+            let actor = Actor {
+                user: &conn.user,
+                device: Some(&conn.device),
+            };
+            let socket = Socket {
+                conn,
+                pending,
+                rooms,
+            };
+            dispatch::execute(app, actor, Some(&socket), req).await
+        }
+        Err(missing) => Err(CoreError::invalid(missing.to_string())),
+    };
+    let frame = match answer {
+        Ok(answer) => match answer.frame(id) {
+            Some(frame) => frame,
+            None => return false,
+        },
         Err(e) => error_frame(id, e.code, &e.message),
     };
     conn.reply(frame).await;
     true
-}
-
-fn need<T>(v: Option<T>, field: &'static str) -> Result<T, CoreError> {
-    v.ok_or_else(|| CoreError::invalid(format!("{field} is required")))
-}
-
-/// Handles one decoded frame; returns the reply to send, if any. `ok`
-/// replies are sent only to requests that carry an `id`.
-async fn handle(
-    app: &App,
-    conn: &Arc<Conn>,
-    ty: FrameType,
-    f: &ClientFrame<'_>,
-    pending: &Mutex<Pending>,
-    rooms: &Mutex<Vec<String>>,
-) -> Result<Option<Bytes>, CoreError> {
-    let id = f.id.as_deref();
-    let user = &*conn.user;
-    let actor = Actor {
-        user,
-        device: Some(&conn.device),
-    };
-    let ok = |frame: Bytes| Ok(id.map(|_| frame));
-    match ty {
-        FrameType::Ping => Ok(Some(encode(&Pong::new(id)))),
-        FrameType::Auth => Err(CoreError::invalid("already authenticated")),
-        FrameType::Send => {
-            let req = SendRequest {
-                to: f.to.as_deref(),
-                group: f.group.as_deref(),
-                client_msg_id: f.client_msg_id.as_deref(),
-                kind: f.kind.as_deref(),
-                content: f.content,
-            };
-            let sent = app.core.send(actor, req).await?;
-            ok(encode(&OkFrame::new(id, send_answer(&sent))))
-        }
-        FrameType::Ack => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let seq = need(f.seq, "seq")?;
-            pending.lock().ack(conv, seq);
-            app.core.ack(user, conv, seq).await?;
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::Read => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let seq = need(f.seq, "seq")?;
-            let read_seq = app.core.read(actor, conv, seq).await?;
-            ok(encode(&OkFrame::new(id, ReadAnswer { read_seq })))
-        }
-        FrameType::Sync => {
-            let list = app.core.sync(user, f.since, f.limit).await?;
-            ok(encode(&OkFrame::new(id, sync_answer(&list))))
-        }
-        FrameType::History => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let msgs = app
-                .core
-                .history(user, conv, f.before_seq, f.after_seq, f.limit)
-                .await?;
-            ok(encode(&OkFrame::new(id, history_answer(&msgs))))
-        }
-        FrameType::Recall => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let seq = need(f.seq, "seq")?;
-            app.core.recall(user, conv, seq).await?;
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::Delete => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let seqs = need(f.seqs.as_deref(), "seqs")?;
-            app.core.delete(user, conv, seqs).await?;
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::Presence => {
-            let users = need(f.users.as_deref(), "users")?;
-            let names: Vec<&str> = users.iter().map(|u| u.as_ref()).collect();
-            let flags = app.core.presence(&names).await?;
-            let online = names.iter().map(|u| Cow::Borrowed(*u)).zip(flags).collect();
-            ok(encode(&OkFrame::new(id, PresenceAnswer { online })))
-        }
-        FrameType::Typing => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            app.core.typing(user, conv).await?;
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::State => {
-            let active = need(f.active, "active")?;
-            conn.set_active(active);
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::Join => {
-            let room = need(f.room.as_deref(), "room")?;
-            // Frames of a connection are handled one at a time, so the list
-            // cannot change between these two steps.
-            let joined = rooms.lock().len();
-            app.core.room_join(conn, room, joined).await?;
-            let mut rooms = rooms.lock();
-            if !rooms.iter().any(|r| r == room) {
-                rooms.push(room.to_owned());
-            }
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::Leave => {
-            let room = need(f.room.as_deref(), "room")?;
-            app.core.room_leave(conn, room).await;
-            rooms.lock().retain(|r| r != room);
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::RoomSend => {
-            let room = need(f.room.as_deref(), "room")?;
-            app.core.room_send(conn, room, f.content).await?;
-            ok(encode(&OkFrame::new(id, Empty {})))
-        }
-        FrameType::ReadStatus => {
-            let conv = need(f.conv.as_deref(), "conv")?;
-            let seq = need(f.seq, "seq")?;
-            let (read, unread) = app.core.read_status(user, conv, seq).await?;
-            ok(encode(&OkFrame::new(
-                id,
-                ReadStatusAnswer {
-                    conv: Cow::Borrowed(conv),
-                    seq,
-                    read: read.into_iter().map(Cow::Owned).collect(),
-                    unread: unread.into_iter().map(Cow::Owned).collect(),
-                },
-            )))
-        }
-    }
 }
 
 /// How long a closing connection may take to flush its close frame.

@@ -1,0 +1,344 @@
+//! One type per client command (PROTOCOL.md 2). The server turns a decoded
+//! frame into a [`Request`], each command with its required fields as plain
+//! types (a missing one is an `invalid` error that names it); clients build
+//! the same types and write them with [`Request::frame`]. HTTP routes that
+//! carry the same command build the same type from their path, query and
+//! body.
+
+use crate::frames::{ClientFrame, Decoded, FrameType};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// `auth`: the first frame of a connection without `?token=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth<'a> {
+    pub token: Cow<'a, str>,
+    pub device: Option<Cow<'a, str>>,
+}
+
+/// `send` (and `POST /v1/messages`): exactly one of `to` and `group`, which
+/// the core checks along with the other rules of a message.
+#[derive(Debug, Clone)]
+pub struct Send<'a> {
+    pub to: Option<Cow<'a, str>>,
+    pub group: Option<Cow<'a, str>>,
+    pub client_msg_id: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub content: &'a RawValue,
+}
+
+/// A position in a conversation: `ack`, `read`, `recall`, `read_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSeq<'a> {
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+}
+
+/// `sync` (and `GET /v1/conversations`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sync {
+    pub since: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+/// `history` (and `GET /v1/conversations/{conv}/messages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History<'a> {
+    pub conv: Cow<'a, str>,
+    pub before_seq: Option<u64>,
+    pub after_seq: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+/// `delete`: hides messages from the caller's own history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete<'a> {
+    pub conv: Cow<'a, str>,
+    pub seqs: Vec<u64>,
+}
+
+/// `presence`: which of `users` are online.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence<'a> {
+    pub users: Vec<Cow<'a, str>>,
+}
+
+/// `typing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typing<'a> {
+    pub conv: Cow<'a, str>,
+}
+
+/// `state`: foreground or background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub active: bool,
+}
+
+/// `join` and `leave` of a live room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room<'a> {
+    pub room: Cow<'a, str>,
+}
+
+/// `room_send`: any JSON value, `null` included.
+#[derive(Debug, Clone)]
+pub struct RoomSend<'a> {
+    pub room: Cow<'a, str>,
+    pub content: &'a RawValue,
+}
+
+/// Every command a client may send over WebSocket.
+#[derive(Debug, Clone)]
+pub enum Request<'a> {
+    Auth(Auth<'a>),
+    Ping,
+    Send(Send<'a>),
+    Ack(ConvSeq<'a>),
+    Read(ConvSeq<'a>),
+    Sync(Sync),
+    History(History<'a>),
+    Recall(ConvSeq<'a>),
+    Delete(Delete<'a>),
+    Presence(Presence<'a>),
+    Typing(Typing<'a>),
+    State(State),
+    Join(Room<'a>),
+    Leave(Room<'a>),
+    RoomSend(RoomSend<'a>),
+    ReadStatus(ConvSeq<'a>),
+}
+
+/// A required field that a request lacks: `invalid`, "`field` is required".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing(pub &'static str);
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is required", self.0)
+    }
+}
+
+impl std::error::Error for Missing {}
+
+fn need<T>(v: Option<T>, field: &'static str) -> Result<T, Missing> {
+    v.ok_or(Missing(field))
+}
+
+impl<'a> Send<'a> {
+    /// A `send` from its optional parts, checked in the order a client
+    /// reads the errors: the deduplication key, the kind, the content.
+    pub fn from_parts(
+        to: Option<Cow<'a, str>>,
+        group: Option<Cow<'a, str>>,
+        client_msg_id: Option<Cow<'a, str>>,
+        kind: Option<Cow<'a, str>>,
+        content: Option<&'a RawValue>,
+    ) -> Result<Self, Missing> {
+        Ok(Send {
+            client_msg_id: need(client_msg_id, "client_msg_id")?,
+            kind: need(kind, "kind")?,
+            content: need(content, "content")?,
+            to,
+            group,
+        })
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The request of a decoded frame.
+    pub fn parse(d: Decoded<'a>) -> Result<Self, Missing> {
+        let f = d.frame;
+        let conv_seq = |conv: Option<Cow<'a, str>>, seq| {
+            Ok(ConvSeq {
+                conv: need(conv, "conv")?,
+                seq: need(seq, "seq")?,
+            })
+        };
+        Ok(match d.ty {
+            FrameType::Auth => Request::Auth(Auth {
+                token: need(f.token, "token")?,
+                device: f.device,
+            }),
+            FrameType::Ping => Request::Ping,
+            FrameType::Send => Request::Send(Send::from_parts(
+                f.to,
+                f.group,
+                f.client_msg_id,
+                f.kind,
+                f.content,
+            )?),
+            FrameType::Ack => Request::Ack(conv_seq(f.conv, f.seq)?),
+            FrameType::Read => Request::Read(conv_seq(f.conv, f.seq)?),
+            FrameType::Sync => Request::Sync(Sync {
+                since: f.since,
+                limit: f.limit,
+            }),
+            FrameType::History => Request::History(History {
+                conv: need(f.conv, "conv")?,
+                before_seq: f.before_seq,
+                after_seq: f.after_seq,
+                limit: f.limit,
+            }),
+            FrameType::Recall => Request::Recall(conv_seq(f.conv, f.seq)?),
+            FrameType::Delete => Request::Delete(Delete {
+                conv: need(f.conv, "conv")?,
+                seqs: need(f.seqs, "seqs")?,
+            }),
+            FrameType::Presence => Request::Presence(Presence {
+                users: need(f.users, "users")?,
+            }),
+            FrameType::Typing => Request::Typing(Typing {
+                conv: need(f.conv, "conv")?,
+            }),
+            FrameType::State => Request::State(State {
+                active: need(f.active, "active")?,
+            }),
+            FrameType::Join => Request::Join(Room {
+                room: need(f.room, "room")?,
+            }),
+            FrameType::Leave => Request::Leave(Room {
+                room: need(f.room, "room")?,
+            }),
+            FrameType::RoomSend => Request::RoomSend(RoomSend {
+                room: need(f.room, "room")?,
+                content: need(f.content, "content")?,
+            }),
+            FrameType::ReadStatus => Request::ReadStatus(conv_seq(f.conv, f.seq)?),
+        })
+    }
+
+    /// The frame's `type`.
+    pub fn ty(&self) -> FrameType {
+        match self {
+            Request::Auth(_) => FrameType::Auth,
+            Request::Ping => FrameType::Ping,
+            Request::Send(_) => FrameType::Send,
+            Request::Ack(_) => FrameType::Ack,
+            Request::Read(_) => FrameType::Read,
+            Request::Sync(_) => FrameType::Sync,
+            Request::History(_) => FrameType::History,
+            Request::Recall(_) => FrameType::Recall,
+            Request::Delete(_) => FrameType::Delete,
+            Request::Presence(_) => FrameType::Presence,
+            Request::Typing(_) => FrameType::Typing,
+            Request::State(_) => FrameType::State,
+            Request::Join(_) => FrameType::Join,
+            Request::Leave(_) => FrameType::Leave,
+            Request::RoomSend(_) => FrameType::RoomSend,
+            Request::ReadStatus(_) => FrameType::ReadStatus,
+        }
+    }
+
+    /// The frame that carries this request, with `id` if given: what a
+    /// client writes (serialize it; absent fields are left out).
+    pub fn frame<'s>(&'s self, id: Option<&'s str>) -> ClientFrame<'s> {
+        let b = |s: &'s Cow<'a, str>| Some(Cow::Borrowed(&**s));
+        let mut f = ClientFrame {
+            ty: Some(Cow::Borrowed(self.ty().as_str())),
+            id: id.map(Cow::Borrowed),
+            ..ClientFrame::default()
+        };
+        match self {
+            Request::Auth(a) => {
+                f.token = b(&a.token);
+                f.device = a.device.as_ref().and_then(b);
+            }
+            Request::Ping => {}
+            Request::Send(s) => {
+                f.to = s.to.as_ref().and_then(b);
+                f.group = s.group.as_ref().and_then(b);
+                f.client_msg_id = b(&s.client_msg_id);
+                f.kind = b(&s.kind);
+                f.content = Some(s.content);
+            }
+            Request::Ack(p) | Request::Read(p) | Request::Recall(p) | Request::ReadStatus(p) => {
+                f.conv = b(&p.conv);
+                f.seq = Some(p.seq);
+            }
+            Request::Sync(s) => {
+                f.since = s.since;
+                f.limit = s.limit;
+            }
+            Request::History(h) => {
+                f.conv = b(&h.conv);
+                f.before_seq = h.before_seq;
+                f.after_seq = h.after_seq;
+                f.limit = h.limit;
+            }
+            Request::Delete(d) => {
+                f.conv = b(&d.conv);
+                f.seqs = Some(d.seqs.clone());
+            }
+            Request::Presence(p) => {
+                f.users = Some(p.users.iter().map(|u| Cow::Borrowed(&**u)).collect());
+            }
+            Request::Typing(t) => f.conv = b(&t.conv),
+            Request::State(s) => f.active = Some(s.active),
+            Request::Join(r) | Request::Leave(r) => f.room = b(&r.room),
+            Request::RoomSend(r) => {
+                f.room = b(&r.room);
+                f.content = Some(r.content);
+            }
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::decode;
+
+    fn parse(text: &str) -> Result<Request<'_>, Missing> {
+        Request::parse(decode(text).unwrap())
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let e = parse(r#"{"type":"ack","conv":"dm:a:b"}"#).unwrap_err();
+        assert_eq!(e.to_string(), "seq is required");
+        let e = parse(r#"{"type":"send","to":"b","client_msg_id":"c"}"#).unwrap_err();
+        assert_eq!(e.to_string(), "kind is required");
+        let e = parse(r#"{"type":"room_send","room":"r"}"#).unwrap_err();
+        assert_eq!(e, Missing("content"));
+        assert!(matches!(
+            parse(r#"{"type":"room_send","room":"r","content":null}"#),
+            Ok(Request::RoomSend(_))
+        ));
+    }
+
+    /// Every request written with `frame` parses back to itself.
+    #[test]
+    fn frames_round_trip() {
+        let texts = [
+            r#"{"type":"auth","token":"t","device":"d"}"#,
+            r#"{"type":"ping","id":"1"}"#,
+            r#"{"type":"send","to":"bob","client_msg_id":"c1","kind":"text","content":"hi"}"#,
+            r#"{"type":"send","group":"g1","client_msg_id":"c1","kind":"custom","content":{"a":1}}"#,
+            r#"{"type":"ack","conv":"dm:a:b","seq":3}"#,
+            r#"{"type":"read","conv":"dm:a:b","seq":3}"#,
+            r#"{"type":"sync","since":5,"limit":10}"#,
+            r#"{"type":"history","conv":"g:g1","before_seq":9,"after_seq":2,"limit":5}"#,
+            r#"{"type":"recall","conv":"dm:a:b","seq":1}"#,
+            r#"{"type":"delete","conv":"dm:a:b","seqs":[1,2]}"#,
+            r#"{"type":"presence","users":["a","b"]}"#,
+            r#"{"type":"typing","conv":"dm:a:b"}"#,
+            r#"{"type":"state","active":false}"#,
+            r#"{"type":"join","room":"r"}"#,
+            r#"{"type":"leave","room":"r"}"#,
+            r#"{"type":"room_send","room":"r","content":[1]}"#,
+            r#"{"type":"read_status","conv":"g:g1","seq":4}"#,
+        ];
+        for text in texts {
+            let d = decode(text).unwrap();
+            let id = d.frame.id.as_deref().map(str::to_owned);
+            let req = Request::parse(d).unwrap();
+            let back = serde_json::to_string(&req.frame(id.as_deref())).unwrap();
+            let want: serde_json::Value = serde_json::from_str(text).unwrap();
+            let got: serde_json::Value = serde_json::from_str(&back).unwrap();
+            assert_eq!(got, want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The one place a command runs: [`execute`] takes a typed
+//! [`Request`] of an authenticated caller, calls the core and returns its
+//! [`Answer`]. The WebSocket loop writes the answer as an `ok` frame that
+//! carries the request's `id`; the HTTP handlers of the same commands
+//! write it as their JSON body. Adding a command: its type in
+//! `tern_proto::request`, a core method, one arm here (and a route in
+//! `http.rs` if it has one).
+
+use crate::pending::Pending;
+use crate::views::{history_answer, send_answer, sync_answer};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tern_core::service::encode;
+use tern_core::store::{ConvList, StoredMessage};
+use tern_core::{Actor, Conn, CoreError, SendOk};
+use tern_proto::request::Request;
+use tern_proto::wire::{Empty, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer};
+
+use crate::app::App;
+
+/// What a WebSocket caller brings besides its identity: the connection,
+/// its pushes awaiting an ack, the rooms it is in.
+pub(crate) struct Socket<'a> {
+    pub conn: &'a Arc<Conn>,
+    pub pending: &'a Mutex<Pending>,
+    pub rooms: &'a Mutex<Vec<String>>,
+}
+
+/// A command's answer.
+pub(crate) enum Answer {
+    Pong,
+    Empty,
+    Sent(SendOk),
+    Read(u64),
+    Sync(ConvList),
+    History(Vec<StoredMessage>),
+    Presence(Vec<(String, bool)>),
+    ReadStatus {
+        conv: String,
+        seq: u64,
+        read: Vec<String>,
+        unread: Vec<String>,
+    },
+}
+
+impl Answer {
+    /// The frame that answers a WebSocket request: `pong` always, any other
+    /// answer as `ok` only to a request that carries an `id`.
+    pub fn frame(&self, id: Option<&str>) -> Option<Bytes> {
+        if let Answer::Pong = self {
+            return Some(encode(&Pong::new(id)));
+        }
+        let id = Some(id?);
+        Some(match self {
+            Answer::Pong | Answer::Empty => encode(&OkFrame::new(id, Empty {})),
+            Answer::Sent(s) => encode(&OkFrame::new(id, send_answer(s))),
+            Answer::Read(read_seq) => encode(&OkFrame::new(
+                id,
+                ReadAnswer {
+                    read_seq: *read_seq,
+                },
+            )),
+            Answer::Sync(list) => encode(&OkFrame::new(id, sync_answer(list))),
+            Answer::History(msgs) => encode(&OkFrame::new(id, history_answer(msgs))),
+            Answer::Presence(online) => encode(&OkFrame::new(id, presence_answer(online))),
+            Answer::ReadStatus {
+                conv,
+                seq,
+                read,
+                unread,
+            } => encode(&OkFrame::new(
+                id,
+                ReadStatusAnswer {
+                    conv: Cow::Borrowed(conv),
+                    seq: *seq,
+                    read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+                    unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+                },
+            )),
+        })
+    }
+
+    /// The JSON body that answers the same command over HTTP.
+    pub fn json(&self) -> Response {
+        match self {
+            Answer::Pong | Answer::Empty => Json(Empty {}).into_response(),
+            Answer::Sent(s) => Json(send_answer(s)).into_response(),
+            Answer::Read(read_seq) => Json(ReadAnswer {
+                read_seq: *read_seq,
+            })
+            .into_response(),
+            Answer::Sync(list) => Json(sync_answer(list)).into_response(),
+            Answer::History(msgs) => Json(history_answer(msgs)).into_response(),
+            Answer::Presence(online) => Json(presence_answer(online)).into_response(),
+            Answer::ReadStatus {
+                conv,
+                seq,
+                read,
+                unread,
+            } => Json(ReadStatusAnswer {
+                conv: Cow::Borrowed(conv),
+                seq: *seq,
+                read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+                unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+            })
+            .into_response(),
+        }
+    }
+}
+
+fn presence_answer(online: &[(String, bool)]) -> PresenceAnswer<'_> {
+    PresenceAnswer {
+        online: online
+            .iter()
+            .map(|(u, on)| (Cow::Borrowed(&**u), *on))
+            .collect(),
+    }
+}
+
+/// Runs `req` for `actor`. `socket` is the caller's connection when it
+/// came over WebSocket; the commands that act on a connection (`ack`,
+/// `state`, rooms) need one, and no HTTP route carries them.
+pub(crate) async fn execute(
+    app: &App,
+    actor: Actor<'_>,
+    socket: Option<&Socket<'_>>,
+    req: Request<'_>,
+) -> Result<Answer, CoreError> {
+    let user = actor.user;
+    let core = &app.core;
+    let on_socket = || socket.ok_or_else(|| CoreError::invalid("only over WebSocket"));
+    Ok(match req {
+        Request::Ping => Answer::Pong,
+        Request::Auth(_) => return Err(CoreError::invalid("already authenticated")),
+        Request::Send(s) => Answer::Sent(core.send(actor, &s).await?),
+        Request::Ack(p) => {
+            on_socket()?.pending.lock().ack(&p.conv, p.seq);
+            core.ack(user, &p.conv, p.seq).await?;
+            Answer::Empty
+        }
+        Request::Read(p) => Answer::Read(core.read(actor, &p.conv, p.seq).await?),
+        Request::Sync(s) => Answer::Sync(core.sync(user, s.since, s.limit).await?),
+        Request::History(h) => Answer::History(
+            core.history(user, &h.conv, h.before_seq, h.after_seq, h.limit)
+                .await?,
+        ),
+        Request::Recall(p) => {
+            core.recall(user, &p.conv, p.seq).await?;
+            Answer::Empty
+        }
+        Request::Delete(d) => {
+            core.delete(user, &d.conv, &d.seqs).await?;
+            Answer::Empty
+        }
+        Request::Presence(p) => {
+            let names: Vec<&str> = p.users.iter().map(|u| &**u).collect();
+            let flags = core.presence(&names).await?;
+            Answer::Presence(names.into_iter().map(str::to_owned).zip(flags).collect())
+        }
+        Request::Typing(t) => {
+            core.typing(user, &t.conv).await?;
+            Answer::Empty
+        }
+        Request::State(s) => {
+            on_socket()?.conn.set_active(s.active);
+            Answer::Empty
+        }
+        Request::Join(r) => {
+            let sock = on_socket()?;
+            // Frames of a connection are handled one at a time, so the
+            // list cannot change between these two steps.
+            let joined = sock.rooms.lock().len();
+            core.room_join(sock.conn, &r.room, joined).await?;
+            let mut rooms = sock.rooms.lock();
+            if !rooms.iter().any(|x| *x == *r.room) {
+                rooms.push(r.room.into_owned());
+            }
+            Answer::Empty
+        }
+        Request::Leave(r) => {
+            let sock = on_socket()?;
+            core.room_leave(sock.conn, &r.room).await;
+            sock.rooms.lock().retain(|x| *x != *r.room);
+            Answer::Empty
+        }
+        Request::RoomSend(r) => {
+            core.room_send(on_socket()?.conn, &r.room, r.content)
+                .await?;
+            Answer::Empty
+        }
+        Request::ReadStatus(p) => {
+            let (read, unread) = core.read_status(user, &p.conv, p.seq).await?;
+            Answer::ReadStatus {
+                conv: p.conv.into_owned(),
+                seq: p.seq,
+                read,
+                unread,
+            }
+        }
+    })
+}
