@@ -346,13 +346,17 @@ impl<D: Dialect> Store for SqlStore<D> {
             let Some((read, until)) = D::read_position(c, user, conv, true).await? else {
                 return Err(StoreError::NotMember);
             };
-            let target = until.map_or(seq, |u| seq.min(u));
-            if target <= read {
+            let at = tern_core::rules::Positions {
+                read,
+                until,
+                ..Default::default()
+            };
+            let Some(target) = tern_core::rules::read_to(&at, seq) else {
                 return Ok(ReadOutcome {
                     advanced: false,
                     read_seq: read,
                 });
-            }
+            };
             D::set_read(c, user, conv, target, now).await?;
             Ok(ReadOutcome {
                 advanced: true,
