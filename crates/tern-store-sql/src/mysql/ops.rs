@@ -341,20 +341,9 @@ async fn group_gate(
     Ok(None)
 }
 
-/// The sender's messages of one 1:1 conversation in a batch: their read
-/// position moves to the last, and their queue position follows along the
-/// run of consecutive seqs that starts right after it.
-struct SenderRun {
-    /// Seq of the sender's first message in the batch, minus one.
-    before: i64,
-    /// End of the consecutive run from the first message; `None` when the
-    /// queue does not follow (`dm:x:x`).
-    follow: Option<i64>,
-    /// Whether the run is still unbroken.
-    open: bool,
-    last: i64,
-    ts: i64,
-}
+/// A sender's message in a batch: its seq, time, and whether their queue
+/// position follows ([`rules::queue_follows`]).
+type Sent = (i64, i64, bool);
 
 /// A message row to insert.
 struct MsgRow<'a> {
@@ -397,24 +386,12 @@ async fn group_message(
         .await
         .map_err(be)?;
     }
-    sqlx::query(
-        "UPDATE user_convs SET read_seq = GREATEST(read_seq, ?), \
-             delivered_seq = GREATEST(delivered_seq, ?), \
-             read_updated_at = GREATEST(read_updated_at, ?), \
-             inbox_seq = CASE WHEN ? AND inbox_seq = ? THEN ? ELSE inbox_seq END \
-         WHERE user_id = ? AND conv = ? AND until_seq IS NULL",
-    )
-    .bind(seq)
-    .bind(seq)
-    .bind(m.ts)
-    .bind(queue_follows)
-    .bind(seq - 1)
-    .bind(seq)
-    .bind(&m.from)
-    .bind(&m.conv)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
+    let mut sent = BTreeMap::new();
+    sent.insert(
+        (m.from.as_str(), m.conv.as_str()),
+        vec![(seq, m.ts, queue_follows)],
+    );
+    own_messages(c, &sent).await?;
     if let Some(MemberChange::Leave(u)) = &m.change {
         remove_member(c, gid, &m.conv, u, seq, m.ts).await?;
     }
@@ -473,58 +450,101 @@ async fn insert_dm_entries(
     Ok(())
 }
 
-/// The senders of 1:1 messages have read them; their queue positions
-/// follow (see [`SenderRun`]). One statement for the whole batch.
-async fn move_dm_senders(
+/// The senders have read their own messages, and their queue positions may
+/// follow ([`rules::own_message`], applied message after message): the
+/// senders' rows are locked and read in primary key order, and the ones
+/// that move are written in one statement.
+async fn own_messages(
     c: &mut MySqlConnection,
-    senders: &BTreeMap<(&str, &str), SenderRun>,
+    sent: &BTreeMap<(&str, &str), Vec<Sent>>,
 ) -> StoreResult<()> {
-    let senders: Vec<(&(&str, &str), &SenderRun)> = senders.iter().collect();
-    for chunk in senders.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("UPDATE user_convs uc JOIN (");
-        for (i, ((user, conv), run)) in chunk.iter().enumerate() {
-            qb.push(if i == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            // Without a follow, `before` never matches a queue position.
-            let (before, follow) = match run.follow {
-                Some(f) => (run.before, f),
-                None => (-1, 0),
-            };
-            qb.push_bind(*user)
-                .push(" AS u, ")
-                .push_bind(*conv)
-                .push(" AS c, ")
-                .push_bind(before)
-                .push(" AS b, ")
-                .push_bind(follow)
-                .push(" AS f, ")
-                .push_bind(run.last)
-                .push(" AS l, ")
-                .push_bind(run.ts)
-                .push(" AS t");
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(&str, &str)> = sent.keys().copied().collect();
+    let mut rows = lock_positions(c, &keys).await?;
+    let mut moved = Vec::new();
+    for ((user, conv), msgs) in sent {
+        let key = ((*user).to_owned(), (*conv).to_owned());
+        let Some(p) = rows.get_mut(&key) else {
+            continue;
+        };
+        let mut changed = false;
+        for &(seq, ts, follows) in msgs {
+            changed |= rules::own_message(p, seq.max(0) as u64, ts, follows);
         }
+        if changed {
+            moved.push((*user, *conv, *p));
+        }
+    }
+    for chunk in moved.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+            "INSERT INTO user_convs (user_id, conv, read_seq, delivered_seq, read_updated_at, \
+             inbox_seq) ",
+        );
+        qb.push_values(chunk, |mut b, (user, conv, p)| {
+            b.push_bind(*user)
+                .push_bind(*conv)
+                .push_bind(sql_seq(p.read))
+                .push_bind(sql_seq(p.delivered))
+                .push_bind(p.read_at)
+                .push_bind(sql_seq(p.inbox));
+        });
         qb.push(
-            ") v ON uc.user_id = v.u AND uc.conv = v.c \
-             SET uc.read_seq = GREATEST(uc.read_seq, v.l), \
-                 uc.delivered_seq = GREATEST(uc.delivered_seq, v.l), \
-                 uc.read_updated_at = GREATEST(uc.read_updated_at, v.t), \
-                 uc.inbox_seq = CASE WHEN uc.inbox_seq = v.b THEN v.f ELSE uc.inbox_seq END \
-             WHERE uc.until_seq IS NULL",
+            " ON DUPLICATE KEY UPDATE read_seq = VALUES(read_seq), \
+             delivered_seq = VALUES(delivered_seq), read_updated_at = VALUES(read_updated_at), \
+             inbox_seq = VALUES(inbox_seq)",
         );
         qb.build().execute(&mut *c).await.map_err(be)?;
     }
     Ok(())
 }
 
-/// A user's positions in a conversation during `ack_many`.
-struct AckState {
-    delivered: u64,
-    until: Option<u64>,
-    inbox: u64,
-    dirty: bool,
+/// The positions of users in conversations (`pairs` sorted), their rows
+/// locked in primary key order (the order appends and acks lock them in).
+async fn lock_positions(
+    c: &mut MySqlConnection,
+    pairs: &[(&str, &str)],
+) -> StoreResult<HashMap<(String, String), rules::Positions>> {
+    let mut out = HashMap::new();
+    for chunk in pairs.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+            "SELECT user_id, conv, read_seq, delivered_seq, read_updated_at, inbox_seq, until_seq \
+             FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
+        );
+        for (i, (user, conv)) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("(user_id = ")
+                .push_bind(*user)
+                .push(" AND conv = ")
+                .push_bind(*conv)
+                .push(")");
+        }
+        qb.push(" ORDER BY user_id, conv FOR UPDATE");
+        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+            let seq = |i: usize| -> StoreResult<u64> {
+                Ok(r.try_get::<i64, _>(i).map_err(be)?.max(0) as u64)
+            };
+            let p = rules::Positions {
+                read: seq(2)?,
+                delivered: seq(3)?,
+                read_at: r.try_get(4).map_err(be)?,
+                inbox: seq(5)?,
+                until: r
+                    .try_get::<Option<i64>, _>(6)
+                    .map_err(be)?
+                    .map(|v| v.max(0) as u64),
+            };
+            let key = (
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<String, _>(1).map_err(be)?,
+            );
+            out.insert(key, p);
+        }
+    }
+    Ok(out)
 }
 
 /// Conversations fetched together in one `UNION ALL` query.
@@ -776,7 +796,7 @@ impl Dialect for MySqlDialect {
         let mut rows: Vec<MsgRow<'_>> = Vec::with_capacity(batch.len());
         // 1:1 conversation list entries, (user, conv) -> peer; first one wins.
         let mut dm_entries: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
-        let mut dm_senders: BTreeMap<(&str, &str), SenderRun> = BTreeMap::new();
+        let mut dm_sent: BTreeMap<(&str, &str), Vec<Sent>> = BTreeMap::new();
         let mut out = Vec::with_capacity(batch.len());
 
         for m in batch {
@@ -798,7 +818,7 @@ impl Dialect for MySqlDialect {
             let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
             *at = (*at).max(m.ts);
             let stored = m.stored(seq as u64);
-            let queue_follows = m.to.as_deref() != Some(m.from.as_str());
+            let queue_follows = rules::queue_follows(&m.from, m.to.as_deref());
             let inboxed = match &m.group {
                 None => {
                     for p in &m.participants {
@@ -811,24 +831,10 @@ impl Dialect for MySqlDialect {
                             .entry((p.as_str(), m.conv.as_str()))
                             .or_insert(peer);
                     }
-                    dm_senders
+                    dm_sent
                         .entry((m.from.as_str(), m.conv.as_str()))
-                        .and_modify(|r| {
-                            if r.open && queue_follows && r.follow == Some(seq - 1) {
-                                r.follow = Some(seq);
-                            } else {
-                                r.open = false;
-                            }
-                            r.last = seq;
-                            r.ts = r.ts.max(m.ts);
-                        })
-                        .or_insert(SenderRun {
-                            before: seq - 1,
-                            follow: queue_follows.then_some(seq),
-                            open: queue_follows,
-                            last: seq,
-                            ts: m.ts,
-                        });
+                        .or_default()
+                        .push((seq, m.ts, queue_follows));
                     true
                 }
                 Some(gid) => group_message(c, m, gid, seq, queue_follows).await?,
@@ -842,7 +848,7 @@ impl Dialect for MySqlDialect {
 
         insert_messages(c, &rows).await?;
         insert_dm_entries(c, &dm_entries).await?;
-        move_dm_senders(c, &dm_senders).await?;
+        own_messages(c, &dm_sent).await?;
         let finals: Vec<(&str, i64, i64)> = touched
             .iter()
             .map(|(conv, at)| (*conv, counters.get(*conv).copied().unwrap_or(0), *at))
@@ -932,42 +938,12 @@ impl Dialect for MySqlDialect {
             .map(|a| (a.user.as_str(), a.conv.as_str()))
             .collect();
         let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
-        let mut state: HashMap<(String, String), AckState> = HashMap::new();
-        for chunk in pairs.chunks(CHUNK) {
-            let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
-                "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
-                 FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
-            );
-            for (i, (user, conv)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push("(user_id = ")
-                    .push_bind(*user)
-                    .push(" AND conv = ")
-                    .push_bind(*conv)
-                    .push(")");
-            }
-            qb.push(" ORDER BY user_id, conv FOR UPDATE");
-            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-                let key = (
-                    r.try_get::<String, _>(0).map_err(be)?,
-                    r.try_get::<String, _>(1).map_err(be)?,
-                );
-                state.insert(
-                    key,
-                    AckState {
-                        delivered: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
-                        until: r
-                            .try_get::<Option<i64>, _>(3)
-                            .map_err(be)?
-                            .map(|v| v.max(0) as u64),
-                        inbox: r.try_get::<i64, _>(4).map_err(be)?.max(0) as u64,
-                        dirty: false,
-                    },
-                );
-            }
-        }
+        let mut state: HashMap<(String, String), (rules::Positions, bool)> =
+            lock_positions(c, &pairs)
+                .await?
+                .into_iter()
+                .map(|(k, p)| (k, (p, false)))
+                .collect();
         if state.is_empty() {
             return Ok(vec![None; acks.len()]);
         }
@@ -997,26 +973,15 @@ impl Dialect for MySqlDialect {
             let Some(st) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
                 continue;
             };
-            let mut top = a.seq.min(maxes.get(&a.conv).copied().unwrap_or(0));
-            if let Some(until) = st.until {
-                top = top.min(until);
-            }
-            // The delivered position only feeds 1:1 delivered receipts.
-            let delivered = match a.receipt_for {
-                Some(_) if top > st.delivered => top,
-                _ => st.delivered,
-            };
-            if top <= st.inbox && delivered == st.delivered {
+            let max = maxes.get(&a.conv).copied().unwrap_or(0);
+            let Some(mv) = rules::ack(&st.0, max, a.seq, a.receipt_for.is_some()) else {
                 continue;
-            }
-            let before = st.delivered;
-            st.inbox = st.inbox.max(top);
-            st.delivered = delivered;
-            st.dirty = true;
-            if let Some(peer) = a.receipt_for.as_deref() {
-                if delivered != before {
-                    receipts.push((i, a.conv.as_str(), before, top, peer));
-                }
+            };
+            st.0.inbox = mv.inbox;
+            st.0.delivered = mv.delivered;
+            st.1 = true;
+            if let (Some(peer), Some((before, top))) = (a.receipt_for.as_deref(), mv.receipt) {
+                receipts.push((i, a.conv.as_str(), before, top, peer));
             }
         }
 
@@ -1051,8 +1016,11 @@ impl Dialect for MySqlDialect {
             }
         }
 
-        let mut dirty: Vec<(&(String, String), &AckState)> =
-            state.iter().filter(|(_, s)| s.dirty).collect();
+        let mut dirty: Vec<(&(String, String), &rules::Positions)> = state
+            .iter()
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|(k, (p, _))| (k, p))
+            .collect();
         dirty.sort_by(|a, b| a.0.cmp(b.0));
         for chunk in dirty.chunks(CHUNK) {
             let mut qb: QueryBuilder<MySql> = QueryBuilder::new(

@@ -37,6 +37,11 @@ fn message_at(r: &PgRow, o: usize) -> Result<StoredMessage, sqlx::Error> {
     })
 }
 
+/// A seq column (BIGINT) at `i`.
+fn seq_at(r: &PgRow, i: usize) -> StoreResult<u64> {
+    Ok(r.try_get::<i64, _>(i).map_err(be)?.max(0) as u64)
+}
+
 /// Serializes changes of the relation between two users (whichever side
 /// asks), until the transaction ends.
 async fn lock_pair(c: &mut PgConnection, a: &str, b: &str) -> StoreResult<()> {
@@ -105,15 +110,15 @@ async fn add_member(
     // join message; a returning member keeps what they had read, and their
     // queue resumes at the join (what came while they were away was never
     // theirs).
-    let start = (seq - 1).max(0);
+    let start = (seq - 1).max(0) as u64;
     let r = rows
         .entry((user.to_owned(), conv.to_owned()))
         .or_insert_with(|| UserRow::new(None, Some(gid.to_owned()), start));
-    r.until = None;
+    r.pos.until = None;
     r.until_ts = None;
-    r.read = r.read.max(start);
-    r.delivered = r.delivered.max(start);
-    r.inbox = r.inbox.max(start);
+    r.pos.read = r.pos.read.max(start);
+    r.pos.delivered = r.pos.delivered.max(start);
+    r.pos.inbox = r.pos.inbox.max(start);
     r.changed = true;
     Ok(())
 }
@@ -141,7 +146,7 @@ async fn remove_member(
         return Ok(());
     }
     if let Some(r) = rows.get_mut(&(user.to_owned(), conv.to_owned())) {
-        r.until = Some(seq);
+        r.pos.until = Some(seq as u64);
         r.until_ts = Some(ts);
         r.changed = true;
     }
@@ -215,11 +220,7 @@ async fn group_gate(
 struct UserRow {
     peer: Option<String>,
     group: Option<String>,
-    read: i64,
-    delivered: i64,
-    read_at: i64,
-    inbox: i64,
-    until: Option<i64>,
+    pos: rules::Positions,
     until_ts: Option<i64>,
     /// Not in the database yet.
     new: bool,
@@ -228,15 +229,17 @@ struct UserRow {
 
 impl UserRow {
     /// A row the batch creates, with its positions at `start`.
-    fn new(peer: Option<String>, group: Option<String>, start: i64) -> UserRow {
+    fn new(peer: Option<String>, group: Option<String>, start: u64) -> UserRow {
         UserRow {
             peer,
             group,
-            read: start,
-            delivered: start,
-            read_at: 0,
-            inbox: start,
-            until: None,
+            pos: rules::Positions {
+                read: start,
+                delivered: start,
+                read_at: 0,
+                inbox: start,
+                until: None,
+            },
             until_ts: None,
             new: true,
             changed: true,
@@ -294,18 +297,11 @@ fn user_effects(rows: &mut UserRows, m: &NewMessage, seq: i64) {
         rows.entry((p.clone(), m.conv.clone()))
             .or_insert_with(|| UserRow::new(peer, m.group.clone(), 0));
     }
-    // The sender has read their own message. Their queue position follows
-    // when nothing was queued for them before it (in `dm:x:x` the message
-    // is queued for x's other devices).
-    let queue_follows = m.to.as_deref() != Some(m.from.as_str());
+    // The sender has read their own message, and their queue position may
+    // follow (`rules::own_message`).
+    let follows = rules::queue_follows(&m.from, m.to.as_deref());
     if let Some(r) = rows.get_mut(&(m.from.clone(), m.conv.clone())) {
-        if r.until.is_none() {
-            r.read = r.read.max(seq);
-            r.delivered = r.delivered.max(seq);
-            r.read_at = r.read_at.max(m.ts);
-            if queue_follows && r.inbox == seq - 1 {
-                r.inbox = seq;
-            }
+        if rules::own_message(&mut r.pos, seq as u64, m.ts, follows) {
             r.changed = true;
         }
     }
@@ -338,11 +334,11 @@ fn user_row_changes(rows: UserRows) -> (UserCols, UserCols) {
         cols.conv.push(conv);
         cols.peer.push(r.peer);
         cols.group.push(r.group);
-        cols.read.push(r.read);
-        cols.delivered.push(r.delivered);
-        cols.read_at.push(r.read_at);
-        cols.inbox.push(r.inbox);
-        cols.until.push(r.until);
+        cols.read.push(sql_seq(r.pos.read));
+        cols.delivered.push(sql_seq(r.pos.delivered));
+        cols.read_at.push(r.pos.read_at);
+        cols.inbox.push(sql_seq(r.pos.inbox));
+        cols.until.push(r.pos.until.map(sql_seq));
         cols.until_ts.push(r.until_ts);
     }
     (ins, upd)
@@ -386,10 +382,8 @@ async fn group_effects(
 
 /// A user's row in a conversation, as acks see it.
 struct AckRow {
-    delivered: i64,
-    until: Option<i64>,
-    inbox: i64,
-    max: i64,
+    pos: rules::Positions,
+    max: u64,
     changed: bool,
 }
 
@@ -697,11 +691,16 @@ impl Dialect for Pg {
                 let row = UserRow {
                     peer: r.try_get(2).map_err(be)?,
                     group: r.try_get(3).map_err(be)?,
-                    read: r.try_get(4).map_err(be)?,
-                    delivered: r.try_get(5).map_err(be)?,
-                    read_at: r.try_get(6).map_err(be)?,
-                    inbox: r.try_get(7).map_err(be)?,
-                    until: r.try_get(8).map_err(be)?,
+                    pos: rules::Positions {
+                        read: seq_at(&r, 4)?,
+                        delivered: seq_at(&r, 5)?,
+                        read_at: r.try_get(6).map_err(be)?,
+                        inbox: seq_at(&r, 7)?,
+                        until: r
+                            .try_get::<Option<i64>, _>(8)
+                            .map_err(be)?
+                            .map(|u| u.max(0) as u64),
+                    },
                     until_ts: r.try_get(9).map_err(be)?,
                     new: false,
                     changed: false,
@@ -956,10 +955,16 @@ impl Dialect for Pg {
             state.insert(
                 key,
                 AckRow {
-                    delivered: r.try_get(2).map_err(be)?,
-                    until: r.try_get(3).map_err(be)?,
-                    inbox: r.try_get(4).map_err(be)?,
-                    max: r.try_get(5).map_err(be)?,
+                    pos: rules::Positions {
+                        delivered: seq_at(&r, 2)?,
+                        until: r
+                            .try_get::<Option<i64>, _>(3)
+                            .map_err(be)?
+                            .map(|u| u.max(0) as u64),
+                        inbox: seq_at(&r, 4)?,
+                        ..Default::default()
+                    },
+                    max: seq_at(&r, 5)?,
                     changed: false,
                 },
             );
@@ -971,33 +976,19 @@ impl Dialect for Pg {
             let Some(uc) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
                 continue;
             };
-            let mut top = sql_seq(a.seq).min(uc.max);
-            if let Some(until) = uc.until {
-                top = top.min(until);
-            }
-            // The delivered position only feeds 1:1 delivered receipts: without
-            // a peer to tell, moving the queue position is all an ack does.
-            let delivered = match a.receipt_for {
-                Some(_) if top > uc.delivered => top,
-                _ => uc.delivered,
-            };
-            if top <= uc.inbox && delivered == uc.delivered {
+            let Some(mv) = rules::ack(&uc.pos, uc.max, a.seq, a.receipt_for.is_some()) else {
                 continue;
-            }
-            let old = uc.delivered;
-            uc.inbox = uc.inbox.max(top);
-            uc.delivered = delivered;
+            };
+            uc.pos.inbox = mv.inbox;
+            uc.pos.delivered = mv.delivered;
             uc.changed = true;
-            let Some(peer) = &a.receipt_for else {
+            let (Some(peer), Some((lo, hi))) = (&a.receipt_for, mv.receipt) else {
                 continue;
             };
-            if delivered == old {
-                continue;
-            }
             checks.index.push(i as i64);
             checks.conv.push(a.conv.clone());
-            checks.lo.push(old);
-            checks.hi.push(top);
+            checks.lo.push(sql_seq(lo));
+            checks.hi.push(sql_seq(hi));
             checks.peer.push(peer.clone());
         }
         let mut upd: (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>) = Default::default();
@@ -1005,8 +996,8 @@ impl Dialect for Pg {
             if r.changed {
                 upd.0.push(user);
                 upd.1.push(conv);
-                upd.2.push(r.inbox);
-                upd.3.push(r.delivered);
+                upd.2.push(sql_seq(r.pos.inbox));
+                upd.3.push(sql_seq(r.pos.delivered));
             }
         }
         if upd.0.is_empty() {
