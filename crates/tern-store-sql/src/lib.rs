@@ -31,6 +31,7 @@ mod dialect;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod shared;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub use dialect::Dialect;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
 /// server is down, calls fail fast; the pool reconnects by itself.
@@ -195,7 +197,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Dialect> Store for SqlStore<D> {
+impl<D: Shared> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }

@@ -9,15 +9,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
-use tern_core::offline::QueueSpan;
 use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, MemberChange, NewMessage, Refusal, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
-use super::{revocations, MySqlDialect};
-use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
+use super::MySqlDialect;
+use crate::common::{be, msg_cols, sql_seq, PageFetch};
+use crate::shared::Shared;
 use crate::Dialect;
 
 /// The server's error number, for database errors.
@@ -37,32 +37,6 @@ pub const DEADLOCK: u16 = 1213;
 /// Most rows per multi-row statement (keeps well below the 65,535
 /// placeholders of a prepared statement).
 const CHUNK: usize = 256;
-
-fn message_from_row(r: &MySqlRow) -> Result<StoredMessage, sqlx::Error> {
-    Ok(StoredMessage {
-        msg_id: r.try_get::<u64, _>(0)?,
-        conv: r.try_get(1)?,
-        seq: r.try_get::<i64, _>(2)? as u64,
-        from: r.try_get(3)?,
-        to: r.try_get(4)?,
-        group: r.try_get(5)?,
-        kind: r.try_get(6)?,
-        content: r.try_get(7)?,
-        ts: r.try_get(8)?,
-        client_msg_id: r
-            .try_get::<Option<Vec<u8>>, _>(9)?
-            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose()?,
-        recalled: r.try_get::<bool, _>(10)?,
-    })
-}
-
-fn messages_from_rows(rows: &[MySqlRow]) -> StoreResult<Vec<StoredMessage>> {
-    rows.iter()
-        .map(message_from_row)
-        .collect::<Result<_, _>>()
-        .map_err(be)
-}
 
 async fn exists(
     c: &mut MySqlConnection,
@@ -108,7 +82,7 @@ async fn find_duplicates(
                 .push(")");
         }
         let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-        for m in messages_from_rows(&rows)? {
+        for m in MySqlDialect::messages_at(&rows, 0)? {
             if let Some(cmid) = m.client_msg_id.clone() {
                 found.insert((m.from.clone(), cmid), m);
             }
@@ -173,37 +147,12 @@ async fn select_counters(
     Ok(out)
 }
 
-async fn is_member(c: &mut MySqlConnection, gid: &str, user: &str) -> StoreResult<bool> {
-    exists(
-        c,
-        sqlx::query("SELECT 1 FROM group_members WHERE gid = ? AND user_id = ?")
-            .bind(gid)
-            .bind(user),
-    )
-    .await
-}
-
 async fn group_exists(c: &mut MySqlConnection, gid: &str) -> StoreResult<bool> {
     exists(
         c,
         sqlx::query("SELECT 1 FROM chat_groups WHERE gid = ?").bind(gid),
     )
     .await
-}
-
-/// The group's member count, counted only up to `limit` (a larger group
-/// answers `limit`): what decides write diffusion costs the limit, not the
-/// group's size, for every message of a large group.
-async fn member_count_up_to(c: &mut MySqlConnection, gid: &str, limit: u64) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE gid = ? LIMIT ?) t",
-    )
-    .bind(gid)
-    .bind(sql_seq(limit))
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(n.max(0) as u64)
 }
 
 /// Adds `user` to group `gid` (conversation `conv`) at message `seq`.
@@ -214,7 +163,7 @@ async fn add_member(
     user: &str,
     seq: i64,
 ) -> StoreResult<()> {
-    if is_member(c, gid, user).await? {
+    if MySqlDialect::is_member(c, gid, user).await? {
         return Ok(());
     }
     let order: Option<i64> =
@@ -269,14 +218,7 @@ async fn remove_member(
     seq: i64,
     ts: i64,
 ) -> StoreResult<()> {
-    let n = sqlx::query("DELETE FROM group_members WHERE gid = ? AND user_id = ?")
-        .bind(gid)
-        .bind(user)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-    if n == 0 {
+    if !MySqlDialect::drop_member(c, gid, user).await? {
         return Ok(());
     }
     sqlx::query("UPDATE user_convs SET until_seq = ?, until_ts = ? WHERE user_id = ? AND conv = ?")
@@ -287,28 +229,7 @@ async fn remove_member(
         .execute(&mut *c)
         .await
         .map_err(be)?;
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT owner_id, (SELECT user_id FROM group_members WHERE gid = ? \
-                           ORDER BY join_order LIMIT 1) \
-         FROM chat_groups WHERE gid = ? FOR UPDATE",
-    )
-    .bind(gid)
-    .bind(gid)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    let Some((owner, first)) = row else {
-        return Ok(());
-    };
-    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
-        sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE gid = ?")
-            .bind(next)
-            .bind(gid)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-    }
-    Ok(())
+    MySqlDialect::hand_over(c, gid, user).await
 }
 
 /// Checks a group message before it gets a seq: `Some(refusal)` when it
@@ -321,7 +242,7 @@ async fn group_gate(
     gid: &str,
 ) -> StoreResult<Option<Refusal>> {
     let exists = group_exists(c, gid).await?;
-    let member = m.change.is_none() && exists && is_member(c, gid, &m.from).await?;
+    let member = m.change.is_none() && exists && MySqlDialect::is_member(c, gid, &m.from).await?;
     if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
         return Ok(Some(refusal));
     }
@@ -369,7 +290,7 @@ async fn group_message(
     }
     let inboxed = match rules::members_to_count(m.inbox_members_up_to) {
         Some(limit) => {
-            let n = member_count_up_to(c, gid, limit).await?;
+            let n = MySqlDialect::member_count_up_to(c, gid, limit).await?;
             rules::enters_queues(n, m.inbox_members_up_to)
         }
         None => false,
@@ -554,6 +475,33 @@ const SPANS_PER_QUERY: usize = 64;
 impl Dialect for MySqlDialect {
     type DB = MySql;
     const NAME: &'static str = "mysql";
+    const SLOT: usize = 1;
+    const NUMBERED: bool = false;
+    const GROUPS: &'static str = "chat_groups";
+    const OWNER: &'static str = "owner_id";
+    const UPSERT_REVOKED: &'static str =
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
+         ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";
+
+    fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
+        r.try_get::<u64, _>(i)
+    }
+
+    /// VARBINARY: every byte counts (see the schema).
+    fn client_msg_id_at(r: &MySqlRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        r.try_get::<Option<Vec<u8>>, _>(i)?
+            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    }
+
+    /// MySQL has no boolean type: a comparison is an integer.
+    fn flag_at(r: &MySqlRow, i: usize) -> Result<bool, sqlx::Error> {
+        Ok(r.try_get::<i64, _>(i)? != 0)
+    }
+
+    fn rows_affected(r: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        r.rows_affected()
+    }
 
     fn retryable(e: &sqlx::Error) -> bool {
         error_number(e).is_some_and(|n| matches!(n, DEADLOCK | LOCK_WAIT_TIMEOUT | DUP_ENTRY))
@@ -562,34 +510,6 @@ impl Dialect for MySqlDialect {
     fn backoff(attempt: u32, jitter: u32) -> Duration {
         let base = 2u64 << attempt.min(6);
         Duration::from_millis(base + u64::from(jitter) % base.max(1))
-    }
-
-    async fn message(
-        c: &mut MySqlConnection,
-        conv: &str,
-        seq: u64,
-        lock: bool,
-    ) -> StoreResult<Option<StoredMessage>> {
-        let sql = if lock {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq = ?"
-            )
-        };
-        let row = sqlx::query(sql)
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        row.as_ref().map(message_from_row).transpose().map_err(be)
     }
 
     async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
@@ -607,23 +527,6 @@ impl Dialect for MySqlDialect {
             Err(e) if error_number(&e) == Some(DUP_ENTRY) => Err(StoreError::Conflict),
             Err(e) => Err(be(e)),
         }
-    }
-
-    async fn get_user(c: &mut MySqlConnection, user: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?",
-        )
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(UserRecord {
-            user: r.try_get(0).map_err(be)?,
-            name: r.try_get(1).map_err(be)?,
-            password_hash: r.try_get(2).map_err(be)?,
-            created_at: r.try_get(3).map_err(be)?,
-        }))
     }
 
     async fn friend_request(
@@ -738,29 +641,6 @@ impl Dialect for MySqlDialect {
         })
     }
 
-    async fn max_msg_id(c: &mut MySqlConnection, node: u16) -> StoreResult<u64> {
-        // Walks the msg_id index down from the top to this node's newest id.
-        let sql = format!(
-            "SELECT msg_id FROM messages WHERE {} = ? ORDER BY msg_id DESC LIMIT 1",
-            tern_core::ids::SQL_NODE_OF_MSG_ID
-        );
-        let v: Option<u64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(node))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0).max(0) as u64)
-    }
-
     async fn count_users(c: &mut MySqlConnection, users: &[String]) -> StoreResult<u64> {
         let mut found = 0;
         for chunk in users.chunks(CHUNK) {
@@ -866,64 +746,6 @@ impl Dialect for MySqlDialect {
             qb.build().execute(&mut *c).await.map_err(be)?;
         }
         Ok(out)
-    }
-
-    async fn read_position(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        lock: bool,
-    ) -> StoreResult<Option<(u64, Option<u64>)>> {
-        let sql = if lock {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
-        } else {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
-        };
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
-            .bind(user)
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
-    }
-
-    async fn page(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        lo: i64,
-        hi: i64,
-        limit: u32,
-        newest: bool,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = if newest {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT ?"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT ?"
-            )
-        };
-        let rows = sqlx::query(sql)
-            .bind(conv)
-            .bind(lo)
-            .bind(hi)
-            .bind(user)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        messages_from_rows(&rows)
     }
 
     /// Acks in one transaction: two reads (the rows, locked in primary key
@@ -1061,47 +883,6 @@ impl Dialect for MySqlDialect {
         tx.commit().await.map_err(be)
     }
 
-    async fn set_read(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        seq: u64,
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
-                 read_updated_at = ? \
-             WHERE user_id = ? AND conv = ?",
-        )
-        .bind(sql_seq(seq))
-        .bind(sql_seq(seq))
-        .bind(now)
-        .bind(user)
-        .bind(conv)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(())
-    }
-
-    async fn clear(c: &mut MySqlConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?",
-        )
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, ?) WHERE conv = ?")
-            .bind(now)
-            .bind(conv)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(())
-    }
-
     async fn count_messages(c: &mut MySqlConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
         let mut found = 0;
         for chunk in seqs.chunks(CHUNK) {
@@ -1141,34 +922,6 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    async fn conv_rows(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                    uc.until_ts, uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConvRow {
-                    conv: r.try_get(0)?,
-                    peer: r.try_get(1)?,
-                    group: r.try_get(2)?,
-                    max_seq: r.try_get(3)?,
-                    read: r.try_get(4)?,
-                    until: r.try_get(5)?,
-                    until_ts: r.try_get(6)?,
-                    read_at: r.try_get(7)?,
-                    conv_at: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
-    }
-
     /// One query per conversation.
     async fn last_messages(
         c: &mut MySqlConnection,
@@ -1190,33 +943,14 @@ impl Dialect for MySqlDialect {
             .fetch_optional(&mut *c)
             .await
             .map_err(be)?;
-            out.push(row.as_ref().map(message_from_row).transpose().map_err(be)?);
+            out.push(
+                row.as_ref()
+                    .map(|r| MySqlDialect::message_at(r, 0))
+                    .transpose()
+                    .map_err(be)?,
+            );
         }
         Ok(out)
-    }
-
-    async fn queue_spans(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
-                    COALESCE(uc.peer = uc.user_id, 0) \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-             WHERE uc.user_id = ? AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueSpan {
-                    conv: r.try_get(0)?,
-                    from: r.try_get::<i64, _>(1)?.max(0) as u64,
-                    to: r.try_get::<i64, _>(2)?.max(0) as u64,
-                    own_too: r.try_get::<i64, _>(3)? != 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     async fn queue_pages(
@@ -1251,7 +985,7 @@ impl Dialect for MySqlDialect {
             }
             let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
             let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
-            for m in messages_from_rows(&rows)? {
+            for m in MySqlDialect::messages_at(&rows, 0)? {
                 pages.entry(m.conv.clone()).or_default().push(m);
             }
             for f in chunk {
@@ -1280,82 +1014,6 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    async fn get_group(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        let row = sqlx::query("SELECT name, owner_id, created_at FROM chat_groups WHERE gid = ?")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        let Some(r) = row else { return Ok(None) };
-        let name: String = r.try_get(0).map_err(be)?;
-        let owner: String = r.try_get(1).map_err(be)?;
-        let created_at: i64 = r.try_get(2).map_err(be)?;
-        let members = strings(
-            c,
-            "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order",
-            gid,
-        )
-        .await?;
-        Ok(Some(GroupRecord {
-            gid: gid.to_owned(),
-            name,
-            owner,
-            members,
-            created_at,
-        }))
-    }
-
-    /// Kept in the group's row, moved by every stored `system` message of the
-    /// group (only membership changes are `system` messages).
-    async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM chat_groups WHERE gid = ?")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.map(|v| v.max(0) as u64))
-    }
-
-    async fn read_positions(
-        c: &mut MySqlConnection,
-        gid: &str,
-        conv: &str,
-    ) -> StoreResult<Vec<(String, u64)>> {
-        let rows = sqlx::query(
-            "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
-             LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
-             WHERE gm.gid = ? ORDER BY gm.join_order",
-        )
-        .bind(conv)
-        .bind(gid)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0).map_err(be)?,
-                    r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-                ))
-            })
-            .collect()
-    }
-
-    /// Current group memberships of `user`: the user's group conversations
-    /// (primary key prefix) whose group still lists the user.
-    async fn group_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM user_convs uc \
-             JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
-             WHERE uc.user_id = ? AND uc.group_id IS NOT NULL",
-        )
-        .bind(user)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(n.max(0) as u64)
-    }
-
     /// Unanswered requests `user` sent (primary key prefix).
     async fn outgoing_request_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE from_user = ?")
@@ -1364,18 +1022,5 @@ impl Dialect for MySqlDialect {
             .await
             .map_err(be)?;
         Ok(n.max(0) as u64)
-    }
-
-    async fn revoke_token(
-        c: &mut MySqlConnection,
-        jti: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<()> {
-        revocations::revoke(c, jti, expires_at, now).await
-    }
-
-    async fn revoked_tokens(c: &mut MySqlConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-        revocations::list(c, now).await
     }
 }

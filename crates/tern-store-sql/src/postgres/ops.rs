@@ -9,33 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row};
-use tern_core::offline::QueueSpan;
 use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, MemberChange, NewMessage, Refusal, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
-use super::{revocations, Pg};
-use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
+use super::Pg;
+use crate::common::{be, msg_cols, sql_seq, PageFetch};
+use crate::shared::Shared;
 use crate::Dialect;
-
-/// The message whose [`msg_cols!`] start at column `o`.
-fn message_at(r: &PgRow, o: usize) -> Result<StoredMessage, sqlx::Error> {
-    Ok(StoredMessage {
-        msg_id: r.try_get::<i64, _>(o)? as u64,
-        conv: r.try_get(o + 1)?,
-        seq: r.try_get::<i64, _>(o + 2)? as u64,
-        from: r.try_get(o + 3)?,
-        to: r.try_get(o + 4)?,
-        group: r.try_get(o + 5)?,
-        kind: r.try_get(o + 6)?,
-        content: r.try_get(o + 7)?,
-        ts: r.try_get(o + 8)?,
-        client_msg_id: r.try_get(o + 9)?,
-        recalled: r.try_get(o + 10)?,
-    })
-}
 
 /// A seq column (BIGINT) at `i`.
 fn seq_at(r: &PgRow, i: usize) -> StoreResult<u64> {
@@ -57,32 +40,6 @@ async fn lock_pair(c: &mut PgConnection, a: &str, b: &str) -> StoreResult<()> {
     Ok(())
 }
 
-async fn is_member(c: &mut PgConnection, gid: &str, user: &str) -> StoreResult<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2)",
-    )
-    .bind(gid)
-    .bind(user)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)
-}
-
-/// The group's member count, counted only up to `limit` (a larger group
-/// answers `limit`): what decides write diffusion costs the limit, not the
-/// group's size, for every message of a large group.
-async fn member_count_up_to(c: &mut PgConnection, gid: &str, limit: u64) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $2) t",
-    )
-    .bind(gid)
-    .bind(sql_seq(limit))
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(n as u64)
-}
-
 /// Adds `user` to group `gid` (conversation `conv`) at message `seq`; the
 /// user's row changes in `rows`.
 async fn add_member(
@@ -93,7 +50,7 @@ async fn add_member(
     user: &str,
     seq: i64,
 ) -> StoreResult<()> {
-    if is_member(c, gid, user).await? {
+    if Pg::is_member(c, gid, user).await? {
         return Ok(());
     }
     sqlx::query(
@@ -135,14 +92,7 @@ async fn remove_member(
     seq: i64,
     ts: i64,
 ) -> StoreResult<()> {
-    let n = sqlx::query("DELETE FROM group_members WHERE gid = $1 AND user_id = $2")
-        .bind(gid)
-        .bind(user)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-    if n == 0 {
+    if !Pg::drop_member(c, gid, user).await? {
         return Ok(());
     }
     if let Some(r) = rows.get_mut(&(user.to_owned(), conv.to_owned())) {
@@ -150,24 +100,7 @@ async fn remove_member(
         r.until_ts = Some(ts);
         r.changed = true;
     }
-    let (owner, first): (String, Option<String>) = sqlx::query_as(
-        "SELECT owner, (SELECT user_id FROM group_members WHERE gid = $1 \
-                        ORDER BY join_order LIMIT 1) \
-         FROM groups WHERE gid = $1 FOR UPDATE",
-    )
-    .bind(gid)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
-        sqlx::query("UPDATE groups SET owner = $2 WHERE gid = $1")
-            .bind(gid)
-            .bind(next)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-    }
-    Ok(())
+    Pg::hand_over(c, gid, user).await
 }
 
 /// Checks a group message before it gets a seq: `Err(refusal)` when it
@@ -369,7 +302,7 @@ async fn group_effects(
         (None, _) => false,
         (Some(_), Some(n)) => rules::enters_queues(n, m.inbox_members_up_to),
         (Some(limit), None) => {
-            let n = member_count_up_to(c, gid, limit).await?;
+            let n = Pg::member_count_up_to(c, gid, limit).await?;
             rules::enters_queues(n, m.inbox_members_up_to)
         }
     };
@@ -402,6 +335,30 @@ struct ReceiptChecks {
 impl Dialect for Pg {
     type DB = Postgres;
     const NAME: &'static str = "postgres";
+    const SLOT: usize = 0;
+    const NUMBERED: bool = true;
+    const GROUPS: &'static str = "groups";
+    const OWNER: &'static str = "owner";
+    const UPSERT_REVOKED: &'static str =
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO UPDATE SET expires_at = \
+         GREATEST(revoked_tokens.expires_at, EXCLUDED.expires_at)";
+
+    fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
+        Ok(r.try_get::<i64, _>(i)? as u64)
+    }
+
+    fn client_msg_id_at(r: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        r.try_get(i)
+    }
+
+    fn flag_at(r: &PgRow, i: usize) -> Result<bool, sqlx::Error> {
+        r.try_get(i)
+    }
+
+    fn rows_affected(r: &sqlx::postgres::PgQueryResult) -> u64 {
+        r.rows_affected()
+    }
 
     fn retryable(e: &sqlx::Error) -> bool {
         let sqlx::Error::Database(db) = e else {
@@ -414,34 +371,6 @@ impl Dialect for Pg {
         let jitter = u64::from(jitter % 1000);
         let base = 1000 * u64::from(attempt.min(6));
         Duration::from_micros(base + jitter * u64::from(attempt))
-    }
-
-    async fn message(
-        c: &mut PgConnection,
-        conv: &str,
-        seq: u64,
-        lock: bool,
-    ) -> StoreResult<Option<StoredMessage>> {
-        let sql = if lock {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq = $2 FOR UPDATE"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq = $2"
-            )
-        };
-        let row = sqlx::query(sql)
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        row.map(|r| message_at(&r, 0)).transpose().map_err(be)
     }
 
     async fn create_user(c: &mut PgConnection, u: &UserRecord) -> StoreResult<()> {
@@ -461,26 +390,6 @@ impl Dialect for Pg {
             return Err(StoreError::Conflict);
         }
         Ok(())
-    }
-
-    async fn get_user(c: &mut PgConnection, user: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = $1",
-        )
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        row.map(|r| {
-            Ok(UserRecord {
-                user: r.try_get(0)?,
-                name: r.try_get(1)?,
-                password_hash: r.try_get(2)?,
-                created_at: r.try_get(3)?,
-            })
-        })
-        .transpose()
-        .map_err(be)
     }
 
     async fn friend_request(
@@ -564,29 +473,6 @@ impl Dialect for Pg {
         Ok(out)
     }
 
-    async fn max_msg_id(c: &mut PgConnection, node: u16) -> StoreResult<u64> {
-        // Walks the msg_id index down from the top to this node's newest id.
-        let sql = format!(
-            "SELECT msg_id FROM messages WHERE {} = $1 ORDER BY msg_id DESC LIMIT 1",
-            tern_core::ids::SQL_NODE_OF_MSG_ID
-        );
-        let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(node))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn max_seq(c: &mut PgConnection, conv: &str) -> StoreResult<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = $1")
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
     /// Appends a batch in the caller's transaction. Locks the batch's
     /// conversations (in sorted order) first: that serializes appends to a
     /// conversation across connections and nodes, and makes the seq counter
@@ -653,7 +539,7 @@ impl Dialect for Pg {
                 for r in rows {
                     let key: (String, String) =
                         (r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?);
-                    seen.insert(key, message_at(&r, 2).map_err(be)?);
+                    seen.insert(key, Pg::message_at(&r, 2).map_err(be)?);
                 }
             }
         }
@@ -852,49 +738,6 @@ impl Dialect for Pg {
         Ok(out)
     }
 
-    async fn page(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        lo: i64,
-        hi: i64,
-        limit: u32,
-        newest: bool,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = if newest {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT $5"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT $5"
-            )
-        };
-        let rows = sqlx::query(sql)
-            .bind(conv)
-            .bind(user)
-            .bind(lo)
-            .bind(hi)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        rows.iter()
-            .map(|r| message_at(r, 0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be)
-    }
-
     /// Acks in order, in the caller's transaction: the rows are locked and
     /// read at once, the acks applied to them in memory, and the rows written
     /// and the receipts checked in one statement.
@@ -1037,66 +880,6 @@ impl Dialect for Pg {
         Ok(out)
     }
 
-    async fn read_position(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        lock: bool,
-    ) -> StoreResult<Option<(u64, Option<u64>)>> {
-        let sql = if lock {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2 FOR UPDATE"
-        } else {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2"
-        };
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
-            .bind(user)
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
-    }
-
-    async fn set_read(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        seq: u64,
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE user_convs SET read_seq = $3, delivered_seq = GREATEST(delivered_seq, $3), \
-                 read_updated_at = $4 \
-             WHERE user_id = $1 AND conv = $2",
-        )
-        .bind(user)
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(())
-    }
-
-    async fn clear(c: &mut PgConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET content = NULL, recalled = true WHERE conv = $1 AND seq = $2",
-        )
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, $2) WHERE conv = $1")
-            .bind(conv)
-            .bind(now)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(())
-    }
-
     async fn count_messages(c: &mut PgConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM messages WHERE conv = $1 AND seq = ANY($2)")
@@ -1120,34 +903,6 @@ impl Dialect for Pg {
         .await
         .map_err(be)?;
         Ok(())
-    }
-
-    async fn conv_rows(c: &mut PgConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                    uc.until_ts, uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = $1",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConvRow {
-                    conv: r.try_get(0)?,
-                    peer: r.try_get(1)?,
-                    group: r.try_get(2)?,
-                    max_seq: r.try_get(3)?,
-                    read: r.try_get(4)?,
-                    until: r.try_get(5)?,
-                    until_ts: r.try_get(6)?,
-                    read_at: r.try_get(7)?,
-                    conv_at: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     /// The newest message each user can see and has not deleted, for all
@@ -1178,35 +933,10 @@ impl Dialect for Pg {
         for r in rows {
             let i: i64 = r.try_get(0).map_err(be)?;
             if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
-                *slot = Some(message_at(&r, 1).map_err(be)?);
+                *slot = Some(Pg::message_at(&r, 1).map_err(be)?);
             }
         }
         Ok(out)
-    }
-
-    async fn queue_spans(c: &mut PgConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
-                    COALESCE(uc.peer = uc.user_id, false) \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-             WHERE uc.user_id = $1 \
-               AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueSpan {
-                    conv: r.try_get(0)?,
-                    from: r.try_get::<i64, _>(1)?.max(0) as u64,
-                    to: r.try_get::<i64, _>(2)?.max(0) as u64,
-                    own_too: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     /// All pages in one query.
@@ -1243,7 +973,7 @@ impl Dialect for Pg {
         for r in &rows {
             let i: i64 = r.try_get(0).map_err(be)?;
             if let Some(page) = usize::try_from(i - 1).ok().and_then(|i| pages.get_mut(i)) {
-                page.push(message_at(r, 1).map_err(be)?);
+                page.push(Pg::message_at(r, 1).map_err(be)?);
             }
         }
         Ok(pages)
@@ -1275,76 +1005,6 @@ impl Dialect for Pg {
         Ok(())
     }
 
-    async fn get_group(c: &mut PgConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        let head: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT name, owner, created_at FROM groups WHERE gid = $1")
-                .bind(gid)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(be)?;
-        let Some((name, owner, created_at)) = head else {
-            return Ok(None);
-        };
-        let members: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM group_members WHERE gid = $1 ORDER BY join_order",
-        )
-        .bind(gid)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(Some(GroupRecord {
-            gid: gid.to_owned(),
-            name,
-            owner,
-            members,
-            created_at,
-        }))
-    }
-
-    /// Kept in `groups.version` by every `system` message of the group (only
-    /// membership changes are), so nodes can ask cheaply.
-    async fn group_version(c: &mut PgConnection, gid: &str) -> StoreResult<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM groups WHERE gid = $1")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.map(|v| v as u64))
-    }
-
-    async fn read_positions(
-        c: &mut PgConnection,
-        gid: &str,
-        conv: &str,
-    ) -> StoreResult<Vec<(String, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
-             LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = $2 \
-             WHERE gm.gid = $1 ORDER BY gm.join_order",
-        )
-        .bind(gid)
-        .bind(conv)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(rows.into_iter().map(|(u, s)| (u, s as u64)).collect())
-    }
-
-    /// Current group memberships of `user`: the user's group conversations
-    /// (primary key prefix) whose group still lists the user.
-    async fn group_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM user_convs uc \
-             JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
-             WHERE uc.user_id = $1 AND uc.group_id IS NOT NULL",
-        )
-        .bind(user)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(n.max(0) as u64)
-    }
-
     /// Unanswered requests `user` sent (primary key prefix).
     async fn outgoing_request_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
         let n: i64 =
@@ -1354,18 +1014,5 @@ impl Dialect for Pg {
                 .await
                 .map_err(be)?;
         Ok(n.max(0) as u64)
-    }
-
-    async fn revoke_token(
-        c: &mut PgConnection,
-        jti: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<()> {
-        revocations::revoke(c, jti, expires_at, now).await
-    }
-
-    async fn revoked_tokens(c: &mut PgConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-        revocations::list(c, now).await
     }
 }
