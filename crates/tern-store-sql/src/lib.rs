@@ -4,13 +4,17 @@
 //!
 //! One [`SqlStore`] implements the `Store` trait for both: which calls run
 //! in a transaction, the retry rule and the connection handling are
-//! written once here. A [`Dialect`] supplies the rest: its driver, which
-//! errors are worth a retry, and each operation's statements (placeholders,
-//! upserts, `RETURNING` or a follow-up select, array binds or multi-row
-//! `VALUES`, row locks, the schema and its migration lock). The domain
+//! written once here, and the statements both servers accept as written
+//! once in `shared.rs` (its `Sql` renders placeholders and the two names
+//! the schemas spell differently). A [`Dialect`] supplies the rest: its
+//! driver, which errors are worth a retry, and the statements the servers
+//! spell differently (upserts, `RETURNING` or a follow-up select, array
+//! binds or multi-row `VALUES`, row locks, the schema and its migration
+//! lock). The domain
 //! rules (group gate, owner hand-over, diffusion tier, recall window,
-//! offline cap) are not here: the statements read the facts and ask
-//! `tern_core::rules` (and `tern_core::offline`).
+//! offline cap, and the read and queue position rules) are not here: the
+//! statements read the facts and ask `tern_core::rules` (and
+//! `tern_core::offline`).
 //!
 //! Retry rule: a transaction that fails with an error its dialect calls
 //! retryable (a serialization failure, a deadlock, a lock wait timeout, or

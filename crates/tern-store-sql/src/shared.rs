@@ -8,6 +8,9 @@
 //! placeholders: `$1`, `$2`, ...) and keeps the result for every later call.
 //! The row mappers are here too ([`Shared::message_at`]); the two columns
 //! the drivers decode differently go through the dialect's hooks.
+//!
+//! One concern, the statements written once, whatever its length: a
+//! statement moves here when both servers accept it as written.
 
 use std::sync::OnceLock;
 
