@@ -10,10 +10,9 @@
 //! driver, which errors are worth a retry, and the statements the servers
 //! spell differently (upserts, `RETURNING` or a follow-up select, array
 //! binds or multi-row `VALUES`, row locks, the schema and its migration
-//! lock). The domain
-//! rules (group gate, owner hand-over, diffusion tier, recall window,
-//! offline cap, and the read and queue position rules) are not here: the
-//! statements read the facts and ask `tern_core::rules` (and
+//! lock). The domain rules (group gate, owner hand-over, diffusion tier,
+//! recall window, offline cap, and the read and queue position rules) are
+//! not here: the statements read the facts and ask `tern_core::rules` (and
 //! `tern_core::offline`).
 //!
 //! Retry rule: a transaction that fails with an error its dialect calls
