@@ -4,7 +4,9 @@
 //! its transaction, where the answer must stay true until commit) and asks
 //! the rule here. Every backend (SQLite, PostgreSQL, MySQL) calls these
 //! functions instead of deciding on its own, so they cannot drift apart.
-//! The offline cap lives next door, in [`crate::offline`].
+//! The offline cap lives next door, in [`crate::offline`]. The position
+//! rules ([`own_message`], [`read_to`], [`ack`]) work on a user's row as
+//! the store read it ([`Positions`]); the store writes back what they say.
 
 use crate::store::{MemberChange, Refusal, StoreError, StoredMessage};
 
@@ -64,6 +66,94 @@ pub fn members_to_count(up_to: usize) -> Option<u64> {
 /// [`members_to_count`]. 1:1 messages always enter the recipient's queue.
 pub fn enters_queues(member_count: u64, up_to: usize) -> bool {
     up_to > 0 && member_count <= up_to as u64
+}
+
+/// A user's positions in one conversation (a `user_convs` row), as the
+/// position rules below read and move them. Seqs count from 1; 0 is
+/// "before the first message".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// Read up to here (unread counts start above it).
+    pub read: u64,
+    /// Delivered to one of the user's devices up to here (1:1 receipts).
+    pub delivered: u64,
+    /// When the read position last moved.
+    pub read_at: i64,
+    /// The offline queue position: what is above it is queued.
+    pub inbox: u64,
+    /// A former member's last seq; `None` for a current member.
+    pub until: Option<u64>,
+}
+
+/// Whether the sender's queue position follows their own message. Not in
+/// `dm:x:x`: there the message is queued for x's other devices.
+pub fn queue_follows(from: &str, to: Option<&str>) -> bool {
+    to != Some(from)
+}
+
+/// The sender has read their own message `seq` (sent at `ts`): read and
+/// delivered positions move to it, never back. Their queue position
+/// follows when nothing was queued for them before it (it stood right
+/// below `seq`) and `follows` ([`queue_follows`]). A former member's row
+/// does not move. Returns whether the rule applied (the row is written).
+pub fn own_message(p: &mut Positions, seq: u64, ts: i64, follows: bool) -> bool {
+    if p.until.is_some() {
+        return false;
+    }
+    p.read = p.read.max(seq);
+    p.delivered = p.delivered.max(seq);
+    p.read_at = p.read_at.max(ts);
+    if follows && p.inbox.checked_add(1) == Some(seq) {
+        p.inbox = seq;
+    }
+    true
+}
+
+/// The read position a read mark at `seq` moves to: at most a former
+/// member's last seq. `None` when it does not move (it stands there or
+/// beyond already).
+pub fn read_to(p: &Positions, seq: u64) -> Option<u64> {
+    let target = p.until.map_or(seq, |u| seq.min(u));
+    (target > p.read).then_some(target)
+}
+
+/// What an ack does to a user's row: see [`ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckMove {
+    /// The new queue position (never lower than before).
+    pub inbox: u64,
+    /// The new delivered position.
+    pub delivered: u64,
+    /// For a delivered receipt: the seqs `(from, to]` it covers, when the
+    /// delivered position moved. The receipt goes out if the peer sent one
+    /// of them, and names `to`.
+    pub receipt: Option<(u64, u64)>,
+}
+
+/// An ack of `seq` on a row with positions `p` in a conversation whose
+/// newest seq is `max_seq`. The acked seq is clamped to `max_seq` and to a
+/// former member's last seq; the queue position moves to it, never back.
+/// The delivered position moves only when a delivered receipt may follow
+/// (`receipt`: 1:1 conversations): without a peer to tell, moving the
+/// queue position is all an ack does. `None` when nothing changes.
+pub fn ack(p: &Positions, max_seq: u64, seq: u64, receipt: bool) -> Option<AckMove> {
+    let mut top = seq.min(max_seq);
+    if let Some(until) = p.until {
+        top = top.min(until);
+    }
+    let delivered = if receipt && top > p.delivered {
+        top
+    } else {
+        p.delivered
+    };
+    if top <= p.inbox && delivered == p.delivered {
+        return None;
+    }
+    Some(AckMove {
+        inbox: p.inbox.max(top),
+        delivered,
+        receipt: (delivered != p.delivered).then_some((p.delivered, top)),
+    })
 }
 
 /// What a recall does to a stored message.
@@ -152,6 +242,104 @@ mod tests {
         assert!(!enters_queues(4, 3));
         assert!(!enters_queues(0, 0));
         assert!(!enters_queues(1, 0));
+    }
+
+    #[test]
+    fn the_sender_reads_their_own_message_and_the_queue_follows() {
+        let mut p = Positions {
+            read: 3,
+            delivered: 3,
+            read_at: 10,
+            inbox: 3,
+            until: None,
+        };
+        assert!(own_message(&mut p, 4, 20, true));
+        assert_eq!((p.read, p.delivered, p.read_at, p.inbox), (4, 4, 20, 4));
+        // Something queued before it: the queue position stays.
+        let mut q = Positions { inbox: 1, ..p };
+        assert!(own_message(&mut q, 5, 30, true));
+        assert_eq!((q.read, q.inbox), (5, 1));
+        // `dm:x:x`: queued for the other devices.
+        assert!(!queue_follows("x", Some("x")));
+        assert!(queue_follows("x", Some("y")));
+        assert!(queue_follows("x", None));
+        let mut r = p;
+        assert!(own_message(&mut r, 5, 30, false));
+        assert_eq!((r.read, r.inbox), (5, 4));
+        // A former member's row does not move.
+        let mut f = Positions {
+            until: Some(4),
+            ..p
+        };
+        assert!(!own_message(&mut f, 5, 40, true));
+        assert_eq!(
+            f,
+            Positions {
+                until: Some(4),
+                ..p
+            }
+        );
+    }
+
+    #[test]
+    fn reads_stop_at_a_former_members_end() {
+        let p = Positions {
+            read: 2,
+            ..Positions::default()
+        };
+        assert_eq!(read_to(&p, 5), Some(5));
+        assert_eq!(read_to(&p, 2), None);
+        let gone = Positions {
+            until: Some(4),
+            ..p
+        };
+        assert_eq!(read_to(&gone, 9), Some(4));
+        let done = Positions { read: 4, ..gone };
+        assert_eq!(read_to(&done, 9), None);
+    }
+
+    #[test]
+    fn acks_clamp_and_move_forward_only() {
+        let p = Positions {
+            delivered: 2,
+            inbox: 3,
+            ..Positions::default()
+        };
+        // Clamped to the conversation's newest seq; no receipt wanted.
+        assert_eq!(
+            ack(&p, 5, 9, false),
+            Some(AckMove {
+                inbox: 5,
+                delivered: 2,
+                receipt: None
+            })
+        );
+        // With a receipt the delivered position moves too.
+        assert_eq!(
+            ack(&p, 5, 4, true),
+            Some(AckMove {
+                inbox: 4,
+                delivered: 4,
+                receipt: Some((2, 4))
+            })
+        );
+        // Behind the queue position, without a receipt: nothing.
+        assert_eq!(ack(&p, 5, 3, false), None);
+        // Behind the queue, but the delivered position moves.
+        assert_eq!(
+            ack(&p, 5, 3, true),
+            Some(AckMove {
+                inbox: 3,
+                delivered: 3,
+                receipt: Some((2, 3))
+            })
+        );
+        // A former member acks at most to their end.
+        let gone = Positions {
+            until: Some(4),
+            ..p
+        };
+        assert_eq!(ack(&gone, 9, 9, false).map(|m| m.inbox), Some(4));
     }
 
     fn msg(from: &str, ts: i64, recalled: bool) -> StoredMessage {

@@ -1,28 +1,52 @@
 //! What one SQL server supplies to [`crate::SqlStore`]: its driver, the
-//! errors worth a retry, and the statements of each operation, as plain
-//! functions on a connection (inside the caller's transaction where the
-//! store opened one). The flow around them (transactions, retries, the
+//! errors worth a retry, how it spells statements (placeholders, two
+//! names, the columns its driver decodes its own way), and the statements
+//! of each operation the servers do not agree on, as plain functions on a
+//! connection (inside the caller's transaction where the store opened
+//! one). The statements they agree on are written once, in
+//! [`crate::shared`]; the flow around them (transactions, retries, the
 //! checks and rules between statements) is the store's, written once.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tern_core::offline::QueueSpan;
 use tern_core::store::{
-    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, NewMessage, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, NewMessage, StoreResult, StoredMessage,
+    UserRecord,
 };
 
-use crate::common::{ConvRow, PageFetch};
+use crate::common::PageFetch;
 
 /// A connection of dialect `D`.
 pub type Conn<D> = <<D as Dialect>::DB as sqlx::Database>::Connection;
+/// A result row of dialect `D`.
+pub type RowOf<D> = <<D as Dialect>::DB as sqlx::Database>::Row;
 
 #[async_trait]
 pub trait Dialect: Send + Sync + 'static {
     type DB: sqlx::Database;
     /// For `Debug` output.
     const NAME: &'static str;
+    /// Which of [`crate::shared::Sql`]'s renderings is this dialect's (0
+    /// or 1, one per dialect).
+    const SLOT: usize;
+    /// Whether placeholders are numbered (`$1`) rather than `?`.
+    const NUMBERED: bool;
+    /// The table of groups and its owner column.
+    const GROUPS: &'static str;
+    const OWNER: &'static str;
+    /// Records a revoked token (binds: jti, expires_at), keeping the later
+    /// expiry of two.
+    const UPSERT_REVOKED: &'static str;
+
+    /// `messages.msg_id` at column `i`.
+    fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;
+    /// `messages.client_msg_id` at column `i`.
+    fn client_msg_id_at(r: &RowOf<Self>, i: usize) -> Result<Option<String>, sqlx::Error>;
+    /// A boolean expression's value at column `i`.
+    fn flag_at(r: &RowOf<Self>, i: usize) -> Result<bool, sqlx::Error>;
+    /// How many rows a statement changed.
+    fn rows_affected(r: &<Self::DB as sqlx::Database>::QueryResult) -> u64;
 
     /// Whether a statement that failed with `e` may succeed when its
     /// transaction runs again (serialization failures, deadlocks, lock
@@ -37,7 +61,6 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// `Conflict` if the user exists.
     async fn create_user(c: &mut Conn<Self>, u: &UserRecord) -> StoreResult<()>;
-    async fn get_user(c: &mut Conn<Self>, user: &str) -> StoreResult<Option<UserRecord>>;
     /// How many of `users` (sorted, distinct) exist.
     async fn count_users(c: &mut Conn<Self>, users: &[String]) -> StoreResult<u64>;
     async fn friend_request(
@@ -58,31 +81,6 @@ pub trait Dialect: Send + Sync + 'static {
         c: &mut Conn<Self>,
         batch: &[NewMessage],
     ) -> StoreResult<Vec<Appended>>;
-    async fn max_msg_id(c: &mut Conn<Self>, node: u16) -> StoreResult<u64>;
-    async fn max_seq(c: &mut Conn<Self>, conv: &str) -> StoreResult<u64>;
-    /// Message `seq` (at most `i64::MAX`) of `conv`; with `lock`, its row
-    /// stays locked until the transaction ends.
-    async fn message(
-        c: &mut Conn<Self>,
-        conv: &str,
-        seq: u64,
-        lock: bool,
-    ) -> StoreResult<Option<StoredMessage>>;
-    /// Clears the content of message `seq` of `conv`, marks it recalled,
-    /// and moves the conversation's activity to `now` (never back).
-    async fn clear(c: &mut Conn<Self>, conv: &str, seq: u64, now: i64) -> StoreResult<()>;
-    /// Messages of `conv` with `lo < seq <= hi` that `user` did not
-    /// delete: the lowest `limit` of them ascending, or with `newest`, the
-    /// highest `limit` descending.
-    async fn page(
-        c: &mut Conn<Self>,
-        user: &str,
-        conv: &str,
-        lo: i64,
-        hi: i64,
-        limit: u32,
-        newest: bool,
-    ) -> StoreResult<Vec<StoredMessage>>;
     /// How many of `seqs` (sorted, distinct) exist in `conv`.
     async fn count_messages(c: &mut Conn<Self>, conv: &str, seqs: &[i64]) -> StoreResult<u64>;
     /// Hides `seqs` of `conv` from `user`'s history (again is harmless).
@@ -90,23 +88,6 @@ pub trait Dialect: Send + Sync + 'static {
 
     // ----- positions -----
 
-    /// `user`'s read position and end (a former member's last seq) in
-    /// `conv`; `None` when the user has no row there. With `lock`, the row
-    /// stays locked until the transaction ends.
-    async fn read_position(
-        c: &mut Conn<Self>,
-        user: &str,
-        conv: &str,
-        lock: bool,
-    ) -> StoreResult<Option<(u64, Option<u64>)>>;
-    /// Sets the read position (moving the delivered one along).
-    async fn set_read(
-        c: &mut Conn<Self>,
-        user: &str,
-        conv: &str,
-        seq: u64,
-        now: i64,
-    ) -> StoreResult<()>;
     /// Moves queue positions to `(user, conv, seq)` (sorted, one per
     /// pair), clamped to the conversation's max seq and a former member's
     /// end, never back; without a transaction, so in statements that are
@@ -119,8 +100,6 @@ pub trait Dialect: Send + Sync + 'static {
 
     // ----- conversation lists and offline queues -----
 
-    /// Every conversation of `user`.
-    async fn conv_rows(c: &mut Conn<Self>, user: &str) -> StoreResult<Vec<ConvRow>>;
     /// For each `(conv, upper)`, the newest message at or below `upper`
     /// that `user` did not delete; in input order.
     async fn last_messages(
@@ -128,8 +107,6 @@ pub trait Dialect: Send + Sync + 'static {
         user: &str,
         convs: &[(String, u64)],
     ) -> StoreResult<Vec<Option<StoredMessage>>>;
-    /// The user's conversations with something above the queue position.
-    async fn queue_spans(c: &mut Conn<Self>, user: &str) -> StoreResult<Vec<QueueSpan>>;
     /// For each fetch, queued messages of its span (any order); in input
     /// order.
     async fn queue_pages(
@@ -143,27 +120,4 @@ pub trait Dialect: Send + Sync + 'static {
         user: &str,
         moves: &[(String, u64)],
     ) -> StoreResult<()>;
-
-    // ----- groups -----
-
-    async fn get_group(c: &mut Conn<Self>, gid: &str) -> StoreResult<Option<GroupRecord>>;
-    async fn group_version(c: &mut Conn<Self>, gid: &str) -> StoreResult<Option<u64>>;
-    /// Read positions of the current members of group `gid` (conversation
-    /// `conv`), longest-standing first.
-    async fn read_positions(
-        c: &mut Conn<Self>,
-        gid: &str,
-        conv: &str,
-    ) -> StoreResult<Vec<(String, u64)>>;
-    async fn group_count(c: &mut Conn<Self>, user: &str) -> StoreResult<u64>;
-
-    // ----- revoked session tokens -----
-
-    async fn revoke_token(
-        c: &mut Conn<Self>,
-        jti: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<()>;
-    async fn revoked_tokens(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64)>>;
 }

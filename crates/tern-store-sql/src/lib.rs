@@ -4,13 +4,16 @@
 //!
 //! One [`SqlStore`] implements the `Store` trait for both: which calls run
 //! in a transaction, the retry rule and the connection handling are
-//! written once here. A [`Dialect`] supplies the rest: its driver, which
-//! errors are worth a retry, and each operation's statements (placeholders,
-//! upserts, `RETURNING` or a follow-up select, array binds or multi-row
-//! `VALUES`, row locks, the schema and its migration lock). The domain
-//! rules (group gate, owner hand-over, diffusion tier, recall window,
-//! offline cap) are not here: the statements read the facts and ask
-//! `tern_core::rules` (and `tern_core::offline`).
+//! written once here, and the statements both servers accept as written
+//! once in `shared.rs` (its `Sql` renders placeholders and the two names
+//! the schemas spell differently). A [`Dialect`] supplies the rest: its
+//! driver, which errors are worth a retry, and the statements the servers
+//! spell differently (upserts, `RETURNING` or a follow-up select, array
+//! binds or multi-row `VALUES`, row locks, the schema and its migration
+//! lock). The domain rules (group gate, owner hand-over, diffusion tier,
+//! recall window, offline cap, and the read and queue position rules) are
+//! not here: the statements read the facts and ask `tern_core::rules` (and
+//! `tern_core::offline`).
 //!
 //! Retry rule: a transaction that fails with an error its dialect calls
 //! retryable (a serialization failure, a deadlock, a lock wait timeout, or
@@ -31,6 +34,7 @@ mod dialect;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod shared;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -49,6 +53,7 @@ pub use dialect::Dialect;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
 /// server is down, calls fail fast; the pool reconnects by itself.
@@ -195,7 +200,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Dialect> Store for SqlStore<D> {
+impl<D: Shared> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -346,13 +351,17 @@ impl<D: Dialect> Store for SqlStore<D> {
             let Some((read, until)) = D::read_position(c, user, conv, true).await? else {
                 return Err(StoreError::NotMember);
             };
-            let target = until.map_or(seq, |u| seq.min(u));
-            if target <= read {
+            let at = tern_core::rules::Positions {
+                read,
+                until,
+                ..Default::default()
+            };
+            let Some(target) = tern_core::rules::read_to(&at, seq) else {
                 return Ok(ReadOutcome {
                     advanced: false,
                     read_seq: read,
                 });
-            }
+            };
             D::set_read(c, user, conv, target, now).await?;
             Ok(ReadOutcome {
                 advanced: true,

@@ -3,6 +3,7 @@
 //! migrations, and fast failure when the server is down.
 
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,19 +52,7 @@ async fn opposite_order_batches_do_not_fail() {
     }
     for conv in ["dm:ann:bob", "dm:bob:cat", "dm:bob:dan"] {
         assert_eq!(a.max_seq(conv).await.unwrap(), 4 * rounds as u64);
-        let h = a
-            .history(
-                "bob",
-                conv,
-                tern_core::store::HistoryQuery {
-                    before_seq: None,
-                    after_seq: None,
-                    limit: 1000,
-                },
-            )
-            .await
-            .unwrap();
-        let seqs: Vec<u64> = h.iter().map(|m| m.seq).collect();
+        let seqs = support::history_seqs(&*a, "bob", conv).await;
         assert_eq!(seqs, (1..=4 * rounds as u64).collect::<Vec<u64>>());
     }
 }

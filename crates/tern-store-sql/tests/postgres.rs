@@ -5,6 +5,8 @@
 //! CI the tests skip when PostgreSQL is not reachable; with `CI` set they
 //! fail.
 
+mod support;
+
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -151,19 +153,7 @@ async fn crossed_batches_do_not_deadlock() {
         t.await.expect("task");
     }
     for conv in ["dm:ann:bob", "dm:cat:dan"] {
-        let h = store
-            .history(
-                "ann",
-                conv,
-                tern_core::store::HistoryQuery {
-                    before_seq: None,
-                    after_seq: None,
-                    limit: 1000,
-                },
-            )
-            .await
-            .unwrap();
-        let seqs: Vec<u64> = h.iter().map(|m| m.seq).collect();
+        let seqs = support::history_seqs(&*store, "ann", conv).await;
         assert_eq!(
             seqs,
             (1..=4 * rounds as u64).collect::<Vec<u64>>(),

@@ -408,19 +408,27 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         .map_err(be)?;
     }
 
-    // The sender has read their own message. Their queue position follows
-    // when nothing was queued for them before it (in `dm:x:x` the message
-    // is queued for x's other devices).
-    let queue_follows = m.to.as_deref() != Some(m.from.as_str());
-    c.prepare_cached(
-        "UPDATE user_convs SET read_seq = max(read_seq, ?3), delivered_seq = max(delivered_seq, ?3), \
-             read_updated_at = max(read_updated_at, ?4), \
-             inbox_seq = CASE WHEN ?5 AND inbox_seq = ?3 - 1 THEN ?3 ELSE inbox_seq END \
-         WHERE user = ?1 AND conv = ?2 AND until_seq IS NULL",
-    )
-    .map_err(be)?
-    .execute(params![m.from, m.conv, seq, m.ts, queue_follows])
-    .map_err(be)?;
+    // The sender has read their own message, and their queue position may
+    // follow (`rules::own_message`).
+    if let Some(mut p) = user_conv(c, &m.from, &m.conv)? {
+        let follows = rules::queue_follows(&m.from, m.to.as_deref());
+        if rules::own_message(&mut p, useq, m.ts, follows) {
+            c.prepare_cached(
+                "UPDATE user_convs SET read_seq = ?3, delivered_seq = ?4, read_updated_at = ?5, \
+                     inbox_seq = ?6 WHERE user = ?1 AND conv = ?2",
+            )
+            .map_err(be)?
+            .execute(params![
+                m.from,
+                m.conv,
+                p.read as i64,
+                p.delivered as i64,
+                p.read_at,
+                p.inbox as i64
+            ])
+            .map_err(be)?;
+        }
+    }
     if let (Some(gid), Some(MemberChange::Leave(u))) = (&m.group, &m.change) {
         remove_member(c, gid, &m.conv, u, useq, m.ts)?;
     }
@@ -485,24 +493,19 @@ pub fn append_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<Vec<Stor
 }
 
 /// A user's row in a conversation.
-struct UserConv {
-    read: u64,
-    delivered: u64,
-    until: Option<u64>,
-    inbox: u64,
-}
-
-fn user_conv(c: &Connection, user: &str, conv: &str) -> StoreResult<Option<UserConv>> {
+fn user_conv(c: &Connection, user: &str, conv: &str) -> StoreResult<Option<rules::Positions>> {
     c.prepare_cached(
-        "SELECT read_seq, delivered_seq, until_seq, inbox_seq FROM user_convs WHERE user = ?1 AND conv = ?2",
+        "SELECT read_seq, delivered_seq, until_seq, inbox_seq, read_updated_at FROM user_convs \
+         WHERE user = ?1 AND conv = ?2",
     )
     .map_err(be)?
     .query_row([user, conv], |r| {
-        Ok(UserConv {
+        Ok(rules::Positions {
             read: r.get::<_, i64>(0)? as u64,
             delivered: r.get::<_, i64>(1)? as u64,
             until: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
             inbox: r.get::<_, i64>(3)? as u64,
+            read_at: r.get(4)?,
         })
     })
     .optional()
@@ -519,7 +522,7 @@ pub fn history(
     if conv.starts_with("group:") {
         match user_conv(c, user, conv)? {
             None => return Err(StoreError::NotMember),
-            Some(UserConv {
+            Some(rules::Positions {
                 until: Some(until), ..
             }) => upper = until as i64,
             Some(_) => {}
@@ -576,36 +579,23 @@ pub fn ack(
     let Some(uc) = user_conv(c, user, conv)? else {
         return Ok(None);
     };
-    let mut top = seq.min(max_seq(c, conv)?);
-    if let Some(until) = uc.until {
-        top = top.min(until);
-    }
-    // The delivered position only feeds 1:1 delivered receipts: without a
-    // peer to tell, moving the queue position is all an ack does.
-    let delivered = match receipt_for {
-        Some(_) if top > uc.delivered => top,
-        _ => uc.delivered,
-    };
-    if top <= uc.inbox && delivered == uc.delivered {
+    let Some(mv) = rules::ack(&uc, max_seq(c, conv)?, seq, receipt_for.is_some()) else {
         return Ok(None);
-    }
+    };
     c.prepare_cached(
         "UPDATE user_convs SET inbox_seq = max(inbox_seq, ?3), delivered_seq = ?4 \
          WHERE user = ?1 AND conv = ?2",
     )
     .map_err(be)?
-    .execute(params![user, conv, top as i64, delivered as i64])
+    .execute(params![user, conv, mv.inbox as i64, mv.delivered as i64])
     .map_err(be)?;
-    let Some(peer) = receipt_for else {
+    let (Some(peer), Some((from, top))) = (receipt_for, mv.receipt) else {
         return Ok(None);
     };
-    if delivered == uc.delivered {
-        return Ok(None);
-    }
     let theirs = c
         .prepare_cached("SELECT 1 FROM messages WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 AND from_user = ?4 LIMIT 1")
         .map_err(be)?
-        .exists(params![conv, uc.delivered as i64, top as i64, peer])
+        .exists(params![conv, from as i64, top as i64, peer])
         .map_err(be)?;
     Ok(theirs.then_some(top))
 }
@@ -623,16 +613,15 @@ pub fn mark_read(
             "no message with this seq in the conversation",
         ));
     }
-    let Some(UserConv { read, until, .. }) = user_conv(c, user, conv)? else {
+    let Some(p) = user_conv(c, user, conv)? else {
         return Err(StoreError::NotMember);
     };
-    let target = until.map_or(seq, |u| seq.min(u));
-    if target <= read {
+    let Some(target) = rules::read_to(&p, seq) else {
         return Ok(ReadOutcome {
             advanced: false,
-            read_seq: read,
+            read_seq: p.read,
         });
-    }
+    };
     c.prepare_cached(
         "UPDATE user_convs SET read_seq = ?3, delivered_seq = max(delivered_seq, ?3), read_updated_at = ?4 \
          WHERE user = ?1 AND conv = ?2",

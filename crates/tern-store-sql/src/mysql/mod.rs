@@ -22,6 +22,7 @@
 //! fails the insert with a duplicate-key error, retried. Retryable:
 //! deadlocks (1213), lock wait timeouts (1205), duplicate keys (1062).
 
+mod append;
 mod ops;
 mod revocations;
 mod schema;

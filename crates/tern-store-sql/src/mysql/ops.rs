@@ -1,23 +1,25 @@
-//! MySQL's statements for each operation of [`crate::SqlStore`]: the
-//! `Dialect` impl of [`MySqlDialect`], on a connection (inside the
-//! caller's transaction where the store opened one), batched into
-//! multi-row statements of at most [`CHUNK`] rows.
+//! MySQL's statements for the operations of [`crate::SqlStore`] that
+//! PostgreSQL spells differently: the `Dialect` impl of [`MySqlDialect`],
+//! on a connection (inside the caller's transaction where the store opened
+//! one), batched into multi-row statements of at most [`CHUNK`] rows. The
+//! append is in `append.rs`; the statements both servers accept are in
+//! [`crate::shared`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
-use tern_core::offline::QueueSpan;
 use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, NewMessage, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
-use super::{revocations, MySqlDialect};
-use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
+use super::{append, MySqlDialect};
+use crate::common::{be, msg_cols, sql_seq, PageFetch};
+use crate::shared::Shared;
 use crate::Dialect;
 
 /// The server's error number, for database errors.
@@ -36,35 +38,9 @@ pub const DEADLOCK: u16 = 1213;
 
 /// Most rows per multi-row statement (keeps well below the 65,535
 /// placeholders of a prepared statement).
-const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 256;
 
-fn message_from_row(r: &MySqlRow) -> Result<StoredMessage, sqlx::Error> {
-    Ok(StoredMessage {
-        msg_id: r.try_get::<u64, _>(0)?,
-        conv: r.try_get(1)?,
-        seq: r.try_get::<i64, _>(2)? as u64,
-        from: r.try_get(3)?,
-        to: r.try_get(4)?,
-        group: r.try_get(5)?,
-        kind: r.try_get(6)?,
-        content: r.try_get(7)?,
-        ts: r.try_get(8)?,
-        client_msg_id: r
-            .try_get::<Option<Vec<u8>>, _>(9)?
-            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose()?,
-        recalled: r.try_get::<bool, _>(10)?,
-    })
-}
-
-fn messages_from_rows(rows: &[MySqlRow]) -> StoreResult<Vec<StoredMessage>> {
-    rows.iter()
-        .map(message_from_row)
-        .collect::<Result<_, _>>()
-        .map_err(be)
-}
-
-async fn exists(
+pub(super) async fn exists(
     c: &mut MySqlConnection,
     q: sqlx::query::Query<'_, MySql, sqlx::mysql::MySqlArguments>,
 ) -> StoreResult<bool> {
@@ -83,448 +59,51 @@ async fn strings(
         .map_err(be)
 }
 
-/// The stored originals of the batch's `(from, client_msg_id)` keys.
-async fn find_duplicates(
+/// The positions of users in conversations (`pairs` sorted), their rows
+/// locked in primary key order (the order appends and acks lock them in).
+pub(super) async fn lock_positions(
     c: &mut MySqlConnection,
-    batch: &[NewMessage],
-) -> StoreResult<HashMap<(String, String), StoredMessage>> {
-    let keys: BTreeSet<(&str, &str)> = batch
-        .iter()
-        .filter_map(|m| Some((m.from.as_str(), m.client_msg_id.as_deref()?)))
-        .collect();
-    let keys: Vec<(&str, &str)> = keys.into_iter().collect();
-    let mut found = HashMap::new();
-    for chunk in keys.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new(concat!("SELECT ", msg_cols!(), " FROM messages m WHERE "));
-        for (i, (from, cmid)) in chunk.iter().enumerate() {
+    pairs: &[(&str, &str)],
+) -> StoreResult<HashMap<(String, String), rules::Positions>> {
+    let mut out = HashMap::new();
+    for chunk in pairs.chunks(CHUNK) {
+        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
+            "SELECT user_id, conv, read_seq, delivered_seq, read_updated_at, inbox_seq, until_seq \
+             FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
+        );
+        for (i, (user, conv)) in chunk.iter().enumerate() {
             if i > 0 {
                 qb.push(" OR ");
             }
-            qb.push("(m.from_user = ")
-                .push_bind(*from)
-                .push(" AND m.client_msg_id = ")
-                .push_bind(cmid.as_bytes())
+            qb.push("(user_id = ")
+                .push_bind(*user)
+                .push(" AND conv = ")
+                .push_bind(*conv)
                 .push(")");
         }
-        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-        for m in messages_from_rows(&rows)? {
-            if let Some(cmid) = m.client_msg_id.clone() {
-                found.insert((m.from.clone(), cmid), m);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Takes the row lock of every conversation's counter, in conversation
-/// order, and returns the counters. Rows that do not exist yet are created
-/// (and locked) afterwards, also in order: only two nodes creating the
-/// same conversations at once can then deadlock, and that is retried.
-async fn lock_counters(
-    c: &mut MySqlConnection,
-    convs: &BTreeSet<&str>,
-) -> StoreResult<HashMap<String, i64>> {
-    let convs: Vec<&str> = convs.iter().copied().collect();
-    let mut out = select_counters(c, &convs).await?;
-    let missing: Vec<&str> = convs
-        .iter()
-        .copied()
-        .filter(|conv| !out.contains_key(*conv))
-        .collect();
-    if missing.is_empty() {
-        return Ok(out);
-    }
-    for chunk in missing.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
-        qb.push_values(chunk, |mut b, conv| {
-            b.push_bind(*conv).push("0").push("0");
-        });
-        qb.push(" ON DUPLICATE KEY UPDATE max_seq = max_seq");
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    out.extend(select_counters(c, &missing).await?);
-    Ok(out)
-}
-
-/// `SELECT .. FOR UPDATE` of counter rows (sorted `convs`).
-async fn select_counters(
-    c: &mut MySqlConnection,
-    convs: &[&str],
-) -> StoreResult<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    for chunk in convs.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
-        let mut sep = qb.separated(", ");
-        for conv in chunk {
-            sep.push_bind(*conv);
-        }
-        qb.push(") ORDER BY conv FOR UPDATE");
-        let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
-        for r in rows {
-            out.insert(
-                r.try_get::<String, _>(0).map_err(be)?,
-                r.try_get::<i64, _>(1).map_err(be)?,
-            );
-        }
-    }
-    Ok(out)
-}
-
-async fn is_member(c: &mut MySqlConnection, gid: &str, user: &str) -> StoreResult<bool> {
-    exists(
-        c,
-        sqlx::query("SELECT 1 FROM group_members WHERE gid = ? AND user_id = ?")
-            .bind(gid)
-            .bind(user),
-    )
-    .await
-}
-
-async fn group_exists(c: &mut MySqlConnection, gid: &str) -> StoreResult<bool> {
-    exists(
-        c,
-        sqlx::query("SELECT 1 FROM chat_groups WHERE gid = ?").bind(gid),
-    )
-    .await
-}
-
-/// The group's member count, counted only up to `limit` (a larger group
-/// answers `limit`): what decides write diffusion costs the limit, not the
-/// group's size, for every message of a large group.
-async fn member_count_up_to(c: &mut MySqlConnection, gid: &str, limit: u64) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM group_members WHERE gid = ? LIMIT ?) t",
-    )
-    .bind(gid)
-    .bind(sql_seq(limit))
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(n.max(0) as u64)
-}
-
-/// Adds `user` to group `gid` (conversation `conv`) at message `seq`.
-async fn add_member(
-    c: &mut MySqlConnection,
-    gid: &str,
-    conv: &str,
-    user: &str,
-    seq: i64,
-) -> StoreResult<()> {
-    if is_member(c, gid, user).await? {
-        return Ok(());
-    }
-    let order: Option<i64> =
-        sqlx::query_scalar("SELECT next_order FROM chat_groups WHERE gid = ? FOR UPDATE")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-    let Some(order) = order else { return Ok(()) };
-    sqlx::query("INSERT INTO group_members (gid, user_id, join_order) VALUES (?, ?, ?)")
-        .bind(gid)
-        .bind(user)
-        .bind(order)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    sqlx::query("UPDATE chat_groups SET next_order = next_order + 1 WHERE gid = ?")
-        .bind(gid)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    // A new member's unread count and offline queue start at their own
-    // join message; a returning member keeps what they had read, and their
-    // queue resumes at the join.
-    let start = (seq - 1).max(0);
-    sqlx::query(
-        "INSERT INTO user_convs (user_id, conv, group_id, read_seq, delivered_seq, inbox_seq) \
-         VALUES (?, ?, ?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE until_seq = NULL, until_ts = NULL, \
-             read_seq = GREATEST(read_seq, VALUES(read_seq)), \
-             delivered_seq = GREATEST(delivered_seq, VALUES(delivered_seq)), \
-             inbox_seq = GREATEST(inbox_seq, VALUES(inbox_seq))",
-    )
-    .bind(user)
-    .bind(conv)
-    .bind(gid)
-    .bind(start)
-    .bind(start)
-    .bind(start)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(())
-}
-
-/// Removes `user` from group `gid` after message `seq` (at `ts`).
-async fn remove_member(
-    c: &mut MySqlConnection,
-    gid: &str,
-    conv: &str,
-    user: &str,
-    seq: i64,
-    ts: i64,
-) -> StoreResult<()> {
-    let n = sqlx::query("DELETE FROM group_members WHERE gid = ? AND user_id = ?")
-        .bind(gid)
-        .bind(user)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-    if n == 0 {
-        return Ok(());
-    }
-    sqlx::query("UPDATE user_convs SET until_seq = ?, until_ts = ? WHERE user_id = ? AND conv = ?")
-        .bind(seq)
-        .bind(ts)
-        .bind(user)
-        .bind(conv)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT owner_id, (SELECT user_id FROM group_members WHERE gid = ? \
-                           ORDER BY join_order LIMIT 1) \
-         FROM chat_groups WHERE gid = ? FOR UPDATE",
-    )
-    .bind(gid)
-    .bind(gid)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(be)?;
-    let Some((owner, first)) = row else {
-        return Ok(());
-    };
-    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
-        sqlx::query("UPDATE chat_groups SET owner_id = ? WHERE gid = ?")
-            .bind(next)
-            .bind(gid)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-    }
-    Ok(())
-}
-
-/// Checks a group message before it gets a seq: `Some(refusal)` when it
-/// must not be stored. Creates the group for `MemberChange::Create`. The
-/// caller holds the group conversation's counter lock, which every
-/// membership change takes too, so the answer stays true until commit.
-async fn group_gate(
-    c: &mut MySqlConnection,
-    m: &NewMessage,
-    gid: &str,
-) -> StoreResult<Option<Refusal>> {
-    let exists = group_exists(c, gid).await?;
-    let member = m.change.is_none() && exists && is_member(c, gid, &m.from).await?;
-    if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
-        return Ok(Some(refusal));
-    }
-    if let Some(MemberChange::Create { name }) = &m.change {
-        sqlx::query(
-            "INSERT INTO chat_groups (gid, name, owner_id, created_at, next_order, version) \
-             VALUES (?, ?, ?, ?, 0, 0)",
-        )
-        .bind(gid)
-        .bind(name)
-        .bind(&m.from)
-        .bind(m.ts)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    Ok(None)
-}
-
-/// The sender's messages of one 1:1 conversation in a batch: their read
-/// position moves to the last, and their queue position follows along the
-/// run of consecutive seqs that starts right after it.
-struct SenderRun {
-    /// Seq of the sender's first message in the batch, minus one.
-    before: i64,
-    /// End of the consecutive run from the first message; `None` when the
-    /// queue does not follow (`dm:x:x`).
-    follow: Option<i64>,
-    /// Whether the run is still unbroken.
-    open: bool,
-    last: i64,
-    ts: i64,
-}
-
-/// A message row to insert.
-struct MsgRow<'a> {
-    m: &'a NewMessage,
-    seq: i64,
-    inboxed: bool,
-}
-
-/// The membership and position changes of a stored group message, in the
-/// embedded store's order; returns whether it enters offline queues.
-async fn group_message(
-    c: &mut MySqlConnection,
-    m: &NewMessage,
-    gid: &str,
-    seq: i64,
-    queue_follows: bool,
-) -> StoreResult<bool> {
-    // Joining first: a new member gets their own join message.
-    match &m.change {
-        Some(MemberChange::Create { .. }) => add_member(c, gid, &m.conv, &m.from, seq).await?,
-        Some(MemberChange::Join(u)) => add_member(c, gid, &m.conv, u, seq).await?,
-        _ => {}
-    }
-    let inboxed = match rules::members_to_count(m.inbox_members_up_to) {
-        Some(limit) => {
-            let n = member_count_up_to(c, gid, limit).await?;
-            rules::enters_queues(n, m.inbox_members_up_to)
-        }
-        None => false,
-    };
-    for p in &m.participants {
-        sqlx::query(
-            "INSERT INTO user_convs (user_id, conv, peer, group_id) VALUES (?, ?, NULL, ?) \
-             ON DUPLICATE KEY UPDATE user_id = user_id",
-        )
-        .bind(p)
-        .bind(&m.conv)
-        .bind(gid)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    }
-    sqlx::query(
-        "UPDATE user_convs SET read_seq = GREATEST(read_seq, ?), \
-             delivered_seq = GREATEST(delivered_seq, ?), \
-             read_updated_at = GREATEST(read_updated_at, ?), \
-             inbox_seq = CASE WHEN ? AND inbox_seq = ? THEN ? ELSE inbox_seq END \
-         WHERE user_id = ? AND conv = ? AND until_seq IS NULL",
-    )
-    .bind(seq)
-    .bind(seq)
-    .bind(m.ts)
-    .bind(queue_follows)
-    .bind(seq - 1)
-    .bind(seq)
-    .bind(&m.from)
-    .bind(&m.conv)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    if let Some(MemberChange::Leave(u)) = &m.change {
-        remove_member(c, gid, &m.conv, u, seq, m.ts).await?;
-    }
-    if m.kind == "system" {
-        sqlx::query("UPDATE chat_groups SET version = GREATEST(version, ?) WHERE gid = ?")
-            .bind(seq)
-            .bind(gid)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-    }
-    Ok(inboxed)
-}
-
-async fn insert_messages(c: &mut MySqlConnection, rows: &[MsgRow<'_>]) -> StoreResult<()> {
-    for chunk in rows.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
-            "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, \
-             content, ts, client_msg_id, inboxed) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.m.conv)
-                .push_bind(r.seq)
-                .push_bind(r.m.msg_id)
-                .push_bind(&r.m.from)
-                .push_bind(r.m.to.as_deref())
-                .push_bind(r.m.group.as_deref())
-                .push_bind(&r.m.kind)
-                .push_bind(&r.m.content)
-                .push_bind(r.m.ts)
-                .push_bind(r.m.client_msg_id.as_deref().map(str::as_bytes))
-                .push_bind(r.inboxed);
-        });
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    Ok(())
-}
-
-async fn insert_dm_entries(
-    c: &mut MySqlConnection,
-    entries: &BTreeMap<(&str, &str), Option<&str>>,
-) -> StoreResult<()> {
-    let entries: Vec<(&(&str, &str), &Option<&str>)> = entries.iter().collect();
-    for chunk in entries.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> =
-            QueryBuilder::new("INSERT INTO user_convs (user_id, conv, peer, group_id) ");
-        qb.push_values(chunk, |mut b, ((user, conv), peer)| {
-            b.push_bind(*user)
-                .push_bind(*conv)
-                .push_bind(**peer)
-                .push("NULL");
-        });
-        qb.push(" ON DUPLICATE KEY UPDATE user_id = user_id");
-        qb.build().execute(&mut *c).await.map_err(be)?;
-    }
-    Ok(())
-}
-
-/// The senders of 1:1 messages have read them; their queue positions
-/// follow (see [`SenderRun`]). One statement for the whole batch.
-async fn move_dm_senders(
-    c: &mut MySqlConnection,
-    senders: &BTreeMap<(&str, &str), SenderRun>,
-) -> StoreResult<()> {
-    let senders: Vec<(&(&str, &str), &SenderRun)> = senders.iter().collect();
-    for chunk in senders.chunks(CHUNK) {
-        let mut qb: QueryBuilder<MySql> = QueryBuilder::new("UPDATE user_convs uc JOIN (");
-        for (i, ((user, conv), run)) in chunk.iter().enumerate() {
-            qb.push(if i == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            // Without a follow, `before` never matches a queue position.
-            let (before, follow) = match run.follow {
-                Some(f) => (run.before, f),
-                None => (-1, 0),
+        qb.push(" ORDER BY user_id, conv FOR UPDATE");
+        for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
+            let seq = |i: usize| -> StoreResult<u64> {
+                Ok(r.try_get::<i64, _>(i).map_err(be)?.max(0) as u64)
             };
-            qb.push_bind(*user)
-                .push(" AS u, ")
-                .push_bind(*conv)
-                .push(" AS c, ")
-                .push_bind(before)
-                .push(" AS b, ")
-                .push_bind(follow)
-                .push(" AS f, ")
-                .push_bind(run.last)
-                .push(" AS l, ")
-                .push_bind(run.ts)
-                .push(" AS t");
+            let p = rules::Positions {
+                read: seq(2)?,
+                delivered: seq(3)?,
+                read_at: r.try_get(4).map_err(be)?,
+                inbox: seq(5)?,
+                until: r
+                    .try_get::<Option<i64>, _>(6)
+                    .map_err(be)?
+                    .map(|v| v.max(0) as u64),
+            };
+            let key = (
+                r.try_get::<String, _>(0).map_err(be)?,
+                r.try_get::<String, _>(1).map_err(be)?,
+            );
+            out.insert(key, p);
         }
-        qb.push(
-            ") v ON uc.user_id = v.u AND uc.conv = v.c \
-             SET uc.read_seq = GREATEST(uc.read_seq, v.l), \
-                 uc.delivered_seq = GREATEST(uc.delivered_seq, v.l), \
-                 uc.read_updated_at = GREATEST(uc.read_updated_at, v.t), \
-                 uc.inbox_seq = CASE WHEN uc.inbox_seq = v.b THEN v.f ELSE uc.inbox_seq END \
-             WHERE uc.until_seq IS NULL",
-        );
-        qb.build().execute(&mut *c).await.map_err(be)?;
     }
-    Ok(())
-}
-
-/// A user's positions in a conversation during `ack_many`.
-struct AckState {
-    delivered: u64,
-    until: Option<u64>,
-    inbox: u64,
-    dirty: bool,
+    Ok(out)
 }
 
 /// Conversations fetched together in one `UNION ALL` query.
@@ -534,6 +113,33 @@ const SPANS_PER_QUERY: usize = 64;
 impl Dialect for MySqlDialect {
     type DB = MySql;
     const NAME: &'static str = "mysql";
+    const SLOT: usize = 1;
+    const NUMBERED: bool = false;
+    const GROUPS: &'static str = "chat_groups";
+    const OWNER: &'static str = "owner_id";
+    const UPSERT_REVOKED: &'static str =
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
+         ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";
+
+    fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
+        r.try_get::<u64, _>(i)
+    }
+
+    /// VARBINARY: every byte counts (see the schema).
+    fn client_msg_id_at(r: &MySqlRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        r.try_get::<Option<Vec<u8>>, _>(i)?
+            .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    }
+
+    /// MySQL has no boolean type: a comparison is an integer.
+    fn flag_at(r: &MySqlRow, i: usize) -> Result<bool, sqlx::Error> {
+        Ok(r.try_get::<i64, _>(i)? != 0)
+    }
+
+    fn rows_affected(r: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        r.rows_affected()
+    }
 
     fn retryable(e: &sqlx::Error) -> bool {
         error_number(e).is_some_and(|n| matches!(n, DEADLOCK | LOCK_WAIT_TIMEOUT | DUP_ENTRY))
@@ -542,34 +148,6 @@ impl Dialect for MySqlDialect {
     fn backoff(attempt: u32, jitter: u32) -> Duration {
         let base = 2u64 << attempt.min(6);
         Duration::from_millis(base + u64::from(jitter) % base.max(1))
-    }
-
-    async fn message(
-        c: &mut MySqlConnection,
-        conv: &str,
-        seq: u64,
-        lock: bool,
-    ) -> StoreResult<Option<StoredMessage>> {
-        let sql = if lock {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq = ? FOR UPDATE"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq = ?"
-            )
-        };
-        let row = sqlx::query(sql)
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        row.as_ref().map(message_from_row).transpose().map_err(be)
     }
 
     async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
@@ -587,23 +165,6 @@ impl Dialect for MySqlDialect {
             Err(e) if error_number(&e) == Some(DUP_ENTRY) => Err(StoreError::Conflict),
             Err(e) => Err(be(e)),
         }
-    }
-
-    async fn get_user(c: &mut MySqlConnection, user: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?",
-        )
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(UserRecord {
-            user: r.try_get(0).map_err(be)?,
-            name: r.try_get(1).map_err(be)?,
-            password_hash: r.try_get(2).map_err(be)?,
-            created_at: r.try_get(3).map_err(be)?,
-        }))
     }
 
     async fn friend_request(
@@ -718,29 +279,6 @@ impl Dialect for MySqlDialect {
         })
     }
 
-    async fn max_msg_id(c: &mut MySqlConnection, node: u16) -> StoreResult<u64> {
-        // Walks the msg_id index down from the top to this node's newest id.
-        let sql = format!(
-            "SELECT msg_id FROM messages WHERE {} = ? ORDER BY msg_id DESC LIMIT 1",
-            tern_core::ids::SQL_NODE_OF_MSG_ID
-        );
-        let v: Option<u64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(node))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn max_seq(c: &mut MySqlConnection, conv: &str) -> StoreResult<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = ?")
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0).max(0) as u64)
-    }
-
     async fn count_users(c: &mut MySqlConnection, users: &[String]) -> StoreResult<u64> {
         let mut found = 0;
         for chunk in users.chunks(CHUNK) {
@@ -765,159 +303,7 @@ impl Dialect for MySqlDialect {
         c: &mut MySqlConnection,
         batch: &[NewMessage],
     ) -> StoreResult<Vec<Appended>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut originals = find_duplicates(c, batch).await?;
-        let convs: BTreeSet<&str> = batch.iter().map(|m| m.conv.as_str()).collect();
-        let mut counters = lock_counters(c, &convs).await?;
-        // Latest activity per conversation written to.
-        let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut rows: Vec<MsgRow<'_>> = Vec::with_capacity(batch.len());
-        // 1:1 conversation list entries, (user, conv) -> peer; first one wins.
-        let mut dm_entries: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
-        let mut dm_senders: BTreeMap<(&str, &str), SenderRun> = BTreeMap::new();
-        let mut out = Vec::with_capacity(batch.len());
-
-        for m in batch {
-            if let Some(cmid) = &m.client_msg_id {
-                if let Some(orig) = originals.get(&(m.from.clone(), cmid.clone())) {
-                    out.push(Appended::Duplicate(orig.clone()));
-                    continue;
-                }
-            }
-            if let Some(gid) = &m.group {
-                if let Some(refusal) = group_gate(c, m, gid).await? {
-                    out.push(Appended::Refused(refusal));
-                    continue;
-                }
-            }
-            let counter = counters.entry(m.conv.clone()).or_insert(0);
-            *counter += 1;
-            let seq = *counter;
-            let at = touched.entry(m.conv.as_str()).or_insert(m.ts);
-            *at = (*at).max(m.ts);
-            let stored = m.stored(seq as u64);
-            let queue_follows = m.to.as_deref() != Some(m.from.as_str());
-            let inboxed = match &m.group {
-                None => {
-                    for p in &m.participants {
-                        let peer = if *p == m.from {
-                            m.to.as_deref()
-                        } else {
-                            Some(m.from.as_str())
-                        };
-                        dm_entries
-                            .entry((p.as_str(), m.conv.as_str()))
-                            .or_insert(peer);
-                    }
-                    dm_senders
-                        .entry((m.from.as_str(), m.conv.as_str()))
-                        .and_modify(|r| {
-                            if r.open && queue_follows && r.follow == Some(seq - 1) {
-                                r.follow = Some(seq);
-                            } else {
-                                r.open = false;
-                            }
-                            r.last = seq;
-                            r.ts = r.ts.max(m.ts);
-                        })
-                        .or_insert(SenderRun {
-                            before: seq - 1,
-                            follow: queue_follows.then_some(seq),
-                            open: queue_follows,
-                            last: seq,
-                            ts: m.ts,
-                        });
-                    true
-                }
-                Some(gid) => group_message(c, m, gid, seq, queue_follows).await?,
-            };
-            rows.push(MsgRow { m, seq, inboxed });
-            if let Some(cmid) = &m.client_msg_id {
-                originals.insert((m.from.clone(), cmid.clone()), stored.clone());
-            }
-            out.push(Appended::New(stored));
-        }
-
-        insert_messages(c, &rows).await?;
-        insert_dm_entries(c, &dm_entries).await?;
-        move_dm_senders(c, &dm_senders).await?;
-        let finals: Vec<(&str, i64, i64)> = touched
-            .iter()
-            .map(|(conv, at)| (*conv, counters.get(*conv).copied().unwrap_or(0), *at))
-            .collect();
-        for chunk in finals.chunks(CHUNK) {
-            let mut qb: QueryBuilder<MySql> =
-                QueryBuilder::new("INSERT INTO convs (conv, max_seq, updated_at) ");
-            qb.push_values(chunk, |mut b, (conv, max, at)| {
-                b.push_bind(*conv).push_bind(*max).push_bind(*at);
-            });
-            qb.push(
-                " ON DUPLICATE KEY UPDATE max_seq = VALUES(max_seq), \
-                 updated_at = GREATEST(updated_at, VALUES(updated_at))",
-            );
-            qb.build().execute(&mut *c).await.map_err(be)?;
-        }
-        Ok(out)
-    }
-
-    async fn read_position(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        lock: bool,
-    ) -> StoreResult<Option<(u64, Option<u64>)>> {
-        let sql = if lock {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ? FOR UPDATE"
-        } else {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = ? AND conv = ?"
-        };
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
-            .bind(user)
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
-    }
-
-    async fn page(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        lo: i64,
-        hi: i64,
-        limit: u32,
-        newest: bool,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = if newest {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT ?"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = ? AND m.seq > ? AND m.seq <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT ?"
-            )
-        };
-        let rows = sqlx::query(sql)
-            .bind(conv)
-            .bind(lo)
-            .bind(hi)
-            .bind(user)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        messages_from_rows(&rows)
+        append::append(c, batch).await
     }
 
     /// Acks in one transaction: two reads (the rows, locked in primary key
@@ -932,42 +318,12 @@ impl Dialect for MySqlDialect {
             .map(|a| (a.user.as_str(), a.conv.as_str()))
             .collect();
         let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
-        let mut state: HashMap<(String, String), AckState> = HashMap::new();
-        for chunk in pairs.chunks(CHUNK) {
-            let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
-                "SELECT user_id, conv, delivered_seq, until_seq, inbox_seq \
-                 FROM user_convs FORCE INDEX (PRIMARY) WHERE ",
-            );
-            for (i, (user, conv)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push("(user_id = ")
-                    .push_bind(*user)
-                    .push(" AND conv = ")
-                    .push_bind(*conv)
-                    .push(")");
-            }
-            qb.push(" ORDER BY user_id, conv FOR UPDATE");
-            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-                let key = (
-                    r.try_get::<String, _>(0).map_err(be)?,
-                    r.try_get::<String, _>(1).map_err(be)?,
-                );
-                state.insert(
-                    key,
-                    AckState {
-                        delivered: r.try_get::<i64, _>(2).map_err(be)?.max(0) as u64,
-                        until: r
-                            .try_get::<Option<i64>, _>(3)
-                            .map_err(be)?
-                            .map(|v| v.max(0) as u64),
-                        inbox: r.try_get::<i64, _>(4).map_err(be)?.max(0) as u64,
-                        dirty: false,
-                    },
-                );
-            }
-        }
+        let mut state: HashMap<(String, String), (rules::Positions, bool)> =
+            lock_positions(c, &pairs)
+                .await?
+                .into_iter()
+                .map(|(k, p)| (k, (p, false)))
+                .collect();
         if state.is_empty() {
             return Ok(vec![None; acks.len()]);
         }
@@ -997,26 +353,15 @@ impl Dialect for MySqlDialect {
             let Some(st) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
                 continue;
             };
-            let mut top = a.seq.min(maxes.get(&a.conv).copied().unwrap_or(0));
-            if let Some(until) = st.until {
-                top = top.min(until);
-            }
-            // The delivered position only feeds 1:1 delivered receipts.
-            let delivered = match a.receipt_for {
-                Some(_) if top > st.delivered => top,
-                _ => st.delivered,
-            };
-            if top <= st.inbox && delivered == st.delivered {
+            let max = maxes.get(&a.conv).copied().unwrap_or(0);
+            let Some(mv) = rules::ack(&st.0, max, a.seq, a.receipt_for.is_some()) else {
                 continue;
-            }
-            let before = st.delivered;
-            st.inbox = st.inbox.max(top);
-            st.delivered = delivered;
-            st.dirty = true;
-            if let Some(peer) = a.receipt_for.as_deref() {
-                if delivered != before {
-                    receipts.push((i, a.conv.as_str(), before, top, peer));
-                }
+            };
+            st.0.inbox = mv.inbox;
+            st.0.delivered = mv.delivered;
+            st.1 = true;
+            if let (Some(peer), Some((before, top))) = (a.receipt_for.as_deref(), mv.receipt) {
+                receipts.push((i, a.conv.as_str(), before, top, peer));
             }
         }
 
@@ -1051,8 +396,11 @@ impl Dialect for MySqlDialect {
             }
         }
 
-        let mut dirty: Vec<(&(String, String), &AckState)> =
-            state.iter().filter(|(_, s)| s.dirty).collect();
+        let mut dirty: Vec<(&(String, String), &rules::Positions)> = state
+            .iter()
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|(k, (p, _))| (k, p))
+            .collect();
         dirty.sort_by(|a, b| a.0.cmp(b.0));
         for chunk in dirty.chunks(CHUNK) {
             let mut qb: QueryBuilder<MySql> = QueryBuilder::new(
@@ -1091,47 +439,6 @@ impl Dialect for MySqlDialect {
         let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(be)?;
         Self::ack_many(&mut tx, &acks).await?;
         tx.commit().await.map_err(be)
-    }
-
-    async fn set_read(
-        c: &mut MySqlConnection,
-        user: &str,
-        conv: &str,
-        seq: u64,
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE user_convs SET read_seq = ?, delivered_seq = GREATEST(delivered_seq, ?), \
-                 read_updated_at = ? \
-             WHERE user_id = ? AND conv = ?",
-        )
-        .bind(sql_seq(seq))
-        .bind(sql_seq(seq))
-        .bind(now)
-        .bind(user)
-        .bind(conv)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(())
-    }
-
-    async fn clear(c: &mut MySqlConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET content = NULL, recalled = TRUE WHERE conv = ? AND seq = ?",
-        )
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, ?) WHERE conv = ?")
-            .bind(now)
-            .bind(conv)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(())
     }
 
     async fn count_messages(c: &mut MySqlConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
@@ -1173,34 +480,6 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    async fn conv_rows(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                    uc.until_ts, uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConvRow {
-                    conv: r.try_get(0)?,
-                    peer: r.try_get(1)?,
-                    group: r.try_get(2)?,
-                    max_seq: r.try_get(3)?,
-                    read: r.try_get(4)?,
-                    until: r.try_get(5)?,
-                    until_ts: r.try_get(6)?,
-                    read_at: r.try_get(7)?,
-                    conv_at: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
-    }
-
     /// One query per conversation.
     async fn last_messages(
         c: &mut MySqlConnection,
@@ -1222,33 +501,14 @@ impl Dialect for MySqlDialect {
             .fetch_optional(&mut *c)
             .await
             .map_err(be)?;
-            out.push(row.as_ref().map(message_from_row).transpose().map_err(be)?);
+            out.push(
+                row.as_ref()
+                    .map(|r| MySqlDialect::message_at(r, 0))
+                    .transpose()
+                    .map_err(be)?,
+            );
         }
         Ok(out)
-    }
-
-    async fn queue_spans(c: &mut MySqlConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
-                    COALESCE(uc.peer = uc.user_id, 0) \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-             WHERE uc.user_id = ? AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueSpan {
-                    conv: r.try_get(0)?,
-                    from: r.try_get::<i64, _>(1)?.max(0) as u64,
-                    to: r.try_get::<i64, _>(2)?.max(0) as u64,
-                    own_too: r.try_get::<i64, _>(3)? != 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     async fn queue_pages(
@@ -1283,7 +543,7 @@ impl Dialect for MySqlDialect {
             }
             let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
             let mut pages: HashMap<String, Vec<StoredMessage>> = HashMap::new();
-            for m in messages_from_rows(&rows)? {
+            for m in MySqlDialect::messages_at(&rows, 0)? {
                 pages.entry(m.conv.clone()).or_default().push(m);
             }
             for f in chunk {
@@ -1312,82 +572,6 @@ impl Dialect for MySqlDialect {
         Ok(())
     }
 
-    async fn get_group(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        let row = sqlx::query("SELECT name, owner_id, created_at FROM chat_groups WHERE gid = ?")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        let Some(r) = row else { return Ok(None) };
-        let name: String = r.try_get(0).map_err(be)?;
-        let owner: String = r.try_get(1).map_err(be)?;
-        let created_at: i64 = r.try_get(2).map_err(be)?;
-        let members = strings(
-            c,
-            "SELECT user_id FROM group_members WHERE gid = ? ORDER BY join_order",
-            gid,
-        )
-        .await?;
-        Ok(Some(GroupRecord {
-            gid: gid.to_owned(),
-            name,
-            owner,
-            members,
-            created_at,
-        }))
-    }
-
-    /// Kept in the group's row, moved by every stored `system` message of the
-    /// group (only membership changes are `system` messages).
-    async fn group_version(c: &mut MySqlConnection, gid: &str) -> StoreResult<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM chat_groups WHERE gid = ?")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.map(|v| v.max(0) as u64))
-    }
-
-    async fn read_positions(
-        c: &mut MySqlConnection,
-        gid: &str,
-        conv: &str,
-    ) -> StoreResult<Vec<(String, u64)>> {
-        let rows = sqlx::query(
-            "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
-             LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = ? \
-             WHERE gm.gid = ? ORDER BY gm.join_order",
-        )
-        .bind(conv)
-        .bind(gid)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0).map_err(be)?,
-                    r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-                ))
-            })
-            .collect()
-    }
-
-    /// Current group memberships of `user`: the user's group conversations
-    /// (primary key prefix) whose group still lists the user.
-    async fn group_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM user_convs uc \
-             JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
-             WHERE uc.user_id = ? AND uc.group_id IS NOT NULL",
-        )
-        .bind(user)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(n.max(0) as u64)
-    }
-
     /// Unanswered requests `user` sent (primary key prefix).
     async fn outgoing_request_count(c: &mut MySqlConnection, user: &str) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE from_user = ?")
@@ -1396,18 +580,5 @@ impl Dialect for MySqlDialect {
             .await
             .map_err(be)?;
         Ok(n.max(0) as u64)
-    }
-
-    async fn revoke_token(
-        c: &mut MySqlConnection,
-        jti: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<()> {
-        revocations::revoke(c, jti, expires_at, now).await
-    }
-
-    async fn revoked_tokens(c: &mut MySqlConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-        revocations::list(c, now).await
     }
 }

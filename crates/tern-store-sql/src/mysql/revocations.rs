@@ -18,34 +18,3 @@ pub async fn init(c: &mut MySqlConnection) -> StoreResult<()> {
     sqlx::query(TABLE).execute(&mut *c).await.map_err(be)?;
     Ok(())
 }
-
-pub async fn revoke(
-    c: &mut MySqlConnection,
-    jti: &str,
-    expires_at: i64,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?")
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
-         ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))",
-    )
-    .bind(jti)
-    .bind(expires_at)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(())
-}
-
-pub async fn list(c: &mut MySqlConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?")
-        .bind(now)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)
-}

@@ -20,6 +20,7 @@
 //! Retryable: serialization failures (40001), deadlocks (40P01), unique
 //! violations (23505).
 
+mod append;
 mod ops;
 mod revocations;
 mod schema;

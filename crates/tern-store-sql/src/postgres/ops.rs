@@ -1,40 +1,30 @@
-//! PostgreSQL's statements for each operation of [`crate::SqlStore`]: the
-//! `Dialect` impl of [`Pg`], on a connection (inside the caller's
-//! transaction where the store opened one), with the hot paths batched
-//! into few statements through array binds (`unnest`).
+//! PostgreSQL's statements for the operations of [`crate::SqlStore`] that
+//! MySQL spells differently: the `Dialect` impl of [`Pg`], on a connection
+//! (inside the caller's transaction where the store opened one), with the
+//! hot paths batched into few statements through array binds (`unnest`).
+//! The append is in `append.rs`; the statements both servers accept are in
+//! [`crate::shared`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row};
-use tern_core::offline::QueueSpan;
 use tern_core::rules;
 use tern_core::store::{
-    AckMark, Appended, FriendLists, FriendStatus, GroupRecord, MemberChange, NewMessage, Refusal,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, FriendLists, FriendStatus, NewMessage, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
-use super::{revocations, Pg};
-use crate::common::{be, msg_cols, sql_seq, ConvRow, PageFetch};
+use super::{append, Pg};
+use crate::common::{be, msg_cols, sql_seq, PageFetch};
+use crate::shared::Shared;
 use crate::Dialect;
 
-/// The message whose [`msg_cols!`] start at column `o`.
-fn message_at(r: &PgRow, o: usize) -> Result<StoredMessage, sqlx::Error> {
-    Ok(StoredMessage {
-        msg_id: r.try_get::<i64, _>(o)? as u64,
-        conv: r.try_get(o + 1)?,
-        seq: r.try_get::<i64, _>(o + 2)? as u64,
-        from: r.try_get(o + 3)?,
-        to: r.try_get(o + 4)?,
-        group: r.try_get(o + 5)?,
-        kind: r.try_get(o + 6)?,
-        content: r.try_get(o + 7)?,
-        ts: r.try_get(o + 8)?,
-        client_msg_id: r.try_get(o + 9)?,
-        recalled: r.try_get(o + 10)?,
-    })
+/// A seq column (BIGINT) at `i`.
+pub(super) fn seq_at(r: &PgRow, i: usize) -> StoreResult<u64> {
+    Ok(r.try_get::<i64, _>(i).map_err(be)?.max(0) as u64)
 }
 
 /// Serializes changes of the relation between two users (whichever side
@@ -52,344 +42,10 @@ async fn lock_pair(c: &mut PgConnection, a: &str, b: &str) -> StoreResult<()> {
     Ok(())
 }
 
-async fn is_member(c: &mut PgConnection, gid: &str, user: &str) -> StoreResult<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2)",
-    )
-    .bind(gid)
-    .bind(user)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)
-}
-
-/// The group's member count, counted only up to `limit` (a larger group
-/// answers `limit`): what decides write diffusion costs the limit, not the
-/// group's size, for every message of a large group.
-async fn member_count_up_to(c: &mut PgConnection, gid: &str, limit: u64) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $2) t",
-    )
-    .bind(gid)
-    .bind(sql_seq(limit))
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(n as u64)
-}
-
-/// Adds `user` to group `gid` (conversation `conv`) at message `seq`; the
-/// user's row changes in `rows`.
-async fn add_member(
-    c: &mut PgConnection,
-    rows: &mut UserRows,
-    gid: &str,
-    conv: &str,
-    user: &str,
-    seq: i64,
-) -> StoreResult<()> {
-    if is_member(c, gid, user).await? {
-        return Ok(());
-    }
-    sqlx::query(
-        "WITH g AS (UPDATE groups SET next_order = next_order + 1 WHERE gid = $1 \
-                    RETURNING next_order - 1 AS o) \
-         INSERT INTO group_members (gid, user_id, join_order) SELECT $1, $2, o FROM g",
-    )
-    .bind(gid)
-    .bind(user)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    // A new member's unread count and offline queue start at their own
-    // join message; a returning member keeps what they had read, and their
-    // queue resumes at the join (what came while they were away was never
-    // theirs).
-    let start = (seq - 1).max(0);
-    let r = rows
-        .entry((user.to_owned(), conv.to_owned()))
-        .or_insert_with(|| UserRow::new(None, Some(gid.to_owned()), start));
-    r.until = None;
-    r.until_ts = None;
-    r.read = r.read.max(start);
-    r.delivered = r.delivered.max(start);
-    r.inbox = r.inbox.max(start);
-    r.changed = true;
-    Ok(())
-}
-
-/// Removes `user` from group `gid` after message `seq` (at `ts`); hands
-/// ownership to the longest-standing remaining member if the owner left.
-/// The user's row changes in `rows`.
-async fn remove_member(
-    c: &mut PgConnection,
-    rows: &mut UserRows,
-    gid: &str,
-    conv: &str,
-    user: &str,
-    seq: i64,
-    ts: i64,
-) -> StoreResult<()> {
-    let n = sqlx::query("DELETE FROM group_members WHERE gid = $1 AND user_id = $2")
-        .bind(gid)
-        .bind(user)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-    if n == 0 {
-        return Ok(());
-    }
-    if let Some(r) = rows.get_mut(&(user.to_owned(), conv.to_owned())) {
-        r.until = Some(seq);
-        r.until_ts = Some(ts);
-        r.changed = true;
-    }
-    let (owner, first): (String, Option<String>) = sqlx::query_as(
-        "SELECT owner, (SELECT user_id FROM group_members WHERE gid = $1 \
-                        ORDER BY join_order LIMIT 1) \
-         FROM groups WHERE gid = $1 FOR UPDATE",
-    )
-    .bind(gid)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    if let Some(next) = rules::next_owner(&owner, user, first.as_deref()) {
-        sqlx::query("UPDATE groups SET owner = $2 WHERE gid = $1")
-            .bind(gid)
-            .bind(next)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-    }
-    Ok(())
-}
-
-/// Checks a group message before it gets a seq: `Err(refusal)` when it
-/// must not be stored. Creates the group for `MemberChange::Create`. For a
-/// message without a membership change that may be write-diffused, also
-/// counts the members (the count it is stored with).
-async fn group_gate(
-    c: &mut PgConnection,
-    m: &NewMessage,
-    gid: &str,
-) -> StoreResult<Result<Option<u64>, Refusal>> {
-    if let Some(MemberChange::Create { name }) = &m.change {
-        let n = sqlx::query(
-            "INSERT INTO groups (gid, name, owner, created_at, next_order, version) \
-             VALUES ($1, $2, $3, $4, 0, 0) ON CONFLICT (gid) DO NOTHING",
-        )
-        .bind(gid)
-        .bind(name)
-        .bind(&m.from)
-        .bind(m.ts)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?
-        .rows_affected();
-        // The insert reads whether the group existed.
-        return Ok(rules::gate(m.change.as_ref(), n == 0, false)?.map(|()| None));
-    }
-    let count_limit = rules::members_to_count(m.inbox_members_up_to);
-    let count_now = m.change.is_none() && count_limit.is_some();
-    let (exists, member, count): (bool, bool, Option<i64>) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM groups WHERE gid = $1), \
-                EXISTS (SELECT 1 FROM group_members WHERE gid = $1 AND user_id = $2), \
-                CASE WHEN $3 THEN (SELECT count(*) FROM \
-                    (SELECT 1 FROM group_members WHERE gid = $1 LIMIT $4) t) END",
-    )
-    .bind(gid)
-    .bind(&m.from)
-    .bind(count_now)
-    .bind(sql_seq(count_limit.unwrap_or(0)))
-    .fetch_one(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(rules::gate(m.change.as_ref(), exists, member)?.map(|()| count.map(|n| n as u64)))
-}
-
-/// A user's row in a conversation while a batch is appended: the rows are
-/// locked and read first, the batch's changes are made here, message after
-/// message as the embedded store makes them in its database, and the rows
-/// are written once at the end.
-struct UserRow {
-    peer: Option<String>,
-    group: Option<String>,
-    read: i64,
-    delivered: i64,
-    read_at: i64,
-    inbox: i64,
-    until: Option<i64>,
-    until_ts: Option<i64>,
-    /// Not in the database yet.
-    new: bool,
-    changed: bool,
-}
-
-impl UserRow {
-    /// A row the batch creates, with its positions at `start`.
-    fn new(peer: Option<String>, group: Option<String>, start: i64) -> UserRow {
-        UserRow {
-            peer,
-            group,
-            read: start,
-            delivered: start,
-            read_at: 0,
-            inbox: start,
-            until: None,
-            until_ts: None,
-            new: true,
-            changed: true,
-        }
-    }
-}
-
-/// User rows by (user, conversation).
-type UserRows = BTreeMap<(String, String), UserRow>;
-
-/// Columns of `messages` for one bulk insert.
-#[derive(Default)]
-struct MessageRows {
-    conv: Vec<String>,
-    seq: Vec<i64>,
-    msg_id: Vec<i64>,
-    from: Vec<String>,
-    to: Vec<Option<String>>,
-    group: Vec<Option<String>>,
-    kind: Vec<String>,
-    content: Vec<String>,
-    ts: Vec<i64>,
-    cmid: Vec<Option<String>>,
-    inboxed: Vec<bool>,
-}
-
-impl MessageRows {
-    fn push(&mut self, m: &StoredMessage, content: &str, inboxed: bool) {
-        self.conv.push(m.conv.clone());
-        self.seq.push(sql_seq(m.seq));
-        self.msg_id.push(m.msg_id as i64);
-        self.from.push(m.from.clone());
-        self.to.push(m.to.clone());
-        self.group.push(m.group.clone());
-        self.kind.push(m.kind.clone());
-        self.content.push(content.to_owned());
-        self.ts.push(m.ts);
-        self.cmid.push(m.client_msg_id.clone());
-        self.inboxed.push(inboxed);
-    }
-}
-
-/// A stored message's conversation list entries and the sender's
-/// positions, made in `rows`.
-fn user_effects(rows: &mut UserRows, m: &NewMessage, seq: i64) {
-    // Conversation list entries.
-    for p in &m.participants {
-        let peer = if m.group.is_some() {
-            None
-        } else if *p == m.from {
-            m.to.clone()
-        } else {
-            Some(m.from.clone())
-        };
-        rows.entry((p.clone(), m.conv.clone()))
-            .or_insert_with(|| UserRow::new(peer, m.group.clone(), 0));
-    }
-    // The sender has read their own message. Their queue position follows
-    // when nothing was queued for them before it (in `dm:x:x` the message
-    // is queued for x's other devices).
-    let queue_follows = m.to.as_deref() != Some(m.from.as_str());
-    if let Some(r) = rows.get_mut(&(m.from.clone(), m.conv.clone())) {
-        if r.until.is_none() {
-            r.read = r.read.max(seq);
-            r.delivered = r.delivered.max(seq);
-            r.read_at = r.read_at.max(m.ts);
-            if queue_follows && r.inbox == seq - 1 {
-                r.inbox = seq;
-            }
-            r.changed = true;
-        }
-    }
-}
-
-/// Columns of user rows a batch creates or changes.
-#[derive(Default)]
-struct UserCols {
-    user: Vec<String>,
-    conv: Vec<String>,
-    peer: Vec<Option<String>>,
-    group: Vec<Option<String>>,
-    read: Vec<i64>,
-    delivered: Vec<i64>,
-    read_at: Vec<i64>,
-    inbox: Vec<i64>,
-    until: Vec<Option<i64>>,
-    until_ts: Vec<Option<i64>>,
-}
-
-/// The user rows a batch created and those it changed.
-fn user_row_changes(rows: UserRows) -> (UserCols, UserCols) {
-    let (mut ins, mut upd) = (UserCols::default(), UserCols::default());
-    for ((user, conv), r) in rows {
-        if !r.changed {
-            continue;
-        }
-        let cols = if r.new { &mut ins } else { &mut upd };
-        cols.user.push(user);
-        cols.conv.push(conv);
-        cols.peer.push(r.peer);
-        cols.group.push(r.group);
-        cols.read.push(r.read);
-        cols.delivered.push(r.delivered);
-        cols.read_at.push(r.read_at);
-        cols.inbox.push(r.inbox);
-        cols.until.push(r.until);
-        cols.until_ts.push(r.until_ts);
-    }
-    (ins, upd)
-}
-
-/// A stored group message's membership change (in the database) and user
-/// rows (in `rows`), in the embedded store's order. Returns whether the
-/// message enters queues.
-async fn group_effects(
-    c: &mut PgConnection,
-    rows: &mut UserRows,
-    m: &NewMessage,
-    gid: &str,
-    seq: i64,
-    members: Option<u64>,
-) -> StoreResult<bool> {
-    // Joining first: a new member gets their own join message.
-    match &m.change {
-        Some(MemberChange::Create { .. }) => {
-            add_member(c, rows, gid, &m.conv, &m.from, seq).await?
-        }
-        Some(MemberChange::Join(u)) => add_member(c, rows, gid, &m.conv, u, seq).await?,
-        _ => {}
-    }
-    // Counting first spares loading a large (read-diffused) group's member
-    // list for every message.
-    let inboxed = match (rules::members_to_count(m.inbox_members_up_to), members) {
-        (None, _) => false,
-        (Some(_), Some(n)) => rules::enters_queues(n, m.inbox_members_up_to),
-        (Some(limit), None) => {
-            let n = member_count_up_to(c, gid, limit).await?;
-            rules::enters_queues(n, m.inbox_members_up_to)
-        }
-    };
-    user_effects(rows, m, seq);
-    if let Some(MemberChange::Leave(u)) = &m.change {
-        remove_member(c, rows, gid, &m.conv, u, seq, m.ts).await?;
-    }
-    Ok(inboxed)
-}
-
 /// A user's row in a conversation, as acks see it.
 struct AckRow {
-    delivered: i64,
-    until: Option<i64>,
-    inbox: i64,
-    max: i64,
+    pos: rules::Positions,
+    max: u64,
     changed: bool,
 }
 
@@ -408,6 +64,30 @@ struct ReceiptChecks {
 impl Dialect for Pg {
     type DB = Postgres;
     const NAME: &'static str = "postgres";
+    const SLOT: usize = 0;
+    const NUMBERED: bool = true;
+    const GROUPS: &'static str = "groups";
+    const OWNER: &'static str = "owner";
+    const UPSERT_REVOKED: &'static str =
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO UPDATE SET expires_at = \
+         GREATEST(revoked_tokens.expires_at, EXCLUDED.expires_at)";
+
+    fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
+        Ok(r.try_get::<i64, _>(i)? as u64)
+    }
+
+    fn client_msg_id_at(r: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+        r.try_get(i)
+    }
+
+    fn flag_at(r: &PgRow, i: usize) -> Result<bool, sqlx::Error> {
+        r.try_get(i)
+    }
+
+    fn rows_affected(r: &sqlx::postgres::PgQueryResult) -> u64 {
+        r.rows_affected()
+    }
 
     fn retryable(e: &sqlx::Error) -> bool {
         let sqlx::Error::Database(db) = e else {
@@ -420,34 +100,6 @@ impl Dialect for Pg {
         let jitter = u64::from(jitter % 1000);
         let base = 1000 * u64::from(attempt.min(6));
         Duration::from_micros(base + jitter * u64::from(attempt))
-    }
-
-    async fn message(
-        c: &mut PgConnection,
-        conv: &str,
-        seq: u64,
-        lock: bool,
-    ) -> StoreResult<Option<StoredMessage>> {
-        let sql = if lock {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq = $2 FOR UPDATE"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq = $2"
-            )
-        };
-        let row = sqlx::query(sql)
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        row.map(|r| message_at(&r, 0)).transpose().map_err(be)
     }
 
     async fn create_user(c: &mut PgConnection, u: &UserRecord) -> StoreResult<()> {
@@ -467,26 +119,6 @@ impl Dialect for Pg {
             return Err(StoreError::Conflict);
         }
         Ok(())
-    }
-
-    async fn get_user(c: &mut PgConnection, user: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = $1",
-        )
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        row.map(|r| {
-            Ok(UserRecord {
-                user: r.try_get(0)?,
-                name: r.try_get(1)?,
-                password_hash: r.try_get(2)?,
-                created_at: r.try_get(3)?,
-            })
-        })
-        .transpose()
-        .map_err(be)
     }
 
     async fn friend_request(
@@ -570,35 +202,6 @@ impl Dialect for Pg {
         Ok(out)
     }
 
-    async fn max_msg_id(c: &mut PgConnection, node: u16) -> StoreResult<u64> {
-        // Walks the msg_id index down from the top to this node's newest id.
-        let sql = format!(
-            "SELECT msg_id FROM messages WHERE {} = $1 ORDER BY msg_id DESC LIMIT 1",
-            tern_core::ids::SQL_NODE_OF_MSG_ID
-        );
-        let v: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(node))
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn max_seq(c: &mut PgConnection, conv: &str) -> StoreResult<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT max_seq FROM convs WHERE conv = $1")
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    /// Appends a batch in the caller's transaction. Locks the batch's
-    /// conversations (in sorted order) first: that serializes appends to a
-    /// conversation across connections and nodes, and makes the seq counter
-    /// and the dedup lookup exact. The batch is written with a handful of bulk
-    /// statements whatever its size; only group messages add statements of
-    /// their own (the membership check, and membership changes).
     async fn count_users(c: &mut PgConnection, users: &[String]) -> StoreResult<u64> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = ANY($1::text[])")
@@ -613,292 +216,9 @@ impl Dialect for Pg {
         c: &mut PgConnection,
         batch: &[NewMessage],
     ) -> StoreResult<Vec<Appended>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut convs: Vec<String> = batch.iter().map(|m| m.conv.clone()).collect();
-        convs.sort_unstable();
-        convs.dedup();
-        // Creates missing counters and locks every row, in the array's order;
-        // the no-op update takes the lock on existing rows.
-        let locked: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO convs (conv, max_seq, updated_at) \
-             SELECT c, 0, 0 FROM unnest($1::text[]) WITH ORDINALITY AS t(c, i) ORDER BY i \
-             ON CONFLICT (conv) DO UPDATE SET max_seq = convs.max_seq \
-             RETURNING conv, max_seq",
-        )
-        .bind(&convs)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        let mut next: HashMap<String, i64> = locked.into_iter().collect();
-        let mut activity: HashMap<String, i64> = HashMap::new();
-
-        // Stored before: answered as duplicates. A concurrent duplicate in
-        // another conversation, not yet committed, makes the insert into
-        // `client_ids` fail; the caller retries and finds it here.
-        let mut seen: HashMap<(String, String), StoredMessage> = HashMap::new();
-        {
-            let (froms, cmids): (Vec<String>, Vec<String>) = batch
-                .iter()
-                .filter_map(|m| Some((m.from.clone(), m.client_msg_id.clone()?)))
-                .unzip();
-            if !froms.is_empty() {
-                let rows = sqlx::query(concat!(
-                    "SELECT k.from_user, k.client_msg_id, ",
-                    msg_cols!(),
-                    " FROM unnest($1::text[], $2::text[]) AS q(f, k) \
-                     JOIN client_ids k ON k.from_user = q.f AND k.client_msg_id = q.k \
-                     JOIN messages m ON m.conv = k.conv AND m.seq = k.seq"
-                ))
-                .bind(&froms)
-                .bind(&cmids)
-                .fetch_all(&mut *c)
-                .await
-                .map_err(be)?;
-                for r in rows {
-                    let key: (String, String) =
-                        (r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?);
-                    seen.insert(key, message_at(&r, 2).map_err(be)?);
-                }
-            }
-        }
-
-        // Every existing user row the batch may change, locked in one sorted
-        // pass (the order acks and offline fetches lock in too), so that no
-        // statement below waits for a row lock, and read into `user_rows`.
-        let mut user_rows = UserRows::new();
-        {
-            let mut keys: Vec<(String, String)> = Vec::new();
-            for m in batch {
-                keys.push((m.from.clone(), m.conv.clone()));
-                keys.extend(m.participants.iter().map(|p| (p.clone(), m.conv.clone())));
-                if let Some(MemberChange::Join(u) | MemberChange::Leave(u)) = &m.change {
-                    keys.push((u.clone(), m.conv.clone()));
-                }
-            }
-            keys.sort_unstable();
-            keys.dedup();
-            let (users, cs): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-            let rows = sqlx::query(
-                "SELECT uc.user_id, uc.conv, uc.peer, uc.group_id, uc.read_seq, uc.delivered_seq, \
-                        uc.read_updated_at, uc.inbox_seq, uc.until_seq, uc.until_ts \
-                 FROM user_convs uc JOIN unnest($1::text[], $2::text[]) AS q(u, c) \
-                     ON uc.user_id = q.u AND uc.conv = q.c \
-                 ORDER BY uc.user_id, uc.conv FOR UPDATE OF uc",
-            )
-            .bind(&users)
-            .bind(&cs)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-            for r in rows {
-                let key = (r.try_get(0).map_err(be)?, r.try_get(1).map_err(be)?);
-                let row = UserRow {
-                    peer: r.try_get(2).map_err(be)?,
-                    group: r.try_get(3).map_err(be)?,
-                    read: r.try_get(4).map_err(be)?,
-                    delivered: r.try_get(5).map_err(be)?,
-                    read_at: r.try_get(6).map_err(be)?,
-                    inbox: r.try_get(7).map_err(be)?,
-                    until: r.try_get(8).map_err(be)?,
-                    until_ts: r.try_get(9).map_err(be)?,
-                    new: false,
-                    changed: false,
-                };
-                user_rows.insert(key, row);
-            }
-        }
-
-        let mut out = Vec::with_capacity(batch.len());
-        let mut rows = MessageRows::default();
-        let mut group_versions: Vec<(String, i64)> = Vec::new();
-        for m in batch {
-            // Members counted by the gate, for a write-diffusion decision.
-            let mut members = None;
-            if let Some(cmid) = &m.client_msg_id {
-                if let Some(orig) = seen.get(&(m.from.clone(), cmid.clone())) {
-                    out.push(Appended::Duplicate(orig.clone()));
-                    continue;
-                }
-            }
-            if let Some(gid) = &m.group {
-                match group_gate(c, m, gid).await? {
-                    Ok(count) => members = count,
-                    Err(refusal) => {
-                        out.push(Appended::Refused(refusal));
-                        continue;
-                    }
-                }
-            }
-            let counter = next.entry(m.conv.clone()).or_insert(0);
-            *counter += 1;
-            let seq = *counter;
-            let at = activity.entry(m.conv.clone()).or_insert(m.ts);
-            *at = (*at).max(m.ts);
-            let stored = m.stored(seq as u64);
-            if let Some(cmid) = &m.client_msg_id {
-                seen.insert((m.from.clone(), cmid.clone()), stored.clone());
-            }
-            let inboxed = match &m.group {
-                None => {
-                    user_effects(&mut user_rows, m, seq);
-                    true
-                }
-                Some(gid) => {
-                    let inboxed = group_effects(c, &mut user_rows, m, gid, seq, members).await?;
-                    if m.kind == "system" {
-                        group_versions.push((gid.clone(), seq));
-                    }
-                    inboxed
-                }
-            };
-            rows.push(&stored, &m.content, inboxed);
-            out.push(Appended::New(stored));
-        }
-
-        if !rows.seq.is_empty() {
-            let (cs, (tops, ats)): (Vec<String>, (Vec<i64>, Vec<i64>)) = activity
-                .into_iter()
-                .map(|(conv, at)| {
-                    let top = next.get(&conv).copied().unwrap_or(0);
-                    (conv, (top, at))
-                })
-                .unzip();
-            let (ins, upd) = user_row_changes(user_rows);
-            // Everything in one statement. The insert into `client_ids` is a
-            // plain one: a concurrent duplicate fails it (unique violation) and
-            // the whole transaction is retried. The `user_convs` rows are
-            // locked, so the values computed from them are current; the new
-            // ones are new (their conversation is locked).
-            sqlx::query(
-                "WITH m AS ( \
-                     INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, \
-                                           content, ts, client_msg_id, inboxed) \
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], \
-                         $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], \
-                         $11::bool[])), \
-                 k AS ( \
-                     INSERT INTO client_ids (from_user, client_msg_id, conv, seq) \
-                     SELECT f, k, c, s FROM unnest($4::text[], $10::text[], $1::text[], $2::int8[]) \
-                         AS t(f, k, c, s) WHERE k IS NOT NULL), \
-                 cv AS ( \
-                     UPDATE convs SET max_seq = v.top, updated_at = GREATEST(convs.updated_at, v.at) \
-                     FROM unnest($12::text[], $13::int8[], $14::int8[]) AS v(c, top, at) \
-                     WHERE convs.conv = v.c), \
-                 ui AS ( \
-                     INSERT INTO user_convs (user_id, conv, peer, group_id, read_seq, delivered_seq, \
-                                             read_updated_at, inbox_seq, until_seq, until_ts) \
-                     SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], \
-                         $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], \
-                         $24::int8[])), \
-                 uu AS ( \
-                     UPDATE user_convs uc SET read_seq = v.r, delivered_seq = v.d, \
-                         read_updated_at = v.ra, inbox_seq = v.i, until_seq = v.us, \
-                         until_ts = v.ut \
-                     FROM unnest($25::text[], $26::text[], $27::int8[], $28::int8[], $29::int8[], \
-                         $30::int8[], $31::int8[], $32::int8[]) AS v(u, c, r, d, ra, i, us, ut) \
-                     WHERE uc.user_id = v.u AND uc.conv = v.c) \
-                 SELECT 1",
-            )
-            .bind(&rows.conv)
-            .bind(&rows.seq)
-            .bind(&rows.msg_id)
-            .bind(&rows.from)
-            .bind(&rows.to)
-            .bind(&rows.group)
-            .bind(&rows.kind)
-            .bind(&rows.content)
-            .bind(&rows.ts)
-            .bind(&rows.cmid)
-            .bind(&rows.inboxed)
-            .bind(&cs)
-            .bind(&tops)
-            .bind(&ats)
-            .bind(&ins.user)
-            .bind(&ins.conv)
-            .bind(&ins.peer)
-            .bind(&ins.group)
-            .bind(&ins.read)
-            .bind(&ins.delivered)
-            .bind(&ins.read_at)
-            .bind(&ins.inbox)
-            .bind(&ins.until)
-            .bind(&ins.until_ts)
-            .bind(&upd.user)
-            .bind(&upd.conv)
-            .bind(&upd.read)
-            .bind(&upd.delivered)
-            .bind(&upd.read_at)
-            .bind(&upd.inbox)
-            .bind(&upd.until)
-            .bind(&upd.until_ts)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        }
-        if !group_versions.is_empty() {
-            let (gids, vs): (Vec<String>, Vec<i64>) = group_versions.into_iter().unzip();
-            sqlx::query(
-                "UPDATE groups SET version = GREATEST(groups.version, v.s) \
-                 FROM (SELECT g, max(s) AS s FROM unnest($1::text[], $2::int8[]) AS t(g, s) GROUP BY g) v \
-                 WHERE groups.gid = v.g",
-            )
-            .bind(&gids)
-            .bind(&vs)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        }
-        Ok(out)
+        append::append(c, batch).await
     }
 
-    async fn page(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        lo: i64,
-        hi: i64,
-        limit: u32,
-        newest: bool,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = if newest {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq DESC LIMIT $5"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conv = $1 AND m.seq > $3 AND m.seq <= $4 \
-                 AND NOT EXISTS (SELECT 1 FROM hidden h \
-                     WHERE h.user_id = $2 AND h.conv = m.conv AND h.seq = m.seq) \
-                 ORDER BY m.seq ASC LIMIT $5"
-            )
-        };
-        let rows = sqlx::query(sql)
-            .bind(conv)
-            .bind(user)
-            .bind(lo)
-            .bind(hi)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        rows.iter()
-            .map(|r| message_at(r, 0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(be)
-    }
-
-    /// Acks in order, in the caller's transaction: the rows are locked and
-    /// read at once, the acks applied to them in memory, and the rows written
-    /// and the receipts checked in one statement.
     /// Acks that only move queue positions (no delivered receipt to compute),
     /// in one statement: each position moves to the acked seq, clamped to the
     /// conversation's max seq and to a former member's end, and never back.
@@ -926,6 +246,9 @@ impl Dialect for Pg {
         Ok(())
     }
 
+    /// Acks in order, in the caller's transaction: the rows are locked and
+    /// read at once, the acks applied to them in memory ([`rules::ack`]), and
+    /// the rows written and the receipts checked in one statement.
     async fn ack_many(c: &mut PgConnection, acks: &[AckMark]) -> StoreResult<Vec<Option<u64>>> {
         if acks.is_empty() {
             return Ok(Vec::new());
@@ -956,10 +279,16 @@ impl Dialect for Pg {
             state.insert(
                 key,
                 AckRow {
-                    delivered: r.try_get(2).map_err(be)?,
-                    until: r.try_get(3).map_err(be)?,
-                    inbox: r.try_get(4).map_err(be)?,
-                    max: r.try_get(5).map_err(be)?,
+                    pos: rules::Positions {
+                        delivered: seq_at(&r, 2)?,
+                        until: r
+                            .try_get::<Option<i64>, _>(3)
+                            .map_err(be)?
+                            .map(|u| u.max(0) as u64),
+                        inbox: seq_at(&r, 4)?,
+                        ..Default::default()
+                    },
+                    max: seq_at(&r, 5)?,
                     changed: false,
                 },
             );
@@ -971,33 +300,19 @@ impl Dialect for Pg {
             let Some(uc) = state.get_mut(&(a.user.clone(), a.conv.clone())) else {
                 continue;
             };
-            let mut top = sql_seq(a.seq).min(uc.max);
-            if let Some(until) = uc.until {
-                top = top.min(until);
-            }
-            // The delivered position only feeds 1:1 delivered receipts: without
-            // a peer to tell, moving the queue position is all an ack does.
-            let delivered = match a.receipt_for {
-                Some(_) if top > uc.delivered => top,
-                _ => uc.delivered,
-            };
-            if top <= uc.inbox && delivered == uc.delivered {
+            let Some(mv) = rules::ack(&uc.pos, uc.max, a.seq, a.receipt_for.is_some()) else {
                 continue;
-            }
-            let old = uc.delivered;
-            uc.inbox = uc.inbox.max(top);
-            uc.delivered = delivered;
+            };
+            uc.pos.inbox = mv.inbox;
+            uc.pos.delivered = mv.delivered;
             uc.changed = true;
-            let Some(peer) = &a.receipt_for else {
+            let (Some(peer), Some((lo, hi))) = (&a.receipt_for, mv.receipt) else {
                 continue;
             };
-            if delivered == old {
-                continue;
-            }
             checks.index.push(i as i64);
             checks.conv.push(a.conv.clone());
-            checks.lo.push(old);
-            checks.hi.push(top);
+            checks.lo.push(sql_seq(lo));
+            checks.hi.push(sql_seq(hi));
             checks.peer.push(peer.clone());
         }
         let mut upd: (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>) = Default::default();
@@ -1005,8 +320,8 @@ impl Dialect for Pg {
             if r.changed {
                 upd.0.push(user);
                 upd.1.push(conv);
-                upd.2.push(r.inbox);
-                upd.3.push(r.delivered);
+                upd.2.push(sql_seq(r.pos.inbox));
+                upd.3.push(sql_seq(r.pos.delivered));
             }
         }
         if upd.0.is_empty() {
@@ -1046,66 +361,6 @@ impl Dialect for Pg {
         Ok(out)
     }
 
-    async fn read_position(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        lock: bool,
-    ) -> StoreResult<Option<(u64, Option<u64>)>> {
-        let sql = if lock {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2 FOR UPDATE"
-        } else {
-            "SELECT read_seq, until_seq FROM user_convs WHERE user_id = $1 AND conv = $2"
-        };
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(sql)
-            .bind(user)
-            .bind(conv)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(row.map(|(r, u)| (r.max(0) as u64, u.map(|u| u.max(0) as u64))))
-    }
-
-    async fn set_read(
-        c: &mut PgConnection,
-        user: &str,
-        conv: &str,
-        seq: u64,
-        now: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE user_convs SET read_seq = $3, delivered_seq = GREATEST(delivered_seq, $3), \
-                 read_updated_at = $4 \
-             WHERE user_id = $1 AND conv = $2",
-        )
-        .bind(user)
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(())
-    }
-
-    async fn clear(c: &mut PgConnection, conv: &str, seq: u64, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE messages SET content = NULL, recalled = true WHERE conv = $1 AND seq = $2",
-        )
-        .bind(conv)
-        .bind(sql_seq(seq))
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-        sqlx::query("UPDATE convs SET updated_at = GREATEST(updated_at, $2) WHERE conv = $1")
-            .bind(conv)
-            .bind(now)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(())
-    }
-
     async fn count_messages(c: &mut PgConnection, conv: &str, seqs: &[i64]) -> StoreResult<u64> {
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM messages WHERE conv = $1 AND seq = ANY($2)")
@@ -1129,34 +384,6 @@ impl Dialect for Pg {
         .await
         .map_err(be)?;
         Ok(())
-    }
-
-    async fn conv_rows(c: &mut PgConnection, user: &str) -> StoreResult<Vec<ConvRow>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                    uc.until_ts, uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = $1",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConvRow {
-                    conv: r.try_get(0)?,
-                    peer: r.try_get(1)?,
-                    group: r.try_get(2)?,
-                    max_seq: r.try_get(3)?,
-                    read: r.try_get(4)?,
-                    until: r.try_get(5)?,
-                    until_ts: r.try_get(6)?,
-                    read_at: r.try_get(7)?,
-                    conv_at: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     /// The newest message each user can see and has not deleted, for all
@@ -1187,35 +414,10 @@ impl Dialect for Pg {
         for r in rows {
             let i: i64 = r.try_get(0).map_err(be)?;
             if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
-                *slot = Some(message_at(&r, 1).map_err(be)?);
+                *slot = Some(Pg::message_at(&r, 1).map_err(be)?);
             }
         }
         Ok(out)
-    }
-
-    async fn queue_spans(c: &mut PgConnection, user: &str) -> StoreResult<Vec<QueueSpan>> {
-        let rows = sqlx::query(
-            "SELECT uc.conv, uc.inbox_seq, LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq)), \
-                    COALESCE(uc.peer = uc.user_id, false) \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
-             WHERE uc.user_id = $1 \
-               AND uc.inbox_seq < LEAST(cv.max_seq, COALESCE(uc.until_seq, cv.max_seq))",
-        )
-        .bind(user)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueSpan {
-                    conv: r.try_get(0)?,
-                    from: r.try_get::<i64, _>(1)?.max(0) as u64,
-                    to: r.try_get::<i64, _>(2)?.max(0) as u64,
-                    own_too: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(be)
     }
 
     /// All pages in one query.
@@ -1252,7 +454,7 @@ impl Dialect for Pg {
         for r in &rows {
             let i: i64 = r.try_get(0).map_err(be)?;
             if let Some(page) = usize::try_from(i - 1).ok().and_then(|i| pages.get_mut(i)) {
-                page.push(message_at(r, 1).map_err(be)?);
+                page.push(Pg::message_at(r, 1).map_err(be)?);
             }
         }
         Ok(pages)
@@ -1284,76 +486,6 @@ impl Dialect for Pg {
         Ok(())
     }
 
-    async fn get_group(c: &mut PgConnection, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        let head: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT name, owner, created_at FROM groups WHERE gid = $1")
-                .bind(gid)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(be)?;
-        let Some((name, owner, created_at)) = head else {
-            return Ok(None);
-        };
-        let members: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM group_members WHERE gid = $1 ORDER BY join_order",
-        )
-        .bind(gid)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(Some(GroupRecord {
-            gid: gid.to_owned(),
-            name,
-            owner,
-            members,
-            created_at,
-        }))
-    }
-
-    /// Kept in `groups.version` by every `system` message of the group (only
-    /// membership changes are), so nodes can ask cheaply.
-    async fn group_version(c: &mut PgConnection, gid: &str) -> StoreResult<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM groups WHERE gid = $1")
-            .bind(gid)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(be)?;
-        Ok(v.map(|v| v as u64))
-    }
-
-    async fn read_positions(
-        c: &mut PgConnection,
-        gid: &str,
-        conv: &str,
-    ) -> StoreResult<Vec<(String, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT gm.user_id, COALESCE(uc.read_seq, 0) FROM group_members gm \
-             LEFT JOIN user_convs uc ON uc.user_id = gm.user_id AND uc.conv = $2 \
-             WHERE gm.gid = $1 ORDER BY gm.join_order",
-        )
-        .bind(gid)
-        .bind(conv)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(rows.into_iter().map(|(u, s)| (u, s as u64)).collect())
-    }
-
-    /// Current group memberships of `user`: the user's group conversations
-    /// (primary key prefix) whose group still lists the user.
-    async fn group_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM user_convs uc \
-             JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
-             WHERE uc.user_id = $1 AND uc.group_id IS NOT NULL",
-        )
-        .bind(user)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(be)?;
-        Ok(n.max(0) as u64)
-    }
-
     /// Unanswered requests `user` sent (primary key prefix).
     async fn outgoing_request_count(c: &mut PgConnection, user: &str) -> StoreResult<u64> {
         let n: i64 =
@@ -1363,18 +495,5 @@ impl Dialect for Pg {
                 .await
                 .map_err(be)?;
         Ok(n.max(0) as u64)
-    }
-
-    async fn revoke_token(
-        c: &mut PgConnection,
-        jti: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<()> {
-        revocations::revoke(c, jti, expires_at, now).await
-    }
-
-    async fn revoked_tokens(c: &mut PgConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-        revocations::list(c, now).await
     }
 }

@@ -28,30 +28,3 @@ pub async fn init(c: &mut PgConnection) -> StoreResult<()> {
     tx.commit().await.map_err(be)?;
     Ok(())
 }
-
-pub async fn revoke(c: &mut PgConnection, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
-    sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
-         ON CONFLICT (jti) DO UPDATE SET expires_at = \
-         GREATEST(revoked_tokens.expires_at, EXCLUDED.expires_at)",
-    )
-    .bind(jti)
-    .bind(expires_at)
-    .execute(&mut *c)
-    .await
-    .map_err(be)?;
-    Ok(())
-}
-
-pub async fn list(c: &mut PgConnection, now: i64) -> StoreResult<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
-        .bind(now)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)
-}
