@@ -1,90 +1,62 @@
 //! Error codes (PROTOCOL.md 2.10, 3) and WebSocket close codes.
 
-/// Every error code a client can see, in `error` frames and HTTP bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    BadFrame,
-    UnknownType,
-    Invalid,
-    Unauthenticated,
-    BadCredentials,
-    Forbidden,
-    NotMember,
-    NoSuchUser,
-    NoSuchGroup,
-    UserExists,
-    ContentTooLarge,
-    RateLimited,
-    Unavailable,
+/// Declares [`ErrorCode`] with its wire name and HTTP status, and its
+/// complete list [`ErrorCode::ALL`]: a code cannot be added without being
+/// listed (tests check that each listed code is documented).
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident = $s:literal, $status:literal;)*) => {
+        /// Every error code a client can see, in `error` frames and HTTP bodies.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: [ErrorCode; [$($s),*].len()] = [$(ErrorCode::$name),*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $s,)*
+                }
+            }
+
+            /// The HTTP status that carries this code (PROTOCOL.md 3, 6).
+            pub const fn http_status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$name => $status,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BadFrame = "bad_frame", 400;
+    UnknownType = "unknown_type", 400;
+    Invalid = "invalid", 400;
+    Unauthenticated = "unauthenticated", 401;
+    BadCredentials = "bad_credentials", 401;
+    Forbidden = "forbidden", 403;
+    NotMember = "not_member", 403;
+    NoSuchUser = "no_such_user", 404;
+    NoSuchGroup = "no_such_group", 404;
+    UserExists = "user_exists", 409;
+    ContentTooLarge = "content_too_large", 413;
+    RateLimited = "rate_limited", 429;
+    Unavailable = "unavailable", 503;
     /// HTTP only: no such endpoint (404).
-    NotFound,
+    NotFound = "not_found", 404;
     /// HTTP only: the endpoint exists, not with this method (405).
-    MethodNotAllowed,
+    MethodNotAllowed = "method_not_allowed", 405;
     /// HTTP only: the request was not read or answered in time (408).
-    Timeout,
+    Timeout = "timeout", 408;
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
-        ErrorCode::BadFrame,
-        ErrorCode::UnknownType,
-        ErrorCode::Invalid,
-        ErrorCode::Unauthenticated,
-        ErrorCode::BadCredentials,
-        ErrorCode::Forbidden,
-        ErrorCode::NotMember,
-        ErrorCode::NoSuchUser,
-        ErrorCode::NoSuchGroup,
-        ErrorCode::UserExists,
-        ErrorCode::ContentTooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::Unavailable,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::Timeout,
-    ];
-
     /// The code of this name, if this version knows it.
     pub fn parse(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::Invalid => "invalid",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::BadCredentials => "bad_credentials",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotMember => "not_member",
-            ErrorCode::NoSuchUser => "no_such_user",
-            ErrorCode::NoSuchGroup => "no_such_group",
-            ErrorCode::UserExists => "user_exists",
-            ErrorCode::ContentTooLarge => "content_too_large",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Timeout => "timeout",
-        }
-    }
-
-    /// The HTTP status that carries this code (PROTOCOL.md 3).
-    pub const fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::BadFrame | ErrorCode::UnknownType | ErrorCode::Invalid => 400,
-            ErrorCode::Unauthenticated | ErrorCode::BadCredentials => 401,
-            ErrorCode::Forbidden | ErrorCode::NotMember => 403,
-            ErrorCode::NoSuchUser | ErrorCode::NoSuchGroup => 404,
-            ErrorCode::UserExists => 409,
-            ErrorCode::ContentTooLarge => 413,
-            ErrorCode::RateLimited => 429,
-            ErrorCode::Unavailable => 503,
-            ErrorCode::NotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Timeout => 408,
-        }
     }
 }
 
@@ -107,16 +79,32 @@ mod tests {
     }
 }
 
-/// WebSocket close codes used by the server.
+/// WebSocket close codes used by the server (PROTOCOL.md 7).
 pub mod close {
+    /// Idle timeout, or a connection that ended normally.
+    pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
     /// A text frame over the frame limit.
     pub const TOO_BIG: u16 = 1009;
+    /// A backend failed while the session started (after an `error` frame,
+    /// usually `unavailable`).
+    pub const INTERNAL: u16 = 1011;
     /// Bad or missing token, or a frame before `auth`.
     pub const UNAUTHENTICATED: u16 = 4001;
     /// Over the frame rate for too long, or a reader too slow for its queue.
     pub const POLICY: u16 = 4008;
     /// The same user logged in again with the same device.
     pub const REPLACED: u16 = 4009;
+
+    /// Every close code the server sends.
+    pub const ALL: [u16; 7] = [
+        NORMAL,
+        GOING_AWAY,
+        TOO_BIG,
+        INTERNAL,
+        UNAUTHENTICATED,
+        POLICY,
+        REPLACED,
+    ];
 }

@@ -8,71 +8,55 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// Every request type a client may send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameType {
-    Auth,
-    Ping,
-    Send,
-    Ack,
-    Read,
-    Sync,
-    History,
-    Recall,
-    Delete,
-    Presence,
-    Typing,
-    State,
-    Join,
-    Leave,
-    RoomSend,
-    ReadStatus,
+/// Declares [`FrameType`] with its wire names and its complete list
+/// [`FrameType::ALL`]: a type cannot be parsed without being listed (tests
+/// check that each listed type is documented).
+macro_rules! frame_types {
+    ($($name:ident = $s:literal;)*) => {
+        /// Every request type a client may send.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum FrameType {
+            $($name,)*
+        }
+
+        impl FrameType {
+            /// Every type, in declaration order.
+            pub const ALL: [FrameType; [$($s),*].len()] = [$(FrameType::$name),*];
+
+            /// The `type` on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(FrameType::$name => $s,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<FrameType> {
+                Some(match s {
+                    $($s => FrameType::$name,)*
+                    _ => return None,
+                })
+            }
+        }
+    };
 }
 
-impl FrameType {
-    pub fn parse(s: &str) -> Option<FrameType> {
-        Some(match s {
-            "auth" => FrameType::Auth,
-            "ping" => FrameType::Ping,
-            "send" => FrameType::Send,
-            "ack" => FrameType::Ack,
-            "read" => FrameType::Read,
-            "sync" => FrameType::Sync,
-            "history" => FrameType::History,
-            "recall" => FrameType::Recall,
-            "delete" => FrameType::Delete,
-            "presence" => FrameType::Presence,
-            "typing" => FrameType::Typing,
-            "state" => FrameType::State,
-            "join" => FrameType::Join,
-            "leave" => FrameType::Leave,
-            "room_send" => FrameType::RoomSend,
-            "read_status" => FrameType::ReadStatus,
-            _ => return None,
-        })
-    }
-
-    /// The `type` that names it on the wire.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FrameType::Auth => "auth",
-            FrameType::Ping => "ping",
-            FrameType::Send => "send",
-            FrameType::Ack => "ack",
-            FrameType::Read => "read",
-            FrameType::Sync => "sync",
-            FrameType::History => "history",
-            FrameType::Recall => "recall",
-            FrameType::Delete => "delete",
-            FrameType::Presence => "presence",
-            FrameType::Typing => "typing",
-            FrameType::State => "state",
-            FrameType::Join => "join",
-            FrameType::Leave => "leave",
-            FrameType::RoomSend => "room_send",
-            FrameType::ReadStatus => "read_status",
-        }
-    }
+frame_types! {
+    Auth = "auth";
+    Ping = "ping";
+    Send = "send";
+    Ack = "ack";
+    Read = "read";
+    Sync = "sync";
+    History = "history";
+    Recall = "recall";
+    Delete = "delete";
+    Presence = "presence";
+    Typing = "typing";
+    State = "state";
+    Join = "join";
+    Leave = "leave";
+    RoomSend = "room_send";
+    ReadStatus = "read_status";
 }
 
 /// A client frame: every field any request type uses, all optional.

@@ -174,7 +174,11 @@ pub mod tag {
                     d.deserialize_str(TagVisitor($s)).map(|()| $name)
                 }
             }
-        )*};
+        )*
+
+        /// The `type` of every frame the server sends.
+        pub const ALL: [&str; [$($s),*].len()] = [$($s),*];
+        };
     }
 
     tags! {

@@ -701,7 +701,9 @@ impl Config {
                 return bad("cluster mode needs both cluster.redis_url and cluster.nats_url");
             }
             if url.is_empty() {
-                return bad("cluster mode needs a shared store: set store.url");
+                return bad(
+                    "cluster mode needs a shared store: set store.url (or TERN_STORE__URL)",
+                );
             }
             if c.name.is_empty() || !tern_proto::ids::is_valid_name(&c.name) || c.name.contains('.')
             {
@@ -890,6 +892,69 @@ mod tests {
         assert_eq!("text".parse(), Ok(LogFormat::Text));
         assert_eq!("json".parse(), Ok(LogFormat::Json));
         assert!("JSON".parse::<LogFormat>().is_err());
+    }
+
+    /// The cluster configurations in `deploy/` take the store URL from the
+    /// environment and validate once it is there.
+    #[test]
+    fn deploy_configs_validate_with_a_store_url() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (file, url) in [
+            (
+                "deploy/cluster.toml",
+                "postgres://tern:pw@127.0.0.1:5432/tern",
+            ),
+            (
+                "deploy/cluster-mysql.toml",
+                "mysql://tern:pw@127.0.0.1:3306/tern",
+            ),
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let mut c: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(c.cluster.enabled(), "{file} is a cluster node");
+            assert_eq!(
+                c.store.url, "",
+                "{file}: the URL comes from TERN_STORE__URL"
+            );
+            let err = c.validate().expect_err("no store URL").to_string();
+            assert!(err.contains("TERN_STORE__URL"), "{file}: {err}");
+            c.store.url = url.to_owned();
+            c.validate().unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+
+    /// What `deploy/compose.yaml` mounts and builds from is in the
+    /// repository, and it sets every variable the node needs.
+    #[test]
+    fn compose_file_refers_to_files_that_exist() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let text = std::fs::read_to_string(deploy.join("compose.yaml")).unwrap();
+        let mut mounts = 0;
+        for line in text.lines().map(str::trim) {
+            if let Some(m) = line.strip_prefix("- ./") {
+                let file = m.split(':').next().unwrap();
+                assert!(deploy.join(file).is_file(), "compose.yaml mounts {file}");
+                mounts += 1;
+            }
+            if let Some(f) = line.strip_prefix("dockerfile: ") {
+                assert!(
+                    deploy.join("..").join(f).is_file(),
+                    "compose.yaml builds {f}"
+                );
+            }
+        }
+        assert!(mounts >= 2, "cluster.toml and nginx.conf are mounted");
+        assert!(
+            deploy.join("../.dockerignore").is_file(),
+            "the build context skips target/"
+        );
+        for var in [
+            "TERN_STORE__URL",
+            "TERN_CLUSTER__REDIS_URL",
+            "TERN_CLUSTER__NATS_URL",
+        ] {
+            assert!(text.contains(var), "compose.yaml sets {var}");
+        }
     }
 
     #[test]

@@ -4,7 +4,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
 use tern_server::config::LogFormat;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::EnvFilter;
 
 mod admin;
 mod bench;
@@ -18,6 +22,11 @@ struct Cli {
     /// configuration.
     #[arg(long, global = true, value_name = "text|json")]
     log_format: Option<LogFormat>,
+    /// On a fatal error, print its whole cause chain and, when one was
+    /// captured (`RUST_BACKTRACE=1`), its backtrace; also implied by a
+    /// `RUST_LOG` at `debug` or `trace`.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,8 +65,20 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let flag = cli.log_format;
+    let verbose = cli.verbose || rust_log_debug();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e, flag, verbose);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let flag = cli.log_format;
     // A command's configuration is loaded first: it names the log format.
     match cli.cmd {
@@ -115,15 +136,99 @@ fn start_log(flag: Option<LogFormat>, cfg: Option<&tern_server::Config>, level: 
     }
 }
 
+/// The format the log was installed with, for the fatal error.
+static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Where database notices are logged: PostgreSQL's "relation ... already
+/// exists, skipping" from the schema's `CREATE ... IF NOT EXISTS` at every
+/// start, which sqlx logs at INFO.
+const DB_NOTICES: &str = "sqlx::postgres::notice";
+
+/// `RUST_LOG` (default `level`), with database notices shown only when
+/// the filter asks for debug output or names them itself.
+fn log_filter(level: &str) -> EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = Some(spec.trim())
+        .filter(|s| !s.is_empty())
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    let debug = filter
+        .max_level_hint()
+        .is_some_and(|l| l >= LevelFilter::DEBUG);
+    if debug || spec.contains(DB_NOTICES) {
+        return filter;
+    }
+    match format!("{DB_NOTICES}=warn").parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
+/// Whether `RUST_LOG` asks for debug output (or more).
+fn rust_log_debug() -> bool {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .and_then(|f| f.max_level_hint())
+        .is_some_and(|l| l >= LevelFilter::DEBUG)
+}
+
+/// Prints a fatal error on stderr: one line for people (`tern: error:` and
+/// the cause chain joined by `: `), one JSON object in the log's format
+/// when the log is JSON. The debug form, with a backtrace if one was
+/// captured, only when `verbose`: a `RUST_BACKTRACE` left set in a shell
+/// does not turn every typo in a setting into a page of frames.
+fn report(e: &anyhow::Error, flag: Option<LogFormat>, verbose: bool) {
+    let format = LOG_FORMAT
+        .get()
+        .copied()
+        .or(flag)
+        .unwrap_or_else(format_from_env);
+    let message = if verbose {
+        format!("{e:?}")
+    } else {
+        // Some sources break their message over lines.
+        let chain = format!("{e:#}");
+        chain.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    match format {
+        LogFormat::Text => eprintln!("tern: error: {message}"),
+        LogFormat::Json => eprintln!("{}", json_error(&message)),
+    }
+}
+
+/// The format `TERN_LOG__FORMAT` names, when the configuration could not
+/// be read (that may be the fatal error).
+fn format_from_env() -> LogFormat {
+    std::env::var("TERN_LOG__FORMAT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default()
+}
+
+/// A fatal error as one line of the JSON log format.
+fn json_error(message: &str) -> String {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+    let mut timestamp = String::new();
+    let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+    // Written by hand to keep the log's key order.
+    let json = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        r#"{{"timestamp":{},"level":"ERROR","fields":{{"message":{}}},"target":"tern"}}"#,
+        json(&timestamp),
+        json(message)
+    )
+}
+
 /// Logs to stderr: `RUST_LOG` filters (default `level`); text is coloured
 /// only when stderr is a terminal and `NO_COLOR` is unset, so files and
 /// pipes get no escape codes; json writes one object per line.
 fn init_log(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = LOG_FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().with_ansi(false).init(),

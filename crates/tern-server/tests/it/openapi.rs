@@ -615,3 +615,22 @@ async fn real_answers_match_the_document() {
     assert_eq!(st, 401);
     s.stop().await;
 }
+
+/// Every operation of the served document is in docs/PROTOCOL.md's table
+/// of section 3, as `` `METHOD /path` ``: a route added without its line
+/// there fails here.
+#[test]
+fn every_operation_is_in_the_protocol_reference() {
+    let doc = serde_json::to_value(tern_server::openapi::document()).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/PROTOCOL.md");
+    let text = std::fs::read_to_string(path).expect("docs/PROTOCOL.md");
+    let missing: Vec<String> = operations(&doc)
+        .into_iter()
+        .map(|(method, path)| format!("| `{method} {path}`"))
+        .filter(|row| !text.contains(row.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/PROTOCOL.md section 3 lacks rows {missing:#?}"
+    );
+}
