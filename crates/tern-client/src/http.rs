@@ -283,7 +283,7 @@ impl Client {
     /// `client_msg_id` on 429 (after `Retry-After`), 503 and transport
     /// errors, up to `send_attempts` times.
     pub async fn send_http(&self, msg: OutMessage) -> Result<SendAnswer<'static>> {
-        let body = msg.to_frame_json(None)?;
+        let body = msg.body_json()?;
         let cfg = &self.inner.config;
         let mut attempt = 0;
         loop {

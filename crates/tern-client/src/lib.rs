@@ -48,6 +48,7 @@ pub use tern_proto::{close, ConvId, ErrorCode};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use tern_proto::frames::ClientFrame;
+use tern_proto::request::{self, Request};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,30 +145,31 @@ impl OutMessage {
         &self.client_msg_id
     }
 
-    /// The `send` frame, for a [`raw::Connection`] (it has no `id`:
-    /// [`raw::Connection::request`] gives it one).
-    pub fn send_frame(&self) -> ClientFrame<'_> {
-        self.frame(Some("send"))
-    }
-
-    /// The `send` frame (WebSocket, with `ty`) or `POST /v1/messages` body.
-    pub(crate) fn frame(&self, ty: Option<&'static str>) -> ClientFrame<'_> {
+    /// The `send` request of this message.
+    pub fn request(&self) -> Request<'_> {
         let (to, group) = match &self.target {
             Target::User(u) => (Some(Cow::Borrowed(u.as_str())), None),
             Target::Group(g) => (None, Some(Cow::Borrowed(g.as_str()))),
         };
-        ClientFrame {
-            ty: ty.map(Cow::Borrowed),
+        Request::Send(request::Send {
             to,
             group,
-            client_msg_id: Some(Cow::Borrowed(&self.client_msg_id)),
-            kind: Some(Cow::Borrowed(&self.kind)),
-            content: Some(&self.content),
-            ..ClientFrame::default()
-        }
+            client_msg_id: Cow::Borrowed(&self.client_msg_id),
+            kind: Cow::Borrowed(&self.kind),
+            content: &self.content,
+        })
     }
 
-    pub(crate) fn to_frame_json(&self, ty: Option<&'static str>) -> Result<String> {
-        serde_json::to_string(&self.frame(ty)).map_err(|e| Error::Invalid(e.to_string()))
+    /// The `send` frame, for a [`raw::Connection`] (it has no `id`:
+    /// [`raw::Connection::request`] gives it one).
+    pub fn send_frame(&self) -> ClientFrame<'_> {
+        self.request().into_frame(None)
+    }
+
+    /// The `POST /v1/messages` body: the `send` frame without `type`.
+    pub(crate) fn body_json(&self) -> Result<String> {
+        let mut frame = self.send_frame();
+        frame.ty = None;
+        serde_json::to_string(&frame).map_err(|e| Error::Invalid(e.to_string()))
     }
 }

@@ -64,6 +64,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 pub use tern_proto::frames::ClientFrame;
+pub use tern_proto::request::{self, Auth, Request};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -304,12 +305,11 @@ impl Connection {
 
     /// Sends `auth` and waits for its answer.
     pub async fn auth(&mut self, token: &str, device: &str) -> Result<AuthAnswer<'static>> {
-        let frame = ClientFrame {
-            ty: Some("auth".into()),
-            token: Some(token.into()),
+        let frame = Request::Auth(Auth {
+            token: token.into(),
             device: Some(device.into()),
-            ..ClientFrame::default()
-        };
+        })
+        .into_frame(None);
         self.request(frame).await?.answer()
     }
 

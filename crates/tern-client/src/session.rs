@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tern_proto::close;
-use tern_proto::frames::ClientFrame;
+use tern_proto::request::{self, ConvSeq, Request};
 use tern_proto::wire::{
     Empty, ErrorFrame, HistoryAnswer, MsgPush, MsgView, OfflineDone, OkFrame, PresenceAnswer,
     ReadAnswer, SendAnswer, SyncAnswer,
@@ -229,10 +229,9 @@ impl Session {
     }
 
     /// Sends a request and waits for its answer (the `ok` frame's text).
-    async fn call(&self, mut frame: ClientFrame<'_>, kind: ReqKind) -> Result<String> {
+    async fn call(&self, req: Request<'_>, kind: ReqKind) -> Result<String> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed).to_string();
-        frame.id = Some(Cow::Borrowed(&id));
-        let text = serde_json::to_string(&frame).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = req.to_json(Some(&id));
         let (reply, answer) = oneshot::channel();
         let cmd = Command::Request {
             id: id.clone(),
@@ -254,22 +253,11 @@ impl Session {
         }
     }
 
-    async fn request<T: DeserializeOwned>(
-        &self,
-        frame: ClientFrame<'_>,
-        kind: ReqKind,
-    ) -> Result<T> {
-        let text = self.call(frame, kind).await?;
+    async fn request<T: DeserializeOwned>(&self, req: Request<'_>, kind: ReqKind) -> Result<T> {
+        let text = self.call(req, kind).await?;
         serde_json::from_str::<OkFrame<'static, T>>(&text)
             .map(|f| f.body)
             .map_err(|e| Error::Protocol(format!("{e}: {text}")))
-    }
-
-    fn frame(ty: &'static str) -> ClientFrame<'static> {
-        ClientFrame {
-            ty: Some(Cow::Borrowed(ty)),
-            ..ClientFrame::default()
-        }
     }
 
     /// Sends a message and waits until it is stored. Retries with the same
@@ -280,9 +268,8 @@ impl Session {
         let cfg = &self.config;
         let mut attempt = 0;
         loop {
-            let frame = msg.send_frame();
             match self
-                .request::<SendAnswer<'static>>(frame, ReqKind::Send)
+                .request::<SendAnswer<'static>>(msg.request(), ReqKind::Send)
                 .await
             {
                 Err(e) if e.is_transient() && attempt + 1 < cfg.send_attempts => {
@@ -298,10 +285,8 @@ impl Session {
 
     /// `read`: moves the read position of `conv` to `seq`.
     pub async fn read(&self, conv: &str, seq: u64) -> Result<ReadAnswer> {
-        let mut f = Self::frame("read");
-        f.conv = Some(conv.into());
-        f.seq = Some(seq);
-        self.request(f, ReqKind::Other).await
+        self.request(Request::Read(conv_seq(conv, seq)), ReqKind::Other)
+            .await
     }
 
     /// `sync`: conversations updated after `since` (ms), newest first.
@@ -310,10 +295,8 @@ impl Session {
         since: Option<i64>,
         limit: Option<u64>,
     ) -> Result<SyncAnswer<'static>> {
-        let mut f = Self::frame("sync");
-        f.since = since;
-        f.limit = limit;
-        self.request(f, ReqKind::Other).await
+        let req = Request::Sync(request::Sync { since, limit });
+        self.request(req, ReqKind::Other).await
     }
 
     /// `history`: a page of `conv`, ascending seq (bounds exclusive).
@@ -324,44 +307,43 @@ impl Session {
         after_seq: Option<u64>,
         limit: Option<u64>,
     ) -> Result<HistoryAnswer<'static>> {
-        let mut f = Self::frame("history");
-        f.conv = Some(conv.into());
-        f.before_seq = before_seq;
-        f.after_seq = after_seq;
-        f.limit = limit;
-        self.request(f, ReqKind::Other).await
+        let req = Request::History(request::History {
+            conv: conv.into(),
+            before_seq,
+            after_seq,
+            limit,
+        });
+        self.request(req, ReqKind::Other).await
     }
 
     /// `recall`: withdraws one's own message (within the recall window).
     pub async fn recall(&self, conv: &str, seq: u64) -> Result<()> {
-        let mut f = Self::frame("recall");
-        f.conv = Some(conv.into());
-        f.seq = Some(seq);
-        self.request::<Empty>(f, ReqKind::Other).await.map(drop)
+        let req = Request::Recall(conv_seq(conv, seq));
+        self.request::<Empty>(req, ReqKind::Other).await.map(drop)
     }
 
     /// `delete`: hides messages from one's own history.
     pub async fn delete(&self, conv: &str, seqs: &[u64]) -> Result<()> {
-        let mut f = Self::frame("delete");
-        f.conv = Some(conv.into());
-        f.seqs = Some(seqs.to_vec());
-        self.request::<Empty>(f, ReqKind::Other).await.map(drop)
+        let req = Request::Delete(request::Delete {
+            conv: conv.into(),
+            seqs: seqs.to_vec(),
+        });
+        self.request::<Empty>(req, ReqKind::Other).await.map(drop)
     }
 
     /// `presence`: which of `users` are online.
     pub async fn presence(&self, users: &[&str]) -> Result<PresenceAnswer<'static>> {
-        let mut f = Self::frame("presence");
-        f.users = Some(users.iter().map(|u| Cow::Borrowed(*u)).collect());
-        self.request(f, ReqKind::Other).await
+        let req = Request::Presence(request::Presence {
+            users: users.iter().map(|u| Cow::Borrowed(*u)).collect(),
+        });
+        self.request(req, ReqKind::Other).await
     }
 
     /// `typing`: tells the other participants of `conv` (no answer; a
     /// refusal comes as [`Event::ServerError`]). Dropped when the outgoing
     /// queue is full: typing is best effort.
     pub fn typing(&self, conv: &str) -> Result<()> {
-        let mut f = Self::frame("typing");
-        f.conv = Some(conv.into());
-        let text = serde_json::to_string(&f).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = Request::Typing(request::Typing { conv: conv.into() }).to_json(None);
         self.tx.try_send(Command::Fire(text)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::QueueFull,
             mpsc::error::TrySendError::Closed(_) => Error::Closed("session ended".into()),
@@ -370,9 +352,8 @@ impl Session {
 
     /// `state`: foreground (`true`) or background. Kept across reconnects.
     pub async fn set_active(&self, active: bool) -> Result<()> {
-        let mut f = Self::frame("state");
-        f.active = Some(active);
-        self.request::<Empty>(f, ReqKind::State(active))
+        let req = Request::State(request::State { active });
+        self.request::<Empty>(req, ReqKind::State(active))
             .await
             .map(drop)
     }
@@ -380,18 +361,16 @@ impl Session {
     /// `join`: enters a live room. Rooms are joined again after a
     /// reconnect.
     pub async fn join(&self, room: &str) -> Result<()> {
-        let mut f = Self::frame("join");
-        f.room = Some(room.into());
-        self.request::<Empty>(f, ReqKind::Join(room.to_owned()))
+        let req = Request::Join(request::Room { room: room.into() });
+        self.request::<Empty>(req, ReqKind::Join(room.to_owned()))
             .await
             .map(drop)
     }
 
     /// `leave`: leaves a live room.
     pub async fn leave(&self, room: &str) -> Result<()> {
-        let mut f = Self::frame("leave");
-        f.room = Some(room.into());
-        self.request::<Empty>(f, ReqKind::Leave(room.to_owned()))
+        let req = Request::Leave(request::Room { room: room.into() });
+        self.request::<Empty>(req, ReqKind::Leave(room.to_owned()))
             .await
             .map(drop)
     }
@@ -401,17 +380,16 @@ impl Session {
     pub async fn room_send(&self, room: &str, content: &serde_json::Value) -> Result<()> {
         let raw = RawValue::from_string(content.to_string())
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let mut f = Self::frame("room_send");
-        f.room = Some(room.into());
-        f.content = Some(&raw);
-        self.request::<Empty>(f, ReqKind::Other).await.map(drop)
+        let req = Request::RoomSend(request::RoomSend {
+            room: room.into(),
+            content: &raw,
+        });
+        self.request::<Empty>(req, ReqKind::Other).await.map(drop)
     }
 
     /// `ping`: a round trip to the server.
     pub async fn ping(&self) -> Result<()> {
-        self.call(Self::frame("ping"), ReqKind::Other)
-            .await
-            .map(drop)
+        self.call(Request::Ping, ReqKind::Other).await.map(drop)
     }
 
     /// Closes the connection (code 1000) and ends the session; the event
@@ -661,20 +639,14 @@ impl Task {
     async fn restore(&mut self, ws: &mut Connection) -> Result<(), End> {
         let mut frames = Vec::new();
         for room in &self.rooms {
-            let f = ClientFrame {
-                ty: Some("join".into()),
-                room: Some(room.as_str().into()),
-                ..ClientFrame::default()
-            };
-            frames.push(serde_json::to_string(&f).expect("frame serializes"));
+            let join = Request::Join(request::Room {
+                room: room.as_str().into(),
+            });
+            frames.push(join.to_json(None));
         }
         if !self.active {
-            let f = ClientFrame {
-                ty: Some("state".into()),
-                active: Some(false),
-                ..ClientFrame::default()
-            };
-            frames.push(serde_json::to_string(&f).expect("frame serializes"));
+            let state = Request::State(request::State { active: false });
+            frames.push(state.to_json(None));
         }
         for f in frames {
             self.write(ws, f).await?;
@@ -716,13 +688,7 @@ impl Task {
         if self.last_tx.elapsed() >= every || self.last_rx.elapsed() >= every {
             let id = self.id();
             self.pending.insert(id.clone(), Pending::Quiet);
-            let f = ClientFrame {
-                ty: Some("ping".into()),
-                id: Some(id.into()),
-                ..ClientFrame::default()
-            };
-            self.write(ws, serde_json::to_string(&f).expect("frame serializes"))
-                .await?;
+            self.write(ws, Request::Ping.to_json(Some(&id))).await?;
         }
         Ok(())
     }
@@ -764,13 +730,8 @@ impl Task {
                 // hold (one's own sends from other devices, large groups).
                 let id = self.id();
                 self.pending.insert(id.clone(), Pending::Sync);
-                let f = ClientFrame {
-                    ty: Some("sync".into()),
-                    id: Some(id.into()),
-                    ..ClientFrame::default()
-                };
-                self.write(ws, serde_json::to_string(&f).expect("frame serializes"))
-                    .await
+                let sync = Request::Sync(request::Sync::default());
+                self.write(ws, sync.to_json(Some(&id))).await
             }
             "receipt" => self.push(text, Event::Receipt).await,
             "recalled" => self.push(text, Event::Recalled).await,
@@ -939,16 +900,13 @@ impl Task {
                 tries,
             },
         );
-        let f = ClientFrame {
-            ty: Some("history".into()),
-            id: Some(id.into()),
-            conv: Some(conv.into()),
+        let page = Request::History(request::History {
+            conv: conv.into(),
+            before_seq: None,
             after_seq: after,
             limit: Some(self.config.gap_page.clamp(1, 500)),
-            ..ClientFrame::default()
-        };
-        self.write(ws, serde_json::to_string(&f).expect("frame serializes"))
-            .await
+        });
+        self.write(ws, page.to_json(Some(&id))).await
     }
 
     async fn on_fill(
@@ -1038,13 +996,7 @@ impl Task {
             st.dirty = false;
             let Some(last) = st.last else { continue };
             st.acked = st.acked.max(last);
-            let f = ClientFrame {
-                ty: Some("ack".into()),
-                conv: Some(conv.as_str().into()),
-                seq: Some(last),
-                ..ClientFrame::default()
-            };
-            frames.push(serde_json::to_string(&f).expect("frame serializes"));
+            frames.push(Request::Ack(conv_seq(conv, last)).to_json(None));
         }
         for f in frames {
             self.write(ws, f).await?;
@@ -1059,5 +1011,13 @@ fn owned_error(e: ErrorFrame<'_>) -> ErrorFrame<'static> {
         id: e.id.map(|i| Cow::Owned(i.into_owned())),
         code: Cow::Owned(e.code.into_owned()),
         message: Cow::Owned(e.message.into_owned()),
+    }
+}
+
+/// A conversation position as a request's fields.
+fn conv_seq(conv: &str, seq: u64) -> ConvSeq<'_> {
+    ConvSeq {
+        conv: conv.into(),
+        seq,
     }
 }

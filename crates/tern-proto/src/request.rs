@@ -1,7 +1,7 @@
 //! One type per client command (PROTOCOL.md 2). The server turns a decoded
 //! frame into a [`Request`], each command with its required fields as plain
 //! types (a missing one is an `invalid` error that names it); clients build
-//! the same types and write them with [`Request::frame`]. HTTP routes that
+//! the same types and write them with [`Request::into_frame`] or [`Request::to_json`]. HTTP routes that
 //! carry the same command build the same type from their path, query and
 //! body.
 
@@ -233,28 +233,27 @@ impl<'a> Request<'a> {
 
     /// The frame that carries this request, with `id` if given: what a
     /// client writes (serialize it; absent fields are left out).
-    pub fn frame<'s>(&'s self, id: Option<&'s str>) -> ClientFrame<'s> {
-        let b = |s: &'s Cow<'a, str>| Some(Cow::Borrowed(&**s));
+    pub fn into_frame(self, id: Option<Cow<'a, str>>) -> ClientFrame<'a> {
         let mut f = ClientFrame {
             ty: Some(Cow::Borrowed(self.ty().as_str())),
-            id: id.map(Cow::Borrowed),
+            id,
             ..ClientFrame::default()
         };
         match self {
             Request::Auth(a) => {
-                f.token = b(&a.token);
-                f.device = a.device.as_ref().and_then(b);
+                f.token = Some(a.token);
+                f.device = a.device;
             }
             Request::Ping => {}
             Request::Send(s) => {
-                f.to = s.to.as_ref().and_then(b);
-                f.group = s.group.as_ref().and_then(b);
-                f.client_msg_id = b(&s.client_msg_id);
-                f.kind = b(&s.kind);
+                f.to = s.to;
+                f.group = s.group;
+                f.client_msg_id = Some(s.client_msg_id);
+                f.kind = Some(s.kind);
                 f.content = Some(s.content);
             }
             Request::Ack(p) | Request::Read(p) | Request::Recall(p) | Request::ReadStatus(p) => {
-                f.conv = b(&p.conv);
+                f.conv = Some(p.conv);
                 f.seq = Some(p.seq);
             }
             Request::Sync(s) => {
@@ -262,27 +261,31 @@ impl<'a> Request<'a> {
                 f.limit = s.limit;
             }
             Request::History(h) => {
-                f.conv = b(&h.conv);
+                f.conv = Some(h.conv);
                 f.before_seq = h.before_seq;
                 f.after_seq = h.after_seq;
                 f.limit = h.limit;
             }
             Request::Delete(d) => {
-                f.conv = b(&d.conv);
-                f.seqs = Some(d.seqs.clone());
+                f.conv = Some(d.conv);
+                f.seqs = Some(d.seqs);
             }
-            Request::Presence(p) => {
-                f.users = Some(p.users.iter().map(|u| Cow::Borrowed(&**u)).collect());
-            }
-            Request::Typing(t) => f.conv = b(&t.conv),
+            Request::Presence(p) => f.users = Some(p.users),
+            Request::Typing(t) => f.conv = Some(t.conv),
             Request::State(s) => f.active = Some(s.active),
-            Request::Join(r) | Request::Leave(r) => f.room = b(&r.room),
+            Request::Join(r) | Request::Leave(r) => f.room = Some(r.room),
             Request::RoomSend(r) => {
-                f.room = b(&r.room);
+                f.room = Some(r.room);
                 f.content = Some(r.content);
             }
         }
         f
+    }
+
+    /// The frame as JSON text, with `id` if given.
+    pub fn to_json(&self, id: Option<&str>) -> String {
+        let frame = self.clone().into_frame(id.map(Cow::Borrowed));
+        serde_json::to_string(&frame).expect("a request frame serializes")
     }
 }
 
@@ -335,7 +338,7 @@ mod tests {
             let d = decode(text).unwrap();
             let id = d.frame.id.as_deref().map(str::to_owned);
             let req = Request::parse(d).unwrap();
-            let back = serde_json::to_string(&req.frame(id.as_deref())).unwrap();
+            let back = req.to_json(id.as_deref());
             let want: serde_json::Value = serde_json::from_str(text).unwrap();
             let got: serde_json::Value = serde_json::from_str(&back).unwrap();
             assert_eq!(got, want, "{text}");
