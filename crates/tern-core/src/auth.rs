@@ -193,7 +193,13 @@ impl Auth {
         let argon = Argon2::new(alg, version, params);
         let own = self.argon.params().block_count();
         let got = if argon.params().block_count() > own.max(mem.len()) {
-            run_argon(&argon, password.as_bytes(), salt_raw, expected.len(), &mut Vec::new())
+            run_argon(
+                &argon,
+                password.as_bytes(),
+                salt_raw,
+                expected.len(),
+                &mut Vec::new(),
+            )
         } else {
             run_argon(&argon, password.as_bytes(), salt_raw, expected.len(), mem)
         };

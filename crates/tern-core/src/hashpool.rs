@@ -156,10 +156,17 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert_eq!((ok, busy), (5, 5), "2 running + 3 waiting, the rest refused");
+        assert_eq!(
+            (ok, busy),
+            (5, 5),
+            "2 running + 3 waiting, the rest refused"
+        );
         assert_eq!(most.load(Ordering::SeqCst), 2, "never more than 2 at once");
         assert_eq!(pool.in_use(), 0);
         let free = pool.free.lock();
-        assert!(free.len() <= 2 && free.iter().all(|m| m.len() == 4), "buffers kept for reuse");
+        assert!(
+            free.len() <= 2 && free.iter().all(|m| m.len() == 4),
+            "buffers kept for reuse"
+        );
     }
 }

@@ -109,10 +109,20 @@ mod tests {
 
 /// WebSocket close codes used by the server.
 pub mod close {
+    /// Normal closure: the client closed, or it was idle too long.
+    pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A WebSocket protocol violation (RFC 6455): an unmasked client
+    /// frame, RSV bits, a reserved opcode, a control frame over 125 bytes
+    /// or fragmented, a continuation frame with nothing to continue.
+    pub const PROTOCOL: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A text frame over the frame limit.
     pub const TOO_BIG: u16 = 1009;
+    /// The server cannot serve the connection now (a backend is down).
+    pub const UNAVAILABLE: u16 = 1011;
     /// Bad or missing token, or a frame before `auth`.
     pub const UNAUTHENTICATED: u16 = 4001;
     /// Over the frame rate for too long, or a reader too slow for its queue.

@@ -116,23 +116,21 @@ impl Guard {
         }
     }
 
-    /// Before checking a password: takes one failure from the address's
-    /// and the user's buckets (taken first, so that concurrent attempts
-    /// cannot all pass together); refused while either is used up. The
-    /// tokens go back with [`refund_login`](Guard::refund_login).
-    pub async fn login_attempt(&self, user: &str, ip: IpAddr) -> Result<(), Refused> {
-        let keys = self.login_keys(user, ip);
-        for (i, (key, rule)) in keys.iter().enumerate() {
-            let d = match self.limiter.hit(key, *rule).await {
-                Ok(d) => d,
-                Err(e) => {
-                    self.give_back(&keys[..i]).await;
-                    return Err(Refused::down(e));
-                }
-            };
+    /// Before checking a password: refused (429) while the address's or
+    /// the user's failures are used up; takes nothing, so correct logins,
+    /// however many at once, are never counted. A wrong password is
+    /// counted after its check with [`login_failed`](Guard::login_failed).
+    /// Guesses checked at the same moment can pass together: at most as
+    /// many as the hashing pool runs and queues (`limits.hash_concurrency`
+    /// + `limits.hash_queue`), and each still counts when it fails.
+    pub async fn login_allowed(&self, user: &str, ip: IpAddr) -> Result<(), Refused> {
+        for (key, rule) in self.login_keys(user, ip) {
+            let d = self
+                .limiter
+                .check(&key, rule)
+                .await
+                .map_err(Refused::down)?;
             if !d.allowed {
-                // A refused attempt is not a failure: nothing stays taken.
-                self.give_back(&keys[..i]).await;
                 return Err(Refused::limited(
                     d,
                     "too many failed logins, try again later",
@@ -142,16 +140,12 @@ impl Guard {
         Ok(())
     }
 
-    /// The attempt was not a failure (the password was right, or the
-    /// store did not answer): its tokens go back.
-    pub async fn refund_login(&self, user: &str, ip: IpAddr) {
-        self.give_back(&self.login_keys(user, ip)).await;
-    }
-
-    async fn give_back(&self, keys: &[(String, Rule)]) {
-        for (key, rule) in keys {
-            if let Err(e) = self.limiter.refund(key, *rule).await {
-                tracing::warn!(error = %e, "cannot give back a login token");
+    /// A wrong password (or unknown user): one failure for the address
+    /// and for the user.
+    pub async fn login_failed(&self, user: &str, ip: IpAddr) {
+        for (key, rule) in self.login_keys(user, ip) {
+            if let Err(e) = self.limiter.hit(&key, rule).await {
+                tracing::warn!(error = %e, "cannot count a failed login");
             }
         }
     }

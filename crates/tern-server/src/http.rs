@@ -188,7 +188,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.0.code.http_status();
-        self.with_status(status)
+        let mut r = self.with_status(status);
+        if status == 503 {
+            // Every 503 is worth retrying (a full hashing queue, a backend
+            // down): say when.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(1u64));
+        }
+        r
     }
 }
 
@@ -216,12 +223,12 @@ fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
 }
 
 /// The user of the bearer token.
-fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
-    bearer_session(app, headers).map(|s| s.user)
+async fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
+    bearer_session(app, headers).await.map(|s| s.user)
 }
 
 /// The session of the bearer token.
-fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
+async fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -232,7 +239,7 @@ fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::
                 "missing bearer token",
             ))
         })?;
-    Ok(app.core.session(token.trim())?)
+    Ok(app.core.session(token.trim()).await?)
 }
 
 /// `POST /v1/users`.
@@ -261,6 +268,7 @@ pub(crate) struct NewUserBody<'a> {
         (status = 409, description = "`user_exists`", body = ErrorBody),
         (status = 413, description = "`content_too_large`: body over `http.body_bytes`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many registrations from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: too many password hashes at once (`limits.hash_queue`)", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
     )
 )]
 async fn create_user(
@@ -298,6 +306,7 @@ pub(crate) struct SessionBody<'a> {
         (status = 401, description = "`bad_credentials`: wrong user or password", body = ErrorBody),
         (status = 413, description = "`content_too_large`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many failed logins for this user or address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: too many password checks at once (`limits.hash_queue`)", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
     )
 )]
 async fn create_session(
@@ -306,18 +315,15 @@ async fn create_session(
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
-    if let Err(r) = app.guard.login_attempt(&b.user, peer.ip()).await {
+    if let Err(r) = app.guard.login_allowed(&b.user, peer.ip()).await {
         return Ok(r.into_response());
     }
     let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
-        Ok(t) => {
-            app.guard.refund_login(&b.user, peer.ip()).await;
-            t
-        }
+        Ok(t) => t,
         Err(e) => {
-            // Only wrong credentials count as failures.
-            if e.code != ErrorCode::BadCredentials {
-                app.guard.refund_login(&b.user, peer.ip()).await;
+            // Only wrong credentials count, once they are known to be wrong.
+            if e.code == ErrorCode::BadCredentials {
+                app.guard.login_failed(&b.user, peer.ip()).await;
             }
             return Err(e.into());
         }
@@ -340,7 +346,7 @@ async fn create_session(
     )
 )]
 async fn delete_session(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    let session = bearer_session(&app, &headers)?;
+    let session = bearer_session(&app, &headers).await?;
     app.core.revoke(&session).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -361,7 +367,7 @@ async fn get_user(
     headers: HeaderMap,
     Param(user): Param<String>,
 ) -> ApiResult<Response> {
-    bearer(&app, &headers)?;
+    bearer(&app, &headers).await?;
     let (user, name, online) = app.core.user_info(&user).await?;
     Ok(Json(UserInfo {
         name: Cow::Owned(name),
@@ -390,7 +396,7 @@ async fn put_friend(
     headers: HeaderMap,
     Param(other): Param<String>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     if let Err(r) = app.guard.friend_request(&me).await {
         return Ok(r.into_response());
     }
@@ -416,7 +422,7 @@ async fn delete_friend(
     headers: HeaderMap,
     Param(other): Param<String>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     app.core.friend_delete(&me, &other).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -431,7 +437,7 @@ async fn delete_friend(
     )
 )]
 async fn list_friends(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let (friends, lists) = app.core.friends(&me).await?;
     let owned = |v: Vec<String>| v.into_iter().map(Cow::Owned).collect();
     Ok(Json(FriendsList {
@@ -472,7 +478,7 @@ async fn conversations(
     headers: HeaderMap,
     q: Result<Query<SyncParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
     let list = app.core.sync(&me, q.since, q.limit).await?;
     Ok(Json(sync_answer(&list)).into_response())
@@ -506,7 +512,7 @@ async fn messages(
     Param(conv): Param<String>,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
     let msgs = app
         .core
@@ -560,7 +566,7 @@ async fn send_message(
     headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     if let Err(r) = app.guard.send(&me).await {
         return Ok(r.into_response());
     }
@@ -613,7 +619,7 @@ async fn create_group(
     headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let b: NewGroupBody = body(&raw)?;
     let members: Vec<&str> = b.members.iter().map(|m| m.as_ref()).collect();
     let view = app.core.create_group(&me, &b.name, &members).await?;
@@ -637,7 +643,7 @@ async fn get_group(
     headers: HeaderMap,
     Param(gid): Param<String>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let view = app.core.group(&me, &gid).await?;
     Ok(Json(group_answer(&view, true)).into_response())
 }
@@ -670,7 +676,7 @@ async fn add_members(
     Param(gid): Param<String>,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     let b: AddMembersBody = body(&raw)?;
     let users: Vec<&str> = b.users.iter().map(|m| m.as_ref()).collect();
     let view = app.core.add_members(&me, &gid, &users).await?;
@@ -697,7 +703,7 @@ async fn remove_member(
     headers: HeaderMap,
     Param((gid, user)): Param<(String, String)>,
 ) -> ApiResult<Response> {
-    let me = bearer(&app, &headers)?;
+    let me = bearer(&app, &headers).await?;
     app.core.remove_member(&me, &gid, &user).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -16,9 +16,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -127,8 +130,14 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     header_timeout: Duration,
     mut close: watch::Receiver<bool>,
 ) {
+    let linger = Linger::default();
+    let io = Lingering {
+        io: Some(io),
+        linger: linger.clone(),
+    };
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(linger.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req)
     });
@@ -154,6 +163,109 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Set on a connection that was upgraded to a WebSocket: when its session
+/// drops the socket, the connection is not closed at once but ends
+/// gracefully (RFC 6455 7.1.1): our side is shut down (FIN) and what the
+/// client still sends is read and dropped until it closes too, for at most
+/// [`LINGER`]. Closing a socket with unread bytes makes the kernel send a
+/// reset, which throws away what the client has not read yet, the close
+/// frame with its code included; a session that ends on a read error (a
+/// frame over the limit, a protocol violation) cannot read the rest itself.
+#[derive(Clone, Default)]
+pub struct Linger(Arc<AtomicBool>);
+
+impl Linger {
+    pub fn arm(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// How long a closed WebSocket's connection is read and drained, at most.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes drained from it.
+const LINGER_BYTES: usize = 4 << 20;
+
+/// A connection's socket that lingers when dropped, once its [`Linger`] is
+/// armed.
+struct Lingering<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    io: Option<I>,
+    linger: Linger,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Lingering<I> {
+    fn io(&mut self) -> Pin<&mut I> {
+        Pin::new(self.io.as_mut().expect("taken only on drop"))
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Lingering<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingering<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        self.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Lingering<I> {
+    fn drop(&mut self) {
+        if !self.linger.0.load(Ordering::Acquire) {
+            return;
+        }
+        let (Some(mut io), Ok(rt)) = (self.io.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, async {
+                let _ = io.shutdown().await;
+                let mut buf = [0u8; 4096];
+                let mut total = 0;
+                while total < LINGER_BYTES {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
+        });
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod accounts;
 mod groups;
+mod hostile;
 mod limits;
 mod messaging;
 mod openapi;
