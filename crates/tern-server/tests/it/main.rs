@@ -11,6 +11,7 @@ mod limits;
 mod messaging;
 mod openapi;
 mod presence;
+mod props;
 mod reading;
 mod rooms;
 mod scale;
