@@ -315,15 +315,19 @@ async fn create_session(
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
-    if let Err(r) = app.guard.login_allowed(&b.user, peer.ip()).await {
-        return Ok(r.into_response());
-    }
-    let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
+    let ticket = match app.guard.login_attempt(&b.user, peer.ip()).await {
         Ok(t) => t,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
+        Ok(t) => {
+            ticket.succeeded().await;
+            t
+        }
         Err(e) => {
-            // Only wrong credentials count, once they are known to be wrong.
-            if e.code == ErrorCode::BadCredentials {
-                app.guard.login_failed(&b.user, peer.ip()).await;
+            // Only wrong credentials count as failures.
+            if e.code != ErrorCode::BadCredentials {
+                ticket.succeeded().await;
             }
             return Err(e.into());
         }
