@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-180}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decode server_frames http_bodies)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decode server_frames http_bodies http_queries ws_frames)
 
 # Seed corpora: one valid input of each shape, so the fuzzer starts from
 # the protocol rather than from nothing.
@@ -34,6 +34,10 @@ seed http_bodies session '\001{"user":"fuzzer","password":"password1"}'
 seed http_bodies send '\002{"to":"peer","client_msg_id":"c1","kind":"text","content":"hi"}'
 seed http_bodies group '\003{"name":"g","members":["peer"]}'
 seed http_bodies members '\004{"users":["peer"]}'
+seed http_queries history '\001before_seq=10&after_seq=2&limit=5'
+seed http_queries sync '\000since=0&limit=200'
+seed ws_frames ping '\201\217{"type":"ping"}'
+seed ws_frames fragments '\001\202{"\200\216"type":"ping"}'
 
 cargo +nightly fuzz build -s none
 for t in "${targets[@]}"; do

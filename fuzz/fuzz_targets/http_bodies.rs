@@ -108,6 +108,7 @@ fn target() -> &'static Target {
         };
         cfg.auth.argon2_m_cost_kib = 8;
         cfg.auth.argon2_t_cost = 1;
+        cfg.auth.weak_hashing_for_tests = true;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -8,6 +8,7 @@ pub mod bus;
 pub mod error;
 pub mod fanout;
 pub mod groups;
+pub mod hashpool;
 pub mod hub;
 pub mod ids;
 pub mod limits;

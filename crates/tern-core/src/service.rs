@@ -87,15 +87,7 @@ pub async fn register_user(
     if name.chars().count() > 128 {
         return Err(CoreError::invalid("name must be at most 128 characters"));
     }
-    let auth = auth.clone();
-    let pw = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || auth.hash_password(&pw))
-        .await
-        .map_err(|_| CoreError::unavailable())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            CoreError::unavailable()
-        })?;
+    let hash = auth.hash(password).await.map_err(pool_error)?;
     let rec = UserRecord {
         user: user.to_owned(),
         name: name.to_owned(),
@@ -106,6 +98,21 @@ pub async fn register_user(
         Ok(()) => Ok(()),
         Err(StoreError::Conflict) => Err(CoreError::new(ErrorCode::UserExists, "user exists")),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A hashing pool that is full is `unavailable` (503 with `Retry-After`:
+/// waiting helps); PROTOCOL.md keeps 429 for failed logins.
+fn pool_error(e: crate::hashpool::PoolError) -> CoreError {
+    match e {
+        crate::hashpool::PoolError::Busy(_) => {
+            metrics::counter!("tern_hash_refused_total").increment(1);
+            CoreError::new(
+                ErrorCode::Unavailable,
+                "too many logins and registrations at once, try again",
+            )
+        }
+        crate::hashpool::PoolError::Failed => CoreError::unavailable(),
     }
 }
 
@@ -267,19 +274,13 @@ impl Core {
             return Err(bad());
         }
         let rec = self.store.get_user(user).await?;
-        let auth = self.auth.clone();
-        let pw = password.to_owned();
         // An unknown user costs one hash too, so timing does not tell
         // which users exist.
-        let ok = tokio::task::spawn_blocking(move || match rec {
-            Some(rec) => auth.verify_password(&pw, &rec.password_hash),
-            None => {
-                auth.verify_nobody(&pw);
-                false
-            }
-        })
-        .await
-        .map_err(|_| CoreError::unavailable())?;
+        let ok = self
+            .auth
+            .check(password, rec.map(|r| r.password_hash))
+            .await
+            .map_err(pool_error)?;
         if !ok {
             return Err(bad());
         }
@@ -290,18 +291,28 @@ impl Core {
     }
 
     /// The user a token belongs to.
-    pub fn authenticate(&self, token: &str) -> CoreResult<String> {
-        self.session(token).map(|s| s.user)
+    pub async fn authenticate(&self, token: &str) -> CoreResult<String> {
+        self.session(token).await.map(|s| s.user)
     }
 
-    /// The session of a valid, unexpired, unrevoked token.
-    pub fn session(&self, token: &str) -> CoreResult<Session> {
-        self.auth
+    /// The session of a valid, unexpired, unrevoked token of a user that
+    /// exists. A token signed with this server's secret for a user it does
+    /// not know (a store reset with the secret kept, a token minted by
+    /// hand) is refused. Users are never deleted, so a user once seen is
+    /// remembered ([`user_exists`](Core::user_exists)): the store is asked
+    /// once per user, not per call.
+    pub async fn session(&self, token: &str) -> CoreResult<Session> {
+        let refused =
+            || CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token");
+        let session = self
+            .auth
             .verify(token)
             .filter(|s| !self.revoked.contains(s.id))
-            .ok_or_else(|| {
-                CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token")
-            })
+            .ok_or_else(refused)?;
+        if !self.user_exists(&session.user).await? {
+            return Err(refused());
+        }
+        Ok(session)
     }
 
     /// Revokes a session's token everywhere: stored first (so that a node
@@ -721,7 +732,17 @@ impl Core {
         }
         // A former member's read stops at the last message they can see,
         // whatever seq they name: the answer tells nothing of later ones.
-        let seq = former_up_to.map_or(seq, |up_to| seq.min(up_to));
+        let seq = match former_up_to {
+            // Past it, only a seq that does not exist at all is refused
+            // (PROTOCOL.md 2.4), as for a member.
+            Some(up_to) if seq > up_to => {
+                if seq > self.store.max_seq(conv).await? {
+                    return Err(CoreError::invalid("no message with this seq"));
+                }
+                up_to
+            }
+            _ => seq,
+        };
         let out = self
             .store
             .mark_read(actor.user, conv, seq, now_ms())

@@ -81,10 +81,16 @@ mod tests {
 
 /// WebSocket close codes used by the server (PROTOCOL.md 7).
 pub mod close {
-    /// Idle timeout, or a connection that ended normally.
+    /// Normal closure: the client closed, or it was idle too long.
     pub const NORMAL: u16 = 1000;
     /// Server shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A WebSocket protocol violation (RFC 6455): an unmasked client
+    /// frame, RSV bits, a reserved opcode, a control frame over 125 bytes
+    /// or fragmented, a continuation frame with nothing to continue.
+    pub const PROTOCOL: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A text frame over the frame limit.
     pub const TOO_BIG: u16 = 1009;
     /// A backend failed while the session started (after an `error` frame,
@@ -98,9 +104,11 @@ pub mod close {
     pub const REPLACED: u16 = 4009;
 
     /// Every close code the server sends.
-    pub const ALL: [u16; 7] = [
+    pub const ALL: [u16; 9] = [
         NORMAL,
         GOING_AWAY,
+        PROTOCOL,
+        INVALID_DATA,
         TOO_BIG,
         INTERNAL,
         UNAUTHENTICATED,

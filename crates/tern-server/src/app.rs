@@ -72,7 +72,8 @@ impl App {
             cfg.auth.argon2_m_cost_kib,
             cfg.auth.argon2_t_cost,
         )
-        .context("auth settings")?;
+        .context("auth settings")?
+        .with_hash_pool(cfg.limits.hash_concurrency, cfg.limits.hash_queue);
         let guard = crate::guard::Guard::new(&cfg, backends.limiter.clone());
         let hub = Arc::new(Hub::new());
         let core = Core::start(

@@ -261,6 +261,13 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Seconds a new connection has to authenticate.
     pub auth_timeout_secs: u64,
+    /// Password hashes (logins, registrations) computed at once, each with
+    /// its argon2 work memory (`auth.argon2_m_cost_kib`); 0: one per CPU
+    /// core.
+    pub hash_concurrency: usize,
+    /// Logins and registrations waiting for a hash beyond those; more at
+    /// once are answered 503 `unavailable` with `Retry-After`.
+    pub hash_queue: usize,
     /// Room and large-group frames to one device within this many ms are
     /// merged into one `batch` frame.
     pub storm_window_ms: u64,
@@ -410,6 +417,8 @@ impl Default for LimitsConfig {
             unacked_probe_ms: 100,
             idle_timeout_secs: 90,
             auth_timeout_secs: 10,
+            hash_concurrency: 0,
+            hash_queue: 128,
             storm_window_ms: 100,
             write_interval_ms: 5,
             lagging_after_ms: 200,

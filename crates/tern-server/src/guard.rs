@@ -73,6 +73,8 @@ pub struct Guard {
     total_max: usize,
     total: Arc<AtomicUsize>,
     per_user: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    /// Login attempts being checked, by bucket key.
+    in_flight: Mutex<HashMap<String, Arc<InFlight>>>,
 }
 
 /// The key of an address: an IPv4 address as it is, an IPv6 address by its
@@ -113,45 +115,112 @@ impl Guard {
             total_max: r.connections,
             total: Arc::new(AtomicUsize::new(0)),
             per_user: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
     /// Before checking a password: takes one failure from the address's
-    /// and the user's buckets (taken first, so that concurrent attempts
-    /// cannot all pass together); refused while either is used up. The
-    /// tokens go back with [`refund_login`](Guard::refund_login).
-    pub async fn login_attempt(&self, user: &str, ip: IpAddr) -> Result<(), Refused> {
+    /// and the user's buckets, so that guesses checked at the same moment
+    /// cannot pass the limit together. When a bucket is used up while
+    /// other attempts of the same key are still being checked on this
+    /// node, the attempt waits for them instead of being refused: a
+    /// correct login gives its tokens back ([`LoginTicket::succeeded`]),
+    /// so concurrent correct logins all go through, in turns of the
+    /// bucket's size, and only failures ever count. Refused (429) when a
+    /// bucket is used up with nothing of it in flight here.
+    pub async fn login_attempt(&self, user: &str, ip: IpAddr) -> Result<LoginTicket<'_>, Refused> {
         let keys = self.login_keys(user, ip);
+        loop {
+            // Registered before the attempt, so that an attempt finishing
+            // in between still wakes this one.
+            let flights: Vec<Arc<InFlight>> = {
+                let mut map = self.in_flight.lock();
+                keys.iter()
+                    .map(|(k, _)| map.entry(k.clone()).or_default().clone())
+                    .collect()
+            };
+            let held = flights.clone();
+            let waits: Vec<_> = held.iter().map(|f| f.done.notified()).collect();
+            let mut waits: Vec<_> = waits.into_iter().map(Box::pin).collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            match self.take_all(&keys).await {
+                Ok(()) => {
+                    for f in &flights {
+                        f.count.fetch_add(1, Ordering::AcqRel);
+                    }
+                    return Ok(LoginTicket {
+                        guard: self,
+                        keys,
+                        flights,
+                        done: false,
+                    });
+                }
+                Err(Err(e)) => return Err(Refused::down(e)),
+                Err(Ok(d)) => {
+                    let busy: Vec<_> = waits
+                        .into_iter()
+                        .zip(&held)
+                        .filter(|(_, f)| f.count.load(Ordering::Acquire) > 0)
+                        .map(|(w, _)| w)
+                        .collect();
+                    if busy.is_empty() {
+                        drop(busy);
+                        drop(held);
+                        drop(flights);
+                        self.forget_idle(&keys);
+                        return Err(Refused::limited(
+                            d,
+                            "too many failed logins, try again later",
+                        ));
+                    }
+                    // Any of them finishing may have given tokens back.
+                    futures_util::future::select_all(busy).await;
+                }
+            }
+        }
+    }
+
+    /// Takes a token of every key, or none: `Ok(Err)` when the limiter is
+    /// down, `Err(Ok(decision))` when a bucket is used up.
+    async fn take_all(
+        &self,
+        keys: &[(String, Rule)],
+    ) -> Result<(), Result<Decision, tern_core::PlumbingError>> {
         for (i, (key, rule)) in keys.iter().enumerate() {
             let d = match self.limiter.hit(key, *rule).await {
                 Ok(d) => d,
                 Err(e) => {
                     self.give_back(&keys[..i]).await;
-                    return Err(Refused::down(e));
+                    return Err(Err(e));
                 }
             };
             if !d.allowed {
-                // A refused attempt is not a failure: nothing stays taken.
                 self.give_back(&keys[..i]).await;
-                return Err(Refused::limited(
-                    d,
-                    "too many failed logins, try again later",
-                ));
+                return Err(Ok(d));
             }
         }
         Ok(())
-    }
-
-    /// The attempt was not a failure (the password was right, or the
-    /// store did not answer): its tokens go back.
-    pub async fn refund_login(&self, user: &str, ip: IpAddr) {
-        self.give_back(&self.login_keys(user, ip)).await;
     }
 
     async fn give_back(&self, keys: &[(String, Rule)]) {
         for (key, rule) in keys {
             if let Err(e) = self.limiter.refund(key, *rule).await {
                 tracing::warn!(error = %e, "cannot give back a login token");
+            }
+        }
+    }
+
+    /// Drops the in-flight entries of `keys` that nothing uses.
+    fn forget_idle(&self, keys: &[(String, Rule)]) {
+        let mut map = self.in_flight.lock();
+        for (k, _) in keys {
+            if map
+                .get(k)
+                .is_some_and(|f| Arc::strong_count(f) == 1 && f.count.load(Ordering::Acquire) == 0)
+            {
+                map.remove(k);
             }
         }
     }
@@ -243,6 +312,50 @@ impl Guard {
     }
 }
 
+/// Login attempts of one bucket key being checked on this node.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// A login attempt that holds one failure of each of its buckets while its
+/// password is checked. Dropped without [`succeeded`](LoginTicket::succeeded)
+/// (a wrong password, an attempt abandoned), the failures stay counted.
+pub struct LoginTicket<'a> {
+    guard: &'a Guard,
+    keys: Vec<(String, Rule)>,
+    flights: Vec<Arc<InFlight>>,
+    done: bool,
+}
+
+impl LoginTicket<'_> {
+    /// The attempt was not a failure (the password was right, or the
+    /// store did not answer): its tokens go back.
+    pub async fn succeeded(mut self) {
+        self.guard.give_back(&self.keys).await;
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        for f in &self.flights {
+            f.count.fetch_sub(1, Ordering::AcqRel);
+            f.done.notify_waiters();
+        }
+        self.flights.clear();
+        self.guard.forget_idle(&self.keys);
+    }
+}
+
+impl Drop for LoginTicket<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 type UserCounts = Arc<Mutex<HashMap<Arc<str>, usize>>>;
 
 /// One connection's place in the node's counts, given back when dropped.
@@ -282,6 +395,34 @@ mod tests {
             addr_key("2001:db8:1:2::9".parse().unwrap())
         );
         assert_eq!(addr_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn correct_logins_wait_for_attempts_in_flight_and_failures_count() {
+        let mut cfg = Config::default();
+        cfg.rate.login_user_failures = 2;
+        let g = Guard::new(&cfg, Arc::new(LocalLimiter::new()));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = g.login_attempt("ann", ip).await.ok().unwrap();
+        let b = g.login_attempt("ann", ip).await.ok().unwrap();
+        // A third waits for one of them instead of being refused.
+        let third = g.login_attempt("ann", ip);
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), third.as_mut())
+                .await
+                .is_err(),
+            "waits while two are in flight"
+        );
+        a.succeeded().await;
+        let c = third.await.ok().unwrap();
+        c.succeeded().await;
+        // Two failures use the bucket up; with nothing in flight, refused.
+        drop(b);
+        let d = g.login_attempt("ann", ip).await.ok().unwrap();
+        drop(d);
+        assert!(g.login_attempt("ann", ip).await.is_err());
+        assert!(g.in_flight.lock().is_empty(), "nothing left behind");
     }
 
     #[test]

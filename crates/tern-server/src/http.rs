@@ -190,7 +190,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.0.code.http_status();
-        self.with_status(status)
+        let mut r = self.with_status(status);
+        if status == 503 {
+            // Every 503 is worth retrying (a full hashing queue, a backend
+            // down): say when.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(1u64));
+        }
+        r
     }
 }
 
@@ -218,8 +225,8 @@ fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
 }
 
 /// The user of the bearer token.
-fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
-    bearer_session(app, headers).map(|s| s.user)
+async fn bearer(app: &App, headers: &HeaderMap) -> ApiResult<String> {
+    bearer_session(app, headers).await.map(|s| s.user)
 }
 
 /// The caller's user id, from the `Authorization: Bearer` token; a handler
@@ -233,7 +240,7 @@ impl FromRequestParts<Arc<App>> for Bearer {
         parts: &mut axum::http::request::Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        bearer(app, &parts.headers).map(Bearer)
+        bearer(app, &parts.headers).await.map(Bearer)
     }
 }
 
@@ -248,7 +255,7 @@ impl Bearer {
 }
 
 /// The session of the bearer token.
-fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
+async fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::Session> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -259,7 +266,7 @@ fn bearer_session(app: &App, headers: &HeaderMap) -> ApiResult<tern_core::auth::
                 "missing bearer token",
             ))
         })?;
-    Ok(app.core.session(token.trim())?)
+    Ok(app.core.session(token.trim()).await?)
 }
 
 /// `POST /v1/users`.
@@ -288,6 +295,7 @@ pub(crate) struct NewUserBody<'a> {
         (status = 409, description = "`user_exists`", body = ErrorBody),
         (status = 413, description = "`content_too_large`: body over `http.body_bytes`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many registrations from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: too many password hashes at once (`limits.hash_queue`)", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
     )
 )]
 async fn create_user(
@@ -325,6 +333,7 @@ pub(crate) struct SessionBody<'a> {
         (status = 401, description = "`bad_credentials`: wrong user or password", body = ErrorBody),
         (status = 413, description = "`content_too_large`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many failed logins for this user or address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+        (status = 503, description = "`unavailable`: too many password checks at once (`limits.hash_queue`)", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
     )
 )]
 async fn create_session(
@@ -333,18 +342,19 @@ async fn create_session(
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     let b: SessionBody = body(&raw)?;
-    if let Err(r) = app.guard.login_attempt(&b.user, peer.ip()).await {
-        return Ok(r.into_response());
-    }
+    let ticket = match app.guard.login_attempt(&b.user, peer.ip()).await {
+        Ok(t) => t,
+        Err(r) => return Ok(r.into_response()),
+    };
     let (token, expires_at) = match app.core.login(&b.user, &b.password).await {
         Ok(t) => {
-            app.guard.refund_login(&b.user, peer.ip()).await;
+            ticket.succeeded().await;
             t
         }
         Err(e) => {
             // Only wrong credentials count as failures.
             if e.code != ErrorCode::BadCredentials {
-                app.guard.refund_login(&b.user, peer.ip()).await;
+                ticket.succeeded().await;
             }
             return Err(e.into());
         }
@@ -367,7 +377,7 @@ async fn create_session(
     )
 )]
 async fn delete_session(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    let session = bearer_session(&app, &headers)?;
+    let session = bearer_session(&app, &headers).await?;
     app.core.revoke(&session).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -20,11 +20,11 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -138,69 +138,6 @@ impl Written {
     }
 }
 
-/// A connection's IO that counts what its writes took into [`Written`].
-struct Counted<I> {
-    io: I,
-    written: Written,
-}
-
-impl<I> Counted<I> {
-    fn count(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = &r {
-            self.written.0.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.count(r)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.count(r)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: I,
     peer: SocketAddr,
@@ -209,13 +146,16 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut close: watch::Receiver<bool>,
 ) {
     let written = Written::default();
-    let io = Counted {
-        io,
+    let linger = Linger::default();
+    let io = Socket {
+        io: Some(io),
         written: written.clone(),
+        linger: linger.clone(),
     };
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(written.clone());
+        req.extensions_mut().insert(linger.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req)
     });
@@ -241,6 +181,119 @@ async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Set on a connection that was upgraded to a WebSocket: when its session
+/// drops the socket, the connection is not closed at once but ends
+/// gracefully (RFC 6455 7.1.1): our side is shut down (FIN) and what the
+/// client still sends is read and dropped until it closes too, for at most
+/// [`LINGER`]. Closing a socket with unread bytes makes the kernel send a
+/// reset, which throws away what the client has not read yet, the close
+/// frame with its code included; a session that ends on a read error (a
+/// frame over the limit, a protocol violation) cannot read the rest itself.
+#[derive(Clone, Default)]
+pub struct Linger(Arc<AtomicBool>);
+
+impl Linger {
+    pub fn arm(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// How long a closed WebSocket's connection is read and drained, at most.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes drained from it.
+const LINGER_BYTES: usize = 4 << 20;
+
+/// A connection's socket: counts what its writes took into [`Written`],
+/// and lingers when dropped once its [`Linger`] is armed.
+struct Socket<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    io: Option<I>,
+    written: Written,
+    linger: Linger,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket<I> {
+    fn io(&mut self) -> Pin<&mut I> {
+        Pin::new(self.io.as_mut().expect("taken only on drop"))
+    }
+
+    fn count(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.0.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Socket<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Socket<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = self.io().poll_write(cx, buf);
+        self.count(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = self.io().poll_write_vectored(cx, bufs);
+        self.count(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        self.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Socket<I> {
+    fn drop(&mut self) {
+        if !self.linger.0.load(Ordering::Acquire) {
+            return;
+        }
+        let (Some(mut io), Ok(rt)) = (self.io.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, async {
+                let _ = io.shutdown().await;
+                let mut buf = [0u8; 4096];
+                let mut total = 0;
+                while total < LINGER_BYTES {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
+        });
     }
 }
 

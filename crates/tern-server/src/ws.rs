@@ -7,7 +7,7 @@
 use crate::app::App;
 use crate::dispatch::{self, Socket};
 use crate::guard::Slot;
-use crate::listener::Written;
+use crate::listener::{Linger, Written};
 use crate::pending::Pending;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
@@ -60,6 +60,7 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     written: Option<Extension<Written>>,
+    linger: Option<Extension<Linger>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     // Admission at the configured pace, within the node's connection cap:
@@ -80,7 +81,15 @@ pub async fn upgrade(
         // Small buffers that grow on demand keep idle connections cheap.
         .read_buffer_size(256)
         .write_buffer_size(32 * 1024)
-        .on_upgrade(move |socket| session(app, socket, params, slot, stall))
+        .on_upgrade(move |socket| {
+            // However the session ends, its connection then closes
+            // gracefully (the listener drains it): the client reads the
+            // close frame instead of a reset.
+            if let Some(Extension(l)) = linger {
+                l.arm();
+            }
+            session(app, socket, params, slot, stall)
+        })
 }
 
 /// Counts a session from upgrade to its close frame.
@@ -157,7 +166,9 @@ async fn session(
         let _ = socket
             .send(text(error_frame(None, e.code, &e.message)))
             .await;
-        let _ = socket.send(close_msg(1011, "presence unavailable")).await;
+        let _ = socket
+            .send(close_msg(close::INTERNAL, "presence unavailable"))
+            .await;
         return;
     }
     app.hot.connections.increment(1.0);
@@ -291,11 +302,24 @@ async fn authenticate(
             close_msg(close::UNAUTHENTICATED, "unauthenticated"),
         )
     };
+    // A token that could not be checked (the store did not answer whether
+    // its user exists) is no reason to log the client out: 1011, and it
+    // reconnects.
+    let refuse = |id: Option<&str>, e: &tern_core::CoreError| {
+        if e.code == ErrorCode::Unavailable {
+            (
+                error_frame(id, e.code, &e.message),
+                close_msg(close::INTERNAL, "service unavailable"),
+            )
+        } else {
+            reject(id, &e.message)
+        }
+    };
     let (session, device, id) = if let Some(token) = params.token {
-        match app.core.session(&token) {
+        match app.core.session(&token).await {
             Ok(session) => (session, params.device, None),
             Err(e) => {
-                let (err, bye) = reject(None, &e.message);
+                let (err, bye) = refuse(None, &e);
                 let _ = socket.send(text(err)).await;
                 let _ = socket.send(bye).await;
                 return None;
@@ -323,24 +347,41 @@ async fn authenticate(
             let outcome = match decode(t.as_str()) {
                 Ok(d) if d.ty == FrameType::Auth => {
                     let id = d.frame.id.as_deref().map(str::to_owned);
-                    match d.frame.token.as_deref().map(|tok| app.core.session(tok)) {
-                        Some(Ok(session)) => {
-                            Ok((session, d.frame.device.as_deref().map(str::to_owned), id))
-                        }
-                        Some(Err(e)) => Err((id, e.message.into_owned())),
-                        None => Err((id, "auth needs a token".to_owned())),
+                    match d.frame.token.as_deref() {
+                        Some(tok) => match app.core.session(tok).await {
+                            Ok(session) => {
+                                Ok((session, d.frame.device.as_deref().map(str::to_owned), id))
+                            }
+                            Err(e) => Err((id, e)),
+                        },
+                        None => Err((
+                            id,
+                            tern_core::CoreError::new(
+                                ErrorCode::Unauthenticated,
+                                "auth needs a token",
+                            ),
+                        )),
                     }
                 }
                 Ok(d) => Err((
                     d.frame.id.as_deref().map(str::to_owned),
-                    "the first frame must be auth".to_owned(),
+                    tern_core::CoreError::new(
+                        ErrorCode::Unauthenticated,
+                        "the first frame must be auth",
+                    ),
                 )),
-                Err(e) => Err((e.id, "the first frame must be auth".to_owned())),
+                Err(e) => Err((
+                    e.id,
+                    tern_core::CoreError::new(
+                        ErrorCode::Unauthenticated,
+                        "the first frame must be auth",
+                    ),
+                )),
             };
             match outcome {
                 Ok(found) => break found,
-                Err((id, m)) => {
-                    let (err, bye) = reject(id.as_deref(), &m);
+                Err((id, e)) => {
+                    let (err, bye) = refuse(id.as_deref(), &e);
                     let _ = socket.send(text(err)).await;
                     let _ = socket.send(bye).await;
                     return None;
@@ -486,19 +527,35 @@ impl RateLimit {
     }
 }
 
-fn is_capacity(e: &axum::Error) -> bool {
+/// The close code a failed read calls for (RFC 6455 7.4.1), or `None`
+/// when the client just went away (the connection dropped, a reset). The
+/// error is tungstenite's, inside axum's.
+fn read_error_close(e: &axum::Error) -> Option<u16> {
+    use tungstenite::error::{Error as WsError, ProtocolError};
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = src {
-        let s = err.to_string();
-        if s.contains("Space limit exceeded")
-            || s.contains("too long")
-            || s.contains("Message too big")
-        {
-            return true;
+        if let Some(ws) = err.downcast_ref::<WsError>() {
+            return match ws {
+                // A message or frame over `limits.frame_bytes`.
+                WsError::Capacity(_) => Some(close::TOO_BIG),
+                // A text frame (or fragmented text message) that is not
+                // UTF-8.
+                WsError::Utf8(_) => Some(close::INVALID_DATA),
+                WsError::Protocol(
+                    ProtocolError::ResetWithoutClosingHandshake
+                    | ProtocolError::ReceivedAfterClosing
+                    | ProtocolError::SendAfterClosing,
+                ) => None,
+                // Unmasked frames, RSV bits, reserved opcodes, control
+                // frames over 125 bytes or fragmented, a continuation with
+                // nothing to continue, a bad close frame.
+                WsError::Protocol(_) => Some(close::PROTOCOL),
+                _ => None,
+            };
         }
         src = err.source();
     }
-    false
+    None
 }
 
 /// Handles one text frame: decodes it into its typed request, runs it
@@ -1186,9 +1243,22 @@ async fn run<'a>(
         CLOSE_GRACE
     };
     let deadline = Instant::now() + linger;
-    let bye = socket.send(close_msg(code, close_reason(code)));
+    let bye = async {
+        if socket
+            .send(close_msg(code, close_reason(code)))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        // The client closed first: the WebSocket layer queued the echo of
+        // its close frame (RFC 6455 5.5.1), written on the next flush, not
+        // by a send after the close.
+        let _ = socket.flush().await;
+        false
+    };
     tokio::select! {
-        r = tokio::time::timeout_at(deadline, bye) => r.is_ok_and(|r| r.is_ok()).then_some(deadline),
+        r = tokio::time::timeout_at(deadline, bye) => r.unwrap_or(false).then_some(deadline),
         _ = stopping.wait_for(|s| *s), if code != close::GOING_AWAY => None,
     }
 }
@@ -1198,6 +1268,8 @@ fn close_reason(code: u16) -> &'static str {
     match code {
         close::GOING_AWAY => "server shutting down",
         close::TOO_BIG => "frame too large",
+        close::PROTOCOL => "protocol error",
+        close::INVALID_DATA => "invalid UTF-8 in a text frame",
         close::POLICY => "rate limit or slow reader",
         close::REPLACED => "replaced by a newer login of this device",
         close::UNAUTHENTICATED => "token expired or revoked",
@@ -1244,8 +1316,8 @@ fn read_frame<'a>(
     let msg = match msg {
         None => return gone(),
         Some(Err(e)) => {
-            if is_capacity(&e) {
-                conn.kick(close::TOO_BIG);
+            if let Some(code) = read_error_close(&e) {
+                conn.kick(code);
             }
             return gone();
         }

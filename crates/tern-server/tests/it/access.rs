@@ -211,15 +211,20 @@ async fn former_member_reads_up_to_removal_only() {
     // History up to the removal.
     let seen = history(&s, &tb, &c).await;
     assert_eq!(seen.last().unwrap()["seq"], 6, "{seen:?}");
-    // read and delete within it work; a read beyond it stops at it,
-    // whether or not the seq exists (the answer does not tell), a delete
-    // beyond it is answered like a seq that does not exist.
+    // read and delete within it work; a read of a later message stops at
+    // it, a read of a seq that does not exist is `invalid` (PROTOCOL.md
+    // 2.4), as for a member; a delete beyond it is answered like a seq
+    // that does not exist.
     let r = b.ok(json!({"type":"read","conv":c,"seq":5})).await;
     assert_eq!(r["read_seq"], 5);
     b.ok(json!({"type":"delete","conv":c,"seqs":[3]})).await;
-    for seq in [8, 9, 1000] {
+    for seq in [7, 8] {
         let r = b.ok(json!({"type":"read","conv":c,"seq":seq})).await;
         assert_eq!(r["read_seq"], 6);
+    }
+    for seq in [9, 1000] {
+        b.err(json!({"type":"read","conv":c,"seq":seq}), "invalid")
+            .await;
     }
     b.err(json!({"type":"delete","conv":c,"seqs":[4, 7]}), "invalid")
         .await;

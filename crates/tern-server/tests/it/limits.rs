@@ -304,11 +304,90 @@ async fn concurrent_failed_logins_cannot_pass_the_limit_together() {
         "{:?}",
         got.iter().map(|g| g.0).collect::<Vec<_>>()
     );
-    // Correct logins give their tokens back: bob is never limited.
+    // The account is locked now, for the right password too.
+    assert_eq!(login_as(&s, "alice", "password1").await.0, 429);
+    // Correct logins take nothing: bob is never limited.
     s.user("bob").await;
     for _ in 0..20 {
         assert_eq!(login_as(&s, "bob", "password1").await.0, 200);
     }
+}
+
+#[tokio::test]
+async fn concurrent_correct_logins_of_one_user_all_succeed() {
+    let s = Server::start_with(default_rates).await;
+    s.user("alice").await;
+    let tries = (0..64).map(|_| login_as(&s, "alice", "password1"));
+    let codes: Vec<u16> = futures_util::future::join_all(tries)
+        .await
+        .iter()
+        .map(|g| g.0)
+        .collect();
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    // None of them counted as a failure: all 10 are still there.
+    for i in 0..10 {
+        assert_eq!(
+            login_as(&s, "alice", "wrong-password").await.0,
+            401,
+            "try {i}"
+        );
+    }
+    assert_eq!(login_as(&s, "alice", "wrong-password").await.0, 429);
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after() {
+    // Real argon2 costs (19 MiB, 2 passes), one hash at a time, two waiting.
+    let s = Server::start_with(|c| {
+        c.auth.argon2_m_cost_kib = 19456;
+        c.auth.argon2_t_cost = 2;
+        c.limits.hash_concurrency = 1;
+        c.limits.hash_queue = 2;
+    })
+    .await;
+    s.user("alice").await;
+    let logins = (0..12).map(|_| async {
+        let (st, v, retry) = login_as(&s, "alice", "password1").await;
+        (st, v["code"].as_str().unwrap_or("").to_owned(), retry)
+    });
+    let registrations = (0..12).map(|i| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(s.url("/v1/users"))
+                .json(&json!({"user": format!("new{i}"), "password": "password1"}))
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let v: serde_json::Value = r.json().await.unwrap();
+            (st, v["code"].as_str().unwrap_or("").to_owned(), retry)
+        }
+    });
+    let (l, r) = tokio::join!(
+        futures_util::future::join_all(logins),
+        futures_util::future::join_all(registrations)
+    );
+    let all: Vec<_> = l.iter().chain(r.iter()).collect();
+    let done = all.iter().filter(|g| g.0 == 200 || g.0 == 201).count();
+    let busy: Vec<_> = all.iter().filter(|g| g.0 == 503).collect();
+    assert_eq!(done + busy.len(), 24, "{all:?}");
+    assert!(
+        done >= 3,
+        "one running and two waiting get through: {all:?}"
+    );
+    assert!(busy.len() >= 12, "the rest is refused at once: {all:?}");
+    for (_, code, retry) in &busy {
+        assert_eq!(code, "unavailable");
+        assert_eq!(*retry, Some(1), "503 carries Retry-After");
+    }
+    // Once the flood is over, logins go through again.
+    assert_eq!(login_as(&s, "alice", "password1").await.0, 200);
 }
 
 #[tokio::test]
