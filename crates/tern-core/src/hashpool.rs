@@ -131,21 +131,40 @@ mod tests {
         let pool = Arc::new(HashPool::new(2, 3));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
+        // The jobs hold their workers until every task has been admitted
+        // or refused, so the outcome does not depend on timing.
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let mut tasks = Vec::new();
         for _ in 0..10 {
-            let (pool, running, most) = (pool.clone(), running.clone(), most.clone());
+            let (pool, running, most, gate) =
+                (pool.clone(), running.clone(), most.clone(), gate.clone());
             tasks.push(tokio::spawn(async move {
                 pool.run(move |mem| {
                     mem.resize(4, Block::default());
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(100));
+                    let (open, cv) = &*gate;
+                    let mut o = open.lock().unwrap();
+                    while !*o {
+                        o = cv.wait(o).unwrap();
+                    }
+                    drop(o);
+                    std::thread::sleep(Duration::from_millis(10));
                     running.fetch_sub(1, Ordering::SeqCst);
                 })
                 .await
             }));
-            // Admission is in spawn order.
+        }
+        // Five places (2 running, 3 waiting) taken; then let them run.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pool.in_use() < 5 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        {
+            let (open, cv) = &*gate;
+            *open.lock().unwrap() = true;
+            cv.notify_all();
         }
         let mut ok = 0;
         let mut busy = 0;
