@@ -22,7 +22,7 @@ use tern_proto::frames::decode;
 use tern_proto::ids::is_valid_request_id;
 use tern_proto::request::Request;
 use tern_proto::{close, ErrorCode};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// The close code a failed read calls for (RFC 6455 7.4.1), or `None`
 /// when the client just went away (the connection dropped, a reset). The
@@ -123,6 +123,72 @@ const COALESCE: usize = 64;
 /// writing; resolves to whether it queued a reply.
 type Handling<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
+/// The connection loop's own deadlines. With the writer's (`WriterState`)
+/// they share the loop's one timer, armed at the earliest that applies
+/// (`next_due`).
+struct Timers {
+    /// While lagging: when the queue is next taken.
+    lag_tick: Option<Instant>,
+    /// After a write of queued frames, the queue is left alone until this
+    /// instant: what arrives meanwhile is written together, with one wake-up
+    /// of this task and one socket write instead of one per frame (under a
+    /// group's fan-out, most frames). While it holds, the queue's receiver is
+    /// not polled, so pushes do not wake the task either.
+    write_hold: Option<Instant>,
+    /// The idle check is armed lazily: frames move `last_in`, and the check
+    /// moves only when it comes early.
+    idle_at: Instant,
+    /// The connection ends with its token: 4001 once it expires.
+    expires: Instant,
+    /// What the timer is set to; `None` once it fired, or while nothing is
+    /// due.
+    armed: Option<Instant>,
+}
+
+impl Timers {
+    /// The earliest deadline of this turn: the loop's own, the writer's,
+    /// and `lag_check` (when the connection turns lagging, if it does not
+    /// ack first). A probe counts only while the window stops taking
+    /// (`take` false), silence only while more waits in the queue, the idle
+    /// check only while reading (`may_read`), the token's expiry only until
+    /// a close is under way.
+    fn next_due(
+        &self,
+        st: &WriterState<'_>,
+        rx: &flume::Receiver<Outbound>,
+        conn: &Conn,
+        lag_check: Option<Instant>,
+        take: bool,
+        may_read: bool,
+    ) -> Option<Instant> {
+        [
+            self.lag_tick,
+            lag_check,
+            (!take).then_some(st.probe_at).flatten(),
+            st.silent_at().filter(|_| !rx.is_empty()),
+            st.batch_due,
+            st.next_wake,
+            self.write_hold,
+            may_read.then_some(self.idle_at),
+            conn.close_code().is_none().then_some(self.expires),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Sets `timer` to `due`, if that moved: the timer entry is reset only
+    /// when the deadline changes.
+    fn arm(&mut self, due: Option<Instant>, timer: Pin<&mut Sleep>) {
+        if due != self.armed {
+            if let Some(at) = due {
+                timer.reset(at);
+            }
+            self.armed = due;
+        }
+    }
+}
+
 /// Drives an authenticated connection until it closes, in one task: reads
 /// frames and handles them strictly one at a time, and meanwhile drains the
 /// connection's queue onto the socket (coalescing writes, holding batchable
@@ -143,7 +209,6 @@ pub(super) async fn run<'a>(
     stall: &Stall,
 ) -> Option<tokio::time::Instant> {
     let lim = &app.cfg.limits;
-    // The connection ends with its token: 4001 once it expires.
     let expires = Instant::now()
         + Duration::from_millis(u64::try_from(token_expires_at - now_ms()).unwrap_or(0));
     let idle = Duration::from_secs(lim.idle_timeout_secs);
@@ -180,13 +245,8 @@ pub(super) async fn run<'a>(
         batch: Vec::new(),
         batch_due: None,
     };
-    // After a write of queued frames, the queue is left alone until this
-    // instant: what arrives meanwhile is written together, with one wake-up
-    // of this task and one socket write instead of one per frame (under a
-    // group's fan-out, most frames). While it holds, the queue's receiver is
-    // not polled, so pushes do not wake the task either.
+    // How long the queue is left alone after a write (`Timers::write_hold`).
     let write_interval = Duration::from_millis(lim.write_interval_ms);
-    let mut write_hold: Option<Instant> = None;
     // A client that has left pushes unacknowledged this long with no ack
     // in between is lagging: its queue is taken on a timer of its own
     // (`limits.lagging_interval_ms` on average, each wait drawn at random),
@@ -199,7 +259,6 @@ pub(super) async fn run<'a>(
         (lim.lagging_after_ms > 0).then(|| Duration::from_millis(lim.lagging_after_ms));
     let lagging_interval = Duration::from_millis(lim.lagging_interval_ms);
     let mut lagging = false;
-    let mut lag_tick: Option<Instant> = None;
     let mut lag_take = false;
     let mut handling: Option<Handling<'a>> = None;
     let mut stopping = app.stopping.clone();
@@ -211,12 +270,16 @@ pub(super) async fn run<'a>(
     // at the earliest of them.
     let kicked = conn.kicked();
     tokio::pin!(kicked);
-    // The idle check is armed lazily: frames move `last_in`, and the check
-    // moves only when it comes early.
-    let mut idle_at = last_in + idle;
+    let idle_at = last_in + idle;
     let timer = tokio::time::sleep_until(idle_at);
     tokio::pin!(timer);
-    let mut armed = Some(idle_at);
+    let mut timers = Timers {
+        lag_tick: None,
+        write_hold: None,
+        idle_at,
+        expires,
+        armed: Some(idle_at),
+    };
     let code = 'run: loop {
         // Reading has stopped: done once the frame in hand (if any) is.
         if !reading.open && handling.is_none() {
@@ -233,26 +296,8 @@ pub(super) async fn run<'a>(
             Some(lag) if !lagging => pending.lock().stalled_since().map(|t| t + lag),
             _ => None,
         };
-        let due = [
-            lag_tick,
-            lag_check,
-            (!take).then_some(st.probe_at).flatten(),
-            st.silent_at().filter(|_| !rx.is_empty()),
-            st.batch_due,
-            st.next_wake,
-            write_hold,
-            may_read.then_some(idle_at),
-            conn.close_code().is_none().then_some(expires),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if due != armed {
-            if let Some(at) = due {
-                timer.as_mut().reset(at);
-            }
-            armed = due;
-        }
+        let due = timers.next_due(&st, &rx, conn, lag_check, take, may_read);
+        timers.arm(due, timer.as_mut());
         // Not biased: a steady stream of pushes must not starve reading,
         // nor a flood of frames the writes.
         tokio::select! {
@@ -267,10 +312,10 @@ pub(super) async fn run<'a>(
                 // A reply ends the hold: a client waiting for an answer
                 // gets it at once (after what was queued before it).
                 if replied {
-                    write_hold = None;
+                    timers.write_hold = None;
                 }
             }
-            out = rx.recv_async(), if take && write_hold.is_none() && (!lagging || lag_take) => {
+            out = rx.recv_async(), if take && timers.write_hold.is_none() && (!lagging || lag_take) => {
                 let Ok(mut out) = out else { break 'run 1000 };
                 loop {
                     let [held, frame] = st.prepare(out, conn);
@@ -307,25 +352,25 @@ pub(super) async fn run<'a>(
                 // A lagging connection takes on until its queue is empty.
                 lag_take = !drained;
             }
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
+            () = &mut timer, if timers.armed.is_some() => {
+                timers.armed = None;
                 let now = Instant::now();
-                if write_hold.is_some_and(|at| at <= now) {
-                    write_hold = None;
+                if timers.write_hold.is_some_and(|at| at <= now) {
+                    timers.write_hold = None;
                 }
                 if let Some(lag) = lagging_after {
                     let stalled = pending.lock().stalled(now, lag);
                     if !lagging && stalled {
                         lagging = true;
                         app.hot.lagging.increment(1);
-                        lag_tick = Some(now + jitter(lagging_interval));
+                        timers.lag_tick = Some(now + jitter(lagging_interval));
                         // While lagging, writes stop once a window of bytes
                         // awaits an ack or a pong: a reader that stopped
                         // costs that much copying, not its socket's whole
                         // send buffer, before its queue fills and it is
                         // closed.
                         st.set_lagging(Some(lim.lagging_window_bytes));
-                    } else if lag_tick.is_some_and(|at| at <= now) {
+                    } else if timers.lag_tick.is_some_and(|at| at <= now) {
                         // Still lagging: take the queue, if anything is in
                         // it. An ack since (progress) ends the lag.
                         lagging = stalled;
@@ -335,7 +380,7 @@ pub(super) async fn run<'a>(
                         lag_take = stalled && !rx.is_empty();
                         // A fresh random phase each time: ticks that a busy
                         // moment bunched up do not stay together.
-                        lag_tick = stalled.then(|| now + lagging_interval / 2 + jitter(lagging_interval));
+                        timers.lag_tick = stalled.then(|| now + lagging_interval / 2 + jitter(lagging_interval));
                     }
                 }
                 if let Some(ping) = st.ping_due(now) {
@@ -370,14 +415,14 @@ pub(super) async fn run<'a>(
                     }
                     st.next_wake = st.pending.lock().next_due();
                 }
-                if may_read && idle_at <= now {
-                    idle_at = last_in + idle;
-                    if idle_at <= now {
+                if may_read && timers.idle_at <= now {
+                    timers.idle_at = last_in + idle;
+                    if timers.idle_at <= now {
                         conn.kick(1000);
                         reading.open = false;
                     }
                 }
-                if expires <= now {
+                if timers.expires <= now {
                     conn.kick(close::UNAUTHENTICATED);
                     reading.open = false;
                 }
@@ -407,7 +452,7 @@ pub(super) async fn run<'a>(
                 code = &mut kicked => break 'run code,
             }
             if drained && !lagging && !write_interval.is_zero() {
-                write_hold = Some(Instant::now() + write_interval);
+                timers.write_hold = Some(Instant::now() + write_interval);
             }
         }
     };
