@@ -15,8 +15,8 @@
 //! everywhere else). A graceful shutdown flushes.
 
 use crate::fanout::Fanout;
+use crate::frame::encode;
 use crate::hub::{Outbound, Push};
-use crate::service::encode;
 use crate::store::{AckMark, Store};
 use parking_lot::Mutex;
 use std::borrow::Cow;

@@ -11,12 +11,12 @@
 use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::Fanout;
+use crate::frame::{encode, encode_msg_push};
 use crate::groups::{GroupView, Groups};
 use crate::hub::{Audience, Outbound, Push};
 use crate::ids::IdGen;
-use crate::service::encode;
+use crate::now_ms;
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
-use crate::{encode_msg_push, now_ms};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,213 @@
+//! Live state: connections, presence, typing and live rooms.
+
+use super::{Core, LIST_MAX};
+use crate::bus::{Envelope, Route};
+use crate::error::{CoreError, CoreResult};
+use crate::frame::encode;
+use crate::hub::{Conn, Outbound, Push, Registered};
+use crate::now_ms;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tern_proto::ids::is_valid_name;
+use tern_proto::wire::{tag, PresencePush, RawJson, RoomMsg, Typing};
+use tern_proto::{close, ConvId, ErrorCode};
+
+impl Core {
+    pub async fn typing(&self, user: &str, conv: &str) -> CoreResult<()> {
+        let id = self.access(user, conv, false).await?.id;
+        let users: Vec<Arc<str>> = match &id {
+            ConvId::Dm { .. } => self.audience(&id).await,
+            ConvId::Group(gid) => {
+                let view = self.group_view(gid).await?;
+                // Typing in a read-diffused group would be a storm of its
+                // own: checked before the member list is copied.
+                if view.size() > self.cfg.write_limit {
+                    return Ok(());
+                }
+                view.members.to_vec()
+            }
+        };
+        let users: Vec<Arc<str>> = users.into_iter().filter(|u| &**u != user).collect();
+        if !users.is_empty() {
+            let frame = encode(&Typing {
+                ty: tag::Typing,
+                conv: Cow::Borrowed(conv),
+                user: Cow::Borrowed(user),
+            });
+            self.fanout.push(Push {
+                users,
+                except: None,
+                out: Outbound::Frame(frame),
+                inactive: None,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn presence(&self, users: &[&str]) -> CoreResult<Vec<bool>> {
+        if users.len() > LIST_MAX {
+            return Err(CoreError::invalid("at most 1000 users per presence query"));
+        }
+        Ok(self.presence.online(users).await?)
+    }
+
+    /// Joins `conn` to a live room; `joined` is how many it is in already.
+    pub async fn room_join(&self, conn: &Arc<Conn>, room: &str, joined: usize) -> CoreResult<()> {
+        if !is_valid_name(room) {
+            return Err(CoreError::invalid(
+                "room must be 1-64 characters of A-Z a-z 0-9 _ . -",
+            ));
+        }
+        if self.rooms.join(room, conn, joined)? && self.fanout.is_cluster() {
+            if let Err(e) = self.presence.room_joined(room).await {
+                self.rooms.leave(room, conn.id);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns whether the connection was in the room.
+    pub async fn room_leave(&self, conn: &Conn, room: &str) -> bool {
+        let (was, emptied) = self.rooms.leave(room, conn.id);
+        if emptied && self.fanout.is_cluster() {
+            if let Err(e) = self.presence.room_left(room).await {
+                // The room's entry names a node without members: other
+                // nodes send it frames it drops, until it expires.
+                tracing::warn!(error = %e, room, "cannot record leaving a room");
+            }
+        }
+        was
+    }
+
+    /// Broadcasts to the room's other members; nothing is stored.
+    pub async fn room_send(&self, conn: &Conn, room: &str, content: &RawValue) -> CoreResult<()> {
+        if content.get().len() > self.cfg.content_bytes {
+            return Err(CoreError::new(
+                ErrorCode::ContentTooLarge,
+                format!("content is over {} bytes", self.cfg.content_bytes),
+            ));
+        }
+        let frame = encode(&RoomMsg {
+            ty: tag::RoomMsg,
+            room: Cow::Borrowed(room),
+            from: Cow::Borrowed(&conn.user),
+            content: RawJson::borrowed(content),
+            ts: now_ms(),
+        });
+        self.rooms.broadcast(room, conn, frame.clone())?;
+        if self.fanout.is_cluster() {
+            // Once to each other node with members; each fans out locally
+            // under the same per-device cap.
+            let nodes = self.presence.room_nodes(room).await?;
+            self.fanout.to_nodes(
+                &nodes,
+                &Envelope::Room {
+                    room: room.into(),
+                    frame,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Registers an authenticated connection: replaces the same device's
+    /// older connection (4009), on this node or another, and tells online
+    /// friends when this is the user's first device.
+    pub async fn connect(&self, conn: Arc<Conn>) -> CoreResult<()> {
+        let user = conn.user.clone();
+        let route = Route {
+            node: self.fanout.node(),
+            conn: conn.id,
+        };
+        let found = self.presence.connected(&user, &conn.device, route).await;
+        let Registered { replaced, .. } = self.hub.register(conn.clone());
+        if let Some(old) = replaced {
+            old.kick(close::REPLACED);
+        }
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                self.hub.unregister(&conn);
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = found.replaced {
+            if old.node != route.node {
+                self.fanout.to_node(
+                    old.node,
+                    &Envelope::Kick {
+                        user: user.clone(),
+                        conn: old.conn,
+                        code: close::REPLACED,
+                    },
+                );
+            }
+        }
+        if found.first {
+            self.announce_presence(&user, true).await;
+        }
+        Ok(())
+    }
+
+    /// Unregisters a connection that has ended.
+    pub async fn disconnect(&self, conn: &Conn) {
+        self.hub.unregister(conn);
+        let route = Route {
+            node: self.fanout.node(),
+            conn: conn.id,
+        };
+        match self
+            .presence
+            .disconnected(&conn.user, &conn.device, route)
+            .await
+        {
+            Ok(true) => self.announce_presence(&conn.user, false).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "presence: cannot record a disconnect"),
+        }
+    }
+
+    async fn announce_presence(&self, user: &str, online: bool) {
+        let friends = match self.store.friends(user).await {
+            Ok(l) => l.friends,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot load friends");
+                return;
+            }
+        };
+        if friends.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = friends.iter().map(String::as_str).collect();
+        let flags = match self.presence.online(&names).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot look up friends");
+                return;
+            }
+        };
+        let users: Vec<Arc<str>> = names
+            .iter()
+            .zip(flags)
+            .filter(|(_, on)| *on)
+            .map(|(u, _)| Arc::from(*u))
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        let frame = encode(&PresencePush {
+            ty: tag::Presence,
+            user: Cow::Borrowed(user),
+            online,
+            ts: now_ms(),
+        });
+        self.fanout.push(Push {
+            users,
+            except: None,
+            out: Outbound::Frame(frame),
+            inactive: None,
+        });
+    }
+}

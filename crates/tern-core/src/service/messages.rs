@@ -1,0 +1,345 @@
+//! Messages: sending, forwarding to a group's owner, history, gap fill, recall and delete.
+
+use super::{group_message, Actor, Core, SendOk, HISTORY_DEFAULT, HISTORY_MAX, LIST_MAX};
+use crate::bus::{owner_of, Forward, ForwardAnswer, ForwardHandler};
+use crate::error::{CoreError, CoreResult};
+use crate::frame::encode;
+use crate::hub::{Outbound, Push};
+use crate::now_ms;
+use crate::pipeline::{Pipeline, PushPlan};
+use crate::store::{Appended, HistoryQuery, NewMessage, StoreError, StoredMessage};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tern_proto::frames::check_kind_content;
+use tern_proto::ids::{is_valid_name, is_valid_token};
+use tern_proto::wire::{tag, Recalled};
+use tern_proto::{request, ConvId, ErrorCode};
+
+impl Core {
+    /// `send` (PROTOCOL.md 2.2): the core checks every field's value.
+    pub async fn send(&self, actor: Actor<'_>, req: &request::Send<'_>) -> CoreResult<SendOk> {
+        let cmid = &*req.client_msg_id;
+        if !is_valid_token(cmid) {
+            return Err(CoreError::invalid("client_msg_id must be 1-64 characters"));
+        }
+        let kind = &*req.kind;
+        let content = req.content;
+        check_kind_content(kind, content).map_err(CoreError::invalid)?;
+        if content.get().len() > self.cfg.content_bytes {
+            return Err(CoreError::new(
+                ErrorCode::ContentTooLarge,
+                format!("content is over {} bytes", self.cfg.content_bytes),
+            ));
+        }
+        let to = match (req.to.as_deref(), req.group.as_deref()) {
+            (Some(to), None) => to,
+            (None, Some(gid)) => return self.send_group(actor, gid, cmid, kind, content).await,
+            _ => {
+                return Err(CoreError::invalid(
+                    "exactly one of to and group is required",
+                ))
+            }
+        };
+        if !is_valid_name(to) {
+            return Err(CoreError::new(
+                ErrorCode::NoSuchUser,
+                format!("no such user {to:?}"),
+            ));
+        }
+        self.require_user(to).await?;
+        let conv = ConvId::dm(actor.user, to).to_string();
+        let mut participants = vec![actor.user.to_owned()];
+        if to != actor.user {
+            participants.push(to.to_owned());
+        }
+        let msg = NewMessage {
+            msg_id: 0,
+            conv,
+            from: actor.user.to_owned(),
+            to: Some(to.to_owned()),
+            group: None,
+            kind: kind.to_owned(),
+            content: content.get().to_owned(),
+            ts: 0,
+            client_msg_id: Some(cmid.to_owned()),
+            participants: participants.clone(),
+            inbox_members_up_to: 0,
+            change: None,
+        };
+        let plan = PushPlan::Users {
+            users: participants.iter().map(|u| Arc::from(u.as_str())).collect(),
+            except: except_of(actor),
+        };
+        send_ok(self.pipeline.append(msg, plan).await?)
+    }
+
+    async fn send_group(
+        &self,
+        actor: Actor<'_>,
+        gid: &str,
+        cmid: &str,
+        kind: &str,
+        content: &RawValue,
+    ) -> CoreResult<SendOk> {
+        let view = self.group_view(gid).await?;
+        if !view.is_member(actor.user) {
+            return Err(CoreError::new(
+                ErrorCode::NotMember,
+                "not a member of this group",
+            ));
+        }
+        let msg = group_message(
+            self.cfg.write_limit,
+            gid,
+            actor.user,
+            kind,
+            content.get().to_owned(),
+            Some(cmid),
+            None,
+        );
+        let started = now_ms();
+        let owner = self.owner(&msg.conv);
+        if let Some(owner) = owner {
+            if let Some(answer) = self.forward_to_owner(owner, actor, &msg).await {
+                return answer;
+            }
+        }
+        let plan = PushPlan::Group {
+            gid: gid.into(),
+            except: except_of(actor),
+        };
+        let mut ok = send_ok(self.pipeline.append(msg, plan).await?)?;
+        if ok.duplicate && owner.is_some() && ok.ts >= started {
+            // The forward that failed or timed out was stored by the owner
+            // during this very request after all: this send is not a retry
+            // of an earlier one (that would be stored before it began).
+            ok.duplicate = false;
+        }
+        Ok(ok)
+    }
+
+    /// The owning node of `conv` when it is another node and group sends
+    /// are forwarded (cluster mode).
+    fn owner(&self, conv: &str) -> Option<u16> {
+        self.cfg.forward_timeout?;
+        if !self.fanout.is_cluster() {
+            return None;
+        }
+        let owner = owner_of(conv, &self.presence.live_nodes())?;
+        (owner != self.cfg.node_id).then_some(owner)
+    }
+
+    /// Hands a group send to the conversation's owner and returns its
+    /// answer; `None` when this node is to append it after all: the owner
+    /// could not be reached, did not answer in time, or found its store
+    /// unavailable. (What the owner stored meanwhile is then answered from
+    /// dedup by `client_msg_id`, never stored twice.)
+    async fn forward_to_owner(
+        &self,
+        owner: u16,
+        actor: Actor<'_>,
+        msg: &NewMessage,
+    ) -> Option<CoreResult<SendOk>> {
+        let timeout = self.cfg.forward_timeout?;
+        let req = Forward {
+            gid: msg.group.clone()?,
+            from: msg.from.clone(),
+            device: actor.device.map(str::to_owned),
+            client_msg_id: msg.client_msg_id.clone()?,
+            kind: msg.kind.clone(),
+            content: msg.content.clone(),
+        };
+        let fallback = |why: &dyn std::fmt::Display| {
+            metrics::counter!("tern_forwards_total", "result" => "local").increment(1);
+            tracing::debug!(owner, reason = %why, "forward failed; appending here");
+            None
+        };
+        match self.bus.forward(owner, &req, timeout).await {
+            Ok(ForwardAnswer::Ok {
+                msg_id,
+                conv,
+                seq,
+                ts,
+                duplicate,
+            }) => {
+                metrics::counter!("tern_forwards_total", "result" => "ok").increment(1);
+                Some(Ok(SendOk {
+                    msg_id,
+                    conv,
+                    seq,
+                    ts,
+                    duplicate,
+                }))
+            }
+            Ok(ForwardAnswer::Err { code, message }) => match ErrorCode::parse(&code) {
+                Some(c) if c != ErrorCode::Unavailable => {
+                    metrics::counter!("tern_forwards_total", "result" => "refused").increment(1);
+                    Some(Err(CoreError::new(c, message)))
+                }
+                _ => fallback(&code),
+            },
+            Err(e) => fallback(&e),
+        }
+    }
+
+    pub async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        before_seq: Option<u64>,
+        after_seq: Option<u64>,
+        limit: Option<u64>,
+    ) -> CoreResult<Vec<StoredMessage>> {
+        self.access(user, conv, true).await?;
+        let limit = match limit {
+            None => HISTORY_DEFAULT,
+            Some(l) if (1..=u64::from(HISTORY_MAX)).contains(&l) => l as u32,
+            Some(_) => return Err(CoreError::invalid("limit must be 1-500")),
+        };
+        Ok(self
+            .store
+            .history(
+                user,
+                conv,
+                HistoryQuery {
+                    before_seq,
+                    after_seq,
+                    limit,
+                },
+            )
+            .await?)
+    }
+
+    /// Messages of `conv` strictly between `after` and `before` that `user`
+    /// can see and did not send (a device's own sends are answered, not
+    /// pushed), for a device whose pushes skipped them. At most 100; empty
+    /// when the store does not answer within 2 s (the client then fills
+    /// the gap from history itself).
+    pub async fn gap_fill(
+        &self,
+        user: &str,
+        conv: &str,
+        after: u64,
+        before: u64,
+    ) -> Vec<StoredMessage> {
+        metrics::counter!("tern_gap_fills_total").increment(1);
+        let q = HistoryQuery {
+            before_seq: Some(before),
+            after_seq: Some(after),
+            limit: u32::try_from(before - after - 1).unwrap_or(100).min(100),
+        };
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.store.history(user, conv, q),
+        )
+        .await
+        {
+            Ok(Ok(msgs)) => msgs.into_iter().filter(|m| m.from != user).collect(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, conv, "gap fill failed");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
+        let id = self.access(user, conv, false).await?.id;
+        let m = self
+            .store
+            .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
+            .await?;
+        let frame = encode(&Recalled {
+            ty: tag::Recalled,
+            conv: Cow::Borrowed(conv),
+            seq,
+            msg_id: m.msg_id,
+            by: Cow::Borrowed(user),
+        });
+        let users = self.audience(&id).await;
+        self.fanout.push(Push {
+            users,
+            except: None,
+            out: Outbound::Frame(frame),
+            inactive: None,
+        });
+        Ok(())
+    }
+
+    pub async fn delete(&self, user: &str, conv: &str, seqs: &[u64]) -> CoreResult<()> {
+        let access = self.access(user, conv, true).await?;
+        if seqs.is_empty() || seqs.len() > LIST_MAX {
+            return Err(CoreError::invalid("seqs must hold 1-1000 seqs"));
+        }
+        if let Some(up_to) = access.former_up_to {
+            if let Some(seq) = seqs.iter().find(|s| **s > up_to) {
+                return Err(CoreError::invalid(format!("no message with seq {seq}")));
+            }
+        }
+        Ok(self.store.delete_for_user(user, conv, seqs).await?)
+    }
+}
+
+fn except_of(actor: Actor<'_>) -> Option<(Arc<str>, Arc<str>)> {
+    actor.device.map(|d| (Arc::from(actor.user), Arc::from(d)))
+}
+
+fn send_ok(appended: Appended) -> CoreResult<SendOk> {
+    let duplicate = matches!(appended, Appended::Duplicate(_));
+    match appended {
+        Appended::New(m) | Appended::Duplicate(m) => Ok(SendOk {
+            msg_id: m.msg_id,
+            conv: m.conv,
+            seq: m.seq,
+            ts: m.ts,
+            duplicate,
+        }),
+        Appended::Refused(r) => Err(StoreError::from(r).into()),
+    }
+}
+
+/// Appends the group sends other nodes forward to this one, the owner of
+/// their conversation, through this node's pipeline. The sending node
+/// checked the request and the sender's membership; the store checks
+/// membership again as it appends.
+pub(super) struct Owner {
+    pub(super) pipeline: Pipeline,
+    pub(super) write_limit: usize,
+}
+
+#[async_trait::async_trait]
+impl ForwardHandler for Owner {
+    async fn handle(&self, req: Forward) -> ForwardAnswer {
+        metrics::counter!("tern_forwards_served_total").increment(1);
+        let msg = group_message(
+            self.write_limit,
+            &req.gid,
+            &req.from,
+            &req.kind,
+            req.content,
+            Some(&req.client_msg_id),
+            None,
+        );
+        let except = req
+            .device
+            .map(|d| (Arc::from(req.from.as_str()), Arc::from(d.as_str())));
+        let plan = PushPlan::Group {
+            gid: req.gid.as_str().into(),
+            except,
+        };
+        match self.pipeline.append(msg, plan).await.and_then(send_ok) {
+            Ok(ok) => ForwardAnswer::Ok {
+                msg_id: ok.msg_id,
+                conv: ok.conv,
+                seq: ok.seq,
+                ts: ok.ts,
+                duplicate: ok.duplicate,
+            },
+            Err(e) => ForwardAnswer::Err {
+                code: e.code.as_str().to_owned(),
+                message: e.message.into_owned(),
+            },
+        }
+    }
+}
