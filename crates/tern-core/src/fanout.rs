@@ -48,7 +48,7 @@ pub struct Fanout {
 /// seq n from another. A push that skips ahead of the next expected seq
 /// is held (with any that follow) until the missing ones arrive, or for at
 /// most [`REORDER_HOLD`]; then the held pushes go on in order and each
-/// connection fills what is still missing from the store (`ws.rs`). So
+/// connection fills what is still missing from the store (`tern-server` `ws/writer.rs`). So
 /// the store is read only for pushes really lost or very late, not for
 /// every reordering. The first push of a conversation seen by the node
 /// sets where its order starts.

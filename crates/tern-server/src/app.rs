@@ -3,62 +3,16 @@
 
 use crate::config::Config;
 use crate::metrics::{prometheus, Hot};
+use crate::state::{App, Counter};
 use anyhow::Context;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::auth::Auth;
 use tern_core::rooms::RoomConfig;
 use tern_core::{Core, CoreConfig, Hub};
-use tokio::sync::{watch, Notify};
-
-/// Shared by every handler and session.
-pub struct App {
-    pub core: Core,
-    pub cfg: Config,
-    pub hot: Hot,
-    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Flips to true when shutdown starts: sessions stop reading.
-    pub stopping: watch::Receiver<bool>,
-    /// Sessions still reading frames / sessions not yet finished.
-    pub readers: Counter,
-    pub sessions: Counter,
-    /// Rate limits and connection counts.
-    pub guard: crate::guard::Guard,
-}
-
-/// A count that can be awaited down to zero.
-#[derive(Default)]
-pub struct Counter {
-    n: AtomicUsize,
-    zero: Notify,
-}
-
-impl Counter {
-    pub fn enter(&self) {
-        self.n.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn leave(&self) {
-        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.zero.notify_waiters();
-        }
-    }
-
-    pub async fn wait_zero(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
-            loop {
-                let notified = self.zero.notified();
-                if self.n.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
-    }
-}
+use tokio::sync::watch;
 
 impl App {
     async fn build(cfg: Config, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<App>> {

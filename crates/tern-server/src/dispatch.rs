@@ -20,7 +20,7 @@ use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{Empty, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer};
 
-use crate::app::App;
+use crate::state::App;
 
 /// What a WebSocket caller brings besides its identity: the connection,
 /// its pushes awaiting an ack, the rooms it is in.

@@ -1,8 +1,8 @@
 //! The HTTP API (PROTOCOL.md 3). Handlers only decode, call the core and
 //! encode; the logic lives in `tern-core`.
 
-use crate::app::App;
 use crate::dispatch::execute;
+use crate::state::App;
 use crate::views::group_answer;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tern_core::store::FriendStatus;
 use tern_core::{Actor, CoreError};
@@ -28,6 +29,7 @@ use tern_proto::wire::{
     SendAnswer, SessionToken, SyncAnswer, UserCreated, UserInfo,
 };
 use tern_proto::ErrorCode;
+use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,7 +54,37 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(send_message))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
-        .routes(routes!(crate::openapi::serve_document))
+        .routes(routes!(serve_document))
+}
+
+/// The whole document.
+pub fn document() -> OpenApi {
+    let mut doc = api().into_openapi();
+    crate::openapi::add_shared_errors(&mut doc);
+    doc
+}
+
+/// The document as served, serialized once.
+fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the OpenAPI 3 description of this API", content_type = "application/json", body = Object),
+    )
+)]
+pub(crate) async fn serve_document() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+        .into_response()
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -11,11 +11,14 @@ mod guard;
 mod http;
 mod listener;
 pub mod metrics;
-pub mod openapi;
+mod openapi;
 mod pending;
+mod state;
 mod views;
 mod web;
 mod ws;
 
 pub use app::{serve, serve_ready};
 pub use config::Config;
+/// The OpenAPI document of the HTTP API, as `GET /v1/openapi.json` serves it.
+pub use http::document as openapi_document;

@@ -1,13 +1,10 @@
 //! The OpenAPI 3 description of the HTTP API (`GET /v1/openapi.json`).
 //!
 //! Each handler in `http.rs` carries its own `#[utoipa::path]`; the router
-//! and this document are built from the same list (`http::api`). This
-//! module adds what every operation shares: the bearer scheme, the error
-//! answers any call may get, and the document's header.
+//! and the document (`http::document`) are built from the same list
+//! (`http::api`). This module adds what every operation shares: the bearer
+//! scheme, the error answers any call may get, and the document's header.
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use std::sync::OnceLock;
 use tern_proto::wire::ErrorBody;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -38,36 +35,6 @@ pub(crate) fn base() -> OpenApi {
     Base::openapi()
 }
 
-/// The whole document.
-pub fn document() -> OpenApi {
-    let mut doc = crate::http::api().into_openapi();
-    add_shared_errors(&mut doc);
-    doc
-}
-
-/// The document as served, serialized once.
-fn document_json() -> &'static str {
-    static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| document().to_json().unwrap_or_else(|_| "{}".to_owned()))
-}
-
-/// This OpenAPI 3 document.
-#[utoipa::path(
-    get,
-    path = "/v1/openapi.json",
-    tag = "operations",
-    responses(
-        (status = 200, description = "the OpenAPI 3 description of this API", content_type = "application/json", body = Object),
-    )
-)]
-pub(crate) async fn serve_document() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        document_json(),
-    )
-        .into_response()
-}
-
 /// The bearer scheme every authenticated call names.
 struct Shared;
 
@@ -94,7 +61,7 @@ impl Modify for Shared {
 /// name them: 408 `timeout` (every call), 503 `unavailable` (a backend
 /// down), 401 `unauthenticated` (calls that take a token), 400 `invalid`
 /// (calls with a body or parameters).
-fn add_shared_errors(doc: &mut OpenApi) {
+pub(crate) fn add_shared_errors(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let ops = [
             item.get.as_mut(),

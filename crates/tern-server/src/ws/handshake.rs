@@ -3,9 +3,9 @@
 
 use super::limits::Stall;
 use super::{error_frame, text, WsParams};
-use crate::app::App;
 use crate::guard::Slot;
 use crate::pending::Pending;
+use crate::state::App;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use parking_lot::Mutex;

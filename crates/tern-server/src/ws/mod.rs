@@ -9,10 +9,10 @@ mod handshake;
 mod limits;
 mod writer;
 
-use crate::app::App;
 use crate::guard::Slot;
 use crate::listener::{Linger, Written};
 use crate::pending::Pending;
+use crate::state::App;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};

@@ -621,7 +621,7 @@ async fn real_answers_match_the_document() {
 /// there fails here.
 #[test]
 fn every_operation_is_in_the_protocol_reference() {
-    let doc = serde_json::to_value(tern_server::openapi::document()).unwrap();
+    let doc = serde_json::to_value(tern_server::openapi_document()).unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/PROTOCOL.md");
     let text = std::fs::read_to_string(path).expect("docs/PROTOCOL.md");
     let missing: Vec<String> = operations(&doc)

@@ -1,0 +1,57 @@
+//! The state every handler and session shares ([`App`]), and the counts
+//! that shutdown waits on. Built by `app.rs`; read by `http.rs`,
+//! `dispatch.rs` and `ws/`.
+
+use crate::config::Config;
+use crate::metrics::Hot;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tern_core::Core;
+use tokio::sync::{watch, Notify};
+
+/// Shared by every handler and session.
+pub struct App {
+    pub core: Core,
+    pub cfg: Config,
+    pub hot: Hot,
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Flips to true when shutdown starts: sessions stop reading.
+    pub stopping: watch::Receiver<bool>,
+    /// Sessions still reading frames / sessions not yet finished.
+    pub readers: Counter,
+    pub sessions: Counter,
+    /// Rate limits and connection counts.
+    pub guard: crate::guard::Guard,
+}
+
+/// A count that can be awaited down to zero.
+#[derive(Default)]
+pub struct Counter {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Counter {
+    pub fn enter(&self) {
+        self.n.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn leave(&self) {
+        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_waiters();
+        }
+    }
+
+    pub async fn wait_zero(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.zero.notified();
+                if self.n.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+}
