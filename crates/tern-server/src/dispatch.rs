@@ -12,13 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::Arc;
 use tern_core::service::encode;
 use tern_core::store::{ConvList, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
-use tern_proto::wire::{Empty, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer};
+use tern_proto::wire::{
+    Empty, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
+    SyncAnswer,
+};
 
 use crate::state::App;
 
@@ -47,77 +51,62 @@ pub(crate) enum Answer {
     },
 }
 
+/// An answer as its wire body: one value that both the `ok` frame (its
+/// fields flattened in) and the HTTP body serialize.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Empty(Empty),
+    Sent(SendAnswer<'a>),
+    Read(ReadAnswer),
+    Sync(SyncAnswer<'a>),
+    History(HistoryAnswer<'a>),
+    Presence(PresenceAnswer<'a>),
+    ReadStatus(ReadStatusAnswer<'a>),
+}
+
 impl Answer {
+    fn body(&self) -> Body<'_> {
+        match self {
+            Answer::Pong | Answer::Empty => Body::Empty(Empty {}),
+            Answer::Sent(s) => Body::Sent(send_answer(s)),
+            Answer::Read(read_seq) => Body::Read(ReadAnswer {
+                read_seq: *read_seq,
+            }),
+            Answer::Sync(list) => Body::Sync(sync_answer(list)),
+            Answer::History(msgs) => Body::History(history_answer(msgs)),
+            Answer::Presence(online) => Body::Presence(PresenceAnswer {
+                online: online
+                    .iter()
+                    .map(|(u, on)| (Cow::Borrowed(&**u), *on))
+                    .collect(),
+            }),
+            Answer::ReadStatus {
+                conv,
+                seq,
+                read,
+                unread,
+            } => Body::ReadStatus(ReadStatusAnswer {
+                conv: Cow::Borrowed(conv),
+                seq: *seq,
+                read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+                unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
+            }),
+        }
+    }
+
     /// The frame that answers a WebSocket request: `pong` always, any other
     /// answer as `ok` only to a request that carries an `id`.
     pub fn frame(&self, id: Option<&str>) -> Option<Bytes> {
         if let Answer::Pong = self {
             return Some(encode(&Pong::new(id)));
         }
-        let id = Some(id?);
-        Some(match self {
-            Answer::Pong | Answer::Empty => encode(&OkFrame::new(id, Empty {})),
-            Answer::Sent(s) => encode(&OkFrame::new(id, send_answer(s))),
-            Answer::Read(read_seq) => encode(&OkFrame::new(
-                id,
-                ReadAnswer {
-                    read_seq: *read_seq,
-                },
-            )),
-            Answer::Sync(list) => encode(&OkFrame::new(id, sync_answer(list))),
-            Answer::History(msgs) => encode(&OkFrame::new(id, history_answer(msgs))),
-            Answer::Presence(online) => encode(&OkFrame::new(id, presence_answer(online))),
-            Answer::ReadStatus {
-                conv,
-                seq,
-                read,
-                unread,
-            } => encode(&OkFrame::new(
-                id,
-                ReadStatusAnswer {
-                    conv: Cow::Borrowed(conv),
-                    seq: *seq,
-                    read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
-                    unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
-                },
-            )),
-        })
+        Some(encode(&OkFrame::new(Some(id?), self.body())))
     }
 
     /// The JSON body that answers the same command over HTTP.
     pub fn json(&self) -> Response {
-        match self {
-            Answer::Pong | Answer::Empty => Json(Empty {}).into_response(),
-            Answer::Sent(s) => Json(send_answer(s)).into_response(),
-            Answer::Read(read_seq) => Json(ReadAnswer {
-                read_seq: *read_seq,
-            })
-            .into_response(),
-            Answer::Sync(list) => Json(sync_answer(list)).into_response(),
-            Answer::History(msgs) => Json(history_answer(msgs)).into_response(),
-            Answer::Presence(online) => Json(presence_answer(online)).into_response(),
-            Answer::ReadStatus {
-                conv,
-                seq,
-                read,
-                unread,
-            } => Json(ReadStatusAnswer {
-                conv: Cow::Borrowed(conv),
-                seq: *seq,
-                read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
-                unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
-            })
-            .into_response(),
-        }
-    }
-}
-
-fn presence_answer(online: &[(String, bool)]) -> PresenceAnswer<'_> {
-    PresenceAnswer {
-        online: online
-            .iter()
-            .map(|(u, on)| (Cow::Borrowed(&**u), *on))
-            .collect(),
+        Json(self.body()).into_response()
     }
 }
 
