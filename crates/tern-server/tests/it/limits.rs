@@ -896,6 +896,11 @@ async fn write_interval_keeps_order_and_the_queue_bound() {
     let (s, tb, mut a, mut b) = alice_and_bob(|c| {
         c.limits.write_interval_ms = 1000;
         c.limits.outbound_queue = 16;
+        // Bob never acks: with the lagging lane on, his queue would be
+        // taken on its own ~100 ms timer instead of after the hold, and on
+        // a loaded machine sends that trickle in could stay below the
+        // bound. This test is about the hold.
+        c.limits.lagging_after_ms = 0;
     })
     .await;
     // The first push is written at once (the queue was quiet); the next
