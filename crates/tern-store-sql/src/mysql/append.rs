@@ -57,7 +57,7 @@ async fn lock_counters(
     convs: &BTreeSet<&str>,
 ) -> StoreResult<HashMap<String, i64>> {
     let convs: Vec<&str> = convs.iter().copied().collect();
-    let mut out = select_counters(c, &convs).await?;
+    let mut out = select_counters(c, &convs, true).await?;
     let missing: Vec<&str> = convs
         .iter()
         .copied()
@@ -75,14 +75,16 @@ async fn lock_counters(
         qb.push(" ON DUPLICATE KEY UPDATE max_seq = max_seq");
         qb.build().execute(&mut *c).await.map_err(be)?;
     }
-    out.extend(select_counters(c, &missing).await?);
+    out.extend(select_counters(c, &missing, true).await?);
     Ok(out)
 }
 
-/// `SELECT .. FOR UPDATE` of counter rows (sorted `convs`).
-async fn select_counters(
+/// The counter rows (`max_seq`) of `convs`; with `lock`, `SELECT .. FOR
+/// UPDATE` in `conv` order (pass them sorted).
+pub(super) async fn select_counters(
     c: &mut MySqlConnection,
     convs: &[&str],
+    lock: bool,
 ) -> StoreResult<HashMap<String, i64>> {
     let mut out = HashMap::new();
     for chunk in convs.chunks(CHUNK) {
@@ -92,7 +94,11 @@ async fn select_counters(
         for conv in chunk {
             sep.push_bind(*conv);
         }
-        qb.push(") ORDER BY conv FOR UPDATE");
+        qb.push(if lock {
+            ") ORDER BY conv FOR UPDATE"
+        } else {
+            ")"
+        });
         let rows = qb.build().fetch_all(&mut *c).await.map_err(be)?;
         for r in rows {
             out.insert(

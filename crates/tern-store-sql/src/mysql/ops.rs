@@ -329,22 +329,11 @@ impl Dialect for MySqlDialect {
         }
         let convs: BTreeSet<&str> = state.keys().map(|(_, conv)| conv.as_str()).collect();
         let convs: Vec<&str> = convs.into_iter().collect();
-        let mut maxes: HashMap<String, u64> = HashMap::new();
-        for chunk in convs.chunks(CHUNK) {
-            let mut qb: QueryBuilder<MySql> =
-                QueryBuilder::new("SELECT conv, max_seq FROM convs WHERE conv IN (");
-            let mut sep = qb.separated(", ");
-            for conv in chunk {
-                sep.push_bind(*conv);
-            }
-            qb.push(")");
-            for r in qb.build().fetch_all(&mut *c).await.map_err(be)? {
-                maxes.insert(
-                    r.try_get::<String, _>(0).map_err(be)?,
-                    r.try_get::<i64, _>(1).map_err(be)?.max(0) as u64,
-                );
-            }
-        }
+        let maxes: HashMap<String, u64> = append::select_counters(c, &convs, false)
+            .await?
+            .into_iter()
+            .map(|(conv, max)| (conv, max.max(0) as u64))
+            .collect();
 
         let mut out = vec![None; acks.len()];
         // (answer index, conv, delivered before, delivered after, peer)
