@@ -7,6 +7,7 @@
 //! `http.rs` if it has one).
 
 use crate::pending::Pending;
+use crate::state::App;
 use crate::views::{history_answer, send_answer, sync_answer};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,8 +24,6 @@ use tern_proto::wire::{
     Empty, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
     SyncAnswer,
 };
-
-use crate::state::App;
 
 /// What a WebSocket caller brings besides its identity: the connection,
 /// its pushes awaiting an ack, the rooms it is in.
