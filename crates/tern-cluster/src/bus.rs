@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::bus::{
-    Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, PlumbingError, PlumbingResult,
+    Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, Forwarding, Inbound, PlumbingError,
+    PlumbingResult,
 };
 use tern_core::NodeId;
 use tokio::sync::{mpsc, watch};
@@ -262,6 +263,36 @@ impl Bus for NatsBus {
         Ok(())
     }
 
+    /// The broker's `max_payload` (1 MiB by default), less room for the
+    /// message id header.
+    fn max_message_bytes(&self) -> usize {
+        self.client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM)
+            .max(MIN_MESSAGE_BYTES)
+    }
+
+    async fn health(&self) -> PlumbingResult<()> {
+        let state = self.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Err(unavailable(Msg(format!("connection is {state:?}"))));
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, self.js.get_stream(&self.opts.stream)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn forwarding(&self) -> Option<&dyn Forwarding> {
+        Some(self)
+    }
+}
+
+/// Forwards are core NATS request/reply (see the crate's documentation).
+#[async_trait]
+impl Forwarding for NatsBus {
     async fn serve_forwards(
         &self,
         node: NodeId,
@@ -310,28 +341,6 @@ impl Bus for NatsBus {
             .map_err(unavailable)?;
         serde_json::from_slice(&answer.payload)
             .map_err(|_| PlumbingError::Malformed("bad forward answer"))
-    }
-
-    /// The broker's `max_payload` (1 MiB by default), less room for the
-    /// message id header.
-    fn max_message_bytes(&self) -> usize {
-        self.client
-            .server_info()
-            .max_payload
-            .saturating_sub(HEADER_ROOM)
-            .max(MIN_MESSAGE_BYTES)
-    }
-
-    async fn health(&self) -> PlumbingResult<()> {
-        let state = self.client.connection_state();
-        if state != async_nats::connection::State::Connected {
-            return Err(unavailable(Msg(format!("connection is {state:?}"))));
-        }
-        match tokio::time::timeout(CALL_TIMEOUT, self.js.get_stream(&self.opts.stream)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(e) => Err(unavailable(e)),
-        }
     }
 }
 

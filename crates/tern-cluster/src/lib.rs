@@ -1,8 +1,9 @@
 //! Cluster plumbing: [`tern_core::bus::Presence`] on Redis
 //! ([`RedisPresence`], [`PresenceOptions`]) and [`tern_core::bus::Bus`] on
 //! NATS JetStream ([`NatsBus`], [`BusOptions`]), re-exported here.
-//! [`conformance`] holds the checks that these and the in-process
-//! implementations (`LocalPresence`, `LocalBus`) all pass.
+//! The checks that these and the in-process implementations
+//! (`LocalPresence`, `LocalBus`) all pass live with the tests
+//! (`tests/common/conformance.rs`).
 //!
 //! # Redis keys (`{p}` = [`PresenceOptions::prefix`], default `tern`)
 //!
@@ -76,7 +77,6 @@
 //! the owner stored meanwhile from being stored twice).
 
 pub mod bus;
-pub mod conformance;
 mod limiter;
 pub mod presence;
 mod secret;

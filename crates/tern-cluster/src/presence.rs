@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tern_core::bus::{Connected, PlumbingError, PlumbingResult, Presence, Route};
+use tern_core::bus::{PlumbingError, PlumbingResult};
+use tern_core::presence::{Connected, NodeSet, RoomNodes, Route, Routes};
 use tern_core::NodeId;
 
 /// Node ids are allocated in `0..NODE_IDS` (the node part of message ids).
@@ -541,7 +542,7 @@ impl RedisPresence {
 }
 
 #[async_trait]
-impl Presence for RedisPresence {
+impl NodeSet for RedisPresence {
     fn node(&self) -> NodeId {
         self.inner.node
     }
@@ -550,6 +551,23 @@ impl Presence for RedisPresence {
         self.inner.expiry_ms
     }
 
+    fn live_nodes(&self) -> Vec<NodeId> {
+        self.inner.live.read().clone()
+    }
+
+    async fn health(&self) -> PlumbingResult<()> {
+        let mut con = self.inner.con.clone();
+        let pong: String = call(redis::cmd("PING").query_async(&mut con)).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(bad_reply("PING"))
+        }
+    }
+}
+
+#[async_trait]
+impl Routes for RedisPresence {
     async fn connected(&self, user: &str, device: &str, route: Route) -> PlumbingResult<Connected> {
         let reply = self
             .route_script(&self.inner.scripts.connected, user, device, route)
@@ -586,11 +604,10 @@ impl Presence for RedisPresence {
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>> {
         self.live_route_nodes(users).await
     }
+}
 
-    fn live_nodes(&self) -> Vec<NodeId> {
-        self.inner.live.read().clone()
-    }
-
+#[async_trait]
+impl RoomNodes for RedisPresence {
     async fn room_joined(&self, room: &str) -> PlumbingResult<()> {
         let i = &self.inner;
         let mut con = i.con.clone();
@@ -639,15 +656,5 @@ impl Presence for RedisPresence {
         nodes.sort_unstable();
         nodes.dedup();
         Ok(nodes)
-    }
-
-    async fn health(&self) -> PlumbingResult<()> {
-        let mut con = self.inner.con.clone();
-        let pong: String = call(redis::cmd("PING").query_async(&mut con)).await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(bad_reply("PING"))
-        }
     }
 }

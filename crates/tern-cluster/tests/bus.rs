@@ -4,9 +4,9 @@
 
 mod common;
 
+use common::conformance::{self as c, Collector};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_cluster::conformance::{self as c, Collector};
 use tern_cluster::{BusOptions, NatsBus};
 use tern_core::bus::{Bus, Envelope, NodeId};
 use tern_core::LocalBus;

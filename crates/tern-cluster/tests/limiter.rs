@@ -4,7 +4,7 @@
 
 mod common;
 
-use tern_cluster::conformance as c;
+use common::conformance as c;
 use tern_cluster::RedisLimiter;
 use tern_core::limits::Limiter;
 use tern_core::LocalLimiter;

@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::conformance::start_all;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tern_cluster::conformance::start_all;
 use tern_cluster::{BusOptions, NatsBus, PresenceOptions, RedisPresence};
-use tern_core::bus::{Bus, Envelope, Presence, Route};
+use tern_core::bus::{Bus, Envelope};
+use tern_core::presence::{NodeSet, Route, Routes};
 
 struct Server {
     child: Child,

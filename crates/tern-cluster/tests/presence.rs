@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::conformance as c;
 use std::time::Duration;
-use tern_cluster::conformance as c;
 use tern_cluster::{PresenceOptions, RedisPresence};
-use tern_core::bus::Presence;
+use tern_core::presence::{NodeSet, Presence, Routes};
 use tern_core::LocalPresence;
 
 fn local(n: usize) -> Vec<Box<dyn Presence>> {

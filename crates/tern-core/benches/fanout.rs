@@ -6,7 +6,8 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
-use tern_core::hub::{Conn, Hub, Outbound, Push};
+use tern_core::hub::{Conn, Hub};
+use tern_core::push::{Outbound, Push};
 
 fn fanout(c: &mut Criterion) {
     const N: usize = 500;

@@ -16,7 +16,7 @@
 
 use crate::fanout::Fanout;
 use crate::frame::encode;
-use crate::hub::{Outbound, Push};
+use crate::push::{Outbound, Push};
 use crate::store::{AckMark, Store};
 use parking_lot::Mutex;
 use std::borrow::Cow;

@@ -15,11 +15,19 @@
 //!
 //! The receiving side is [`NodeInbound`]: it feeds the same hub, rooms and
 //! group cache that local calls use.
+//!
+//! [`Fanout`] is the one place that knows whether other nodes exist: the
+//! rest of the core makes the same calls in both modes (group deliveries,
+//! room membership, revocations, forwards to a conversation's owner), and
+//! one node answers them from its hub alone.
 
-use crate::bus::{Bus, Envelope, Inbound, NodeId, Presence};
+use crate::bus::{
+    owner_of, Bus, Envelope, Forward, ForwardAnswer, Inbound, NodeId, PlumbingError, PlumbingResult,
+};
 use crate::groups::Groups;
-use crate::hub::Outbound;
-use crate::hub::{Audience, Hub, Push};
+use crate::hub::{Audience, Hub};
+use crate::presence::Presence;
+use crate::push::{Outbound, Push};
 use crate::revoked::Revoked;
 use crate::rooms::Rooms;
 use std::collections::{BTreeMap, HashMap};
@@ -215,8 +223,22 @@ impl Fanout {
         self.node
     }
 
-    pub fn is_cluster(&self) -> bool {
+    /// Whether a connection may see a conversation's pushes skip a seq
+    /// (lost or late on the way from another node) and is to fill the gap
+    /// from the store. One node's pushes never skip: they reach the hub in
+    /// seq order, and a connection that cannot take one is closed.
+    pub fn pushes_may_skip(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// The backends the fan-out depends on besides the store, with their
+    /// state: none for one node.
+    pub async fn health(&self) -> Vec<(&'static str, PlumbingResult<()>)> {
+        let Some(c) = &self.cluster else {
+            return Vec::new();
+        };
+        let (presence, bus) = tokio::join!(c.presence.health(), c.bus.health());
+        vec![("redis", presence), ("bus", bus)]
     }
 
     /// Delivers a push to every device of its users, on every node. Never
@@ -235,19 +257,118 @@ impl Fanout {
         }
     }
 
-    /// One node only: delivers to an audience (a group's members) from the
-    /// hub, walking the smaller side (see [`Hub::deliver_audience`]), with
-    /// no copy of the member list.
-    pub fn deliver_local(
+    /// Delivers to an audience (a group's members) on every node. One node
+    /// walks the smaller side of the members and its own online users (see
+    /// [`Hub::deliver_audience`]), with no copy of the member list; a
+    /// cluster node routes a push naming every member.
+    pub fn deliver_group(
         &self,
         audience: &dyn Audience,
-        except: &Option<(Arc<str>, Arc<str>)>,
-        out: &Outbound,
-        inactive: &Option<Outbound>,
+        except: Option<(Arc<str>, Arc<str>)>,
+        out: Outbound,
+        inactive: Option<Outbound>,
     ) {
-        debug_assert!(self.cluster.is_none());
-        let n = self.hub.deliver_audience(audience, except, out, inactive);
-        metrics::counter!("tern_deliveries_total").increment(n as u64);
+        if self.cluster.is_some() {
+            let mut users = Vec::with_capacity(audience.len());
+            audience.for_each_user(&mut |u| users.push(u.clone()));
+            self.push(Push {
+                users,
+                except,
+                out,
+                inactive,
+            });
+        } else {
+            let n = self
+                .hub
+                .deliver_audience(audience, &except, &out, &inactive);
+            metrics::counter!("tern_deliveries_total").increment(n as u64);
+        }
+    }
+
+    /// The node that appends a conversation's messages when it is another
+    /// one: only in a cluster whose bus forwards.
+    pub fn owner(&self, conv: &str) -> Option<NodeId> {
+        let c = self.cluster.as_ref()?;
+        c.bus.forwarding()?;
+        let owner = owner_of(conv, &c.presence.live_nodes())?;
+        (owner != self.node).then_some(owner)
+    }
+
+    /// Hands `req` to node `to` and waits for its answer, at most
+    /// `timeout` (see [`crate::bus::Forwarding::forward`]).
+    pub async fn forward(
+        &self,
+        to: NodeId,
+        req: &Forward,
+        timeout: Duration,
+    ) -> PlumbingResult<ForwardAnswer> {
+        match self.cluster.as_ref().and_then(|c| c.bus.forwarding()) {
+            Some(f) => f.forward(to, req, timeout).await,
+            None => Err(PlumbingError::unavailable(
+                "bus",
+                crate::bus::NoResponder(to),
+            )),
+        }
+    }
+
+    /// Tells the other nodes that a token was revoked: the live nodes as
+    /// last seen, and (looked up now) every node holding a connection of
+    /// the user, so that a node that joined since the last heartbeat still
+    /// closes the token's sockets.
+    pub async fn revoked(&self, user: &str, session: u128, expires_at: i64) {
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        let user: Arc<str> = user.into();
+        let mut nodes = c.presence.live_nodes();
+        match c.presence.nodes_of(std::slice::from_ref(&user)).await {
+            Ok(found) => nodes.extend(found.into_iter().flatten()),
+            Err(e) => tracing::warn!(error = %e, "revocation: cannot look up the user's nodes"),
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        self.to_nodes(
+            &nodes,
+            &Envelope::Revoked {
+                user,
+                session,
+                expires_at,
+            },
+        );
+    }
+
+    /// This node now has members of live room `room`: other nodes are to
+    /// send it the room's frames.
+    pub async fn room_joined(&self, room: &str) -> PlumbingResult<()> {
+        match &self.cluster {
+            Some(c) => c.presence.room_joined(room).await,
+            None => Ok(()),
+        }
+    }
+
+    /// This node has no member of `room` left.
+    pub async fn room_left(&self, room: &str) -> PlumbingResult<()> {
+        match &self.cluster {
+            Some(c) => c.presence.room_left(room).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a room frame, already delivered to this node's members, once
+    /// to each other node with members; each fans it out locally.
+    pub async fn room_frame(&self, room: &str, frame: bytes::Bytes) -> PlumbingResult<()> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let nodes = c.presence.room_nodes(room).await?;
+        self.to_nodes(
+            &nodes,
+            &Envelope::Room {
+                room: room.into(),
+                frame,
+            },
+        );
+        Ok(())
     }
 
     /// Sends an envelope to one other node (kicks).

@@ -11,25 +11,10 @@ use std::sync::Arc;
 use tern_proto::close;
 use tokio::sync::Notify;
 
+use crate::push::{Outbound, Push};
+
 /// How long a reply may wait for room in a full outbound queue.
 pub const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What a connection's writer receives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
-    /// A frame to write as it is.
-    Frame(Bytes),
-    /// A message push: written, then tracked until acknowledged and pushed
-    /// again after the ack timeout. `frame` is shared by all recipients.
-    Msg {
-        conv: Arc<str>,
-        seq: u64,
-        frame: Bytes,
-    },
-    /// A frame the writer may merge with others that arrive within the
-    /// storm window into one `{"type":"batch","frames":[...]}`.
-    Batched(Bytes),
-}
 
 /// One live connection as the rest of the node sees it.
 #[derive(Debug)]
@@ -159,17 +144,6 @@ impl Conn {
     pub fn set_active(&self, active: bool) {
         self.active.store(active, Ordering::Relaxed);
     }
-}
-
-/// Who a push goes to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Push {
-    pub users: Vec<Arc<str>>,
-    /// A device to leave out: `(user, device)` of the sending connection.
-    pub except: Option<(Arc<str>, Arc<str>)>,
-    pub out: Outbound,
-    /// What devices in the background (`state` inactive) get instead.
-    pub inactive: Option<Outbound>,
 }
 
 /// A set of users to deliver to, for [`Hub::deliver_audience`].

@@ -15,17 +15,22 @@ pub mod ids;
 pub mod limits;
 pub mod offline;
 mod pipeline;
+pub mod presence;
+pub mod push;
 pub mod revoked;
 pub mod rooms;
 pub mod rules;
 pub mod service;
 pub mod store;
+mod views;
 
-pub use bus::{Bus, Envelope, LocalBus, LocalPresence, NodeId, PlumbingError, Presence, Route};
+pub use bus::{Bus, Envelope, LocalBus, NodeId, PlumbingError};
 pub use error::{CoreError, CoreResult};
 pub use frame::{encode_msg_push, msg_view};
-pub use hub::{Conn, Hub, Outbound, Push};
+pub use hub::{Conn, Hub};
 pub use limits::{Decision, Limiter, LocalLimiter, Rule};
+pub use presence::{LocalPresence, Presence, Route};
+pub use push::{Outbound, Push};
 pub use service::{register_user, Actor, Core, CoreConfig, SendOk};
 
 /// Milliseconds since the Unix epoch.

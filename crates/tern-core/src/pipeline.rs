@@ -8,15 +8,16 @@
 //! then encodes each new message once, hands it to the fan-out, and answers the
 //! senders. While one batch is published the next is being stored.
 
-use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::Fanout;
 use crate::frame::{encode, encode_msg_push};
 use crate::groups::{GroupView, Groups};
-use crate::hub::{Audience, Outbound, Push};
+use crate::hub::Audience;
 use crate::ids::IdGen;
 use crate::now_ms;
+use crate::push::{Outbound, Push};
 use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
+use crate::views::MemberViews;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,7 @@ enum Done {
 pub(crate) struct Publisher {
     pub fanout: Arc<Fanout>,
     pub store: Arc<dyn Store>,
+    pub views: Arc<dyn MemberViews>,
     pub groups: Arc<Groups>,
     /// Groups up to this size are write-diffused: tracked pushes, inbox.
     pub write_limit: usize,
@@ -286,11 +288,11 @@ async fn commit_loop(
 
 async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
     while let Some(done) = rx.recv().await {
-        // Cluster: groups whose cached member list was checked against the
-        // store's version while publishing this batch. The batch was
-        // committed before the first check, so one check per group holds
-        // for all of its messages (a group's owner commits many per batch);
-        // a membership change of this node in the batch drops the mark.
+        // Groups whose view was taken while publishing this batch (a
+        // cluster node checks it against the store's version). The batch
+        // was committed before the first check, so one check per group
+        // holds for all of its messages (a group's owner commits many per
+        // batch); a membership change in the batch drops the mark.
         let mut checked: Vec<Arc<str>> = Vec::new();
         for d in done {
             match d {
@@ -304,9 +306,7 @@ async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
                         Appended::New(m) => {
                             metrics::counter!("tern_messages_stored_total").increment(1);
                             let gid = match &plan {
-                                PushPlan::Group { gid, .. } if p.fanout.is_cluster() => {
-                                    Some(gid.clone())
-                                }
+                                PushPlan::Group { gid, .. } => Some(gid.clone()),
                                 _ => None,
                             };
                             let seen = gid.as_ref().filter(|g| checked.contains(g));
@@ -403,8 +403,7 @@ impl Publisher {
             PushPlan::Group { gid, except } => {
                 let view = match unit_view {
                     Some(v) => Some(v.clone()),
-                    None if self.fanout.is_cluster() => self.cluster_view(&gid, change).await,
-                    None => self.view(&gid, &m.from, change).await,
+                    None => self.views.view(&gid, &m.from, change).await,
                 };
                 let Some(view) = view else {
                     return;
@@ -435,28 +434,9 @@ impl Publisher {
                     });
                     (Outbound::Batched(frame), Some(Outbound::Batched(notify)))
                 };
-                if self.fanout.is_cluster() {
-                    let mut users = Vec::with_capacity(audience.len());
-                    audience.for_each_user(&mut |u| users.push(u.clone()));
-                    self.fanout.push(Push {
-                        users,
-                        except,
-                        out,
-                        inactive,
-                    });
-                } else {
-                    // No copy of the member list: the hub walks the members
-                    // or its own online users, whichever are fewer.
-                    self.fanout
-                        .deliver_local(&audience, &except, &out, &inactive);
-                }
-                if change.is_some() && unit_view.is_none() {
-                    if self.fanout.is_cluster() {
-                        self.fanout
-                            .to_others(&Envelope::GroupChanged { gid: gid.clone() });
-                    } else {
-                        self.groups.after_push(&gid, change);
-                    }
+                self.fanout.deliver_group(&audience, except, out, inactive);
+                if let (Some(change), None) = (change, unit_view) {
+                    self.views.pushed(&gid, change);
                 }
             }
         }
@@ -475,20 +455,16 @@ impl Publisher {
             PushPlan::Users { .. } => None,
         });
         let loaded = match &gid {
-            Some(gid) if self.fanout.is_cluster() => {
-                let last = msgs.last().and_then(|(_, _, c)| c.as_ref());
-                self.cluster_view(gid, last).await
-            }
             // A unit is stored all at once, so every message of it goes to
-            // the members as of its end (as in cluster mode): the first
-            // members of a new group get `group_created` and every
-            // `member_joined` of the unit, not only those after their own.
+            // the members as of its end: the first members of a new group
+            // get `group_created` and every `member_joined` of the unit,
+            // not only those after their own.
             Some(gid) => {
-                let mut view = None;
-                for (m, _, change) in &msgs {
-                    view = self.view(gid, &m.from, change.as_ref()).await;
-                }
-                view
+                let of: Vec<(&str, Option<&MemberChange>)> = msgs
+                    .iter()
+                    .map(|(m, _, c)| (m.from.as_str(), c.as_ref()))
+                    .collect();
+                self.views.unit_view(gid, &of).await
             }
             None => None,
         };
@@ -505,68 +481,8 @@ impl Publisher {
             out.push(m);
         }
         if let Some(gid) = gid {
-            self.fanout.to_others(&Envelope::GroupChanged { gid });
+            self.views.unit_pushed(&gid);
         }
         out
-    }
-
-    /// A cluster node's view of the group as of (at least) this message:
-    /// other nodes change memberships too, so the cached view is used only
-    /// while its version is the store's, and membership changes always
-    /// reload it (the store has applied them by now).
-    async fn cluster_view(
-        &self,
-        gid: &str,
-        change: Option<&MemberChange>,
-    ) -> Option<Arc<GroupView>> {
-        let cached = self.groups.get(gid);
-        if let (Some(v), None) = (&cached, change) {
-            match self.store.group_version(gid).await {
-                Ok(Some(ver)) if ver == v.version => return cached,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, gid, "cannot check group version");
-                    return cached;
-                }
-            }
-        }
-        let loaded = async {
-            let version = self.store.group_version(gid).await?;
-            let rec = self.store.get_group(gid).await?;
-            Ok::<_, StoreError>(rec.map(|r| (r, version.unwrap_or(0))))
-        };
-        match loaded.await {
-            Ok(Some((rec, version))) => {
-                let mut view = GroupView::from_record(&rec);
-                view.version = version;
-                Some(self.groups.insert(view))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, gid, "cannot load group for push");
-                cached
-            }
-        }
-    }
-
-    async fn view(
-        &self,
-        gid: &str,
-        from: &str,
-        change: Option<&MemberChange>,
-    ) -> Option<Arc<GroupView>> {
-        if self.groups.get(gid).is_none() && !matches!(change, Some(MemberChange::Create { .. })) {
-            match self.store.get_group(gid).await {
-                Ok(Some(rec)) => {
-                    self.groups.insert(GroupView::from_record(&rec));
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, gid, "cannot load group for push");
-                    return None;
-                }
-            }
-        }
-        self.groups.before_push(gid, from, change)
     }
 }

@@ -4,7 +4,8 @@
 //! cap in any second); the excess is dropped and counted, never queued.
 
 use crate::error::{CoreError, CoreResult};
-use crate::hub::{Conn, Outbound};
+use crate::hub::Conn;
+use crate::push::Outbound;
 use bytes::Bytes;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};

@@ -70,7 +70,7 @@ impl App {
         tracing::debug!(revoked, "revoked tokens loaded");
         tracing::info!(
             node = core.node(),
-            cluster = core.is_cluster(),
+            cluster = cfg.cluster.enabled(),
             "node started"
         );
         let prometheus = prometheus();
@@ -112,7 +112,7 @@ pub async fn serve_ready(
     let tls = crate::listener::tls_acceptor(&config.tls)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = App::build(config, stop_rx).await?;
-    if app.core.is_cluster() {
+    if !app.core.presence_expiry().is_zero() {
         // Once every other node counts this one as live, revocations can
         // no longer pass it by: load them again.
         let again = app.clone();

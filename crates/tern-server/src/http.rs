@@ -794,9 +794,8 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     };
     let mut backends = BTreeMap::new();
     backends.insert("store", state(&h.store));
-    if app.core.is_cluster() {
-        backends.insert("redis", state(&h.presence));
-        backends.insert("bus", state(&h.bus));
+    for (name, r) in &h.plumbing {
+        backends.insert(name, state(r));
     }
     if h.ok() {
         return Json(Health {

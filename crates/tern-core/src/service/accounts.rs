@@ -2,11 +2,9 @@
 
 use super::Core;
 use crate::auth::{Auth, Session};
-use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::now_ms;
 use crate::store::{Store, StoreError, UserRecord};
-use std::sync::Arc;
 use tern_proto::ids::is_valid_name;
 use tern_proto::ErrorCode;
 
@@ -122,8 +120,8 @@ impl Core {
 
     /// Revokes a session's token everywhere: stored first (so that a node
     /// starting later knows it too), then refused on this node and its
-    /// connections here closed with 4001, then every other live node is
-    /// told to do the same.
+    /// connections here closed with 4001, then every other node that may
+    /// hold one is told to do the same.
     pub async fn revoke(&self, session: &Session) -> CoreResult<()> {
         let now = now_ms();
         self.store
@@ -132,27 +130,9 @@ impl Core {
         self.revoked.insert(session.id, session.expires_at, now);
         let closed = self.hub.kick_session(&session.user, session.id);
         tracing::debug!(user = %session.user, closed, "token revoked");
-        if self.fanout.is_cluster() {
-            // The live nodes as last seen, and (looked up now) every node
-            // holding a connection of the user: a node that joined since
-            // the last heartbeat still closes the token's sockets.
-            let user: Arc<str> = session.user.as_str().into();
-            let mut nodes = self.presence.live_nodes();
-            match self.presence.nodes_of(std::slice::from_ref(&user)).await {
-                Ok(found) => nodes.extend(found.into_iter().flatten()),
-                Err(e) => tracing::warn!(error = %e, "revocation: cannot look up the user's nodes"),
-            }
-            nodes.sort_unstable();
-            nodes.dedup();
-            self.fanout.to_nodes(
-                &nodes,
-                &Envelope::Revoked {
-                    user,
-                    session: session.id,
-                    expires_at: session.expires_at,
-                },
-            );
-        }
+        self.fanout
+            .revoked(&session.user, session.id, session.expires_at)
+            .await;
         Ok(())
     }
 

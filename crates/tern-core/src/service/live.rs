@@ -1,11 +1,13 @@
 //! Live state: connections, presence, typing and live rooms.
 
 use super::{Core, LIST_MAX};
-use crate::bus::{Envelope, Route};
+use crate::bus::Envelope;
 use crate::error::{CoreError, CoreResult};
 use crate::frame::encode;
-use crate::hub::{Conn, Outbound, Push, Registered};
+use crate::hub::{Conn, Registered};
 use crate::now_ms;
+use crate::presence::Route;
+use crate::push::{Outbound, Push};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -59,8 +61,8 @@ impl Core {
                 "room must be 1-64 characters of A-Z a-z 0-9 _ . -",
             ));
         }
-        if self.rooms.join(room, conn, joined)? && self.fanout.is_cluster() {
-            if let Err(e) = self.presence.room_joined(room).await {
+        if self.rooms.join(room, conn, joined)? {
+            if let Err(e) = self.fanout.room_joined(room).await {
                 self.rooms.leave(room, conn.id);
                 return Err(e.into());
             }
@@ -71,8 +73,8 @@ impl Core {
     /// Returns whether the connection was in the room.
     pub async fn room_leave(&self, conn: &Conn, room: &str) -> bool {
         let (was, emptied) = self.rooms.leave(room, conn.id);
-        if emptied && self.fanout.is_cluster() {
-            if let Err(e) = self.presence.room_left(room).await {
+        if emptied {
+            if let Err(e) = self.fanout.room_left(room).await {
                 // The room's entry names a node without members: other
                 // nodes send it frames it drops, until it expires.
                 tracing::warn!(error = %e, room, "cannot record leaving a room");
@@ -97,18 +99,9 @@ impl Core {
             ts: now_ms(),
         });
         self.rooms.broadcast(room, conn, frame.clone())?;
-        if self.fanout.is_cluster() {
-            // Once to each other node with members; each fans out locally
-            // under the same per-device cap.
-            let nodes = self.presence.room_nodes(room).await?;
-            self.fanout.to_nodes(
-                &nodes,
-                &Envelope::Room {
-                    room: room.into(),
-                    frame,
-                },
-            );
-        }
+        // Once to each other node with members; each fans out locally
+        // under the same per-device cap.
+        self.fanout.room_frame(room, frame).await?;
         Ok(())
     }
 

@@ -1,12 +1,12 @@
 //! Messages: sending, forwarding to a group's owner, history, gap fill, recall and delete.
 
 use super::{group_message, Actor, Core, SendOk, HISTORY_DEFAULT, HISTORY_MAX, LIST_MAX};
-use crate::bus::{owner_of, Forward, ForwardAnswer, ForwardHandler};
+use crate::bus::{Forward, ForwardAnswer, ForwardHandler};
 use crate::error::{CoreError, CoreResult};
 use crate::frame::encode;
-use crate::hub::{Outbound, Push};
 use crate::now_ms;
 use crate::pipeline::{Pipeline, PushPlan};
+use crate::push::{Outbound, Push};
 use crate::store::{Appended, HistoryQuery, NewMessage, StoreError, StoredMessage};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -120,14 +120,10 @@ impl Core {
     }
 
     /// The owning node of `conv` when it is another node and group sends
-    /// are forwarded (cluster mode).
+    /// are forwarded (a cluster whose bus forwards).
     fn owner(&self, conv: &str) -> Option<u16> {
         self.cfg.forward_timeout?;
-        if !self.fanout.is_cluster() {
-            return None;
-        }
-        let owner = owner_of(conv, &self.presence.live_nodes())?;
-        (owner != self.cfg.node_id).then_some(owner)
+        self.fanout.owner(conv)
     }
 
     /// Hands a group send to the conversation's owner and returns its
@@ -155,7 +151,7 @@ impl Core {
             tracing::debug!(owner, reason = %why, "forward failed; appending here");
             None
         };
-        match self.bus.forward(owner, &req, timeout).await {
+        match self.fanout.forward(owner, &req, timeout).await {
             Ok(ForwardAnswer::Ok {
                 msg_id,
                 conv,

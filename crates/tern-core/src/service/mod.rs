@@ -16,15 +16,17 @@ pub use accounts::register_user;
 
 use crate::acks::Acks;
 use crate::auth::Auth;
-use crate::bus::{Bus, PlumbingError, Presence};
+use crate::bus::{Bus, PlumbingError};
 use crate::error::{CoreError, CoreResult};
 use crate::fanout::{Fanout, NodeInbound, Orderer};
 use crate::groups::{GroupView, Groups};
 use crate::hub::Hub;
 use crate::pipeline::{Pipeline, Publisher};
+use crate::presence::Presence;
 use crate::revoked::Revoked;
 use crate::rooms::{RoomConfig, Rooms};
 use crate::store::{HistoryQuery, MemberChange, NewMessage, Store, StoreError};
+use crate::views::{MemberViews, OwnViews, SharedViews};
 use messages::Owner;
 use std::sync::Arc;
 use tern_proto::ids::is_valid_name;
@@ -92,7 +94,8 @@ pub struct Actor<'a> {
 
 pub struct Core {
     store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
+    /// Kept for the node's life (dropping a networked bus stops it).
+    _bus: Arc<dyn Bus>,
     fanout: Arc<Fanout>,
     presence: Arc<dyn Presence>,
     hub: Arc<Hub>,
@@ -152,9 +155,21 @@ impl Core {
             }),
         )
         .await?;
+        let views: Arc<dyn MemberViews> = match cfg.cluster_queue {
+            Some(_) => Arc::new(SharedViews {
+                store: store.clone(),
+                groups: groups.clone(),
+                fanout: fanout.clone(),
+            }),
+            None => Arc::new(OwnViews {
+                store: store.clone(),
+                groups: groups.clone(),
+            }),
+        };
         let publisher = Publisher {
             fanout: fanout.clone(),
             store: store.clone(),
+            views,
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
@@ -171,8 +186,9 @@ impl Core {
             cfg.batch_max,
             cfg.commit_lanes,
         );
-        if cfg.cluster_queue.is_some() && cfg.forward_timeout.is_some() {
-            bus.serve_forwards(
+        let forwarding = bus.forwarding().filter(|_| cfg.forward_timeout.is_some());
+        if let (Some(f), Some(_)) = (forwarding, cfg.cluster_queue) {
+            f.serve_forwards(
                 cfg.node_id,
                 Arc::new(Owner {
                     pipeline: pipeline.clone(),
@@ -184,7 +200,7 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         Ok(Core {
             store,
-            bus,
+            _bus: bus,
             fanout,
             presence,
             hub,
@@ -213,17 +229,16 @@ impl Core {
         std::time::Duration::from_millis(self.presence.expiry_ms())
     }
 
-    /// Each backend's state: the store, then the bus and presence.
+    /// Each backend's state: the store, then what the fan-out uses
+    /// besides (none for one node).
     pub async fn health(&self) -> Health {
-        let (store, bus, presence) = tokio::join!(
-            self.store.health(),
-            self.bus.health(),
-            self.presence.health()
-        );
+        let (store, plumbing) = tokio::join!(self.store.health(), self.fanout.health());
         Health {
             store: store.map_err(|e| e.to_string()),
-            bus: bus.map_err(|e| e.to_string()),
-            presence: presence.map_err(|e| e.to_string()),
+            plumbing: plumbing
+                .into_iter()
+                .map(|(name, r)| (name, r.map_err(|e| e.to_string())))
+                .collect(),
         }
     }
 
@@ -232,8 +247,10 @@ impl Core {
         self.fanout.node()
     }
 
-    pub fn is_cluster(&self) -> bool {
-        self.fanout.is_cluster()
+    /// Whether a connection may see a conversation's pushes skip a seq and
+    /// is to fill the gap from the store ([`Fanout::pushes_may_skip`]).
+    pub fn pushes_may_skip(&self) -> bool {
+        self.fanout.pushes_may_skip()
     }
 
     async fn require_user(&self, user: &str) -> CoreResult<()> {
@@ -331,13 +348,13 @@ struct Access {
 #[derive(Debug)]
 pub struct Health {
     pub store: Result<(), String>,
-    pub bus: Result<(), String>,
-    pub presence: Result<(), String>,
+    /// The other backends by name (`redis`, `bus`).
+    pub plumbing: Vec<(&'static str, Result<(), String>)>,
 }
 
 impl Health {
     pub fn ok(&self) -> bool {
-        self.store.is_ok() && self.bus.is_ok() && self.presence.is_ok()
+        self.store.is_ok() && self.plumbing.iter().all(|(_, r)| r.is_ok())
     }
 }
 

@@ -3,8 +3,8 @@
 use super::{Access, Actor, Core, SYNC_DEFAULT, SYNC_MAX};
 use crate::error::{CoreError, CoreResult};
 use crate::frame::encode;
-use crate::hub::{Outbound, Push};
 use crate::now_ms;
+use crate::push::{Outbound, Push};
 use crate::store::{ConvList, OfflineBatch};
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -226,7 +226,7 @@ pub(super) async fn run<'a>(
     let mut st = WriterState {
         pending,
         pushed: offline_max,
-        fill_gaps: app.core.is_cluster(),
+        fill_gaps: app.core.pushes_may_skip(),
         gap: None,
         ack_timeout: Duration::from_millis(app.cfg.delivery.ack_timeout_ms),
         max_unacked: lim.max_unacked,

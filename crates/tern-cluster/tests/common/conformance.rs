@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::bus::{
-    pack, Bus, Connected, Envelope, Forward, ForwardAnswer, ForwardHandler, Inbound, NodeId,
-    Presence, Route,
+    pack, Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, Forwarding, Inbound, NodeId,
 };
-use tern_core::hub::{Outbound, Push};
+use tern_core::presence::{Connected, Presence, Route};
+use tern_core::push::{Outbound, Push};
 use tokio::sync::Notify;
 
 fn route(p: &dyn Presence, conn: u64) -> Route {
@@ -544,6 +544,10 @@ fn forward(cmid: &str, kind: &str) -> Forward {
     }
 }
 
+fn fwd(bus: &dyn Bus) -> &dyn Forwarding {
+    bus.forwarding().expect("the bus forwards")
+}
+
 /// Forwards (request and answer): node 0 asks nodes 1 and 2, which serve
 /// forwards; each request is answered by the node addressed, many at once
 /// each with its own answer; an error answer arrives as such; a node that
@@ -552,7 +556,8 @@ fn forward(cmid: &str, kind: &str) -> Forward {
 pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[Arc<Collector>]) {
     let (a, b, c) = (nodes[0], nodes[1], nodes[2]);
     for (bus, node) in [b, c] {
-        bus.serve_forwards(node, Arc::new(Echo { node }))
+        fwd(bus)
+            .serve_forwards(node, Arc::new(Echo { node }))
             .await
             .expect("serve forwards");
     }
@@ -561,7 +566,7 @@ pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[A
     for (_, node) in [b, c] {
         eventually(Duration::from_secs(5), "the first forward answered", || {
             let req = forward("first", "text");
-            async move { a.0.forward(node, &req, timeout).await.is_ok() }
+            async move { fwd(a.0).forward(node, &req, timeout).await.is_ok() }
         })
         .await;
     }
@@ -573,7 +578,7 @@ pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[A
             (
                 to,
                 i,
-                a.0.forward(to, &req, timeout).await.expect("answered"),
+                fwd(a.0).forward(to, &req, timeout).await.expect("answered"),
             )
         }
     });
@@ -590,10 +595,10 @@ pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[A
             "answer to request {i} by node {to}"
         );
     }
-    let refused =
-        a.0.forward(c.1, &forward("r", "refuse"), timeout)
-            .await
-            .expect("answered");
+    let refused = fwd(a.0)
+        .forward(c.1, &forward("r", "refuse"), timeout)
+        .await
+        .expect("answered");
     assert_eq!(
         refused,
         ForwardAnswer::Err {
@@ -604,19 +609,19 @@ pub async fn bus_forwards_to_addressed_node(nodes: &[(&dyn Bus, NodeId)], _: &[A
     // Node 0 serves no forwards; nor does a node that is not there.
     for to in [a.1, 999] {
         assert!(
-            a.0.forward(to, &forward("nobody", "text"), timeout)
+            fwd(a.0)
+                .forward(to, &forward("nobody", "text"), timeout)
                 .await
                 .is_err(),
             "a forward to node {to}, which does not serve them"
         );
     }
-    let slow =
-        a.0.forward(b.1, &forward("s", "slow"), Duration::from_millis(300))
-            .await;
+    let slow = fwd(a.0)
+        .forward(b.1, &forward("s", "slow"), Duration::from_millis(300))
+        .await;
     assert!(slow.is_err(), "no answer within the timeout: {slow:?}");
     // The bus still answers afterwards.
-    assert!(b
-        .0
+    assert!(fwd(b.0)
         .forward(c.1, &forward("after", "text"), timeout)
         .await
         .is_ok());
