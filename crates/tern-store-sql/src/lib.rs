@@ -508,3 +508,18 @@ impl<D: Shared> Store for SqlStore<D> {
         on_conn!(self, |c| D::outgoing_request_count(c, user))
     }
 }
+
+/// Connection pool settings, the same for both servers.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most connections the pool keeps open.
+    pub max_connections: u32,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 16,
+        }
+    }
+}

@@ -43,19 +43,8 @@ pub enum MySqlDialect {}
 /// The store on MySQL or MariaDB.
 pub type MySqlStore = SqlStore<MySqlDialect>;
 
-#[derive(Debug, Clone)]
-pub struct MySqlOptions {
-    /// Most connections the pool keeps open.
-    pub max_connections: u32,
-}
-
-impl Default for MySqlOptions {
-    fn default() -> Self {
-        MySqlOptions {
-            max_connections: 16,
-        }
-    }
-}
+/// Pool settings of the MySQL store.
+pub type MySqlOptions = crate::PoolOptions;
 
 impl SqlStore<MySqlDialect> {
     /// Connects, runs schema migrations (idempotent, one node at a time

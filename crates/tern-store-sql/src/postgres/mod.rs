@@ -41,19 +41,8 @@ pub enum Pg {}
 /// The store on PostgreSQL.
 pub type PgStore = SqlStore<Pg>;
 
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    /// Most connections the pool opens.
-    pub max_connections: u32,
-}
-
-impl Default for PgOptions {
-    fn default() -> Self {
-        PgOptions {
-            max_connections: 16,
-        }
-    }
-}
+/// Pool settings of the PostgreSQL store.
+pub type PgOptions = crate::PoolOptions;
 
 /// A connection idle for longer than this is pinged before it is used.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
