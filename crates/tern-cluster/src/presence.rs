@@ -12,6 +12,7 @@ use std::time::Duration;
 use tern_core::bus::{PlumbingError, PlumbingResult};
 use tern_core::presence::{Connected, NodeSet, RoomNodes, Route, Routes};
 use tern_core::NodeId;
+use tokio::sync::watch;
 
 /// Node ids are allocated in `0..NODE_IDS` (the node part of message ids).
 pub const NODE_IDS: u16 = 1024;
@@ -185,6 +186,9 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 ";
 
+/// Routes written back per round trip.
+const RESTORE_CHUNK: usize = 1000;
+
 struct Scripts {
     connected: Script,
     disconnected: Script,
@@ -211,6 +215,8 @@ struct Inner {
     lease_key: String,
     /// The live nodes as of the last heartbeat.
     live: RwLock<Vec<NodeId>>,
+    /// Counts the heartbeats that had to take the lease back.
+    losses: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for RedisPresence {
@@ -277,6 +283,7 @@ impl RedisPresence {
             nodes_key,
             gen_key,
             live: RwLock::new(vec![node]),
+            losses: watch::channel(0).0,
         });
         // The first beat fills the live-node snapshot before anyone asks.
         if let Err(e) = inner.beat().await {
@@ -383,6 +390,7 @@ impl Inner {
             Some(1) | Some(2) => {
                 if reply[0] == 2 {
                     tracing::warn!(node = self.node, "presence lease had expired; taken back");
+                    self.losses.send_modify(|n| *n += 1);
                 }
                 let mut live: Vec<NodeId> = reply[1..]
                     .iter()
@@ -564,6 +572,10 @@ impl NodeSet for RedisPresence {
             Err(bad_reply("PING"))
         }
     }
+
+    fn losses(&self) -> watch::Receiver<u64> {
+        self.inner.losses.subscribe()
+    }
 }
 
 #[async_trait]
@@ -603,6 +615,20 @@ impl Routes for RedisPresence {
 
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>> {
         self.live_route_nodes(users).await
+    }
+
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()> {
+        let i = &self.inner;
+        for chunk in routes.chunks(RESTORE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (user, device, route) in chunk {
+                pipe.hset(i.route_key(user), &**device, i.value(*route))
+                    .ignore();
+            }
+            let mut con = i.con.clone();
+            call(pipe.query_async::<()>(&mut con)).await?;
+        }
+        Ok(())
     }
 }
 

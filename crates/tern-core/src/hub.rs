@@ -228,6 +228,17 @@ impl Hub {
         last
     }
 
+    /// `(user, device, connection id)` of every connection.
+    pub fn connections(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        let mut out = Vec::with_capacity(self.users.len());
+        for entry in self.users.iter() {
+            for c in entry.value() {
+                out.push((c.user.clone(), c.device.clone(), c.id));
+            }
+        }
+        out
+    }
+
     pub fn is_online(&self, user: &str) -> bool {
         self.users.get(user).is_some_and(|d| !d.is_empty())
     }

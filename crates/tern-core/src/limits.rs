@@ -232,6 +232,90 @@ impl Limiter for LocalLimiter {
     }
 }
 
+/// A shared limiter (Redis, in a cluster) that falls back to this node's
+/// own buckets while the shared one does not answer: requests are served,
+/// and limits hold per node instead of cluster-wide until it answers again.
+/// After a failure the shared limiter is left alone for
+/// [`FallbackLimiter::PAUSE`], so that a backend that hangs costs one
+/// timeout, not one per request.
+pub struct FallbackLimiter {
+    shared: std::sync::Arc<dyn Limiter>,
+    local: LocalLimiter,
+    /// While set and in the future, the node-local buckets answer.
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl FallbackLimiter {
+    pub const PAUSE: Duration = Duration::from_secs(1);
+
+    pub fn new(shared: std::sync::Arc<dyn Limiter>) -> FallbackLimiter {
+        FallbackLimiter {
+            shared,
+            local: LocalLimiter::new(),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    fn shared_usable(&self) -> bool {
+        let mut p = self.paused_until.lock();
+        match *p {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                *p = None;
+                tracing::info!("rate limits: trying the shared limiter again");
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn failed(&self, e: &crate::bus::PlumbingError) {
+        let mut p = self.paused_until.lock();
+        if p.is_none() {
+            tracing::warn!(error = %e, "rate limits: the shared limiter does not answer; this node's own buckets count meanwhile");
+        }
+        *p = Some(Instant::now() + Self::PAUSE);
+        metrics::counter!("tern_limiter_fallbacks_total").increment(1);
+    }
+}
+
+#[async_trait]
+impl Limiter for FallbackLimiter {
+    async fn hit(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
+        if self.shared_usable() {
+            match self.shared.hit(key, rule).await {
+                Ok(d) => return Ok(d),
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.local.hit(key, rule).await
+    }
+
+    async fn check(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
+        if self.shared_usable() {
+            match self.shared.check(key, rule).await {
+                Ok(d) => return Ok(d),
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.local.check(key, rule).await
+    }
+
+    async fn refund(&self, key: &str, rule: Rule) -> PlumbingResult<()> {
+        if self.shared_usable() {
+            match self.shared.refund(key, rule).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.local.refund(key, rule).await
+    }
+
+    async fn health(&self) -> PlumbingResult<()> {
+        self.shared.health().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +393,56 @@ mod tests {
             Rule::per_window(10, Duration::from_secs(300)).interval,
             Duration::from_secs(30)
         );
+    }
+
+    /// A shared limiter whose backend is down until told otherwise.
+    struct Flaky {
+        down: std::sync::atomic::AtomicBool,
+        calls: std::sync::atomic::AtomicUsize,
+        inner: LocalLimiter,
+    }
+
+    #[async_trait]
+    impl Limiter for Flaky {
+        async fn hit(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.calls.fetch_add(1, SeqCst);
+            if self.down.load(SeqCst) {
+                return Err(crate::bus::PlumbingError::Full("limiter"));
+            }
+            self.inner.hit(key, rule).await
+        }
+        async fn check(&self, key: &str, rule: Rule) -> PlumbingResult<Decision> {
+            self.inner.check(key, rule).await
+        }
+        async fn refund(&self, key: &str, rule: Rule) -> PlumbingResult<()> {
+            self.inner.refund(key, rule).await
+        }
+        async fn health(&self) -> PlumbingResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_limiter_that_is_down_gives_way_to_local_buckets() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let shared = std::sync::Arc::new(Flaky {
+            down: true.into(),
+            calls: 0.into(),
+            inner: LocalLimiter::new(),
+        });
+        let l = FallbackLimiter::new(shared.clone());
+        let rule = Rule::per_window(2, Duration::from_secs(60));
+        // Served, and still limited: by this node's own bucket.
+        assert!(l.hit("k", rule).await.unwrap().allowed);
+        assert!(l.hit("k", rule).await.unwrap().allowed);
+        assert!(!l.hit("k", rule).await.unwrap().allowed);
+        // One failed call, then the shared limiter is left alone.
+        assert_eq!(shared.calls.load(SeqCst), 1);
+        shared.down.store(false, SeqCst);
+        tokio::time::advance(FallbackLimiter::PAUSE).await;
+        // Back to the shared buckets (fresh: nothing was taken there).
+        assert!(l.hit("k", rule).await.unwrap().allowed);
+        assert_eq!(shared.calls.load(SeqCst), 2);
     }
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A device's connection, as presence knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +45,12 @@ pub trait NodeSet: Send + Sync + 'static {
     fn live_nodes(&self) -> Vec<NodeId>;
     /// Answers when the backing service is reachable.
     async fn health(&self) -> PlumbingResult<()>;
+    /// Changes each time this node's entries may have been lost from the
+    /// backing service: its lease had to be taken back (Redis restarted
+    /// without its data, failed over to an empty replica, or counted the
+    /// node dead while it could not reach it). The node then writes its
+    /// routes and rooms again ([`Routes::restore`]).
+    fn losses(&self) -> watch::Receiver<u64>;
 }
 
 /// Device routes: which connection, on which node, each device of a user
@@ -59,6 +66,10 @@ pub trait Routes: Send + Sync + 'static {
     async fn online(&self, users: &[&str]) -> PlumbingResult<Vec<bool>>;
     /// Per user, in order: the live nodes holding a device of theirs.
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>>;
+    /// Writes routes of this node's connections, `(user, device, route)`,
+    /// as they are: after a loss, what the node holds is the truth. Replaces
+    /// nothing and announces nothing.
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()>;
 }
 
 /// The nodes with members of each live room.
@@ -78,10 +89,12 @@ impl<T: NodeSet + Routes + RoomNodes> Presence for T {}
 
 /// In-process presence, shared by the nodes of one process (one in
 /// embedded mode). Nodes never die here, so nothing expires.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalPresence {
     node: NodeId,
     state: Arc<RwLock<LocalState>>,
+    /// Never sent on: nothing is lost in process.
+    losses: Arc<watch::Sender<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -94,9 +107,13 @@ struct LocalState {
 
 impl LocalPresence {
     pub fn new(node: NodeId) -> LocalPresence {
-        let p = LocalPresence::default();
-        p.state.write().nodes.insert(node);
-        LocalPresence { node, ..p }
+        let state = Arc::new(RwLock::new(LocalState::default()));
+        state.write().nodes.insert(node);
+        LocalPresence {
+            node,
+            state,
+            losses: Arc::new(watch::channel(0).0),
+        }
     }
 
     /// Another node sharing this one's state (tests of several nodes in
@@ -106,6 +123,7 @@ impl LocalPresence {
         LocalPresence {
             node,
             state: self.state.clone(),
+            losses: self.losses.clone(),
         }
     }
 }
@@ -126,6 +144,10 @@ impl NodeSet for LocalPresence {
 
     async fn health(&self) -> PlumbingResult<()> {
         Ok(())
+    }
+
+    fn losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
     }
 }
 
@@ -175,6 +197,17 @@ impl Routes for LocalPresence {
                 nodes
             })
             .collect())
+    }
+
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()> {
+        let mut s = self.state.write();
+        for (user, device, route) in routes {
+            s.routes
+                .entry(user.to_string())
+                .or_default()
+                .insert(device.to_string(), *route);
+        }
+        Ok(())
     }
 }
 

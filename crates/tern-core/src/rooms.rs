@@ -89,6 +89,11 @@ impl Rooms {
         }
     }
 
+    /// The rooms with members on this node.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.rooms.iter().map(|r| r.key().clone()).collect()
+    }
+
     /// `joined` is how many rooms the connection is in already.
     /// Returns true when `conn` is the room's first member on this node.
     /// The cap is checked before the room is looked up or made: a

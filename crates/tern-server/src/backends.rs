@@ -7,7 +7,7 @@ use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use tern_core::store::Store;
-use tern_core::{Bus, Limiter, LocalBus, LocalLimiter, LocalPresence, Presence};
+use tern_core::{Bus, FallbackLimiter, Limiter, LocalBus, LocalLimiter, LocalPresence, Presence};
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
 pub struct Backends {
@@ -62,7 +62,8 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
         store,
         bus: Arc::new(bus),
         presence: Arc::new(presence),
-        limiter: Arc::new(limiter),
+        // Sends and logins go on through a Redis outage, limited per node.
+        limiter: Arc::new(FallbackLimiter::new(Arc::new(limiter))),
         cluster: true,
     })
 }

@@ -63,8 +63,10 @@ impl Core {
         }
         if self.rooms.join(room, conn, joined)? {
             if let Err(e) = self.fanout.room_joined(room).await {
-                self.rooms.leave(room, conn.id);
-                return Err(e.into());
+                // Frames from this node's members go out at once; other
+                // nodes' reach them once the keeper has written the room.
+                tracing::warn!(error = %e, room, "cannot record joining a room yet");
+                self.keeper.failed_write();
             }
         }
         Ok(())
@@ -122,8 +124,12 @@ impl Core {
         let found = match found {
             Ok(f) => f,
             Err(e) => {
-                self.hub.unregister(&conn);
-                return Err(e.into());
+                // The connection is this node's: it is served, and its
+                // route is written once presence answers again (the
+                // keeper). Meanwhile other nodes reach it by catch-up.
+                tracing::warn!(error = %e, %user, "presence: cannot record a connection yet");
+                self.keeper.failed_write();
+                return Ok(());
             }
         };
         if let Some(old) = found.replaced {
@@ -158,7 +164,11 @@ impl Core {
         {
             Ok(true) => self.announce_presence(&conn.user, false).await,
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "presence: cannot record a disconnect"),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot record a disconnect yet");
+                self.keeper
+                    .failed_disconnect(conn.user.clone(), conn.device.clone(), route);
+            }
         }
     }
 

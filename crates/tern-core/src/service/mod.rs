@@ -26,6 +26,7 @@ use crate::presence::Presence;
 use crate::revoked::Revoked;
 use crate::rooms::{RoomConfig, Rooms};
 use crate::store::{HistoryQuery, MemberChange, NewMessage, Store, StoreError};
+use crate::keeper::Keeper;
 use crate::views::{MemberViews, OwnViews, SharedViews};
 use messages::Owner;
 use std::sync::Arc;
@@ -105,6 +106,8 @@ pub struct Core {
     rooms: Arc<Rooms>,
     groups: Arc<Groups>,
     revoked: Arc<Revoked>,
+    /// Writes this node's routes and rooms back into presence after a loss.
+    keeper: Arc<Keeper>,
     cfg: CoreConfig,
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
@@ -198,6 +201,7 @@ impl Core {
             .await?;
         }
         let acks = Acks::start(store.clone(), fanout.clone());
+        let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         Ok(Core {
             store,
             _bus: bus,
@@ -210,6 +214,7 @@ impl Core {
             rooms,
             groups,
             revoked,
+            keeper,
             cfg,
             known_users: Default::default(),
         })
