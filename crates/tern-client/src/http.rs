@@ -8,7 +8,9 @@ use crate::OutMessage;
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::borrow::Cow;
 use std::sync::Arc;
+use tern_proto::request::{self, Request};
 use tern_proto::wire::{
     FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SendAnswer, SessionToken, SyncAnswer,
     UserCreated, UserInfo,
@@ -140,6 +142,26 @@ impl Client {
             .request(method, format!("{}{}", self.inner.base, path))
     }
 
+    /// The HTTP call that carries `req` (PROTOCOL.md 3), with this
+    /// client's token.
+    fn request_for(&self, req: &Request<'_>) -> Result<RequestBuilder> {
+        let call = req
+            .http()
+            .ok_or_else(|| Error::Invalid("no HTTP route carries this request".into()))?;
+        let method = Method::from_bytes(call.method.as_bytes())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut b = self.request(method, &call.path)?;
+        if !call.query.is_empty() {
+            b = b.query(&call.query);
+        }
+        if let Some(body) = call.body {
+            b = b
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        Ok(b)
+    }
+
     /// Sends and decodes a JSON answer (or the error body).
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
         let r = self.answer(req).await?;
@@ -184,73 +206,79 @@ impl Client {
     /// `DELETE /v1/sessions`: revokes this client's token everywhere (its
     /// sessions close).
     pub async fn logout(&self) -> Result<()> {
-        self.answer(self.request(Method::DELETE, "/v1/sessions")?)
-            .await?;
+        let token = self.token.as_deref().ok_or(Error::NoToken)?;
+        let req = Request::SessionEnd(request::SessionEnd {
+            token: Cow::Borrowed(token),
+        });
+        self.answer(self.request_for(&req)?).await?;
         Ok(())
     }
 
     /// `GET /v1/users/{user}`.
     pub async fn user_info(&self, user: &str) -> Result<UserInfo<'static>> {
-        self.call(self.request(Method::GET, &format!("/v1/users/{user}"))?)
-            .await
+        let req = Request::UserGet(request::UserGet { user: user.into() });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `PUT /v1/friends/{user}`: asks, or accepts an incoming request.
     pub async fn add_friend(&self, user: &str) -> Result<FriendAnswer> {
-        self.call(self.request(Method::PUT, &format!("/v1/friends/{user}"))?)
-            .await
+        let req = Request::FriendAdd(request::FriendAdd { user: user.into() });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `DELETE /v1/friends/{user}`.
     pub async fn remove_friend(&self, user: &str) -> Result<()> {
-        self.answer(self.request(Method::DELETE, &format!("/v1/friends/{user}"))?)
-            .await?;
+        let req = Request::FriendDelete(request::FriendDelete { user: user.into() });
+        self.answer(self.request_for(&req)?).await?;
         Ok(())
     }
 
     /// `GET /v1/friends`.
     pub async fn friends(&self) -> Result<FriendsList<'static>> {
-        self.call(self.request(Method::GET, "/v1/friends")?).await
+        self.call(self.request_for(&Request::Friends)?).await
     }
 
     /// `POST /v1/groups`: the caller is the owner.
     pub async fn create_group(&self, name: &str, members: &[&str]) -> Result<GroupAnswer<'static>> {
-        let body = json!({"name": name, "members": members});
-        self.call(self.request(Method::POST, "/v1/groups")?.json(&body))
-            .await
+        let req = Request::GroupCreate(request::GroupCreate {
+            name: name.into(),
+            members: members.iter().map(|&m| m.into()).collect(),
+        });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `GET /v1/groups/{group}`.
     pub async fn group(&self, group: &str) -> Result<GroupAnswer<'static>> {
-        self.call(self.request(Method::GET, &format!("/v1/groups/{group}"))?)
-            .await
+        let req = Request::GroupGet(request::GroupGet {
+            group: group.into(),
+        });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `POST /v1/groups/{group}/members`.
     pub async fn add_members(&self, group: &str, users: &[&str]) -> Result<GroupAnswer<'static>> {
-        let body = json!({ "users": users });
-        self.call(
-            self.request(Method::POST, &format!("/v1/groups/{group}/members"))?
-                .json(&body),
-        )
-        .await
+        let req = Request::MembersAdd(request::MembersAdd {
+            group: group.into(),
+            users: users.iter().map(|&u| u.into()).collect(),
+        });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `DELETE /v1/groups/{group}/members/{user}`: the owner removes
     /// anyone; anyone removes themself (leaves).
     pub async fn remove_member(&self, group: &str, user: &str) -> Result<()> {
-        self.answer(self.request(
-            Method::DELETE,
-            &format!("/v1/groups/{group}/members/{user}"),
-        )?)
-        .await?;
+        let req = Request::MemberRemove(request::MemberRemove {
+            group: group.into(),
+            user: user.into(),
+        });
+        self.answer(self.request_for(&req)?).await?;
         Ok(())
     }
 
     /// `GET /v1/conversations`: the same answer as `sync`.
     pub async fn conversations(&self) -> Result<SyncAnswer<'static>> {
-        self.call(self.request(Method::GET, "/v1/conversations")?)
-            .await
+        let req = Request::Sync(request::Sync::default());
+        self.call(self.request_for(&req)?).await
     }
 
     /// `GET /v1/conversations/{conv}/messages`: the same answer as
@@ -262,35 +290,24 @@ impl Client {
         after_seq: Option<u64>,
         limit: Option<u64>,
     ) -> Result<HistoryAnswer<'static>> {
-        let mut q = Vec::new();
-        if let Some(b) = before_seq {
-            q.push(("before_seq", b));
-        }
-        if let Some(a) = after_seq {
-            q.push(("after_seq", a));
-        }
-        if let Some(l) = limit {
-            q.push(("limit", l));
-        }
-        self.call(
-            self.request(Method::GET, &format!("/v1/conversations/{conv}/messages"))?
-                .query(&q),
-        )
-        .await
+        let req = Request::History(request::History {
+            conv: conv.into(),
+            before_seq,
+            after_seq,
+            limit,
+        });
+        self.call(self.request_for(&req)?).await
     }
 
     /// `POST /v1/messages`: stores a message; retried with the same
     /// `client_msg_id` on 429 (after `Retry-After`), 503 and transport
     /// errors, up to `send_attempts` times.
     pub async fn send_http(&self, msg: OutMessage) -> Result<SendAnswer<'static>> {
-        let body = msg.body_json()?;
+        let send = msg.request();
         let cfg = &self.inner.config;
         let mut attempt = 0;
         loop {
-            let req = self
-                .request(Method::POST, "/v1/messages")?
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            let req = self.request_for(&send)?;
             match self.call::<SendAnswer<'static>>(req).await {
                 Err(e) if e.is_transient() && attempt + 1 < cfg.send_attempts => {
                     let wait = match &e {

@@ -165,11 +165,4 @@ impl OutMessage {
     pub fn send_frame(&self) -> ClientFrame<'_> {
         self.request().into_frame(None)
     }
-
-    /// The `POST /v1/messages` body: the `send` frame without `type`.
-    pub(crate) fn body_json(&self) -> Result<String> {
-        let mut frame = self.send_frame();
-        frame.ty = None;
-        serde_json::to_string(&frame).map_err(|e| Error::Invalid(e.to_string()))
-    }
 }

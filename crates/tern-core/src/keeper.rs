@@ -9,10 +9,10 @@
 //!
 //! [`NodeSet::losses`]: crate::presence::NodeSet::losses
 
+use crate::bus::PlumbingResult;
 use crate::hub::Hub;
 use crate::presence::{Presence, Route};
 use crate::rooms::Rooms;
-use crate::bus::PlumbingResult;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,12 +26,15 @@ const RETRY: Duration = Duration::from_secs(1);
 /// no longer exist, so pushes routed by them are dropped).
 const GONE_MAX: usize = 100_000;
 
+/// A device's route: `(user, device, route)`.
+type DeviceRoute = (Arc<str>, Arc<str>, Route);
+
 pub struct Keeper {
     /// A write of this node failed or its entries were lost: write them
     /// back.
     dirty: AtomicBool,
     /// Disconnects that could not be recorded.
-    gone: Mutex<Vec<(Arc<str>, Arc<str>, Route)>>,
+    gone: Mutex<Vec<DeviceRoute>>,
 }
 
 impl Keeper {
@@ -93,9 +96,14 @@ async fn keep(k: Weak<Keeper>, hub: Arc<Hub>, rooms: Arc<Rooms>, presence: Arc<d
     }
 }
 
-async fn restore(k: &Keeper, hub: &Hub, rooms: &Rooms, presence: &dyn Presence) -> PlumbingResult<()> {
+async fn restore(
+    k: &Keeper,
+    hub: &Hub,
+    rooms: &Rooms,
+    presence: &dyn Presence,
+) -> PlumbingResult<()> {
     let node = presence.node();
-    let routes: Vec<(Arc<str>, Arc<str>, Route)> = hub
+    let routes: Vec<DeviceRoute> = hub
         .connections()
         .into_iter()
         .map(|(user, device, conn)| (user, device, Route { node, conn }))

@@ -4,11 +4,13 @@
 //! carries the request's `id`; the HTTP handlers of the same commands
 //! write it as their JSON body. Adding a command: its type in
 //! `tern_proto::request`, a core method, one arm here (and a route in
-//! `http.rs` if it has one).
+//! `http/` if it has one). HTTP-only commands (friends, groups, users,
+//! ending a session) come only from their routes.
 
 use crate::pending::Pending;
 use crate::state::App;
-use crate::views::{history_answer, send_answer, sync_answer};
+use crate::views::{group_answer, history_answer, send_answer, sync_answer};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -16,13 +18,14 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::Arc;
+use tern_core::groups::GroupView;
 use tern_core::service::encode;
-use tern_core::store::{ConvList, StoredMessage};
+use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    Empty, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
-    SyncAnswer,
+    Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
+    OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer, SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,
@@ -48,6 +51,19 @@ pub(crate) enum Answer {
         read: Vec<String>,
         unread: Vec<String>,
     },
+    User {
+        user: String,
+        name: String,
+        online: bool,
+    },
+    Friend(FriendStatus),
+    /// Friends with their presence, and the pending requests.
+    Friends(Vec<(String, bool)>, FriendLists),
+    /// A group; `with_size` where the API gives its size (not on creation).
+    Group {
+        view: Arc<GroupView>,
+        with_size: bool,
+    },
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -62,6 +78,15 @@ enum Body<'a> {
     History(HistoryAnswer<'a>),
     Presence(PresenceAnswer<'a>),
     ReadStatus(ReadStatusAnswer<'a>),
+    User(UserInfo<'a>),
+    Friend(FriendAnswer),
+    Friends(FriendsList<'a>),
+    Group(GroupAnswer<'a>),
+}
+
+/// Borrowed user ids.
+fn names(users: &[String]) -> Vec<Cow<'_, str>> {
+    users.iter().map(|u| Cow::Borrowed(&**u)).collect()
 }
 
 impl Answer {
@@ -91,6 +116,29 @@ impl Answer {
                 read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
                 unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
             }),
+            Answer::User { user, name, online } => Body::User(UserInfo {
+                name: Cow::Borrowed(name),
+                online: *online,
+                user: Cow::Borrowed(user),
+            }),
+            Answer::Friend(status) => Body::Friend(FriendAnswer {
+                status: match status {
+                    FriendStatus::Requested => FriendState::Requested,
+                    FriendStatus::Friends => FriendState::Friends,
+                },
+            }),
+            Answer::Friends(friends, lists) => Body::Friends(FriendsList {
+                friends: friends
+                    .iter()
+                    .map(|(user, online)| FriendEntry {
+                        online: *online,
+                        user: Cow::Borrowed(user),
+                    })
+                    .collect(),
+                incoming: names(&lists.incoming),
+                outgoing: names(&lists.outgoing),
+            }),
+            Answer::Group { view, with_size } => Body::Group(group_answer(view, *with_size)),
         }
     }
 
@@ -106,6 +154,11 @@ impl Answer {
     /// The JSON body that answers the same command over HTTP.
     pub fn json(&self) -> Response {
         Json(self.body()).into_response()
+    }
+
+    /// The JSON body with another status than 200 (`201 Created`).
+    pub fn json_with(&self, status: StatusCode) -> Response {
+        (status, Json(self.body())).into_response()
     }
 }
 
@@ -188,6 +241,45 @@ pub(crate) async fn execute(
                 read,
                 unread,
             }
+        }
+        Request::UserGet(u) => {
+            let (user, name, online) = core.user_info(&u.user).await?;
+            Answer::User { user, name, online }
+        }
+        Request::SessionEnd(s) => {
+            core.revoke(&core.session(&s.token).await?).await?;
+            Answer::Empty
+        }
+        Request::Friends => {
+            let (friends, lists) = core.friends(user).await?;
+            Answer::Friends(friends, lists)
+        }
+        Request::FriendAdd(f) => Answer::Friend(core.friend_request(user, &f.user).await?),
+        Request::FriendDelete(f) => {
+            core.friend_delete(user, &f.user).await?;
+            Answer::Empty
+        }
+        Request::GroupCreate(g) => {
+            let members: Vec<&str> = g.members.iter().map(|m| &**m).collect();
+            Answer::Group {
+                view: core.create_group(user, &g.name, &members).await?,
+                with_size: false,
+            }
+        }
+        Request::GroupGet(g) => Answer::Group {
+            view: core.group(user, &g.group).await?,
+            with_size: true,
+        },
+        Request::MembersAdd(m) => {
+            let users: Vec<&str> = m.users.iter().map(|u| &**u).collect();
+            Answer::Group {
+                view: core.add_members(user, &m.group, &users).await?,
+                with_size: true,
+            }
+        }
+        Request::MemberRemove(m) => {
+            core.remove_member(user, &m.group, &m.user).await?;
+            Answer::Empty
         }
     })
 }

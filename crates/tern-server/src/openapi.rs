@@ -1,6 +1,6 @@
 //! The OpenAPI 3 description of the HTTP API (`GET /v1/openapi.json`).
 //!
-//! Each handler in `http.rs` carries its own `#[utoipa::path]`; the router
+//! Each handler in `http/` carries its own `#[utoipa::path]`; the router
 //! and the document (`http::document`) are built from the same list
 //! (`http::api`). This module adds what every operation shares: the bearer
 //! scheme, the error answers any call may get, and the document's header.

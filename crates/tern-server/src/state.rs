@@ -1,5 +1,5 @@
 //! The state every handler and session shares ([`App`]), and the counts
-//! that shutdown waits on. Built by `app.rs`; read by `http.rs`,
+//! that shutdown waits on. Built by `app.rs`; read by `http/`,
 //! `dispatch.rs` and `ws/`.
 
 use crate::config::Config;

@@ -177,13 +177,7 @@ impl Core {
             None
         };
         let rec = rec.ok_or_else(|| CoreError::new(ErrorCode::NoSuchUser, "no such user"))?;
-        let online = self
-            .presence
-            .online(&[user])
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(false);
+        let online = self.online(&[user]).await.first().copied().unwrap_or(false);
         Ok((rec.user, rec.name, online))
     }
 }

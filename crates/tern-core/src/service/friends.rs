@@ -47,7 +47,7 @@ impl Core {
     pub async fn friends(&self, user: &str) -> CoreResult<(Vec<(String, bool)>, FriendLists)> {
         let lists = self.store.friends(user).await?;
         let names: Vec<&str> = lists.friends.iter().map(String::as_str).collect();
-        let online = self.presence.online(&names).await?;
+        let online = self.online(&names).await;
         let friends = lists.friends.iter().cloned().zip(online).collect();
         Ok((friends, lists))
     }

@@ -51,7 +51,21 @@ impl Core {
         if users.len() > LIST_MAX {
             return Err(CoreError::invalid("at most 1000 users per presence query"));
         }
-        Ok(self.presence.online(users).await?)
+        Ok(self.online(users).await)
+    }
+
+    /// Which of `users` are online: from presence or, while it does not
+    /// answer, from this node's own connections (a user connected only to
+    /// other nodes then shows offline).
+    pub(crate) async fn online(&self, users: &[&str]) -> Vec<bool> {
+        match self.presence.online(users).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence does not answer: online flags from this node only");
+                metrics::counter!("tern_presence_fallbacks_total").increment(1);
+                users.iter().map(|u| self.hub.is_online(u)).collect()
+            }
+        }
     }
 
     /// Joins `conn` to a live room; `joined` is how many it is in already.
@@ -187,8 +201,11 @@ impl Core {
         let flags = match self.presence.online(&names).await {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(error = %e, "presence: cannot look up friends");
-                return;
+                // Every friend, then: the fan-out cannot look up their
+                // nodes either and sends to every node, whose hubs drop
+                // what finds no connection.
+                tracing::warn!(error = %e, "presence: cannot look up friends; telling all");
+                vec![true; names.len()]
             }
         };
         let users: Vec<Arc<str>> = names

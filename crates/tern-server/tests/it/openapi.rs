@@ -634,3 +634,64 @@ fn every_operation_is_in_the_protocol_reference() {
         "docs/PROTOCOL.md section 3 lacks rows {missing:#?}"
     );
 }
+
+/// Each typed request that HTTP carries names, in `Request::http`, an
+/// operation of the document, with every path parameter filled in: what
+/// the SDK sends is what the server routes.
+#[test]
+fn request_calls_are_documented_operations() {
+    use std::borrow::Cow::Borrowed as c;
+    use tern_proto::request::{self as r, Request};
+    let doc = serde_json::to_value(tern_server::openapi_document()).unwrap();
+    let documented = operations(&doc);
+    let requests = [
+        Request::UserGet(r::UserGet { user: c("u") }),
+        Request::SessionEnd(r::SessionEnd { token: c("t") }),
+        Request::Friends,
+        Request::FriendAdd(r::FriendAdd { user: c("u") }),
+        Request::FriendDelete(r::FriendDelete { user: c("u") }),
+        Request::GroupCreate(r::GroupCreate {
+            name: c("n"),
+            members: vec![],
+        }),
+        Request::GroupGet(r::GroupGet { group: c("g") }),
+        Request::MembersAdd(r::MembersAdd {
+            group: c("g"),
+            users: vec![c("u")],
+        }),
+        Request::MemberRemove(r::MemberRemove {
+            group: c("g"),
+            user: c("u"),
+        }),
+        Request::Sync(r::Sync::default()),
+        Request::History(r::History {
+            conv: c("dm:u:v"),
+            before_seq: None,
+            after_seq: None,
+            limit: None,
+        }),
+        Request::Send(r::Send {
+            to: Some(c("u")),
+            group: None,
+            client_msg_id: c("m"),
+            kind: c("text"),
+            content: Box::leak(serde_json::value::RawValue::from_string("1".into()).unwrap()),
+        }),
+    ];
+    for req in requests {
+        let call = req.http().expect("an HTTP request");
+        let op = (call.method.to_owned(), call.route.to_owned());
+        assert!(documented.contains(&op), "{op:?} is not documented");
+        assert!(!call.path.contains('{'), "{}", call.path);
+        let segs = |p: &str| p.split('/').count();
+        assert_eq!(segs(&call.path), segs(call.route), "{}", call.path);
+        let op = &doc["paths"][call.route][call.method.to_lowercase()];
+        assert_eq!(
+            call.body.is_some(),
+            op.get("requestBody").is_some(),
+            "{} {}",
+            call.method,
+            call.route
+        );
+    }
+}

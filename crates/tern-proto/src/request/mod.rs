@@ -1,14 +1,25 @@
-//! One type per client command (PROTOCOL.md 2). The server turns a decoded
-//! frame into a [`Request`], each command with its required fields as plain
-//! types (a missing one is an `invalid` error that names it); clients build
-//! the same types and write them with [`Request::into_frame`] or [`Request::to_json`]. HTTP routes that
-//! carry the same command build the same type from their path, query and
-//! body.
+//! One type per client command (PROTOCOL.md 2 and 3). The server turns a
+//! decoded frame into a [`Request`], each command with its required fields
+//! as plain types (a missing one is an `invalid` error that names it);
+//! clients build the same types and write them with [`Request::into_frame`]
+//! or [`Request::to_json`]. HTTP routes that carry the same command build
+//! the same type from their path, query and body; [`Request::http`] is the
+//! call a client makes for it.
+//!
+//! Some commands are HTTP-only: [`UserGet`], [`SessionEnd`],
+//! [`Request::Friends`], [`FriendAdd`], [`FriendDelete`], [`GroupCreate`],
+//! [`GroupGet`], [`MembersAdd`] and [`MemberRemove`]. They have no frame
+//! type ([`Request::ty`] is `None`), so [`Request::parse`] never yields
+//! them: a WebSocket frame naming one is an unknown type like any other.
 
 use crate::frames::{ClientFrame, Decoded, FrameType};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+
+mod http;
+
+pub use http::HttpCall;
 
 /// `auth`: the first frame of a connection without `?token=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +100,72 @@ pub struct RoomSend<'a> {
     pub content: &'a RawValue,
 }
 
-/// Every command a client may send over WebSocket.
+/// `GET /v1/users/{user}` (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGet<'a> {
+    pub user: Cow<'a, str>,
+}
+
+/// `DELETE /v1/sessions` (HTTP-only): revokes `token` everywhere. Over
+/// HTTP it is the bearer token of the call itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionEnd<'a> {
+    pub token: Cow<'a, str>,
+}
+
+impl fmt::Debug for SessionEnd<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a secret: never printed.
+        f.debug_struct("SessionEnd")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `PUT /v1/friends/{user}` (HTTP-only): asks, or accepts an incoming
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendAdd<'a> {
+    pub user: Cow<'a, str>,
+}
+
+/// `DELETE /v1/friends/{user}` (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendDelete<'a> {
+    pub user: Cow<'a, str>,
+}
+
+/// `POST /v1/groups` (HTTP-only); the fields are its body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupCreate<'a> {
+    pub name: Cow<'a, str>,
+    /// User ids besides the caller.
+    pub members: Vec<Cow<'a, str>>,
+}
+
+/// `GET /v1/groups/{group}` (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupGet<'a> {
+    pub group: Cow<'a, str>,
+}
+
+/// `POST /v1/groups/{group}/members` (HTTP-only); `users` is its body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MembersAdd<'a> {
+    #[serde(skip)]
+    pub group: Cow<'a, str>,
+    pub users: Vec<Cow<'a, str>>,
+}
+
+/// `DELETE /v1/groups/{group}/members/{user}` (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRemove<'a> {
+    pub group: Cow<'a, str>,
+    pub user: Cow<'a, str>,
+}
+
+/// Every command a client may send: over WebSocket (those with a frame
+/// type) or over HTTP.
 #[derive(Debug, Clone)]
 pub enum Request<'a> {
     Auth(Auth<'a>),
@@ -108,6 +184,15 @@ pub enum Request<'a> {
     Leave(Room<'a>),
     RoomSend(RoomSend<'a>),
     ReadStatus(ConvSeq<'a>),
+    UserGet(UserGet<'a>),
+    SessionEnd(SessionEnd<'a>),
+    Friends,
+    FriendAdd(FriendAdd<'a>),
+    FriendDelete(FriendDelete<'a>),
+    GroupCreate(GroupCreate<'a>),
+    GroupGet(GroupGet<'a>),
+    MembersAdd(MembersAdd<'a>),
+    MemberRemove(MemberRemove<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -209,9 +294,9 @@ impl<'a> Request<'a> {
         })
     }
 
-    /// The frame's `type`.
-    pub fn ty(&self) -> FrameType {
-        match self {
+    /// The frame's `type`; `None` for an HTTP-only command.
+    pub fn ty(&self) -> Option<FrameType> {
+        Some(match self {
             Request::Auth(_) => FrameType::Auth,
             Request::Ping => FrameType::Ping,
             Request::Send(_) => FrameType::Send,
@@ -228,14 +313,25 @@ impl<'a> Request<'a> {
             Request::Leave(_) => FrameType::Leave,
             Request::RoomSend(_) => FrameType::RoomSend,
             Request::ReadStatus(_) => FrameType::ReadStatus,
-        }
+            Request::UserGet(_)
+            | Request::SessionEnd(_)
+            | Request::Friends
+            | Request::FriendAdd(_)
+            | Request::FriendDelete(_)
+            | Request::GroupCreate(_)
+            | Request::GroupGet(_)
+            | Request::MembersAdd(_)
+            | Request::MemberRemove(_) => return None,
+        })
     }
 
     /// The frame that carries this request, with `id` if given: what a
-    /// client writes (serialize it; absent fields are left out).
+    /// client writes (serialize it; absent fields are left out). An
+    /// HTTP-only command has no frame: it gives one without `type`, which
+    /// a server refuses.
     pub fn into_frame(self, id: Option<Cow<'a, str>>) -> ClientFrame<'a> {
         let mut f = ClientFrame {
-            ty: Some(Cow::Borrowed(self.ty().as_str())),
+            ty: self.ty().map(|t| Cow::Borrowed(t.as_str())),
             id,
             ..ClientFrame::default()
         };
@@ -278,6 +374,15 @@ impl<'a> Request<'a> {
                 f.room = Some(r.room);
                 f.content = Some(r.content);
             }
+            Request::UserGet(_)
+            | Request::SessionEnd(_)
+            | Request::Friends
+            | Request::FriendAdd(_)
+            | Request::FriendDelete(_)
+            | Request::GroupCreate(_)
+            | Request::GroupGet(_)
+            | Request::MembersAdd(_)
+            | Request::MemberRemove(_) => {}
         }
         f
     }
@@ -343,5 +448,62 @@ mod tests {
             let got: serde_json::Value = serde_json::from_str(&back).unwrap();
             assert_eq!(got, want, "{text}");
         }
+    }
+
+    pub(super) fn http_only() -> Vec<Request<'static>> {
+        let c = Cow::Borrowed;
+        vec![
+            Request::UserGet(UserGet { user: c("bob") }),
+            Request::SessionEnd(SessionEnd { token: c("t") }),
+            Request::Friends,
+            Request::FriendAdd(FriendAdd { user: c("bob") }),
+            Request::FriendDelete(FriendDelete { user: c("bob") }),
+            Request::GroupCreate(GroupCreate {
+                name: c("team"),
+                members: vec![c("bob")],
+            }),
+            Request::GroupGet(GroupGet { group: c("g1") }),
+            Request::MembersAdd(MembersAdd {
+                group: c("g1"),
+                users: vec![c("bob"), c("carol")],
+            }),
+            Request::MemberRemove(MemberRemove {
+                group: c("g1"),
+                user: c("bob"),
+            }),
+        ]
+    }
+
+    /// HTTP-only commands have no frame type, and a frame that names one
+    /// is an unknown type as before.
+    #[test]
+    fn http_only_commands_are_no_frames() {
+        for req in http_only() {
+            assert_eq!(req.ty(), None, "{req:?}");
+            assert!(req.clone().into_frame(None).ty.is_none());
+            assert!(req.http().is_some(), "{req:?}");
+        }
+        for ty in [
+            "user_get",
+            "session_end",
+            "friends",
+            "friend_add",
+            "friend_delete",
+            "group_create",
+            "group_get",
+            "members_add",
+            "member_remove",
+        ] {
+            let e = decode(&format!(r#"{{"type":"{ty}","user":"b"}}"#)).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::UnknownType, "{ty}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_not_printed() {
+        let req = Request::SessionEnd(SessionEnd {
+            token: Cow::Borrowed("secret-token"),
+        });
+        assert!(!format!("{req:?}").contains("secret-token"));
     }
 }
