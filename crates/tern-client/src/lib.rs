@@ -31,6 +31,7 @@
 //! ```
 
 mod config;
+mod convs;
 mod error;
 mod event;
 mod http;

@@ -1,0 +1,111 @@
+//! HTTP answer bodies. Fields in name order: that is how the server wrote
+//! them before they had types, and what it still writes.
+
+use crate::codes::ErrorCode;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// An error `code`: one of the names [`ErrorCode`] knows.
+#[cfg(feature = "openapi")]
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .build()
+}
+
+/// An HTTP error: `{"code","message"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody<'a> {
+    #[cfg_attr(feature = "openapi", schema(schema_with = error_code_schema))]
+    pub code: Cow<'a, str>,
+    pub message: Cow<'a, str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(code: ErrorCode, message: &'a str) -> Self {
+        ErrorBody {
+            code: Cow::Borrowed(code.as_str()),
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    /// The code, if this version knows it.
+    pub fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.code)
+    }
+}
+
+/// `POST /v1/users` -> 201.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated<'a> {
+    pub user: Cow<'a, str>,
+}
+
+/// `POST /v1/sessions`: a token and when it expires (ms).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionToken<'a> {
+    pub expires_at: i64,
+    pub token: Cow<'a, str>,
+}
+
+/// `GET /v1/users/{user}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo<'a> {
+    pub name: Cow<'a, str>,
+    pub online: bool,
+    pub user: Cow<'a, str>,
+}
+
+/// Where a friend request stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FriendState {
+    /// Asked; the other side has not asked back.
+    Requested,
+    /// Both sides asked.
+    Friends,
+}
+
+/// `PUT /v1/friends/{user}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendAnswer {
+    pub status: FriendState,
+}
+
+/// One friend of a [`FriendsList`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendEntry<'a> {
+    pub online: bool,
+    pub user: Cow<'a, str>,
+}
+
+/// `GET /v1/friends`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendsList<'a> {
+    pub friends: Vec<FriendEntry<'a>>,
+    pub incoming: Vec<Cow<'a, str>>,
+    pub outgoing: Vec<Cow<'a, str>>,
+}
+
+/// `POST /v1/groups` (without `size`), `GET /v1/groups/{group}` and
+/// `POST /v1/groups/{group}/members` (with it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAnswer<'a> {
+    pub group: Cow<'a, str>,
+    pub members: Vec<Cow<'a, str>>,
+    pub name: Cow<'a, str>,
+    pub owner: Cow<'a, str>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}

@@ -1,0 +1,204 @@
+//! The `Store` trait on [`SqliteStore`]: each method sends one operation
+//! of `ops` to the writer thread or to the read pool.
+
+use crate::{ops, revocations, SqliteStore};
+use async_trait::async_trait;
+use tern_core::store::{
+    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+};
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
+        self.write(move |c| ops::create_user(c, &user)).await
+    }
+
+    async fn get_user(&self, user: &str) -> StoreResult<Option<UserRecord>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::get_user(c, &user)).await
+    }
+
+    async fn friend_request(&self, from: &str, to: &str, now: i64) -> StoreResult<FriendStatus> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.write(move |c| ops::friend_request(c, &from, &to, now))
+            .await
+    }
+
+    async fn friend_delete(&self, a: &str, b: &str) -> StoreResult<()> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.write(move |c| ops::friend_delete(c, &a, &b)).await
+    }
+
+    async fn friends(&self, user: &str) -> StoreResult<FriendLists> {
+        let user = user.to_owned();
+        self.read(move |c| ops::friends(c, &user)).await
+    }
+
+    async fn append_messages(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Appended>> {
+        self.write_unguarded(move |c| ops::append_messages(c, &batch))
+            .await
+    }
+
+    async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
+        // Checked first (reads only), then written without a savepoint: a
+        // refused unit writes nothing, and a large unit does not pay for a
+        // growing statement journal.
+        let batch = std::sync::Arc::new(batch);
+        let b = batch.clone();
+        self.write_checked(
+            move |c| ops::check_unit(c, &b),
+            move |c| ops::append_unit(c, &batch),
+        )
+        .await
+    }
+
+    async fn max_msg_id(&self, node: u16) -> StoreResult<u64> {
+        self.read(move |c| ops::max_msg_id(c, node)).await
+    }
+
+    async fn max_seq(&self, conv: &str) -> StoreResult<u64> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::max_seq(c, &conv)).await
+    }
+
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::message(c, &conv, seq)).await
+    }
+
+    async fn history(
+        &self,
+        user: &str,
+        conv: &str,
+        q: HistoryQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.read(move |c| ops::history(c, &user, &conv, q)).await
+    }
+
+    async fn ack_many(&self, acks: Vec<AckMark>) -> StoreResult<Vec<Option<u64>>> {
+        self.write_unguarded(move |c| {
+            acks.iter()
+                .map(|a| ops::ack(c, &a.user, &a.conv, a.seq, a.receipt_for.as_deref()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn ack(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        receipt_for: Option<&str>,
+    ) -> StoreResult<Option<u64>> {
+        let (user, conv, rf) = (
+            user.to_owned(),
+            conv.to_owned(),
+            receipt_for.map(str::to_owned),
+        );
+        self.write(move |c| ops::ack(c, &user, &conv, seq, rf.as_deref()))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        conv: &str,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<ReadOutcome> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.write(move |c| ops::mark_read(c, &user, &conv, seq, now))
+            .await
+    }
+
+    async fn recall(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage> {
+        let (conv, by) = (conv.to_owned(), by.to_owned());
+        self.write(move |c| ops::recall(c, &conv, seq, &by, window_ms, now))
+            .await
+    }
+
+    async fn delete_for_user(&self, user: &str, conv: &str, seqs: &[u64]) -> StoreResult<()> {
+        let (user, conv, seqs) = (user.to_owned(), conv.to_owned(), seqs.to_vec());
+        self.write(move |c| ops::delete_for_user(c, &user, &conv, &seqs))
+            .await
+    }
+
+    async fn conversations(&self, user: &str, since: i64, limit: u32) -> StoreResult<ConvList> {
+        let user = user.to_owned();
+        self.read(move |c| ops::conversations(c, &user, since, limit))
+            .await
+    }
+
+    async fn offline_fetch(&self, user: &str, cap: u32) -> StoreResult<OfflineBatch> {
+        // Read on a read connection (WAL: beside the writer, which then
+        // only moves the queue positions, when there are any to move).
+        let u = user.to_owned();
+        let (batch, moves) = self.read(move |c| ops::offline_read(c, &u, cap)).await?;
+        if !moves.is_empty() {
+            let u = user.to_owned();
+            self.write(move |c| ops::offline_moves(c, &u, &moves))
+                .await?;
+        }
+        Ok(batch)
+    }
+
+    async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
+        let gid = gid.to_owned();
+        self.read(move |c| ops::get_group(c, &gid)).await
+    }
+
+    async fn group_version(&self, gid: &str) -> StoreResult<Option<u64>> {
+        let gid = gid.to_owned();
+        self.read(move |c| ops::group_version(c, &gid)).await
+    }
+
+    async fn read_positions(&self, conv: &str) -> StoreResult<Vec<(String, u64)>> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::read_positions(c, &conv)).await
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(StoreError::backend)
+        })
+        .await?;
+        // The writer answers too (a wedged writer is not healthy).
+        self.write(|_| Ok(())).await
+    }
+
+    // ----- revoked session tokens -----
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.write(move |c| revocations::revoke(c, &jti, expires_at, now))
+            .await
+    }
+
+    async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        self.read(move |c| revocations::list(c, now)).await
+    }
+
+    // ----- per-user counts (limits) -----
+
+    async fn group_count(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |c| ops::group_count(c, &user)).await
+    }
+
+    async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |c| ops::outgoing_request_count(c, &user))
+            .await
+    }
+}
