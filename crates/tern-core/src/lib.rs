@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keeper;
 pub mod limits;
 pub mod offline;
+pub mod order;
 mod pipeline;
 pub mod presence;
 pub mod push;
