@@ -24,6 +24,7 @@ const API: &[(&str, &str)] = &[
     ("GET", "/v1/conversations/{conv}/messages"),
     ("POST", "/v1/messages"),
     ("GET", "/healthz"),
+    ("GET", "/livez"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
 ];
@@ -590,6 +591,8 @@ async fn real_answers_match_the_document() {
     assert_eq!(st, 403);
 
     let (st, _) = call(&c, &s, "GET", "/healthz", "/healthz", None, None).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&c, &s, "GET", "/livez", "/livez", None, None).await;
     assert_eq!(st, 200);
     let (st, _) = call(
         &c,
