@@ -49,6 +49,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
             stream: c.name.to_uppercase(),
             subject_prefix: format!("{}.node", c.name),
             ack_wait_ms: c.ack_wait_ms,
+            replicas: c.stream_replicas,
             drop_inbound_percent: c.drop_inbound_percent,
             ..tern_cluster::BusOptions::default()
         },

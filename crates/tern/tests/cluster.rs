@@ -924,7 +924,17 @@ async fn owner_killed_mid_stream_loses_nothing() {
 /// and presence expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_loss() {
-    let Some(mut c) = Cluster::start(Sql::Postgres, 2, &[]).await else {
+    node_loss_on(Sql::Postgres).await;
+}
+
+/// The same on MariaDB/MySQL (`deploy/cluster-mysql.toml`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_mysql() {
+    node_loss_on(Sql::MySql).await;
+}
+
+async fn node_loss_on(sql: Sql) {
+    let Some(mut c) = Cluster::start(sql, 2, &[]).await else {
         return;
     };
     let extra = c.spawn(&[]).await;
@@ -1272,6 +1282,152 @@ async fn redis_losing_its_data_loses_no_push() {
         assert_eq!(bob.next_msg().await["seq"].as_u64(), Some(i));
     }
     assert!(is_online(c.node(0), &a, "bob").await);
+}
+
+/// On a three-server NATS cluster with the stream kept in three copies,
+/// one NATS server killed under load loses nothing: every acknowledged
+/// message reaches the receiver on the other node, live or by catch-up,
+/// in order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_lost_from_a_three_server_cluster_loses_nothing() {
+    let Some(mut nats) = OwnNats::start(3).await else {
+        return;
+    };
+    let urls = nats.urls.join(",");
+    let env = [
+        ("TERN_CLUSTER__NATS_URL", urls.as_str()),
+        ("TERN_CLUSTER__STREAM_REPLICAS", "3"),
+    ];
+    let Some(mut c) = Cluster::start(Sql::Postgres, 0, &env).await else {
+        return;
+    };
+    for _ in 0..2 {
+        let n = c.spawn(&[]).await;
+        c.nodes.push(n);
+    }
+    let a = c.node(0).user("ann").await;
+    let b = c.node(1).user("bob").await;
+    let mut ann = connect(c.node(0), &a, "d").await;
+    let mut bob = connect(c.node(1), &b, "d").await;
+    for i in 1..=10u64 {
+        ann.send_text("bob", &format!("m{i}"), "x").await;
+        assert_eq!(bob.next_msg().await["seq"].as_u64(), Some(i));
+    }
+    let (st, h) = healthz(c.node(0)).await;
+    assert_eq!((st, h["status"].as_str()), (200, Some("ok")), "{h}");
+    for i in 11..=60u64 {
+        if i == 20 {
+            nats.kill(0);
+        }
+        let ok = ann.send_text("bob", &format!("m{i}"), "x").await;
+        assert_eq!(ok["seq"].as_u64(), Some(i), "{ok}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        got.push(bob.next_msg().await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(got, (11..=60).collect::<Vec<u64>>());
+    let all = full_history(c.node(1), &b, &dm("ann", "bob")).await;
+    let seqs: Vec<u64> = all.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=60).collect::<Vec<u64>>());
+}
+
+/// NATS servers of the test's own, clustered, with JetStream, on free
+/// ports. `None` when `nats-server` is not installed (outside CI).
+struct OwnNats {
+    urls: Vec<String>,
+    children: Vec<Option<std::process::Child>>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnNats {
+    async fn start(n: usize) -> Option<OwnNats> {
+        let free = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free(), free())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("c{}", random_hex());
+        let mut children = Vec::new();
+        for (i, (port, route)) in ports.iter().enumerate() {
+            let routes: Vec<String> = ports
+                .iter()
+                .filter(|(_, r)| r != route)
+                .map(|(_, r)| format!("nats://127.0.0.1:{r}"))
+                .collect();
+            let child = std::process::Command::new("nats-server")
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js"])
+                .args(["-sd", &dir.path().join(format!("n{i}")).to_string_lossy()])
+                .args(["--server_name", &format!("n{i}"), "--cluster_name", &name])
+                .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+                .args(["--routes", &routes.join(",")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => children.push(Some(c)),
+                Err(e) => {
+                    assert!(std::env::var_os("CI").is_none(), "nats-server: {e}");
+                    eprintln!("skipping: nats-server cannot start: {e}");
+                    return None;
+                }
+            }
+        }
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let nats = OwnNats {
+            urls,
+            children,
+            _dir: dir,
+        };
+        // JetStream answers once the servers have elected a leader.
+        let first = nats.urls[0].clone();
+        eventually(
+            Duration::from_secs(30),
+            "the NATS cluster's JetStream",
+            || {
+                let url = first.clone();
+                async move {
+                    let Ok(nc) = async_nats::connect(url).await else {
+                        return false;
+                    };
+                    // A stream in three copies can be made.
+                    let js = async_nats::jetstream::new(nc);
+                    let made = js
+                        .create_stream(async_nats::jetstream::stream::Config {
+                            name: "READY".into(),
+                            subjects: vec!["ready.probe".into()],
+                            num_replicas: 3,
+                            storage: async_nats::jetstream::stream::StorageType::Memory,
+                            ..Default::default()
+                        })
+                        .await;
+                    made.is_ok() && js.delete_stream("READY").await.is_ok()
+                }
+            },
+        )
+        .await;
+        Some(nats)
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
 }
 
 /// A Redis server of the test's own, on a free port, without persistence:

@@ -63,6 +63,8 @@ pub struct BusOptions {
     pub ack_wait_ms: u64,
     /// How long the stream keeps envelopes.
     pub max_age_ms: u64,
+    /// Copies of the stream kept by a NATS cluster (1 on a single server).
+    pub replicas: usize,
     /// Fault injection for tests: this share of incoming envelopes is
     /// neither delivered nor acked, as if lost on the way.
     pub drop_inbound_percent: u8,
@@ -76,6 +78,7 @@ impl Default for BusOptions {
             queue: 65536,
             ack_wait_ms: 2000,
             max_age_ms: 60000,
+            replicas: 1,
             drop_inbound_percent: 0,
         }
     }
@@ -134,6 +137,7 @@ fn stream_config(opts: &BusOptions) -> stream::Config {
         storage: StorageType::Memory,
         max_age,
         discard: DiscardPolicy::Old,
+        num_replicas: opts.replicas.max(1),
         // Retried publishes carry the same message id; the broker drops
         // the copies it already stored within this window.
         duplicate_window: max_age.min(Duration::from_secs(120)),
@@ -156,7 +160,14 @@ async fn ensure_stream(js: &Context, opts: &BusOptions) -> PlumbingResult<stream
 }
 
 impl NatsBus {
+    /// `url` names one server or, comma separated, several servers of a
+    /// NATS cluster (the client moves to another when one is lost).
     pub async fn connect(url: &str, opts: BusOptions) -> PlumbingResult<NatsBus> {
+        let servers = url
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
         // Counts (re)connections: after one, the consumer checks that the
         // broker still has it (a restarted broker forgets it silently).
         let (connects, _) = watch::channel(0u64);
@@ -169,7 +180,7 @@ impl NatsBus {
                 }
                 std::future::ready(())
             })
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(unavailable)?;
         let js = jetstream::ContextBuilder::new()

@@ -77,6 +77,10 @@ pub struct ClusterConfig {
     /// A push another node did not confirm within this time is delivered
     /// to it again.
     pub ack_wait_ms: u64,
+    /// Copies of the JetStream stream that carries pushes between nodes
+    /// (1-5): 3 on a three-server NATS cluster, so that losing a server
+    /// loses no push in flight.
+    pub stream_replicas: usize,
     /// Fault injection for tests: this share (0-100) of the pushes arriving
     /// from other nodes is dropped unconfirmed, as a broken link would.
     pub drop_inbound_percent: u8,
@@ -98,6 +102,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("expiry_ms", &self.expiry_ms)
             .field("fanout_queue", &self.fanout_queue)
             .field("ack_wait_ms", &self.ack_wait_ms)
+            .field("stream_replicas", &self.stream_replicas)
             .field("drop_inbound_percent", &self.drop_inbound_percent)
             .field("forward_timeout_ms", &self.forward_timeout_ms)
             .finish()
@@ -123,6 +128,7 @@ impl Default for ClusterConfig {
             expiry_ms: 15_000,
             fanout_queue: 65_536,
             ack_wait_ms: 2000,
+            stream_replicas: 1,
             drop_inbound_percent: 0,
             forward_timeout_ms: 2000,
         }

@@ -228,6 +228,9 @@ impl Config {
             if c.drop_inbound_percent > 100 {
                 return bad("cluster.drop_inbound_percent must be at most 100");
             }
+            if !(1..=5).contains(&c.stream_replicas) {
+                return bad("cluster.stream_replicas must be 1-5");
+            }
             if c.fanout_queue < 16 || c.ack_wait_ms < 100 {
                 return bad("cluster.fanout_queue must be >= 16 and cluster.ack_wait_ms >= 100");
             }
