@@ -175,6 +175,10 @@ pub struct HttpConfig {
     /// while a client that stops reading pins at most about this much
     /// before writes to it wait and its outbound queue fills.
     pub unsent_bytes: usize,
+    /// Seconds a graceful shutdown (SIGTERM) waits, at most, for
+    /// connections to finish the frame in hand and to close; an idle node
+    /// stops at once.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -185,6 +189,7 @@ impl Default for HttpConfig {
             body_bytes: 2 * 1024 * 1024,
             send_buffer_bytes: 256 * 1024,
             unsent_bytes: 0,
+            shutdown_timeout_secs: 10,
         }
     }
 }
