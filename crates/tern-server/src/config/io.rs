@@ -158,7 +158,8 @@ pub struct HttpConfig {
     /// an idle keep-alive connection is kept.
     pub header_timeout_secs: u64,
     /// Seconds to read a request's body and answer it (WebSocket sessions,
-    /// once upgraded, are not cut by it).
+    /// once upgraded, are not cut by it; each request over a WebSocket
+    /// not answered within it gets `unavailable`).
     pub request_timeout_secs: u64,
     /// Largest request body; bigger ones are answered 413.
     pub body_bytes: usize,
