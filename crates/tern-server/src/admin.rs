@@ -22,6 +22,19 @@ pub struct Admin {
     cfg: Config,
 }
 
+/// Refuses a configuration whose embedded store does not exist yet,
+/// unless `create`: an admin command run from the wrong directory, or
+/// with a mistyped `--data`, must not make an empty store and succeed.
+pub fn check_store(cfg: &Config, create: bool) -> anyhow::Result<()> {
+    if create || crate::backends::store_exists(cfg) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no store in {} (give --data the server's data directory, or --create to make a new store)",
+        cfg.data_dir.display()
+    )
+}
+
 impl Admin {
     /// Validates `cfg` and opens its store and token secret (generating
     /// the secret, as `tern serve` would, if none exists yet).

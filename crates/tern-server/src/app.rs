@@ -88,6 +88,23 @@ impl App {
     }
 }
 
+/// Waits for `count` to reach zero until `deadline`, saying so in the log
+/// when there is anything to wait for.
+async fn wait_for(what: &str, count: &Counter, deadline: tokio::time::Instant) {
+    let n = count.get();
+    if n == 0 {
+        return;
+    }
+    tracing::info!("waiting for {n} connections {what}");
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !count.wait_zero(left).await {
+        tracing::warn!(
+            left = count.get(),
+            "shutdown bound reached; connections still {what}"
+        );
+    }
+}
+
 /// Serves HTTP and WebSocket on `listener` until `shutdown` resolves. Then
 /// it stops accepting, lets every session finish the request it is
 /// handling, waits for stored messages to be pushed, closes every
@@ -129,17 +146,26 @@ pub async fn serve_ready(
     ready(addr);
     let stop_app = app.clone();
     let http = app.cfg.http.clone();
-    crate::listener::serve(listener, router, &http, tls, async move {
+    let bound = Duration::from_secs(http.shutdown_timeout_secs);
+    let deadline = crate::listener::serve(listener, router, &http, tls, async move {
         shutdown.await;
-        tracing::info!("shutting down");
+        // Every wait below shares one bound: an idle node stops at once,
+        // a busy one within `http.shutdown_timeout_secs`.
+        let deadline = tokio::time::Instant::now() + bound;
+        tracing::info!(
+            connections = stop_app.sessions.get(),
+            "shutting down: no new connections"
+        );
         let _ = stop_tx.send(true);
         // Readers finish the frame in hand; their sends are then stored
         // and published. Only then are the writers told to close.
-        stop_app.readers.wait_zero(Duration::from_secs(10)).await;
+        wait_for("to finish the frame in hand", &stop_app.readers, deadline).await;
         stop_app.core.flush_acks().await;
         stop_app.core.hub().kick_all(tern_proto::close::GOING_AWAY);
+        deadline
     })
     .await;
-    app.sessions.wait_zero(Duration::from_secs(10)).await;
+    wait_for("to take their close (1001)", &app.sessions, deadline).await;
+    tracing::info!("stopped");
     Ok(())
 }

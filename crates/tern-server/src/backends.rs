@@ -87,6 +87,14 @@ pub async fn token_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     secret_file(cfg)
 }
 
+/// Whether the store the configuration names exists already: always for
+/// a shared SQL store (its server holds it); for the embedded one, whether
+/// its database file is in `data_dir`.
+pub fn store_exists(cfg: &Config) -> bool {
+    let url = &cfg.store.url;
+    !url.is_empty() || cfg.data_dir.join(tern_store_sqlite::DB_FILE).is_file()
+}
+
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = &cfg.store.url;
     let max_connections = cfg.store.max_connections;

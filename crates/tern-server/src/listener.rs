@@ -65,16 +65,16 @@ pub async fn serve(
     router: Router,
     cfg: &HttpConfig,
     tls: Option<TlsAcceptor>,
-    signal: impl Future<Output = ()>,
-) {
+    signal: impl Future<Output = tokio::time::Instant>,
+) -> tokio::time::Instant {
     let (close_tx, close_rx) = watch::channel(false);
     let header_timeout = Duration::from_secs(cfg.header_timeout_secs);
     let send_buffer = cfg.send_buffer_bytes;
     let unsent = cfg.unsent_bytes;
     tokio::pin!(signal);
-    loop {
+    let deadline = loop {
         let (tcp, peer) = tokio::select! {
-            () = &mut signal => break,
+            deadline = &mut signal => break deadline,
             r = listener.accept() => match r {
                 Ok(a) => a,
                 Err(e) => {
@@ -119,11 +119,26 @@ pub async fn serve(
                 });
             }
         }
-    }
+    };
     drop(listener);
     close_tx.send_replace(true);
     drop(close_rx);
-    close_tx.closed().await;
+    // HTTP requests in progress finish; idle keep-alive connections close
+    // at once (upgraded ones are WebSocket sessions, counted apart).
+    let open = close_tx.receiver_count();
+    if open > 0 {
+        tracing::info!("waiting for {open} HTTP connections to finish their request");
+        if tokio::time::timeout_at(deadline, close_tx.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = close_tx.receiver_count(),
+                "shutdown bound reached; HTTP connections still open"
+            );
+        }
+    }
+    deadline
 }
 
 /// The bytes a connection's socket has taken so far, shared by its

@@ -42,8 +42,15 @@ impl Counter {
         }
     }
 
-    pub async fn wait_zero(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
+    /// The current count.
+    pub fn get(&self) -> usize {
+        self.n.load(Ordering::Acquire)
+    }
+
+    /// Waits until the count is zero, for at most `limit`; false if it
+    /// was not by then.
+    pub async fn wait_zero(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, async {
             loop {
                 let notified = self.zero.notified();
                 if self.n.load(Ordering::Acquire) == 0 {
@@ -52,6 +59,7 @@ impl Counter {
                 notified.await;
             }
         })
-        .await;
+        .await
+        .is_ok()
     }
 }

@@ -20,14 +20,21 @@ pub struct StoreArgs {
     /// TOML configuration file; `TERN_*` variables and flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Create the data directory and an empty embedded store if there is
+    /// none (without it, a directory that holds no store is refused).
+    #[arg(long)]
+    pub create: bool,
 }
 
 impl StoreArgs {
+    /// The configuration, once its store is known to exist (or `--create`
+    /// asks for a new one).
     pub fn load(&self) -> anyhow::Result<tern_server::Config> {
         let mut cfg = tern_server::Config::load(self.config.as_deref())?;
         if let Some(d) = &self.data {
             cfg.data_dir = d.clone();
         }
+        tern_server::admin::check_store(&cfg, self.create)?;
         Ok(cfg)
     }
 }

@@ -127,10 +127,11 @@ async fn user_add_and_token_work_beside_a_running_server() {
 
 #[tokio::test]
 async fn a_token_minted_before_the_first_start_is_accepted() {
-    // The command makes the secret the server then reads.
+    // The command makes the store (asked to) and the secret the server
+    // then reads.
     let dir = tempfile::tempdir().unwrap();
     let data = data_args(dir.path());
-    let mut add = vec!["user", "add", "early", "--password-stdin"];
+    let mut add = vec!["user", "add", "early", "--password-stdin", "--create"];
     add.extend(data);
     assert!(run(&add, &format!("{PASSWORD}\n")).await.0);
     let mut args = vec!["token", "early"];
@@ -138,6 +139,66 @@ async fn a_token_minted_before_the_first_start_is_accepted() {
     let (ok, out, err) = run(&args, "").await;
     assert!(ok, "{err}");
     let server = Tern::start(dir.path()).await;
+    let (st, b) = server.get("/v1/friends", out.trim()).await;
+    assert_eq!(st, 200, "{b}");
+}
+
+/// A data directory that holds no store (missing, or empty) is refused
+/// with one line and a failure, and nothing is made in it; `--create`
+/// makes the store.
+#[tokio::test]
+async fn admin_commands_refuse_a_directory_without_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("tern-dta");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for data in [&missing, &empty] {
+        let mut add = vec!["user", "add", "eve", "--password-stdin"];
+        add.extend(data_args(data));
+        let mut token = vec!["token", "eve"];
+        token.extend(data_args(data));
+        for (args, stdin) in [(&add, "password1\n"), (&token, "")] {
+            let (ok, out, err) = run(args, stdin).await;
+            assert!(!ok, "{args:?} succeeded: {out}");
+            assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+            assert!(
+                err.contains("no store in") && err.contains("--create"),
+                "{err}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "the missing directory was made");
+    let left: Vec<_> = std::fs::read_dir(&empty).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "files made in the empty directory: {left:?}"
+    );
+
+    // In the current directory by default: no ./tern-data appears.
+    let mut cmd = tern_cmd(&["user", "add", "eve", "--password-stdin"]);
+    cmd.current_dir(dir.path()).stdin(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn tern");
+    drop(child.stdin.take());
+    let out = timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("tern exits in time")
+        .expect("tern output");
+    assert!(!out.status.success());
+    assert!(
+        !dir.path().join("tern-data").exists(),
+        "./tern-data was made"
+    );
+
+    // Asked to, it makes the store; then it is found without the flag.
+    let mut add = vec!["user", "add", "eve", "--password-stdin", "--create"];
+    add.extend(data_args(&missing));
+    let (ok, out, err) = run(&add, "password1\n").await;
+    assert!(ok, "{out} {err}");
+    let mut token = vec!["token", "eve"];
+    token.extend(data_args(&missing));
+    let (ok, out, err) = run(&token, "").await;
+    assert!(ok && out.lines().count() == 1, "{out} {err}");
+    let server = Tern::start(&missing).await;
     let (st, b) = server.get("/v1/friends", out.trim()).await;
     assert_eq!(st, 200, "{b}");
 }

@@ -1487,6 +1487,99 @@ impl Drop for OwnRedis {
     }
 }
 
+/// The store goes away under an open WebSocket, refusing connections
+/// (cut) and then answering nothing (stalled): a `send` is answered
+/// `unavailable` within a few seconds (no hang), the socket stays open,
+/// and once the store is back a retry on the same socket succeeds with the
+/// next seq. History then holds each acknowledged message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_over_websocket() {
+    let Some(mut c) = Cluster::start(Sql::Postgres, 1, &[]).await else {
+        return;
+    };
+    let store = Proxy::start(&host_port(&c.db.admin_url)).await;
+    let store_url =
+        c.db.url
+            .replacen(&host_port(&c.db.admin_url), &store.addr, 1);
+    let node = c
+        .spawn(&[
+            ("TERN_STORE__URL", &store_url),
+            ("TERN_HTTP__REQUEST_TIMEOUT_SECS", "2"),
+        ])
+        .await;
+    let ann = node.user("ann").await;
+    node.user("bob").await;
+    let mut ws = connect(&node, &ann, "d").await;
+    let r = ws.ok(text_to_bob("w1")).await;
+    assert_eq!(r["seq"].as_u64(), Some(1), "{r}");
+
+    store.cut();
+    outage_then_retry(&mut ws, &store, "w2", 2).await;
+    store.stall();
+    outage_then_retry(&mut ws, &store, "w3", 3).await;
+    let r = ws.ok(text_to_bob("w4")).await;
+    assert_eq!(r["seq"].as_u64(), Some(4), "{r}");
+    assert_eq!(ws.closed(), None);
+
+    let h = full_history(&node, &ann, &dm("ann", "bob")).await;
+    let ids: Vec<(u64, &str)> = h
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["client_msg_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(1, "w1"), (2, "w2"), (3, "w3"), (4, "w4")],
+        "{h:?}"
+    );
+    c.nodes.push(node);
+}
+
+/// A text `send` of ann to bob, its content its client_msg_id.
+fn text_to_bob(cmid: &str) -> Value {
+    json!({"type": "send", "to": "bob", "client_msg_id": cmid, "kind": "text", "content": cmid})
+}
+
+/// With the store down: `send` of `cmid` is answered `unavailable` within
+/// a few seconds and the socket is still served. Then the store is
+/// restored, and the client retries the same message on the same socket
+/// until it is stored, as seq `seq`; meanwhile every answer is
+/// `unavailable`.
+async fn outage_then_retry(ws: &mut Client, store: &Proxy, cmid: &str, seq: u64) {
+    let started = std::time::Instant::now();
+    let r = ws.request(text_to_bob(cmid)).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (r["type"].as_str(), r["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{r}"
+    );
+    assert!(took < Duration::from_secs(6), "answered after {took:?}");
+    ws.barrier().await;
+    assert_eq!(ws.closed(), None);
+
+    store.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ok = loop {
+        let r = ws.request(text_to_bob(cmid)).await;
+        match (r["type"].as_str(), r["code"].as_str()) {
+            (Some("ok"), _) => break r,
+            (Some("error"), Some("unavailable")) => {}
+            _ => panic!("retry of {cmid}: {r}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{cmid} not stored after the store came back: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ok["seq"].as_u64(), Some(seq), "{ok}");
+}
+
 /// The same story on MariaDB/MySQL: messages and a group across two nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_cluster() {
@@ -1514,10 +1607,14 @@ async fn mysql_cluster() {
 // ----- a TCP proxy that can cut a backend off -----
 
 /// Forwards 127.0.0.1:port to a backend until cut: then every open
-/// connection is closed and new ones are refused until restored.
+/// connection is closed and new ones are refused until restored. Stalled
+/// instead, it forwards nothing and answers nothing (a network that drops
+/// packets): connections stay open, new ones are accepted and left
+/// hanging; restored, those are closed.
 struct Proxy {
     addr: String,
     up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    stalled: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Proxy {
@@ -1526,8 +1623,10 @@ impl Proxy {
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, _) = tokio::sync::watch::channel(true);
         let up = std::sync::Arc::new(tx);
+        let (tx, _) = tokio::sync::watch::channel(false);
+        let stalled = std::sync::Arc::new(tx);
         let backend = backend.to_owned();
-        let up2 = up.clone();
+        let (up2, stalled2) = (up.clone(), stalled.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -1537,19 +1636,36 @@ impl Proxy {
                     continue; // dropped: refused
                 }
                 let mut down = up2.subscribe();
+                let mut stall = stalled2.subscribe();
+                if *stall.borrow() {
+                    // Accepted, never answered, closed once restored.
+                    tokio::spawn(async move {
+                        let _ = stall.wait_for(|s| !*s).await;
+                        drop(inbound);
+                    });
+                    continue;
+                }
                 let backend = backend.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(&backend).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = down.wait_for(|up| !*up) => {}
+                    let stalled = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = down.wait_for(|up| !*up) => false,
+                        _ = stall.wait_for(|s| *s) => true,
+                    };
+                    if stalled {
+                        let _ = stall.wait_for(|s| !*s).await;
                     }
                 });
             }
         });
-        Proxy { addr, up }
+        Proxy { addr, up, stalled }
+    }
+
+    fn stall(&self) {
+        self.stalled.send_replace(true);
     }
 
     fn cut(&self) {
@@ -1557,6 +1673,7 @@ impl Proxy {
     }
 
     fn restore(&self) {
+        self.stalled.send_replace(false);
         self.up.send_replace(true);
     }
 }

@@ -235,6 +235,63 @@ async fn sigterm_closes_sockets_with_1001() {
     );
 }
 
+/// SIGTERM after a WebSocket has come and gone: nothing is left to wait
+/// for, so the process exits at once (not after a shutdown bound), with
+/// success, and says what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_a_closed_socket_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Tern::start(dir.path()).await;
+    server.register("alice").await;
+    let (a, mut ae) = connect(&server, "alice", "d").await;
+    a.close().await;
+    let (code, _) = until_disconnected(&mut ae).await;
+    assert_eq!(code, Some(1000), "the client's own close");
+    // The server has seen the close and ended the session.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(2)).await;
+    let took = started.elapsed();
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let log = server.stderr();
+    assert!(log.contains("shutting down"), "stderr:\n{log}");
+}
+
+/// SIGTERM with a connection open: it reads its 1001 before the process
+/// exits, and the exit is prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_an_open_socket_sends_1001_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Tern::start(dir.path()).await;
+    server.register("alice").await;
+    let (_a, mut ae) = connect(&server, "alice", "d").await;
+
+    let started = std::time::Instant::now();
+    server.sigterm();
+    let (code, _) = until_disconnected(&mut ae).await;
+    // A close frame with its code, not a lost connection: the process
+    // wrote it before it exited.
+    assert_eq!(code, Some(1001), "close code");
+    let status = server.wait_exit(Duration::from_secs(2)).await;
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 /// With no `--data`, the store lives in `./tern-data` of the current directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_defaults() {

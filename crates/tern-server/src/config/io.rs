@@ -164,7 +164,8 @@ pub struct HttpConfig {
     /// an idle keep-alive connection is kept.
     pub header_timeout_secs: u64,
     /// Seconds to read a request's body and answer it (WebSocket sessions,
-    /// once upgraded, are not cut by it).
+    /// once upgraded, are not cut by it; each request over a WebSocket
+    /// not answered within it gets `unavailable`).
     pub request_timeout_secs: u64,
     /// Largest request body; bigger ones are answered 413.
     pub body_bytes: usize,
@@ -181,6 +182,10 @@ pub struct HttpConfig {
     /// while a client that stops reading pins at most about this much
     /// before writes to it wait and its outbound queue fills.
     pub unsent_bytes: usize,
+    /// Seconds a graceful shutdown (SIGTERM) waits, at most, for
+    /// connections to finish the frame in hand and to close; an idle node
+    /// stops at once.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -191,6 +196,7 @@ impl Default for HttpConfig {
             body_bytes: 2 * 1024 * 1024,
             send_buffer_bytes: 256 * 1024,
             unsent_bytes: 0,
+            shutdown_timeout_secs: 10,
         }
     }
 }

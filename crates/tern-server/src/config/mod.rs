@@ -183,6 +183,9 @@ impl Config {
         if h.header_timeout_secs == 0 || h.request_timeout_secs == 0 {
             return bad("http.header_timeout_secs and http.request_timeout_secs must be > 0");
         }
+        if h.shutdown_timeout_secs == 0 || h.shutdown_timeout_secs > 3600 {
+            return bad("http.shutdown_timeout_secs must be between 1 and 3600");
+        }
         if h.body_bytes < l.frame_bytes {
             return bad("http.body_bytes must be at least limits.frame_bytes");
         }
@@ -354,6 +357,10 @@ mod tests {
         invalid(
             |c| c.http.header_timeout_secs = 0,
             "http.header_timeout_secs",
+        );
+        invalid(
+            |c| c.http.shutdown_timeout_secs = 0,
+            "http.shutdown_timeout_secs",
         );
         invalid(|c| c.http.body_bytes = 100, "http.body_bytes");
         invalid(

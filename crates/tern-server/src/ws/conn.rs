@@ -95,7 +95,25 @@ async fn handle_text(
                 pending,
                 rooms,
             };
-            dispatch::execute(app, actor, Some(&socket), req).await
+            // A backend that stops answering (a store behind a dead
+            // network) must not hold the connection: its frames are
+            // handled one at a time. Past `http.request_timeout_secs` the
+            // request is answered `unavailable`, and the client retries
+            // (a `send` with the same `client_msg_id`, so one that was
+            // stored meanwhile is not stored twice).
+            let limit = Duration::from_secs(app.cfg.http.request_timeout_secs);
+            match tokio::time::timeout(limit, dispatch::execute(app, actor, Some(&socket), req))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(user = %conn.user, "request not completed in time");
+                    Err(CoreError::new(
+                        ErrorCode::Unavailable,
+                        "not completed in time; try again",
+                    ))
+                }
+            }
         }
         Err(missing) => Err(CoreError::invalid(missing.to_string())),
     };

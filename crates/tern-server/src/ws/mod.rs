@@ -156,6 +156,7 @@ async fn session(
     let mut reading = ReadingGuard {
         app: &app,
         open: true,
+        counted: true,
     };
     let closed = Box::pin(run(
         &app,
@@ -193,15 +194,20 @@ async fn session(
 }
 
 /// Counts this connection among those still reading (shutdown waits for
-/// them to finish the frame in hand) until it stops reading.
+/// them to finish the frame in hand) until it stops reading. `open` says
+/// whether frames are still read; the loop clears it, and calls
+/// [`ReadingGuard::close`] once the frame in hand (if any) is done: only
+/// that leaves the count, once.
 struct ReadingGuard<'a> {
     app: &'a App,
     open: bool,
+    counted: bool,
 }
 
 impl ReadingGuard<'_> {
     fn close(&mut self) {
-        if std::mem::take(&mut self.open) {
+        self.open = false;
+        if std::mem::take(&mut self.counted) {
             self.app.readers.leave();
         }
     }
