@@ -7,6 +7,11 @@
 //!
 //! # Redis keys (`{p}` = [`PresenceOptions::prefix`], default `tern`)
 //!
+//! On a Redis Cluster (`redis_url` lists several seed nodes, comma
+//! separated) `{p}` is written as a hash tag, `{tern}`, so that the keys
+//! of every script lie in one slot (`redis_con.rs`); scripts run by hash,
+//! or by text where a master (a promoted replica) does not know them yet.
+//!
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `{p}:node:{id}` | string, `PX expiry_ms` | the lease on node id `id` (0..1024): a random token of the instance holding it |
@@ -79,6 +84,7 @@
 pub mod bus;
 mod limiter;
 pub mod presence;
+mod redis_con;
 mod secret;
 
 pub use bus::{BusOptions, NatsBus};

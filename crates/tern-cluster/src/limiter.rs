@@ -8,9 +8,9 @@
 //! one script (atomic, one round trip) running GCRA as
 //! [`tern_core::limits::gcra`] does.
 
+use crate::redis_con::{Lua, RedisCon};
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+
 use std::time::Duration;
 use tern_core::bus::{PlumbingError, PlumbingResult};
 use tern_core::limits::{Decision, Limiter, Rule};
@@ -50,9 +50,9 @@ return {1, 0}
 
 #[derive(Clone)]
 pub struct RedisLimiter {
-    con: ConnectionManager,
+    con: RedisCon,
     prefix: String,
-    script: Script,
+    script: Lua,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -70,23 +70,11 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> PlumbingErr
 impl RedisLimiter {
     /// Buckets under `{prefix}:rl:` (the prefix is the cluster's name).
     pub async fn connect(url: &str, prefix: &str) -> PlumbingResult<RedisLimiter> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let con = tokio::time::timeout(
-            CALL_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)?;
+        let con = RedisCon::open(url, CALL_TIMEOUT).await?;
         Ok(RedisLimiter {
+            prefix: con.key_prefix(prefix),
             con,
-            prefix: prefix.to_owned(),
-            script: Script::new(GCRA),
+            script: Lua::new(GCRA),
         })
     }
 

@@ -203,3 +203,207 @@ async fn bus_retries_across_a_nats_restart() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Redis Cluster of three masters, each with a replica, on free ports
+/// (`redis-cli --cluster create`), with a short node timeout so that a
+/// replica takes over from a dead master within seconds.
+struct RedisCluster {
+    ports: Vec<u16>,
+    servers: Vec<Option<Server>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    async fn start() -> Option<RedisCluster> {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let mut servers = Vec::new();
+        for p in &ports {
+            let args = [
+                "--port",
+                &p.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "1000",
+                // Replicas copy their master at once, and may take over
+                // whatever the age of their copy.
+                "--repl-diskless-sync-delay",
+                "0",
+                "--cluster-replica-validity-factor",
+                "0",
+                "--cluster-config-file",
+                &format!("nodes-{p}.conf"),
+                "--dir",
+                &dir.path().to_string_lossy(),
+            ]
+            .map(String::from);
+            servers.push(Some(Server::start("redis-server", &args)?));
+        }
+        for p in &ports {
+            let url = format!("redis://127.0.0.1:{p}");
+            retry_connect(|| async {
+                redis::Client::open(url.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await
+            })
+            .await;
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let c = RedisCluster {
+            ports,
+            servers,
+            _dir: dir,
+        };
+        until(
+            Duration::from_secs(20),
+            "the Redis Cluster is ok",
+            || async { c.info(0).await.contains("cluster_state:ok") },
+        )
+        .await;
+        for i in 0..c.ports.len() {
+            until(Duration::from_secs(20), "every replica in sync", || async {
+                let info = match c.cmd(i, &["INFO", "replication"]).await {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    redis::Value::VerbatimString { text, .. } => text,
+                    _ => String::new(),
+                };
+                info.contains("role:master") || info.contains("master_link_status:up")
+            })
+            .await;
+        }
+        Some(c)
+    }
+
+    fn url(&self) -> String {
+        self.ports[..3]
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn cmd(&self, i: usize, args: &[&str]) -> redis::Value {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.ports[i])) else {
+            return redis::Value::Nil;
+        };
+        let Ok(mut con) = client.get_multiplexed_async_connection().await else {
+            return redis::Value::Nil;
+        };
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut con).await.unwrap_or(redis::Value::Nil)
+    }
+
+    async fn info(&self, i: usize) -> String {
+        match self.cmd(i, &["CLUSTER", "INFO"]).await {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            _ => String::new(),
+        }
+    }
+
+    /// The index of the master serving `key`'s slot, asked of server `from`.
+    async fn master_of(&self, from: usize, key: &str) -> usize {
+        let slot = match self.cmd(from, &["CLUSTER", "KEYSLOT", key]).await {
+            redis::Value::Int(s) => s,
+            other => panic!("keyslot: {other:?}"),
+        };
+        let nodes = match self.cmd(from, &["CLUSTER", "NODES"]).await {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("nodes: {other:?}"),
+        };
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !f.get(2).is_some_and(|flags| flags.contains("master"))
+                || f.get(7) != Some(&"connected")
+            {
+                continue;
+            }
+            for range in &f[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                let (Ok(lo), Ok(hi)) = (lo.parse::<i64>(), hi.parse::<i64>()) else {
+                    continue;
+                };
+                if (lo..=hi).contains(&slot) {
+                    let port: u16 = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+                    return self.ports.iter().position(|p| *p == port).unwrap();
+                }
+            }
+        }
+        panic!("no master for slot {slot}: {nodes}");
+    }
+}
+
+/// Presence on a Redis Cluster: the same checks as on one server (every
+/// key of a script in one slot, by the hash tag), and a master killed
+/// with its replica taking over: routes written before are still there
+/// and calls work again within seconds.
+#[tokio::test]
+async fn presence_on_a_redis_cluster_survives_a_master_failover() {
+    let Some(mut rc) = RedisCluster::start().await else {
+        return;
+    };
+    let url = rc.url();
+    let opts = PresenceOptions {
+        prefix: "tc".into(),
+        heartbeat_ms: 200,
+        expiry_ms: 5000,
+        ..PresenceOptions::default()
+    };
+    let mut nodes: Vec<Box<dyn tern_core::Presence>> = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Box::new(
+            retry_connect(|| RedisPresence::connect(&url, opts.clone())).await,
+        ));
+    }
+    let refs: Vec<&dyn tern_core::Presence> = nodes.iter().map(|p| &**p).collect();
+    common::conformance::live_nodes_include_all(&refs).await;
+    common::conformance::routes_and_online_across_nodes(&refs[..2]).await;
+    common::conformance::same_device_replaces(&refs[..2]).await;
+    common::conformance::rooms_per_node(&refs).await;
+    // The keys live under the hash tag, all in one slot.
+    let master = rc.master_of(3, "{tc}:nodes").await;
+    let p = &nodes[0];
+    let route = Route {
+        node: p.node(),
+        conn: 99,
+    };
+    p.connected("zed", "phone", route).await.unwrap();
+    // Let the replica copy it, then kill its master.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rc.servers[master].take().unwrap().stop();
+    let start = Instant::now();
+    until(
+        Duration::from_secs(20),
+        "presence answers after the failover",
+        || async { matches!(p.online(&["zed"]).await.as_deref(), Ok([true])) },
+    )
+    .await;
+    eprintln!(
+        "presence answered again {:?} after the master was killed",
+        start.elapsed()
+    );
+}

@@ -1,10 +1,10 @@
 //! Presence in Redis: node leases, device routes, room membership per node.
 //! The key layout is described in the crate docs.
 
+use crate::redis_con::{Lua, RedisCon};
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Script, Value};
+use redis::{FromRedisValue, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -74,10 +74,10 @@ async fn call<T>(f: impl Future<Output = redis::RedisResult<T>>) -> PlumbingResu
 const RESTORE_CHUNK: usize = 1000;
 
 struct Scripts {
-    connected: Script,
-    disconnected: Script,
-    heartbeat: Script,
-    leave: Script,
+    connected: Lua,
+    disconnected: Lua,
+    heartbeat: Lua,
+    leave: Lua,
 }
 
 /// Presence kept in Redis; see the crate docs. Dropping it stops the
@@ -87,7 +87,7 @@ pub struct RedisPresence {
 }
 
 struct Inner {
-    con: ConnectionManager,
+    con: RedisCon,
     prefix: String,
     node: NodeId,
     gen: u64,
@@ -133,36 +133,29 @@ impl RedisPresence {
                 ))));
             }
         }
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        // Few quick reconnect attempts: a caller waits at most about the
-        // timeouts, and the next call triggers another attempt anyway.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let con = call(ConnectionManager::new_with_config(client, config)).await?;
+        let con = RedisCon::open(url, CALL_TIMEOUT).await?;
+        let prefix = con.key_prefix(&opts.prefix);
         let token = format!(
             "{:016x}{:016x}",
             rand::random::<u64>(),
             rand::random::<u64>()
         );
-        let nodes_key = format!("{}:nodes", opts.prefix);
-        let gen_key = format!("{}:gen", opts.prefix);
-        let (node, gen) = allocate(&con, &opts, &token, &nodes_key, &gen_key).await?;
+        let nodes_key = format!("{prefix}:nodes");
+        let gen_key = format!("{prefix}:gen");
+        let (node, gen) = allocate(&con, &opts, &prefix, &token, &nodes_key, &gen_key).await?;
         let inner = Arc::new(Inner {
             con,
-            lease_key: format!("{}:node:{node}", opts.prefix),
-            prefix: opts.prefix.clone(),
+            lease_key: format!("{prefix}:node:{node}"),
+            prefix,
             node,
             gen,
             token,
             expiry_ms: opts.expiry_ms,
             scripts: Scripts {
-                connected: Script::new(&format!("{NOW_MS}{LIVE_FN}{CONNECTED}")),
-                disconnected: Script::new(&format!("{NOW_MS}{LIVE_FN}{DISCONNECTED}")),
-                heartbeat: Script::new(&format!("{NOW_MS}{HEARTBEAT}")),
-                leave: Script::new(LEAVE),
+                connected: Lua::new(&format!("{NOW_MS}{LIVE_FN}{CONNECTED}")),
+                disconnected: Lua::new(&format!("{NOW_MS}{LIVE_FN}{DISCONNECTED}")),
+                heartbeat: Lua::new(&format!("{NOW_MS}{HEARTBEAT}")),
+                leave: Lua::new(LEAVE),
             },
             nodes_key,
             gen_key,
@@ -203,13 +196,14 @@ impl RedisPresence {
 }
 
 async fn allocate(
-    con: &ConnectionManager,
+    con: &RedisCon,
     opts: &PresenceOptions,
+    prefix: &str,
     token: &str,
     nodes_key: &str,
     gen_key: &str,
 ) -> PlumbingResult<(NodeId, u64)> {
-    let script = Script::new(&format!("{NOW_MS}{ALLOCATE}"));
+    let script = Lua::new(&format!("{NOW_MS}{ALLOCATE}"));
     let (start, fixed) = match opts.node_id {
         Some(id) => (id, true),
         None => (rand::random::<u16>() % NODE_IDS, false),
@@ -222,7 +216,7 @@ async fn allocate(
         let mut inv = script.prepare_invoke();
         inv.key(nodes_key)
             .key(gen_key)
-            .arg(&opts.prefix)
+            .arg(prefix)
             .arg(token)
             .arg(opts.expiry_ms)
             .arg(start)
@@ -415,7 +409,7 @@ impl RedisPresence {
 
     async fn route_script(
         &self,
-        script: &Script,
+        script: &Lua,
         user: &str,
         device: &str,
         route: Route,

@@ -59,9 +59,11 @@ impl std::fmt::Debug for StoreConfig {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Redis: presence, device routes, live nodes, room membership.
+    /// Redis: presence, device routes, live nodes, room membership. One
+    /// server, or a Redis Cluster's seed nodes, comma separated.
     pub redis_url: String,
-    /// NATS with JetStream: pushes between nodes.
+    /// NATS with JetStream: pushes between nodes. One server, or a NATS
+    /// cluster's servers, comma separated.
     pub nats_url: String,
     /// Names this cluster's Redis keys, JetStream stream and subjects, so
     /// that several clusters can share the services.
@@ -143,6 +145,9 @@ impl ClusterConfig {
 
 /// A URL with its password replaced, for logs.
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
