@@ -90,4 +90,4 @@ mod secret;
 pub use bus::{BusOptions, NatsBus};
 pub use limiter::RedisLimiter;
 pub use presence::{PresenceOptions, RedisPresence};
-pub use secret::shared_secret;
+pub use secret::former_secret;

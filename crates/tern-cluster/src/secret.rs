@@ -1,16 +1,21 @@
-//! The token secret of a cluster whose configuration names none: the
-//! first node to start makes one and stores it in Redis, every other node
-//! reads it, so a token issued by any node is accepted by all.
-//!
-//! Redis must keep it (persistence on, as for any deployment that should
-//! survive a Redis restart without logging everyone out); a deployment
-//! that cannot promise that sets `auth.secret` on every node instead.
+//! The token secret a cluster kept in Redis (`{prefix}:secret`) before
+//! the signing keys moved to the shared store. It is read once, at the
+//! first start of a node against a store that holds no key yet, so that
+//! tokens issued before the upgrade stay valid; Redis is never asked for
+//! it again, and it is never written.
 
 use redis::AsyncCommands;
 use tern_core::PlumbingError;
 
-/// Returns the cluster's secret (64 hex characters), creating it once.
-pub async fn shared_secret(redis_url: &str, prefix: &str) -> Result<Vec<u8>, PlumbingError> {
+/// The secret Redis still holds, if it does.
+pub async fn former_secret(
+    redis_url: &str,
+    prefix: &str,
+) -> Result<Option<Vec<u8>>, PlumbingError> {
+    if redis_url.contains(',') {
+        // A Redis Cluster: no secret was ever kept there.
+        return Ok(None);
+    }
     let unavailable = |e| PlumbingError::unavailable("redis", e);
     let client = redis::Client::open(redis_url).map_err(unavailable)?;
     let mut con = tokio::time::timeout(
@@ -20,24 +25,16 @@ pub async fn shared_secret(redis_url: &str, prefix: &str) -> Result<Vec<u8>, Plu
     .await
     .map_err(|_| PlumbingError::unavailable("redis", Timeout))?
     .map_err(unavailable)?;
-    let key = format!("{prefix}:secret");
-    let fresh: [u8; 32] = rand::random();
-    let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-    // SET NX: of nodes starting together, exactly one secret wins.
-    let _: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(&hex)
-        .arg("NX")
-        .query_async(&mut con)
+    let secret: Option<String> = con
+        .get(format!("{prefix}:secret"))
         .await
         .map_err(unavailable)?;
-    let secret: String = con.get(&key).await.map_err(unavailable)?;
-    if secret.len() < 32 {
-        return Err(PlumbingError::Malformed(
+    match secret {
+        Some(s) if s.len() < 32 => Err(PlumbingError::Malformed(
             "cluster secret in Redis is too short",
-        ));
+        )),
+        other => Ok(other.map(String::into_bytes)),
     }
-    Ok(secret.into_bytes())
 }
 
 #[derive(Debug, thiserror::Error)]

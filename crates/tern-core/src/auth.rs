@@ -1,16 +1,103 @@
 //! Passwords (argon2id) and session tokens (JWT, HS256).
+//!
+//! Tokens are signed with the newest of a set of keys and name it in
+//! their header (`kid`); each key verifies the tokens that name it, the
+//! oldest also those that name none (issued before tokens carried a
+//! `kid`). The keys are either one fixed key (`auth.secret`, kid
+//! [`FIXED_KID`]) or those the store keeps: then they are read again
+//! every so often ([`Auth::refresh_every`]) and, at most once per
+//! [`RELOAD_GAP`], when a token names a kid this node does not know yet
+//! (a key another node or an admin command just added).
 
 use crate::hashpool::{HashPool, PoolError, WorkMemory};
+use crate::store::{SigningKey, Store, StoreResult};
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use jsonwebtoken::{decode, encode, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{decode, decode_header, encode, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// The `kid` of tokens signed with a fixed key (`auth.secret`).
+pub const FIXED_KID: &str = "config";
+
+/// The shortest time between two reloads of the keys for tokens naming an
+/// unknown kid: such tokens cost at most one store read per this time.
+pub const RELOAD_GAP: Duration = Duration::from_secs(1);
+
+/// The keys of one moment.
+struct KeySet {
+    /// The newest key, which signs.
+    kid: String,
+    enc: EncodingKey,
+    /// Every key, by kid.
+    dec: HashMap<String, DecodingKey>,
+    /// The oldest key: it verifies tokens that name no kid.
+    legacy: DecodingKey,
+}
+
+impl KeySet {
+    /// `None` when there is no key.
+    fn new(keys: &[SigningKey]) -> Option<KeySet> {
+        let oldest = keys
+            .iter()
+            .min_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))?;
+        let newest = keys
+            .iter()
+            .max_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))?;
+        Some(KeySet {
+            kid: newest.kid.clone(),
+            enc: EncodingKey::from_secret(&newest.secret),
+            dec: keys
+                .iter()
+                .map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret)))
+                .collect(),
+            legacy: DecodingKey::from_secret(&oldest.secret),
+        })
+    }
+}
+
+/// The key set every clone of an [`Auth`] shares.
+struct Keys {
+    set: RwLock<Arc<KeySet>>,
+    /// Where the keys are kept; `None` for a fixed key.
+    store: Option<Arc<dyn Store>>,
+    /// When the keys were last read for a token naming an unknown kid.
+    reloaded: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Keys {
+    fn current(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the keys from the store and uses them from now on; the number
+    /// of keys (an empty answer changes nothing).
+    async fn reload(&self) -> StoreResult<usize> {
+        let Some(store) = &self.store else {
+            return Ok(1);
+        };
+        let keys = store.signing_keys().await?;
+        if let Some(set) = KeySet::new(&keys) {
+            *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        }
+        Ok(keys.len())
+    }
+}
+
+/// Why a token was refused.
+enum Refused {
+    /// It names a kid this node does not know.
+    UnknownKid,
+    /// Anything else: bad signature, expired, malformed.
+    Invalid,
+}
 
 #[derive(Clone)]
 pub struct Auth {
     argon: Argon2<'static>,
-    enc: EncodingKey,
-    dec: DecodingKey,
+    keys: Arc<Keys>,
     validation: Validation,
     ttl_ms: i64,
     /// A hash made with this Auth's parameters, for logins of unknown users.
@@ -63,9 +150,12 @@ pub enum AuthError {
     Hash(#[source] argon2::password_hash::Error),
     #[error("token signing failed")]
     Sign(#[source] jsonwebtoken::errors::Error),
+    #[error("no token signing key")]
+    NoKeys,
 }
 
 impl Auth {
+    /// Signs and verifies with one fixed key (kid [`FIXED_KID`]).
     pub fn new(
         secret: &[u8],
         ttl_secs: u64,
@@ -78,13 +168,75 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Auth {
             argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            enc: EncodingKey::from_secret(secret),
-            dec: DecodingKey::from_secret(secret),
+            keys: Arc::new(Keys {
+                set: RwLock::new(Arc::new(KeySet {
+                    kid: FIXED_KID.to_owned(),
+                    enc: EncodingKey::from_secret(secret),
+                    dec: HashMap::from([(FIXED_KID.to_owned(), DecodingKey::from_secret(secret))]),
+                    legacy: DecodingKey::from_secret(secret),
+                })),
+                store: None,
+                reloaded: Default::default(),
+            }),
             validation,
             ttl_ms: i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             dummy: Default::default(),
             pool: std::sync::Arc::new(HashPool::new(0, 128)),
         })
+    }
+
+    /// Signs with the newest of `keys` (as [`Store::signing_keys`] lists
+    /// them) and verifies with each. With `store`, where they are kept,
+    /// reads them again when told to ([`reload_keys`](Auth::reload_keys),
+    /// [`refresh_every`](Auth::refresh_every)) and when a token names an
+    /// unknown kid. `NoKeys` when `keys` is empty.
+    pub fn with_keys(
+        mut self,
+        keys: &[SigningKey],
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<Auth, AuthError> {
+        let set = KeySet::new(keys).ok_or(AuthError::NoKeys)?;
+        self.keys = Arc::new(Keys {
+            set: RwLock::new(Arc::new(set)),
+            store,
+            reloaded: Default::default(),
+        });
+        Ok(self)
+    }
+
+    /// The kid new tokens carry.
+    pub fn signing_kid(&self) -> String {
+        self.keys.current().kid.clone()
+    }
+
+    /// Reads the keys from the store again (nothing for a fixed key);
+    /// returns how many there are.
+    pub async fn reload_keys(&self) -> StoreResult<usize> {
+        self.keys.reload().await
+    }
+
+    /// Reloads the stored keys every `period` (so that a key added by
+    /// `tern secret rotate` signs here too), for as long as any clone of
+    /// this `Auth` lives. Nothing for a fixed key. Call within a tokio
+    /// runtime.
+    pub fn refresh_every(&self, period: Duration) {
+        if self.keys.store.is_none() {
+            return;
+        }
+        let keys: Weak<Keys> = Arc::downgrade(&self.keys);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(keys) = keys.upgrade() else { return };
+                match keys.reload().await {
+                    Ok(n) => tracing::trace!(keys = n, "signing keys reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "reloading the signing keys failed"),
+                }
+            }
+        });
     }
 
     /// Runs hashes on a pool of `workers` (0: one per core) with `queue`
@@ -231,16 +383,60 @@ impl Auth {
             iat: (now_ms / 1000).max(0) as u64,
             jti: format!("{:032x}", rand::random::<u128>()),
         };
-        let token = encode(&Header::default(), &claims, &self.enc).map_err(AuthError::Sign)?;
+        let set = self.keys.current();
+        let header = Header {
+            kid: Some(set.kid.clone()),
+            ..Header::default()
+        };
+        let token = encode(&header, &claims, &set.enc).map_err(AuthError::Sign)?;
         Ok((token, (expires_at / 1000) * 1000))
     }
 
     /// The session of a valid, unexpired token (revocation is the
-    /// caller's check). A token without a well-formed `jti` is not valid.
+    /// caller's check), with the keys this node holds now. A token without
+    /// a well-formed `jti` is not valid.
     pub fn verify(&self, token: &str) -> Option<Session> {
-        let c = decode::<Claims>(token, &self.dec, &self.validation)
-            .ok()?
+        self.check_token(token).ok()
+    }
+
+    /// [`verify`](Auth::verify), first reading the stored keys again when
+    /// the token names a kid this node does not know (at most once per
+    /// [`RELOAD_GAP`] for all such tokens; callers meanwhile wait for the
+    /// reload under way and then try the keys it found).
+    pub async fn verify_fresh(&self, token: &str) -> Option<Session> {
+        match self.check_token(token) {
+            Ok(s) => return Some(s),
+            Err(Refused::Invalid) => return None,
+            Err(Refused::UnknownKid) if self.keys.store.is_none() => return None,
+            Err(Refused::UnknownKid) => {}
+        }
+        {
+            let mut last = self.keys.reloaded.lock().await;
+            if !last.is_some_and(|t| t.elapsed() < RELOAD_GAP) {
+                *last = Some(Instant::now());
+                match self.keys.reload().await {
+                    Ok(n) => tracing::debug!(keys = n, "signing keys reloaded for an unknown kid"),
+                    Err(e) => tracing::warn!(error = %e, "reloading the signing keys failed"),
+                }
+            }
+        }
+        self.check_token(token).ok()
+    }
+
+    fn check_token(&self, token: &str) -> Result<Session, Refused> {
+        let header = decode_header(token).map_err(|_| Refused::Invalid)?;
+        let set = self.keys.current();
+        let key = match &header.kid {
+            Some(kid) => set.dec.get(kid).ok_or(Refused::UnknownKid)?,
+            None => &set.legacy,
+        };
+        let c = decode::<Claims>(token, key, &self.validation)
+            .map_err(|_| Refused::Invalid)?
             .claims;
+        self.session_of(c).ok_or(Refused::Invalid)
+    }
+
+    fn session_of(&self, c: Claims) -> Option<Session> {
         if c.jti.len() != 32 {
             return None;
         }
@@ -304,6 +500,116 @@ mod tests {
         assert_eq!(other.verify(&t), None);
         let (old, _) = a.issue("alice", now - 120_000).unwrap();
         assert_eq!(a.verify(&old), None, "expired token accepted");
+    }
+
+    fn key(kid: &str, secret: &str, created_at: i64) -> SigningKey {
+        SigningKey {
+            kid: kid.into(),
+            secret: secret.as_bytes().to_vec(),
+            created_at,
+        }
+    }
+
+    fn kid_of(token: &str) -> Option<String> {
+        decode_header(token).unwrap().kid
+    }
+
+    const OLD: &str = "old-secret-old-secret-old-secret-0123";
+    const NEW: &str = "new-secret-new-secret-new-secret-0123";
+
+    /// After a rotation the newest key signs and names itself; a token of
+    /// the older key still verifies, by its kid.
+    #[test]
+    fn signs_with_newest_key_and_verifies_older_kids() {
+        let base = Auth::new(b"unused-unused-unused-unused-unused", 60, 8, 1).unwrap();
+        let before = base.clone().with_keys(&[key("1", OLD, 10)], None).unwrap();
+        let (old_token, _) = before.issue("alice", crate::now_ms()).unwrap();
+        assert_eq!(kid_of(&old_token).as_deref(), Some("1"));
+        let after = base
+            .with_keys(&[key("1", OLD, 10), key("2", NEW, 20)], None)
+            .unwrap();
+        assert_eq!(after.signing_kid(), "2");
+        let (new_token, _) = after.issue("bob", crate::now_ms()).unwrap();
+        assert_eq!(kid_of(&new_token).as_deref(), Some("2"));
+        assert_eq!(after.verify(&new_token).unwrap().user, "bob");
+        assert_eq!(after.verify(&old_token).unwrap().user, "alice");
+        // The node that knows only the old key does not know kid 2.
+        assert_eq!(before.verify(&new_token), None);
+        // An empty key list is refused.
+        assert!(matches!(
+            Auth::new(b"unused-unused-unused-unused-unused", 60, 8, 1)
+                .unwrap()
+                .with_keys(&[], None),
+            Err(AuthError::NoKeys)
+        ));
+    }
+
+    /// A token naming a kid no key has is refused, even when it is signed
+    /// with a known secret; one naming a known kid but signed with another
+    /// secret too.
+    #[tokio::test]
+    async fn unknown_kid_is_refused() {
+        let a = Auth::new(b"unused-unused-unused-unused-unused", 60, 8, 1)
+            .unwrap()
+            .with_keys(&[key("1", OLD, 10)], None)
+            .unwrap();
+        let now = crate::now_ms();
+        let claims = Claims {
+            sub: "alice".into(),
+            exp: (now / 1000 + 60) as u64,
+            iat: (now / 1000) as u64,
+            jti: format!("{:032x}", 7u128),
+        };
+        let with_kid = |kid: &str, secret: &str| {
+            let header = Header {
+                kid: Some(kid.into()),
+                ..Header::default()
+            };
+            encode(
+                &header,
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(a.verify(&with_kid("1", OLD)).unwrap().user, "alice");
+        assert_eq!(a.verify(&with_kid("9", OLD)), None);
+        assert_eq!(a.verify_fresh(&with_kid("9", OLD)).await, None);
+        assert_eq!(a.verify(&with_kid("1", NEW)), None);
+    }
+
+    /// A token issued before tokens carried a kid (no `kid` in its header)
+    /// verifies with the oldest key, the secret of before, and with no
+    /// other.
+    #[test]
+    fn token_without_kid_verifies_with_the_oldest_key() {
+        let now = crate::now_ms();
+        let claims = Claims {
+            sub: "carol".into(),
+            exp: (now / 1000 + 60) as u64,
+            iat: (now / 1000) as u64,
+            jti: format!("{:032x}", 8u128),
+        };
+        let legacy = |secret: &str| {
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(kid_of(&legacy(OLD)), None);
+        let a = Auth::new(b"unused-unused-unused-unused-unused", 60, 8, 1)
+            .unwrap()
+            .with_keys(&[key("2", NEW, 20), key("1", OLD, 10)], None)
+            .unwrap();
+        assert_eq!(a.verify(&legacy(OLD)).unwrap().user, "carol");
+        assert_eq!(a.verify(&legacy(NEW)), None);
+        // A fixed key verifies its own tokens of before and names itself.
+        let fixed = Auth::new(OLD.as_bytes(), 60, 8, 1).unwrap();
+        assert_eq!(fixed.verify(&legacy(OLD)).unwrap().user, "carol");
+        let (t, _) = fixed.issue("dan", now).unwrap();
+        assert_eq!(kid_of(&t).as_deref(), Some(FIXED_KID));
     }
 
     /// Hashes made with reused work memory are standard PHC strings: the

@@ -285,6 +285,31 @@ pub struct OfflineBatch {
     pub truncated: bool,
 }
 
+/// A key that signs session tokens (HS256), named in each token's header
+/// by its `kid`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+    /// When the key was added (ms); the newest key signs.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `kid` of the first key a store holds. Every node that finds no key
+/// offers its first key under this one name, so of nodes starting at once
+/// against an empty store exactly one key is stored.
+pub const FIRST_KID: &str = "1";
+
 /// Durable storage. Held as `Arc<dyn Store>`; no driver type crosses it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -434,6 +459,36 @@ pub trait Store: Send + Sync + 'static {
     /// Every revoked token that expires after `now`: `(jti, expires_at)`,
     /// in no particular order.
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>>;
+
+    // ----- token signing keys -----
+
+    /// Every signing key, oldest first (by `created_at`, then `kid`).
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+
+    /// Stores `key` unless a key with its `kid` exists (then nothing
+    /// changes, whatever its secret); whether it was stored.
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
+
+    /// The signing keys, after storing `secret` as the first key
+    /// ([`FIRST_KID`]) if there was none: of concurrent calls on an empty
+    /// store, one secret is stored and every caller gets it back.
+    async fn ensure_signing_key(
+        &self,
+        secret: &[u8],
+        created_at: i64,
+    ) -> StoreResult<Vec<SigningKey>> {
+        let keys = self.signing_keys().await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
+        let first = SigningKey {
+            kid: FIRST_KID.to_owned(),
+            secret: secret.to_vec(),
+            created_at,
+        };
+        self.add_signing_key(&first).await?;
+        self.signing_keys().await
+    }
 
     // ----- per-user counts (limits) -----
 

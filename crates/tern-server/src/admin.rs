@@ -1,24 +1,25 @@
-//! What the admin commands (`tern user add`, `tern token`) do, on the
-//! store and with the token secret the configuration names, while a
-//! server may be running on them.
+//! What the admin commands (`tern user add`, `tern token`, `tern secret
+//! rotate`) do, on the store and with the token signing keys the
+//! configuration names, while a server may be running on them.
 //!
 //! The embedded SQLite store allows this: it runs in WAL mode with a busy
 //! timeout, so a second process can read while the server writes, and its
 //! few writes wait for the server's write transactions (which are short,
 //! group-committed batches) instead of failing.
 
+use crate::backends::TokenKeys;
 use crate::config::Config;
 use anyhow::Context;
 use std::sync::Arc;
 use tern_core::auth::Auth;
-use tern_core::store::Store;
+use tern_core::store::{SigningKey, Store};
 use tern_core::CoreError;
 use tern_proto::ids::is_valid_name;
 
 /// The store and token signer of a configuration.
 pub struct Admin {
     store: Arc<dyn Store>,
-    secret: Vec<u8>,
+    keys: TokenKeys,
     cfg: Config,
 }
 
@@ -36,13 +37,56 @@ pub fn check_store(cfg: &Config, create: bool) -> anyhow::Result<()> {
 }
 
 impl Admin {
-    /// Validates `cfg` and opens its store and token secret (generating
-    /// the secret, as `tern serve` would, if none exists yet).
+    /// Validates `cfg` and opens its store and signing keys (storing the
+    /// first key, as `tern serve` would, if there is none yet).
     pub async fn open(cfg: Config) -> anyhow::Result<Admin> {
         cfg.validate()?;
         let store = crate::backends::open_store(&cfg).await?;
-        let secret = crate::backends::token_secret(&cfg).await?;
-        Ok(Admin { store, secret, cfg })
+        let keys = crate::backends::token_keys(&cfg, &*store).await?;
+        Ok(Admin { store, keys, cfg })
+    }
+
+    /// Adds a new signing key and returns it: new tokens are signed with
+    /// it from now on (by this command at once, by each server within a
+    /// minute), tokens signed with older keys verify until they expire.
+    /// Refused when `auth.secret` fixes the key.
+    pub async fn rotate_secret(&self) -> anyhow::Result<SigningKey> {
+        if let TokenKeys::Fixed(_) = self.keys {
+            anyhow::bail!(
+                "auth.secret is set: tokens are signed with it alone (change it on every \
+                 node to replace it, or unset it to use keys kept in the store)"
+            );
+        }
+        // Kids are numbers counting up; of two rotations at once, the
+        // second to store takes the next number.
+        for _ in 0..5 {
+            let keys = self
+                .store
+                .signing_keys()
+                .await
+                .context("reading the signing keys")?;
+            let next = keys
+                .iter()
+                .filter_map(|k| k.kid.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let newest = keys.iter().map(|k| k.created_at).max().unwrap_or(0);
+            let key = SigningKey {
+                kid: next.to_string(),
+                secret: crate::backends::random_secret(),
+                created_at: tern_core::now_ms().max(newest + 1),
+            };
+            if self
+                .store
+                .add_signing_key(&key)
+                .await
+                .context("storing the signing key")?
+            {
+                return Ok(key);
+            }
+        }
+        anyhow::bail!("another rotation kept taking the next key id; try again")
     }
 
     /// Creates a user as `POST /v1/users` does (same rules, same argon2
@@ -83,8 +127,7 @@ impl Admin {
     }
 
     fn auth(&self, ttl_secs: u64) -> Result<Auth, CoreError> {
-        let a = &self.cfg.auth;
-        Auth::new(&self.secret, ttl_secs, a.argon2_m_cost_kib, a.argon2_t_cost).map_err(|e| {
+        self.keys.auth(&self.cfg.auth, ttl_secs, None).map_err(|e| {
             tracing::error!(error = %e, "auth settings");
             CoreError::unavailable()
         })

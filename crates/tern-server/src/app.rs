@@ -9,25 +9,30 @@ use std::future::Future;
 
 use std::sync::Arc;
 use std::time::Duration;
-use tern_core::auth::Auth;
 use tern_core::rooms::RoomConfig;
 use tern_core::{Core, CoreConfig, Hub};
 use tokio::sync::watch;
+
+/// How often a node reads the token signing keys again.
+const KEY_REFRESH: Duration = Duration::from_secs(60);
 
 impl App {
     async fn build(cfg: Config, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<App>> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let backends = crate::backends::open(&cfg).await?;
-        let secret = crate::backends::token_secret(&cfg).await?;
-        let auth = Auth::new(
-            &secret,
-            cfg.auth.token_ttl_secs,
-            cfg.auth.argon2_m_cost_kib,
-            cfg.auth.argon2_t_cost,
-        )
-        .context("auth settings")?
-        .with_hash_pool(cfg.limits.hash_concurrency, cfg.limits.hash_queue);
+        let keys = crate::backends::token_keys(&cfg, &*backends.store).await?;
+        let auth = keys
+            .auth(
+                &cfg.auth,
+                cfg.auth.token_ttl_secs,
+                Some(backends.store.clone()),
+            )
+            .context("auth settings")?
+            .with_hash_pool(cfg.limits.hash_concurrency, cfg.limits.hash_queue);
+        // A key added by `tern secret rotate` signs here within this time
+        // (a token naming it is accepted at once).
+        auth.refresh_every(KEY_REFRESH);
         let guard = crate::guard::Guard::new(&cfg, backends.limiter.clone());
         let hub = Arc::new(Hub::new());
         let core = Core::start(

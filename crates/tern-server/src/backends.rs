@@ -4,9 +4,9 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use std::path::Path;
 use std::sync::Arc;
-use tern_core::store::Store;
+use tern_core::auth::{Auth, AuthError};
+use tern_core::store::{SigningKey, Store};
 use tern_core::{Bus, FallbackLimiter, Limiter, LocalBus, LocalLimiter, LocalPresence, Presence};
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -69,22 +69,108 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Backends> {
     })
 }
 
-/// The secret that signs session tokens: `auth.secret` when set; else,
-/// in a cluster, the one every node shares through Redis (made by the
-/// first node); else `data_dir/secret.key`, generated on first use. The
-/// server and the admin commands (`tern token`) both take it from here,
-/// so a token either makes is accepted by the other.
-pub async fn token_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
-    if !cfg.auth.secret.is_empty() {
-        return Ok(cfg.auth.secret.as_bytes().to_vec());
+/// The keys that sign session tokens.
+pub enum TokenKeys {
+    /// `auth.secret`: one fixed key, kid [`tern_core::auth::FIXED_KID`].
+    Fixed(Vec<u8>),
+    /// The keys the store keeps, oldest first (never empty).
+    Stored(Vec<SigningKey>),
+}
+
+impl TokenKeys {
+    /// An `Auth` that signs with the newest key; stored keys are read
+    /// again from `store` when it says so ([`Auth::with_keys`]).
+    pub fn auth(
+        &self,
+        a: &crate::config::AuthConfig,
+        ttl_secs: u64,
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<Auth, AuthError> {
+        match self {
+            TokenKeys::Fixed(secret) => {
+                Auth::new(secret, ttl_secs, a.argon2_m_cost_kib, a.argon2_t_cost)
+            }
+            TokenKeys::Stored(keys) => {
+                let newest = keys.last().ok_or(AuthError::NoKeys)?;
+                Auth::new(
+                    &newest.secret,
+                    ttl_secs,
+                    a.argon2_m_cost_kib,
+                    a.argon2_t_cost,
+                )?
+                .with_keys(keys, store)
+            }
+        }
     }
+}
+
+/// The keys that sign session tokens: `auth.secret` when set; else those
+/// the store keeps. The first node (or admin command) to find none stores
+/// the first one: the secret of before when there is one (in a cluster,
+/// the one Redis kept, if it still has it; else `data_dir/secret.key`),
+/// so that tokens issued before keep working; else a new random one.
+/// After that the store alone holds the keys. The server and the admin
+/// commands (`tern token`, `tern secret`) both take them from here, so a
+/// token either makes is accepted by the other.
+pub async fn token_keys(cfg: &Config, store: &dyn Store) -> anyhow::Result<TokenKeys> {
+    if !cfg.auth.secret.is_empty() {
+        return Ok(TokenKeys::Fixed(cfg.auth.secret.as_bytes().to_vec()));
+    }
+    let keys = store
+        .signing_keys()
+        .await
+        .context("reading the token signing keys")?;
+    if !keys.is_empty() {
+        return Ok(TokenKeys::Stored(keys));
+    }
+    let (secret, former) = match former_secret(cfg).await? {
+        Some(s) => (s, true),
+        None => (random_secret(), false),
+    };
+    let keys = store
+        .ensure_signing_key(&secret, tern_core::now_ms())
+        .await
+        .context("storing the first token signing key")?;
+    if keys.is_empty() {
+        anyhow::bail!("the store kept no token signing key");
+    }
+    if keys.len() == 1 && keys[0].secret == secret {
+        tracing::info!(
+            kid = %keys[0].kid,
+            former,
+            "first token signing key stored"
+        );
+    }
+    Ok(TokenKeys::Stored(keys))
+}
+
+/// 32 random bytes as 64 hex characters (the form secrets always had).
+pub fn random_secret() -> Vec<u8> {
+    let secret: [u8; 32] = rand::random();
+    secret
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// The token secret of before the store kept the keys: in a cluster, the
+/// one Redis holds under the cluster's prefix (if it still does); else
+/// `data_dir/secret.key` (if it exists).
+async fn former_secret(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     let c = &cfg.cluster;
     if c.enabled() {
-        return tern_cluster::shared_secret(&c.redis_url, &c.name)
+        return tern_cluster::former_secret(&c.redis_url, &c.name)
             .await
-            .context("reading the cluster's token secret from Redis");
+            .context("reading the cluster's former token secret from Redis");
     }
-    secret_file(cfg)
+    let path = cfg.data_dir.join("secret.key");
+    match std::fs::read(&path) {
+        Ok(s) if s.len() >= 32 => Ok(Some(s)),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Whether the store the configuration names exists already: always for
@@ -120,41 +206,4 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .context("opening the store")?
             .context("opening the embedded store")?;
     Ok(Arc::new(store))
-}
-
-/// Reads the token secret from `data_dir/secret.key`, generating it there
-/// on first start.
-fn secret_file(cfg: &Config) -> anyhow::Result<Vec<u8>> {
-    let path = cfg.data_dir.join("secret.key");
-    match std::fs::read(&path) {
-        Ok(s) if s.len() >= 32 => return Ok(s),
-        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-    let secret: [u8; 32] = rand::random();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    match write_private(&path, hex.as_bytes()) {
-        Ok(()) => Ok(hex.into_bytes()),
-        // Another process (the server, an admin command) made it first.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)
-            .ok()
-            .filter(|s| s.len() >= 32)
-            .with_context(|| format!("reading {} written by another process", path.display())),
-        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
-    }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }

@@ -14,8 +14,10 @@
 
 mod checks;
 mod revocations;
+mod signing_keys;
 pub use checks::*;
 pub use revocations::*;
+pub use signing_keys::*;
 
 use std::sync::Arc;
 use tern_core::store::Store;
@@ -108,6 +110,7 @@ macro_rules! suite {
             group_units_are_all_or_nothing,
             offline_cap_across_many_conversations,
             per_user_counts,
+            signing_keys_in_order,
         );
 
         #[tokio::test]
@@ -136,6 +139,21 @@ macro_rules! suite {
             let Some((store, ctx)) = $open().await else { return };
             let other = $reopen(&ctx).await;
             $crate::revoked_tokens_seen_by_other_handle(&*store, &*other).await;
+        }
+
+        #[tokio::test]
+        async fn signing_keys_durable_across_reopen() {
+            let Some((store, ctx)) = $open().await else { return };
+            $crate::signing_keys_before_reopen(&*store).await;
+            drop(store);
+            let store = $reopen(&ctx).await;
+            $crate::signing_keys_after_reopen(&*store).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn first_signing_key_once() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::first_signing_key_once(vec![store]).await;
         }
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -170,6 +188,15 @@ macro_rules! shared_suite {
             };
             let other = $reopen(&ctx).await;
             $crate::concurrent_dedup(vec![store, other]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_first_signing_key_once() {
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
+            let other = $reopen(&ctx).await;
+            $crate::first_signing_key_once(vec![store, other]).await;
         }
     };
 }

@@ -38,6 +38,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// Records a revoked token (binds: jti, expires_at), keeping the later
     /// expiry of two.
     const UPSERT_REVOKED: &'static str;
+    /// Stores a signing key (binds: kid, secret, created_at) unless its
+    /// kid exists; changes one row when it stored it.
+    const INSERT_SIGNING_KEY: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

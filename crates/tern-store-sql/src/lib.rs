@@ -43,7 +43,8 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
-    OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult, StoredMessage,
+    UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -496,6 +497,16 @@ impl<D: Shared> Store for SqlStore<D> {
 
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
         on_conn!(self, |c| D::revoked_tokens(c, now))
+    }
+
+    // ----- token signing keys -----
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        on_conn!(self, |c| D::signing_keys(c))
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
+        on_conn!(self, |c| D::add_signing_key(c, key))
     }
 
     // ----- per-user counts (limits) -----

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use tern_core::offline::QueueSpan;
 use tern_core::rules;
-use tern_core::store::{GroupRecord, StoreResult, StoredMessage, UserRecord};
+use tern_core::store::{GroupRecord, SigningKey, StoreResult, StoredMessage, UserRecord};
 
 use crate::common::{be, msg_cols, sql_seq, ConvRow};
 use crate::dialect::{Conn, Dialect, RowOf};
@@ -174,6 +174,14 @@ pub trait Shared: Dialect {
         now: i64,
     ) -> StoreResult<()>;
     async fn revoked_tokens(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64)>>;
+
+    // ----- token signing keys -----
+
+    /// Every signing key, oldest first (`created_at`, then `kid`, sorted
+    /// here: the servers' collations may differ).
+    async fn signing_keys(c: &mut Conn<Self>) -> StoreResult<Vec<SigningKey>>;
+    /// Stores `key` unless its kid exists; whether it stored it.
+    async fn add_signing_key(c: &mut Conn<Self>, key: &SigningKey) -> StoreResult<bool>;
 }
 
 fn seq_of(v: i64) -> u64 {
@@ -191,6 +199,8 @@ where
     i64: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     String: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     bool: Type<D::DB> + for<'r> Decode<'r, D::DB>,
+    for<'q> Vec<u8>: Encode<'q, D::DB>,
+    Vec<u8>: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     usize: ColumnIndex<RowOf<D>>,
 {
     fn message_at(r: &RowOf<D>, o: usize) -> Result<StoredMessage, sqlx::Error> {
@@ -635,5 +645,32 @@ where
             .fetch_all(&mut *c)
             .await
             .map_err(be)
+    }
+
+    async fn signing_keys(c: &mut Conn<D>) -> StoreResult<Vec<SigningKey>> {
+        let sql = stmt!(D, "SELECT kid, secret, created_at FROM signing_keys");
+        let rows: Vec<(String, Vec<u8>, i64)> =
+            sqlx::query_as(sql).fetch_all(&mut *c).await.map_err(be)?;
+        let mut keys: Vec<SigningKey> = rows
+            .into_iter()
+            .map(|(kid, secret, created_at)| SigningKey {
+                kid,
+                secret,
+                created_at,
+            })
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
+        Ok(keys)
+    }
+
+    async fn add_signing_key(c: &mut Conn<D>, key: &SigningKey) -> StoreResult<bool> {
+        let done = sqlx::query(D::INSERT_SIGNING_KEY)
+            .bind(key.kid.as_str())
+            .bind(key.secret.clone())
+            .bind(key.created_at)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(D::rows_affected(&done) == 1)
     }
 }

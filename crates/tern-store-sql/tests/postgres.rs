@@ -489,5 +489,11 @@ async fn upgrade_from_version_1_makes_ids_unique() {
             .fetch_one(&mut c)
             .await
             .unwrap();
-    assert_eq!(version, 2);
+    // The current version: the upgrade also made the signing keys' table.
+    assert_eq!(version, 3);
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
 }

@@ -18,6 +18,7 @@
 mod ops;
 mod revocations;
 mod schema;
+mod signing_keys;
 mod store;
 
 use std::path::Path;

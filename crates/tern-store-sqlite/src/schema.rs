@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -102,6 +102,14 @@ CREATE TABLE IF NOT EXISTS group_members (
     PRIMARY KEY (gid, user)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
+
+-- The keys that sign session tokens (since version 4); the newest signs,
+-- every one verifies the tokens that name its kid.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid        TEXT PRIMARY KEY,
+    secret     BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a

@@ -1,11 +1,12 @@
 //! The `Store` trait on [`SqliteStore`]: each method sends one operation
 //! of `ops` to the writer thread or to the read pool.
 
-use crate::{ops, revocations, SqliteStore};
+use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
-    OfflineBatch, ReadOutcome, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult, StoredMessage,
+    UserRecord,
 };
 
 #[async_trait]
@@ -187,6 +188,17 @@ impl Store for SqliteStore {
 
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
         self.read(move |c| revocations::list(c, now)).await
+    }
+
+    // ----- token signing keys -----
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.read(signing_keys::list).await
+    }
+
+    async fn add_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
+        let key = key.clone();
+        self.write(move |c| signing_keys::add(c, &key)).await
     }
 
     // ----- per-user counts (limits) -----

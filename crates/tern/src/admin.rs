@@ -1,4 +1,5 @@
-//! Admin commands: `tern user add`, `tern token`, `tern config example`.
+//! Admin commands: `tern user add`, `tern token`, `tern secret rotate`,
+//! `tern config example`.
 //! They open the store and token secret the configuration names (the
 //! same `--data` / `--config` / `TERN_*` layering as `tern serve`) and work
 //! while a server runs on them.
@@ -73,6 +74,14 @@ pub struct TokenArgs {
 }
 
 #[derive(clap::Subcommand)]
+pub enum SecretCmd {
+    /// Add a new token signing key to the store: new tokens are signed
+    /// with it (by every server within a minute), tokens signed with
+    /// older keys stay valid until they expire. Prints the new key's id.
+    Rotate(StoreArgs),
+}
+
+#[derive(clap::Subcommand)]
 pub enum ConfigCmd {
     /// Print the example configuration (every setting at its default).
     Example,
@@ -125,6 +134,16 @@ pub fn token(args: TokenArgs, cfg: tern_server::Config) -> anyhow::Result<()> {
         let admin = Admin::open(cfg).await?;
         let (token, _expires_at) = admin.token(&args.name, ttl).await?;
         println!("{token}");
+        Ok(())
+    })
+}
+
+pub fn secret(cmd: SecretCmd, cfg: tern_server::Config) -> anyhow::Result<()> {
+    let SecretCmd::Rotate(_) = cmd;
+    runtime()?.block_on(async {
+        let admin = Admin::open(cfg).await?;
+        let key = admin.rotate_secret().await?;
+        println!("new signing key {}", key.kid);
         Ok(())
     })
 }

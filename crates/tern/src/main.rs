@@ -44,6 +44,9 @@ enum Cmd {
     User(admin::UserCmd),
     /// Print a session token for a user, for bots and scripts.
     Token(admin::TokenArgs),
+    /// Manage the keys that sign session tokens (works while servers run).
+    #[command(subcommand)]
+    Secret(admin::SecretCmd),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(admin::ConfigCmd),
@@ -103,6 +106,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = args.store.load()?;
             start_log(flag, Some(&cfg), "warn");
             admin::token(args, cfg)
+        }
+        Cmd::Secret(cmd) => {
+            let admin::SecretCmd::Rotate(args) = &cmd;
+            let cfg = args.load()?;
+            start_log(flag, Some(&cfg), "warn");
+            admin::secret(cmd, cfg)
         }
         Cmd::Config(cmd) => {
             start_log(flag, None, "warn");

@@ -1,5 +1,5 @@
 //! The admin commands and the log format, as people and scripts use them:
-//! `tern user add` and `tern token` against the data directory of a
+//! `tern user add`, `tern token` and `tern secret rotate` against the data directory of a
 //! running `tern serve` process (the embedded SQLite store is shared by
 //! both), `tern config example`, and what `tern serve` writes to a pipe.
 
@@ -201,6 +201,95 @@ async fn admin_commands_refuse_a_directory_without_a_store() {
     let server = Tern::start(&missing).await;
     let (st, b) = server.get("/v1/friends", out.trim()).await;
     assert_eq!(st, 200, "{b}");
+}
+
+/// The kid a token's header names.
+fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).expect("a JWT").kid
+}
+
+/// A data directory of before the signing keys moved into the store: its
+/// `secret.key` becomes the first key, so a token signed with it (no kid
+/// in its header, as tokens were then) stays valid, and so do tokens across
+/// restarts. `tern secret rotate` beside the running server: older tokens
+/// still verify, newer ones carry the new kid and verify at once.
+#[tokio::test]
+async fn the_secret_file_of_before_stays_valid_and_keys_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_args(dir.path());
+    let secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    std::fs::write(dir.path().join("secret.key"), secret).unwrap();
+    let server = Tern::start(dir.path()).await;
+    server.register("olda").await;
+    // A token of before: no kid, signed with the file's secret.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let legacy = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({
+            "sub": "olda",
+            "exp": now + 3600,
+            "iat": now,
+            "jti": "0123456789abcdef0123456789abcdef",
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(kid_of(&legacy), None);
+    let (st, b) = server.get("/v1/friends", &legacy).await;
+    assert_eq!(st, 200, "{b}");
+    let login = server.login("olda").await;
+    assert_eq!(kid_of(&login).as_deref(), Some("1"));
+    let mut token = vec!["token", "olda"];
+    token.extend(data);
+    let (ok, minted, err) = run(&token, "").await;
+    assert!(ok, "{err}");
+    let minted = minted.trim().to_owned();
+    assert_eq!(kid_of(&minted).as_deref(), Some("1"));
+    let mut server = server;
+    server.sigterm();
+    assert!(server.wait_exit(WAIT).await.success());
+
+    // Restarted: every token of before is still valid.
+    let server = Tern::start(dir.path()).await;
+    for t in [&legacy, &login, &minted] {
+        let (st, b) = server.get("/v1/friends", t).await;
+        assert_eq!(st, 200, "{b}");
+    }
+
+    // A rotation beside the running server.
+    let mut rotate = vec!["secret", "rotate"];
+    rotate.extend(data);
+    let (ok, out, err) = run(&rotate, "").await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "new signing key 2");
+    let (ok, newer, err) = run(&token, "").await;
+    assert!(ok, "{err}");
+    let newer = newer.trim().to_owned();
+    assert_eq!(kid_of(&newer).as_deref(), Some("2"));
+    for t in [&legacy, &login, &minted, &newer] {
+        let (st, b) = server.get("/v1/friends", t).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    // A kid no key has is refused.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some("99".into()),
+            ..jsonwebtoken::Header::default()
+        },
+        &json!({
+            "sub": "olda",
+            "exp": now + 3600,
+            "iat": now,
+            "jti": "0123456789abcdef0123456789abcdee",
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let (st, _) = server.get("/v1/friends", &forged).await;
+    assert_eq!(st, 401);
 }
 
 #[tokio::test]

@@ -1580,6 +1580,133 @@ async fn outage_then_retry(ws: &mut Client, store: &Proxy, cmid: &str, seq: u64)
     assert_eq!(ok["seq"].as_u64(), Some(seq), "{ok}");
 }
 
+/// Runs an admin command (`tern token`, `tern secret rotate`) against the
+/// cluster's store, configured as its nodes are; its standard output.
+async fn admin(c: &Cluster, args: &[&str]) -> String {
+    let mut cmd = support::tern_cmd(args);
+    cmd.env("TERN_STORE__URL", &c.db.url)
+        .env(
+            "TERN_CLUSTER__REDIS_URL",
+            env_or("TERN_TEST_REDIS_URL", REDIS_URL),
+        )
+        .env(
+            "TERN_CLUSTER__NATS_URL",
+            env_or("TERN_TEST_NATS_URL", NATS_URL),
+        )
+        .env("TERN_CLUSTER__NAME", &c.name);
+    for (k, v) in &c.env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("the admin command exits in time")
+        .expect("run tern");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "tern {args:?}: {stdout} {stderr}");
+    stdout.trim().to_owned()
+}
+
+/// The kid a token's header names.
+fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).expect("a JWT").kid
+}
+
+/// Whether `token` is accepted by `node`.
+async fn accepted(node: &Tern, token: &str) -> bool {
+    let (st, b) = node.get("/v1/conversations", token).await;
+    assert!(st == 200 || st == 401, "{st} {b}");
+    st == 200
+}
+
+/// The signing keys live in the store, not in Redis: a cluster upgraded
+/// from the days Redis held the secret carries that secret over as its
+/// first key (tokens of before stay valid), and when Redis then loses its
+/// data, a node started afterwards signs and verifies with the same key
+/// as the nodes before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_its_data_keeps_the_token_secret() {
+    let Some(redis) = OwnRedis::start().await else {
+        return;
+    };
+    let Some(mut c) =
+        Cluster::start(Sql::Postgres, 0, &[("TERN_CLUSTER__REDIS_URL", &redis.url)]).await
+    else {
+        return;
+    };
+    // The secret a cluster of before made in Redis.
+    let former = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff";
+    {
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("SET")
+            .arg(format!("{}:secret", c.name))
+            .arg(former)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let n0 = c.spawn(&[]).await;
+    c.nodes.push(n0);
+    let a = c.node(0).user("ann").await;
+    assert_eq!(kid_of(&a).as_deref(), Some("1"));
+    // A token of before: no kid, signed with the Redis secret.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let legacy = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({
+            "sub": "ann",
+            "exp": now + 3600,
+            "iat": now,
+            "jti": "0123456789abcdef0123456789abcdef",
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(former.as_bytes()),
+    )
+    .unwrap();
+    assert!(accepted(c.node(0), &legacy).await);
+
+    redis.command("FLUSHALL").await;
+    let n1 = c.spawn(&[]).await;
+    c.nodes.push(n1);
+    let b = c.node(1).user("bob").await;
+    assert_eq!(kid_of(&b).as_deref(), Some("1"));
+    for t in [&a, &b, &legacy] {
+        assert!(accepted(c.node(0), t).await, "refused on node 0");
+        assert!(accepted(c.node(1), t).await, "refused on node 1");
+    }
+}
+
+/// `tern secret rotate` while the nodes run: a token from before still
+/// works on every node; a token made after carries the new kid and works
+/// on every node at once (a node reads the keys again when a token names
+/// a kid it does not know).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_rotation_while_nodes_run() {
+    let Some(c) = Cluster::start(Sql::Postgres, 2, &[]).await else {
+        return;
+    };
+    let before = c.node(0).user("ann").await;
+    assert_eq!(kid_of(&before).as_deref(), Some("1"));
+    assert_eq!(admin(&c, &["secret", "rotate"]).await, "new signing key 2");
+    let after = admin(&c, &["token", "ann"]).await;
+    assert_eq!(kid_of(&after).as_deref(), Some("2"));
+    for i in 0..2 {
+        assert!(
+            accepted(c.node(i), &before).await,
+            "old token refused on {i}"
+        );
+        assert!(
+            accepted(c.node(i), &after).await,
+            "new token refused on {i}"
+        );
+    }
+}
+
 /// The same story on MariaDB/MySQL: messages and a group across two nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_cluster() {

@@ -109,7 +109,8 @@ impl Core {
             || CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token");
         let session = self
             .auth
-            .verify(token)
+            .verify_fresh(token)
+            .await
             .filter(|s| !self.revoked.contains(s.id))
             .ok_or_else(refused)?;
         if !self.user_exists(&session.user).await? {

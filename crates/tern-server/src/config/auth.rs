@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Token signing secret. Empty: generated once into `data_dir/secret.key`.
+    /// Token signing secret: the only key, named `config` in tokens.
+    /// Empty: the signing keys kept in the store.
     pub secret: String,
     /// Lifetime of a session token.
     pub token_ttl_secs: u64,

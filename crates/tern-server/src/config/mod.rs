@@ -24,7 +24,8 @@ use std::path::PathBuf;
 pub struct Config {
     /// Address the HTTP/WebSocket listener binds.
     pub listen: SocketAddr,
-    /// Directory of the embedded store and the generated token secret.
+    /// Directory of the embedded store (and of the token secret of older
+    /// versions, `secret.key`, carried into the store once).
     pub data_dir: PathBuf,
     /// Node number (0-1023), part of every message id this node makes.
     pub node_id: u16,

@@ -120,6 +120,8 @@ impl Dialect for MySqlDialect {
     const UPSERT_REVOKED: &'static str =
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";
+    const INSERT_SIGNING_KEY: &'static str =
+        "INSERT IGNORE INTO signing_keys (kid, secret, created_at) VALUES (?, ?, ?)";
 
     fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
         r.try_get::<u64, _>(i)

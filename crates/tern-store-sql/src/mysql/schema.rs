@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -119,6 +119,15 @@ const STEPS: &[&str] = &[
         join_order BIGINT NOT NULL,
         PRIMARY KEY (gid, user_id),
         KEY group_members_order (gid, join_order)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // The keys that sign session tokens (version 3): the newest signs,
+    // every one verifies the tokens that name its kid. A reference table
+    // when sharded.
+    r#"CREATE TABLE IF NOT EXISTS signing_keys (
+        kid        VARCHAR(64) NOT NULL,
+        secret     BLOB NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (kid)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
 

@@ -72,6 +72,9 @@ impl Dialect for Pg {
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
          ON CONFLICT (jti) DO UPDATE SET expires_at = \
          GREATEST(revoked_tokens.expires_at, EXCLUDED.expires_at)";
+    const INSERT_SIGNING_KEY: &'static str =
+        "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (kid) DO NOTHING";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)

@@ -3,8 +3,8 @@
 //! Every table is keyed first by the key it would be sharded on: the
 //! conversation (`convs`, `messages`, `groups` and `group_members`, whose
 //! `gid` is the conversation `group:<gid>`) or the user (`users`,
-//! `friends`, `client_ids`, `user_convs`, `hidden`). `tern_meta` is one
-//! tiny table of settings (a reference table when sharded). Text columns
+//! `friends`, `client_ids`, `user_convs`, `hidden`). `tern_meta` (settings)
+//! and `signing_keys` are tiny tables (reference tables when sharded). Text columns
 //! are never sorted by the database (its collation may differ from byte
 //! order): the store sorts in Rust where order matters.
 
@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -130,6 +130,15 @@ CREATE TABLE IF NOT EXISTS group_members (
     PRIMARY KEY (gid, user_id)
 );
 CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
+
+-- The keys that sign session tokens (version 3): the newest signs, every
+-- one verifies the tokens that name its kid. A reference table when
+-- sharded (a handful of rows, read by every node).
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid        TEXT PRIMARY KEY,
+    secret     BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
 "#;
 
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
