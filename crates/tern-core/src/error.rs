@@ -38,6 +38,7 @@ impl From<StoreError> for CoreError {
             }
             StoreError::NoSuchGroup => CoreError::new(ErrorCode::NoSuchGroup, "no such group"),
             StoreError::NoSuchUser => CoreError::new(ErrorCode::NoSuchUser, "no such user"),
+            StoreError::Muted => CoreError::new(ErrorCode::Muted, "muted in this group"),
             StoreError::NotFound => CoreError::invalid("not found"),
             StoreError::Conflict => CoreError::invalid("conflict"),
             StoreError::Backend(source) => {

@@ -3,6 +3,7 @@
 //! membership `system` message: a member added gets the message that adds
 //! them, a member removed gets the one that removes them and nothing after.
 
+use crate::roles::{GroupState, Role, Standing};
 use crate::store::{GroupRecord, MemberChange};
 use dashmap::DashMap;
 use std::collections::HashSet;
@@ -129,6 +130,51 @@ pub struct GroupView {
     /// newest membership change), 0 when not known. Cluster nodes compare
     /// it with the store's to notice changes made by other nodes.
     pub version: u64,
+    /// 5.4: admins, mutes and settings (shared between views until one of
+    /// them changes).
+    pub roles: Arc<ViewRoles>,
+}
+
+/// A view's roles and settings (PROTOCOL.md 5.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewRoles {
+    /// Admins other than the owner, longest-standing first.
+    pub admins: Vec<Arc<str>>,
+    /// Members' mutes (until, ms), ended ones included until lifted.
+    pub mutes: Vec<(Arc<str>, i64)>,
+    pub announcement: Arc<str>,
+    pub state: GroupState,
+}
+
+impl ViewRoles {
+    fn from_record(r: &GroupRecord) -> ViewRoles {
+        ViewRoles {
+            admins: r
+                .admins
+                .iter()
+                .filter(|a| **a != r.owner && r.members.contains(a))
+                .map(|a| Arc::from(a.as_str()))
+                .collect(),
+            mutes: r
+                .mutes
+                .iter()
+                .map(|(u, t)| (Arc::from(u.as_str()), *t))
+                .collect(),
+            announcement: r.announcement.as_str().into(),
+            state: GroupState {
+                muted_all: r.muted_all,
+                dissolved: r.dissolved,
+            },
+        }
+    }
+
+    /// These roles once `user` is no longer a member (or is the owner).
+    fn without(&self, user: &str) -> ViewRoles {
+        let mut r = self.clone();
+        r.admins.retain(|a| &**a != user);
+        r.mutes.retain(|(m, _)| &**m != user);
+        r
+    }
 }
 
 impl GroupView {
@@ -141,11 +187,62 @@ impl GroupView {
             set: MemberSet::new(members.iter()),
             members: MemberList::from_vec(members),
             version: 0,
+            roles: Arc::new(ViewRoles::from_record(r)),
         }
     }
 
     pub fn is_member(&self, user: &str) -> bool {
         self.set.contains(user)
+    }
+
+    /// `user`'s standing ([`crate::roles`]); `None` when not a member.
+    pub fn standing(&self, user: &str) -> Option<Standing> {
+        if !self.is_member(user) {
+            return None;
+        }
+        let admin = self.roles.admins.iter().any(|a| &**a == user);
+        Some(Standing {
+            role: Role::of(&self.owner, user, admin),
+            muted_until: self
+                .roles
+                .mutes
+                .iter()
+                .find(|(m, _)| &**m == user)
+                .map(|(_, t)| *t),
+        })
+    }
+
+    /// Owner or admin: see [`crate::roles::can_moderate`].
+    pub fn can_moderate(&self, user: &str) -> bool {
+        self.standing(user).is_some_and(|s| s.role.moderates())
+    }
+
+    /// This view with a change of roles or settings applied (5.4).
+    fn with_roles_change(&self, change: &MemberChange) -> GroupView {
+        let mut v = self.clone();
+        v.version = 0;
+        let mut r = (*v.roles).clone();
+        match change {
+            MemberChange::Admin { user, on } => {
+                r.admins.retain(|a| **a != **user);
+                if *on && v.is_member(user) && *v.owner != **user {
+                    r.admins.push(user.as_str().into());
+                }
+            }
+            MemberChange::Mute { user, until } => {
+                r.mutes.retain(|(m, _)| **m != **user);
+                if let Some(t) = until {
+                    r.mutes.push((user.as_str().into(), *t));
+                }
+            }
+            MemberChange::Rename(name) => v.name = name.as_str().into(),
+            MemberChange::Announce(text) => r.announcement = text.as_str().into(),
+            MemberChange::MutedAll(on) => r.state.muted_all = *on,
+            MemberChange::Dissolve => r.state.dissolved = true,
+            MemberChange::Create { .. } | MemberChange::Join(_) | MemberChange::Leave(_) => {}
+        }
+        v.roles = Arc::new(r);
+        v
     }
 
     pub fn size(&self) -> usize {
@@ -177,6 +274,8 @@ impl GroupView {
                 v.owner = first.clone();
             }
         }
+        let owner = v.owner.clone();
+        v.roles = Arc::new(v.roles.without(user).without(&owner));
         v
     }
 }
@@ -234,6 +333,7 @@ impl Groups {
                     owner: from.to_owned(),
                     members: vec![from.to_owned()],
                     created_at: 0,
+                    ..GroupRecord::default()
                 })))
             }
             Some(MemberChange::Join(user)) => {
@@ -242,6 +342,18 @@ impl Groups {
                     return Some(view);
                 }
                 Some(self.insert(view.with_member(user.as_str().into())))
+            }
+            // 5.4 and blocks
+            Some(
+                c @ (MemberChange::Admin { .. }
+                | MemberChange::Mute { .. }
+                | MemberChange::Rename(_)
+                | MemberChange::Announce(_)
+                | MemberChange::MutedAll(_)
+                | MemberChange::Dissolve),
+            ) => {
+                let view = self.get(gid)?;
+                Some(self.insert(view.with_roles_change(c)))
             }
             _ => self.get(gid),
         }
@@ -306,6 +418,7 @@ mod tests {
             owner: "u0".into(),
             members: members.clone(),
             created_at: 0,
+            ..GroupRecord::default()
         }));
         let before = g.get("big").unwrap();
         let after = g

@@ -20,6 +20,7 @@ mod pipeline;
 pub mod presence;
 pub mod push;
 pub mod revoked;
+pub mod roles;
 pub mod rooms;
 pub mod rules;
 pub mod service;

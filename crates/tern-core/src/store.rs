@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A user named in a membership change does not exist.
     #[error("no such user")]
     NoSuchUser,
+    /// The sender is muted in the group (a member mute, or `muted_all`).
+    #[error("muted")]
+    Muted,
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -162,6 +165,32 @@ pub enum MemberChange {
     /// the conversation ends at this seq. If the owner leaves, the
     /// longest-standing remaining member becomes owner.
     Leave(String),
+    // 5.4 and blocks: changes of roles and settings, each written with its
+    // `system` message (so each moves the group's version). Who may make
+    // them is `crate::roles`'s rule, which the store applies too.
+    /// The owner makes `user` an admin (`on`) or a plain member again.
+    Admin { user: String, on: bool },
+    /// `user` may not send until `until` (ms); `None` lifts the mute.
+    Mute { user: String, until: Option<i64> },
+    /// The group's new name.
+    Rename(String),
+    /// The group's new announcement (empty: none).
+    Announce(String),
+    /// Only the owner and admins may send while on.
+    MutedAll(bool),
+    /// The owner dissolves the group: readable, never written again.
+    Dissolve,
+}
+
+impl MemberChange {
+    /// The member a change of roles names (admin, mute), if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            MemberChange::Admin { user, .. } | MemberChange::Mute { user, .. } => Some(user),
+            MemberChange::Leave(user) => Some(user),
+            _ => None,
+        }
+    }
 }
 
 /// A stored message.
@@ -199,6 +228,13 @@ pub enum Refusal {
     /// A message (other than a membership change) from someone not in the
     /// group.
     NotMember,
+    // 5.4 and blocks
+    /// The sender is muted (their own mute, or `muted_all`).
+    Muted,
+    /// The group is dissolved: nothing more is written to it.
+    Dissolved,
+    /// The sender's role does not allow the change (`crate::roles`).
+    Forbidden,
 }
 
 impl From<Refusal> for StoreError {
@@ -206,6 +242,9 @@ impl From<Refusal> for StoreError {
         match r {
             Refusal::NoSuchGroup => StoreError::NoSuchGroup,
             Refusal::NotMember => StoreError::NotMember,
+            Refusal::Muted => StoreError::Muted,
+            Refusal::Dissolved => StoreError::Forbidden("the group is dissolved"),
+            Refusal::Forbidden => StoreError::Forbidden("the group's roles do not allow this"),
         }
     }
 }
@@ -221,7 +260,7 @@ impl Appended {
 }
 
 /// A group and its members.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupRecord {
     pub gid: String,
     pub name: String,
@@ -229,6 +268,18 @@ pub struct GroupRecord {
     /// Current members, longest-standing first.
     pub members: Vec<String>,
     pub created_at: i64,
+    // 5.4 and blocks
+    /// Members made admin, longest-standing first (the owner may be listed
+    /// when it was an admin before a hand-over; `crate::roles` ranks the
+    /// owner first).
+    pub admins: Vec<String>,
+    /// Members' mutes: `(user, until ms)`, longest-standing first; a mute
+    /// that has ended may still be listed (`crate::roles` compares times).
+    pub mutes: Vec<(String, i64)>,
+    /// Empty when none.
+    pub announcement: String,
+    pub muted_all: bool,
+    pub dissolved: bool,
 }
 
 /// Bounds of a history page. Both bounds exclusive. With `after_seq`, the
@@ -498,4 +549,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many friend requests `user` sent that are still unanswered.
     async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64>;
+
+    // ----- 5.4 and blocks -----
+
+    /// `blocker` blocks `blocked` (both exist: the caller checked) at
+    /// `now`. Blocking again is harmless.
+    async fn block(&self, blocker: &str, blocked: &str, now: i64) -> StoreResult<()>;
+    /// Lifts a block. Idempotent.
+    async fn unblock(&self, blocker: &str, blocked: &str) -> StoreResult<()>;
+    /// Whom `user` blocked, and who blocked `user`; each sorted by user id.
+    async fn blocks(&self, user: &str) -> StoreResult<Blocks>;
+    /// Whether `blocker` blocks `blocked`.
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool>;
+}
+
+/// A user's blocks both ways, from [`Store::blocks`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blocks {
+    /// Users this user blocked. Sorted.
+    pub blocked: Vec<String>,
+    /// Users who blocked this user. Sorted.
+    pub blocked_by: Vec<String>,
 }

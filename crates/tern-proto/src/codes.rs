@@ -51,6 +51,11 @@ error_codes! {
     MethodNotAllowed = "method_not_allowed", 405;
     /// HTTP only: the request was not read or answered in time (408).
     Timeout = "timeout", 408;
+    // 5.4 and blocks
+    /// The recipient blocked the sender (5.3).
+    Blocked = "blocked", 403;
+    /// The sender is muted in the group, or `muted_all` is on (5.4).
+    Muted = "muted", 403;
 }
 
 impl ErrorCode {

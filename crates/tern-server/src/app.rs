@@ -64,6 +64,7 @@ impl App {
                 cluster_queue: backends.cluster.then_some(cfg.cluster.fanout_queue),
                 forward_timeout: (cfg.cluster.forward_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(cfg.cluster.forward_timeout_ms)),
+                max_blocks: cfg.limits.blocks_max,
             },
         )
         .await

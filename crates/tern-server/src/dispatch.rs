@@ -24,7 +24,7 @@ use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
+    BlocksList, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
     OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer, SyncAnswer, UserInfo,
 };
 
@@ -64,6 +64,9 @@ pub(crate) enum Answer {
         view: Arc<GroupView>,
         with_size: bool,
     },
+    // 5.4 and blocks
+    /// Whom the caller blocked.
+    Blocked(Vec<String>),
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -82,6 +85,8 @@ enum Body<'a> {
     Friend(FriendAnswer),
     Friends(FriendsList<'a>),
     Group(GroupAnswer<'a>),
+    // 5.4 and blocks
+    Blocks(BlocksList<'a>),
 }
 
 /// Borrowed user ids.
@@ -139,6 +144,9 @@ impl Answer {
                 outgoing: names(&lists.outgoing),
             }),
             Answer::Group { view, with_size } => Body::Group(group_answer(view, *with_size)),
+            Answer::Blocked(users) => Body::Blocks(BlocksList {
+                blocked: names(users),
+            }),
         }
     }
 
@@ -199,7 +207,7 @@ pub(crate) async fn execute(
         }
         Request::Presence(p) => {
             let names: Vec<&str> = p.users.iter().map(|u| &**u).collect();
-            let flags = core.presence(&names).await?;
+            let flags = core.presence_for(user, &names).await?;
             Answer::Presence(names.into_iter().map(str::to_owned).zip(flags).collect())
         }
         Request::Typing(t) => {
@@ -243,7 +251,7 @@ pub(crate) async fn execute(
             }
         }
         Request::UserGet(u) => {
-            let (user, name, online) = core.user_info(&u.user).await?;
+            let (user, name, online) = core.user_info_for(user, &u.user).await?;
             Answer::User { user, name, online }
         }
         Request::SessionEnd(s) => {
@@ -279,6 +287,47 @@ pub(crate) async fn execute(
         }
         Request::MemberRemove(m) => {
             core.remove_member(user, &m.group, &m.user).await?;
+            Answer::Empty
+        }
+        // 5.4 and blocks
+        Request::GroupUpdate(g) => {
+            let up = tern_core::service::GroupUpdate {
+                name: g.name.as_deref(),
+                announcement: g.announcement.as_deref(),
+                muted_all: g.muted_all,
+            };
+            Answer::Group {
+                view: core.update_group(user, &g.group, &up).await?,
+                with_size: true,
+            }
+        }
+        Request::GroupDissolve(g) => {
+            core.dissolve_group(user, &g.group).await?;
+            Answer::Empty
+        }
+        Request::AdminAdd(m) => {
+            core.set_admin(user, &m.group, &m.user, true).await?;
+            Answer::Empty
+        }
+        Request::AdminRemove(m) => {
+            core.set_admin(user, &m.group, &m.user, false).await?;
+            Answer::Empty
+        }
+        Request::MuteAdd(m) => {
+            core.set_mute(user, &m.group, &m.user, Some(m.until)).await?;
+            Answer::Empty
+        }
+        Request::MuteRemove(m) => {
+            core.set_mute(user, &m.group, &m.user, None).await?;
+            Answer::Empty
+        }
+        Request::Blocks => Answer::Blocked(core.blocked(user).await?),
+        Request::BlockAdd(b) => {
+            core.block(user, &b.user).await?;
+            Answer::Empty
+        }
+        Request::BlockRemove(b) => {
+            core.unblock(user, &b.user).await?;
             Answer::Empty
         }
     })

@@ -51,5 +51,9 @@ pub fn group_answer(v: &GroupView, with_size: bool) -> GroupAnswer<'_> {
         name: Cow::Borrowed(&v.name),
         owner: Cow::Borrowed(&v.owner),
         size: with_size.then_some(v.size() as u64),
+        admins: v.roles.admins.iter().map(|a| Cow::Borrowed(&**a)).collect(),
+        announcement: Cow::Borrowed(&v.roles.announcement),
+        muted_all: v.roles.state.muted_all,
+        dissolved: v.roles.state.dissolved,
     }
 }

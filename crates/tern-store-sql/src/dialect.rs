@@ -41,6 +41,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// Stores a signing key (binds: kid, secret, created_at) unless its
     /// kid exists; changes one row when it stored it.
     const INSERT_SIGNING_KEY: &'static str;
+    // 5.4 and blocks
+    /// Records a block (binds: user_id, blocked, created_at) unless it
+    /// exists.
+    const INSERT_BLOCK: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

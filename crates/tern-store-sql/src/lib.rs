@@ -30,6 +30,7 @@
 
 mod common;
 mod dialect;
+mod moderation;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -42,7 +43,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
     OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult, StoredMessage,
     UserRecord,
 };
@@ -54,6 +55,7 @@ pub use dialect::Dialect;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use moderation::Moderation;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
@@ -201,7 +203,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared> Store for SqlStore<D> {
+impl<D: Shared + Moderation> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -470,7 +472,14 @@ impl<D: Shared> Store for SqlStore<D> {
     }
 
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        on_conn!(self, |c| D::get_group(c, gid))
+        // One transaction: the record and its roles agree.
+        in_tx!(self, |c| async {
+            let Some(mut rec) = D::get_group(c, gid).await? else {
+                return Ok(None);
+            };
+            D::fill_roles(c, &mut rec).await?;
+            Ok(Some(rec))
+        })
     }
 
     async fn group_version(&self, gid: &str) -> StoreResult<Option<u64>> {
@@ -517,6 +526,24 @@ impl<D: Shared> Store for SqlStore<D> {
 
     async fn outgoing_request_count(&self, user: &str) -> StoreResult<u64> {
         on_conn!(self, |c| D::outgoing_request_count(c, user))
+    }
+
+    // ----- 5.4 and blocks -----
+
+    async fn block(&self, blocker: &str, blocked: &str, now: i64) -> StoreResult<()> {
+        on_conn!(self, |c| D::block(c, blocker, blocked, now))
+    }
+
+    async fn unblock(&self, blocker: &str, blocked: &str) -> StoreResult<()> {
+        on_conn!(self, |c| D::unblock(c, blocker, blocked))
+    }
+
+    async fn blocks(&self, user: &str) -> StoreResult<Blocks> {
+        on_conn!(self, |c| D::blocks(c, user))
+    }
+
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| D::is_blocked(c, blocker, blocked))
     }
 }
 

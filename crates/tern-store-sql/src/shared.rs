@@ -501,6 +501,7 @@ where
             owner,
             members,
             created_at,
+            ..GroupRecord::default()
         }))
     }
 

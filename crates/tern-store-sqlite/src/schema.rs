@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 6;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -92,13 +92,20 @@ CREATE TABLE IF NOT EXISTS groups (
     name       TEXT NOT NULL,
     owner      TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    next_order INTEGER NOT NULL DEFAULT 0
+    next_order INTEGER NOT NULL DEFAULT 0,
+    -- Settings (since version 6): see MIGRATE_5_6.
+    announcement TEXT NOT NULL DEFAULT '',
+    muted_all    INTEGER NOT NULL DEFAULT 0,
+    dissolved    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS group_members (
     gid        TEXT NOT NULL,
     user       TEXT NOT NULL,
     join_order INTEGER NOT NULL,
+    -- Roles (since version 6): 1 for an admin; muted until then (ms).
+    admin       INTEGER NOT NULL DEFAULT 0,
+    muted_until INTEGER,
     PRIMARY KEY (gid, user)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
@@ -110,6 +117,15 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     secret     BLOB NOT NULL,
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- 5.4 and blocks (since version 6): user blocked blocked.
+CREATE TABLE IF NOT EXISTS blocks (
+    user       TEXT NOT NULL,
+    blocked    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user, blocked)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_blocked ON blocks (blocked, user);
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a
@@ -158,6 +174,18 @@ UPDATE messages SET msg_id = (SELECT max(msg_id) FROM messages) + rowid
 WHERE rowid NOT IN (SELECT min(rowid) FROM messages GROUP BY msg_id);
 "#;
 
+/// Version 6 (5.4 and blocks) adds the groups' settings and the members'
+/// roles as columns with defaults (every existing group open, every
+/// member plain and unmuted); `SCHEMA` then creates `blocks`. The step
+/// stands alone: it runs for any older version, whatever came between.
+const MIGRATE_TO_6: &str = r#"
+ALTER TABLE groups ADD COLUMN announcement TEXT NOT NULL DEFAULT '';
+ALTER TABLE groups ADD COLUMN muted_all INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN dissolved INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE group_members ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE group_members ADD COLUMN muted_until INTEGER;
+"#;
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -173,6 +201,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     }
     if (1..=2).contains(&version) {
         tx.execute_batch(MIGRATE_2_3)?;
+    }
+    // 5.4 and blocks
+    if (1..6).contains(&version) {
+        tx.execute_batch(MIGRATE_TO_6)?;
     }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", VERSION)?;

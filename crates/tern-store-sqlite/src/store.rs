@@ -4,7 +4,7 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
-    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
+    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
     OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult, StoredMessage,
     UserRecord,
 };
@@ -212,5 +212,27 @@ impl Store for SqliteStore {
         let user = user.to_owned();
         self.read(move |c| ops::outgoing_request_count(c, &user))
             .await
+    }
+
+    // ----- 5.4 and blocks -----
+
+    async fn block(&self, blocker: &str, blocked: &str, now: i64) -> StoreResult<()> {
+        let (a, b) = (blocker.to_owned(), blocked.to_owned());
+        self.write(move |c| ops::block(c, &a, &b, now)).await
+    }
+
+    async fn unblock(&self, blocker: &str, blocked: &str) -> StoreResult<()> {
+        let (a, b) = (blocker.to_owned(), blocked.to_owned());
+        self.write(move |c| ops::unblock(c, &a, &b)).await
+    }
+
+    async fn blocks(&self, user: &str) -> StoreResult<Blocks> {
+        let user = user.to_owned();
+        self.read(move |c| ops::blocks(c, &user)).await
+    }
+
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
+        let (a, b) = (blocker.to_owned(), blocked.to_owned());
+        self.read(move |c| ops::is_blocked(c, &a, &b)).await
     }
 }

@@ -12,6 +12,7 @@ impl Core {
             return Err(CoreError::invalid("cannot befriend oneself"));
         }
         self.require_user(other).await?;
+        self.check_not_blocked(other, user).await?;
         self.check_outgoing_cap(user, other).await?;
         Ok(self.store.friend_request(user, other, now_ms()).await?)
     }
@@ -48,6 +49,8 @@ impl Core {
         let lists = self.store.friends(user).await?;
         let names: Vec<&str> = lists.friends.iter().map(String::as_str).collect();
         let online = self.online(&names).await;
+        let hidden = self.hidden_presence(user, &names).await?;
+        let online = online.into_iter().zip(hidden).map(|(on, h)| on && !h);
         let friends = lists.friends.iter().cloned().zip(online).collect();
         Ok((friends, lists))
     }

@@ -137,6 +137,9 @@ impl Core {
         users: &[&str],
     ) -> CoreResult<Arc<GroupView>> {
         let view = self.group(actor, gid).await?;
+        if view.roles.state.dissolved {
+            return Err(CoreError::new(ErrorCode::Forbidden, "the group is dissolved"));
+        }
         let users = self.new_members(users, Some(&view)).await?;
         if view.size() + users.len() > self.cfg.max_group_size {
             return Err(CoreError::invalid(format!(
@@ -168,18 +171,22 @@ impl Core {
         self.group_view(gid).await
     }
 
-    /// The owner removes anyone (`member_removed`); anyone removes
-    /// themself (`member_left`).
+    /// The owner and admins remove members of a lower rank
+    /// (`member_removed`, `crate::roles`); anyone removes themself
+    /// (`member_left`). Nothing changes in a dissolved group.
     pub async fn remove_member(&self, actor: &str, gid: &str, user: &str) -> CoreResult<()> {
         let view = self.group(actor, gid).await?;
+        if view.roles.state.dissolved {
+            return Err(CoreError::new(ErrorCode::Forbidden, "the group is dissolved"));
+        }
         let event = if actor == user {
             "member_left"
-        } else if *view.owner == *actor {
+        } else if view.can_moderate(actor) {
             "member_removed"
         } else {
             return Err(CoreError::new(
                 ErrorCode::Forbidden,
-                "only the owner removes other members",
+                "only the owner and admins remove other members",
             ));
         };
         if !view.is_member(user) {
@@ -188,19 +195,9 @@ impl Core {
                 "not a member of this group",
             ));
         }
-        let change = Some(MemberChange::Leave(user.to_owned()));
-        let content = system_content(event, user);
-        let msg = group_message(
-            self.cfg.write_limit,
-            gid,
-            actor,
-            "system",
-            content,
-            None,
-            change,
-        );
-        self.pipeline.append(msg, self.group_plan(gid)).await?;
-        Ok(())
+        let change = MemberChange::Leave(user.to_owned());
+        let content = serde_json::json!({"event": event, "user": user});
+        self.write_change(actor, &view, change, content).await
     }
 }
 

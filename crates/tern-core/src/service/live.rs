@@ -19,7 +19,15 @@ impl Core {
     pub async fn typing(&self, user: &str, conv: &str) -> CoreResult<()> {
         let id = self.access(user, conv, false).await?.id;
         let users: Vec<Arc<str>> = match &id {
-            ConvId::Dm { .. } => self.audience(&id).await,
+            ConvId::Dm { .. } => {
+                // Not delivered to a peer who blocked the typist (5.3).
+                if let Some(peer) = id.peer_of(user).filter(|p| *p != user) {
+                    if self.store.is_blocked(peer, user).await? {
+                        return Ok(());
+                    }
+                }
+                self.audience(&id).await
+            }
             ConvId::Group(gid) => {
                 let view = self.group_view(gid).await?;
                 // Typing in a read-diffused group would be a storm of its
@@ -197,7 +205,21 @@ impl Core {
         if friends.is_empty() {
             return;
         }
-        let names: Vec<&str> = friends.iter().map(String::as_str).collect();
+        // Friends in a block with the user either way are not told (5.3).
+        let hidden = match self.store.blocks(user).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot load blocks");
+                return;
+            }
+        };
+        let names: Vec<&str> = friends
+            .iter()
+            .map(String::as_str)
+            .filter(|f| {
+                !hidden.blocked.iter().any(|b| b == f) && !hidden.blocked_by.iter().any(|b| b == f)
+            })
+            .collect();
         let flags = match self.presence.online(&names).await {
             Ok(f) => f,
             Err(e) => {

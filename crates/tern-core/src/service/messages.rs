@@ -48,6 +48,7 @@ impl Core {
             ));
         }
         self.require_user(to).await?;
+        self.check_not_blocked(to, actor.user).await?;
         let conv = ConvId::dm(actor.user, to).to_string();
         let mut participants = vec![actor.user.to_owned()];
         if to != actor.user {
@@ -83,12 +84,14 @@ impl Core {
         content: &RawValue,
     ) -> CoreResult<SendOk> {
         let view = self.group_view(gid).await?;
-        if !view.is_member(actor.user) {
+        let Some(standing) = view.standing(actor.user) else {
             return Err(CoreError::new(
                 ErrorCode::NotMember,
                 "not a member of this group",
             ));
-        }
+        };
+        crate::roles::may_send(&view.roles.state, standing, now_ms())
+            .map_err(super::moderation::refused)?;
         let msg = group_message(
             self.cfg.write_limit,
             gid,
@@ -242,9 +245,15 @@ impl Core {
 
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
         let id = self.access(user, conv, false).await?.id;
+        // 5.4: owner and admins recall any lower-ranked member's message
+        // (and their own) at any age; nothing changes in a dissolved group.
+        let (by, window) = match &id {
+            ConvId::Group(gid) => self.recall_rights(gid, conv, seq, user).await?,
+            ConvId::Dm { .. } => (user.to_owned(), self.cfg.recall_window_ms),
+        };
         let m = self
             .store
-            .recall(conv, seq, user, self.cfg.recall_window_ms, now_ms())
+            .recall(conv, seq, &by, window, now_ms())
             .await?;
         let frame = encode(&Recalled {
             ty: tag::Recalled,
@@ -261,6 +270,36 @@ impl Core {
             inactive: None,
         });
         Ok(())
+    }
+
+    /// Whom a group recall is made as, and its window: the sender's own
+    /// recall, or a moderator's ([`crate::roles::may_recall_any`]), made
+    /// as the sender with no window.
+    async fn recall_rights(
+        &self,
+        gid: &str,
+        conv: &str,
+        seq: u64,
+        user: &str,
+    ) -> CoreResult<(String, i64)> {
+        let view = self.group_view(gid).await?;
+        if view.roles.state.dissolved {
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "the group is dissolved",
+            ));
+        }
+        let own = (user.to_owned(), self.cfg.recall_window_ms);
+        let Some(actor) = view.standing(user).filter(|s| s.role.moderates()) else {
+            return Ok(own);
+        };
+        let Some(m) = self.store.message(conv, seq).await? else {
+            return Ok(own);
+        };
+        if m.from == user || crate::roles::may_recall_any(Some(actor), view.standing(&m.from)) {
+            return Ok((m.from, i64::MAX));
+        }
+        Ok(own)
     }
 
     pub async fn delete(&self, user: &str, conv: &str, seqs: &[u64]) -> CoreResult<()> {

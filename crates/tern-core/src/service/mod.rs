@@ -10,9 +10,13 @@ mod groups;
 mod live;
 mod messages;
 mod reading;
+// 5.4 and blocks
+mod blocks;
+mod moderation;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
+pub use moderation::GroupUpdate;
 
 use crate::acks::Acks;
 use crate::auth::Auth;
@@ -66,6 +70,8 @@ pub struct CoreConfig {
     /// within this time the node appends it itself. `None`: every node
     /// appends what it receives.
     pub forward_timeout: Option<std::time::Duration>,
+    /// 5.4 and blocks: most users one user may block.
+    pub max_blocks: usize,
 }
 
 /// Largest `limit` of a history page.

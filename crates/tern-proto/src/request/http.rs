@@ -10,7 +10,7 @@ use serde::Serialize;
 /// `Authorization: Bearer` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall {
-    /// `GET`, `PUT`, `POST` or `DELETE`.
+    /// `GET`, `PUT`, `POST`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// The route as the API documents it, a `{name}` for each path
     /// parameter: `/v1/friends/{user}`.
@@ -108,6 +108,54 @@ impl Request<'_> {
                 "/v1/groups/{group}/members/{user}",
                 format!("/v1/groups/{}/members/{}", m.group, m.user),
             ),
+            // 5.4 and blocks
+            Request::GroupUpdate(g) => HttpCall {
+                body: Some(json(g)),
+                ..call(
+                    "PATCH",
+                    "/v1/groups/{group}",
+                    format!("/v1/groups/{}", g.group),
+                )
+            },
+            Request::GroupDissolve(g) => call(
+                "DELETE",
+                "/v1/groups/{group}",
+                format!("/v1/groups/{}", g.group),
+            ),
+            Request::AdminAdd(m) => call(
+                "PUT",
+                "/v1/groups/{group}/admins/{user}",
+                format!("/v1/groups/{}/admins/{}", m.group, m.user),
+            ),
+            Request::AdminRemove(m) => call(
+                "DELETE",
+                "/v1/groups/{group}/admins/{user}",
+                format!("/v1/groups/{}/admins/{}", m.group, m.user),
+            ),
+            Request::MuteAdd(m) => HttpCall {
+                body: Some(json(m)),
+                ..call(
+                    "PUT",
+                    "/v1/groups/{group}/mutes/{user}",
+                    format!("/v1/groups/{}/mutes/{}", m.group, m.user),
+                )
+            },
+            Request::MuteRemove(m) => call(
+                "DELETE",
+                "/v1/groups/{group}/mutes/{user}",
+                format!("/v1/groups/{}/mutes/{}", m.group, m.user),
+            ),
+            Request::Blocks => call("GET", "/v1/blocks", "/v1/blocks".into()),
+            Request::BlockAdd(b) => call(
+                "PUT",
+                "/v1/blocks/{user}",
+                format!("/v1/blocks/{}", b.user),
+            ),
+            Request::BlockRemove(b) => call(
+                "DELETE",
+                "/v1/blocks/{user}",
+                format!("/v1/blocks/{}", b.user),
+            ),
             Request::Auth(_)
             | Request::Ping
             | Request::Ack(_)
@@ -122,6 +170,65 @@ impl Request<'_> {
             | Request::RoomSend(_)
             | Request::ReadStatus(_) => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod moderation_tests {
+    use super::super::*;
+    use std::borrow::Cow::Borrowed as c;
+
+    /// 5.4 and blocks: each call's method, route, path and body; none has
+    /// a frame.
+    #[test]
+    fn moderation_and_block_calls() {
+        let gm = || GroupMember {
+            group: c("g1"),
+            user: c("bob"),
+        };
+        let reqs = vec![
+            Request::GroupUpdate(GroupUpdate {
+                group: c("g1"),
+                name: Some(c("new")),
+                muted_all: Some(true),
+                ..GroupUpdate::default()
+            }),
+            Request::GroupDissolve(GroupDissolve { group: c("g1") }),
+            Request::AdminAdd(gm()),
+            Request::AdminRemove(gm()),
+            Request::MuteAdd(MuteAdd {
+                group: c("g1"),
+                user: c("bob"),
+                until: 5,
+            }),
+            Request::MuteRemove(gm()),
+            Request::Blocks,
+            Request::BlockAdd(Block { user: c("bob") }),
+            Request::BlockRemove(Block { user: c("bob") }),
+        ];
+        let calls: Vec<_> = reqs
+            .iter()
+            .map(|r| {
+                assert_eq!(r.ty(), None, "{r:?}");
+                let h = r.http().unwrap();
+                (h.method, h.route, h.path, h.body)
+            })
+            .collect();
+        let s = |v: &str| v.to_owned();
+        assert_eq!(
+            calls,
+            [
+                ("PATCH", "/v1/groups/{group}", s("/v1/groups/g1"), Some(s(r#"{"name":"new","muted_all":true}"#))),
+                ("DELETE", "/v1/groups/{group}", s("/v1/groups/g1"), None),
+                ("PUT", "/v1/groups/{group}/admins/{user}", s("/v1/groups/g1/admins/bob"), None),
+                ("DELETE", "/v1/groups/{group}/admins/{user}", s("/v1/groups/g1/admins/bob"), None),
+                ("PUT", "/v1/groups/{group}/mutes/{user}", s("/v1/groups/g1/mutes/bob"), Some(s(r#"{"until":5}"#))),
+                ("DELETE", "/v1/groups/{group}/mutes/{user}", s("/v1/groups/g1/mutes/bob"), None),
+                ("GET", "/v1/blocks", s("/v1/blocks"), None),
+                ("PUT", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),
+                ("DELETE", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),
+            ]
+        );
     }
 }
 

@@ -164,6 +164,54 @@ pub struct MemberRemove<'a> {
     pub user: Cow<'a, str>,
 }
 
+// 5.4 and blocks
+
+/// `PATCH /v1/groups/{group}` (HTTP-only); the other fields are its body,
+/// each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupUpdate<'a> {
+    #[serde(skip)]
+    pub group: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted_all: Option<bool>,
+}
+
+/// A group and one of its members: `PUT`/`DELETE
+/// /v1/groups/{group}/admins/{user}`, `DELETE .../mutes/{user}`
+/// (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember<'a> {
+    pub group: Cow<'a, str>,
+    pub user: Cow<'a, str>,
+}
+
+/// `PUT /v1/groups/{group}/mutes/{user}` (HTTP-only); `until` (ms) is its
+/// body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MuteAdd<'a> {
+    #[serde(skip)]
+    pub group: Cow<'a, str>,
+    #[serde(skip)]
+    pub user: Cow<'a, str>,
+    pub until: i64,
+}
+
+/// `DELETE /v1/groups/{group}` (HTTP-only): the owner dissolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDissolve<'a> {
+    pub group: Cow<'a, str>,
+}
+
+/// `PUT`/`DELETE /v1/blocks/{user}` (HTTP-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block<'a> {
+    pub user: Cow<'a, str>,
+}
+
 /// Every command a client may send: over WebSocket (those with a frame
 /// type) or over HTTP.
 #[derive(Debug, Clone)]
@@ -193,6 +241,16 @@ pub enum Request<'a> {
     GroupGet(GroupGet<'a>),
     MembersAdd(MembersAdd<'a>),
     MemberRemove(MemberRemove<'a>),
+    // 5.4 and blocks
+    GroupUpdate(GroupUpdate<'a>),
+    GroupDissolve(GroupDissolve<'a>),
+    AdminAdd(GroupMember<'a>),
+    AdminRemove(GroupMember<'a>),
+    MuteAdd(MuteAdd<'a>),
+    MuteRemove(GroupMember<'a>),
+    Blocks,
+    BlockAdd(Block<'a>),
+    BlockRemove(Block<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -322,6 +380,16 @@ impl<'a> Request<'a> {
             | Request::GroupGet(_)
             | Request::MembersAdd(_)
             | Request::MemberRemove(_) => return None,
+            // 5.4 and blocks
+            Request::GroupUpdate(_)
+            | Request::GroupDissolve(_)
+            | Request::AdminAdd(_)
+            | Request::AdminRemove(_)
+            | Request::MuteAdd(_)
+            | Request::MuteRemove(_)
+            | Request::Blocks
+            | Request::BlockAdd(_)
+            | Request::BlockRemove(_) => return None,
         })
     }
 
@@ -383,6 +451,16 @@ impl<'a> Request<'a> {
             | Request::GroupGet(_)
             | Request::MembersAdd(_)
             | Request::MemberRemove(_) => {}
+            // 5.4 and blocks
+            Request::GroupUpdate(_)
+            | Request::GroupDissolve(_)
+            | Request::AdminAdd(_)
+            | Request::AdminRemove(_)
+            | Request::MuteAdd(_)
+            | Request::MuteRemove(_)
+            | Request::Blocks
+            | Request::BlockAdd(_)
+            | Request::BlockRemove(_) => {}
         }
         f
     }

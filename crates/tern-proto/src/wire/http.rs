@@ -108,4 +108,26 @@ pub struct GroupAnswer<'a> {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    // 5.4 and blocks
+    /// Members made admin by the owner (the owner is not listed).
+    #[serde(default)]
+    pub admins: Vec<Cow<'a, str>>,
+    /// Empty when none.
+    #[serde(default)]
+    pub announcement: Cow<'a, str>,
+    /// Only the owner and admins may send while on.
+    #[serde(default)]
+    pub muted_all: bool,
+    /// Dissolved by its owner: readable, never written again.
+    #[serde(default)]
+    pub dissolved: bool,
+}
+
+// 5.4 and blocks
+
+/// `GET /v1/blocks`: whom the caller blocked, sorted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlocksList<'a> {
+    pub blocked: Vec<Cow<'a, str>>,
 }

@@ -435,14 +435,22 @@ fn http_bodies() {
         name: c("team"),
         owner: c("alice"),
         size: None,
+        admins: vec![],
+        announcement: c(""),
+        muted_all: false,
+        dissolved: false,
     };
     round_trip(
         &group,
-        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice"}"#,
+        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","admins":[],"announcement":"","muted_all":false,"dissolved":false}"#,
     );
     group.size = Some(2);
+    group.admins = vec![c("bob")];
+    group.announcement = c("hi");
+    group.muted_all = true;
+    group.dissolved = true;
     round_trip(
         &group,
-        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","size":2}"#,
+        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","size":2,"admins":["bob"],"announcement":"hi","muted_all":true,"dissolved":true}"#,
     );
 }

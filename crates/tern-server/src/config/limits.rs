@@ -79,6 +79,9 @@ pub struct LimitsConfig {
     /// a reader that stopped and reads again within it finds everything
     /// written to it, then the 4008.
     pub close_linger_secs: u64,
+    // 5.4 and blocks
+    /// Most users one user may block (`forbidden` beyond).
+    pub blocks_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -168,6 +171,7 @@ impl Default for LimitsConfig {
             lagging_window_bytes: 64 * 1024,
             stall_timeout_ms: 5_000,
             close_linger_secs: 60,
+            blocks_max: 1000,
         }
     }
 }

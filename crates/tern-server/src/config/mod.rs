@@ -157,6 +157,9 @@ impl Config {
         if l.close_linger_secs == 0 || l.close_linger_secs > 3600 {
             return bad("limits.close_linger_secs must be 1 to 3600");
         }
+        if l.blocks_max == 0 || l.blocks_max > 100_000 {
+            return bad("limits.blocks_max must be 1 to 100000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -378,6 +381,7 @@ mod tests {
             |c| c.limits.close_linger_secs = 0,
             "limits.close_linger_secs",
         );
+        invalid(|c| c.limits.blocks_max = 0, "limits.blocks_max");
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

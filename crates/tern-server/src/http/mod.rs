@@ -12,6 +12,8 @@ mod friends;
 mod groups;
 mod messages;
 mod ops;
+// 5.4 and blocks
+mod moderation;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -53,6 +55,12 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(ops::livez))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::serve_document))
+        // 5.4 and blocks
+        .routes(routes!(moderation::patch_group, moderation::dissolve_group))
+        .routes(routes!(moderation::put_admin, moderation::delete_admin))
+        .routes(routes!(moderation::put_mute, moderation::delete_mute))
+        .routes(routes!(moderation::list_blocks))
+        .routes(routes!(moderation::put_block, moderation::delete_block))
 }
 
 pub fn router(app: Arc<App>) -> Router {

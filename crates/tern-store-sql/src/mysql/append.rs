@@ -12,6 +12,7 @@ use tern_core::store::{Appended, MemberChange, NewMessage, Refusal, StoreResult,
 use super::ops::{exists, lock_positions, CHUNK};
 use super::MySqlDialect;
 use crate::common::{be, msg_cols, sql_seq};
+use crate::moderation::Moderation;
 use crate::shared::Shared;
 
 /// The stored originals of the batch's `(from, client_msg_id)` keys.
@@ -209,6 +210,9 @@ async fn group_gate(
     if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
         return Ok(Some(refusal));
     }
+    if let Some(refusal) = MySqlDialect::role_gate(c, m, gid).await? {
+        return Ok(Some(refusal));
+    }
     if let Some(MemberChange::Create { name }) = &m.change {
         sqlx::query(
             "INSERT INTO chat_groups (gid, name, owner_id, created_at, next_order, version) \
@@ -278,6 +282,9 @@ async fn group_message(
     own_messages(c, &sent).await?;
     if let Some(MemberChange::Leave(u)) = &m.change {
         remove_member(c, gid, &m.conv, u, seq, m.ts).await?;
+    }
+    if let Some(change) = &m.change {
+        MySqlDialect::apply_change(c, gid, change).await?;
     }
     if m.kind == "system" {
         sqlx::query("UPDATE chat_groups SET version = GREATEST(version, ?) WHERE gid = ?")

@@ -122,6 +122,9 @@ impl Dialect for MySqlDialect {
          ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";
     const INSERT_SIGNING_KEY: &'static str =
         "INSERT IGNORE INTO signing_keys (kid, secret, created_at) VALUES (?, ?, ?)";
+    // 5.4 and blocks
+    const INSERT_BLOCK: &'static str =
+        "INSERT IGNORE INTO blocks (user_id, blocked, created_at) VALUES (?, ?, ?)";
 
     fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
         r.try_get::<u64, _>(i)

@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -110,6 +110,9 @@ const STEPS: &[&str] = &[
         created_at BIGINT NOT NULL,
         next_order BIGINT NOT NULL DEFAULT 0,
         version    BIGINT NOT NULL DEFAULT 0,
+        announcement TEXT NULL,
+        muted_all    BOOLEAN NOT NULL DEFAULT FALSE,
+        dissolved    BOOLEAN NOT NULL DEFAULT FALSE,
         PRIMARY KEY (gid)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
     // Shard key: gid.
@@ -117,6 +120,8 @@ const STEPS: &[&str] = &[
         gid        VARCHAR(64) NOT NULL,
         user_id    VARCHAR(64) NOT NULL,
         join_order BIGINT NOT NULL,
+        admin       BOOLEAN NOT NULL DEFAULT FALSE,
+        muted_until BIGINT NULL,
         PRIMARY KEY (gid, user_id),
         KEY group_members_order (gid, join_order)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
@@ -129,7 +134,50 @@ const STEPS: &[&str] = &[
         created_at BIGINT NOT NULL,
         PRIMARY KEY (kid)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // 5.4 and blocks (version 4): user_id blocked blocked. Shard key:
+    // user_id; the index answers "who blocked me".
+    r#"CREATE TABLE IF NOT EXISTS blocks (
+        user_id    VARCHAR(64) NOT NULL,
+        blocked    VARCHAR(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, blocked),
+        KEY blocks_blocked (blocked, user_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
+
+/// Version 4 (5.4 and blocks): the groups' settings and the members'
+/// roles, added to tables of an older version (`CREATE TABLE IF NOT
+/// EXISTS` left them as they were) with defaults: every group open, every
+/// member plain and unmuted. Safe to run again: each column is added only
+/// when missing.
+async fn moderation_columns(conn: &mut MySqlConnection) -> StoreResult<()> {
+    const COLUMNS: [(&str, &str, &str); 5] = [
+        ("chat_groups", "announcement", "TEXT NULL"),
+        ("chat_groups", "muted_all", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("chat_groups", "dissolved", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("group_members", "admin", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("group_members", "muted_until", "BIGINT NULL"),
+    ];
+    for (table, column, ty) in COLUMNS {
+        let has: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(be)?;
+        if has == 0 {
+            let ddl = format!("ALTER TABLE {table} ADD COLUMN {column} {ty}");
+            sqlx::query(sqlx::AssertSqlSafe(ddl))
+                .execute(&mut *conn)
+                .await
+                .map_err(be)?;
+        }
+    }
+    Ok(())
+}
 
 /// Creates or checks the schema. Holds the advisory lock on `conn` while
 /// it works, so nodes starting together migrate one after the other.
@@ -219,6 +267,8 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
         sqlx::query(*step).execute(&mut *conn).await.map_err(be)?;
     }
     unique_msg_ids(conn).await?;
+    // 5.4 and blocks
+    moderation_columns(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

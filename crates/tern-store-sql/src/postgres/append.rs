@@ -11,6 +11,7 @@ use tern_core::store::{Appended, MemberChange, NewMessage, Refusal, StoreResult,
 use super::ops::seq_at;
 use super::Pg;
 use crate::common::{be, msg_cols, sql_seq};
+use crate::moderation::Moderation;
 use crate::shared::Shared;
 
 /// Adds `user` to group `gid` (conversation `conv`) at message `seq`; the
@@ -116,7 +117,13 @@ async fn group_gate(
     .fetch_one(&mut *c)
     .await
     .map_err(be)?;
-    Ok(rules::gate(m.change.as_ref(), exists, member)?.map(|()| count.map(|n| n as u64)))
+    if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
+        return Ok(Err(refusal));
+    }
+    if let Some(refusal) = Pg::role_gate(c, m, gid).await? {
+        return Ok(Err(refusal));
+    }
+    Ok(Ok(count.map(|n| n as u64)))
 }
 
 /// A user's row in a conversation while a batch is appended: the rows are
@@ -282,6 +289,9 @@ async fn group_effects(
     user_effects(rows, m, seq);
     if let Some(MemberChange::Leave(u)) = &m.change {
         remove_member(c, rows, gid, &m.conv, u, seq, m.ts).await?;
+    }
+    if let Some(change) = &m.change {
+        Pg::apply_change(c, gid, change).await?;
     }
     Ok(inboxed)
 }

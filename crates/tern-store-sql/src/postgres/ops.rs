@@ -75,6 +75,10 @@ impl Dialect for Pg {
     const INSERT_SIGNING_KEY: &'static str =
         "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (kid) DO NOTHING";
+    // 5.4 and blocks
+    const INSERT_BLOCK: &'static str =
+        "INSERT INTO blocks (user_id, blocked, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, blocked) DO NOTHING";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)

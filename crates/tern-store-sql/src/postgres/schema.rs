@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -119,7 +119,11 @@ CREATE TABLE IF NOT EXISTS groups (
     owner      TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     next_order BIGINT NOT NULL DEFAULT 0,
-    version    BIGINT NOT NULL DEFAULT 0
+    version    BIGINT NOT NULL DEFAULT 0,
+    -- Settings (version 4): see MIGRATE_TO_4.
+    announcement TEXT NOT NULL DEFAULT '',
+    muted_all    BOOLEAN NOT NULL DEFAULT false,
+    dissolved    BOOLEAN NOT NULL DEFAULT false
 );
 
 -- Shard key: gid.
@@ -127,6 +131,9 @@ CREATE TABLE IF NOT EXISTS group_members (
     gid        TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     join_order BIGINT NOT NULL,
+    -- Roles (version 4): an admin; muted until then (ms).
+    admin       BOOLEAN NOT NULL DEFAULT false,
+    muted_until BIGINT,
     PRIMARY KEY (gid, user_id)
 );
 CREATE INDEX IF NOT EXISTS group_members_order ON group_members (gid, join_order);
@@ -139,6 +146,28 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     secret     BYTEA NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- 5.4 and blocks (version 4). Shard key: user_id (user_id blocked
+-- blocked); the index answers "who blocked me".
+CREATE TABLE IF NOT EXISTS blocks (
+    user_id    TEXT NOT NULL,
+    blocked    TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, blocked)
+);
+CREATE INDEX IF NOT EXISTS blocks_blocked ON blocks (blocked, user_id);
+"#;
+
+/// Version 4 (5.4 and blocks) adds the groups' settings and the members'
+/// roles, with defaults (every group open, every member plain and
+/// unmuted); `SCHEMA` then creates `blocks`. The step stands alone: it
+/// runs for any older version, whatever came between.
+const MIGRATE_TO_4: &str = r#"
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS announcement TEXT NOT NULL DEFAULT '';
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS muted_all BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS dissolved BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE group_members ADD COLUMN IF NOT EXISTS admin BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE group_members ADD COLUMN IF NOT EXISTS muted_until BIGINT;
 "#;
 
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
@@ -188,6 +217,13 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
         found => {
             if found == Some(1) {
                 sqlx::raw_sql(MIGRATE_1_2)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
+            // 5.4 and blocks
+            if found.is_some_and(|v| v < 4) {
+                sqlx::raw_sql(MIGRATE_TO_4)
                     .execute(&mut *tx)
                     .await
                     .map_err(be)?;

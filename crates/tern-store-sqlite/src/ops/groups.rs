@@ -132,6 +132,9 @@ pub(super) fn group_gate(
     if let Err(refusal) = rules::gate(m.change.as_ref(), exists, member)? {
         return Ok(Some(refusal));
     }
+    if let Some(refusal) = super::moderation::role_gate(c, m, gid)? {
+        return Ok(Some(refusal));
+    }
     if let Some(MemberChange::Create { name }) = &m.change {
         c.prepare_cached("INSERT INTO groups (gid, name, owner, created_at, next_order) VALUES (?1, ?2, ?3, ?4, 0)")
             .map_err(be)?
@@ -159,13 +162,16 @@ pub fn get_group(c: &Connection, gid: &str) -> StoreResult<Option<GroupRecord>> 
     let Some((name, owner, created_at)) = head else {
         return Ok(None);
     };
-    Ok(Some(GroupRecord {
+    let mut rec = GroupRecord {
         gid: gid.to_owned(),
         name,
         owner,
         members: members(c, gid)?,
         created_at,
-    }))
+        ..GroupRecord::default()
+    };
+    super::moderation::fill_roles(c, &mut rec)?;
+    Ok(Some(rec))
 }
 
 /// Only membership changes are `system` messages, so the newest of them is

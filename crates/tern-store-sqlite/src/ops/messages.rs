@@ -155,6 +155,9 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     if let (Some(gid), Some(MemberChange::Leave(u))) = (&m.group, &m.change) {
         remove_member(c, gid, &m.conv, u, useq, m.ts)?;
     }
+    if let (Some(gid), Some(change)) = (&m.group, &m.change) {
+        super::moderation::apply_change(c, gid, change)?;
+    }
     Ok(Appended::New(stored))
 }
 
@@ -190,6 +193,11 @@ pub fn check_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<()> {
                 }
             }
             Some(MemberChange::Leave(_)) => {}
+            Some(_) => {
+                return Err(StoreError::Invalid(
+                    "a unit holds membership changes of a group only",
+                ))
+            }
         }
         if m.client_msg_id.is_some() {
             return Err(StoreError::Invalid(
@@ -198,6 +206,9 @@ pub fn check_unit(c: &Connection, batch: &[NewMessage]) -> StoreResult<()> {
         }
         if !creates && !group_exists(c, gid)? {
             return Err(StoreError::NoSuchGroup);
+        }
+        if !creates && super::moderation::dissolved(c, gid)? {
+            return Err(StoreError::Forbidden("the group is dissolved"));
         }
     }
     Ok(())

@@ -13,11 +13,14 @@ mod accounts;
 mod groups;
 mod messages;
 mod reading;
+// 5.4 and blocks
+mod moderation;
 
 pub use accounts::*;
 pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use reading::*;
+pub use moderation::{block, blocks, is_blocked, unblock};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
