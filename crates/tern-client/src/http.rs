@@ -340,3 +340,86 @@ impl Client {
         .await
     }
 }
+
+// 5.4 and blocks
+impl Client {
+    /// `PATCH /v1/groups/{group}`: owner or admins change the name, the
+    /// announcement or `muted_all` (`None`: unchanged); the group after.
+    pub async fn update_group(
+        &self,
+        group: &str,
+        name: Option<&str>,
+        announcement: Option<&str>,
+        muted_all: Option<bool>,
+    ) -> Result<GroupAnswer<'static>> {
+        let req = Request::GroupUpdate(request::GroupUpdate {
+            group: group.into(),
+            name: name.map(Cow::Borrowed),
+            announcement: announcement.map(Cow::Borrowed),
+            muted_all,
+        });
+        self.call(self.request_for(&req)?).await
+    }
+
+    /// `DELETE /v1/groups/{group}`: the owner dissolves the group.
+    pub async fn dissolve_group(&self, group: &str) -> Result<()> {
+        let req = Request::GroupDissolve(request::GroupDissolve {
+            group: group.into(),
+        });
+        self.answer(self.request_for(&req)?).await?;
+        Ok(())
+    }
+
+    /// `PUT` (`on`) or `DELETE /v1/groups/{group}/admins/{user}`: the
+    /// owner makes a member an admin, or a plain member again.
+    pub async fn set_admin(&self, group: &str, user: &str, on: bool) -> Result<()> {
+        let m = request::GroupMember {
+            group: group.into(),
+            user: user.into(),
+        };
+        let req = if on {
+            Request::AdminAdd(m)
+        } else {
+            Request::AdminRemove(m)
+        };
+        self.answer(self.request_for(&req)?).await?;
+        Ok(())
+    }
+
+    /// `PUT /v1/groups/{group}/mutes/{user}` until `until` (ms), or
+    /// `DELETE` it (`None`): owner or admins.
+    pub async fn mute_member(&self, group: &str, user: &str, until: Option<i64>) -> Result<()> {
+        let req = match until {
+            Some(until) => Request::MuteAdd(request::MuteAdd {
+                group: group.into(),
+                user: user.into(),
+                until,
+            }),
+            None => Request::MuteRemove(request::GroupMember {
+                group: group.into(),
+                user: user.into(),
+            }),
+        };
+        self.answer(self.request_for(&req)?).await?;
+        Ok(())
+    }
+
+    /// `PUT` (`on`) or `DELETE /v1/blocks/{user}`.
+    pub async fn block(&self, user: &str, on: bool) -> Result<()> {
+        let b = request::Block { user: user.into() };
+        let req = if on {
+            Request::BlockAdd(b)
+        } else {
+            Request::BlockRemove(b)
+        };
+        self.answer(self.request_for(&req)?).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/blocks`: whom this user blocked, sorted.
+    pub async fn blocks(&self) -> Result<Vec<String>> {
+        let list: tern_proto::wire::BlocksList<'static> =
+            self.call(self.request_for(&Request::Blocks)?).await?;
+        Ok(list.blocked.into_iter().map(Cow::into_owned).collect())
+    }
+}

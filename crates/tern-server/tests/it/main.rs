@@ -9,6 +9,7 @@ mod groups;
 mod hostile;
 mod limits;
 mod messaging;
+mod moderation;
 mod openapi;
 mod presence;
 mod props;
