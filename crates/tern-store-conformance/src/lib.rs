@@ -111,6 +111,10 @@ macro_rules! suite {
             offline_cap_across_many_conversations,
             per_user_counts,
             signing_keys_in_order,
+            // 5.4 and blocks
+            group_roles_and_settings,
+            group_dissolve_freezes_the_group,
+            blocks_both_ways,
         );
 
         #[tokio::test]

@@ -177,14 +177,26 @@ WHERE rowid NOT IN (SELECT min(rowid) FROM messages GROUP BY msg_id);
 /// Version 6 (5.4 and blocks) adds the groups' settings and the members'
 /// roles as columns with defaults (every existing group open, every
 /// member plain and unmuted); `SCHEMA` then creates `blocks`. The step
-/// stands alone: it runs for any older version, whatever came between.
-const MIGRATE_TO_6: &str = r#"
-ALTER TABLE groups ADD COLUMN announcement TEXT NOT NULL DEFAULT '';
-ALTER TABLE groups ADD COLUMN muted_all INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE groups ADD COLUMN dissolved INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE group_members ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE group_members ADD COLUMN muted_until INTEGER;
-"#;
+/// stands alone: it runs for any older version, whatever came between,
+/// and adds only the columns a table lacks.
+fn migrate_to_6(c: &Connection) -> rusqlite::Result<()> {
+    const COLUMNS: [(&str, &str, &str); 5] = [
+        ("groups", "announcement", "TEXT NOT NULL DEFAULT ''"),
+        ("groups", "muted_all", "INTEGER NOT NULL DEFAULT 0"),
+        ("groups", "dissolved", "INTEGER NOT NULL DEFAULT 0"),
+        ("group_members", "admin", "INTEGER NOT NULL DEFAULT 0"),
+        ("group_members", "muted_until", "INTEGER"),
+    ];
+    for (table, column, ty) in COLUMNS {
+        let has: bool = c
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .exists([table, column])?;
+        if !has {
+            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty};"))?;
+        }
+    }
+    Ok(())
+}
 
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
@@ -204,7 +216,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     }
     // 5.4 and blocks
     if (1..6).contains(&version) {
-        tx.execute_batch(MIGRATE_TO_6)?;
+        migrate_to_6(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -314,6 +326,52 @@ mod tests {
             [],
         );
         assert!(repeat.is_err(), "a repeated msg_id was stored");
+    }
+
+    /// 5.4 and blocks: a version 4 database (groups without settings,
+    /// members without roles, no blocks) keeps its groups and members, and
+    /// they start open and plain.
+    #[test]
+    fn upgrade_to_version_6_keeps_groups() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE groups (gid TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, next_order INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+             CREATE TABLE group_members (gid TEXT NOT NULL, user TEXT NOT NULL,
+                 join_order INTEGER NOT NULL, PRIMARY KEY (gid, user)) WITHOUT ROWID;
+             INSERT INTO groups VALUES ('g', 'team', 'ann', 5, 2);
+             INSERT INTO group_members VALUES ('g', 'ann', 0), ('g', 'bob', 1);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let g: (String, String, String, i64, i64) = c
+            .query_row(
+                "SELECT name, owner, announcement, muted_all, dissolved FROM groups WHERE gid = 'g'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(g, ("team".into(), "ann".into(), String::new(), 0, 0));
+        let members: Vec<(String, i64, Option<i64>)> = {
+            let mut st = c
+                .prepare("SELECT user, admin, muted_until FROM group_members ORDER BY join_order")
+                .unwrap();
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(members, vec![("ann".into(), 0, None), ("bob".into(), 0, None)]);
+        let blocks: i64 = c
+            .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blocks, 0);
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
     }
 
     #[test]

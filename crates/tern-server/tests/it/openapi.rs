@@ -27,6 +27,16 @@ const API: &[(&str, &str)] = &[
     ("GET", "/livez"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
+    // 5.4 and blocks
+    ("PATCH", "/v1/groups/{group}"),
+    ("DELETE", "/v1/groups/{group}"),
+    ("PUT", "/v1/groups/{group}/admins/{user}"),
+    ("DELETE", "/v1/groups/{group}/admins/{user}"),
+    ("PUT", "/v1/groups/{group}/mutes/{user}"),
+    ("DELETE", "/v1/groups/{group}/mutes/{user}"),
+    ("GET", "/v1/blocks"),
+    ("PUT", "/v1/blocks/{user}"),
+    ("DELETE", "/v1/blocks/{user}"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,

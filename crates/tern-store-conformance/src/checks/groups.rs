@@ -21,6 +21,7 @@ pub async fn group_create_join_and_refusals(s: &dyn Store) {
             owner: "ann".into(),
             members: vec!["ann".into()],
             created_at: 100,
+            ..GroupRecord::default()
         })
     );
     assert_eq!(send(s, join("team", "ann", "bob", 110)).await.seq, 2);

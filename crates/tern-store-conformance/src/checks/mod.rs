@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tern_core::store::{
-    AckMark, Appended, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
+    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     MemberChange, NewMessage, ReadOutcome, Refusal, Store, StoreError, StoredMessage, UserRecord,
 };
 
@@ -226,6 +226,8 @@ mod durability;
 mod groups;
 mod offline;
 mod reading;
+// 5.4 and blocks
+mod moderation;
 
 pub use accounts::*;
 pub use append::*;
@@ -233,3 +235,4 @@ pub use durability::*;
 pub use groups::*;
 pub use offline::*;
 pub use reading::*;
+pub use moderation::*;
