@@ -489,11 +489,52 @@ async fn upgrade_from_version_1_makes_ids_unique() {
             .fetch_one(&mut c)
             .await
             .unwrap();
-    // The current version: the upgrade also made the signing keys' table.
-    assert_eq!(version, 3);
+    // The current version: the upgrade also made the signing keys' table
+    // (3) and the groups' roles and blocks (4).
+    assert_eq!(version, 4);
     let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
         .fetch_one(&mut c)
         .await
         .unwrap();
     assert_eq!(keys, 0);
+}
+
+/// 5.4 and blocks: a version 3 schema (groups without settings, members
+/// without roles, no blocks) keeps its groups, which start open and plain,
+/// and takes roles and blocks after the upgrade.
+#[tokio::test]
+async fn upgrade_from_version_3_keeps_groups() {
+    use tern_core::store::MemberChange;
+    use tern_store_conformance::{create, join, send};
+    let Some((store, ctx)) = open().await else {
+        return;
+    };
+    send(&*store, create("old", "ann", 1)).await;
+    send(&*store, join("old", "ann", "bob", 2)).await;
+    drop(store);
+    let mut c = PgConnection::connect(&ctx.store_url()).await.unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE groups DROP COLUMN announcement, DROP COLUMN muted_all, \
+             DROP COLUMN dissolved; \
+         ALTER TABLE group_members DROP COLUMN admin, DROP COLUMN muted_until; \
+         DROP TABLE blocks; \
+         UPDATE tern_meta SET value = 3 WHERE key = 'schema_version';",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    let store = reopen(&ctx).await;
+    let rec = store.get_group("old").await.unwrap().unwrap();
+    assert_eq!((rec.owner.as_str(), rec.members.len()), ("ann", 2));
+    assert!(rec.admins.is_empty() && rec.mutes.is_empty() && !rec.muted_all && !rec.dissolved);
+    let mut m = join("old", "ann", "x", 3);
+    m.change = Some(MemberChange::Admin {
+        user: "bob".into(),
+        on: true,
+    });
+    send(&*store, m).await;
+    assert_eq!(store.get_group("old").await.unwrap().unwrap().admins, ["bob"]);
+    store.block("ann", "bob", 4).await.unwrap();
+    assert!(store.is_blocked("ann", "bob").await.unwrap());
 }
