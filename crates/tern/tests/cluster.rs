@@ -12,6 +12,9 @@
 #[allow(dead_code)]
 mod common;
 mod support;
+// 5.4 and blocks
+#[path = "cluster/moderation.rs"]
+mod moderation;
 
 use common::{dm, seqs, Client};
 use serde_json::{json, Value};

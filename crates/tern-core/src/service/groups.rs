@@ -116,9 +116,10 @@ impl Core {
         Ok(())
     }
 
-    /// The group, for one of its members.
+    /// The group, for one of its members (as of now: see
+    /// `current_group_view`).
     pub async fn group(&self, user: &str, gid: &str) -> CoreResult<Arc<GroupView>> {
-        let view = self.group_view(gid).await?;
+        let view = self.current_group_view(gid).await?;
         if !view.is_member(user) {
             return Err(CoreError::new(
                 ErrorCode::NotMember,

@@ -90,8 +90,17 @@ impl Core {
                 "not a member of this group",
             ));
         };
-        crate::roles::may_send(&view.roles.state, standing, now_ms())
-            .map_err(super::moderation::refused)?;
+        if crate::roles::may_send(&view.roles.state, standing, now_ms()).is_err() {
+            // Refused by this node's view: asked again of the current one
+            // (in a cluster the view may predate an unmute); the store
+            // applies the same rule as it appends in any case.
+            let view = self.current_group_view(gid).await?;
+            let standing = view.standing(actor.user).ok_or_else(|| {
+                CoreError::new(ErrorCode::NotMember, "not a member of this group")
+            })?;
+            crate::roles::may_send(&view.roles.state, standing, now_ms())
+                .map_err(super::moderation::refused)?;
+        }
         let msg = group_message(
             self.cfg.write_limit,
             gid,
@@ -282,7 +291,7 @@ impl Core {
         seq: u64,
         user: &str,
     ) -> CoreResult<(String, i64)> {
-        let view = self.group_view(gid).await?;
+        let view = self.current_group_view(gid).await?;
         if view.roles.state.dissolved {
             return Err(CoreError::new(
                 ErrorCode::Forbidden,
