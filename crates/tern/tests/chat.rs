@@ -15,7 +15,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
-        let socket = format!("tern-chat-test-{}", std::process::id());
+        // One server per test (tests of this binary run at once).
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("tern-chat-test-{}-{n}", std::process::id());
         let t = Tmux { socket };
         let ok = t
             .tmux(&[
@@ -181,5 +184,78 @@ async fn chat_sends_receives_and_shows_unread_and_read_marks() {
         }
     };
     assert_eq!(m.group.as_deref(), Some(gid.as_str()));
+    t.line("/quit");
+}
+
+/// 5.4 and blocks from the terminal: group moderation commands, their
+/// events shown as sentences, and a block.
+#[tokio::test]
+async fn chat_moderates_a_group_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tern = Tern::start(dir.path()).await;
+    let url = format!("http://{}", tern.addr);
+    let server = Client::new(&url).unwrap();
+    server.register("bob", PASSWORD, None).await.unwrap();
+    let bob = server.login("bob", PASSWORD).await.unwrap();
+    let (b, _be) = bob.connect("phone").await.unwrap();
+
+    let cmd = format!(
+        "{} chat --url {url} --user alice --register",
+        env!("CARGO_BIN_EXE_tern")
+    );
+    let t = Tmux::start(&cmd);
+    t.wait_for("password for alice:").await;
+    t.line(PASSWORD);
+    t.wait_for("logged in as alice").await;
+    t.line("/group team bob");
+    t.wait_for("created group").await;
+    let gid = t
+        .screen()
+        .lines()
+        .find_map(|l| l.strip_prefix("created group "))
+        .and_then(|r| r.split_whitespace().next())
+        .expect("group id on screen")
+        .to_owned();
+    t.line(&format!("/open #{gid}"));
+    t.wait_for(&format!("--- #{gid} ---")).await;
+    t.wait_for("(bob joined)").await;
+
+    t.line("/admin bob");
+    t.wait_for("(bob is now an admin)").await;
+    t.line("/unadmin bob");
+    t.wait_for("(bob is no longer an admin)").await;
+    t.line("/mute bob 10");
+    t.wait_for("(bob is muted by alice until").await;
+    let refused = b
+        .send(OutMessage::text_to_group(&gid, "may I?"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Muted), "{refused}");
+    t.line("/mute bob 0");
+    t.wait_for("(bob may speak again)").await;
+    t.line("/rename ops");
+    t.wait_for("(alice renamed the group to ops)").await;
+    t.line("/announce read the rules");
+    t.wait_for("(alice set the announcement: read the rules)").await;
+    t.line("/mute bob soon");
+    t.wait_for("MINUTES is a number").await;
+
+    t.line("/block bob");
+    t.wait_for("bob is blocked").await;
+    let refused = b
+        .send(OutMessage::text_to("alice", "hello?"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Blocked), "{refused}");
+    t.line("/unblock bob");
+    t.wait_for("bob is unblocked").await;
+
+    t.line("/dissolve");
+    t.wait_for("(alice dissolved the group (it stays readable))").await;
+    let refused = b
+        .send(OutMessage::text_to_group(&gid, "still here?"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Forbidden), "{refused}");
     t.line("/quit");
 }

@@ -7,6 +7,8 @@
 //! `✓` delivered, `✓✓` read by the other party.
 
 mod view;
+// 5.4 and blocks
+mod events;
 
 use anyhow::Context;
 use clap::Args;
@@ -43,6 +45,12 @@ commands:
   /invite USER...          add users to the open group
   /leave                   leave the open group
   /friend USER             ask USER to be friends (or accept)
+  /block USER, /unblock USER   block a user (1:1 messages, requests, presence)
+  /admin USER, /unadmin USER   make or unmake an admin of the open group (owner)
+  /mute USER MINUTES       mute a member of the open group (0: unmute)
+  /rename NAME             rename the open group (owner, admins)
+  /announce TEXT           set the open group's announcement (empty: clear)
+  /dissolve                dissolve the open group (owner; it stays readable)
   /help                    this list
   /quit                    leave
 anything else is sent to the open conversation";
@@ -217,6 +225,26 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
             let a = me.add_friend(user).await?;
             println!("{user}: {:?}", a.status);
         }
+        // 5.4 and blocks
+        Some(c @ ("/block" | "/unblock")) => {
+            let Some(user) = words.next() else {
+                anyhow::bail!("{c} USER");
+            };
+            let on = c == "/block";
+            me.block(user, on).await?;
+            println!("{user} is {}", if on { "blocked" } else { "unblocked" });
+        }
+        Some(c @ ("/admin" | "/unadmin" | "/mute" | "/rename" | "/announce" | "/dissolve")) => {
+            let Some(Open {
+                target: Target::Group(g),
+                ..
+            }) = chat.open.clone()
+            else {
+                anyhow::bail!("open a group first");
+            };
+            let rest = line[c.len()..].trim();
+            moderate(me, &g, c, rest).await?;
+        }
         Some(c) if c.starts_with('/') => anyhow::bail!("unknown command {c}; /help lists them"),
         Some(_) => {
             let Some(open) = chat.open.clone() else {
@@ -229,6 +257,50 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
         }
     }
     Ok(true)
+}
+
+/// A group command of 5.4 on group `g`; `rest` is the line after the
+/// command. The group's members see its `system` event.
+async fn moderate(me: &Client, g: &str, cmd: &str, rest: &str) -> anyhow::Result<()> {
+    let mut words = rest.split_whitespace();
+    match cmd {
+        "/admin" | "/unadmin" => {
+            let Some(user) = words.next() else {
+                anyhow::bail!("{cmd} USER");
+            };
+            me.set_admin(g, user, cmd == "/admin").await?;
+        }
+        "/mute" => {
+            let (Some(user), Some(minutes)) = (words.next(), words.next()) else {
+                anyhow::bail!("/mute USER MINUTES (0: unmute)");
+            };
+            let minutes: i64 = minutes
+                .parse()
+                .ok()
+                .filter(|m| (0..=525_600).contains(m))
+                .context("MINUTES is a number from 0 to 525600")?;
+            let until = (minutes > 0).then(|| now_ms() + minutes * 60_000);
+            me.mute_member(g, user, until).await?;
+        }
+        "/rename" if rest.is_empty() => anyhow::bail!("/rename NAME"),
+        "/rename" => {
+            me.update_group(g, Some(rest), None, None).await?;
+        }
+        "/announce" => {
+            me.update_group(g, None, Some(rest), None).await?;
+        }
+        _ => {
+            me.dissolve_group(g).await?;
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 async fn refresh(chat: &mut Chat, s: &Session) -> anyhow::Result<()> {

@@ -47,11 +47,7 @@ fn body(m: &MsgView<'_>) -> String {
         ("text", Some(c)) => serde_json::from_str::<String>(c.get()).unwrap_or_default(),
         ("system", Some(c)) => {
             let v: serde_json::Value = serde_json::from_str(c.get()).unwrap_or_default();
-            format!(
-                "({} {})",
-                v["event"].as_str().unwrap_or("event"),
-                v["user"].as_str().unwrap_or("")
-            )
+            format!("({})", super::events::system_text(&v, &m.from))
         }
         (kind, _) => format!("[{kind}]"),
     }
