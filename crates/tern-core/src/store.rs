@@ -544,7 +544,7 @@ pub trait Store: Send + Sync + 'static {
     // ----- per-user counts (limits) -----
 
     /// How many groups `user` is a current member of (former memberships
-    /// do not count).
+    /// and dissolved groups do not count).
     async fn group_count(&self, user: &str) -> StoreResult<u64>;
 
     /// How many friend requests `user` sent that are still unanswered.

@@ -41,6 +41,12 @@ pub trait MemberViews: Send + Sync {
 
     /// A unit's messages were pushed to its [`MemberViews::unit_view`].
     fn unit_pushed(&self, gid: &str);
+
+    // 5.4 and blocks
+    /// The view as of now, for a decision a stale view would get wrong
+    /// (changes of roles, refusing a send); `None` when this answer has
+    /// none (the caller then loads the group itself).
+    async fn latest(&self, gid: &str) -> Option<Arc<GroupView>>;
 }
 
 /// The only node's views: see the module comment.
@@ -89,6 +95,11 @@ impl MemberViews for OwnViews {
     }
 
     fn unit_pushed(&self, _gid: &str) {}
+
+    /// The cache is the truth on the only node.
+    async fn latest(&self, gid: &str) -> Option<Arc<GroupView>> {
+        self.groups.get(gid)
+    }
 }
 
 /// A cluster node's views: see the module comment.
@@ -165,5 +176,10 @@ impl MemberViews for SharedViews {
 
     fn unit_pushed(&self, gid: &str) {
         self.announce(gid);
+    }
+
+    /// The cached view while its version is the store's, else loaded.
+    async fn latest(&self, gid: &str) -> Option<Arc<GroupView>> {
+        self.current(gid, None).await
     }
 }

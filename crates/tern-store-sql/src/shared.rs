@@ -540,6 +540,7 @@ where
             D,
             "SELECT COUNT(*) FROM user_convs uc \
              JOIN group_members gm ON gm.gid = uc.group_id AND gm.user_id = uc.user_id \
+             JOIN {groups} g ON g.gid = uc.group_id AND NOT g.dissolved \
              WHERE uc.user_id = ? AND uc.group_id IS NOT NULL"
         );
         let n: i64 = sqlx::query_scalar(sql)

@@ -112,6 +112,9 @@ pub struct Core {
     acks: Arc<Acks>,
     rooms: Arc<Rooms>,
     groups: Arc<Groups>,
+    /// This node's group views as the publisher keeps them (5.4: for
+    /// decisions that need the current roles).
+    views: Arc<dyn MemberViews>,
     revoked: Arc<Revoked>,
     /// Writes this node's routes and rooms back into presence after a loss.
     keeper: Arc<Keeper>,
@@ -179,7 +182,7 @@ impl Core {
         let publisher = Publisher {
             fanout: fanout.clone(),
             store: store.clone(),
-            views,
+            views: views.clone(),
             groups: groups.clone(),
             write_limit: cfg.write_limit,
         };
@@ -220,6 +223,7 @@ impl Core {
             acks,
             rooms,
             groups,
+            views,
             revoked,
             keeper,
             cfg,

@@ -34,31 +34,19 @@ fn forbidden(message: &'static str) -> CoreError {
 }
 
 impl Core {
-    /// The group as of now. One node's cache is the truth; a cluster
-    /// node's cached view is used only while its version is the store's
-    /// (another node may have changed members or roles an instant ago),
-    /// else loaded again. For decisions a stale view would get wrong:
-    /// changes of roles, recalls by rank, refusals of sends.
+    /// The group as of now, for decisions a stale view would get wrong:
+    /// changes of roles, recalls by rank, refusals of sends. One node's
+    /// cache is the truth; a cluster node's cached view is used only while
+    /// its version is the store's (another node may have changed members
+    /// or roles an instant ago), else loaded again (`views.rs`).
     pub(super) async fn current_group_view(&self, gid: &str) -> CoreResult<Arc<GroupView>> {
-        if self.cfg.cluster_queue.is_none() {
-            return self.group_view(gid).await;
-        }
-        if let Some(v) = self.groups.get(gid) {
-            if v.version != 0 && self.store.group_version(gid).await? == Some(v.version) {
-                return Ok(v);
-            }
-        }
-        let no_such = || CoreError::new(ErrorCode::NoSuchGroup, "no such group");
         if !tern_proto::ids::is_valid_name(gid) {
-            return Err(no_such());
+            return Err(CoreError::new(ErrorCode::NoSuchGroup, "no such group"));
         }
-        // The version first: a change landing in between makes the view
-        // newer than its version, which only costs another load.
-        let version = self.store.group_version(gid).await?;
-        let rec = self.store.get_group(gid).await?.ok_or_else(no_such)?;
-        let mut view = GroupView::from_record(&rec);
-        view.version = version.unwrap_or(0);
-        Ok(self.groups.insert(view))
+        match self.views.latest(gid).await {
+            Some(v) => Ok(v),
+            None => self.group_view(gid).await,
+        }
     }
 
     /// The group for a change by `actor`: `actor` must be a member with at

@@ -132,6 +132,8 @@ pub async fn group_dissolve_freezes_the_group(s: &dyn Store) {
     ] {
         assert_eq!(append_one(s, m).await, Appended::Refused(Refusal::Dissolved));
     }
+    // A dissolved group no longer counts toward its members' groups.
+    assert_eq!(s.group_count("bob").await.unwrap(), 0);
     s.create_user(user("cat", 1)).await.unwrap();
     assert_err!(
         s.append_unit(vec![join("dis", "ann", "cat", 107)]).await,

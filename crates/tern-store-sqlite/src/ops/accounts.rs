@@ -113,6 +113,7 @@ pub fn group_count(c: &Connection, user: &str) -> StoreResult<u64> {
     c.prepare_cached(
         "SELECT count(*) FROM user_convs uc \
          JOIN group_members gm ON gm.gid = uc.group_id AND gm.user = uc.user \
+         JOIN groups g ON g.gid = uc.group_id AND g.dissolved = 0 \
          WHERE uc.user = ?1 AND uc.group_id IS NOT NULL",
     )
     .map_err(be)?
