@@ -144,9 +144,7 @@ pub fn admit(
         Some(C::Leave(user)) => user == from || target.is_none() || over_target(),
         Some(C::Admin { .. }) => role == Some(Role::Owner) && over_target(),
         Some(C::Mute { .. }) => over_target(),
-        Some(C::Rename(_) | C::Announce(_) | C::MutedAll(_)) => {
-            role.is_some_and(Role::moderates)
-        }
+        Some(C::Rename(_) | C::Announce(_) | C::MutedAll(_)) => role.is_some_and(Role::moderates),
         Some(C::Dissolve) => role == Some(Role::Owner),
     };
     if ok {
@@ -205,7 +203,10 @@ mod tests {
             muted_all: true,
             ..OPEN
         };
-        assert_eq!(may_send(&all, st(Role::Member).unwrap(), now), Err(Refusal::Muted));
+        assert_eq!(
+            may_send(&all, st(Role::Member).unwrap(), now),
+            Err(Refusal::Muted)
+        );
         assert_eq!(may_send(&all, st(Role::Admin).unwrap(), now), Ok(()));
         // An admin muted by the owner is muted; the owner never is.
         let muted_admin = Standing {
@@ -256,10 +257,30 @@ mod tests {
         }
         // Leaving oneself is anyone's; removing a non-member changes nothing.
         let leave_self = C::Leave("s".into());
-        assert!(admit(&OPEN, Some(&leave_self), "s", st(Role::Owner), st(Role::Owner), 0).is_ok());
-        assert!(admit(&OPEN, Some(&C::Leave("t".into())), "s", st(Role::Member), None, 0).is_ok());
+        assert!(admit(
+            &OPEN,
+            Some(&leave_self),
+            "s",
+            st(Role::Owner),
+            st(Role::Owner),
+            0
+        )
+        .is_ok());
+        assert!(admit(
+            &OPEN,
+            Some(&C::Leave("t".into())),
+            "s",
+            st(Role::Member),
+            None,
+            0
+        )
+        .is_ok());
         // Settings: owner and admins.
-        for c in [C::Rename("n".into()), C::Announce("a".into()), C::MutedAll(true)] {
+        for c in [
+            C::Rename("n".into()),
+            C::Announce("a".into()),
+            C::MutedAll(true),
+        ] {
             assert!(ok(&c, Role::Admin, Role::Member));
             assert!(!ok(&c, Role::Member, Role::Member));
             assert!(admit(&OPEN, Some(&c), "s", None, None, 0).is_err());
@@ -272,7 +293,12 @@ mod tests {
             dissolved: true,
             ..OPEN
         };
-        for c in [C::Join("t".into()), leave_self, C::Rename("n".into()), C::Dissolve] {
+        for c in [
+            C::Join("t".into()),
+            leave_self,
+            C::Rename("n".into()),
+            C::Dissolve,
+        ] {
             assert_eq!(
                 admit(&gone, Some(&c), "s", st(Role::Owner), st(Role::Member), 0),
                 Err(Refusal::Dissolved)

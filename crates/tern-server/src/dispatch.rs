@@ -24,8 +24,9 @@ use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    BlocksList, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer, HistoryAnswer,
-    OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer, SyncAnswer, UserInfo,
+    BlocksList, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer,
+    HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
+    SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,
@@ -314,7 +315,8 @@ pub(crate) async fn execute(
             Answer::Empty
         }
         Request::MuteAdd(m) => {
-            core.set_mute(user, &m.group, &m.user, Some(m.until)).await?;
+            core.set_mute(user, &m.group, &m.user, Some(m.until))
+                .await?;
             Answer::Empty
         }
         Request::MuteRemove(m) => {

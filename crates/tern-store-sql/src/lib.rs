@@ -43,19 +43,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery, NewMessage,
-    OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult, StoredMessage,
-    UserRecord,
+    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
+    NewMessage, OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
+use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
-use moderation::Moderation;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the

@@ -31,12 +31,10 @@ pub trait Moderation: Dialect {
         gid: &str,
     ) -> StoreResult<Option<Refusal>>;
     /// Writes a change of roles or settings (after its message).
-    async fn apply_change(c: &mut Conn<Self>, gid: &str, change: &MemberChange)
-        -> StoreResult<()>;
+    async fn apply_change(c: &mut Conn<Self>, gid: &str, change: &MemberChange) -> StoreResult<()>;
     /// Adds the roles and settings to a group record read without them.
     async fn fill_roles(c: &mut Conn<Self>, rec: &mut GroupRecord) -> StoreResult<()>;
-    async fn block(c: &mut Conn<Self>, blocker: &str, blocked: &str, now: i64)
-        -> StoreResult<()>;
+    async fn block(c: &mut Conn<Self>, blocker: &str, blocked: &str, now: i64) -> StoreResult<()>;
     async fn unblock(c: &mut Conn<Self>, blocker: &str, blocked: &str) -> StoreResult<()>;
     async fn blocks(c: &mut Conn<Self>, user: &str) -> StoreResult<Blocks>;
     async fn is_blocked(c: &mut Conn<Self>, blocker: &str, blocked: &str) -> StoreResult<bool>;
@@ -118,11 +116,7 @@ where
     bool: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     usize: ColumnIndex<RowOf<D>>,
 {
-    async fn role_gate(
-        c: &mut Conn<D>,
-        m: &NewMessage,
-        gid: &str,
-    ) -> StoreResult<Option<Refusal>> {
+    async fn role_gate(c: &mut Conn<D>, m: &NewMessage, gid: &str) -> StoreResult<Option<Refusal>> {
         if matches!(m.change, Some(MemberChange::Create { .. })) {
             return Ok(None);
         }

@@ -360,7 +360,10 @@ async fn upgrade_from_version_3_keeps_groups() {
         on: true,
     });
     send(&*store, m).await;
-    assert_eq!(store.get_group("old").await.unwrap().unwrap().admins, ["bob"]);
+    assert_eq!(
+        store.get_group("old").await.unwrap().unwrap().admins,
+        ["bob"]
+    );
     store.block("ann", "bob", 4).await.unwrap();
     assert!(store.is_blocked("ann", "bob").await.unwrap());
 }

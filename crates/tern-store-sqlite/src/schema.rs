@@ -362,7 +362,10 @@ mod tests {
                 .unwrap();
             rows.collect::<Result<_, _>>().unwrap()
         };
-        assert_eq!(members, vec![("ann".into(), 0, None), ("bob".into(), 0, None)]);
+        assert_eq!(
+            members,
+            vec![("ann".into(), 0, None), ("bob".into(), 0, None)]
+        );
         let blocks: i64 = c
             .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
             .unwrap();

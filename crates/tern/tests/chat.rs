@@ -230,13 +230,18 @@ async fn chat_moderates_a_group_and_blocks() {
         .send(OutMessage::text_to_group(&gid, "may I?"))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Muted), "{refused}");
+    assert_eq!(
+        refused.code(),
+        Some(tern_client::ErrorCode::Muted),
+        "{refused}"
+    );
     t.line("/mute bob 0");
     t.wait_for("(bob may speak again)").await;
     t.line("/rename ops");
     t.wait_for("(alice renamed the group to ops)").await;
     t.line("/announce read the rules");
-    t.wait_for("(alice set the announcement: read the rules)").await;
+    t.wait_for("(alice set the announcement: read the rules)")
+        .await;
     t.line("/mute bob soon");
     t.wait_for("MINUTES is a number").await;
 
@@ -246,16 +251,25 @@ async fn chat_moderates_a_group_and_blocks() {
         .send(OutMessage::text_to("alice", "hello?"))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Blocked), "{refused}");
+    assert_eq!(
+        refused.code(),
+        Some(tern_client::ErrorCode::Blocked),
+        "{refused}"
+    );
     t.line("/unblock bob");
     t.wait_for("bob is unblocked").await;
 
     t.line("/dissolve");
-    t.wait_for("(alice dissolved the group (it stays readable))").await;
+    t.wait_for("(alice dissolved the group (it stays readable))")
+        .await;
     let refused = b
         .send(OutMessage::text_to_group(&gid, "still here?"))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Some(tern_client::ErrorCode::Forbidden), "{refused}");
+    assert_eq!(
+        refused.code(),
+        Some(tern_client::ErrorCode::Forbidden),
+        "{refused}"
+    );
     t.line("/quit");
 }

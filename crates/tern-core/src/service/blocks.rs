@@ -55,7 +55,11 @@ impl Core {
 
     /// Users among `users` in a block with `user` either way (whose
     /// presence the other does not see), as flags in order.
-    pub(super) async fn hidden_presence(&self, user: &str, users: &[&str]) -> CoreResult<Vec<bool>> {
+    pub(super) async fn hidden_presence(
+        &self,
+        user: &str,
+        users: &[&str],
+    ) -> CoreResult<Vec<bool>> {
         let b = self.store.blocks(user).await?;
         if b.blocked.is_empty() && b.blocked_by.is_empty() {
             return Ok(vec![false; users.len()]);
@@ -72,12 +76,20 @@ impl Core {
     pub async fn presence_for(&self, viewer: &str, users: &[&str]) -> CoreResult<Vec<bool>> {
         let online = self.presence(users).await?;
         let hidden = self.hidden_presence(viewer, users).await?;
-        Ok(online.into_iter().zip(hidden).map(|(on, h)| on && !h).collect())
+        Ok(online
+            .into_iter()
+            .zip(hidden)
+            .map(|(on, h)| on && !h)
+            .collect())
     }
 
     /// [`Core::user_info`] as `viewer` sees it (presence hidden across a
     /// block).
-    pub async fn user_info_for(&self, viewer: &str, user: &str) -> CoreResult<(String, String, bool)> {
+    pub async fn user_info_for(
+        &self,
+        viewer: &str,
+        user: &str,
+    ) -> CoreResult<(String, String, bool)> {
         let (id, name, online) = self.user_info(user).await?;
         let hidden = self.hidden_presence(viewer, &[user]).await?[0];
         Ok((id, name, online && !hidden))

@@ -139,7 +139,10 @@ impl Core {
     ) -> CoreResult<Arc<GroupView>> {
         let view = self.group(actor, gid).await?;
         if view.roles.state.dissolved {
-            return Err(CoreError::new(ErrorCode::Forbidden, "the group is dissolved"));
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "the group is dissolved",
+            ));
         }
         let users = self.new_members(users, Some(&view)).await?;
         if view.size() + users.len() > self.cfg.max_group_size {
@@ -178,7 +181,10 @@ impl Core {
     pub async fn remove_member(&self, actor: &str, gid: &str, user: &str) -> CoreResult<()> {
         let view = self.group(actor, gid).await?;
         if view.roles.state.dissolved {
-            return Err(CoreError::new(ErrorCode::Forbidden, "the group is dissolved"));
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "the group is dissolved",
+            ));
         }
         let event = if actor == user {
             "member_left"

@@ -260,10 +260,7 @@ impl Core {
             ConvId::Group(gid) => self.recall_rights(gid, conv, seq, user).await?,
             ConvId::Dm { .. } => (user.to_owned(), self.cfg.recall_window_ms),
         };
-        let m = self
-            .store
-            .recall(conv, seq, &by, window, now_ms())
-            .await?;
+        let m = self.store.recall(conv, seq, &by, window, now_ms()).await?;
         let frame = encode(&Recalled {
             ty: tag::Recalled,
             conv: Cow::Borrowed(conv),

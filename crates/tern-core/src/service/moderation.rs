@@ -148,10 +148,7 @@ impl Core {
                 serde_json::json!({"event": "group_renamed", "user": actor, "name": name}),
             ));
         }
-        if let Some(text) = up
-            .announcement
-            .filter(|t| *t != &*view.roles.announcement)
-        {
+        if let Some(text) = up.announcement.filter(|t| *t != &*view.roles.announcement) {
             changes.push((
                 MemberChange::Announce(text.to_owned()),
                 serde_json::json!({"event": "announcement_changed", "user": actor, "announcement": text}),

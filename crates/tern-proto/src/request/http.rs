@@ -146,11 +146,9 @@ impl Request<'_> {
                 format!("/v1/groups/{}/mutes/{}", m.group, m.user),
             ),
             Request::Blocks => call("GET", "/v1/blocks", "/v1/blocks".into()),
-            Request::BlockAdd(b) => call(
-                "PUT",
-                "/v1/blocks/{user}",
-                format!("/v1/blocks/{}", b.user),
-            ),
+            Request::BlockAdd(b) => {
+                call("PUT", "/v1/blocks/{user}", format!("/v1/blocks/{}", b.user))
+            }
             Request::BlockRemove(b) => call(
                 "DELETE",
                 "/v1/blocks/{user}",
@@ -218,12 +216,37 @@ mod moderation_tests {
         assert_eq!(
             calls,
             [
-                ("PATCH", "/v1/groups/{group}", s("/v1/groups/g1"), Some(s(r#"{"name":"new","muted_all":true}"#))),
+                (
+                    "PATCH",
+                    "/v1/groups/{group}",
+                    s("/v1/groups/g1"),
+                    Some(s(r#"{"name":"new","muted_all":true}"#))
+                ),
                 ("DELETE", "/v1/groups/{group}", s("/v1/groups/g1"), None),
-                ("PUT", "/v1/groups/{group}/admins/{user}", s("/v1/groups/g1/admins/bob"), None),
-                ("DELETE", "/v1/groups/{group}/admins/{user}", s("/v1/groups/g1/admins/bob"), None),
-                ("PUT", "/v1/groups/{group}/mutes/{user}", s("/v1/groups/g1/mutes/bob"), Some(s(r#"{"until":5}"#))),
-                ("DELETE", "/v1/groups/{group}/mutes/{user}", s("/v1/groups/g1/mutes/bob"), None),
+                (
+                    "PUT",
+                    "/v1/groups/{group}/admins/{user}",
+                    s("/v1/groups/g1/admins/bob"),
+                    None
+                ),
+                (
+                    "DELETE",
+                    "/v1/groups/{group}/admins/{user}",
+                    s("/v1/groups/g1/admins/bob"),
+                    None
+                ),
+                (
+                    "PUT",
+                    "/v1/groups/{group}/mutes/{user}",
+                    s("/v1/groups/g1/mutes/bob"),
+                    Some(s(r#"{"until":5}"#))
+                ),
+                (
+                    "DELETE",
+                    "/v1/groups/{group}/mutes/{user}",
+                    s("/v1/groups/g1/mutes/bob"),
+                    None
+                ),
                 ("GET", "/v1/blocks", s("/v1/blocks"), None),
                 ("PUT", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),
                 ("DELETE", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),

@@ -6,7 +6,13 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// A raw HTTP call: (status, body or Null).
-async fn call(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = s.http.request(m, s.url(path)).bearer_auth(token);
     if let Some(b) = body {
@@ -24,9 +30,21 @@ async fn call(s: &Server, method: &str, path: &str, token: &str, body: Option<Va
 }
 
 /// A call that must fail with `status` and `code`.
-async fn refused(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>, status: u16, code: &str) {
+async fn refused(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    status: u16,
+    code: &str,
+) {
     let (st, v) = call(s, method, path, token, body).await;
-    assert_eq!((st, v["code"].as_str()), (status, Some(code)), "{method} {path}: {v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (status, Some(code)),
+        "{method} {path}: {v}"
+    );
 }
 
 /// A call answered 204.
@@ -91,54 +109,260 @@ async fn settings_admins_and_mutes() {
     let mut bob = s.connect(&tb, "b").await;
 
     // PATCH: owner or admins; the answer is the group view.
-    refused(&s, "PATCH", &path, &tc, Some(json!({"name":"mine"})), 403, "forbidden").await;
-    refused(&s, "PATCH", &path, &te, Some(json!({"name":"x"})), 403, "not_member").await;
-    refused(&s, "PATCH", "/v1/groups/nosuch", &ta, Some(json!({"name":"x"})), 404, "no_such_group").await;
-    refused(&s, "PATCH", &path, &ta, Some(json!({"name":""})), 400, "invalid").await;
-    refused(&s, "PATCH", &path, &ta, Some(json!({"muted_all":"yes"})), 400, "invalid").await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &tc,
+        Some(json!({"name":"mine"})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &te,
+        Some(json!({"name":"x"})),
+        403,
+        "not_member",
+    )
+    .await;
+    refused(
+        &s,
+        "PATCH",
+        "/v1/groups/nosuch",
+        &ta,
+        Some(json!({"name":"x"})),
+        404,
+        "no_such_group",
+    )
+    .await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &ta,
+        Some(json!({"name":""})),
+        400,
+        "invalid",
+    )
+    .await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &ta,
+        Some(json!({"muted_all":"yes"})),
+        400,
+        "invalid",
+    )
+    .await;
     let long = "x".repeat(20_000);
-    refused(&s, "PATCH", &path, &ta, Some(json!({"announcement":long})), 413, "content_too_large").await;
-    let (st, v) = call(&s, "PATCH", &path, &ta, Some(json!({"name":"renamed","announcement":"read the rules"}))).await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &ta,
+        Some(json!({"announcement":long})),
+        413,
+        "content_too_large",
+    )
+    .await;
+    let (st, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        &ta,
+        Some(json!({"name":"renamed","announcement":"read the rules"})),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(
-        (&v["name"], &v["announcement"], &v["muted_all"], &v["dissolved"], &v["admins"]),
-        (&json!("renamed"), &json!("read the rules"), &json!(false), &json!(false), &json!([]))
+        (
+            &v["name"],
+            &v["announcement"],
+            &v["muted_all"],
+            &v["dissolved"],
+            &v["admins"]
+        ),
+        (
+            &json!("renamed"),
+            &json!("read the rules"),
+            &json!(false),
+            &json!(false),
+            &json!([])
+        )
     );
     // Members are pushed each event, in order.
     let m = carol.next_msg().await;
-    assert_eq!((m["content"]["event"].as_str(), m["content"]["name"].as_str()), (Some("group_renamed"), Some("renamed")));
+    assert_eq!(
+        (
+            m["content"]["event"].as_str(),
+            m["content"]["name"].as_str()
+        ),
+        (Some("group_renamed"), Some("renamed"))
+    );
     let m = carol.next_msg().await;
     assert_eq!(m["content"]["event"], "announcement_changed");
     assert_eq!(m["content"]["announcement"], "read the rules");
 
     // Admins: the owner only.
-    refused(&s, "PUT", &format!("{path}/admins/bob"), &tc, None, 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/admins/erin"), &ta, None, 404, "no_such_user").await;
-    refused(&s, "PUT", &format!("{path}/admins/alice"), &ta, None, 403, "forbidden").await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/admins/bob"),
+        &tc,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/admins/erin"),
+        &ta,
+        None,
+        404,
+        "no_such_user",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/admins/alice"),
+        &ta,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
     done(&s, "PUT", &format!("{path}/admins/bob"), &ta, None).await;
     done(&s, "PUT", &format!("{path}/admins/bob"), &ta, None).await; // no second event
     done(&s, "PUT", &format!("{path}/admins/dan"), &ta, None).await;
     let view = s.as_user(&tc).group(&g).await.unwrap();
     assert_eq!(view.admins, ["bob", "dan"]);
     // Admins cannot demote, mute or remove the owner or another admin.
-    refused(&s, "DELETE", &format!("{path}/admins/dan"), &tb, None, 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/mutes/dan"), &tb, Some(json!({"until":in_an_hour()})), 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/mutes/alice"), &tb, Some(json!({"until":in_an_hour()})), 403, "forbidden").await;
-    refused(&s, "DELETE", &format!("{path}/members/dan"), &tb, None, 403, "forbidden").await;
-    refused(&s, "DELETE", &format!("{path}/members/alice"), &tb, None, 403, "forbidden").await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("{path}/admins/dan"),
+        &tb,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/dan"),
+        &tb,
+        Some(json!({"until":in_an_hour()})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/alice"),
+        &tb,
+        Some(json!({"until":in_an_hour()})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("{path}/members/dan"),
+        &tb,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("{path}/members/alice"),
+        &tb,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
     done(&s, "DELETE", &format!("{path}/admins/dan"), &ta, None).await;
 
     // Mutes: a muted member's sends get `muted` until lifted.
-    refused(&s, "PUT", &format!("{path}/mutes/carol"), &tc, Some(json!({"until":in_an_hour()})), 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/mutes/carol"), &tb, Some(json!({"until":1})), 400, "invalid").await;
-    refused(&s, "PUT", &format!("{path}/mutes/carol"), &tb, Some(json!({})), 400, "invalid").await;
-    refused(&s, "PUT", &format!("{path}/mutes/erin"), &tb, Some(json!({"until":in_an_hour()})), 404, "no_such_user").await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/carol"),
+        &tc,
+        Some(json!({"until":in_an_hour()})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/carol"),
+        &tb,
+        Some(json!({"until":1})),
+        400,
+        "invalid",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/carol"),
+        &tb,
+        Some(json!({})),
+        400,
+        "invalid",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/erin"),
+        &tb,
+        Some(json!({"until":in_an_hour()})),
+        404,
+        "no_such_user",
+    )
+    .await;
     let until = in_an_hour();
-    done(&s, "PUT", &format!("{path}/mutes/carol"), &tb, Some(json!({"until":until}))).await;
+    done(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/carol"),
+        &tb,
+        Some(json!({"until":until})),
+    )
+    .await;
     let m = next_event(&mut carol, "member_muted").await;
-    assert_eq!((m["content"]["user"].as_str(), m["content"]["until"].as_i64()), (Some("carol"), Some(until)));
+    assert_eq!(
+        (
+            m["content"]["user"].as_str(),
+            m["content"]["until"].as_i64()
+        ),
+        (Some("carol"), Some(until))
+    );
     carol.err(send(&g, "c1"), "muted").await;
-    let (st, v) = s.post("/v1/messages", Some(&tc), json!({"group":g,"client_msg_id":"c1h","kind":"text","content":"x"})).await;
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&tc),
+            json!({"group":g,"client_msg_id":"c1h","kind":"text","content":"x"}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("muted")), "{v}");
     done(&s, "DELETE", &format!("{path}/mutes/carol"), &tb, None).await;
     carol.send_group(&g, "c2", "back").await;
@@ -194,17 +418,31 @@ async fn moderators_recall_at_any_age() {
     let b1 = bob.send_group(&g, "b1", "admin's").await["seq"].clone();
     // Past the (zero) window: the sender itself may not.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    carol.err(json!({"type":"recall","conv":conv,"seq":c1}), "forbidden").await;
+    carol
+        .err(json!({"type":"recall","conv":conv,"seq":c1}), "forbidden")
+        .await;
     // An admin recalls a plain member's message, and its own; not the owner's.
     bob.ok(json!({"type":"recall","conv":conv,"seq":c1})).await;
     let r = carol.next_of("recalled").await;
     assert_eq!((r["seq"].clone(), r["by"].as_str()), (c1, Some("bob")));
     bob.ok(json!({"type":"recall","conv":conv,"seq":b1})).await;
-    bob.err(json!({"type":"recall","conv":conv,"seq":a1}), "forbidden").await;
+    bob.err(json!({"type":"recall","conv":conv,"seq":a1}), "forbidden")
+        .await;
     // The owner recalls anyone's.
-    alice.ok(json!({"type":"recall","conv":conv,"seq":a1})).await;
-    let h = s.as_user(&tc).messages(&conv, None, Some(0), Some(50)).await.unwrap();
-    let recalled: Vec<u64> = h.msgs.iter().filter(|m| m.recalled).map(|m| m.seq).collect();
+    alice
+        .ok(json!({"type":"recall","conv":conv,"seq":a1}))
+        .await;
+    let h = s
+        .as_user(&tc)
+        .messages(&conv, None, Some(0), Some(50))
+        .await
+        .unwrap();
+    let recalled: Vec<u64> = h
+        .msgs
+        .iter()
+        .filter(|m| m.recalled)
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(recalled.len(), 3, "{recalled:?}");
 }
 
@@ -232,12 +470,63 @@ async fn dissolving_keeps_history_and_refuses_changes() {
     let mut alice = s.connect(&ta, "a").await;
     alice.err(send(&g, "a1"), "forbidden").await;
     refused(&s, "DELETE", &path, &ta, None, 403, "forbidden").await;
-    refused(&s, "PATCH", &path, &ta, Some(json!({"name":"again"})), 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/admins/carol"), &ta, None, 403, "forbidden").await;
-    refused(&s, "PUT", &format!("{path}/mutes/carol"), &tb, Some(json!({"until":in_an_hour()})), 403, "forbidden").await;
-    refused(&s, "DELETE", &format!("{path}/members/carol"), &ta, None, 403, "forbidden").await;
-    refused(&s, "DELETE", &format!("{path}/members/carol"), &tc, None, 403, "forbidden").await;
-    let (st, v) = s.post(&format!("{path}/members"), Some(&ta), json!({"users":["dan"]})).await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &ta,
+        Some(json!({"name":"again"})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/admins/carol"),
+        &ta,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &format!("{path}/mutes/carol"),
+        &tb,
+        Some(json!({"until":in_an_hour()})),
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("{path}/members/carol"),
+        &ta,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("{path}/members/carol"),
+        &tc,
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    let (st, v) = s
+        .post(
+            &format!("{path}/members"),
+            Some(&ta),
+            json!({"users":["dan"]}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
 
     // Still readable, still listed, marked dissolved.
@@ -262,7 +551,16 @@ async fn blocks_stop_sends_requests_presence_and_typing() {
     let mut alice = s.connect(&ta, "a").await;
 
     refused(&s, "PUT", "/v1/blocks/alice", &ta, None, 400, "invalid").await;
-    refused(&s, "PUT", "/v1/blocks/nobody", &ta, None, 404, "no_such_user").await;
+    refused(
+        &s,
+        "PUT",
+        "/v1/blocks/nobody",
+        &ta,
+        None,
+        404,
+        "no_such_user",
+    )
+    .await;
     done(&s, "PUT", "/v1/blocks/bob", &ta, None).await;
     done(&s, "PUT", "/v1/blocks/bob", &ta, None).await;
     let (st, v) = call(&s, "GET", "/v1/blocks", &ta, None).await;
@@ -272,11 +570,33 @@ async fn blocks_stop_sends_requests_presence_and_typing() {
     // bob's 1:1 sends to alice: `blocked`, not stored; alice's still go.
     let mut bob = s.connect(&tb, "b").await;
     let conv = dm("alice", "bob");
-    let before = s.as_user(&ta).messages(&conv, None, Some(0), Some(50)).await.unwrap().msgs.len();
-    bob.err(json!({"type":"send","to":"alice","client_msg_id":"b1","kind":"text","content":"hi"}), "blocked").await;
-    let (st, v) = s.post("/v1/messages", Some(&tb), json!({"to":"alice","client_msg_id":"b2","kind":"text","content":"hi"})).await;
+    let before = s
+        .as_user(&ta)
+        .messages(&conv, None, Some(0), Some(50))
+        .await
+        .unwrap()
+        .msgs
+        .len();
+    bob.err(
+        json!({"type":"send","to":"alice","client_msg_id":"b1","kind":"text","content":"hi"}),
+        "blocked",
+    )
+    .await;
+    let (st, v) = s
+        .post(
+            "/v1/messages",
+            Some(&tb),
+            json!({"to":"alice","client_msg_id":"b2","kind":"text","content":"hi"}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("blocked")), "{v}");
-    let after = s.as_user(&ta).messages(&conv, None, Some(0), Some(50)).await.unwrap().msgs.len();
+    let after = s
+        .as_user(&ta)
+        .messages(&conv, None, Some(0), Some(50))
+        .await
+        .unwrap()
+        .msgs
+        .len();
     assert_eq!(before, after);
     alice.send_text("bob", "a1", "one way").await;
     // Friend requests from bob: `blocked` (the friendship stays).
@@ -284,7 +604,9 @@ async fn blocks_stop_sends_requests_presence_and_typing() {
     assert_eq!(e.code(), Some(tern_proto::ErrorCode::Blocked), "{e}");
 
     // Presence: hidden both ways (queries, friend lists, user info, pushes).
-    let q = bob.ok(json!({"type":"presence","users":["alice","carol"]})).await;
+    let q = bob
+        .ok(json!({"type":"presence","users":["alice","carol"]}))
+        .await;
     assert_eq!(q["online"], json!({"alice":false,"carol":false}));
     let q = alice.ok(json!({"type":"presence","users":["bob"]})).await;
     assert_eq!(q["online"], json!({"bob":false}));
@@ -298,20 +620,39 @@ async fn blocks_stop_sends_requests_presence_and_typing() {
     b2.close().await;
     // carol is told bob left; alice, who blocked him, is not.
     let p = carol.next_of("presence").await;
-    assert_eq!((p["user"].as_str(), p["online"].as_bool()), (Some("bob"), Some(false)));
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("bob"), Some(false))
+    );
     let mut bob = s.connect(&tb, "b").await;
     let p = carol.next_of("presence").await;
-    assert_eq!((p["user"].as_str(), p["online"].as_bool()), (Some("bob"), Some(true)));
+    assert_eq!(
+        (p["user"].as_str(), p["online"].as_bool()),
+        (Some("bob"), Some(true))
+    );
 
     // Typing from bob does not reach alice; groups are unaffected.
     bob.ok(json!({"type":"typing","id":"t","conv":conv})).await;
     bob.send_group(&g, "g1", "in the group").await;
     let next = alice.next().await;
-    assert_eq!((next["type"].as_str(), next["msg"]["content"].as_str()), (Some("msg"), Some("in the group")), "{next}");
+    assert_eq!(
+        (next["type"].as_str(), next["msg"]["content"].as_str()),
+        (Some("msg"), Some("in the group")),
+        "{next}"
+    );
 
     // Unblocked: everything flows again.
     done(&s, "DELETE", "/v1/blocks/bob", &ta, None).await;
-    refused(&s, "DELETE", "/v1/blocks/nobody", &ta, None, 404, "no_such_user").await;
+    refused(
+        &s,
+        "DELETE",
+        "/v1/blocks/nobody",
+        &ta,
+        None,
+        404,
+        "no_such_user",
+    )
+    .await;
     let (_, v) = call(&s, "GET", "/v1/blocks", &ta, None).await;
     assert_eq!(v, json!({"blocked":[]}));
     bob.ok(json!({"type":"typing","id":"t2","conv":conv})).await;

@@ -233,6 +233,6 @@ pub use accounts::*;
 pub use append::*;
 pub use durability::*;
 pub use groups::*;
+pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
-pub use moderation::*;

@@ -29,7 +29,13 @@ pub async fn group_roles_and_settings(s: &dyn Store) {
     }
     let rec = s.get_group("mod").await.unwrap().unwrap();
     assert_eq!(
-        (rec.admins.len(), rec.mutes.len(), rec.announcement.as_str(), rec.muted_all, rec.dissolved),
+        (
+            rec.admins.len(),
+            rec.mutes.len(),
+            rec.announcement.as_str(),
+            rec.muted_all,
+            rec.dissolved
+        ),
         (0, 0, "", false, false)
     );
     // Only the owner makes admins.
@@ -43,7 +49,11 @@ pub async fn group_roles_and_settings(s: &dyn Store) {
     assert!(Some(made.seq) > v0);
     // An admin mutes a plain member until 500; not the owner, not itself.
     send(s, change("mod", "bob", 120, mute("cat", Some(500)))).await;
-    for refused in [mute("ann", Some(500)), mute("bob", Some(500)), admin("dan", true)] {
+    for refused in [
+        mute("ann", Some(500)),
+        mute("bob", Some(500)),
+        admin("dan", true),
+    ] {
         assert_eq!(
             append_one(s, change("mod", "bob", 121, refused.clone())).await,
             Appended::Refused(Refusal::Forbidden),
@@ -76,11 +86,23 @@ pub async fn group_roles_and_settings(s: &dyn Store) {
 
     // Settings: owner and admins.
     assert_eq!(
-        append_one(s, change("mod", "cat", 510, MemberChange::Rename("x".into()))).await,
+        append_one(
+            s,
+            change("mod", "cat", 510, MemberChange::Rename("x".into()))
+        )
+        .await,
         Appended::Refused(Refusal::Forbidden)
     );
-    send(s, change("mod", "bob", 511, MemberChange::Rename("renamed".into()))).await;
-    send(s, change("mod", "bob", 512, MemberChange::Announce("rules".into()))).await;
+    send(
+        s,
+        change("mod", "bob", 511, MemberChange::Rename("renamed".into())),
+    )
+    .await;
+    send(
+        s,
+        change("mod", "bob", 512, MemberChange::Announce("rules".into())),
+    )
+    .await;
     send(s, change("mod", "bob", 513, MemberChange::MutedAll(true))).await;
     assert_eq!(
         append_one(s, gmsg("mod", "cat", 514, "m4")).await,
@@ -90,7 +112,12 @@ pub async fn group_roles_and_settings(s: &dyn Store) {
     send(s, gmsg("mod", "ann", 516, "m6")).await;
     let rec = s.get_group("mod").await.unwrap().unwrap();
     assert_eq!(
-        (rec.name.as_str(), rec.announcement.as_str(), rec.muted_all, rec.mutes.len()),
+        (
+            rec.name.as_str(),
+            rec.announcement.as_str(),
+            rec.muted_all,
+            rec.mutes.len()
+        ),
         ("renamed", "rules", true, 0)
     );
     send(s, change("mod", "ann", 517, admin("bob", false))).await;
@@ -130,7 +157,10 @@ pub async fn group_dissolve_freezes_the_group(s: &dyn Store) {
         change("dis", "ann", 106, MemberChange::Rename("x".into())),
         change("dis", "ann", 106, MemberChange::Dissolve),
     ] {
-        assert_eq!(append_one(s, m).await, Appended::Refused(Refusal::Dissolved));
+        assert_eq!(
+            append_one(s, m).await,
+            Appended::Refused(Refusal::Dissolved)
+        );
     }
     // A dissolved group no longer counts toward its members' groups.
     assert_eq!(s.group_count("bob").await.unwrap(), 0);

@@ -19,8 +19,8 @@ mod moderation;
 pub use accounts::*;
 pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
-pub use reading::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
+pub use reading::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;

@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn events_read_as_sentences() {
         let t = |v: Value| system_text(&v, "alice");
-        assert_eq!(t(json!({"event":"admin_added","user":"bob"})), "bob is now an admin");
+        assert_eq!(
+            t(json!({"event":"admin_added","user":"bob"})),
+            "bob is now an admin"
+        );
         assert_eq!(
             t(json!({"event":"member_muted","user":"bob","until": 13 * 3_600_000 + 5 * 60_000})),
             "bob is muted by alice until 13:05 UTC"

@@ -17,7 +17,13 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn status(node: &Tern, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn status(
+    node: &Tern,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     node.call(method, path, Some(token), body).await
 }
 
@@ -50,7 +56,14 @@ async fn moderation_on(sql: Sql) {
 
     // A mute through node 0 holds on node 1's very next send.
     let until = now_ms() + 3_600_000;
-    let (st, b) = status(n0, Method::PUT, &format!("{g}/mutes/cat"), &ta, Some(json!({"until": until}))).await;
+    let (st, b) = status(
+        n0,
+        Method::PUT,
+        &format!("{g}/mutes/cat"),
+        &ta,
+        Some(json!({"until": until})),
+    )
+    .await;
     assert_eq!(st, 204, "{b}");
     cat.err(text(&gid, "c2"), "muted").await;
     let (st, _) = status(n0, Method::DELETE, &format!("{g}/mutes/cat"), &ta, None).await;
@@ -60,21 +73,51 @@ async fn moderation_on(sql: Sql) {
     // An admin made through node 0 acts through node 1.
     let (st, _) = status(n0, Method::PUT, &format!("{g}/admins/bob"), &ta, None).await;
     assert_eq!(st, 204);
-    let (st, v) = status(n1, Method::PATCH, &g, &tb, Some(json!({"muted_all": true, "name": "quiet"}))).await;
-    assert_eq!((st, &v["muted_all"], &v["admins"]), (200, &json!(true), &json!(["bob"])), "{v}");
+    let (st, v) = status(
+        n1,
+        Method::PATCH,
+        &g,
+        &tb,
+        Some(json!({"muted_all": true, "name": "quiet"})),
+    )
+    .await;
+    assert_eq!(
+        (st, &v["muted_all"], &v["admins"]),
+        (200, &json!(true), &json!(["bob"])),
+        "{v}"
+    );
     let (st, v) = n0
-        .call(Method::POST, "/v1/messages", Some(&tc), Some(json!({"group": gid, "client_msg_id": "c4", "kind": "text", "content": "x"})))
+        .call(
+            Method::POST,
+            "/v1/messages",
+            Some(&tc),
+            Some(json!({"group": gid, "client_msg_id": "c4", "kind": "text", "content": "x"})),
+        )
         .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("muted")), "{v}");
     bob.send_group(&gid, "b1", "admins may").await;
     // Admins cannot act on the owner.
-    let (st, v) = status(n1, Method::PUT, &format!("{g}/mutes/ann"), &tb, Some(json!({"until": until}))).await;
+    let (st, v) = status(
+        n1,
+        Method::PUT,
+        &format!("{g}/mutes/ann"),
+        &tb,
+        Some(json!({"until": until})),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
     // Demoted through node 0: bob is a plain member on node 1 again.
     let (st, _) = status(n0, Method::DELETE, &format!("{g}/admins/bob"), &ta, None).await;
     assert_eq!(st, 204);
     bob.err(text(&gid, "b2"), "muted").await;
-    let (st, v) = status(n1, Method::PATCH, &g, &tb, Some(json!({"muted_all": false}))).await;
+    let (st, v) = status(
+        n1,
+        Method::PATCH,
+        &g,
+        &tb,
+        Some(json!({"muted_all": false})),
+    )
+    .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
 
     // Each event reached node 1's members, in order with the others.
@@ -104,8 +147,15 @@ async fn moderation_on(sql: Sql) {
     assert_eq!(st, 204);
     cat.err(text(&gid, "c5"), "forbidden").await;
     let (st, v) = n1.get(&g, &tc).await;
-    assert_eq!((st, &v["dissolved"], &v["name"]), (200, &json!(true), &json!("quiet")), "{v}");
-    assert_eq!(events(n1, &tb, &gid).await.last().map(String::as_str), Some("group_dissolved"));
+    assert_eq!(
+        (st, &v["dissolved"], &v["name"]),
+        (200, &json!(true), &json!("quiet")),
+        "{v}"
+    );
+    assert_eq!(
+        events(n1, &tb, &gid).await.last().map(String::as_str),
+        Some("group_dissolved")
+    );
 }
 
 async fn blocks_on(sql: Sql) {
@@ -116,7 +166,14 @@ async fn blocks_on(sql: Sql) {
     let ta = n0.user("ann").await;
     let tb = n1.user("bob").await;
     for (node, token, other) in [(n1, &tb, "ann"), (n0, &ta, "bob")] {
-        let (st, v) = status(node, Method::PUT, &format!("/v1/friends/{other}"), token, None).await;
+        let (st, v) = status(
+            node,
+            Method::PUT,
+            &format!("/v1/friends/{other}"),
+            token,
+            None,
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
     }
     let gid = new_group(n0, &ta, &["bob"]).await;
@@ -129,7 +186,11 @@ async fn blocks_on(sql: Sql) {
     assert_eq!(st, 204);
     let (_, v) = n1.get("/v1/blocks", &ta).await;
     assert_eq!(v, json!({"blocked": ["bob"]}));
-    bob.err(json!({"type":"send","to":"ann","client_msg_id":"b1","kind":"text","content":"hi"}), "blocked").await;
+    bob.err(
+        json!({"type":"send","to":"ann","client_msg_id":"b1","kind":"text","content":"hi"}),
+        "blocked",
+    )
+    .await;
     let (st, v) = status(n1, Method::PUT, "/v1/friends/ann", &tb, None).await;
     assert_eq!((st, v["code"].as_str()), (403, Some("blocked")), "{v}");
     assert!(!is_online(n1, &tb, "ann").await);
@@ -137,7 +198,8 @@ async fn blocks_on(sql: Sql) {
     let q = bob.ok(json!({"type":"presence","users":["ann"]})).await;
     assert_eq!(q["online"], json!({"ann": false}));
     // Typing is not delivered; the group message after it is.
-    bob.ok(json!({"type":"typing","id":"t","conv":dm("ann","bob")})).await;
+    bob.ok(json!({"type":"typing","id":"t","conv":dm("ann","bob")}))
+        .await;
     bob.send_group(&gid, "g1", "groups are unaffected").await;
     loop {
         let f = ann.next().await;
