@@ -40,35 +40,50 @@ pub trait Moderation: Dialect {
     async fn is_blocked(c: &mut Conn<Self>, blocker: &str, blocked: &str) -> StoreResult<bool>;
 }
 
-/// The group's owner and settings; `None` when it does not exist.
-async fn group_state<D>(c: &mut Conn<D>, gid: &str) -> StoreResult<Option<(String, GroupState)>>
+/// The group's owner and settings, and `user`'s standing in it (`None`
+/// for a non-member), in one statement; `None` when the group does not
+/// exist.
+#[allow(clippy::type_complexity)]
+async fn group_state<D>(
+    c: &mut Conn<D>,
+    gid: &str,
+    user: &str,
+) -> StoreResult<Option<(String, GroupState, Option<Standing>)>>
 where
     D: Dialect,
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
     for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
+    i64: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     String: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     bool: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     usize: ColumnIndex<RowOf<D>>,
 {
     let sql = stmt!(
         D,
-        "SELECT {owner}, muted_all, dissolved FROM {groups} WHERE gid = ?"
+        "SELECT g.{owner}, g.muted_all, g.dissolved, m.admin, m.muted_until \
+         FROM {groups} g LEFT JOIN group_members m ON m.gid = g.gid AND m.user_id = ? \
+         WHERE g.gid = ?"
     );
-    let row: Option<(String, bool, bool)> = sqlx::query_as(sql)
+    let row: Option<(String, bool, bool, Option<bool>, Option<i64>)> = sqlx::query_as(sql)
+        .bind(user)
         .bind(gid)
         .fetch_optional(&mut *c)
         .await
         .map_err(be)?;
-    Ok(row.map(|(owner, muted_all, dissolved)| {
-        (
-            owner,
-            GroupState {
+    Ok(
+        row.map(|(owner, muted_all, dissolved, admin, muted_until)| {
+            let standing = admin.map(|a| Standing {
+                role: Role::of(&owner, user, a),
+                muted_until,
+            });
+            let state = GroupState {
                 muted_all,
                 dissolved,
-            },
-        )
-    }))
+            };
+            (owner, state, standing)
+        }),
+    )
 }
 
 /// A current member's standing; `None` for a non-member.
@@ -120,10 +135,9 @@ where
         if matches!(m.change, Some(MemberChange::Create { .. })) {
             return Ok(None);
         }
-        let Some((owner, state)) = group_state::<D>(c, gid).await? else {
+        let Some((owner, state, sender)) = group_state::<D>(c, gid, &m.from).await? else {
             return Ok(None);
         };
-        let sender = standing::<D>(c, gid, &owner, &m.from).await?;
         let target = match m.change.as_ref().and_then(MemberChange::target) {
             Some(t) => standing::<D>(c, gid, &owner, t).await?,
             None => None,

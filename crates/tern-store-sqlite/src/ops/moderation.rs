@@ -7,21 +7,36 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::roles::{self, GroupState, Role, Standing};
 use tern_core::store::{Blocks, GroupRecord, MemberChange, NewMessage, Refusal, StoreResult};
 
-/// The group's owner and settings; `None` when it does not exist.
-fn group_state(c: &Connection, gid: &str) -> StoreResult<Option<(String, GroupState)>> {
-    c.prepare_cached("SELECT owner, muted_all, dissolved FROM groups WHERE gid = ?1")
-        .map_err(be)?
-        .query_row([gid], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                GroupState {
-                    muted_all: r.get::<_, i64>(1)? != 0,
-                    dissolved: r.get::<_, i64>(2)? != 0,
-                },
-            ))
-        })
-        .optional()
-        .map_err(be)
+/// The group's owner and settings, and `user`'s standing in it (`None`
+/// for a non-member), in one statement; `None` when the group does not
+/// exist.
+#[allow(clippy::type_complexity)]
+fn group_state(
+    c: &Connection,
+    gid: &str,
+    user: &str,
+) -> StoreResult<Option<(String, GroupState, Option<Standing>)>> {
+    c.prepare_cached(
+        "SELECT g.owner, g.muted_all, g.dissolved, m.admin, m.muted_until \
+         FROM groups g LEFT JOIN group_members m ON m.gid = g.gid AND m.user = ?2 \
+         WHERE g.gid = ?1",
+    )
+    .map_err(be)?
+    .query_row([gid, user], |r| {
+        let owner: String = r.get(0)?;
+        let muted_until: Option<i64> = r.get(4)?;
+        let standing = r.get::<_, Option<i64>>(3)?.map(|admin| Standing {
+            role: Role::of(&owner, user, admin != 0),
+            muted_until,
+        });
+        let state = GroupState {
+            muted_all: r.get::<_, i64>(1)? != 0,
+            dissolved: r.get::<_, i64>(2)? != 0,
+        };
+        Ok((owner, state, standing))
+    })
+    .optional()
+    .map_err(be)
 }
 
 /// A current member's standing; `None` for a non-member.
@@ -40,7 +55,7 @@ fn standing(c: &Connection, gid: &str, owner: &str, user: &str) -> StoreResult<O
 
 /// Whether the group is dissolved (false when it does not exist).
 pub(super) fn dissolved(c: &Connection, gid: &str) -> StoreResult<bool> {
-    Ok(group_state(c, gid)?.is_some_and(|(_, s)| s.dissolved))
+    Ok(group_state(c, gid, "")?.is_some_and(|(_, s, _)| s.dissolved))
 }
 
 /// [`roles::admit`] for a message to an existing group that passed the
@@ -49,10 +64,9 @@ pub(super) fn role_gate(c: &Connection, m: &NewMessage, gid: &str) -> StoreResul
     if matches!(m.change, Some(MemberChange::Create { .. })) {
         return Ok(None);
     }
-    let Some((owner, state)) = group_state(c, gid)? else {
+    let Some((owner, state, sender)) = group_state(c, gid, &m.from)? else {
         return Ok(None);
     };
-    let sender = standing(c, gid, &owner, &m.from)?;
     let target = match m.change.as_ref().and_then(MemberChange::target) {
         Some(t) => standing(c, gid, &owner, t)?,
         None => None,
