@@ -5,6 +5,7 @@ mod common;
 
 mod access;
 mod accounts;
+mod blocks;
 mod groups;
 mod hostile;
 mod limits;
