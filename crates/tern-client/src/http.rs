@@ -265,7 +265,7 @@ impl Client {
     }
 
     /// `DELETE /v1/groups/{group}/members/{user}`: the owner removes
-    /// anyone; anyone removes themself (leaves).
+    /// anyone, admins plain members; anyone removes themself (leaves).
     pub async fn remove_member(&self, group: &str, user: &str) -> Result<()> {
         let req = Request::MemberRemove(request::MemberRemove {
             group: group.into(),

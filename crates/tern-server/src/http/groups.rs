@@ -120,7 +120,7 @@ pub(super) async fn add_members(
         ("user" = String, Path, description = "the member to remove"),
     ),
     responses(
-        (status = 204, description = "removed (the owner removes anyone, anyone removes self)"),
+        (status = 204, description = "removed (the owner removes anyone, admins plain members, anyone removes self)"),
         (status = 403, description = "`forbidden` / `not_member`", body = ErrorBody),
         (status = 404, description = "`no_such_group`", body = ErrorBody),
     )
