@@ -472,8 +472,10 @@ impl<D: Shared + Moderation> Store for SqlStore<D> {
     }
 
     async fn get_group(&self, gid: &str) -> StoreResult<Option<GroupRecord>> {
-        // One transaction: the record and its roles agree.
-        in_tx!(self, |c| async {
+        // Two reads: a change landing between them leaves a view newer
+        // than the version it is later compared with, which only costs
+        // another load.
+        on_conn!(self, |c| async {
             let Some(mut rec) = D::get_group(c, gid).await? else {
                 return Ok(None);
             };

@@ -202,30 +202,35 @@ where
     }
 
     async fn fill_roles(c: &mut Conn<D>, rec: &mut GroupRecord) -> StoreResult<()> {
+        // One statement: the settings on every row, and the members with a
+        // role or a mute (none: one row without a member).
         let sql = stmt!(
             D,
-            "SELECT COALESCE(announcement, ''), muted_all, dissolved FROM {groups} WHERE gid = ?"
+            "SELECT COALESCE(g.announcement, ''), g.muted_all, g.dissolved, \
+                    m.user_id, m.admin, m.muted_until \
+             FROM {groups} g LEFT JOIN group_members m ON m.gid = g.gid \
+                 AND (m.admin OR m.muted_until IS NOT NULL) \
+             WHERE g.gid = ? ORDER BY m.join_order"
         );
-        let (announcement, muted_all, dissolved): (String, bool, bool) = sqlx::query_as(sql)
-            .bind(rec.gid.as_str())
-            .fetch_one(&mut *c)
-            .await
-            .map_err(be)?;
-        rec.announcement = announcement;
-        rec.muted_all = muted_all;
-        rec.dissolved = dissolved;
-        let sql = stmt!(
-            D,
-            "SELECT user_id, admin, muted_until FROM group_members \
-             WHERE gid = ? AND (admin OR muted_until IS NOT NULL) ORDER BY join_order"
-        );
-        let rows: Vec<(String, bool, Option<i64>)> = sqlx::query_as(sql)
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            String,
+            bool,
+            bool,
+            Option<String>,
+            Option<bool>,
+            Option<i64>,
+        )> = sqlx::query_as(sql)
             .bind(rec.gid.as_str())
             .fetch_all(&mut *c)
             .await
             .map_err(be)?;
-        for (user, admin, until) in rows {
-            if admin {
+        for (announcement, muted_all, dissolved, user, admin, until) in rows {
+            rec.announcement = announcement;
+            rec.muted_all = muted_all;
+            rec.dissolved = dissolved;
+            let Some(user) = user else { continue };
+            if admin == Some(true) {
                 rec.admins.push(user.clone());
             }
             if let Some(t) = until {
