@@ -2,7 +2,8 @@
 //! they happened.
 
 use tern_proto::wire::{
-    ErrorFrame, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer, Typing,
+    ErrorFrame, FriendPush, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer,
+    Typing,
 };
 
 /// One thing that happened on a session. Messages come once each (by
@@ -34,6 +35,9 @@ pub enum Event {
     Typing(Typing<'static>),
     /// A friend came online or went away.
     Presence(PresencePush<'static>),
+    /// A friendship changed: `status` is how the user now stands in this
+    /// user's friend lists (`incoming`, `outgoing`, `friends`, `removed`).
+    Friend(FriendPush<'static>),
     /// A large group moved on while this device was in the background
     /// (`Session::set_active(false)`): fetch with `history`.
     Notify(Notify<'static>),

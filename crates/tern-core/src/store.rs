@@ -309,6 +309,11 @@ pub struct ConvSummary {
     /// Time of the last message or recall, or of this user's last change of
     /// read position, whichever is newer.
     pub updated_at: i64,
+    /// The other party's delivered and read positions in a 1:1
+    /// conversation (`(0, 0)` in groups and notes to oneself): the
+    /// receipts a new device shows without having been pushed them.
+    pub peer_delivered_seq: u64,
+    pub peer_read_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

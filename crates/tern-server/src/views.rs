@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use tern_core::groups::GroupView;
-use tern_core::store::{ConvList, StoredMessage};
+use tern_core::store::{ConvList, ConvSummary, StoredMessage};
 use tern_core::{msg_view, SendOk};
 use tern_proto::wire::{ConvView, GroupAnswer, HistoryAnswer, SendAnswer, SyncAnswer};
 
@@ -31,10 +31,20 @@ pub fn sync_answer(l: &ConvList) -> SyncAnswer<'_> {
                 unread: c.unread,
                 last: c.last.as_ref().map(msg_view),
                 updated_at: c.updated_at,
+                peer_delivered_seq: has_peer(c).then_some(c.peer_delivered_seq),
+                peer_read_seq: has_peer(c).then_some(c.peer_read_seq),
             })
             .collect(),
         total_unread: l.total_unread,
     }
+}
+
+/// A 1:1 conversation with someone else (not notes to oneself).
+fn has_peer(c: &ConvSummary) -> bool {
+    c.conv
+        .strip_prefix("dm:")
+        .and_then(|ids| ids.split_once(':'))
+        .is_some_and(|(a, b)| a != b)
 }
 
 pub fn history_answer(msgs: &[StoredMessage]) -> HistoryAnswer<'_> {

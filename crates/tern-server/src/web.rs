@@ -2,6 +2,9 @@
 //! `crates/tern-server/web/`, compiled into the binary so that `tern serve`
 //! needs no files beside it and no build step. The client speaks only the
 //! public protocol (HTTP API and `/v1/ws`); nothing here knows the core.
+//! Besides its files, the client reads `/web/settings.json`: the limits of
+//! this server that decide what it offers (a recall only within the
+//! window).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,13 +54,26 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; \
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// What the client needs to know of this server's configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    /// `delivery.recall_window_secs`.
+    pub recall_window_secs: u64,
+}
+
 /// The client's routes, to be merged into the API router.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(settings: Settings) -> Router<S> {
     let mut r = Router::new();
     for a in ASSETS {
         r = r.route(a.path, get(move |h: HeaderMap| async move { serve(a, &h) }));
     }
-    r
+    r.route(
+        "/web/settings.json",
+        get(move || {
+            let body = axum::Json(settings.clone());
+            async move { ([(header::CACHE_CONTROL, "no-cache")], body) }
+        }),
+    )
 }
 
 /// An entity tag from the file's bytes (FNV-1a, 64 bits): the browser

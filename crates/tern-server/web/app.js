@@ -23,7 +23,10 @@ let lastTypingSent = 0;
 const typingTimers = new Map(); // conv -> {user, timer}
 const ackTimers = new Map(); // conv -> timer
 let menuTarget = null;
-let friendsTimer = null;
+const names = new Map(); // user -> display name, once fetched
+const nameFetches = new Set(); // users whose name is being fetched
+let settings = { recall_window_secs: 120 }; // /web/settings.json
+let unseenBelow = 0; // messages that arrived below the scrolled-up view
 
 /** A random id: a UUID where the page is a secure context, hex otherwise. */
 function randomId() {
@@ -76,29 +79,9 @@ function conv(id, peer, group) {
       delivered: 0, // peer's delivered position (1:1)
       peerRead: 0, // peer's read position (1:1)
     };
-    const marks = loadMarks()[id];
-    if (marks) [c.delivered, c.peerRead] = marks;
     convs.set(id, c);
   }
   return c;
-}
-
-// Receipts cannot be asked for again after a reload (only pushed), so the
-// positions this tab saw are kept with its session.
-function loadMarks() {
-  try {
-    return JSON.parse(store.getItem(`tern.marks.${me}`) || '{}');
-  } catch (e) {
-    return {};
-  }
-}
-
-function saveMarks() {
-  const m = {};
-  for (const c of convs.values()) {
-    if (c.delivered || c.peerRead) m[c.id] = [c.delivered, c.peerRead];
-  }
-  store.setItem(`tern.marks.${me}`, JSON.stringify(m));
 }
 
 function saveOutbox() {
@@ -184,9 +167,13 @@ function enter() {
   });
   session.start();
   refreshFriends();
-  clearInterval(friendsTimer);
-  // Friend requests are not pushed: look again now and then.
-  friendsTimer = setInterval(refreshFriends, 10000);
+  fetch('/web/settings.json')
+    .then((r) => (r.ok ? r.json() : null))
+    .then((v) => {
+      if (v) settings = { ...settings, ...v };
+    })
+    .catch(() => {});
+  renderNotifyButton();
   renderConvList();
   renderConv();
 }
@@ -194,7 +181,6 @@ function enter() {
 function logoutLocal(msg) {
   if (session) session.stop();
   session = null;
-  clearInterval(friendsTimer);
   for (const k of Object.keys(store)) {
     if (k.startsWith('tern.') && k !== 'tern.device') store.removeItem(k);
   }
@@ -247,6 +233,9 @@ function onFrame(f) {
       presence.set(f.user, !!f.online);
       renderPresence();
       break;
+    case 'friend':
+      onFriend(f);
+      break;
     case 'notify': {
       const c = conv(f.conv);
       if (f.max_seq > c.max_seq) fillGap(c, f.max_seq + 1);
@@ -270,11 +259,16 @@ async function resume() {
       c.syncMax = e.max_seq;
       if (e.last && (!c.last || e.last.seq >= c.last.seq)) c.last = e.last;
       c.updated_at = Math.max(c.updated_at, e.updated_at);
+      // Receipts of a 1:1 conversation as the server holds them: a new tab
+      // or device shows the same marks as the one that was pushed them.
+      if (e.peer_delivered_seq) c.delivered = Math.max(c.delivered, e.peer_delivered_seq);
+      if (e.peer_read_seq) c.peerRead = Math.max(c.peerRead, e.peer_read_seq);
       if (c.loaded && e.max_seq > c.max_seq) await fillGap(c, e.max_seq + 1);
       c.max_seq = Math.max(c.max_seq, e.max_seq);
     }
     serverTotal = r.total_unread;
     await askPresence();
+    refreshFriends();
     await flushOutbox();
     if (openConv) markRead(convs.get(openConv));
     renderConvList();
@@ -336,9 +330,13 @@ async function onMsg(m, live) {
   }
   if (gap) await fillGap(c, m.seq, before);
   scheduleAck(c);
+  if (live && m.from !== me && m.kind !== 'system') notifyMsg(c, m);
   if (openConv === c.id) markRead(c);
   renderConvList();
-  if (openConv === c.id) renderMessages(c);
+  if (openConv === c.id) {
+    if (live && m.from !== me && !atBottom()) unseenBelow += 1;
+    renderMessages(c);
+  }
 }
 
 /**
@@ -391,7 +389,6 @@ function onReceipt(f) {
     c.peerRead = Math.max(c.peerRead, f.read_seq);
     c.delivered = Math.max(c.delivered, f.read_seq);
   }
-  saveMarks();
   if (openConv === c.id) renderMessages(c);
 }
 
@@ -455,7 +452,8 @@ function send(text) {
   else item.to = c.peer;
   outbox.push(item);
   saveOutbox();
-  renderMessages(c);
+  unseenBelow = 0;
+  renderMessages(c, { toBottom: true });
   trySend(item);
 }
 
@@ -505,6 +503,29 @@ async function trySend(item) {
 
 async function flushOutbox() {
   for (const item of [...outbox]) await trySend(item);
+}
+
+/** Hides a message from this user's own history, on every device. */
+async function deleteForMe(m) {
+  try {
+    await session.request({ type: 'delete', conv: m.conv, seqs: [m.seq] });
+  } catch (e) {
+    toast(e.message);
+    return;
+  }
+  const c = conv(m.conv);
+  c.msgs.delete(m.seq);
+  if (c.last && c.last.seq === m.seq) {
+    const rest = [...c.msgs.keys()].sort((x, y) => y - x);
+    c.last = rest.length ? c.msgs.get(rest[0]) : null;
+  }
+  renderConvList();
+  if (openConv === c.id) renderMessages(c);
+}
+
+/** Whether `m` may still be recalled: one's own, within the window. */
+function recallable(m) {
+  return m.from === me && !m.recalled && Date.now() - m.ts < settings.recall_window_secs * 1000;
 }
 
 async function recall(m) {
@@ -571,6 +592,78 @@ async function addFriend(user) {
   refreshFriends();
 }
 
+/** A friend request, acceptance or removal, pushed to both sides. */
+function onFriend(f) {
+  refreshFriends();
+  if (f.status === 'incoming') {
+    notify(`${nameOf(f.user)} wants to be your friend`, '', `friend:${f.user}`, () => showTab('friends'));
+  } else if (f.status === 'friends') {
+    $('friend-note').textContent = `You and ${nameOf(f.user)} are friends.`;
+  }
+}
+
+// ---- names and notifications ----------------------------------------
+
+/** A user's display name: the id until the profile is fetched (once). */
+function nameOf(u) {
+  if (!u) return '';
+  const n = names.get(u);
+  if (n !== undefined) return n;
+  if (token && !nameFetches.has(u)) {
+    nameFetches.add(u);
+    api('GET', `/v1/users/${encodeURIComponent(u)}`, token)
+      .then((v) => {
+        names.set(u, v.name || u);
+        scheduleNames();
+      })
+      .catch(() => names.set(u, u));
+  }
+  return u;
+}
+
+let namesTimer = null;
+/** Names arrive one by one: the page is drawn again once for a burst. */
+function scheduleNames() {
+  if (namesTimer) return;
+  namesTimer = setTimeout(() => {
+    namesTimer = null;
+    renderConvList();
+    renderFriends();
+    const c = openConv && convs.get(openConv);
+    if (c) {
+      renderHeader(c);
+      renderMessages(c);
+    }
+  }, 50);
+}
+
+/** Shows a system notification while the page is not being looked at. */
+function notify(title, body, tag, onclick) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  if (document.visibilityState === 'visible' && document.hasFocus()) return;
+  try {
+    const n = new Notification(title, { body, tag, icon: '/web/icon.svg' });
+    n.onclick = () => {
+      window.focus();
+      onclick?.();
+      n.close();
+    };
+  } catch (e) {
+    // Some browsers allow notifications only from a service worker.
+  }
+}
+
+function notifyMsg(c, m) {
+  const from = nameOf(m.from);
+  const title = c.group ? `${from} in ${convName(c)}` : from;
+  notify(title, m.kind === 'text' ? String(m.content).slice(0, 200) : `[${m.kind}]`, c.id, () => open(c.id));
+}
+
+function renderNotifyButton() {
+  const can = 'Notification' in window && Notification.permission === 'default';
+  $('notify-btn').hidden = !can;
+}
+
 function parseUsers(s) {
   return s
     .split(/[\s,]+/)
@@ -599,7 +692,7 @@ function groupInfo(gid, refresh) {
 }
 
 function convName(c) {
-  if (c.peer) return c.peer === me ? `${me} (you)` : c.peer;
+  if (c.peer) return c.peer === me ? `${nameOf(me)} (you)` : nameOf(c.peer);
   const g = groups.get(c.group);
   if (g) return g.name;
   groupInfo(c.group);
@@ -618,7 +711,10 @@ function el(tag, cls, text) {
 function preview(m) {
   if (!m) return '';
   if (m.recalled) return 'Message recalled';
-  if (m.kind === 'text') return `${m.from === me ? 'You: ' : ''}${m.content}`;
+  if (m.kind === 'text') {
+    const who = m.from === me ? 'You: ' : m.group ? `${nameOf(m.from)}: ` : '';
+    return `${who}${m.content}`;
+  }
   if (m.kind === 'system') return systemText(m);
   return `[${m.kind}]`;
 }
@@ -627,21 +723,62 @@ function systemText(m) {
   const ev = m.content || {};
   switch (ev.event) {
     case 'group_created':
-      return `${m.from} created the group`;
+      return `${nameOf(m.from)} created the group`;
     case 'member_joined':
-      return m.from === ev.user ? `${ev.user} joined` : `${m.from} added ${ev.user}`;
+      return m.from === ev.user
+        ? `${nameOf(ev.user)} joined`
+        : `${nameOf(m.from)} added ${nameOf(ev.user)}`;
     case 'member_left':
-      return `${ev.user} left`;
+      return `${nameOf(ev.user)} left`;
     case 'member_removed':
-      return `${m.from} removed ${ev.user}`;
+      return `${nameOf(m.from)} removed ${nameOf(ev.user)}`;
     default:
-      return `${m.from}: ${ev.event || 'event'}`;
+      return `${nameOf(m.from)}: ${ev.event || 'event'}`;
   }
 }
 
 function clock(ts) {
   const d = new Date(ts);
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+}
+
+/** Local midnight of `ts`'s day: messages of one day share it. */
+function dayStart(ts) {
+  const d = new Date(ts);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+const DAY_MS = 86400000;
+
+/** "Today", "Yesterday", a weekday this week, else the date. */
+function dayLabel(ts) {
+  const today = dayStart(Date.now());
+  const day = dayStart(ts);
+  if (day === today) return 'Today';
+  if (day === dayStart(today - DAY_MS / 2)) return 'Yesterday';
+  const d = new Date(ts);
+  if (today - day < 6 * DAY_MS) return d.toLocaleDateString(undefined, { weekday: 'long' });
+  const sameYear = d.getFullYear() === new Date().getFullYear();
+  return d.toLocaleDateString(undefined, {
+    day: 'numeric',
+    month: 'long',
+    year: sameYear ? undefined : 'numeric',
+  });
+}
+
+/** The time in the conversation list: the clock today, else the day. */
+function listTime(ts) {
+  const today = dayStart(Date.now());
+  const day = dayStart(ts);
+  if (day === today) return clock(ts);
+  if (day === dayStart(today - DAY_MS / 2)) return 'Yesterday';
+  const d = new Date(ts);
+  if (today - day < 6 * DAY_MS) return d.toLocaleDateString(undefined, { weekday: 'short' });
+  if (d.getFullYear() === new Date().getFullYear()) {
+    return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+  }
+  return d.toLocaleDateString();
 }
 
 function renderConvList() {
@@ -666,11 +803,19 @@ function renderConvList() {
       const body = el('div', 'grow');
       const top = el('div', 'line');
       top.append(el('b', 'name', convName(c)));
-      if (c.last) top.append(el('small', 'time', clock(c.last.ts)));
+      if (c.last) {
+        const t = el('small', 'time', listTime(c.last.ts));
+        t.title = new Date(c.last.ts).toLocaleString();
+        top.append(t);
+      }
       const bottom = el('div', 'line');
       const typ = typingTimers.get(c.id);
       bottom.append(
-        el('span', typ ? 'preview typing-note' : 'preview', typ ? `${typ.user} is typing…` : preview(c.last)),
+        el(
+          'span',
+          typ ? 'preview typing-note' : 'preview',
+          typ ? `${nameOf(typ.user)} is typing…` : preview(c.last),
+        ),
       );
       if (c.unread > 0) bottom.append(el('span', 'badge unread', String(c.unread)));
       body.append(top, bottom);
@@ -698,7 +843,7 @@ function renderFriends() {
       li.tabIndex = 0;
       const dot = el('span', 'dot');
       dot.dataset.user = f.user;
-      li.append(dot, el('b', 'grow name', f.user));
+      li.append(dot, el('b', 'grow name', nameOf(f.user)));
       const chat = el('button', 'secondary', 'Chat');
       chat.type = 'button';
       chat.addEventListener('click', () => open(dmConv(me, f.user)));
@@ -713,7 +858,7 @@ function renderFriends() {
     ...friends.incoming.map((u) => {
       const li = el('li', 'item incoming');
       li.dataset.user = u;
-      li.append(el('b', 'grow name', u));
+      li.append(el('b', 'grow name', nameOf(u)));
       const ok = el('button', '', 'Accept');
       ok.type = 'button';
       ok.addEventListener('click', () => addFriend(u));
@@ -731,7 +876,7 @@ function renderFriends() {
   $('outgoing-list').replaceChildren(
     ...friends.outgoing.map((u) => {
       const li = el('li', 'item outgoing');
-      li.append(el('span', 'grow name', u));
+      li.append(el('span', 'grow name', nameOf(u)));
       return li;
     }),
   );
@@ -750,7 +895,7 @@ function renderPresence() {
 
 function renderTyping() {
   const t = openConv && typingTimers.get(openConv);
-  $('typing').textContent = t ? `${t.user} is typing…` : '';
+  $('typing').textContent = t ? `${nameOf(t.user)} is typing…` : '';
 }
 
 function renderHeader(c) {
@@ -776,6 +921,7 @@ function renderConv() {
   $('no-conv').hidden = !!c;
   $('conv-bar').hidden = !c;
   $('msgs').hidden = !c;
+  $('msgs').parentElement.hidden = !c;
   $('composer').hidden = !c;
   $('add-members-form').hidden = true;
   if (!c) return;
@@ -805,7 +951,7 @@ function msgItem(c, m, pending) {
     return li;
   }
   const bubble = el('div', 'bubble');
-  if (c.group && !mine) bubble.append(el('small', 'from', m.from));
+  if (c.group && !mine) bubble.append(el('small', 'from', nameOf(m.from)));
   if (m.recalled) {
     li.classList.add('recalled');
     bubble.append(el('span', 'text', 'Message recalled'));
@@ -816,6 +962,7 @@ function msgItem(c, m, pending) {
     bubble.append(el('span', 'text', `[${m.kind}]${url}`));
   }
   const meta = el('small', 'meta', clock(m.ts));
+  meta.title = new Date(m.ts).toLocaleString();
   if (mine && !m.recalled) {
     const mark = pending ? 'pending' : markOf(c, m);
     const s = el('span', `mark ${mark}`, MARK_TEXT[mark]);
@@ -830,7 +977,7 @@ function msgItem(c, m, pending) {
   } else {
     li.dataset.seq = String(m.seq);
     li.dataset.msgId = m.msg_id;
-    if (mine && !m.recalled) {
+    {
       li.addEventListener('contextmenu', (ev) => {
         ev.preventDefault();
         showMenu(ev.clientX, ev.clientY, m);
@@ -847,10 +994,41 @@ function msgItem(c, m, pending) {
   return li;
 }
 
+/** Whether the message list is scrolled to (near) its end. */
+function atBottom() {
+  const box = $('msgs');
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+}
+
+/** A day divider before the first message of each day. */
+function withDays(items, tsOf) {
+  const out = [];
+  let day = null;
+  for (const li of items) {
+    const ts = tsOf(li);
+    if (ts !== undefined && dayStart(ts) !== day) {
+      day = dayStart(ts);
+      const d = el('li', 'day');
+      d.append(el('span', '', dayLabel(ts)));
+      out.push(d);
+    }
+    out.push(li);
+  }
+  return out;
+}
+
+function renderJump() {
+  const show = !!openConv && !atBottom();
+  $('jump-btn').hidden = !show;
+  if (!show) unseenBelow = 0;
+  $('jump-count').hidden = unseenBelow === 0;
+  $('jump-count').textContent = String(unseenBelow);
+}
+
 function renderMessages(c, opts = {}) {
   const box = $('msgs');
   const fromBottom = box.scrollHeight - box.scrollTop;
-  const atBottom = fromBottom - box.clientHeight < 40;
+  const wasAtBottom = atBottom();
   const seqs = [...c.msgs.keys()].sort((a, b) => a - b);
   const items = seqs.map((s) => msgItem(c, c.msgs.get(s), false));
   for (const o of outbox) {
@@ -866,10 +1044,12 @@ function renderMessages(c, opts = {}) {
       );
     }
   }
-  $('msg-list').replaceChildren(...items);
+  const ts = new Map(items.map((li, i) => [li, i < seqs.length ? c.msgs.get(seqs[i]).ts : Date.now()]));
+  $('msg-list').replaceChildren(...withDays(items, (li) => ts.get(li)));
   $('history-state').textContent = c.complete ? 'Start of the conversation' : c.loading ? 'Loading…' : '';
   if (opts.keepFromBottom) box.scrollTop = box.scrollHeight - fromBottom;
-  else if (opts.toBottom || atBottom) box.scrollTop = box.scrollHeight;
+  else if (opts.toBottom || wasAtBottom) box.scrollTop = box.scrollHeight;
+  renderJump();
   if (c.loading || c.failed) return;
   if (!c.loaded) loadOlder(c);
   else if (!c.complete && box.scrollHeight <= box.clientHeight + 10) loadOlder(c);
@@ -905,10 +1085,11 @@ function showTab(t) {
 function showMenu(x, y, m) {
   menuTarget = m;
   const menu = $('menu');
+  $('recall-btn').hidden = !recallable(m);
   menu.hidden = false;
   menu.style.left = `${Math.min(x, window.innerWidth - menu.offsetWidth - 8)}px`;
   menu.style.top = `${Math.min(y, window.innerHeight - menu.offsetHeight - 8)}px`;
-  $('recall-btn').focus();
+  (recallable(m) ? $('recall-btn') : $('delete-btn')).focus();
 }
 
 function hideMenu() {
@@ -929,6 +1110,13 @@ function toast(msg) {
 
 // ---- page events ----------------------------------------------------
 
+/** The message box grows with its text, up to a third of the window. */
+function fitComposer() {
+  const t = $('text');
+  t.style.height = 'auto';
+  t.style.height = `${Math.min(t.scrollHeight, window.innerHeight / 3)}px`;
+}
+
 function wireApp() {
   $('tab-chats').addEventListener('click', () => showTab('chats'));
   $('tab-friends').addEventListener('click', () => {
@@ -948,8 +1136,18 @@ function wireApp() {
     ev.preventDefault();
     const text = $('text').value.trim();
     $('text').value = '';
+    fitComposer();
     send(text);
   });
+  // Enter sends, Shift+Enter starts a new line (not while an input method
+  // is composing a character).
+  $('text').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      $('composer').requestSubmit();
+    }
+  });
+  $('text').addEventListener('input', fitComposer);
   $('text').addEventListener('input', () => {
     const now = Date.now();
     if (openConv && $('text').value && now - lastTypingSent > 3000) {
@@ -960,6 +1158,16 @@ function wireApp() {
   $('msgs').addEventListener('scroll', () => {
     const c = openConv && convs.get(openConv);
     if (c && $('msgs').scrollTop < 60) loadOlder(c);
+    renderJump();
+  });
+  $('jump-btn').addEventListener('click', () => {
+    unseenBelow = 0;
+    $('msgs').scrollTop = $('msgs').scrollHeight;
+    renderJump();
+  });
+  $('notify-btn').addEventListener('click', async () => {
+    await Notification.requestPermission().catch(() => {});
+    renderNotifyButton();
   });
   $('add-friend-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1017,6 +1225,11 @@ function wireApp() {
     const m = menuTarget;
     hideMenu();
     if (m) recall(m);
+  });
+  $('delete-btn').addEventListener('click', () => {
+    const m = menuTarget;
+    hideMenu();
+    if (m) deleteForMe(m);
   });
   document.addEventListener('click', (ev) => {
     if (!$('menu').contains(ev.target)) hideMenu();

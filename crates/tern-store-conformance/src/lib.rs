@@ -93,6 +93,7 @@ macro_rules! suite {
             ack_reports_receipts,
             ack_many_matches_single_acks,
             mark_read_and_unread_counts,
+            peer_positions_in_the_list,
             recall_rules,
             delete_for_user_hides_for_that_user_only,
             conversations_order_since_limit,

@@ -106,6 +106,9 @@ pub struct ConvRow {
     pub until_ts: Option<i64>,
     pub read_at: i64,
     pub conv_at: i64,
+    /// The other party's positions (1:1 only, else 0).
+    pub peer_delivered: i64,
+    pub peer_read: i64,
 }
 
 impl ConvRow {
@@ -125,6 +128,8 @@ impl ConvRow {
             unread: visible.saturating_sub(read),
             last: None,
             updated_at: self.until_ts.unwrap_or(self.conv_at).max(self.read_at),
+            peer_delivered_seq: self.peer_delivered.max(self.peer_read).max(0) as u64,
+            peer_read_seq: self.peer_read.max(0) as u64,
         }
     }
 }

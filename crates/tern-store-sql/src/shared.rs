@@ -420,8 +420,11 @@ where
         let sql = stmt!(
             D,
             "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
-                    uc.until_ts, uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user_id = ?"
+                    uc.until_ts, uc.read_updated_at, cv.updated_at, \
+                    COALESCE(pc.delivered_seq, 0), COALESCE(pc.read_seq, 0) \
+             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+             LEFT JOIN user_convs pc ON pc.user_id = uc.peer AND pc.conv = uc.conv AND uc.peer <> uc.user_id \
+             WHERE uc.user_id = ?"
         );
         let rows = sqlx::query(sql)
             .bind(user)
@@ -440,6 +443,8 @@ where
                     until_ts: r.try_get(6)?,
                     read_at: r.try_get(7)?,
                     conv_at: r.try_get(8)?,
+                    peer_delivered: r.try_get(9)?,
+                    peer_read: r.try_get(10)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -366,6 +366,7 @@ impl Task {
             "recalled" => self.push(text, Event::Recalled).await,
             "typing" => self.push(text, Event::Typing).await,
             "presence" => self.push(text, Event::Presence).await,
+            "friend" => self.push(text, Event::Friend).await,
             "notify" => self.push(text, Event::Notify).await,
             "room_msg" => self.push(text, Event::RoomMessage).await,
             other => {

@@ -2,8 +2,12 @@
 
 use super::Core;
 use crate::error::{CoreError, CoreResult};
+use crate::frame::encode;
 use crate::now_ms;
+use crate::push::{Outbound, Push};
 use crate::store::{FriendLists, FriendStatus};
+use std::borrow::Cow;
+use tern_proto::wire::{tag, FriendPush};
 use tern_proto::ErrorCode;
 
 impl Core {
@@ -14,7 +18,14 @@ impl Core {
         self.require_user(other).await?;
         self.check_not_blocked(other, user).await?;
         self.check_outgoing_cap(user, other).await?;
-        Ok(self.store.friend_request(user, other, now_ms()).await?)
+        let status = self.store.friend_request(user, other, now_ms()).await?;
+        let (theirs, mine) = match status {
+            FriendStatus::Requested => ("incoming", "outgoing"),
+            FriendStatus::Friends => ("friends", "friends"),
+        };
+        self.push_friend(other, user, theirs);
+        self.push_friend(user, other, mine);
+        Ok(status)
     }
 
     /// Refuses a request that would leave `user` with more unanswered
@@ -41,7 +52,25 @@ impl Core {
 
     pub async fn friend_delete(&self, user: &str, other: &str) -> CoreResult<()> {
         self.require_user(other).await?;
-        Ok(self.store.friend_delete(user, other).await?)
+        self.store.friend_delete(user, other).await?;
+        self.push_friend(other, user, "removed");
+        self.push_friend(user, other, "removed");
+        Ok(())
+    }
+
+    /// Tells `to`'s online devices how `about` now stands with them.
+    fn push_friend(&self, to: &str, about: &str, status: &str) {
+        let frame = encode(&FriendPush {
+            ty: tag::Friend,
+            user: Cow::Borrowed(about),
+            status: Cow::Borrowed(status),
+        });
+        self.fanout.push(Push {
+            users: vec![to.into()],
+            except: None,
+            out: Outbound::Frame(frame),
+            inactive: None,
+        });
     }
 
     /// The lists, with each friend's presence.

@@ -164,6 +164,14 @@ pub struct ConvView<'a> {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last: Option<MsgView<'a>>,
     pub updated_at: i64,
+    /// 1:1 only (an addition): how far the other party's devices have
+    /// received and read, the positions their `receipt` pushes carry.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_delivered_seq: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read_seq: Option<u64>,
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.

@@ -97,6 +97,19 @@ pub struct PresencePush<'a> {
     pub ts: i64,
 }
 
+/// `{"type":"friend","user","status"}` (an addition): the friendship with
+/// `user` changed, as the receiver's `GET /v1/friends` now lists it:
+/// `incoming` (they asked), `outgoing` (you asked, from another device),
+/// `friends` or `removed`. Sent to both sides' online devices, so every
+/// list stays current without polling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendPush<'a> {
+    #[serde(rename = "type")]
+    pub ty: tag::Friend,
+    pub user: Cow<'a, str>,
+    pub status: Cow<'a, str>,
+}
+
 /// `{"type":"notify","conv","max_seq"}`: a large group moved on (to
 /// background devices, instead of the `msg`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

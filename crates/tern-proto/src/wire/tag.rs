@@ -64,4 +64,5 @@ tags! {
     Batch = "batch";
     OfflineDone = "offline_done";
     Pong = "pong";
+    Friend = "friend";
 }

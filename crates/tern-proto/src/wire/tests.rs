@@ -117,6 +117,8 @@ fn ok_sync() {
                 unread: 1,
                 last: Some(msg()),
                 updated_at: 1795000000000,
+                peer_delivered_seq: Some(41),
+                peer_read_seq: Some(39),
             },
             ConvView {
                 conv: c("group:g8x2k"),
@@ -127,6 +129,8 @@ fn ok_sync() {
                 unread: 0,
                 last: None,
                 updated_at: 1794000000000,
+                peer_delivered_seq: None,
+                peer_read_seq: None,
             },
         ],
         total_unread: 1,
@@ -134,7 +138,7 @@ fn ok_sync() {
     let convs = concat!(
         r#""convs":[{"conv":"dm:alice:bob","peer":"bob","max_seq":41,"read_seq":40,"unread":1,"#,
         r#""last":{"msg_id":"7311845012345678901","conv":"dm:alice:bob","seq":41,"from":"alice","to":"bob","kind":"text","content":"hello","ts":1795000000000,"client_msg_id":"6f1c"},"#,
-        r#""updated_at":1795000000000},"#,
+        r#""updated_at":1795000000000,"peer_delivered_seq":41,"peer_read_seq":39},"#,
         r#"{"conv":"group:g8x2k","group":"g8x2k","max_seq":0,"read_seq":0,"unread":0,"last":null,"updated_at":1794000000000}],"total_unread":1"#
     );
     round_trip(

@@ -68,7 +68,9 @@ pub fn router(app: Arc<App>) -> Router {
     let request_timeout = Duration::from_secs(app.cfg.http.request_timeout_secs);
     let (routes, _) = api().split_for_parts();
     routes
-        .merge(crate::web::router())
+        .merge(crate::web::router(crate::web::Settings {
+            recall_window_secs: app.cfg.delivery.recall_window_secs,
+        }))
         .fallback(|| async { ApiError(CoreError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             ApiError(CoreError::new(

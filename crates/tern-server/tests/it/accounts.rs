@@ -166,3 +166,44 @@ async fn friends_request_accept_list_delete() {
     let (st, _) = s.get("/v1/friends", None).await;
     assert_eq!(st, 401);
 }
+
+/// Every change of a friendship is pushed to both sides' online devices,
+/// as each side's list now shows the other.
+#[tokio::test]
+async fn friend_changes_are_pushed_to_both_sides() {
+    let s = Server::start().await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let mut alice = s.connect(&a, "d").await;
+    let mut bob = s.connect(&b, "d").await;
+
+    s.put("/v1/friends/bob", Some(&a)).await;
+    assert_eq!(
+        bob.next_of("friend").await,
+        json!({"type":"friend","user":"alice","status":"incoming"})
+    );
+    assert_eq!(
+        alice.next_of("friend").await,
+        json!({"type":"friend","user":"bob","status":"outgoing"})
+    );
+
+    s.put("/v1/friends/alice", Some(&b)).await;
+    assert_eq!(
+        alice.next_of("friend").await,
+        json!({"type":"friend","user":"bob","status":"friends"})
+    );
+    assert_eq!(
+        bob.next_of("friend").await,
+        json!({"type":"friend","user":"alice","status":"friends"})
+    );
+
+    s.delete("/v1/friends/alice", Some(&b)).await;
+    assert_eq!(
+        alice.next_of("friend").await,
+        json!({"type":"friend","user":"bob","status":"removed"})
+    );
+    assert_eq!(
+        bob.next_of("friend").await,
+        json!({"type":"friend","user":"alice","status":"removed"})
+    );
+}

@@ -332,3 +332,44 @@ async fn delete_hides_from_own_history_only() {
     )
     .await;
 }
+
+/// A 1:1 entry of `sync` carries the peer's delivered and read positions,
+/// so a device that was never pushed the receipts shows them; notes to
+/// oneself carry neither.
+#[tokio::test]
+async fn sync_carries_the_peers_receipt_positions() {
+    let s = Server::start().await;
+    let (ta, _tb, mut a, mut b) = pair(&s, 3).await;
+    let conv = dm("alice", "bob");
+    for _ in 0..3 {
+        b.next_msg().await;
+    }
+    b.send(json!({"type":"ack","conv":conv,"seq":3})).await;
+    a.next_of("receipt").await;
+    b.ok(json!({"type":"read","conv":conv,"seq":2})).await;
+    a.next_of("receipt").await;
+    a.send_text("alice", "self", "a note").await;
+
+    // A new device of alice, asking over HTTP.
+    let (st, v) = s.get("/v1/conversations", Some(&ta)).await;
+    assert_eq!(st, 200);
+    let entry = |c: &str| {
+        v["convs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["conv"] == c)
+            .unwrap()
+            .clone()
+    };
+    let e = entry(&conv);
+    assert_eq!(
+        (
+            e["peer_delivered_seq"].as_u64(),
+            e["peer_read_seq"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+    let own = entry(&dm("alice", "alice"));
+    assert!(own.get("peer_read_seq").is_none() && own.get("peer_delivered_seq").is_none());
+}

@@ -112,6 +112,37 @@ pub async fn mark_read_and_unread_counts(s: &dyn Store) {
     assert_eq!(convs(s, "ann").await.total_unread, 0);
 }
 
+/// The other party's delivered and read positions in the list (1:1 only):
+/// acks move delivered, reads move both, neither goes back.
+pub async fn peer_positions_in_the_list(s: &dyn Store) {
+    let ab = dm_conv("pam", "pia");
+    for i in 1..=3 {
+        send(s, dm("pam", "pia", 100 + i, &format!("p{i}"))).await;
+    }
+    let peer = |l: &ConvList, conv: &str| {
+        let c = l.convs.iter().find(|c| c.conv == conv).unwrap();
+        (c.peer_delivered_seq, c.peer_read_seq)
+    };
+    assert_eq!(peer(&convs(s, "pam").await, &ab), (0, 0));
+    s.ack("pia", &ab, 2, Some("pam")).await.unwrap();
+    assert_eq!(peer(&convs(s, "pam").await, &ab), (2, 0));
+    s.mark_read("pia", &ab, 1, 200).await.unwrap();
+    assert_eq!(peer(&convs(s, "pam").await, &ab), (2, 1));
+    s.mark_read("pia", &ab, 3, 210).await.unwrap();
+    assert_eq!(peer(&convs(s, "pam").await, &ab), (3, 3));
+    s.ack("pia", &ab, 1, Some("pam")).await.unwrap();
+    assert_eq!(peer(&convs(s, "pam").await, &ab), (3, 3));
+    // pia's side shows pam's positions: pam sent everything, so read it.
+    assert_eq!(peer(&convs(s, "pia").await, &ab), (3, 3));
+
+    // Notes to oneself and groups have no peer.
+    let own = dm_conv("pam", "pam");
+    send(s, dm("pam", "pam", 300, "self")).await;
+    assert_eq!(peer(&convs(s, "pam").await, &own), (0, 0));
+    send(s, create("gpp", "pam", 310)).await;
+    assert_eq!(peer(&convs(s, "pam").await, &group_conv("gpp")), (0, 0));
+}
+
 // ----- recall and delete -----
 
 pub async fn recall_rules(s: &dyn Store) {

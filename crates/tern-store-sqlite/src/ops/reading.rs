@@ -209,8 +209,10 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
     let mut st = c
         .prepare_cached(
             "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, uc.until_ts, \
-                    uc.read_updated_at, cv.updated_at \
-             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv WHERE uc.user = ?1",
+                    uc.read_updated_at, cv.updated_at, coalesce(pc.delivered_seq, 0), coalesce(pc.read_seq, 0) \
+             FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
+             LEFT JOIN user_convs pc ON pc.user = uc.peer AND pc.conv = uc.conv AND uc.peer <> uc.user \
+             WHERE uc.user = ?1",
         )
         .map_err(be)?;
     let rows = st
@@ -221,6 +223,8 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
             let until_ts: Option<i64> = r.get(6)?;
             let read_at: i64 = r.get(7)?;
             let conv_at: i64 = r.get(8)?;
+            let peer_delivered: i64 = r.get(9)?;
+            let peer_read: i64 = r.get(10)?;
             let visible = until.map_or(max, |u| u.min(max)) as u64;
             let activity = until_ts.unwrap_or(conv_at);
             Ok(ConvSummary {
@@ -232,6 +236,8 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
                 unread: visible.saturating_sub(read as u64),
                 last: None,
                 updated_at: activity.max(read_at),
+                peer_delivered_seq: peer_delivered.max(peer_read) as u64,
+                peer_read_seq: peer_read as u64,
             })
         })
         .map_err(be)?;

@@ -385,6 +385,12 @@ async fn on_event(chat: &mut Chat, s: &Session, ev: Event) -> anyhow::Result<()>
                 if p.online { "online" } else { "offline" }
             );
         }
+        Event::Friend(f) => match &*f.status {
+            "incoming" => println!("* {} asked to be your friend (/friend {0} accepts)", f.user),
+            "outgoing" => println!("* you asked {} to be your friend", f.user),
+            "friends" => println!("* you and {} are friends", f.user),
+            _ => println!("* {} is no longer your friend", f.user),
+        },
         Event::Recalled(r) => println!(
             "* {} recalled message #{} in {}",
             r.by,

@@ -3,7 +3,9 @@
 // Two users (a desktop page and a phone-sized page, each in its own
 // browser context) register, befriend, chat, see presence, typing,
 // delivered and read marks and unread badges, recall, use a group and
-// older history; one page reloads and the server is restarted in the
+// older history, day dividers, multi-line messages, display names,
+// jump-to-latest, delete-for-me, receipts restored on a new page and
+// friend requests pushed; one page reloads and the server is restarted in the
 // middle, and both pages must end with the same messages, none lost or
 // doubled. Screenshots go to OUTDIR.
 //
@@ -150,7 +152,8 @@ try {
   await b.click('#tab-friends');
   await b.click('#incoming-list li[data-user="alice"] button:has-text("Accept")');
   await b.waitForSelector('#friend-list li[data-user="alice"]');
-  await a.click('#tab-friends');
+  // Alice's list moves by the pushed acceptance alone (no click, no
+  // polling).
   await a.waitForSelector('#friend-list li[data-user="bob"]');
 
   step('presence');
@@ -188,14 +191,30 @@ try {
   await expectTexts(a, ['hello bob', 'hi alice <b>not bold</b>'], 'alice');
   check((await a.$$('#msg-list b')).length === 0, 'user content is text, not HTML');
   await waitMark(b, 'hi alice <b>not bold</b>', 'read');
+  check(
+    (await a.$$eval('#msg-list li.day', (els) => els.map((e) => e.textContent))).join() === 'Today',
+    'one day divider, "Today"',
+  );
+
+  step('a message of two lines: Shift+Enter, then Enter');
+  await b.fill('#text', 'line one');
+  await b.press('#text', 'Shift+Enter');
+  await b.type('#text', 'line two');
+  await b.press('#text', 'Enter');
+  await expectTexts(a, ['hello bob', 'hi alice <b>not bold</b>', 'line one\nline two'], 'alice');
+  // Another's message offers no recall, only delete-for-me.
+  await a.click('#msg-list li.msg.theirs:last-child .bubble', { button: 'right' });
+  check(await a.isVisible('#delete-btn'), 'delete offered');
+  check(!(await a.isVisible('#recall-btn')), "no recall of another's message");
+  await a.keyboard.press('Escape');
 
   step('recall');
   await sendText(a, 'oops');
-  await expectTexts(b, ['hello bob', 'hi alice <b>not bold</b>', 'oops'], 'bob');
+  await expectTexts(b, ['hello bob', 'hi alice <b>not bold</b>', 'line one\nline two', 'oops'], 'bob');
   await waitMark(a, 'oops', 'read');
   await a.click('#msg-list li.msg.mine:last-child .bubble', { button: 'right' });
   await a.click('#recall-btn');
-  const afterRecall = ['hello bob', 'hi alice <b>not bold</b>', 'Message recalled'];
+  const afterRecall = ['hello bob', 'hi alice <b>not bold</b>', 'line one\nline two', 'Message recalled'];
   await expectTexts(a, afterRecall, 'alice');
   await expectTexts(b, afterRecall, 'bob');
   await shot(a, 'desktop-chat.png');
@@ -205,7 +224,7 @@ try {
   const carol = await fetch(`${url}v1/users`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ user: 'carol', password: PASSWORD }),
+    body: JSON.stringify({ user: 'carol', password: PASSWORD, name: 'Carol Jones' }),
   });
   check(carol.status === 201, `carol registered (${carol.status})`);
   await a.click('#tab-chats');
@@ -246,6 +265,9 @@ try {
   await b.waitForSelector('#conv-list li[data-conv="dm:bob:carol"] .preview:has-text("carol 70")', {
     state: 'attached',
   });
+  await b.waitForSelector('#conv-list li[data-conv="dm:bob:carol"] .name:has-text("Carol Jones")', {
+    state: 'attached',
+  });
   await b.waitForTimeout(300);
 
   step('bob reloads; alice writes meanwhile');
@@ -274,12 +296,15 @@ try {
   await b.$eval('#msgs', (el) => {
     el.scrollTop = 0;
   });
+  await b.waitForSelector('#jump-btn:not([hidden])');
   await expectTexts(
     b,
     Array.from({ length: 70 }, (_, i) => `carol ${i + 1}`),
     'bob after scrolling up',
   );
   await noDuplicates(b, 'bob');
+  await b.click('#jump-btn');
+  await b.waitForSelector('#jump-btn', { state: 'hidden' });
   await b.click('#back-btn');
   await b.click(`#conv-list li[data-conv="${dm}"]`);
 
@@ -310,6 +335,15 @@ try {
   await a2.click(`#conv-list li[data-conv="${dm}"]`);
   await expectTexts(a2, end, 'alice on a second page');
   await noDuplicates(a2, 'alice on a second page');
+  // Receipts come from the server, not from what this page was pushed.
+  await waitMark(a2, 'sent while the server was down', 'read');
+  await waitMark(a2, 'hello bob', 'read');
+
+  step('delete for me: gone on this user\'s pages, kept for the other');
+  await a2.click('#msg-list li.msg.mine .bubble >> nth=0', { button: 'right' });
+  await a2.click('#delete-btn');
+  await expectTexts(a2, end.slice(1), 'alice after deleting her first message');
+  await expectTexts(b, end, 'bob keeps it');
 
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
