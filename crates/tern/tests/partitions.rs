@@ -30,15 +30,13 @@ mod common;
 mod cluster_harness;
 mod support;
 
+use cluster_harness::traffic::{watch, Traffic};
 use cluster_harness::*;
-use common::{dm, Client};
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::Tern;
-use tokio::sync::{mpsc, oneshot};
 
 /// What is cut between node A and the rest.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,158 +73,6 @@ impl Form {
             }
         }
     }
-}
-
-/// An acknowledged message: its conversation and seq, who sent it, when
-/// its `ok` came.
-#[derive(Clone)]
-struct Acked {
-    conv: String,
-    seq: u64,
-    cmid: String,
-    from: String,
-    at: Instant,
-}
-
-/// What one receiving connection got: per `(conv, seq)`, when first and
-/// how many times.
-#[derive(Default)]
-struct Seen {
-    got: HashMap<(String, u64), (Instant, u32)>,
-}
-
-/// One user's main connection, in a task of its own that reads (and acks)
-/// every push all the time and sends when told to.
-struct Peer {
-    user: String,
-    seen: Arc<Mutex<Seen>>,
-    cmds: mpsc::Sender<(usize, Duration, oneshot::Sender<()>)>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Client, usize)>,
-}
-
-/// Sending: `to` a user, or to the group.
-#[derive(Clone)]
-struct Targets {
-    to: String,
-    group: String,
-}
-
-fn peer(
-    mut c: Client,
-    user: String,
-    targets: Targets,
-    acked: Arc<Mutex<Vec<Acked>>>,
-) -> Peer {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = mpsc::channel::<(usize, Duration, oneshot::Sender<()>)>(4);
-    let (seen2, stop2, user2) = (seen.clone(), stop.clone(), user.clone());
-    let task = tokio::spawn(async move {
-        let mut sent = 0usize;
-        let mut errors = 0usize;
-        loop {
-            read(&mut c, &seen2, Duration::from_millis(20)).await;
-            if stop2.load(Ordering::Acquire) {
-                return (c, errors);
-            }
-            let Ok((n, pace, done)) = rx.try_recv() else {
-                continue;
-            };
-            for _ in 0..n {
-                sent += 1;
-                let cmid = format!("{user2}-{sent}");
-                let (field, to, conv) = if sent % 2 == 0 {
-                    ("group", &targets.group, format!("group:{}", targets.group))
-                } else {
-                    ("to", &targets.to, dm(&user2, &targets.to))
-                };
-                // A send that fails is retried with its client_msg_id
-                // until it is acknowledged.
-                loop {
-                    let r = c
-                        .request(json!({"type": "send", field: to, "client_msg_id": cmid,
-                            "kind": "text", "content": cmid}))
-                        .await;
-                    if r["type"] == "ok" {
-                        assert_eq!(r["conv"].as_str(), Some(conv.as_str()), "{r}");
-                        acked.lock().unwrap().push(Acked {
-                            conv: conv.clone(),
-                            seq: r["seq"].as_u64().unwrap(),
-                            cmid: cmid.clone(),
-                            from: user2.clone(),
-                            at: Instant::now(),
-                        });
-                        break;
-                    }
-                    assert_eq!(r["code"], "unavailable", "send {cmid}: {r}");
-                    errors += 1;
-                    read(&mut c, &seen2, Duration::from_millis(200)).await;
-                }
-                read(&mut c, &seen2, pace).await;
-            }
-            let _ = done.send(());
-        }
-    });
-    Peer {
-        user,
-        seen,
-        cmds: tx,
-        stop,
-        task,
-    }
-}
-
-/// Reads for `d` (at least one wait): records and acks every `msg` push.
-async fn read(c: &mut Client, seen: &Mutex<Seen>, d: Duration) {
-    let until = tokio::time::Instant::now() + d;
-    loop {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let Some(f) = c.next_within(left).await else {
-            if c.closed().is_some() {
-                panic!("a receiver's connection was closed: {:?}", c.closed());
-            }
-            return;
-        };
-        if f["type"] != "msg" {
-            continue;
-        }
-        let m = &f["msg"];
-        let (conv, seq) = (m["conv"].as_str().unwrap(), m["seq"].as_u64().unwrap());
-        seen.lock().unwrap()
-            .got
-            .entry((conv.to_owned(), seq))
-            .or_insert((Instant::now(), 0))
-            .1 += 1;
-        c.send(json!({"type": "ack", "conv": conv, "seq": seq}))
-            .await;
-    }
-}
-
-/// Every peer sends `n` messages, `pace` apart; returns once all are
-/// acknowledged.
-async fn send_all(peers: &[Peer], n: usize, pace: Duration) {
-    let mut waits = Vec::new();
-    for p in peers {
-        let (tx, rx) = oneshot::channel();
-        p.cmds.send((n, pace, tx)).await.unwrap();
-        waits.push(rx);
-    }
-    for w in waits {
-        w.await.expect("a peer's task ended");
-    }
-}
-
-/// Reads a connection that is not a peer (so pings are answered) until it
-/// is closed or `stop`; returns it with its close code.
-fn watch(mut c: Client, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(Client, Option<u16>)> {
-    tokio::spawn(async move {
-        while !stop.load(Ordering::Acquire) && c.closed().is_none() {
-            let _ = c.next_within(Duration::from_millis(100)).await;
-        }
-        let code = c.closed();
-        (c, code)
-    })
 }
 
 async fn redis_routes(url: &str, key: &str) -> HashMap<String, String> {
@@ -297,16 +143,11 @@ async fn partition(cut: Cut) {
         tokens.push(c.node(i).user(u).await);
     }
     let gid = new_group(c.node(1), &tokens[1], &["ua", "uc"]).await;
-    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let mut peers = Vec::new();
+    let mut clients = Vec::new();
     for (i, u) in users.iter().enumerate() {
-        let client = connect(c.node(i), &tokens[i], "d").await;
-        let targets = Targets {
-            to: users[(i + 1) % 3].to_owned(),
-            group: gid.clone(),
-        };
-        peers.push(peer(client, (*u).to_owned(), targets, acked.clone()));
+        clients.push(((*u).to_owned(), connect(c.node(i), &tokens[i], "d").await));
     }
+    let traffic = Traffic::start(clients, &gid);
     // ua's other devices on A: the phone will move to B without closing
     // here; the tablet will close here, then connect to B.
     let stop_watch = Arc::new(AtomicBool::new(false));
@@ -322,8 +163,7 @@ async fn partition(cut: Cut) {
     .await;
 
     let pace = Duration::from_millis(30);
-    send_all(&peers, form.per_phase, pace).await;
-    let before = acked.lock().unwrap().len();
+    traffic.send(form.per_phase, pace).await;
 
     // The cut.
     let (ra, na) = &relays[0];
@@ -334,16 +174,9 @@ async fn partition(cut: Cut) {
         na.cut();
     }
     let cut_at = Instant::now();
-    let during_pace = form.cut / form.per_phase as u32;
-    let sending = {
-        let mut waits = Vec::new();
-        for p in &peers {
-            let (tx, rx) = oneshot::channel();
-            p.cmds.send((form.per_phase, during_pace, tx)).await.unwrap();
-            waits.push(rx);
-        }
-        waits
-    };
+    let sending = traffic
+        .begin(form.per_phase, form.cut / form.per_phase as u32)
+        .await;
     // Past the presence expiry: the other nodes count A dead (Redis cut).
     tokio::time::sleep(Duration::from_millis(2000)).await;
     tablet_a.close().await;
@@ -356,46 +189,13 @@ async fn partition(cut: Cut) {
     for w in sending {
         w.await.expect("a peer's task ended");
     }
-    let during = acked.lock().unwrap().len() - before;
-    send_all(&peers, form.per_phase, pace).await;
+    traffic.send(form.per_phase, pace).await;
     let sent = 3 * 3 * form.per_phase;
-    let all: Vec<Acked> = acked.lock().unwrap().clone();
-    assert_eq!(all.len(), sent, "every send acknowledged (retried until then)");
+    assert_eq!(traffic.acked().len(), sent, "every send acknowledged (retried until then)");
 
     // Every receiver got every message, live or by catch-up.
-    let expected = |p: &Peer| -> Vec<&Acked> {
-        all.iter()
-            .filter(|a| {
-                a.from != p.user
-                    && (a.conv.starts_with("group:") || a.conv == dm(&a.from, &p.user))
-            })
-            .collect()
-    };
     let bound = Duration::from_secs(if form.long { 60 } else { 20 });
-    let deadline = Instant::now() + bound;
-    for p in &peers {
-        let want = expected(p);
-        loop {
-            let missing: Vec<String> = {
-                let seen = p.seen.lock().unwrap();
-                want.iter()
-                    .filter(|a| !seen.got.contains_key(&(a.conv.clone(), a.seq)))
-                    .map(|a| format!("{} {}#{}", a.cmid, a.conv, a.seq))
-                    .collect()
-            };
-            if missing.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is missing {} of {} messages after {bound:?}: {missing:?}",
-                p.user,
-                missing.len(),
-                want.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    traffic.all_delivered(bound).await;
     let recovered = healed.elapsed();
 
     // A's stale connection of the device that moved is closed with 4009;
@@ -444,66 +244,18 @@ async fn partition(cut: Cut) {
     }
 
     // Every acknowledged message in history, exactly once.
-    let mut convs: Vec<String> = all.iter().map(|a| a.conv.clone()).collect();
-    convs.sort();
-    convs.dedup();
-    let mut in_history = 0;
-    for conv in &convs {
-        // Read by a member: the sender of its first message.
-        let from = &all.iter().find(|a| &a.conv == conv).unwrap().from;
-        let i = users.iter().position(|u| u == from).unwrap();
-        let h = full_history(c.node(2), &tokens[i], conv).await;
-        let mut by_cmid: HashMap<&str, Vec<u64>> = HashMap::new();
-        for m in &h {
-            if let Some(cmid) = m["client_msg_id"].as_str() {
-                by_cmid
-                    .entry(cmid)
-                    .or_default()
-                    .push(m["seq"].as_u64().unwrap());
-            }
-        }
-        for a in all.iter().filter(|a| &a.conv == conv) {
-            assert_eq!(
-                by_cmid.get(a.cmid.as_str()),
-                Some(&vec![a.seq]),
-                "{} in {conv}: once, at its seq",
-                a.cmid
-            );
-            in_history += 1;
-        }
-    }
-
-    // The counts.
-    let (mut live, mut caught_up, mut dups, mut delivered) = (0, 0, 0, 0);
-    for p in &peers {
-        let seen = p.seen.lock().unwrap();
-        for a in expected(p) {
-            let (at, n) = seen.got[&(a.conv.clone(), a.seq)];
-            delivered += 1;
-            dups += n - 1;
-            if at.saturating_duration_since(a.at) < Duration::from_secs(1) {
-                live += 1;
-            } else {
-                caught_up += 1;
-            }
-        }
-    }
-    let mut errors = 0;
-    for p in peers {
-        p.stop.store(true, Ordering::Release);
-        let (client, e) = p.task.await.unwrap();
-        errors += e;
-        client.close().await;
-    }
+    let by_user: HashMap<String, String> = users
+        .iter()
+        .zip(&tokens)
+        .map(|(u, t)| ((*u).to_owned(), t.clone()))
+        .collect();
+    let counts = traffic.finish(c.node(2), &by_user).await;
     eprintln!(
-        "partition {cut:?}: cut {:?}; sent {sent}, acknowledged {} ({during} during the cut, \
-         {errors} attempts answered unavailable and retried), in history {in_history}; \
-         delivered {delivered} ({live} live, {caught_up} by catch-up), duplicates {dups}; \
-         all delivered {:.1} s after the heal",
+        "partition {cut:?}: cut {:?}; sent {sent}, {}; all delivered {:.1} s after the heal",
         form.cut,
-        all.len(),
+        counts.line(),
         recovered.as_secs_f64()
     );
-    assert_eq!(in_history, sent);
-    assert_eq!(dups, 0, "no receiver got a message twice");
+    assert_eq!(counts.in_history, sent);
+    assert_eq!(counts.duplicates, 0, "no receiver got a message twice");
 }

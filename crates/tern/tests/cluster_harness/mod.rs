@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod traffic;
+
 use crate::common::Client;
 use crate::support::{serve_cmd, Tern};
 use serde_json::{json, Value};
