@@ -47,6 +47,10 @@ enum Cut {
     Peers,
 }
 
+/// Messages the users on B and C each send at once during the cut (half
+/// to the group).
+const BURST: usize = 80;
+
 /// How much traffic, how long a cut.
 struct Form {
     /// Messages each user sends in each of the three phases.
@@ -182,6 +186,15 @@ async fn partition(cut: Cut) {
     tablet_a.close().await;
     let phone_b = watch(connect(c.node(1), &tokens[0], "phone").await, stop_watch.clone());
     let tablet_b = watch(connect(c.node(1), &tokens[0], "tablet").await, stop_watch.clone());
+    // A burst from B and C while they count A dead (Redis cut): a gap of
+    // more than one page (100) in the group for A's receivers. (With A
+    // cut off from NATS only, A stays live for the others, and each
+    // group send it does not own waits `cluster.forward_timeout_ms` for
+    // the owner before A appends it itself: no burst there.)
+    let burst = if cut == Cut::Nats { 0 } else { BURST };
+    for w in traffic.begin_some(&[1, 2], burst, Duration::ZERO).await {
+        w.await.expect("a peer's task ended");
+    }
     tokio::time::sleep(form.cut.saturating_sub(cut_at.elapsed())).await;
     ra.restore();
     na.restore();
@@ -190,7 +203,7 @@ async fn partition(cut: Cut) {
         w.await.expect("a peer's task ended");
     }
     traffic.send(form.per_phase, pace).await;
-    let sent = 3 * 3 * form.per_phase;
+    let sent = 3 * 3 * form.per_phase + 2 * burst;
     assert_eq!(traffic.acked().len(), sent, "every send acknowledged (retried until then)");
 
     // Every receiver got every message, live or by catch-up.

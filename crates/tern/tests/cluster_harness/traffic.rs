@@ -161,8 +161,19 @@ impl Traffic {
     /// Every peer starts sending `n` messages, `pace` apart; each receiver
     /// answers once its peer's are all acknowledged.
     pub async fn begin(&self, n: usize, pace: Duration) -> Vec<oneshot::Receiver<()>> {
+        let all: Vec<usize> = (0..self.peers.len()).collect();
+        self.begin_some(&all, n, pace).await
+    }
+
+    /// As `begin`, for the peers at `which` only.
+    pub async fn begin_some(
+        &self,
+        which: &[usize],
+        n: usize,
+        pace: Duration,
+    ) -> Vec<oneshot::Receiver<()>> {
         let mut waits = Vec::new();
-        for p in &self.peers {
+        for p in which.iter().map(|&i| &self.peers[i]) {
             let (tx, rx) = oneshot::channel();
             p.cmds.send((n, pace, tx)).await.unwrap();
             waits.push(rx);
@@ -331,15 +342,22 @@ async fn read(c: &mut Client, seen: &Mutex<Seen>, d: Duration) {
     }
 }
 
-/// Reads a connection that is not a peer (so its pings are answered)
-/// until it is closed or `stop`; returns it with its close code.
+/// Reads a connection that is not a peer (so its pings are answered, and
+/// it sends one of its own every 5 s) until it is closed or `stop`;
+/// returns it with its close code.
 pub fn watch(
     mut c: Client,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(Client, Option<u16>)> {
     tokio::spawn(async move {
+        let mut pinged = Instant::now();
         while !stop.load(Ordering::Acquire) && c.closed().is_none() {
             let _ = c.next_within(Duration::from_millis(100)).await;
+            // Not idle (the server closes a silent connection with 1000).
+            if pinged.elapsed() > Duration::from_secs(5) {
+                pinged = Instant::now();
+                let _ = c.try_send(json!({"type": "ping"})).await;
+            }
         }
         let code = c.closed();
         (c, code)
