@@ -102,6 +102,7 @@ checks! {
     routes_and_online_across_nodes: 2,
     same_device_replaces: 2,
     stale_disconnect_keeps_newer_route: 2,
+    restore_keeps_route_elsewhere: 2,
     nodes_of_order_and_dedup: 3,
     rooms_per_node: 3,
 }

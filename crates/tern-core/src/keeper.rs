@@ -5,7 +5,9 @@
 //! any write of this node that failed while presence was unreachable, the
 //! keeper writes back the route of every connection the hub holds and the
 //! rooms with members here, and records the disconnects that failed: once
-//! a second until presence answers again.
+//! a second until presence answers again. A device that connected to
+//! another node meanwhile keeps that route; its connection here is closed
+//! with 4009, as if it had been replaced then.
 //!
 //! [`NodeSet::losses`]: crate::presence::NodeSet::losses
 
@@ -18,6 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tern_proto::close;
 
 /// How often a failed restore is tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -108,7 +111,18 @@ async fn restore(
         .into_iter()
         .map(|(user, device, conn)| (user, device, Route { node, conn }))
         .collect();
-    presence.restore(&routes).await?;
+    let elsewhere = presence.restore(&routes).await?;
+    // Devices that connected to another node while this one could not
+    // write: their connections here are stale. Their disconnects find the
+    // other node's route and leave it (routes are compared by connection).
+    for &i in &elsewhere {
+        let (user, device, route) = &routes[i];
+        for c in hub.devices(user) {
+            if c.id == route.conn && c.device == *device && c.kick(close::REPLACED) {
+                tracing::info!(%user, %device, "presence: device connected elsewhere meanwhile; closing it here");
+            }
+        }
+    }
     let names = rooms.names();
     for room in &names {
         presence.room_joined(room).await?;
@@ -135,6 +149,7 @@ async fn restore(
     }
     tracing::info!(
         routes = routes.len(),
+        elsewhere = elsewhere.len(),
         rooms = names.len(),
         "presence: this node's routes and rooms written"
     );

@@ -67,9 +67,16 @@ pub trait Routes: Send + Sync + 'static {
     /// Per user, in order: the live nodes holding a device of theirs.
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>>;
     /// Writes routes of this node's connections, `(user, device, route)`,
-    /// as they are: after a loss, what the node holds is the truth. Replaces
-    /// nothing and announces nothing.
-    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()>;
+    /// after a loss: what the node holds is the truth for its own
+    /// connections, but not for a device that connected to another node
+    /// meanwhile (this node was cut off from presence, so nobody closed
+    /// its connection here). A route is written only where the device has
+    /// none, one of this node's, or one of a node no longer live. Returns
+    /// the indices in `routes` not written because the device's route
+    /// names another live node: those connections here are stale and are
+    /// to be closed with 4009. Announces nothing.
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)])
+        -> PlumbingResult<Vec<usize>>;
 }
 
 /// The nodes with members of each live room.
@@ -199,15 +206,23 @@ impl Routes for LocalPresence {
             .collect())
     }
 
-    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()> {
+    async fn restore(
+        &self,
+        routes: &[(Arc<str>, Arc<str>, Route)],
+    ) -> PlumbingResult<Vec<usize>> {
         let mut s = self.state.write();
-        for (user, device, route) in routes {
-            s.routes
-                .entry(user.to_string())
-                .or_default()
-                .insert(device.to_string(), *route);
+        let mut elsewhere = Vec::new();
+        for (i, (user, device, route)) in routes.iter().enumerate() {
+            let devices = s.routes.entry(user.to_string()).or_default();
+            match devices.get(&**device) {
+                // Nodes of one process never die: another node's route is live.
+                Some(cur) if cur.node != route.node => elsewhere.push(i),
+                _ => {
+                    devices.insert(device.to_string(), *route);
+                }
+            }
         }
-        Ok(())
+        Ok(elsewhere)
     }
 }
 

@@ -15,7 +15,7 @@ use tern_core::NodeId;
 use tokio::sync::watch;
 
 mod scripts;
-use scripts::{ALLOCATE, CONNECTED, DISCONNECTED, HEARTBEAT, LEAVE, LIVE_FN, NOW_MS};
+use scripts::{ALLOCATE, CONNECTED, DISCONNECTED, HEARTBEAT, LEAVE, LIVE_FN, NOW_MS, RESTORE};
 
 /// Node ids are allocated in `0..NODE_IDS` (the node part of message ids).
 pub const NODE_IDS: u16 = 1024;
@@ -76,6 +76,7 @@ const RESTORE_CHUNK: usize = 1000;
 struct Scripts {
     connected: Lua,
     disconnected: Lua,
+    restore: Lua,
     heartbeat: Lua,
     leave: Lua,
 }
@@ -154,6 +155,7 @@ impl RedisPresence {
             scripts: Scripts {
                 connected: Lua::new(&format!("{NOW_MS}{LIVE_FN}{CONNECTED}")),
                 disconnected: Lua::new(&format!("{NOW_MS}{LIVE_FN}{DISCONNECTED}")),
+                restore: Lua::new(&format!("{NOW_MS}{LIVE_FN}{RESTORE}")),
                 heartbeat: Lua::new(&format!("{NOW_MS}{HEARTBEAT}")),
                 leave: Lua::new(LEAVE),
             },
@@ -495,18 +497,27 @@ impl Routes for RedisPresence {
         self.live_route_nodes(users).await
     }
 
-    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<()> {
+    async fn restore(
+        &self,
+        routes: &[(Arc<str>, Arc<str>, Route)],
+    ) -> PlumbingResult<Vec<usize>> {
         let i = &self.inner;
-        for chunk in routes.chunks(RESTORE_CHUNK) {
-            let mut pipe = redis::pipe();
-            for (user, device, route) in chunk {
-                pipe.hset(i.route_key(user), &**device, i.value(*route))
-                    .ignore();
+        let mut elsewhere = Vec::new();
+        for (c, chunk) in routes.chunks(RESTORE_CHUNK).enumerate() {
+            let mut inv = i.scripts.restore.prepare_invoke();
+            inv.key(&i.lease_key).key(&i.nodes_key).key(&i.gen_key);
+            for (user, _, _) in chunk {
+                inv.key(i.route_key(user));
+            }
+            inv.arg(i.node).arg(0).arg(i.expiry_ms);
+            for (_, device, route) in chunk {
+                inv.arg(&**device).arg(i.value(*route));
             }
             let mut con = i.con.clone();
-            call(pipe.query_async::<()>(&mut con)).await?;
+            let skipped: Vec<usize> = call(inv.invoke_async(&mut con)).await?;
+            elsewhere.extend(skipped.into_iter().map(|k| c * RESTORE_CHUNK + k));
         }
-        Ok(())
+        Ok(elsewhere)
     }
 }
 

@@ -70,6 +70,27 @@ end
 return last
 ";
 
+/// KEYS: lease (unused), nodes zset, gen hash, then one routes hash per
+/// route. ARGV: this node's id, unused, expiry, then device and value per
+/// route. Writes each route unless the device's route names another node
+/// that is live (it connected there while this node could not write);
+/// returns the 0-based indices of those not written.
+pub(super) const RESTORE: &str = r"
+local me = ARGV[1]
+local out = {}
+for i = 4, #KEYS do
+  local a = 2 * (i - 4) + 4
+  local d, v = ARGV[a], ARGV[a + 1]
+  local cur = redis.call('HGET', KEYS[i], d)
+  if cur and string.match(cur, '^(%d+):') ~= me and live(cur) then
+    table.insert(out, i - 4)
+  else
+    redis.call('HSET', KEYS[i], d, v)
+  end
+end
+return out
+";
+
 /// KEYS: nodes zset, gen hash. ARGV: prefix, token, expiry, start, fixed.
 /// Takes the first free id from `start` on (only `start` when fixed).
 /// Returns {id, gen} or {-1, 0}.

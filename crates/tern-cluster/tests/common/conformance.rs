@@ -164,6 +164,45 @@ pub async fn stale_disconnect_keeps_newer_route(p: &[&dyn Presence]) {
     assert_eq!(b.online(&["dan"]).await.unwrap(), [false]);
 }
 
+/// Routes written back after a loss (`restore`) leave a device that
+/// connected to another node meanwhile there and name it, so that its
+/// stale connection on the restoring node can be closed; a route of the
+/// restoring node's own, or none, is written. A disconnect of the stale
+/// connection then leaves the other node's route.
+pub async fn restore_keeps_route_elsewhere(p: &[&dyn Presence]) {
+    let (a, b) = (p[0], p[1]);
+    let (ra, rb) = (route(a, 30), route(b, 40));
+    a.connected("eve", "phone", ra).await.unwrap();
+    // Connected to b while a could not write: a still holds ra.
+    b.connected("eve", "phone", rb).await.unwrap();
+    a.connected("gil", "phone", route(a, 50)).await.unwrap();
+    let routes: Vec<(Arc<str>, Arc<str>, Route)> = vec![
+        ("eve".into(), "phone".into(), ra),
+        ("eve".into(), "tablet".into(), route(a, 31)),
+        ("fay".into(), "phone".into(), route(a, 32)),
+        ("gil".into(), "phone".into(), route(a, 51)),
+    ];
+    assert_eq!(a.restore(&routes).await.unwrap(), [0], "eve's phone is b's");
+    assert_eq!(
+        a.nodes_of(&["eve".into(), "fay".into(), "gil".into()])
+            .await
+            .unwrap(),
+        [
+            sorted(vec![a.node(), b.node()]),
+            vec![a.node()],
+            vec![a.node()]
+        ]
+    );
+    // The stale connection's disconnect leaves b's route.
+    assert!(!a.disconnected("eve", "phone", ra).await.unwrap());
+    assert!(!a.disconnected("eve", "tablet", route(a, 31)).await.unwrap());
+    assert_eq!(b.nodes_of(&["eve".into()]).await.unwrap(), [vec![b.node()]]);
+    assert!(b.disconnected("eve", "phone", rb).await.unwrap());
+    // a's own route was overwritten by the newer one of a.
+    assert!(!a.disconnected("gil", "phone", route(a, 50)).await.unwrap());
+    assert!(a.disconnected("gil", "phone", route(a, 51)).await.unwrap());
+}
+
 /// `nodes_of` answers per user in order, each list sorted without
 /// duplicates.
 pub async fn nodes_of_order_and_dedup(p: &[&dyn Presence]) {

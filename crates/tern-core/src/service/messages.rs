@@ -221,9 +221,13 @@ impl Core {
 
     /// Messages of `conv` strictly between `after` and `before` that `user`
     /// can see and did not send (a device's own sends are answered, not
-    /// pushed), for a device whose pushes skipped them. At most 100; empty
-    /// when the store does not answer within 2 s (the client then fills
-    /// the gap from history itself).
+    /// pushed), for a device whose pushes skipped them (a node that was
+    /// cut off from the others, for one). Read in pages of at most
+    /// `HISTORY_MAX`, the oldest first, up to `delivery.offline_cap`
+    /// messages, the bound of what a reconnecting device is pushed: past
+    /// it, or when the store does not answer a page within 2 s, the fill
+    /// stops there (in seq order) and the client fills the rest from
+    /// history itself (PROTOCOL.md 2.3).
     pub async fn gap_fill(
         &self,
         user: &str,
@@ -232,24 +236,37 @@ impl Core {
         before: u64,
     ) -> Vec<StoredMessage> {
         metrics::counter!("tern_gap_fills_total").increment(1);
-        let q = HistoryQuery {
-            before_seq: Some(before),
-            after_seq: Some(after),
-            limit: u32::try_from(before - after - 1).unwrap_or(100).min(100),
-        };
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            self.store.history(user, conv, q),
-        )
-        .await
-        {
-            Ok(Ok(msgs)) => msgs.into_iter().filter(|m| m.from != user).collect(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, conv, "gap fill failed");
-                Vec::new()
-            }
-            Err(_) => Vec::new(),
+        let mut out = Vec::new();
+        let mut from = after;
+        let mut read = 0usize;
+        while from + 1 < before && read < self.cfg.offline_cap {
+            let left = (before - from - 1).min((self.cfg.offline_cap - read) as u64);
+            let q = HistoryQuery {
+                before_seq: Some(before),
+                after_seq: Some(from),
+                limit: u32::try_from(left).unwrap_or(HISTORY_MAX).min(HISTORY_MAX),
+            };
+            let page = match tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                self.store.history(user, conv, q),
+            )
+            .await
+            {
+                Ok(Ok(msgs)) => msgs,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, conv, "gap fill failed");
+                    break;
+                }
+                Err(_) => break,
+            };
+            let Some(last) = page.last() else {
+                break;
+            };
+            from = last.seq;
+            read += page.len();
+            out.extend(page.into_iter().filter(|m| m.from != user));
         }
+        out
     }
 
     pub async fn recall(&self, user: &str, conv: &str, seq: u64) -> CoreResult<()> {
