@@ -75,8 +75,7 @@ pub trait Routes: Send + Sync + 'static {
     /// the indices in `routes` not written because the device's route
     /// names another live node: those connections here are stale and are
     /// to be closed with 4009. Announces nothing.
-    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)])
-        -> PlumbingResult<Vec<usize>>;
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<Vec<usize>>;
 }
 
 /// The nodes with members of each live room.
@@ -206,10 +205,7 @@ impl Routes for LocalPresence {
             .collect())
     }
 
-    async fn restore(
-        &self,
-        routes: &[(Arc<str>, Arc<str>, Route)],
-    ) -> PlumbingResult<Vec<usize>> {
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<Vec<usize>> {
         let mut s = self.state.write();
         let mut elsewhere = Vec::new();
         for (i, (user, device, route)) in routes.iter().enumerate() {

@@ -8,10 +8,10 @@
 //! skipped with a message, except under CI (`CI` set), where a missing
 //! service fails the run.
 
+mod cluster_harness;
 #[path = "../../tern-server/tests/it/common.rs"]
 #[allow(dead_code)]
 mod common;
-mod cluster_harness;
 mod support;
 // 5.4 and blocks
 #[path = "cluster/moderation.rs"]

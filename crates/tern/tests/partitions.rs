@@ -24,10 +24,10 @@
 //! Long form: `TERN_PARTITION_LONG=1` (more messages, a longer cut); the
 //! counts it prints are in docs/RELIABILITY.md.
 
+mod cluster_harness;
 #[path = "../../tern-server/tests/it/common.rs"]
 #[allow(dead_code)]
 mod common;
-mod cluster_harness;
 mod support;
 
 use cluster_harness::traffic::{watch, Traffic};
@@ -155,7 +155,10 @@ async fn partition(cut: Cut) {
     // ua's other devices on A: the phone will move to B without closing
     // here; the tablet will close here, then connect to B.
     let stop_watch = Arc::new(AtomicBool::new(false));
-    let phone_a = watch(connect(c.node(0), &tokens[0], "phone").await, stop_watch.clone());
+    let phone_a = watch(
+        connect(c.node(0), &tokens[0], "phone").await,
+        stop_watch.clone(),
+    );
     let tablet_a = connect(c.node(0), &tokens[0], "tablet").await;
     let routes_key = format!("{}:r:ua", c.name);
     let node_a = node_id(c.node(0)).await;
@@ -184,8 +187,14 @@ async fn partition(cut: Cut) {
     // Past the presence expiry: the other nodes count A dead (Redis cut).
     tokio::time::sleep(Duration::from_millis(2000)).await;
     tablet_a.close().await;
-    let phone_b = watch(connect(c.node(1), &tokens[0], "phone").await, stop_watch.clone());
-    let tablet_b = watch(connect(c.node(1), &tokens[0], "tablet").await, stop_watch.clone());
+    let phone_b = watch(
+        connect(c.node(1), &tokens[0], "phone").await,
+        stop_watch.clone(),
+    );
+    let tablet_b = watch(
+        connect(c.node(1), &tokens[0], "tablet").await,
+        stop_watch.clone(),
+    );
     // A burst from B and C while they count A dead (Redis cut): a gap of
     // more than one page (100) in the group for A's receivers. (With A
     // cut off from NATS only, A stays live for the others, and each
@@ -204,7 +213,11 @@ async fn partition(cut: Cut) {
     }
     traffic.send(form.per_phase, pace).await;
     let sent = 3 * 3 * form.per_phase + 2 * burst;
-    assert_eq!(traffic.acked().len(), sent, "every send acknowledged (retried until then)");
+    assert_eq!(
+        traffic.acked().len(),
+        sent,
+        "every send acknowledged (retried until then)"
+    );
 
     // Every receiver got every message, live or by catch-up.
     let bound = Duration::from_secs(if form.long { 60 } else { 20 });
@@ -230,9 +243,7 @@ async fn partition(cut: Cut) {
         let (url, key, want) = (redis.url.clone(), routes_key.clone(), want_routes.clone());
         async move {
             let r = redis_routes(&url, &key).await;
-            r.len() == 3
-                && r.iter()
-                    .all(|(d, v)| want.get(d) == Some(&route_node(v)))
+            r.len() == 3 && r.iter().all(|(d, v)| want.get(d) == Some(&route_node(v)))
         }
     })
     .await;

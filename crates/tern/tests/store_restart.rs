@@ -11,10 +11,10 @@
 //! Long form: `TERN_PG_RESTART_LONG=1` (more messages, a longer stop); its
 //! counts are in docs/RELIABILITY.md.
 
+mod cluster_harness;
 #[path = "../../tern-server/tests/it/common.rs"]
 #[allow(dead_code)]
 mod common;
-mod cluster_harness;
 mod support;
 
 use cluster_harness::postgres::OwnPostgres;
@@ -69,9 +69,11 @@ async fn postgresql_stopped_and_started_under_sends() {
     // Both nodes say they cannot store; they stay up.
     for i in 0..2 {
         let node = c.node(i);
-        eventually(Duration::from_secs(10), "healthz 503 while stopped", || async {
-            healthz(node).await.0 == 503
-        })
+        eventually(
+            Duration::from_secs(10),
+            "healthz 503 while stopped",
+            || async { healthz(node).await.0 == 503 },
+        )
         .await;
         let (st, live) = node.get("/livez", "").await;
         assert_eq!(st, 200, "{live}");
@@ -84,9 +86,11 @@ async fn postgresql_stopped_and_started_under_sends() {
     }
     for i in 0..2 {
         let node = c.node(i);
-        eventually(Duration::from_secs(20), "healthz 200 after the start", || async {
-            healthz(node).await.0 == 200
-        })
+        eventually(
+            Duration::from_secs(20),
+            "healthz 200 after the start",
+            || async { healthz(node).await.0 == 200 },
+        )
         .await;
     }
     traffic.send(per_phase, pace).await;

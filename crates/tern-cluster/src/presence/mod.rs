@@ -497,10 +497,7 @@ impl Routes for RedisPresence {
         self.live_route_nodes(users).await
     }
 
-    async fn restore(
-        &self,
-        routes: &[(Arc<str>, Arc<str>, Route)],
-    ) -> PlumbingResult<Vec<usize>> {
+    async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<Vec<usize>> {
         let i = &self.inner;
         let mut elsewhere = Vec::new();
         for (c, chunk) in routes.chunks(RESTORE_CHUNK).enumerate() {

@@ -145,7 +145,14 @@ impl OwnPostgres {
     pub fn stop_immediate(&self) {
         let out = self.run(
             "pg_ctl",
-            &["-D", &self.data.to_string_lossy(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                &self.data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         );
         assert!(
             out.status.success(),
@@ -156,7 +163,10 @@ impl OwnPostgres {
 }
 
 fn skip(why: &str) -> Option<OwnPostgres> {
-    assert!(std::env::var_os("CI").is_none(), "PostgreSQL of the test's own: {why}");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PostgreSQL of the test's own: {why}"
+    );
     eprintln!("skipping: PostgreSQL of the test's own: {why}");
     None
 }
@@ -165,7 +175,13 @@ impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let _ = self.run(
             "pg_ctl",
-            &["-D", &self.data.to_string_lossy(), "-m", "immediate", "stop"],
+            &[
+                "-D",
+                &self.data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
         );
     }
 }

@@ -115,7 +115,7 @@ impl Traffic {
                 for _ in 0..n {
                     sent += 1;
                     let cmid = format!("{me}-{sent}");
-                    let (field, target, conv) = if sent % 2 == 0 {
+                    let (field, target, conv) = if sent.is_multiple_of(2) {
                         ("group", &group, format!("group:{group}"))
                     } else {
                         ("to", &to, dm(&me, &to))
