@@ -46,14 +46,11 @@ impl Consumer {
             ..Default::default()
         };
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .heartbeat(PULL_HEARTBEAT)
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await
-            .map_err(unavailable)?;
+        let messages = pull_from(&consumer).await?;
+        if self.last_seq == 0 {
+            // Later consumers resume from here, not from "new" then.
+            self.last_seq = stream.cached_info().state.last_sequence;
+        }
         self.stream_created = Some(created);
         Ok(messages)
     }
@@ -72,12 +69,12 @@ impl Consumer {
                 next = messages.next() => next,
                 _ = stop.changed() => break,
                 Ok(()) = connects.changed() => {
-                    if !self.exists().await {
-                        tracing::warn!(node = self.node, "bus consumer gone after reconnect; recreating");
-                        match self.reopen(&mut stop).await {
-                            Some(m) => messages = m,
-                            None => break,
-                        }
+                    // The consumer, or the pull request in flight, may have
+                    // died with the server it was on (a NATS cluster member
+                    // lost): pull from a new one now rather than wait.
+                    match self.reopen(&mut stop).await {
+                        Some(m) => messages = m,
+                        None => break,
                     }
                     continue;
                 }
@@ -103,17 +100,14 @@ impl Consumer {
                     }
                 }
                 Some(Err(e)) => {
-                    use pull::MessagesErrorKind as K;
-                    tracing::warn!(error = %e, node = self.node, "bus consumer error");
-                    // After a broker restart or a long outage the consumer
-                    // may be gone, whatever the error says.
-                    let gone = matches!(e.kind(), K::ConsumerDeleted | K::NoResponders)
-                        || !self.exists().await;
-                    if gone {
-                        match self.reopen(&mut stop).await {
-                            Some(m) => messages = m,
-                            None => break,
-                        }
+                    tracing::warn!(error = %e, node = self.node, "bus consumer error; recreating");
+                    // Whatever the error says (consumer deleted, no
+                    // responders, a missed heartbeat, a failed pull), the
+                    // consumer may be gone or wait for a pull request no
+                    // server holds any more: pull from a new one.
+                    match self.reopen(&mut stop).await {
+                        Some(m) => messages = m,
+                        None => break,
                     }
                 }
                 None => {
@@ -132,26 +126,11 @@ impl Consumer {
         }
     }
 
-    /// Whether the broker still has this consumer (true when unsure: a
-    /// failed lookup says nothing while the connection is down).
-    async fn exists(&self) -> bool {
-        let Ok(stream) = self.js.get_stream_no_info(&self.opts.stream).await else {
-            return true;
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, stream.consumer_info(&self.name)).await {
-            Ok(Err(e)) => {
-                use async_nats::jetstream::context::ConsumerInfoErrorKind as K;
-                let gone = matches!(e.kind(), K::NotFound | K::StreamNotFound);
-                if !gone {
-                    tracing::debug!(error = %e, "bus consumer lookup failed");
-                }
-                !gone
-            }
-            _ => true,
-        }
-    }
-
-    /// Creates the consumer again, retrying with backoff; None once stopped.
+    /// Creates a new consumer that starts after the last envelope handled,
+    /// retrying with backoff; None once stopped. After a reconnect or a
+    /// silent pull the old one may sit on a lost NATS server (lookups then
+    /// time out rather than say it is gone); a new one costs one API call,
+    /// and the old one expires when idle.
     async fn reopen(&mut self, stop: &mut watch::Receiver<bool>) -> Option<Messages> {
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -173,4 +152,16 @@ impl Consumer {
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
+}
+
+/// A pull stream on `consumer` with this crate's batch, heartbeat and expiry.
+async fn pull_from(consumer: &async_nats::jetstream::consumer::PullConsumer) -> PlumbingResult<Messages> {
+    consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .heartbeat(PULL_HEARTBEAT)
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await
+        .map_err(unavailable)
 }

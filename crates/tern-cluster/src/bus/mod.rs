@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tern_core::bus::{
     Bus, Envelope, Forward, ForwardAnswer, ForwardHandler, Forwarding, Inbound, PlumbingError,
     PlumbingResult,
@@ -47,6 +47,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// Publish attempts while connected, for errors other than the broker
 /// being unreachable.
 const MAX_CONNECTED_ATTEMPTS: u32 = 5;
+/// After a forward to a node fails, forwards to it fail at once for this
+/// long (its sends are appended by the sender meanwhile).
+const FORWARD_HOLD_OFF: Duration = Duration::from_secs(5);
 /// Room left in a message for its headers (the JetStream message id).
 const HEADER_ROOM: usize = 4096;
 /// A floor for a broker that reports a tiny (or no) `max_payload`: packing
@@ -105,6 +108,9 @@ pub struct NatsBus {
     connects: watch::Sender<u64>,
     started: Mutex<Option<NodeId>>,
     serving: Mutex<Option<NodeId>>,
+    /// Nodes whose last forward failed, and until when forwards to them
+    /// fail at once (the sender then appends the message itself).
+    unreachable: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -212,6 +218,7 @@ impl NatsBus {
             stop,
             started: Mutex::new(None),
             serving: Mutex::new(None),
+            unreachable: Mutex::new(HashMap::new()),
         })
     }
 
@@ -345,16 +352,46 @@ impl Forwarding for NatsBus {
         req: &Forward,
         timeout: Duration,
     ) -> PlumbingResult<ForwardAnswer> {
+        // Cut off from NATS, a request would wait in the client's buffer
+        // for the whole timeout: fail now, and the sender appends itself.
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(unavailable(Msg("not connected to nats".into())));
+        }
+        let now = Instant::now();
+        {
+            let mut held = self.unreachable.lock();
+            match held.get(&to) {
+                Some(until) if *until > now => {
+                    return Err(unavailable(Msg(format!(
+                        "node {to} did not answer a recent forward"
+                    ))));
+                }
+                Some(_) => {
+                    held.remove(&to);
+                }
+                None => {}
+            }
+        }
         // Serializing a plain struct of strings cannot fail.
         let body = serde_json::to_vec(req).unwrap_or_default();
         let request = async_nats::Request::new()
             .payload(body.into())
             .timeout(Some(timeout));
-        let answer = self
+        let answer = match self
             .client
             .send_request(self.forward_subject(to), request)
             .await
-            .map_err(unavailable)?;
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // One more wait would only repeat this one: sends to `to`
+                // are appended here for a while, then `to` is tried again.
+                self.unreachable
+                    .lock()
+                    .insert(to, Instant::now() + FORWARD_HOLD_OFF);
+                return Err(unavailable(e));
+            }
+        };
         serde_json::from_slice(&answer.payload)
             .map_err(|_| PlumbingError::Malformed("bad forward answer"))
     }

@@ -46,7 +46,10 @@ pub fn tern_cmd(args: &[&str]) -> Command {
     cmd.env("TERN_AUTH__ARGON2_M_COST_KIB", "8")
         .env("TERN_AUTH__ARGON2_T_COST", "1")
         .env("INSECURE_TERN_TEST_WEAK_HASHING", "1")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("TERN_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -273,6 +276,15 @@ impl Drop for Tern {
     fn drop(&mut self) {
         // kill_on_drop also does this; being explicit costs nothing.
         let _ = self.child.start_kill();
+        // A failing test shows what each of its servers logged last.
+        if std::thread::panicking() {
+            let log = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(120).collect();
+            eprintln!("--- tern {} stderr (last {} lines) ---", self.addr, tail.len());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
