@@ -31,6 +31,8 @@
 mod common;
 mod dialect;
 mod moderation;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -43,15 +45,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
+    HistoryQuery, NewMessage, OfflineBatch, Profile, ReadOutcome, SessionRecord, SigningKey, Store,
+    StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
 use moderation::Moderation;
+use settings::Settings;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
@@ -203,7 +206,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Settings> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -546,6 +549,56 @@ impl<D: Shared + Moderation> Store for SqlStore<D> {
 
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
         on_conn!(self, |c| D::is_blocked(c, blocker, blocked))
+    }
+
+    // ----- 5.3 profiles, conversation settings, sessions -----
+
+    async fn profile(&self, user: &str) -> StoreResult<Option<Profile>> {
+        on_conn!(self, |c| D::profile(c, user))
+    }
+
+    async fn set_profile(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> StoreResult<Option<Profile>> {
+        in_tx!(self, |c| D::set_profile(c, user, name, avatar))
+    }
+
+    async fn set_conv_settings(
+        &self,
+        user: &str,
+        conv: &str,
+        muted_until: Option<i64>,
+        pinned: Option<bool>,
+    ) -> StoreResult<ConvSettings> {
+        in_tx!(self, |c| D::set_conv_settings(
+            c,
+            user,
+            conv,
+            muted_until,
+            pinned
+        ))
+    }
+
+    async fn conv_settings(&self, user: &str) -> StoreResult<Vec<ConvSettings>> {
+        let mut out = on_conn!(self, |c| D::conv_settings(c, user))?;
+        // Byte order, whatever the database's collation.
+        out.sort_unstable_by(|a, b| a.conv.cmp(&b.conv));
+        Ok(out)
+    }
+
+    async fn touch_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        in_tx!(self, |c| D::touch_session(c, s))
+    }
+
+    async fn sessions(&self, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        on_conn!(self, |c| D::sessions(c, user, now))
+    }
+
+    async fn delete_session(&self, session: &str) -> StoreResult<()> {
+        on_conn!(self, |c| D::delete_session(c, session))
     }
 }
 

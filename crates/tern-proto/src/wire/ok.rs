@@ -172,6 +172,12 @@ pub struct ConvView<'a> {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_read_seq: Option<u64>,
+    /// 5.3: the caller's settings of the conversation; muted until then
+    /// (ms), 0 when not muted.
+    #[serde(default)]
+    pub muted_until: i64,
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.

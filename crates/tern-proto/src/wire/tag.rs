@@ -65,4 +65,6 @@ tags! {
     OfflineDone = "offline_done";
     Pong = "pong";
     Friend = "friend";
+    Profile = "profile";
+    ConvSettings = "conv_settings";
 }

@@ -15,12 +15,15 @@ mod messages;
 mod reading;
 // 5.4 and blocks
 mod moderation;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 pub use accounts::*;
 pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use settings::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
