@@ -65,6 +65,9 @@ impl App {
                 forward_timeout: (cfg.cluster.forward_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(cfg.cluster.forward_timeout_ms)),
                 max_blocks: cfg.limits.blocks_max,
+                avatar_bytes: cfg.limits.avatar_bytes,
+                session_seen_ms: (cfg.limits.session_seen_secs * 1000) as i64,
+                sessions_listed: cfg.limits.sessions_listed,
             },
         )
         .await

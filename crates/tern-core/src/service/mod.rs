@@ -13,10 +13,13 @@ mod reading;
 // 5.4 and blocks
 mod blocks;
 mod moderation;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
 pub use moderation::GroupUpdate;
+pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
 use crate::acks::Acks;
 use crate::auth::Auth;
@@ -72,6 +75,13 @@ pub struct CoreConfig {
     pub forward_timeout: Option<std::time::Duration>,
     /// 5.4 and blocks: most users one user may block.
     pub max_blocks: usize,
+    /// 5.3: longest avatar (media) id, in bytes.
+    pub avatar_bytes: usize,
+    /// 5.3: a session's `last_seen` is written at most this often (ms)
+    /// per node.
+    pub session_seen_ms: i64,
+    /// 5.3: most sessions `GET /v1/sessions` lists (the newest).
+    pub sessions_listed: usize,
 }
 
 /// Largest `limit` of a history page.
@@ -98,6 +108,8 @@ pub struct SendOk {
 pub struct Actor<'a> {
     pub user: &'a str,
     pub device: Option<&'a str>,
+    /// The id of the session (token) the request came with; 0: none.
+    pub session: u128,
 }
 
 pub struct Core {
@@ -122,6 +134,9 @@ pub struct Core {
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
     known_users: dashmap::DashSet<String>,
+    /// 5.3: when this node last recorded each session's use (ms).
+    seen: dashmap::DashMap<u128, i64>,
+    seen_sweep: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Core {
@@ -228,6 +243,8 @@ impl Core {
             keeper,
             cfg,
             known_users: Default::default(),
+            seen: Default::default(),
+            seen_sweep: Default::default(),
         })
     }
 

@@ -82,6 +82,15 @@ pub struct LimitsConfig {
     // 5.4 and blocks
     /// Most users one user may block (`forbidden` beyond).
     pub blocks_max: usize,
+    // 5.3 profiles, conversation settings, sessions
+    /// Longest avatar (media) id in a profile, in bytes (`invalid`
+    /// beyond).
+    pub avatar_bytes: usize,
+    /// A session's `last_seen` is written at most this often (s) per
+    /// node, not on every request.
+    pub session_seen_secs: u64,
+    /// Most sessions `GET /v1/sessions` lists (the newest).
+    pub sessions_listed: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +181,9 @@ impl Default for LimitsConfig {
             stall_timeout_ms: 5_000,
             close_linger_secs: 60,
             blocks_max: 1000,
+            avatar_bytes: 128,
+            session_seen_secs: 300,
+            sessions_listed: 100,
         }
     }
 }
