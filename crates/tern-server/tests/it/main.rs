@@ -18,6 +18,7 @@ mod reading;
 mod rooms;
 mod scale;
 mod session;
+mod settings;
 mod silent;
 mod store;
 mod tls;
