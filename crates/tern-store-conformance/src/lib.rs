@@ -116,6 +116,10 @@ macro_rules! suite {
             group_roles_and_settings,
             group_dissolve_freezes_the_group,
             blocks_both_ways,
+            // 5.3
+            profiles_name_and_avatar,
+            conv_settings_per_user,
+            sessions_recorded_touched_and_forgotten,
         );
 
         #[tokio::test]
