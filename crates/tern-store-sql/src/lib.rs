@@ -32,11 +32,11 @@ mod common;
 mod dialect;
 mod moderation;
 // 5.3 profiles, conversation settings, sessions
-mod settings;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod settings;
 mod shared;
 
 use std::marker::PhantomData;
@@ -54,11 +54,11 @@ use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
 use moderation::Moderation;
-use settings::Settings;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use settings::Settings;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
