@@ -37,6 +37,11 @@ const API: &[(&str, &str)] = &[
     ("GET", "/v1/blocks"),
     ("PUT", "/v1/blocks/{user}"),
     ("DELETE", "/v1/blocks/{user}"),
+    // 5.3
+    ("PATCH", "/v1/users/me"),
+    ("PUT", "/v1/conversations/{conv}/settings"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/{session}"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
