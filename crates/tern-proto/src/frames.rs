@@ -57,6 +57,8 @@ frame_types! {
     Leave = "leave";
     RoomSend = "room_send";
     ReadStatus = "read_status";
+    // 5.2
+    Search = "search";
 }
 
 /// A client frame: every field any request type uses, all optional.
@@ -116,6 +118,12 @@ pub struct ClientFrame<'a> {
     pub room: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+    // 5.2
+    #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_ts: Option<i64>,
 }
 
 /// A field that is there, whatever its value: `null` is `Some("null")`.

@@ -65,6 +65,9 @@ impl App {
                 forward_timeout: (cfg.cluster.forward_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(cfg.cluster.forward_timeout_ms)),
                 max_blocks: cfg.limits.blocks_max,
+                search_limit_max: cfg.limits.search_limit_max,
+                search_query_bytes: cfg.limits.search_query_bytes,
+                search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
             },
         )
         .await

@@ -25,8 +25,8 @@ use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
     BlocksList, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer,
-    HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
-    SyncAnswer, UserInfo,
+    HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SearchAnswer,
+    SendAnswer, SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,
@@ -68,6 +68,9 @@ pub(crate) enum Answer {
     // 5.4 and blocks
     /// Whom the caller blocked.
     Blocked(Vec<String>),
+    // 5.2
+    /// Search hits, newest first.
+    Hits(Vec<StoredMessage>),
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -88,6 +91,8 @@ enum Body<'a> {
     Group(GroupAnswer<'a>),
     // 5.4 and blocks
     Blocks(BlocksList<'a>),
+    // 5.2
+    Hits(SearchAnswer<'a>),
 }
 
 /// Borrowed user ids.
@@ -148,6 +153,9 @@ impl Answer {
             Answer::Blocked(users) => Body::Blocks(BlocksList {
                 blocked: names(users),
             }),
+            Answer::Hits(msgs) => Body::Hits(SearchAnswer {
+                hits: msgs.iter().map(tern_core::msg_view).collect(),
+            }),
         }
     }
 
@@ -196,6 +204,10 @@ pub(crate) async fn execute(
         Request::Sync(s) => Answer::Sync(core.sync(user, s.since, s.limit).await?),
         Request::History(h) => Answer::History(
             core.history(user, &h.conv, h.before_seq, h.after_seq, h.limit)
+                .await?,
+        ),
+        Request::Search(q) => Answer::Hits(
+            core.search(user, &q.q, q.conv.as_deref(), q.limit, q.before_ts)
                 .await?,
         ),
         Request::Recall(p) => {

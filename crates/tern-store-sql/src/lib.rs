@@ -35,6 +35,8 @@ mod moderation;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+// 5.2
+mod search;
 mod shared;
 
 use std::marker::PhantomData;
@@ -56,6 +58,7 @@ use moderation::Moderation;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use search::SearchIndex;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
@@ -203,7 +206,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation> Store for SqlStore<D> {
+impl<D: Shared + Moderation + SearchIndex> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -546,6 +549,24 @@ impl<D: Shared + Moderation> Store for SqlStore<D> {
 
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
         on_conn!(self, |c| D::is_blocked(c, blocker, blocked))
+    }
+
+    // ----- 5.2 search -----
+
+    async fn index_pending(&self, max: u32) -> StoreResult<u32> {
+        in_tx!(self, |c| D::index_pending(c, max))
+    }
+
+    async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()> {
+        in_tx!(self, |c| D::reindex_message(c, conv, seq))
+    }
+
+    async fn search(
+        &self,
+        user: &str,
+        q: &tern_core::search::SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        on_conn!(self, |c| D::search(c, user, q))
     }
 }
 

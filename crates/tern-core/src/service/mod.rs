@@ -13,6 +13,8 @@ mod reading;
 // 5.4 and blocks
 mod blocks;
 mod moderation;
+// 5.2
+mod search;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
@@ -72,6 +74,11 @@ pub struct CoreConfig {
     pub forward_timeout: Option<std::time::Duration>,
     /// 5.4 and blocks: most users one user may block.
     pub max_blocks: usize,
+    /// 5.2 search: the largest `limit`, the longest `q` (bytes), and how
+    /// often the indexer looks for new messages besides its wake-ups.
+    pub search_limit_max: u32,
+    pub search_query_bytes: usize,
+    pub search_poll: std::time::Duration,
 }
 
 /// Largest `limit` of a history page.
@@ -122,6 +129,8 @@ pub struct Core {
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
     known_users: dashmap::DashSet<String>,
+    /// 5.2: indexes stored messages for search, off the send path.
+    indexer: crate::search::Indexer,
 }
 
 impl std::fmt::Debug for Core {
@@ -212,6 +221,7 @@ impl Core {
         }
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
+        let indexer = crate::search::Indexer::start(store.clone(), cfg.search_poll);
         Ok(Core {
             store,
             _bus: bus,
@@ -228,6 +238,7 @@ impl Core {
             keeper,
             cfg,
             known_users: Default::default(),
+            indexer,
         })
     }
 

@@ -62,6 +62,15 @@ pub struct History<'a> {
     pub limit: Option<u64>,
 }
 
+/// `search` (and `GET /v1/search`), 5.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search<'a> {
+    pub q: Cow<'a, str>,
+    pub conv: Option<Cow<'a, str>>,
+    pub limit: Option<u64>,
+    pub before_ts: Option<i64>,
+}
+
 /// `delete`: hides messages from the caller's own history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete<'a> {
@@ -251,6 +260,8 @@ pub enum Request<'a> {
     Blocks,
     BlockAdd(Block<'a>),
     BlockRemove(Block<'a>),
+    // 5.2
+    Search(Search<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -349,6 +360,12 @@ impl<'a> Request<'a> {
                 content: need(f.content, "content")?,
             }),
             FrameType::ReadStatus => Request::ReadStatus(conv_seq(f.conv, f.seq)?),
+            FrameType::Search => Request::Search(Search {
+                q: need(f.q, "q")?,
+                conv: f.conv,
+                limit: f.limit,
+                before_ts: f.before_ts,
+            }),
         })
     }
 
@@ -371,6 +388,7 @@ impl<'a> Request<'a> {
             Request::Leave(_) => FrameType::Leave,
             Request::RoomSend(_) => FrameType::RoomSend,
             Request::ReadStatus(_) => FrameType::ReadStatus,
+            Request::Search(_) => FrameType::Search,
             Request::UserGet(_)
             | Request::SessionEnd(_)
             | Request::Friends
@@ -433,6 +451,12 @@ impl<'a> Request<'a> {
             Request::Delete(d) => {
                 f.conv = Some(d.conv);
                 f.seqs = Some(d.seqs);
+            }
+            Request::Search(s) => {
+                f.q = Some(s.q);
+                f.conv = s.conv;
+                f.limit = s.limit;
+                f.before_ts = s.before_ts;
             }
             Request::Presence(p) => f.users = Some(p.users),
             Request::Typing(t) => f.conv = Some(t.conv),

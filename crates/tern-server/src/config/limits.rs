@@ -82,6 +82,15 @@ pub struct LimitsConfig {
     // 5.4 and blocks
     /// Most users one user may block (`forbidden` beyond).
     pub blocks_max: usize,
+    // 5.2 search
+    /// Largest `limit` of a search (the default is 20).
+    pub search_limit_max: u32,
+    /// Longest search `q`, in bytes (`invalid` beyond).
+    pub search_query_bytes: usize,
+    /// How often (ms) the search indexer looks for new messages besides
+    /// the wake-up each send gives it; bounds how long a message forwarded
+    /// from another node or written by a group change waits to be found.
+    pub search_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +181,9 @@ impl Default for LimitsConfig {
             stall_timeout_ms: 5_000,
             close_linger_secs: 60,
             blocks_max: 1000,
+            search_limit_max: 100,
+            search_query_bytes: 256,
+            search_poll_ms: 200,
         }
     }
 }

@@ -14,6 +14,8 @@ mod messages;
 mod ops;
 // 5.4 and blocks
 mod moderation;
+// 5.2
+mod search;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -61,6 +63,8 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(moderation::put_mute, moderation::delete_mute))
         .routes(routes!(moderation::list_blocks))
         .routes(routes!(moderation::put_block, moderation::delete_block))
+        // 5.2
+        .routes(routes!(search::search))
 }
 
 pub fn router(app: Arc<App>) -> Router {

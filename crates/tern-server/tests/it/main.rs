@@ -17,6 +17,7 @@ mod props;
 mod reading;
 mod rooms;
 mod scale;
+mod search;
 mod session;
 mod silent;
 mod store;

@@ -15,12 +15,15 @@ mod messages;
 mod reading;
 // 5.4 and blocks
 mod moderation;
+// 5.2
+mod search;
 
 pub use accounts::*;
 pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use search::{index_pending, reindex_message, search};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
