@@ -116,6 +116,9 @@ macro_rules! suite {
             group_roles_and_settings,
             group_dissolve_freezes_the_group,
             blocks_both_ways,
+            // 5.2
+            search_words_prefixes_and_cjk,
+            search_bounds_and_exclusions,
         );
 
         #[tokio::test]

@@ -228,6 +228,8 @@ mod offline;
 mod reading;
 // 5.4 and blocks
 mod moderation;
+// 5.2
+mod search;
 
 pub use accounts::*;
 pub use append::*;
@@ -236,3 +238,4 @@ pub use groups::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
+pub use search::*;
