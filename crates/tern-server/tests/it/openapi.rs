@@ -37,6 +37,8 @@ const API: &[(&str, &str)] = &[
     ("GET", "/v1/blocks"),
     ("PUT", "/v1/blocks/{user}"),
     ("DELETE", "/v1/blocks/{user}"),
+    // 5.2
+    ("GET", "/v1/search"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
