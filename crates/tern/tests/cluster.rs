@@ -16,6 +16,9 @@ mod support;
 // 5.4 and blocks
 #[path = "cluster/moderation.rs"]
 mod moderation;
+// 5.2
+#[path = "cluster/search.rs"]
+mod search;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};
