@@ -69,12 +69,16 @@ impl Consumer {
                 next = messages.next() => next,
                 _ = stop.changed() => break,
                 Ok(()) = connects.changed() => {
-                    // The consumer, or the pull request in flight, may have
-                    // died with the server it was on (a NATS cluster member
-                    // lost): pull from a new one now rather than wait.
-                    match self.reopen(&mut stop).await {
-                        Some(m) => messages = m,
-                        None => break,
+                    // The pull stream asks again by itself after a
+                    // reconnect; a restarted broker may have forgotten the
+                    // consumer. (One lost with a NATS cluster member shows
+                    // as a missed heartbeat below.)
+                    if !self.exists().await {
+                        tracing::warn!(node = self.node, "bus consumer gone after reconnect; recreating");
+                        match self.reopen(&mut stop).await {
+                            Some(m) => messages = m,
+                            None => break,
+                        }
                     }
                     continue;
                 }
@@ -126,6 +130,25 @@ impl Consumer {
         }
     }
 
+    /// Whether the broker still has this consumer (true when unsure: a
+    /// failed lookup says nothing while the connection is down).
+    async fn exists(&self) -> bool {
+        let Ok(stream) = self.js.get_stream_no_info(&self.opts.stream).await else {
+            return true;
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, stream.consumer_info(&self.name)).await {
+            Ok(Err(e)) => {
+                use async_nats::jetstream::context::ConsumerInfoErrorKind as K;
+                let gone = matches!(e.kind(), K::NotFound | K::StreamNotFound);
+                if !gone {
+                    tracing::debug!(error = %e, "bus consumer lookup failed");
+                }
+                !gone
+            }
+            _ => true,
+        }
+    }
+
     /// Creates a new consumer that starts after the last envelope handled,
     /// retrying with backoff; None once stopped. After a reconnect or a
     /// silent pull the old one may sit on a lost NATS server (lookups then
@@ -155,7 +178,9 @@ impl Consumer {
 }
 
 /// A pull stream on `consumer` with this crate's batch, heartbeat and expiry.
-async fn pull_from(consumer: &async_nats::jetstream::consumer::PullConsumer) -> PlumbingResult<Messages> {
+async fn pull_from(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+) -> PlumbingResult<Messages> {
     consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)

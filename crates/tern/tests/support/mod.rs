@@ -280,7 +280,11 @@ impl Drop for Tern {
         if std::thread::panicking() {
             let log = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(120).collect();
-            eprintln!("--- tern {} stderr (last {} lines) ---", self.addr, tail.len());
+            eprintln!(
+                "--- tern {} stderr (last {} lines) ---",
+                self.addr,
+                tail.len()
+            );
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
             }
