@@ -150,7 +150,7 @@ impl Consumer {
     }
 
     /// Creates a new consumer that starts after the last envelope handled,
-    /// retrying with backoff; None once stopped. After a reconnect or a
+    /// retrying with backoff; None once stopped. After an error or a
     /// silent pull the old one may sit on a lost NATS server (lookups then
     /// time out rather than say it is gone); a new one costs one API call,
     /// and the old one expires when idle.
