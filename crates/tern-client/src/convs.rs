@@ -229,6 +229,10 @@ mod tests {
             ts: 0,
             client_msg_id: None,
             recalled: false,
+            reply_to: None,
+            mentions: Vec::new(),
+            edited_at: None,
+            reactions: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::store::StoredMessage;
 use bytes::Bytes;
 use serde::Serialize;
 use std::borrow::Cow;
-use tern_proto::wire::{MsgPush, MsgView, RawJson};
+use tern_proto::wire::{MsgPush, MsgView, RawJson, ReactionCount};
 
 /// Encodes a server frame. Serializing these plain structs cannot fail.
 pub fn encode<T: Serialize>(v: &T) -> Bytes {
@@ -32,6 +32,22 @@ pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
         ts: m.ts,
         client_msg_id: m.client_msg_id.as_deref().map(Cow::Borrowed),
         recalled: m.recalled,
+        reply_to: m.reply_to,
+        mentions: m.mentions.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
+        edited_at: m.edited_at,
+        reactions: m
+            .reactions
+            .iter()
+            .map(|r| {
+                (
+                    Cow::Borrowed(r.emoji.as_str()),
+                    ReactionCount {
+                        count: r.count,
+                        users: r.users.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 

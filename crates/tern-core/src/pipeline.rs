@@ -16,7 +16,9 @@ use crate::hub::Audience;
 use crate::ids::IdGen;
 use crate::now_ms;
 use crate::push::{Outbound, Push};
-use crate::store::{Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage};
+use crate::store::{
+    Appended, MemberChange, NewMessage, Store, StoreError, StoredMessage, MENTION_ALL,
+};
 use crate::views::MemberViews;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -346,6 +348,15 @@ async fn publish_loop(p: Arc<Publisher>, mut rx: mpsc::Receiver<Vec<Done>>) {
 struct GroupAudience<'a> {
     view: &'a GroupView,
     also: Option<&'a Arc<str>>,
+    /// 5.1: members pushed separately (those a read-diffused message
+    /// mentions get the full message in the background too).
+    skip: &'a [String],
+}
+
+impl GroupAudience<'_> {
+    fn skips(&self, user: &str) -> bool {
+        self.skip.iter().any(|s| s == user)
+    }
 }
 
 impl Audience for GroupAudience<'_> {
@@ -354,6 +365,9 @@ impl Audience for GroupAudience<'_> {
     }
 
     fn contains(&self, user: &str) -> bool {
+        if self.skips(user) {
+            return false;
+        }
         if self.also.is_some_and(|a| &**a == user) {
             return true;
         }
@@ -362,7 +376,9 @@ impl Audience for GroupAudience<'_> {
 
     fn for_each_user(&self, f: &mut dyn FnMut(&Arc<str>)) {
         for m in self.view.members.iter() {
-            f(m);
+            if !self.skips(m) {
+                f(m);
+            }
         }
         if let Some(a) = self.also {
             f(a);
@@ -413,11 +429,34 @@ impl Publisher {
                     Some(MemberChange::Leave(u)) if !view.is_member(u) => Some(u.as_str().into()),
                     _ => None,
                 };
+                let read_diffused = view.size() > self.write_limit;
+                // 5.1: mentioned members get the full message even in the
+                // background; `@all` mentions everyone.
+                let mention_all = m.mentions.iter().any(|u| u == MENTION_ALL);
+                let mut skip: &[String] = &[];
+                if read_diffused && !mention_all && !m.mentions.is_empty() {
+                    skip = &m.mentions;
+                    let users: Vec<Arc<str>> = m
+                        .mentions
+                        .iter()
+                        .filter(|u| view.is_member(u))
+                        .map(|u| Arc::from(u.as_str()))
+                        .collect();
+                    if !users.is_empty() {
+                        self.fanout.push(Push {
+                            users,
+                            except: except.clone(),
+                            out: Outbound::Batched(frame.clone()),
+                            inactive: None,
+                        });
+                    }
+                }
                 let audience = GroupAudience {
                     view: &view,
                     also: removed.as_ref(),
+                    skip,
                 };
-                let (out, inactive) = if view.size() <= self.write_limit {
+                let (out, inactive) = if !read_diffused {
                     let out = Outbound::Msg {
                         conv: m.conv.as_str().into(),
                         seq: m.seq,
@@ -432,7 +471,8 @@ impl Publisher {
                         conv: Cow::Borrowed(&m.conv),
                         max_seq: m.seq,
                     });
-                    (Outbound::Batched(frame), Some(Outbound::Batched(notify)))
+                    let inactive = (!mention_all).then_some(Outbound::Batched(notify));
+                    (Outbound::Batched(frame), inactive)
                 };
                 self.fanout.deliver_group(&audience, except, out, inactive);
                 if let (Some(change), None) = (change, unit_view) {

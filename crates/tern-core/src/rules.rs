@@ -187,6 +187,50 @@ pub fn may_recall(
     Ok(Recall::Clear)
 }
 
+// 5.1
+
+/// The edit window: only the sender edits, never a recalled message, and
+/// only while `now - ts <= window_ms`. (The kind stays, and the content
+/// limit applies: the core checks the new content before it asks.)
+pub fn may_edit(m: &StoredMessage, by: &str, window_ms: i64, now: i64) -> Result<(), StoreError> {
+    if m.from != by {
+        return Err(StoreError::Forbidden("only the sender may edit a message"));
+    }
+    if m.recalled {
+        return Err(StoreError::Forbidden("a recalled message cannot be edited"));
+    }
+    if m.kind == "system" {
+        return Err(StoreError::Forbidden("system messages cannot be edited"));
+    }
+    if now.saturating_sub(m.ts) > window_ms {
+        return Err(StoreError::Forbidden("the edit window has passed"));
+    }
+    Ok(())
+}
+
+/// Whether a reaction `emoji` may be added to `m`, whose reactions
+/// already use the distinct emojis `used`: never to a recalled message
+/// (`Forbidden`), and at most `max_emoji` distinct emojis per message
+/// (one more is `Invalid`; a user joining an emoji in use is fine).
+pub fn may_react(
+    m: &StoredMessage,
+    used: &[String],
+    emoji: &str,
+    max_emoji: usize,
+) -> Result<(), StoreError> {
+    if m.recalled {
+        return Err(StoreError::Forbidden(
+            "a recalled message takes no reactions",
+        ));
+    }
+    if !used.iter().any(|e| e == emoji) && used.len() >= max_emoji {
+        return Err(StoreError::Invalid(
+            "the message has the most distinct reactions it may have",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +399,45 @@ mod tests {
             ts,
             client_msg_id: None,
             recalled,
+            reply_to: None,
+            mentions: Vec::new(),
+            edited_at: None,
+            reactions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn edit_needs_the_sender_within_the_window() {
+        let m = msg("a", 1_000, false);
+        assert!(may_edit(&m, "a", 500, 1_500).is_ok());
+        assert!(matches!(
+            may_edit(&m, "a", 500, 1_501),
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            may_edit(&m, "b", 500, 1_000),
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            may_edit(&msg("a", 1_000, true), "a", 500, 1_000),
+            Err(StoreError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn reactions_are_bounded_by_distinct_emojis() {
+        let m = msg("a", 1_000, false);
+        let used = vec!["x".to_owned(), "y".to_owned()];
+        assert!(may_react(&m, &used, "x", 2).is_ok());
+        assert!(matches!(
+            may_react(&m, &used, "z", 2),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(may_react(&m, &used, "z", 3).is_ok());
+        assert!(matches!(
+            may_react(&msg("a", 1_000, true), &[], "x", 3),
+            Err(StoreError::Forbidden(_))
+        ));
     }
 
     #[test]

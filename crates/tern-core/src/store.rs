@@ -129,6 +129,47 @@ pub struct NewMessage {
     /// Group messages: the membership change this message records, applied
     /// in the same transaction.
     pub change: Option<MemberChange>,
+    /// 5.1: see [`Extras`].
+    pub extras: Extras,
+}
+
+/// 5.1: what a `send` may add to a message, checked by the core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The seq of the message this one answers (an existing seq of the
+    /// same conversation).
+    pub reply_to: Option<u64>,
+    /// Group messages: the members named, or [`MENTION_ALL`] alone. The
+    /// store moves the mention position of each member named (of every
+    /// current member but the sender, for `@all`) to the new seq.
+    pub mentions: Vec<String>,
+}
+
+/// The mention of every member of a group.
+pub const MENTION_ALL: &str = "@all";
+
+/// Mentions as one stored column: space-separated (user ids hold no
+/// spaces); `None` when there are none.
+pub fn mentions_text(mentions: &[String]) -> Option<String> {
+    (!mentions.is_empty()).then(|| mentions.join(" "))
+}
+
+/// The mentions of a stored column.
+pub fn mentions_of(text: Option<&str>) -> Vec<String> {
+    text.map(|t| t.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// 5.1: one emoji of one message, as [`Store::reactions`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionSummary {
+    pub seq: u64,
+    pub emoji: String,
+    /// Users who reacted with it.
+    pub count: u64,
+    /// The first of them (by time, then user id), at most the number
+    /// asked for.
+    pub users: Vec<String>,
 }
 
 impl NewMessage {
@@ -146,6 +187,10 @@ impl NewMessage {
             ts: self.ts,
             client_msg_id: self.client_msg_id.clone(),
             recalled: false,
+            reply_to: self.extras.reply_to,
+            mentions: self.extras.mentions.clone(),
+            edited_at: None,
+            reactions: Vec::new(),
         }
     }
 }
@@ -208,6 +253,14 @@ pub struct StoredMessage {
     pub ts: i64,
     pub client_msg_id: Option<String>,
     pub recalled: bool,
+    /// 5.1: the seq this message answers.
+    pub reply_to: Option<u64>,
+    /// 5.1: the members it names, or [`MENTION_ALL`].
+    pub mentions: Vec<String>,
+    /// 5.1: when the content was last edited.
+    pub edited_at: Option<i64>,
+    /// 5.1: filled by the core for history pages (stores leave it empty).
+    pub reactions: Vec<ReactionSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +367,9 @@ pub struct ConvSummary {
     /// receipts a new device shows without having been pushed them.
     pub peer_delivered_seq: u64,
     pub peer_read_seq: u64,
+    /// 5.1: the newest seq that mentions this user (0: none); the user is
+    /// still mentioned while it is above `read_seq`.
+    pub mention_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -566,6 +622,69 @@ pub trait Store: Send + Sync + 'static {
     async fn blocks(&self, user: &str) -> StoreResult<Blocks>;
     /// Whether `blocker` blocks `blocked`.
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool>;
+
+    // ----- 5.1 -----
+
+    /// Replaces the content of message `seq` of `conv` and stamps
+    /// `edited_at = now`: `Invalid` if it does not exist, else as
+    /// [`crate::rules::may_edit`] decides (`by` sent it, not recalled,
+    /// within `window_ms`). Counts as activity of the conversation at
+    /// `now`. Returns the message as edited.
+    async fn edit(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        content: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage>;
+
+    /// `user` adds (`on`) or takes back a reaction `emoji` to message
+    /// `seq` of `conv`: `Invalid` if the message does not exist; adding
+    /// as [`crate::rules::may_react`] decides (`max_emoji` distinct per
+    /// message). Whether anything changed (adding twice or removing what
+    /// is not there changes nothing).
+    async fn react(
+        &self,
+        conv: &str,
+        seq: u64,
+        user: &str,
+        emoji: &str,
+        on: bool,
+        max_emoji: usize,
+        now: i64,
+    ) -> StoreResult<bool>;
+
+    /// The reactions to the messages of `conv` with `from <= seq <= to`:
+    /// by seq, then by the emoji's first reaction (then emoji); each with
+    /// its count and at most `users_listed` users (the first to react,
+    /// then by user id).
+    async fn reactions(
+        &self,
+        conv: &str,
+        from: u64,
+        to: u64,
+        users_listed: u32,
+    ) -> StoreResult<Vec<ReactionSummary>>;
+}
+
+/// Groups rows `(seq, emoji, user)` already in [`Store::reactions`] order,
+/// each row with the emoji's count, into summaries (for the stores).
+pub fn group_reactions(rows: Vec<(u64, String, String, u64)>) -> Vec<ReactionSummary> {
+    let mut out: Vec<ReactionSummary> = Vec::new();
+    for (seq, emoji, user, count) in rows {
+        match out.last_mut() {
+            Some(last) if last.seq == seq && last.emoji == emoji => last.users.push(user),
+            _ => out.push(ReactionSummary {
+                seq,
+                emoji,
+                count,
+                users: vec![user],
+            }),
+        }
+    }
+    out
 }
 
 /// A user's blocks both ways, from [`Store::blocks`].

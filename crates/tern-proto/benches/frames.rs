@@ -31,6 +31,10 @@ fn frames(c: &mut Criterion) {
                 ts: 1_795_000_000_000,
                 client_msg_id: Some(Cow::Borrowed("6f1c0b3e-9d1a-4e57-a8a4-2c9f4f6b1d20")),
                 recalled: false,
+                reply_to: None,
+                mentions: Vec::new(),
+                edited_at: None,
+                reactions: Default::default(),
             });
             serde_json::to_vec(&push).unwrap()
         })

@@ -57,6 +57,9 @@ frame_types! {
     Leave = "leave";
     RoomSend = "room_send";
     ReadStatus = "read_status";
+    // 5.1
+    Edit = "edit";
+    React = "react";
 }
 
 /// A client frame: every field any request type uses, all optional.
@@ -116,6 +119,17 @@ pub struct ClientFrame<'a> {
     pub room: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
+    // 5.1
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
 }
 
 /// A field that is there, whatever its value: `null` is `Some("null")`.

@@ -248,6 +248,10 @@ proptest! {
             ts,
             client_msg_id: cmid.map(Into::into),
             recalled,
+            reply_to: None,
+            mentions: Vec::new(),
+            edited_at: None,
+            reactions: Default::default(),
         };
         let text = serde_json::to_string(&v).unwrap();
         let back: MsgView<'static> = serde_json::from_str(&text).unwrap();

@@ -65,6 +65,9 @@ impl App {
                 forward_timeout: (cfg.cluster.forward_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(cfg.cluster.forward_timeout_ms)),
                 max_blocks: cfg.limits.blocks_max,
+                edit_window_ms: (cfg.limits.edit_window_secs * 1000) as i64,
+                reaction_emoji_max: cfg.limits.reaction_emoji_max,
+                reaction_users_listed: cfg.limits.reaction_users_listed,
             },
         )
         .await

@@ -24,7 +24,7 @@ use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    BlocksList, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer,
+    BlocksList, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer,
     HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
     SyncAnswer, UserInfo,
 };
@@ -68,6 +68,12 @@ pub(crate) enum Answer {
     // 5.4 and blocks
     /// Whom the caller blocked.
     Blocked(Vec<String>),
+    // 5.1
+    Edited {
+        conv: String,
+        seq: u64,
+        edited_at: i64,
+    },
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -88,6 +94,8 @@ enum Body<'a> {
     Group(GroupAnswer<'a>),
     // 5.4 and blocks
     Blocks(BlocksList<'a>),
+    // 5.1
+    Edited(EditAnswer<'a>),
 }
 
 /// Borrowed user ids.
@@ -147,6 +155,15 @@ impl Answer {
             Answer::Group { view, with_size } => Body::Group(group_answer(view, *with_size)),
             Answer::Blocked(users) => Body::Blocks(BlocksList {
                 blocked: names(users),
+            }),
+            Answer::Edited {
+                conv,
+                seq,
+                edited_at,
+            } => Body::Edited(EditAnswer {
+                conv: Cow::Borrowed(conv),
+                seq: *seq,
+                edited_at: *edited_at,
             }),
         }
     }
@@ -330,6 +347,19 @@ pub(crate) async fn execute(
         }
         Request::BlockRemove(b) => {
             core.unblock(user, &b.user).await?;
+            Answer::Empty
+        }
+        // 5.1
+        Request::Edit(e) => {
+            let edited_at = core.edit(user, &e.conv, e.seq, e.content).await?;
+            Answer::Edited {
+                conv: e.conv.into_owned(),
+                seq: e.seq,
+                edited_at,
+            }
+        }
+        Request::React(r) => {
+            core.react(user, &r.conv, r.seq, &r.emoji, r.on).await?;
             Answer::Empty
         }
     })

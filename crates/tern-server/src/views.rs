@@ -33,6 +33,7 @@ pub fn sync_answer(l: &ConvList) -> SyncAnswer<'_> {
                 updated_at: c.updated_at,
                 peer_delivered_seq: has_peer(c).then_some(c.peer_delivered_seq),
                 peer_read_seq: has_peer(c).then_some(c.peer_read_seq),
+                mentioned: c.mention_seq > c.read_seq,
             })
             .collect(),
         total_unread: l.total_unread,

@@ -29,7 +29,7 @@ pub fn no_such_seq() -> StoreError {
 macro_rules! msg_cols {
     () => {
         "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
-         m.client_msg_id, m.recalled"
+         m.client_msg_id, m.recalled, m.reply_to, m.mentions, m.edited_at"
     };
 }
 pub(crate) use msg_cols;
@@ -109,6 +109,8 @@ pub struct ConvRow {
     /// The other party's positions (1:1 only, else 0).
     pub peer_delivered: i64,
     pub peer_read: i64,
+    /// 5.1: the newest seq that mentions the user.
+    pub mention: i64,
 }
 
 impl ConvRow {
@@ -130,6 +132,7 @@ impl ConvRow {
             updated_at: self.until_ts.unwrap_or(self.conv_at).max(self.read_at),
             peer_delivered_seq: self.peer_delivered.max(self.peer_read).max(0) as u64,
             peer_read_seq: self.peer_read.max(0) as u64,
+            mention_seq: self.mention.max(0) as u64,
         }
     }
 }

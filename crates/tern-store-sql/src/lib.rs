@@ -31,6 +31,8 @@
 mod common;
 mod dialect;
 mod moderation;
+// 5.1
+mod edits;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -44,13 +46,14 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
+    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
     StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
+use edits::Edits;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
@@ -203,7 +206,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -233,7 +236,15 @@ impl<D: Shared + Moderation> Store for SqlStore<D> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        in_tx!(self, |c| D::append_messages(c, &batch))
+        in_tx!(self, |c| async {
+            let out = D::append_messages(c, &batch).await?;
+            for (m, a) in batch.iter().zip(&out) {
+                if let Appended::New(s) = a {
+                    D::store_extras(c, m, s.seq).await?;
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn append_unit(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<StoredMessage>> {
@@ -546,6 +557,76 @@ impl<D: Shared + Moderation> Store for SqlStore<D> {
 
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
         on_conn!(self, |c| D::is_blocked(c, blocker, blocked))
+    }
+
+    // ----- 5.1 -----
+
+    async fn edit(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        content: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage> {
+        if i64::try_from(seq).is_err() {
+            return Err(common::no_such_seq());
+        }
+        in_tx!(self, |c| async {
+            // Locked until commit: the check holds for the write.
+            let Some(mut m) = D::message(c, conv, seq, true).await? else {
+                return Err(common::no_such_seq());
+            };
+            tern_core::rules::may_edit(&m, by, window_ms, now)?;
+            // Never before the send, and after an earlier edit.
+            let at = now.max(m.ts).max(m.edited_at.map_or(i64::MIN, |e| e + 1));
+            D::set_content(c, conv, seq, content, at, now).await?;
+            m.content = Some(content.to_owned());
+            m.edited_at = Some(at);
+            Ok(m)
+        })
+    }
+
+    async fn react(
+        &self,
+        conv: &str,
+        seq: u64,
+        user: &str,
+        emoji: &str,
+        on: bool,
+        max_emoji: usize,
+        now: i64,
+    ) -> StoreResult<bool> {
+        if i64::try_from(seq).is_err() {
+            return Err(common::no_such_seq());
+        }
+        in_tx!(self, |c| async {
+            // The message's row lock orders the reactions to it.
+            let Some(m) = D::message(c, conv, seq, true).await? else {
+                return Err(common::no_such_seq());
+            };
+            if !on {
+                return D::drop_reaction(c, conv, seq, emoji, user).await;
+            }
+            let (used, mine) = D::emojis(c, conv, seq, user, emoji).await?;
+            tern_core::rules::may_react(&m, &used, emoji, max_emoji)?;
+            if mine {
+                return Ok(false);
+            }
+            D::add_reaction(c, conv, seq, emoji, user, now).await?;
+            Ok(true)
+        })
+    }
+
+    async fn reactions(
+        &self,
+        conv: &str,
+        from: u64,
+        to: u64,
+        users_listed: u32,
+    ) -> StoreResult<Vec<ReactionSummary>> {
+        on_conn!(self, |c| D::reactions(c, conv, from, to, users_listed))
     }
 }
 

@@ -216,6 +216,12 @@ where
             ts: r.try_get(o + 8)?,
             client_msg_id: D::client_msg_id_at(r, o + 9)?,
             recalled: r.try_get(o + 10)?,
+            reply_to: r.try_get::<Option<i64>, _>(o + 11)?.map(seq_of),
+            mentions: tern_core::store::mentions_of(
+                r.try_get::<Option<String>, _>(o + 12)?.as_deref(),
+            ),
+            edited_at: r.try_get(o + 13)?,
+            reactions: Vec::new(),
         })
     }
 
@@ -421,7 +427,7 @@ where
             D,
             "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, \
                     uc.until_ts, uc.read_updated_at, cv.updated_at, \
-                    COALESCE(pc.delivered_seq, 0), COALESCE(pc.read_seq, 0) \
+                    COALESCE(pc.delivered_seq, 0), COALESCE(pc.read_seq, 0), uc.mention_seq \
              FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
              LEFT JOIN user_convs pc ON pc.user_id = uc.peer AND pc.conv = uc.conv AND uc.peer <> uc.user_id \
              WHERE uc.user_id = ?"
@@ -445,6 +451,7 @@ where
                     conv_at: r.try_get(8)?,
                     peer_delivered: r.try_get(9)?,
                     peer_read: r.try_get(10)?,
+                    mention: r.try_get(11)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

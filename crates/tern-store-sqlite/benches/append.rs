@@ -20,6 +20,7 @@ fn message(i: u64) -> NewMessage {
         participants: vec![a, b.clone()],
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS messages (
     -- 1 when the message enters its recipients' offline queues: every 1:1
     -- message, group messages while the group is write-diffused.
     inboxed       INTEGER NOT NULL DEFAULT 1,
+    -- 5.1 (since version 7): see migrate_to_7.
+    reply_to      INTEGER,
+    mentions      TEXT,
+    edited_at     INTEGER,
     UNIQUE (conv, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
@@ -75,6 +79,8 @@ CREATE TABLE IF NOT EXISTS user_convs (
     until_seq       INTEGER,
     until_ts        INTEGER,
     inbox_seq       INTEGER NOT NULL DEFAULT 0,
+    -- 5.1 (since version 7): the newest seq that mentions the user.
+    mention_seq     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user, conv)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS user_convs_conv ON user_convs (conv, user);
@@ -126,6 +132,16 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (user, blocked)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_blocked ON blocks (blocked, user);
+
+-- 5.1 (since version 7): one row per user and emoji on a message.
+CREATE TABLE IF NOT EXISTS reactions (
+    conv  TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    emoji TEXT NOT NULL,
+    user  TEXT NOT NULL,
+    ts    INTEGER NOT NULL,
+    PRIMARY KEY (conv, seq, emoji, user)
+) WITHOUT ROWID;
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a
@@ -198,6 +214,28 @@ fn migrate_to_6(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Version 7 (5.1) adds a message's reply, mentions and edit time, and a
+/// user's mention position, as columns (empty for what exists); `SCHEMA`
+/// then creates `reactions`. Like `migrate_to_6` it stands alone and adds
+/// only the columns a table lacks.
+fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
+    const COLUMNS: [(&str, &str, &str); 4] = [
+        ("messages", "reply_to", "INTEGER"),
+        ("messages", "mentions", "TEXT"),
+        ("messages", "edited_at", "INTEGER"),
+        ("user_convs", "mention_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ];
+    for (table, column, ty) in COLUMNS {
+        let has: bool = c
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .exists([table, column])?;
+        if !has {
+            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty};"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -217,6 +255,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     // 5.4 and blocks
     if (1..6).contains(&version) {
         migrate_to_6(&tx)?;
+    }
+    // 5.1
+    if (1..7).contains(&version) {
+        migrate_to_7(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -375,6 +417,48 @@ mod tests {
             .unwrap();
         assert_eq!(version, VERSION);
         assert_eq!(migrate(&c).unwrap(), Ok(()));
+    }
+
+    /// 5.1: a version 6 database keeps its messages, which carry no
+    /// reply, mention or edit; opening again changes nothing.
+    #[test]
+    fn upgrade_to_version_7_keeps_messages() {
+        let c = Connection::open_in_memory().unwrap();
+        let v6 = SCHEMA
+            .replace("    reply_to      INTEGER,\n", "")
+            .replace("    mentions      TEXT,\n", "")
+            .replace("    edited_at     INTEGER,\n", "")
+            .replace("    mention_seq     INTEGER NOT NULL DEFAULT 0,\n", "");
+        let v6 = &v6[..v6.find("-- 5.1 (since version 7): one row").unwrap()];
+        c.execute_batch(v6).unwrap();
+        c.execute_batch(
+            "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts)
+                 VALUES ('dm:a:b', 1, 5, 'a', 'text', '\"x\"', 1);
+             INSERT INTO user_convs (user, conv, read_seq) VALUES ('b', 'dm:a:b', 0);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        assert!(c
+            .prepare("SELECT reply_to FROM messages")
+            .is_err());
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let row: (Option<i64>, Option<String>, Option<i64>) = c
+            .query_row("SELECT reply_to, mentions, edited_at FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(row, (None, None, None));
+        let mention: i64 = c
+            .query_row("SELECT mention_seq FROM user_convs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mention, 0);
+        let reactions: i64 = c
+            .query_row("SELECT count(*) FROM reactions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reactions, 0);
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        // The step alone runs again without harm.
+        migrate_to_7(&c).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
+    ReactionSummary,
     AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
     NewMessage, OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
     StoredMessage, UserRecord,
@@ -234,5 +235,48 @@ impl Store for SqliteStore {
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
         let (a, b) = (blocker.to_owned(), blocked.to_owned());
         self.read(move |c| ops::is_blocked(c, &a, &b)).await
+    }
+
+    // ----- 5.1 -----
+
+    async fn edit(
+        &self,
+        conv: &str,
+        seq: u64,
+        by: &str,
+        content: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<StoredMessage> {
+        let (conv, by, content) = (conv.to_owned(), by.to_owned(), content.to_owned());
+        self.write(move |c| ops::edit(c, &conv, seq, &by, &content, window_ms, now))
+            .await
+    }
+
+    async fn react(
+        &self,
+        conv: &str,
+        seq: u64,
+        user: &str,
+        emoji: &str,
+        on: bool,
+        max_emoji: usize,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (conv, user, emoji) = (conv.to_owned(), user.to_owned(), emoji.to_owned());
+        self.write(move |c| ops::react(c, &conv, seq, &user, &emoji, on, max_emoji, now))
+            .await
+    }
+
+    async fn reactions(
+        &self,
+        conv: &str,
+        from: u64,
+        to: u64,
+        users_listed: u32,
+    ) -> StoreResult<Vec<ReactionSummary>> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::reactions(c, &conv, from, to, users_listed))
+            .await
     }
 }

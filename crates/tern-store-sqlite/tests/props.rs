@@ -179,6 +179,7 @@ impl Harness {
             participants,
             inbox_members_up_to: 500,
             change: None,
+            extras: Default::default(),
         }
     }
 
@@ -410,6 +411,7 @@ async fn setup() -> Harness {
                 participants: vec![],
                 inbox_members_up_to: 500,
                 change: Some(change),
+                extras: Default::default(),
             }])
             .await
             .unwrap();

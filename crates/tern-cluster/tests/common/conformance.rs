@@ -580,6 +580,8 @@ fn forward(cmid: &str, kind: &str) -> Forward {
         client_msg_id: cmid.into(),
         kind: kind.into(),
         content: "{\"x\":\"\\né\"}".into(),
+        reply_to: None,
+        mentions: Vec::new(),
     }
 }
 

@@ -22,6 +22,11 @@ pub struct Forward {
     pub client_msg_id: String,
     pub kind: String,
     pub content: String,
+    /// 5.1 (checked by the forwarding node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 /// The owner's answer to a [`Forward`]: the stored (or original) message,

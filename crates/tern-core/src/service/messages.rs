@@ -7,8 +7,11 @@ use crate::frame::encode;
 use crate::now_ms;
 use crate::pipeline::{Pipeline, PushPlan};
 use crate::push::{Outbound, Push};
-use crate::store::{Appended, HistoryQuery, NewMessage, StoreError, StoredMessage};
-use serde_json::value::RawValue;
+use crate::groups::GroupView;
+use crate::roles::Standing;
+use crate::store::{
+    Appended, Extras, HistoryQuery, NewMessage, StoreError, StoredMessage, MENTION_ALL,
+};
 use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::frames::check_kind_content;
@@ -34,7 +37,7 @@ impl Core {
         }
         let to = match (req.to.as_deref(), req.group.as_deref()) {
             (Some(to), None) => to,
-            (None, Some(gid)) => return self.send_group(actor, gid, cmid, kind, content).await,
+            (None, Some(gid)) => return self.send_group(actor, gid, req).await,
             _ => {
                 return Err(CoreError::invalid(
                     "exactly one of to and group is required",
@@ -47,9 +50,13 @@ impl Core {
                 format!("no such user {to:?}"),
             ));
         }
+        if req.mentions.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(CoreError::invalid("mentions are for group messages"));
+        }
         self.require_user(to).await?;
         self.check_not_blocked(to, actor.user).await?;
         let conv = ConvId::dm(actor.user, to).to_string();
+        let reply_to = self.check_reply_to(&conv, req.reply_to).await?;
         let mut participants = vec![actor.user.to_owned()];
         if to != actor.user {
             participants.push(to.to_owned());
@@ -67,6 +74,10 @@ impl Core {
             participants: participants.clone(),
             inbox_members_up_to: 0,
             change: None,
+            extras: Extras {
+                reply_to,
+                mentions: Vec::new(),
+            },
         };
         let plan = PushPlan::Users {
             users: participants.iter().map(|u| Arc::from(u.as_str())).collect(),
@@ -79,16 +90,27 @@ impl Core {
         &self,
         actor: Actor<'_>,
         gid: &str,
-        cmid: &str,
-        kind: &str,
-        content: &RawValue,
+        req: &request::Send<'_>,
     ) -> CoreResult<SendOk> {
+        let (cmid, kind, content) = (&*req.client_msg_id, &*req.kind, req.content);
         let view = self.group_view(gid).await?;
         let Some(standing) = view.standing(actor.user) else {
             return Err(CoreError::new(
                 ErrorCode::NotMember,
                 "not a member of this group",
             ));
+        };
+        let mentions = match check_mentions(&view, standing, req.mentions.as_deref()) {
+            Ok(m) => m,
+            Err(_) => {
+                // Asked again of the current view (in a cluster this
+                // node's may predate a join or a promotion).
+                let view = self.current_group_view(gid).await?;
+                let standing = view.standing(actor.user).ok_or_else(|| {
+                    CoreError::new(ErrorCode::NotMember, "not a member of this group")
+                })?;
+                check_mentions(&view, standing, req.mentions.as_deref())?
+            }
         };
         if crate::roles::may_send(&view.roles.state, standing, now_ms()).is_err() {
             // Refused by this node's view: asked again of the current one
@@ -101,7 +123,7 @@ impl Core {
             crate::roles::may_send(&view.roles.state, standing, now_ms())
                 .map_err(super::moderation::refused)?;
         }
-        let msg = group_message(
+        let mut msg = group_message(
             self.cfg.write_limit,
             gid,
             actor.user,
@@ -110,6 +132,10 @@ impl Core {
             Some(cmid),
             None,
         );
+        msg.extras = Extras {
+            reply_to: self.check_reply_to(&msg.conv, req.reply_to).await?,
+            mentions,
+        };
         let started = now_ms();
         let owner = self.owner(&msg.conv);
         if let Some(owner) = owner {
@@ -157,6 +183,8 @@ impl Core {
             client_msg_id: msg.client_msg_id.clone()?,
             kind: msg.kind.clone(),
             content: msg.content.clone(),
+            reply_to: msg.extras.reply_to,
+            mentions: msg.extras.mentions.clone(),
         };
         let fallback = |why: &dyn std::fmt::Display| {
             metrics::counter!("tern_forwards_total", "result" => "local").increment(1);
@@ -191,6 +219,18 @@ impl Core {
         }
     }
 
+    /// 5.1: `reply_to` must name an existing seq of `conv` (seqs have
+    /// no gaps: 1 to the newest).
+    async fn check_reply_to(&self, conv: &str, reply_to: Option<u64>) -> CoreResult<Option<u64>> {
+        let Some(seq) = reply_to else {
+            return Ok(None);
+        };
+        if seq == 0 || seq > self.store.max_seq(conv).await? {
+            return Err(CoreError::invalid(format!("no message with seq {seq}")));
+        }
+        Ok(Some(seq))
+    }
+
     pub async fn history(
         &self,
         user: &str,
@@ -205,7 +245,7 @@ impl Core {
             Some(l) if (1..=u64::from(HISTORY_MAX)).contains(&l) => l as u32,
             Some(_) => return Err(CoreError::invalid("limit must be 1-500")),
         };
-        Ok(self
+        let mut msgs = self
             .store
             .history(
                 user,
@@ -216,7 +256,9 @@ impl Core {
                     limit,
                 },
             )
-            .await?)
+            .await?;
+        self.attach_reactions(conv, &mut msgs).await?;
+        Ok(msgs)
     }
 
     /// Messages of `conv` strictly between `after` and `before` that `user`
@@ -339,6 +381,44 @@ impl Core {
     }
 }
 
+/// 5.1: the mentions of a group send, checked against the sender's view
+/// of the group: members only (each once), or `@all` alone, which only
+/// the owner and admins may use ([`crate::roles`]).
+fn check_mentions(
+    view: &GroupView,
+    standing: Standing,
+    mentions: Option<&[Cow<'_, str>]>,
+) -> CoreResult<Vec<String>> {
+    let Some(mentions) = mentions else {
+        return Ok(Vec::new());
+    };
+    if mentions.len() > LIST_MAX {
+        return Err(CoreError::invalid("mentions must hold at most 1000 users"));
+    }
+    if mentions.iter().any(|m| m == MENTION_ALL) {
+        if mentions.len() != 1 {
+            return Err(CoreError::invalid("@all stands alone in mentions"));
+        }
+        if !standing.role.moderates() {
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "only the owner and admins may mention @all",
+            ));
+        }
+        return Ok(vec![MENTION_ALL.to_owned()]);
+    }
+    let mut out: Vec<String> = Vec::with_capacity(mentions.len());
+    for m in mentions {
+        if !view.is_member(m) {
+            return Err(CoreError::invalid(format!("{m:?} is not a member")));
+        }
+        if !out.iter().any(|o| o == m) {
+            out.push(m.to_string());
+        }
+    }
+    Ok(out)
+}
+
 fn except_of(actor: Actor<'_>) -> Option<(Arc<str>, Arc<str>)> {
     actor.device.map(|d| (Arc::from(actor.user), Arc::from(d)))
 }
@@ -370,7 +450,7 @@ pub(super) struct Owner {
 impl ForwardHandler for Owner {
     async fn handle(&self, req: Forward) -> ForwardAnswer {
         metrics::counter!("tern_forwards_served_total").increment(1);
-        let msg = group_message(
+        let mut msg = group_message(
             self.write_limit,
             &req.gid,
             &req.from,
@@ -379,6 +459,10 @@ impl ForwardHandler for Owner {
             Some(&req.client_msg_id),
             None,
         );
+        msg.extras = Extras {
+            reply_to: req.reply_to,
+            mentions: req.mentions,
+        };
         let except = req
             .device
             .map(|d| (Arc::from(req.from.as_str()), Arc::from(d.as_str())));

@@ -13,6 +13,8 @@ mod reading;
 // 5.4 and blocks
 mod blocks;
 mod moderation;
+// 5.1
+mod edits;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
@@ -72,6 +74,12 @@ pub struct CoreConfig {
     pub forward_timeout: Option<std::time::Duration>,
     /// 5.4 and blocks: most users one user may block.
     pub max_blocks: usize,
+    /// 5.1: how long after sending its sender may edit a message.
+    pub edit_window_ms: i64,
+    /// 5.1: most distinct emojis one message may carry.
+    pub reaction_emoji_max: usize,
+    /// 5.1: most users listed per emoji in history.
+    pub reaction_users_listed: u32,
 }
 
 /// Largest `limit` of a history page.
@@ -398,5 +406,6 @@ fn group_message(
         participants: Vec::new(),
         inbox_members_up_to: write_limit,
         change,
+        extras: Default::default(),
     }
 }

@@ -28,6 +28,20 @@ fn json<T: Serialize>(body: &T) -> String {
     serde_json::to_string(body).expect("a request body serializes")
 }
 
+/// A path segment with every byte but the unreserved ones percent-encoded
+/// (an emoji in a reaction's path).
+pub fn percent(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len() * 3);
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl Request<'_> {
     /// The HTTP call that carries this request (PROTOCOL.md 3), the
     /// caller's bearer token aside; `None` for a command only WebSocket
@@ -153,6 +167,25 @@ impl Request<'_> {
                 "DELETE",
                 "/v1/blocks/{user}",
                 format!("/v1/blocks/{}", b.user),
+            ),
+            // 5.1
+            Request::Edit(e) => HttpCall {
+                body: Some(json(&serde_json::json!({ "content": e.content }))),
+                ..call(
+                    "PATCH",
+                    "/v1/conversations/{conv}/messages/{seq}",
+                    format!("/v1/conversations/{}/messages/{}", e.conv, e.seq),
+                )
+            },
+            Request::React(r) => call(
+                if r.on { "PUT" } else { "DELETE" },
+                "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}",
+                format!(
+                    "/v1/conversations/{}/messages/{}/reactions/{}",
+                    r.conv,
+                    r.seq,
+                    percent(&r.emoji)
+                ),
             ),
             Request::Auth(_)
             | Request::Ping

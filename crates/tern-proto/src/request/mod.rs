@@ -37,6 +37,30 @@ pub struct Send<'a> {
     pub client_msg_id: Cow<'a, str>,
     pub kind: Cow<'a, str>,
     pub content: &'a RawValue,
+    /// 5.1: the seq of the message this one answers, in the same
+    /// conversation.
+    pub reply_to: Option<u64>,
+    /// 5.1, groups only: members named, or `["@all"]`.
+    pub mentions: Option<Vec<Cow<'a, str>>>,
+}
+
+/// `edit` (5.1, and `PATCH /v1/conversations/{conv}/messages/{seq}`): the
+/// new content of one of the caller's messages.
+#[derive(Debug, Clone)]
+pub struct Edit<'a> {
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+    pub content: &'a RawValue,
+}
+
+/// `react` (5.1, and `PUT`/`DELETE
+/// /v1/conversations/{conv}/messages/{seq}/reactions/{emoji}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct React<'a> {
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+    pub emoji: Cow<'a, str>,
+    pub on: bool,
 }
 
 /// A position in a conversation: `ack`, `read`, `recall`, `read_status`.
@@ -251,6 +275,9 @@ pub enum Request<'a> {
     Blocks,
     BlockAdd(Block<'a>),
     BlockRemove(Block<'a>),
+    // 5.1
+    Edit(Edit<'a>),
+    React(React<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -285,6 +312,8 @@ impl<'a> Send<'a> {
             content: need(content, "content")?,
             to,
             group,
+            reply_to: None,
+            mentions: None,
         })
     }
 }
@@ -305,13 +334,11 @@ impl<'a> Request<'a> {
                 device: f.device,
             }),
             FrameType::Ping => Request::Ping,
-            FrameType::Send => Request::Send(Send::from_parts(
-                f.to,
-                f.group,
-                f.client_msg_id,
-                f.kind,
-                f.content,
-            )?),
+            FrameType::Send => Request::Send(Send {
+                reply_to: f.reply_to,
+                mentions: f.mentions,
+                ..Send::from_parts(f.to, f.group, f.client_msg_id, f.kind, f.content)?
+            }),
             FrameType::Ack => Request::Ack(conv_seq(f.conv, f.seq)?),
             FrameType::Read => Request::Read(conv_seq(f.conv, f.seq)?),
             FrameType::Sync => Request::Sync(Sync {
@@ -349,6 +376,17 @@ impl<'a> Request<'a> {
                 content: need(f.content, "content")?,
             }),
             FrameType::ReadStatus => Request::ReadStatus(conv_seq(f.conv, f.seq)?),
+            FrameType::Edit => Request::Edit(Edit {
+                conv: need(f.conv, "conv")?,
+                seq: need(f.seq, "seq")?,
+                content: need(f.content, "content")?,
+            }),
+            FrameType::React => Request::React(React {
+                conv: need(f.conv, "conv")?,
+                seq: need(f.seq, "seq")?,
+                emoji: need(f.emoji, "emoji")?,
+                on: need(f.on, "on")?,
+            }),
         })
     }
 
@@ -371,6 +409,8 @@ impl<'a> Request<'a> {
             Request::Leave(_) => FrameType::Leave,
             Request::RoomSend(_) => FrameType::RoomSend,
             Request::ReadStatus(_) => FrameType::ReadStatus,
+            Request::Edit(_) => FrameType::Edit,
+            Request::React(_) => FrameType::React,
             Request::UserGet(_)
             | Request::SessionEnd(_)
             | Request::Friends
@@ -415,6 +455,19 @@ impl<'a> Request<'a> {
                 f.client_msg_id = Some(s.client_msg_id);
                 f.kind = Some(s.kind);
                 f.content = Some(s.content);
+                f.reply_to = s.reply_to;
+                f.mentions = s.mentions;
+            }
+            Request::Edit(e) => {
+                f.conv = Some(e.conv);
+                f.seq = Some(e.seq);
+                f.content = Some(e.content);
+            }
+            Request::React(r) => {
+                f.conv = Some(r.conv);
+                f.seq = Some(r.seq);
+                f.emoji = Some(r.emoji);
+                f.on = Some(r.on);
             }
             Request::Ack(p) | Request::Read(p) | Request::Recall(p) | Request::ReadStatus(p) => {
                 f.conv = Some(p.conv);
@@ -516,6 +569,9 @@ mod tests {
             r#"{"type":"leave","room":"r"}"#,
             r#"{"type":"room_send","room":"r","content":[1]}"#,
             r#"{"type":"read_status","conv":"g:g1","seq":4}"#,
+            r#"{"type":"send","group":"g1","client_msg_id":"c2","kind":"text","content":"hi","reply_to":3,"mentions":["bob"]}"#,
+            r#"{"type":"edit","id":"5","conv":"dm:a:b","seq":2,"content":"new"}"#,
+            r#"{"type":"react","conv":"dm:a:b","seq":2,"emoji":"👍","on":false}"#,
         ];
         for text in texts {
             let d = decode(text).unwrap();

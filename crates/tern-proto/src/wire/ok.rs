@@ -140,6 +140,16 @@ pub struct SendAnswer<'a> {
     pub duplicate: bool,
 }
 
+/// 5.1: the answer to `edit` and `PATCH
+/// /v1/conversations/{conv}/messages/{seq}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditAnswer<'a> {
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+    pub edited_at: i64,
+}
+
 /// The `ok` to `read`: the read position now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadAnswer {
@@ -172,6 +182,9 @@ pub struct ConvView<'a> {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_read_seq: Option<u64>,
+    /// 5.1, groups: a message above the read position mentions the user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mentioned: bool,
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.

@@ -5,6 +5,7 @@
 use super::{decimal, tag, RawJson};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// A message as clients see it, in `msg` pushes, `history` and `sync`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -36,6 +37,55 @@ pub struct MsgView<'a> {
     pub client_msg_id: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// 5.1: the seq this message answers.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// 5.1: the members named, or `["@all"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Cow<'a, str>>,
+    /// 5.1: when the content was last edited (ms).
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// 5.1, history only: each emoji's count and (some of) its users.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<Cow<'a, str>, ReactionCount<'a>>,
+}
+
+/// One emoji of a message's `reactions`: how many reacted with it, and
+/// the first of them (at most `limits.reaction_users_listed`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount<'a> {
+    pub count: u64,
+    pub users: Vec<Cow<'a, str>>,
+}
+
+/// 5.1: `{"type":"edited","conv","seq","msg_id","by","content","edited_at"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edited<'a> {
+    #[serde(rename = "type")]
+    pub ty: tag::Edited,
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+    #[serde(with = "decimal")]
+    pub msg_id: u64,
+    pub by: Cow<'a, str>,
+    pub content: RawJson<'a>,
+    pub edited_at: i64,
+}
+
+/// 5.1: `{"type":"reaction","conv","seq","user","emoji","on"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionPush<'a> {
+    #[serde(rename = "type")]
+    pub ty: tag::Reaction,
+    pub conv: Cow<'a, str>,
+    pub seq: u64,
+    pub user: Cow<'a, str>,
+    pub emoji: Cow<'a, str>,
+    pub on: bool,
 }
 
 /// `{"type":"msg","msg":{...}}`.

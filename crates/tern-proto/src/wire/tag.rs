@@ -65,4 +65,7 @@ tags! {
     OfflineDone = "offline_done";
     Pong = "pong";
     Friend = "friend";
+    // 5.1
+    Edited = "edited";
+    Reaction = "reaction";
 }

@@ -37,6 +37,10 @@ fn msg() -> MsgView<'static> {
         ts: 1795000000000,
         client_msg_id: Some(c("6f1c")),
         recalled: false,
+        reply_to: None,
+        mentions: Vec::new(),
+        edited_at: None,
+        reactions: Default::default(),
     }
 }
 
@@ -119,6 +123,7 @@ fn ok_sync() {
                 updated_at: 1795000000000,
                 peer_delivered_seq: Some(41),
                 peer_read_seq: Some(39),
+                mentioned: false,
             },
             ConvView {
                 conv: c("group:g8x2k"),
@@ -131,6 +136,7 @@ fn ok_sync() {
                 updated_at: 1794000000000,
                 peer_delivered_seq: None,
                 peer_read_seq: None,
+                mentioned: false,
             },
         ],
         total_unread: 1,
@@ -162,6 +168,10 @@ fn ok_history() {
         ts: 1795000000001,
         client_msg_id: Some(c("a9e0")),
         recalled: true,
+        reply_to: None,
+        mentions: Vec::new(),
+        edited_at: None,
+        reactions: Default::default(),
     };
     let image = MsgView {
         seq: 43,

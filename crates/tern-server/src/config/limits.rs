@@ -82,6 +82,13 @@ pub struct LimitsConfig {
     // 5.4 and blocks
     /// Most users one user may block (`forbidden` beyond).
     pub blocks_max: usize,
+    // 5.1
+    /// How long (s) after sending its sender may edit a message.
+    pub edit_window_secs: u64,
+    /// Most distinct emojis one message may carry (one more: `invalid`).
+    pub reaction_emoji_max: usize,
+    /// Most users listed per emoji in history (the count is exact).
+    pub reaction_users_listed: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +179,9 @@ impl Default for LimitsConfig {
             stall_timeout_ms: 5_000,
             close_linger_secs: 60,
             blocks_max: 1000,
+            edit_window_secs: 172_800,
+            reaction_emoji_max: 20,
+            reaction_users_listed: 50,
         }
     }
 }

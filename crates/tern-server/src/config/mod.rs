@@ -160,6 +160,15 @@ impl Config {
         if l.blocks_max == 0 || l.blocks_max > 100_000 {
             return bad("limits.blocks_max must be 1 to 100000");
         }
+        if l.edit_window_secs > 31_536_000 {
+            return bad("limits.edit_window_secs must be 0 to 31536000");
+        }
+        if l.reaction_emoji_max == 0 || l.reaction_emoji_max > 1000 {
+            return bad("limits.reaction_emoji_max must be 1 to 1000");
+        }
+        if l.reaction_users_listed == 0 || l.reaction_users_listed > 1000 {
+            return bad("limits.reaction_users_listed must be 1 to 1000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -382,6 +391,18 @@ mod tests {
             "limits.close_linger_secs",
         );
         invalid(|c| c.limits.blocks_max = 0, "limits.blocks_max");
+        invalid(
+            |c| c.limits.edit_window_secs = 31_536_001,
+            "limits.edit_window_secs",
+        );
+        invalid(
+            |c| c.limits.reaction_emoji_max = 0,
+            "limits.reaction_emoji_max",
+        );
+        invalid(
+            |c| c.limits.reaction_users_listed = 0,
+            "limits.reaction_users_listed",
+        );
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

@@ -109,6 +109,14 @@ pub(crate) struct SendBody<'a> {
     #[schema(required = true, value_type = serde_json::Value)]
     #[serde(borrow)]
     content: Option<&'a RawValue>,
+    /// 5.1: the seq of the message this one answers (same conversation).
+    #[schema(nullable = false)]
+    #[serde(default)]
+    reply_to: Option<u64>,
+    /// 5.1, groups: members named, or `["@all"]` (owner and admins).
+    #[schema(nullable = false)]
+    #[serde(borrow, default)]
+    mentions: Option<Vec<Cow<'a, str>>>,
 }
 
 #[utoipa::path(
@@ -134,8 +142,12 @@ pub(super) async fn send_message(
         return Ok(r.into_response());
     }
     let b: SendBody = body(&raw)?;
-    let req = request::Send::from_parts(b.to, b.group, b.client_msg_id, b.kind, b.content)
-        .map_err(|m| invalid(m.to_string()))?;
+    let req = request::Send {
+        reply_to: b.reply_to,
+        mentions: b.mentions,
+        ..request::Send::from_parts(b.to, b.group, b.client_msg_id, b.kind, b.content)
+            .map_err(|m| invalid(m.to_string()))?
+    };
     Ok(execute(&app, me.actor(), None, Request::Send(req))
         .await?
         .json())

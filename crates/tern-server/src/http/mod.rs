@@ -14,6 +14,8 @@ mod messages;
 mod ops;
 // 5.4 and blocks
 mod moderation;
+// 5.1
+mod edits;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -61,6 +63,9 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(moderation::put_mute, moderation::delete_mute))
         .routes(routes!(moderation::list_blocks))
         .routes(routes!(moderation::put_block, moderation::delete_block))
+        // 5.1
+        .routes(routes!(edits::edit_message))
+        .routes(routes!(edits::put_reaction, edits::delete_reaction))
 }
 
 pub fn router(app: Arc<App>) -> Router {

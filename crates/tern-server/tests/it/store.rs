@@ -37,6 +37,7 @@ fn dm(msg_id: u64, from: &str, to: &str, ts: i64, cmid: &str) -> NewMessage {
         participants: vec![from.into(), to.into()],
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 

@@ -61,6 +61,7 @@ pub fn dm(from: &str, to: &str, ts: i64, cmid: &str) -> NewMessage {
         participants: vec![from.into(), to.into()],
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn gmsg(gid: &str, from: &str, ts: i64, cmid: &str) -> NewMessage {
         participants: Vec::new(),
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 

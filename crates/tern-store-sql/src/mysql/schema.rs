@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -70,6 +70,9 @@ const STEPS: &[&str] = &[
         client_msg_id VARBINARY(256) NULL,
         recalled      BOOLEAN NOT NULL DEFAULT FALSE,
         inboxed       BOOLEAN NOT NULL DEFAULT TRUE,
+        reply_to      BIGINT NULL,
+        mentions      TEXT NULL,
+        edited_at     BIGINT NULL,
         PRIMARY KEY (conv, seq),
         UNIQUE KEY messages_dedup (from_user, client_msg_id),
         UNIQUE KEY messages_msg_id (msg_id)
@@ -90,6 +93,7 @@ const STEPS: &[&str] = &[
         until_seq       BIGINT NULL,
         until_ts        BIGINT NULL,
         inbox_seq       BIGINT NOT NULL DEFAULT 0,
+        mention_seq     BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (user_id, conv),
         KEY user_convs_conv (conv, user_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
@@ -143,6 +147,16 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (user_id, blocked),
         KEY blocks_blocked (blocked, user_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // 5.1 (version 5): one row per user and emoji on a message. Shard key:
+    // conv. The emoji is VARBINARY: every byte counts (utf8mb4_bin pads).
+    r#"CREATE TABLE IF NOT EXISTS reactions (
+        conv    VARCHAR(140) NOT NULL,
+        seq     BIGINT NOT NULL,
+        emoji   VARBINARY(32) NOT NULL,
+        user_id VARCHAR(64) NOT NULL,
+        ts      BIGINT NOT NULL,
+        PRIMARY KEY (conv, seq, emoji, user_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
 
 /// Version 4 (5.4 and blocks): the groups' settings and the members'
@@ -159,6 +173,43 @@ async fn moderation_columns(conn: &mut MySqlConnection) -> StoreResult<()> {
         ("group_members", "muted_until", "BIGINT NULL"),
     ];
     for (table, column, ty) in COLUMNS {
+        let has: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(be)?;
+        if has == 0 {
+            let ddl = format!("ALTER TABLE {table} ADD COLUMN {column} {ty}");
+            sqlx::query(sqlx::AssertSqlSafe(ddl))
+                .execute(&mut *conn)
+                .await
+                .map_err(be)?;
+        }
+    }
+    Ok(())
+}
+
+/// Version 5 (5.1) adds a message's reply, mentions and edit time, and a
+/// user's mention position, to tables of older versions (`CREATE TABLE IF
+/// NOT EXISTS` left them as they were), empty for what exists. Safe to run
+/// again: each column is added only when missing.
+async fn migrate_to_5(conn: &mut MySqlConnection) -> StoreResult<()> {
+    const COLUMNS: [(&str, &str, &str); 4] = [
+        ("messages", "reply_to", "BIGINT NULL"),
+        ("messages", "mentions", "TEXT NULL"),
+        ("messages", "edited_at", "BIGINT NULL"),
+        ("user_convs", "mention_seq", "BIGINT NOT NULL DEFAULT 0"),
+    ];
+    add_missing(conn, &COLUMNS).await
+}
+
+/// Adds each `(table, column, type)` a table lacks.
+async fn add_missing(conn: &mut MySqlConnection, columns: &[(&str, &str, &str)]) -> StoreResult<()> {
+    for (table, column, ty) in columns {
         let has: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.columns \
              WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?",
@@ -269,6 +320,8 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     unique_msg_ids(conn).await?;
     // 5.4 and blocks
     moderation_columns(conn).await?;
+    // 5.1
+    migrate_to_5(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS messages (
     -- Whether the message enters its recipients' offline queues: every 1:1
     -- message, group messages while the group is write-diffused.
     inboxed       BOOLEAN NOT NULL DEFAULT true,
+    -- 5.1 (version 5): see MIGRATE_TO_5.
+    reply_to      BIGINT,
+    mentions      TEXT,
+    edited_at     BIGINT,
     PRIMARY KEY (conv, seq)
 );
 -- Message ids are unique (version 2); a starting node reads its newest one
@@ -100,6 +104,8 @@ CREATE TABLE IF NOT EXISTS user_convs (
     until_seq       BIGINT,
     until_ts        BIGINT,
     inbox_seq       BIGINT NOT NULL DEFAULT 0,
+    -- 5.1 (version 5): the newest seq that mentions the user.
+    mention_seq     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, conv)
 );
 
@@ -156,6 +162,28 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (user_id, blocked)
 );
 CREATE INDEX IF NOT EXISTS blocks_blocked ON blocks (blocked, user_id);
+
+-- 5.1 (version 5). Shard key: conv. One row per user and emoji on a
+-- message.
+CREATE TABLE IF NOT EXISTS reactions (
+    conv    TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    emoji   TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    ts      BIGINT NOT NULL,
+    PRIMARY KEY (conv, seq, emoji, user_id)
+);
+"#;
+
+/// Version 5 (5.1) adds a message's reply, mentions and edit time, and a
+/// user's mention position (the newest seq that mentions them), empty for
+/// what exists; `SCHEMA` then creates `reactions`. The step stands alone:
+/// it runs for any older version, whatever came between.
+const MIGRATE_TO_5: &str = r#"
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS reply_to BIGINT;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS mentions TEXT;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS edited_at BIGINT;
+ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS mention_seq BIGINT NOT NULL DEFAULT 0;
 "#;
 
 /// Version 4 (5.4 and blocks) adds the groups' settings and the members'
@@ -224,6 +252,13 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
             // 5.4 and blocks
             if found.is_some_and(|v| v < 4) {
                 sqlx::raw_sql(MIGRATE_TO_4)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
+            // 5.1
+            if found.is_some_and(|v| v < 5) {
+                sqlx::raw_sql(MIGRATE_TO_5)
                     .execute(&mut *tx)
                     .await
                     .map_err(be)?;

@@ -6,7 +6,7 @@ use super::{be, message_from_row, user_conv, MSG_COLS};
 use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::rules;
 use tern_core::store::{
-    Appended, MemberChange, NewMessage, StoreError, StoreResult, StoredMessage,
+    self, Appended, MemberChange, NewMessage, StoreError, StoreResult, StoredMessage,
 };
 
 // ----- messages -----
@@ -93,8 +93,9 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         },
     };
     c.prepare_cached(
-        "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, ts, client_msg_id, inboxed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO messages (conv, seq, msg_id, from_user, to_user, group_id, kind, content, ts, client_msg_id, inboxed, \
+             reply_to, mentions) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .map_err(be)?
     .execute(params![
@@ -108,10 +109,13 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
         m.content,
         m.ts,
         m.client_msg_id,
-        inboxed
+        inboxed,
+        m.extras.reply_to.map(|s| s as i64),
+        store::mentions_text(&m.extras.mentions),
     ])
     .map_err(be)?;
     let useq = stored.seq;
+    super::edits::mark_mentions(c, m, useq)?;
 
     // Conversation list entries; the sender has read their own message.
     for p in &m.participants {

@@ -15,8 +15,11 @@ mod messages;
 mod reading;
 // 5.4 and blocks
 mod moderation;
+// 5.1
+mod edits;
 
 pub use accounts::*;
+pub use edits::{edit, react, reactions};
 pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
@@ -24,7 +27,7 @@ pub use reading::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
-use tern_core::store::{StoreError, StoreResult, StoredMessage};
+use tern_core::store::{self, StoreError, StoreResult, StoredMessage};
 
 fn be(e: rusqlite::Error) -> StoreError {
     StoreError::backend(e)
@@ -40,7 +43,7 @@ fn sql_seq(seq: u64) -> i64 {
 /// Columns read by [`message_from_row`], in order.
 const MSG_COLS: &str =
     "m.msg_id, m.conv, m.seq, m.from_user, m.to_user, m.group_id, m.kind, m.content, m.ts, \
-                        m.client_msg_id, m.recalled";
+                        m.client_msg_id, m.recalled, m.reply_to, m.mentions, m.edited_at";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
@@ -55,6 +58,10 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         ts: r.get(8)?,
         client_msg_id: r.get(9)?,
         recalled: r.get::<_, i64>(10)? != 0,
+        reply_to: r.get::<_, Option<i64>>(11)?.map(|s| s as u64),
+        mentions: store::mentions_of(r.get::<_, Option<String>>(12)?.as_deref()),
+        edited_at: r.get(13)?,
+        reactions: Vec::new(),
     })
 }
 

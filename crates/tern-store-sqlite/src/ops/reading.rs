@@ -209,7 +209,7 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
     let mut st = c
         .prepare_cached(
             "SELECT uc.conv, uc.peer, uc.group_id, cv.max_seq, uc.read_seq, uc.until_seq, uc.until_ts, \
-                    uc.read_updated_at, cv.updated_at, coalesce(pc.delivered_seq, 0), coalesce(pc.read_seq, 0) \
+                    uc.read_updated_at, cv.updated_at, coalesce(pc.delivered_seq, 0), coalesce(pc.read_seq, 0), uc.mention_seq \
              FROM user_convs uc JOIN convs cv ON cv.conv = uc.conv \
              LEFT JOIN user_convs pc ON pc.user = uc.peer AND pc.conv = uc.conv AND uc.peer <> uc.user \
              WHERE uc.user = ?1",
@@ -225,6 +225,7 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
             let conv_at: i64 = r.get(8)?;
             let peer_delivered: i64 = r.get(9)?;
             let peer_read: i64 = r.get(10)?;
+            let mention: i64 = r.get(11)?;
             let visible = until.map_or(max, |u| u.min(max)) as u64;
             let activity = until_ts.unwrap_or(conv_at);
             Ok(ConvSummary {
@@ -238,6 +239,7 @@ pub fn conversations(c: &Connection, user: &str, since: i64, limit: u32) -> Stor
                 updated_at: activity.max(read_at),
                 peer_delivered_seq: peer_delivered.max(peer_read) as u64,
                 peer_read_seq: peer_read as u64,
+                mention_seq: mention as u64,
             })
         })
         .map_err(be)?;
