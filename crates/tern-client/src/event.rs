@@ -2,7 +2,7 @@
 //! they happened.
 
 use tern_proto::wire::{
-    ErrorFrame, FriendPush, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer,
+    Edited, ErrorFrame, FriendPush, ReactionPush, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer,
     Typing,
 };
 
@@ -31,6 +31,10 @@ pub enum Event {
     Receipt(Receipt<'static>),
     /// A message was recalled.
     Recalled(Recalled<'static>),
+    /// 5.1: a message was edited.
+    Edited(Edited<'static>),
+    /// 5.1: a reaction was added (`on`) or taken back.
+    Reaction(ReactionPush<'static>),
     /// Someone is typing in a conversation.
     Typing(Typing<'static>),
     /// A friend came online or went away.

@@ -77,6 +77,10 @@ pub struct OutMessage {
     kind: String,
     content: Box<RawValue>,
     client_msg_id: String,
+    /// 5.1: the seq this message answers.
+    reply_to: Option<u64>,
+    /// 5.1, groups: members named, or `@all`.
+    mentions: Vec<String>,
 }
 
 /// A fresh client message id: 128 random bits in hex.
@@ -95,6 +99,8 @@ impl OutMessage {
             kind: kind.to_owned(),
             content,
             client_msg_id: new_client_msg_id(),
+            reply_to: None,
+            mentions: Vec::new(),
         })
     }
 
@@ -129,6 +135,18 @@ impl OutMessage {
         self
     }
 
+    /// 5.1: answers message `seq` of the same conversation.
+    pub fn reply_to(mut self, seq: u64) -> OutMessage {
+        self.reply_to = Some(seq);
+        self
+    }
+
+    /// 5.1, groups: mentions these members (or `["@all"]`).
+    pub fn mentions(mut self, users: &[&str]) -> OutMessage {
+        self.mentions = users.iter().map(|u| (*u).to_owned()).collect();
+        self
+    }
+
     pub fn target(&self) -> &Target {
         &self.target
     }
@@ -158,6 +176,9 @@ impl OutMessage {
             client_msg_id: Cow::Borrowed(&self.client_msg_id),
             kind: Cow::Borrowed(&self.kind),
             content: &self.content,
+            reply_to: self.reply_to,
+            mentions: (!self.mentions.is_empty())
+                .then(|| self.mentions.iter().map(|m| Cow::Borrowed(m.as_str())).collect()),
         })
     }
 

@@ -315,6 +315,31 @@ impl Session {
         self.request::<Empty>(req, ReqKind::Other).await.map(drop)
     }
 
+    /// `edit` (5.1): new content for one's own message (its kind stays);
+    /// answers `edited_at`.
+    pub async fn edit(&self, conv: &str, seq: u64, content: &serde_json::Value) -> Result<i64> {
+        let content = serde_json::value::RawValue::from_string(content.to_string())
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let req = Request::Edit(request::Edit {
+            conv: conv.into(),
+            seq,
+            content: &content,
+        });
+        let a: tern_proto::wire::EditAnswer<'static> = self.request(req, ReqKind::Other).await?;
+        Ok(a.edited_at)
+    }
+
+    /// `react` (5.1): adds (`on`) or takes back a reaction.
+    pub async fn react(&self, conv: &str, seq: u64, emoji: &str, on: bool) -> Result<()> {
+        let req = Request::React(request::React {
+            conv: conv.into(),
+            seq,
+            emoji: emoji.into(),
+            on,
+        });
+        self.request::<Empty>(req, ReqKind::Other).await.map(drop)
+    }
+
     /// `delete`: hides messages from one's own history.
     pub async fn delete(&self, conv: &str, seqs: &[u64]) -> Result<()> {
         let req = Request::Delete(request::Delete {

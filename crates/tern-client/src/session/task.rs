@@ -364,6 +364,8 @@ impl Task {
             }
             "receipt" => self.push(text, Event::Receipt).await,
             "recalled" => self.push(text, Event::Recalled).await,
+            "edited" => self.push(text, Event::Edited).await,
+            "reaction" => self.push(text, Event::Reaction).await,
             "typing" => self.push(text, Event::Typing).await,
             "presence" => self.push(text, Event::Presence).await,
             "friend" => self.push(text, Event::Friend).await,

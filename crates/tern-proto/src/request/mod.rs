@@ -19,7 +19,7 @@ use std::fmt;
 
 mod http;
 
-pub use http::HttpCall;
+pub use http::{percent, HttpCall};
 
 /// `auth`: the first frame of a connection without `?token=`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod accounts;
 mod blocks;
+mod edits;
 mod groups;
 mod hostile;
 mod limits;

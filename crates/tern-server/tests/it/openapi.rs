@@ -689,6 +689,25 @@ fn request_calls_are_documented_operations() {
             client_msg_id: c("m"),
             kind: c("text"),
             content: Box::leak(serde_json::value::RawValue::from_string("1".into()).unwrap()),
+            reply_to: Some(1),
+            mentions: None,
+        }),
+        Request::Edit(r::Edit {
+            conv: c("dm:u:v"),
+            seq: 1,
+            content: Box::leak(serde_json::value::RawValue::from_string("\"x\"".into()).unwrap()),
+        }),
+        Request::React(r::React {
+            conv: c("dm:u:v"),
+            seq: 1,
+            emoji: c("👍"),
+            on: true,
+        }),
+        Request::React(r::React {
+            conv: c("dm:u:v"),
+            seq: 1,
+            emoji: c("👍"),
+            on: false,
         }),
     ];
     for req in requests {
