@@ -116,6 +116,10 @@ macro_rules! suite {
             group_roles_and_settings,
             group_dissolve_freezes_the_group,
             blocks_both_ways,
+            // 5.1
+            replies_and_mentions_are_stored,
+            edits_follow_the_rules,
+            reactions_counted_and_bounded,
         );
 
         #[tokio::test]

@@ -226,6 +226,13 @@ fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
         ("user_convs", "mention_seq", "INTEGER NOT NULL DEFAULT 0"),
     ];
     for (table, column, ty) in COLUMNS {
+        // A table that is not there yet gets its columns from `SCHEMA`.
+        let table_exists: bool = c
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+            .exists([table])?;
+        if !table_exists {
+            continue;
+        }
         let has: bool = c
             .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
             .exists([table, column])?;

@@ -230,10 +230,13 @@ mod offline;
 mod reading;
 // 5.4 and blocks
 mod moderation;
+// 5.1
+mod edits;
 
 pub use accounts::*;
 pub use append::*;
 pub use durability::*;
+pub use edits::*;
 pub use groups::*;
 pub use moderation::*;
 pub use offline::*;
