@@ -491,7 +491,7 @@ async fn upgrade_from_version_1_makes_ids_unique() {
             .unwrap();
     // The current version: the upgrade also made the signing keys' table
     // (3) and the groups' roles and blocks (4).
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
         .fetch_one(&mut c)
         .await
