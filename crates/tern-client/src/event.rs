@@ -2,8 +2,8 @@
 //! they happened.
 
 use tern_proto::wire::{
-    Edited, ErrorFrame, FriendPush, ReactionPush, MsgView, Notify, PresencePush, Recalled, Receipt, RoomMsg, SyncAnswer,
-    Typing,
+    Edited, ErrorFrame, FriendPush, MsgView, Notify, PresencePush, ReactionPush, Recalled, Receipt,
+    RoomMsg, SyncAnswer, Typing,
 };
 
 /// One thing that happened on a session. Messages come once each (by

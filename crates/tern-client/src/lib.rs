@@ -177,8 +177,12 @@ impl OutMessage {
             kind: Cow::Borrowed(&self.kind),
             content: &self.content,
             reply_to: self.reply_to,
-            mentions: (!self.mentions.is_empty())
-                .then(|| self.mentions.iter().map(|m| Cow::Borrowed(m.as_str())).collect()),
+            mentions: (!self.mentions.is_empty()).then(|| {
+                self.mentions
+                    .iter()
+                    .map(|m| Cow::Borrowed(m.as_str()))
+                    .collect()
+            }),
         })
     }
 

@@ -33,7 +33,11 @@ pub fn msg_view(m: &StoredMessage) -> MsgView<'_> {
         client_msg_id: m.client_msg_id.as_deref().map(Cow::Borrowed),
         recalled: m.recalled,
         reply_to: m.reply_to,
-        mentions: m.mentions.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
+        mentions: m
+            .mentions
+            .iter()
+            .map(|u| Cow::Borrowed(u.as_str()))
+            .collect(),
         edited_at: m.edited_at,
         reactions: m
             .reactions

@@ -156,8 +156,13 @@ pub fn mentions_text(mentions: &[String]) -> Option<String> {
 
 /// The mentions of a stored column.
 pub fn mentions_of(text: Option<&str>) -> Vec<String> {
-    text.map(|t| t.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
+    text.map(|t| {
+        t.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// 5.1: one emoji of one message, as [`Store::reactions`] gives it.

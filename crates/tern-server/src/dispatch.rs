@@ -24,9 +24,9 @@ use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    BlocksList, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList, GroupAnswer,
-    HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer, SendAnswer,
-    SyncAnswer, UserInfo,
+    BlocksList, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList,
+    GroupAnswer, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer,
+    SendAnswer, SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,

@@ -46,8 +46,8 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};

@@ -445,14 +445,14 @@ mod tests {
              PRAGMA user_version = 6;",
         )
         .unwrap();
-        assert!(c
-            .prepare("SELECT reply_to FROM messages")
-            .is_err());
+        assert!(c.prepare("SELECT reply_to FROM messages").is_err());
         assert_eq!(migrate(&c).unwrap(), Ok(()));
         let row: (Option<i64>, Option<String>, Option<i64>) = c
-            .query_row("SELECT reply_to, mentions, edited_at FROM messages", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT reply_to, mentions, edited_at FROM messages",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
         assert_eq!(row, (None, None, None));
         let mention: i64 = c

@@ -4,10 +4,9 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
-    ReactionSummary,
     AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReadOutcome, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]

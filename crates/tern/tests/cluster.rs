@@ -16,6 +16,9 @@ mod support;
 // 5.4 and blocks
 #[path = "cluster/moderation.rs"]
 mod moderation;
+// 5.1
+#[path = "cluster/edits.rs"]
+mod edits;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

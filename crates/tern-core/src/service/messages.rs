@@ -4,10 +4,10 @@ use super::{group_message, Actor, Core, SendOk, HISTORY_DEFAULT, HISTORY_MAX, LI
 use crate::bus::{Forward, ForwardAnswer, ForwardHandler};
 use crate::error::{CoreError, CoreResult};
 use crate::frame::encode;
+use crate::groups::GroupView;
 use crate::now_ms;
 use crate::pipeline::{Pipeline, PushPlan};
 use crate::push::{Outbound, Push};
-use crate::groups::GroupView;
 use crate::roles::Standing;
 use crate::store::{
     Appended, Extras, HistoryQuery, NewMessage, StoreError, StoredMessage, MENTION_ALL,

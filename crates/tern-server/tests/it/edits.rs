@@ -56,7 +56,10 @@ async fn edit_rules_push_and_history() {
     // The sender edits; everyone's devices (the editing one too) hear it.
     let r = a.ok(edit(&conv, 1, json!("hello"))).await;
     let at = r["edited_at"].as_i64().unwrap();
-    assert_eq!((r["conv"].as_str(), r["seq"].as_u64()), (Some(&*conv), Some(1)));
+    assert_eq!(
+        (r["conv"].as_str(), r["seq"].as_u64()),
+        (Some(&*conv), Some(1))
+    );
     for dev in [&mut a, &mut a2, &mut b] {
         let p = dev.next_of("edited").await;
         assert_eq!(p["conv"], conv);
@@ -79,10 +82,14 @@ async fn edit_rules_push_and_history() {
 
     // Only the sender; the kind stays; the content limit applies.
     b.err(edit(&conv, 1, json!("mine now")), "forbidden").await;
-    a.err(edit(&conv, 1, json!({"not":"text"})), "invalid").await;
-    a.err(edit(&conv, 9, json!("x")), "invalid").await;
-    a.err(edit(&conv, 1, json!("x".repeat(16_400))), "content_too_large")
+    a.err(edit(&conv, 1, json!({"not":"text"})), "invalid")
         .await;
+    a.err(edit(&conv, 9, json!("x")), "invalid").await;
+    a.err(
+        edit(&conv, 1, json!("x".repeat(16_400))),
+        "content_too_large",
+    )
+    .await;
     c.err(edit(&conv, 1, json!("x")), "not_member").await;
     // A missing field names itself.
     let r = a
@@ -100,7 +107,16 @@ async fn edit_rules_push_and_history() {
     assert_eq!(v["seq"], 1);
     assert!(v["edited_at"].as_i64().unwrap() > at, "{v}");
     while b.next_of("edited").await["content"] != "via http" {}
-    refused(&s, "PATCH", &path, &tb, Some(json!({"content":"x"})), 403, "forbidden").await;
+    refused(
+        &s,
+        "PATCH",
+        &path,
+        &tb,
+        Some(json!({"content":"x"})),
+        403,
+        "forbidden",
+    )
+    .await;
     refused(
         &s,
         "PATCH",
@@ -200,9 +216,7 @@ async fn mentions_are_checked_and_flag_sync_until_read() {
     let mut a = s.connect(&ta, "a").await;
     let mut b = s.connect(&tb, "b").await;
     let mut c = s.connect(&tc, "c").await;
-    let mention = |cmid: &str, who: Value| {
-        json!({"type":"send","group":g,"client_msg_id":cmid,"kind":"text","content":"hey","mentions":who})
-    };
+    let mention = |cmid: &str, who: Value| json!({"type":"send","group":g,"client_msg_id":cmid,"kind":"text","content":"hey","mentions":who});
     // Members only; @all only for the owner and admins; groups only.
     b.err(mention("x1", json!(["dan"])), "invalid").await;
     b.err(mention("x2", json!(["@all"])), "forbidden").await;
@@ -214,7 +228,11 @@ async fn mentions_are_checked_and_flag_sync_until_read() {
     let ok = b.ok(mention("m1", json!(["carol"]))).await;
     let seq = ok["seq"].as_u64().unwrap();
     let m = c.next_msg().await;
-    let m = if m["seq"] == seq { m } else { c.next_msg().await };
+    let m = if m["seq"] == seq {
+        m
+    } else {
+        c.next_msg().await
+    };
     assert_eq!(m["mentions"], json!(["carol"]));
     assert_eq!(entry(&mut c, &conv).await["mentioned"], true);
     assert!(entry(&mut a, &conv).await.get("mentioned").is_none());
@@ -235,7 +253,8 @@ async fn mentions_are_checked_and_flag_sync_until_read() {
     assert!(entry(&mut a, &conv).await.get("mentioned").is_none());
     let h = history(&mut b, &conv).await;
     assert_eq!(h.last().unwrap()["mentions"], json!(["@all"]));
-    b.ok(json!({"type":"read","conv":conv,"seq":ok["seq"]})).await;
+    b.ok(json!({"type":"read","conv":conv,"seq":ok["seq"]}))
+        .await;
     assert!(entry(&mut b, &conv).await.get("mentioned").is_none());
     // An admin may mention @all too.
     done(&s, "PUT", &format!("/v1/groups/{g}/admins/bob"), &ta, None).await;
@@ -262,7 +281,10 @@ async fn mentioned_members_get_the_message_in_the_background() {
         .ok(json!({"type":"send","group":g,"client_msg_id":"m1","kind":"text","content":"bob!","mentions":["bob"]}))
         .await;
     let f = b.next().await;
-    assert_eq!(f["type"], "msg", "the mentioned member gets the message: {f}");
+    assert_eq!(
+        f["type"], "msg",
+        "the mentioned member gets the message: {f}"
+    );
     assert_eq!(f["msg"]["seq"], ok["seq"]);
     let f = c.next().await;
     assert_eq!(f["type"], "notify", "the others get a notice: {f}");
@@ -325,10 +347,7 @@ async fn reactions_push_list_and_bound() {
     let m = h.iter().find(|m| m["seq"] == seq).unwrap();
     assert_eq!(m["reactions"]["👍"]["count"], 3);
     assert_eq!(m["reactions"]["👍"]["users"], json!(["bob", "carol"]));
-    assert_eq!(
-        m["reactions"]["🎉"],
-        json!({"count":1,"users":["alice"]})
-    );
+    assert_eq!(m["reactions"]["🎉"], json!({"count":1,"users":["alice"]}));
     // Never changes seq or unread.
     let after = entry(&mut b, &conv).await;
     assert_eq!(
@@ -337,7 +356,8 @@ async fn reactions_push_list_and_bound() {
     );
     // Bounds: the emoji's size, distinct emojis per message.
     b.err(react(&conv, seq, "", true), "invalid").await;
-    b.err(react(&conv, seq, &"x".repeat(33), true), "invalid").await;
+    b.err(react(&conv, seq, &"x".repeat(33), true), "invalid")
+        .await;
     b.ok(react(&conv, seq, &"x".repeat(32), true)).await;
     b.err(react(&conv, seq, "❤️", true), "invalid").await;
     // A user joining an emoji in use is fine at the bound.
@@ -353,7 +373,10 @@ async fn reactions_push_list_and_bound() {
             break p;
         }
     };
-    assert_eq!((p["user"].as_str(), p["on"].as_bool()), (Some("bob"), Some(false)));
+    assert_eq!(
+        (p["user"].as_str(), p["on"].as_bool()),
+        (Some("bob"), Some(false))
+    );
     b.err(react(&conv, seq, "👍", false), "not_found").await;
     let h = history(&mut a, &conv).await;
     let m = h.iter().find(|m| m["seq"] == seq).unwrap();
@@ -399,7 +422,10 @@ async fn reactions_in_direct_messages() {
     a.ok(json!({"type":"recall","conv":conv,"seq":2})).await;
     b.err(react(&conv, 2, "👍", true), "forbidden").await;
     let r = b
-        .err(json!({"type":"react","conv":conv,"seq":1,"emoji":"👍"}), "invalid")
+        .err(
+            json!({"type":"react","conv":conv,"seq":1,"emoji":"👍"}),
+            "invalid",
+        )
         .await;
     assert!(r["message"].as_str().unwrap().contains("on"), "{r}");
 }

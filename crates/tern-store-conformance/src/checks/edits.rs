@@ -55,12 +55,18 @@ pub async fn replies_and_mentions_are_stored(s: &dyn Store) {
 pub async fn edits_follow_the_rules(s: &dyn Store) {
     let m = send(s, dm("ann", "bob", 1_000, "e1")).await;
     let conv = m.conv.as_str();
-    let e = s.edit(conv, m.seq, "ann", "\"new\"", 500, 1_400).await.unwrap();
+    let e = s
+        .edit(conv, m.seq, "ann", "\"new\"", 500, 1_400)
+        .await
+        .unwrap();
     assert_eq!(e.content.as_deref(), Some("\"new\""));
     assert_eq!(e.edited_at, Some(1_400));
     assert_eq!(e.kind, "text");
     let read = s.message(conv, m.seq).await.unwrap().unwrap();
-    assert_eq!((read.content, read.edited_at), (e.content.clone(), Some(1_400)));
+    assert_eq!(
+        (read.content, read.edited_at),
+        (e.content.clone(), Some(1_400))
+    );
     // The newest content shows in history and the list's last message.
     let h = s
         .history(
@@ -79,7 +85,10 @@ pub async fn edits_follow_the_rules(s: &dyn Store) {
     let last = l.convs[0].last.as_ref().unwrap();
     assert_eq!(last.content.as_deref(), Some("\"new\""));
     // A second edit at the same time is still later.
-    let e2 = s.edit(conv, m.seq, "ann", "\"newer\"", 500, 1_400).await.unwrap();
+    let e2 = s
+        .edit(conv, m.seq, "ann", "\"newer\"", 500, 1_400)
+        .await
+        .unwrap();
     assert!(e2.edited_at > e.edited_at);
     for (by, now) in [("bob", 1_400), ("ann", 1_501)] {
         assert!(
@@ -116,8 +125,14 @@ pub async fn reactions_counted_and_bounded(s: &dyn Store) {
     assert!(s.react(conv, 1, "dan", "🎉", true, 2, 15).await.unwrap());
     // "a" and "a " are different emojis (every byte counts).
     let two = send(s, dm("cat", "dan", 1_001, "r2")).await;
-    assert!(s.react(conv, two.seq, "dan", "a", true, 5, 16).await.unwrap());
-    assert!(s.react(conv, two.seq, "dan", "a ", true, 5, 17).await.unwrap());
+    assert!(s
+        .react(conv, two.seq, "dan", "a", true, 5, 16)
+        .await
+        .unwrap());
+    assert!(s
+        .react(conv, two.seq, "dan", "a ", true, 5, 17)
+        .await
+        .unwrap());
     assert!(matches!(
         s.react(conv, 99, "dan", "👍", true, 2, 18).await,
         Err(StoreError::Invalid(_))

@@ -208,7 +208,10 @@ async fn migrate_to_5(conn: &mut MySqlConnection) -> StoreResult<()> {
 }
 
 /// Adds each `(table, column, type)` a table lacks.
-async fn add_missing(conn: &mut MySqlConnection, columns: &[(&str, &str, &str)]) -> StoreResult<()> {
+async fn add_missing(
+    conn: &mut MySqlConnection,
+    columns: &[(&str, &str, &str)],
+) -> StoreResult<()> {
     for (table, column, ty) in columns {
         let has: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.columns \

@@ -58,10 +58,12 @@ pub fn edit(
     // Never earlier than the send, and strictly later than an earlier
     // edit: clients keep the newest.
     let at = now.max(m.ts).max(m.edited_at.map_or(i64::MIN, |e| e + 1));
-    c.prepare_cached("UPDATE messages SET content = ?3, edited_at = ?4 WHERE conv = ?1 AND seq = ?2")
-        .map_err(be)?
-        .execute(params![conv, seq as i64, content, at])
-        .map_err(be)?;
+    c.prepare_cached(
+        "UPDATE messages SET content = ?3, edited_at = ?4 WHERE conv = ?1 AND seq = ?2",
+    )
+    .map_err(be)?
+    .execute(params![conv, seq as i64, content, at])
+    .map_err(be)?;
     c.prepare_cached("UPDATE convs SET updated_at = max(updated_at, ?2) WHERE conv = ?1")
         .map_err(be)?
         .execute(params![conv, now])
@@ -100,9 +102,7 @@ pub fn react(
         let mut st = c
             .prepare_cached("SELECT DISTINCT emoji FROM reactions WHERE conv = ?1 AND seq = ?2")
             .map_err(be)?;
-        let rows = st
-            .query_map(params![conv, seq], |r| r.get(0))
-            .map_err(be)?;
+        let rows = st.query_map(params![conv, seq], |r| r.get(0)).map_err(be)?;
         rows.collect::<Result<_, _>>().map_err(be)?
     };
     rules::may_react(&m, &used, emoji, max_emoji)?;
