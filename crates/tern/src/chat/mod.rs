@@ -51,6 +51,9 @@ commands:
   /rename NAME             rename the open group (owner, admins)
   /announce TEXT           set the open group's announcement (empty: clear)
   /dissolve                dissolve the open group (owner; it stays readable)
+  /edit SEQ TEXT           edit your message SEQ of the open conversation
+  /reply SEQ TEXT          answer message SEQ of the open conversation
+  /react SEQ EMOJI, /unreact SEQ EMOJI   react to message SEQ, or take it back
   /help                    this list
   /quit                    leave
 anything else is sent to the open conversation";
@@ -245,6 +248,38 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
             let rest = line[c.len()..].trim();
             moderate(me, &g, c, rest).await?;
         }
+        // 5.1
+        Some(c @ ("/edit" | "/reply" | "/react" | "/unreact")) => {
+            let Some(open) = chat.open.clone() else {
+                anyhow::bail!("open a conversation first (/open USER)");
+            };
+            let seq: Option<u64> = words.next().and_then(|w| w.parse().ok());
+            let Some(seq) = seq else {
+                anyhow::bail!("{c} SEQ ...");
+            };
+            let rest: Vec<&str> = words.collect();
+            let rest = rest.join(" ");
+            if rest.is_empty() {
+                anyhow::bail!("{c} SEQ needs a text or an emoji");
+            }
+            match c {
+                "/edit" => {
+                    s.edit(&open.conv, seq, &rest.as_str().into()).await?;
+                    println!("* edited message #{seq}");
+                }
+                "/reply" => {
+                    let msg = OutMessage::new(open.target.clone(), "text", &rest.as_str().into())?
+                        .reply_to(seq);
+                    let sent = s.send(msg).await?;
+                    chat.sent(&sent.conv, sent.seq);
+                    println!("{}", chat.own_line(sent.seq, &rest));
+                }
+                _ => {
+                    let on = c == "/react";
+                    s.react(&open.conv, seq, &rest, on).await?;
+                }
+            }
+        }
         Some(c) if c.starts_with('/') => anyhow::bail!("unknown command {c}; /help lists them"),
         Some(_) => {
             let Some(open) = chat.open.clone() else {
@@ -394,6 +429,21 @@ async fn on_event(chat: &mut Chat, s: &Session, ev: Event) -> anyhow::Result<()>
         Event::Recalled(r) => println!(
             "* {} recalled message #{} in {}",
             r.by,
+            r.seq,
+            chat.title(&r.conv)
+        ),
+        Event::Edited(e) => println!(
+            "* {} edited message #{} in {}: {}",
+            e.by,
+            e.seq,
+            chat.title(&e.conv),
+            e.content.get()
+        ),
+        Event::Reaction(r) => println!(
+            "* {} {} {} on message #{} in {}",
+            r.user,
+            if r.on { "reacted" } else { "took back" },
+            r.emoji,
             r.seq,
             chat.title(&r.conv)
         ),
