@@ -24,8 +24,10 @@ struct Conv {
     held: BTreeMap<u64, MsgView<'static>>,
 }
 
-/// What to do with a pushed message.
+/// What to do with a pushed message. (`Deliver` is the common case, one
+/// per message: boxing it would cost an allocation each.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Arrival {
     /// Seen before: dropped, and an ack is due (the server may have
     /// missed one).

@@ -650,6 +650,7 @@ pub trait Store: Send + Sync + 'static {
     /// as [`crate::rules::may_react`] decides (`max_emoji` distinct per
     /// message). Whether anything changed (adding twice or removing what
     /// is not there changes nothing).
+    #[allow(clippy::too_many_arguments)]
     async fn react(
         &self,
         conv: &str,

@@ -588,6 +588,7 @@ impl<D: Shared + Moderation + Edits> Store for SqlStore<D> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn react(
         &self,
         conv: &str,

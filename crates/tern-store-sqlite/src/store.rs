@@ -252,6 +252,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn react(
         &self,
         conv: &str,
