@@ -47,8 +47,8 @@ pub(crate) struct EditBody<'a> {
 )]
 pub(super) async fn edit_message(
     State(app): State<Arc<App>>,
-    Param((conv, seq)): Param<(String, u64)>,
     me: Bearer,
+    Param((conv, seq)): Param<(String, u64)>,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
     if let Err(r) = app.guard.send(&me.0).await {
@@ -101,8 +101,8 @@ async fn react(
 )]
 pub(super) async fn put_reaction(
     State(app): State<Arc<App>>,
-    Param(path): Param<(String, u64, String)>,
     me: Bearer,
+    Param(path): Param<(String, u64, String)>,
 ) -> ApiResult<Response> {
     react(&app, &me, path, true).await
 }
@@ -127,8 +127,8 @@ pub(super) async fn put_reaction(
 )]
 pub(super) async fn delete_reaction(
     State(app): State<Arc<App>>,
-    Param(path): Param<(String, u64, String)>,
     me: Bearer,
+    Param(path): Param<(String, u64, String)>,
 ) -> ApiResult<Response> {
     react(&app, &me, path, false).await
 }

@@ -37,6 +37,16 @@ const API: &[(&str, &str)] = &[
     ("GET", "/v1/blocks"),
     ("PUT", "/v1/blocks/{user}"),
     ("DELETE", "/v1/blocks/{user}"),
+    // 5.1
+    ("PATCH", "/v1/conversations/{conv}/messages/{seq}"),
+    (
+        "PUT",
+        "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}",
+    ),
+    (
+        "DELETE",
+        "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}",
+    ),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
