@@ -673,7 +673,77 @@ pub trait Store: Send + Sync + 'static {
         to: u64,
         users_listed: u32,
     ) -> StoreResult<Vec<ReactionSummary>>;
+
+    // ----- 5.3 profiles, conversation settings, sessions -----
+
+    /// `user`'s profile; `None` for an unknown user.
+    async fn profile(&self, user: &str) -> StoreResult<Option<Profile>>;
+    /// Changes what is given of `user`'s profile (`avatar` `Some("")`
+    /// clears it); the profile after the change, `None` for an unknown
+    /// user.
+    async fn set_profile(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> StoreResult<Option<Profile>>;
+    /// Changes what is given of `user`'s settings of `conv`; the settings
+    /// after the change. Settings back at their defaults leave no row.
+    async fn set_conv_settings(
+        &self,
+        user: &str,
+        conv: &str,
+        muted_until: Option<i64>,
+        pinned: Option<bool>,
+    ) -> StoreResult<ConvSettings>;
+    /// `user`'s settings that differ from the defaults, sorted by conv.
+    async fn conv_settings(&self, user: &str) -> StoreResult<Vec<ConvSettings>>;
+    /// Records a session, or moves the `last_seen` of a recorded one
+    /// forward (never back). Recording one also drops the user's expired
+    /// sessions.
+    async fn touch_session(&self, s: &SessionRecord) -> StoreResult<()>;
+    /// `user`'s sessions that expire after `now`, oldest first.
+    async fn sessions(&self, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Forgets a session (revoked). Idempotent.
+    async fn delete_session(&self, session: &str) -> StoreResult<()>;
 }
+
+/// A user's public profile (5.3), from [`Store::profile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// A media id; `None` when not set.
+    pub avatar: Option<String>,
+}
+
+/// One user's settings of one conversation (5.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvSettings {
+    pub conv: String,
+    /// Muted until then (ms); 0: not muted.
+    pub muted_until: i64,
+    pub pinned: bool,
+}
+
+impl ConvSettings {
+    /// Settings as they are before any change.
+    pub fn is_default(&self) -> bool {
+        self.muted_until == 0 && !self.pinned
+    }
+}
+
+/// A session: one token, named by its id (`jti`, 32 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub session: String,
+    pub user: String,
+    /// When the token was issued (ms).
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When it was last used, at the granularity the server records.
+    pub last_seen: i64,
+}
+
 
 /// Groups rows `(seq, emoji, user)` already in [`Store::reactions`] order,
 /// each row with the emoji's count, into summaries (for the stores).

@@ -33,6 +33,8 @@ mod dialect;
 mod moderation;
 // 5.1
 mod edits;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -45,9 +47,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
+    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
+    SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -55,6 +57,7 @@ use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
 use moderation::Moderation;
+use settings::Settings;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
@@ -206,7 +209,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -628,6 +631,56 @@ impl<D: Shared + Moderation + Edits> Store for SqlStore<D> {
         users_listed: u32,
     ) -> StoreResult<Vec<ReactionSummary>> {
         on_conn!(self, |c| D::reactions(c, conv, from, to, users_listed))
+    }
+
+    // ----- 5.3 profiles, conversation settings, sessions -----
+
+    async fn profile(&self, user: &str) -> StoreResult<Option<Profile>> {
+        on_conn!(self, |c| D::profile(c, user))
+    }
+
+    async fn set_profile(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> StoreResult<Option<Profile>> {
+        in_tx!(self, |c| D::set_profile(c, user, name, avatar))
+    }
+
+    async fn set_conv_settings(
+        &self,
+        user: &str,
+        conv: &str,
+        muted_until: Option<i64>,
+        pinned: Option<bool>,
+    ) -> StoreResult<ConvSettings> {
+        in_tx!(self, |c| D::set_conv_settings(
+            c,
+            user,
+            conv,
+            muted_until,
+            pinned
+        ))
+    }
+
+    async fn conv_settings(&self, user: &str) -> StoreResult<Vec<ConvSettings>> {
+        let mut out = on_conn!(self, |c| D::conv_settings(c, user))?;
+        // Byte order, whatever the database's collation.
+        out.sort_unstable_by(|a, b| a.conv.cmp(&b.conv));
+        Ok(out)
+    }
+
+    async fn touch_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        in_tx!(self, |c| D::touch_session(c, s))
+    }
+
+    async fn sessions(&self, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        on_conn!(self, |c| D::sessions(c, user, now))
+    }
+
+    async fn delete_session(&self, session: &str) -> StoreResult<()> {
+        on_conn!(self, |c| D::delete_session(c, session))
     }
 }
 

@@ -3,14 +3,16 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
     user          TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    -- A media id, '' for none (since version 8).
+    avatar        TEXT NOT NULL DEFAULT ''
 );
 
 -- An unanswered friend request.
@@ -142,6 +144,27 @@ CREATE TABLE IF NOT EXISTS reactions (
     ts    INTEGER NOT NULL,
     PRIMARY KEY (conv, seq, emoji, user)
 ) WITHOUT ROWID;
+
+-- 5.3 (since version 8): a user's settings of a conversation, a row only
+-- while they differ from the defaults (not muted, not pinned).
+CREATE TABLE IF NOT EXISTS conv_settings (
+    user        TEXT NOT NULL,
+    conv        TEXT NOT NULL,
+    muted_until INTEGER NOT NULL DEFAULT 0,
+    pinned      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user, conv)
+) WITHOUT ROWID;
+
+-- 5.3 (since version 8): one row per session token (its id), until it is
+-- revoked or the user's next session finds it expired.
+CREATE TABLE IF NOT EXISTS sessions (
+    session    TEXT PRIMARY KEY,
+    user       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user, expires_at);
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a
@@ -244,6 +267,20 @@ fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Creates, upgrades or checks the schema, in one transaction.
+/// Version 8 (5.3 profiles, conversation settings, sessions): the
+/// users' avatar column; `SCHEMA` then creates `conv_settings` and
+/// `sessions`. Stands alone and is safe to run again: it runs for any
+/// older version, whatever came between.
+fn migrate_to_8(c: &Connection) -> rusqlite::Result<()> {
+    let has: bool = c
+        .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'avatar'")?
+        .exists([])?;
+    if !has {
+        c.execute_batch("ALTER TABLE users ADD COLUMN avatar TEXT NOT NULL DEFAULT '';")?;
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -266,6 +303,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     // 5.1
     if (1..7).contains(&version) {
         migrate_to_7(&tx)?;
+    }
+    // 5.3 profiles, conversation settings, sessions
+    if (1..8).contains(&version) {
+        migrate_to_8(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -466,6 +507,40 @@ mod tests {
         assert_eq!(migrate(&c).unwrap(), Ok(()));
         // The step alone runs again without harm.
         migrate_to_7(&c).unwrap();
+    }
+
+    #[test]
+    fn upgrade_to_version_8_keeps_users() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE users (user TEXT PRIMARY KEY, name TEXT NOT NULL,
+                 password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
+             INSERT INTO users VALUES ('ann', 'Ann', 'h', 5);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let u: (String, String, String) = c
+            .query_row(
+                "SELECT user, name, avatar FROM users",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(u, ("ann".into(), "Ann".into(), String::new()));
+        for table in ["conv_settings", "sessions"] {
+            let n: i64 = c
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        // The step alone, again: nothing to do.
+        migrate_to_8(&c).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
     }
 
     #[test]

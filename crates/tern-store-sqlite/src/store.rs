@@ -4,9 +4,9 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, FriendLists, FriendStatus, GroupRecord, HistoryQuery,
-    NewMessage, OfflineBatch, ReactionSummary, ReadOutcome, SigningKey, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
+    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
+    SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]
@@ -278,5 +278,57 @@ impl Store for SqliteStore {
         let conv = conv.to_owned();
         self.read(move |c| ops::reactions(c, &conv, from, to, users_listed))
             .await
+    }
+
+    // ----- 5.3 profiles, conversation settings, sessions -----
+
+    async fn profile(&self, user: &str) -> StoreResult<Option<Profile>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::profile(c, &user)).await
+    }
+
+    async fn set_profile(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> StoreResult<Option<Profile>> {
+        let user = user.to_owned();
+        let name = name.map(str::to_owned);
+        let avatar = avatar.map(str::to_owned);
+        self.write(move |c| ops::set_profile(c, &user, name.as_deref(), avatar.as_deref()))
+            .await
+    }
+
+    async fn set_conv_settings(
+        &self,
+        user: &str,
+        conv: &str,
+        muted_until: Option<i64>,
+        pinned: Option<bool>,
+    ) -> StoreResult<ConvSettings> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.write(move |c| ops::set_conv_settings(c, &user, &conv, muted_until, pinned))
+            .await
+    }
+
+    async fn conv_settings(&self, user: &str) -> StoreResult<Vec<ConvSettings>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::conv_settings(c, &user)).await
+    }
+
+    async fn touch_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let s = s.clone();
+        self.write(move |c| ops::touch_session(c, &s)).await
+    }
+
+    async fn sessions(&self, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::sessions(c, &user, now)).await
+    }
+
+    async fn delete_session(&self, session: &str) -> StoreResult<()> {
+        let session = session.to_owned();
+        self.write(move |c| ops::delete_session(c, &session)).await
     }
 }

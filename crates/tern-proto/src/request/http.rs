@@ -187,6 +187,29 @@ impl Request<'_> {
                     percent(&r.emoji)
                 ),
             ),
+            // 5.3
+            Request::ProfileUpdate(p) => HttpCall {
+                body: Some(json(p)),
+                ..call("PATCH", "/v1/users/me", "/v1/users/me".into())
+            },
+            Request::ConvSettingsSet(c) => HttpCall {
+                body: Some(json(c)),
+                ..call(
+                    "PUT",
+                    "/v1/conversations/{conv}/settings",
+                    format!("/v1/conversations/{}/settings", c.conv),
+                )
+            },
+            Request::Sessions => call("GET", "/v1/sessions", "/v1/sessions".into()),
+            Request::SessionRevoke(r) => call(
+                "DELETE",
+                "/v1/sessions/{session}",
+                format!("/v1/sessions/{}", r.session),
+            ),
+            Request::SessionsRevokeAll => HttpCall {
+                query: vec![("all", "true".to_owned())],
+                ..call("DELETE", "/v1/sessions", "/v1/sessions".into())
+            },
             Request::Auth(_)
             | Request::Ping
             | Request::Ack(_)
@@ -283,6 +306,75 @@ mod moderation_tests {
                 ("GET", "/v1/blocks", s("/v1/blocks"), None),
                 ("PUT", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),
                 ("DELETE", "/v1/blocks/{user}", s("/v1/blocks/bob"), None),
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::super::*;
+    use std::borrow::Cow::Borrowed as c;
+
+    /// 5.3: each call's method, route, path, query and body; none has a
+    /// frame.
+    #[test]
+    fn profile_settings_and_session_calls() {
+        let reqs = vec![
+            Request::ProfileUpdate(ProfileUpdate {
+                name: Some(c("Al")),
+                avatar: None,
+            }),
+            Request::ConvSettingsSet(ConvSettingsSet {
+                conv: c("dm:a:b"),
+                muted_until: Some(0),
+                pinned: Some(true),
+            }),
+            Request::Sessions,
+            Request::SessionRevoke(SessionRevoke { session: c("00ff") }),
+            Request::SessionsRevokeAll,
+        ];
+        let calls: Vec<_> = reqs
+            .iter()
+            .map(|r| {
+                assert_eq!(r.ty(), None, "{r:?}");
+                let h = r.http().unwrap();
+                (h.method, h.route, h.path, h.query, h.body)
+            })
+            .collect();
+        let s = |v: &str| v.to_owned();
+        assert_eq!(
+            calls,
+            [
+                (
+                    "PATCH",
+                    "/v1/users/me",
+                    s("/v1/users/me"),
+                    vec![],
+                    Some(s(r#"{"name":"Al"}"#))
+                ),
+                (
+                    "PUT",
+                    "/v1/conversations/{conv}/settings",
+                    s("/v1/conversations/dm:a:b/settings"),
+                    vec![],
+                    Some(s(r#"{"muted_until":0,"pinned":true}"#))
+                ),
+                ("GET", "/v1/sessions", s("/v1/sessions"), vec![], None),
+                (
+                    "DELETE",
+                    "/v1/sessions/{session}",
+                    s("/v1/sessions/00ff"),
+                    vec![],
+                    None
+                ),
+                (
+                    "DELETE",
+                    "/v1/sessions",
+                    s("/v1/sessions"),
+                    vec![("all", s("true"))],
+                    None
+                ),
             ]
         );
     }

@@ -236,6 +236,37 @@ pub struct Block<'a> {
     pub user: Cow<'a, str>,
 }
 
+// 5.3 profiles, conversation settings, sessions
+
+/// `PATCH /v1/users/me` (HTTP-only); the fields are its body, each
+/// optional (`avatar` `""` clears it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileUpdate<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<Cow<'a, str>>,
+}
+
+/// `PUT /v1/conversations/{conv}/settings` (HTTP-only); the other fields
+/// are its body, each optional (`muted_until` 0 unmutes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConvSettingsSet<'a> {
+    #[serde(skip)]
+    pub conv: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
+}
+
+/// `DELETE /v1/sessions/{session}` (HTTP-only): revokes one of the
+/// caller's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRevoke<'a> {
+    pub session: Cow<'a, str>,
+}
+
 /// Every command a client may send: over WebSocket (those with a frame
 /// type) or over HTTP.
 #[derive(Debug, Clone)]
@@ -278,6 +309,15 @@ pub enum Request<'a> {
     // 5.1
     Edit(Edit<'a>),
     React(React<'a>),
+    // 5.3 profiles, conversation settings, sessions
+    ProfileUpdate(ProfileUpdate<'a>),
+    ConvSettingsSet(ConvSettingsSet<'a>),
+    /// `GET /v1/sessions` (HTTP-only).
+    Sessions,
+    SessionRevoke(SessionRevoke<'a>),
+    /// `DELETE /v1/sessions?all=true` (HTTP-only): every session of the
+    /// caller.
+    SessionsRevokeAll,
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -430,6 +470,12 @@ impl<'a> Request<'a> {
             | Request::Blocks
             | Request::BlockAdd(_)
             | Request::BlockRemove(_) => return None,
+            // 5.3
+            Request::ProfileUpdate(_)
+            | Request::ConvSettingsSet(_)
+            | Request::Sessions
+            | Request::SessionRevoke(_)
+            | Request::SessionsRevokeAll => return None,
         })
     }
 
@@ -514,6 +560,12 @@ impl<'a> Request<'a> {
             | Request::Blocks
             | Request::BlockAdd(_)
             | Request::BlockRemove(_) => {}
+            // 5.3
+            Request::ProfileUpdate(_)
+            | Request::ConvSettingsSet(_)
+            | Request::Sessions
+            | Request::SessionRevoke(_)
+            | Request::SessionsRevokeAll => {}
         }
         f
     }

@@ -56,6 +56,10 @@ pub struct SessionToken<'a> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo<'a> {
+    /// A media id (5.3); `null` when not set.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    #[serde(default)]
+    pub avatar: Option<Cow<'a, str>>,
     pub name: Cow<'a, str>,
     pub online: bool,
     pub user: Cow<'a, str>,
@@ -130,4 +134,40 @@ pub struct GroupAnswer<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlocksList<'a> {
     pub blocked: Vec<Cow<'a, str>>,
+}
+
+// 5.3 profiles, conversation settings, sessions
+
+/// `PUT /v1/conversations/{conv}/settings`: the caller's settings of the
+/// conversation after the change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvSettingsAnswer {
+    /// Muted until then (ms); 0: not muted.
+    pub muted_until: i64,
+    pub pinned: bool,
+}
+
+/// One session of `GET /v1/sessions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView<'a> {
+    pub created_at: i64,
+    /// Whether this is the session of the token that asked.
+    pub current: bool,
+    /// Its online devices (connected with this session's token).
+    pub devices: Vec<Cow<'a, str>>,
+    pub expires_at: i64,
+    /// When it was last used (recorded at most every
+    /// `limits.session_seen_secs`).
+    pub last_seen: i64,
+    /// The session id: what `DELETE /v1/sessions/{session}` names.
+    pub session: Cow<'a, str>,
+}
+
+/// `GET /v1/sessions`: the caller's unexpired sessions, oldest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsList<'a> {
+    pub sessions: Vec<SessionView<'a>>,
 }

@@ -185,6 +185,12 @@ pub struct ConvView<'a> {
     /// 5.1, groups: a message above the read position mentions the user.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mentioned: bool,
+    /// 5.3: the caller's settings of the conversation; muted until then
+    /// (ms), 0 when not muted.
+    #[serde(default)]
+    pub muted_until: i64,
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.

@@ -160,6 +160,31 @@ pub struct FriendPush<'a> {
     pub status: Cow<'a, str>,
 }
 
+/// `{"type":"profile","user","name","avatar"}` (5.3): a friend (or the
+/// user itself, on its other devices) changed its profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfilePush<'a> {
+    #[serde(rename = "type")]
+    pub ty: tag::Profile,
+    pub user: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    /// `null` when not set.
+    #[serde(default)]
+    pub avatar: Option<Cow<'a, str>>,
+}
+
+/// `{"type":"conv_settings","conv","muted_until","pinned"}` (an
+/// addition to 5.3): the user changed its settings of `conv`; sent to its
+/// online devices, so each one's list stays current without a sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvSettingsPush<'a> {
+    #[serde(rename = "type")]
+    pub ty: tag::ConvSettings,
+    pub conv: Cow<'a, str>,
+    pub muted_until: i64,
+    pub pinned: bool,
+}
+
 /// `{"type":"notify","conv","max_seq"}`: a large group moved on (to
 /// background devices, instead of the `msg`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

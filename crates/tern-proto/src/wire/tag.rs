@@ -68,4 +68,6 @@ tags! {
     // 5.1
     Edited = "edited";
     Reaction = "reaction";
+    Profile = "profile";
+    ConvSettings = "conv_settings";
 }

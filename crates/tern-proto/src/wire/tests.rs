@@ -124,6 +124,8 @@ fn ok_sync() {
                 peer_delivered_seq: Some(41),
                 peer_read_seq: Some(39),
                 mentioned: false,
+                muted_until: 1796000000000,
+                pinned: true,
             },
             ConvView {
                 conv: c("group:g8x2k"),
@@ -137,6 +139,8 @@ fn ok_sync() {
                 peer_delivered_seq: None,
                 peer_read_seq: None,
                 mentioned: false,
+                muted_until: 0,
+                pinned: false,
             },
         ],
         total_unread: 1,
@@ -144,8 +148,8 @@ fn ok_sync() {
     let convs = concat!(
         r#""convs":[{"conv":"dm:alice:bob","peer":"bob","max_seq":41,"read_seq":40,"unread":1,"#,
         r#""last":{"msg_id":"7311845012345678901","conv":"dm:alice:bob","seq":41,"from":"alice","to":"bob","kind":"text","content":"hello","ts":1795000000000,"client_msg_id":"6f1c"},"#,
-        r#""updated_at":1795000000000,"peer_delivered_seq":41,"peer_read_seq":39},"#,
-        r#"{"conv":"group:g8x2k","group":"g8x2k","max_seq":0,"read_seq":0,"unread":0,"last":null,"updated_at":1794000000000}],"total_unread":1"#
+        r#""updated_at":1795000000000,"peer_delivered_seq":41,"peer_read_seq":39,"muted_until":1796000000000,"pinned":true},"#,
+        r#"{"conv":"group:g8x2k","group":"g8x2k","max_seq":0,"read_seq":0,"unread":0,"last":null,"updated_at":1794000000000,"muted_until":0,"pinned":false}],"total_unread":1"#
     );
     round_trip(
         &OkFrame::new(Some("5"), answer.clone()),
@@ -414,11 +418,59 @@ fn http_bodies() {
     );
     round_trip(
         &UserInfo {
+            avatar: None,
             name: c("Alice"),
             online: false,
             user: c("alice"),
         },
-        r#"{"name":"Alice","online":false,"user":"alice"}"#,
+        r#"{"avatar":null,"name":"Alice","online":false,"user":"alice"}"#,
+    );
+    round_trip(
+        &UserInfo {
+            avatar: Some(c("m1")),
+            name: c("Alice"),
+            online: true,
+            user: c("alice"),
+        },
+        r#"{"avatar":"m1","name":"Alice","online":true,"user":"alice"}"#,
+    );
+    round_trip(
+        &ProfilePush {
+            ty: tag::Profile,
+            user: c("alice"),
+            name: c("Al"),
+            avatar: None,
+        },
+        r#"{"type":"profile","user":"alice","name":"Al","avatar":null}"#,
+    );
+    round_trip(
+        &ConvSettingsPush {
+            ty: tag::ConvSettings,
+            conv: c("dm:alice:bob"),
+            muted_until: 5,
+            pinned: true,
+        },
+        r#"{"type":"conv_settings","conv":"dm:alice:bob","muted_until":5,"pinned":true}"#,
+    );
+    round_trip(
+        &ConvSettingsAnswer {
+            muted_until: 0,
+            pinned: false,
+        },
+        r#"{"muted_until":0,"pinned":false}"#,
+    );
+    round_trip(
+        &SessionsList {
+            sessions: vec![SessionView {
+                created_at: 1,
+                current: true,
+                devices: vec![c("phone")],
+                expires_at: 3,
+                last_seen: 2,
+                session: c("00ff"),
+            }],
+        },
+        r#"{"sessions":[{"created_at":1,"current":true,"devices":["phone"],"expires_at":3,"last_seen":2,"session":"00ff"}]}"#,
     );
     round_trip(
         &FriendAnswer {

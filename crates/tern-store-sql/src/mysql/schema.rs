@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -24,6 +24,7 @@ const STEPS: &[&str] = &[
         name          TEXT NOT NULL,
         password_hash TEXT NOT NULL,
         created_at    BIGINT NOT NULL,
+        avatar        VARCHAR(255) NOT NULL DEFAULT '',
         PRIMARY KEY (user_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
     // An unanswered friend request. Shard key: from_user (the `to` index
@@ -157,7 +158,47 @@ const STEPS: &[&str] = &[
         ts      BIGINT NOT NULL,
         PRIMARY KEY (conv, seq, emoji, user_id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // 5.3 (version 6): a user's settings of a conversation, a row only
+    // while they differ from the defaults. Shard key: user_id.
+    r#"CREATE TABLE IF NOT EXISTS conv_settings (
+        user_id     VARCHAR(64) NOT NULL,
+        conv        VARCHAR(132) NOT NULL,
+        muted_until BIGINT NOT NULL DEFAULT 0,
+        pinned      BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (user_id, conv)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // 5.3 (version 6): one row per session token (its id). Shard key:
+    // session (the index answers "my sessions").
+    r#"CREATE TABLE IF NOT EXISTS sessions (
+        session    CHAR(32) NOT NULL,
+        user_id    VARCHAR(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        last_seen  BIGINT NOT NULL,
+        PRIMARY KEY (session),
+        KEY sessions_user (user_id, expires_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
+
+/// Version 6 (5.3 profiles, conversation settings, sessions): the users'
+/// avatar, added to a table of an older version with its default (none).
+/// Stands alone and is safe to run again: added only when missing.
+async fn migrate_to_6(conn: &mut MySqlConnection) -> StoreResult<()> {
+    let has: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'users' AND column_name = 'avatar'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(be)?;
+    if has == 0 {
+        sqlx::query("ALTER TABLE users ADD COLUMN avatar VARCHAR(255) NOT NULL DEFAULT ''")
+            .execute(&mut *conn)
+            .await
+            .map_err(be)?;
+    }
+    Ok(())
+}
 
 /// Version 4 (5.4 and blocks): the groups' settings and the members'
 /// roles, added to tables of an older version (`CREATE TABLE IF NOT
@@ -325,6 +366,8 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     moderation_columns(conn).await?;
     // 5.1
     migrate_to_5(conn).await?;
+    // 5.3 profiles, conversation settings, sessions
+    migrate_to_6(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS users (
     user_id       TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_at    BIGINT NOT NULL
+    created_at    BIGINT NOT NULL,
+    -- A media id, '' for none (version 6): see MIGRATE_TO_6.
+    avatar        TEXT NOT NULL DEFAULT ''
 );
 
 -- Shard key: user_id. One row per side of a relation: 'friend' (both
@@ -173,6 +175,28 @@ CREATE TABLE IF NOT EXISTS reactions (
     ts      BIGINT NOT NULL,
     PRIMARY KEY (conv, seq, emoji, user_id)
 );
+
+-- 5.3 (version 6): a user's settings of a conversation, a row only while
+-- they differ from the defaults. Shard key: user_id.
+CREATE TABLE IF NOT EXISTS conv_settings (
+    user_id     TEXT NOT NULL,
+    conv        TEXT NOT NULL,
+    muted_until BIGINT NOT NULL DEFAULT 0,
+    pinned      BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (user_id, conv)
+);
+
+-- 5.3 (version 6): one row per session token (its id), until it is
+-- revoked or the user's next session finds it expired. Shard key:
+-- session (the index answers "my sessions").
+CREATE TABLE IF NOT EXISTS sessions (
+    session    TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, expires_at);
 "#;
 
 /// Version 5 (5.1) adds a message's reply, mentions and edit time, and a
@@ -184,6 +208,14 @@ ALTER TABLE messages ADD COLUMN IF NOT EXISTS reply_to BIGINT;
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS mentions TEXT;
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS edited_at BIGINT;
 ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS mention_seq BIGINT NOT NULL DEFAULT 0;
+"#;
+
+/// Version 6 (5.3 profiles, conversation settings, sessions) adds the
+/// users' avatar; `SCHEMA` then creates `conv_settings` and `sessions`.
+/// The step stands alone: it runs for any older version, whatever came
+/// between.
+const MIGRATE_TO_6: &str = r#"
+ALTER TABLE users ADD COLUMN IF NOT EXISTS avatar TEXT NOT NULL DEFAULT '';
 "#;
 
 /// Version 4 (5.4 and blocks) adds the groups' settings and the members'
@@ -259,6 +291,13 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
             // 5.1
             if found.is_some_and(|v| v < 5) {
                 sqlx::raw_sql(MIGRATE_TO_5)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+            }
+            // 5.3 profiles, conversation settings, sessions
+            if found.is_some_and(|v| v < 6) {
+                sqlx::raw_sql(MIGRATE_TO_6)
                     .execute(&mut *tx)
                     .await
                     .map_err(be)?;

@@ -17,6 +17,8 @@ mod reading;
 mod moderation;
 // 5.1
 mod edits;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -24,6 +26,7 @@ pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use settings::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
