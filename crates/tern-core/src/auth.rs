@@ -133,6 +133,8 @@ pub struct Session {
     pub id: u128,
     /// When the token expires (ms since the epoch).
     pub expires_at: i64,
+    /// When it was issued (ms since the epoch, whole seconds).
+    pub issued_at: i64,
 }
 
 impl Session {
@@ -450,6 +452,7 @@ impl Auth {
             id: u128::from_str_radix(&c.jti, 16).ok()?,
             user: c.sub,
             expires_at,
+            issued_at: i64::try_from(c.iat.saturating_mul(1000)).unwrap_or(i64::MAX),
         })
     }
 }

@@ -68,6 +68,9 @@ impl App {
                 edit_window_ms: (cfg.limits.edit_window_secs * 1000) as i64,
                 reaction_emoji_max: cfg.limits.reaction_emoji_max,
                 reaction_users_listed: cfg.limits.reaction_users_listed,
+                avatar_bytes: cfg.limits.avatar_bytes,
+                session_seen_ms: (cfg.limits.session_seen_secs * 1000) as i64,
+                sessions_listed: cfg.limits.sessions_listed,
             },
         )
         .await

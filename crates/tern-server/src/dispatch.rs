@@ -20,13 +20,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use tern_core::groups::GroupView;
 use tern_core::service::encode;
-use tern_core::store::{ConvList, FriendLists, FriendStatus, StoredMessage};
+use tern_core::service::{SessionInfo, UserView};
+use tern_core::store::{ConvList, ConvSettings, FriendLists, FriendStatus, StoredMessage};
 use tern_core::{Actor, Conn, CoreError, SendOk};
 use tern_proto::request::Request;
 use tern_proto::wire::{
-    BlocksList, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState, FriendsList,
-    GroupAnswer, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer, ReadStatusAnswer,
-    SendAnswer, SyncAnswer, UserInfo,
+    BlocksList, ConvSettingsAnswer, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState,
+    FriendsList, GroupAnswer, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer,
+    ReadStatusAnswer, SendAnswer, SessionView, SessionsList, SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,
@@ -43,7 +44,9 @@ pub(crate) enum Answer {
     Empty,
     Sent(SendOk),
     Read(u64),
-    Sync(ConvList),
+    /// The list, and the caller's settings that differ from the defaults
+    /// (sorted by conv).
+    Sync(ConvList, Vec<ConvSettings>),
     History(Vec<StoredMessage>),
     Presence(Vec<(String, bool)>),
     ReadStatus {
@@ -52,11 +55,7 @@ pub(crate) enum Answer {
         read: Vec<String>,
         unread: Vec<String>,
     },
-    User {
-        user: String,
-        name: String,
-        online: bool,
-    },
+    User(UserView),
     Friend(FriendStatus),
     /// Friends with their presence, and the pending requests.
     Friends(Vec<(String, bool)>, FriendLists),
@@ -74,6 +73,9 @@ pub(crate) enum Answer {
         seq: u64,
         edited_at: i64,
     },
+    // 5.3
+    ConvSettings(ConvSettings),
+    Sessions(Vec<SessionInfo>),
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -96,6 +98,9 @@ enum Body<'a> {
     Blocks(BlocksList<'a>),
     // 5.1
     Edited(EditAnswer<'a>),
+    // 5.3
+    ConvSettings(ConvSettingsAnswer),
+    Sessions(SessionsList<'a>),
 }
 
 /// Borrowed user ids.
@@ -111,7 +116,7 @@ impl Answer {
             Answer::Read(read_seq) => Body::Read(ReadAnswer {
                 read_seq: *read_seq,
             }),
-            Answer::Sync(list) => Body::Sync(sync_answer(list)),
+            Answer::Sync(list, settings) => Body::Sync(sync_answer(list, settings)),
             Answer::History(msgs) => Body::History(history_answer(msgs)),
             Answer::Presence(online) => Body::Presence(PresenceAnswer {
                 online: online
@@ -130,10 +135,11 @@ impl Answer {
                 read: read.iter().map(|u| Cow::Borrowed(&**u)).collect(),
                 unread: unread.iter().map(|u| Cow::Borrowed(&**u)).collect(),
             }),
-            Answer::User { user, name, online } => Body::User(UserInfo {
-                name: Cow::Borrowed(name),
-                online: *online,
-                user: Cow::Borrowed(user),
+            Answer::User(u) => Body::User(UserInfo {
+                avatar: u.avatar.as_deref().map(Cow::Borrowed),
+                name: Cow::Borrowed(&u.name),
+                online: u.online,
+                user: Cow::Borrowed(&u.user),
             }),
             Answer::Friend(status) => Body::Friend(FriendAnswer {
                 status: match status {
@@ -164,6 +170,23 @@ impl Answer {
                 conv: Cow::Borrowed(conv),
                 seq: *seq,
                 edited_at: *edited_at,
+            }),
+            Answer::ConvSettings(c) => Body::ConvSettings(ConvSettingsAnswer {
+                muted_until: c.muted_until,
+                pinned: c.pinned,
+            }),
+            Answer::Sessions(list) => Body::Sessions(SessionsList {
+                sessions: list
+                    .iter()
+                    .map(|s| SessionView {
+                        created_at: s.record.created_at,
+                        current: s.current,
+                        devices: names(&s.devices),
+                        expires_at: s.record.expires_at,
+                        last_seen: s.record.last_seen,
+                        session: Cow::Borrowed(&s.record.session),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -210,7 +233,11 @@ pub(crate) async fn execute(
             Answer::Empty
         }
         Request::Read(p) => Answer::Read(core.read(actor, &p.conv, p.seq).await?),
-        Request::Sync(s) => Answer::Sync(core.sync(user, s.since, s.limit).await?),
+        Request::Sync(s) => {
+            let (list, settings) =
+                tokio::try_join!(core.sync(user, s.since, s.limit), core.conv_settings(user))?;
+            Answer::Sync(list, settings)
+        }
         Request::History(h) => Answer::History(
             core.history(user, &h.conv, h.before_seq, h.after_seq, h.limit)
                 .await?,
@@ -268,10 +295,7 @@ pub(crate) async fn execute(
                 unread,
             }
         }
-        Request::UserGet(u) => {
-            let (user, name, online) = core.user_info_for(user, &u.user).await?;
-            Answer::User { user, name, online }
-        }
+        Request::UserGet(u) => Answer::User(core.user_view(user, &u.user).await?),
         Request::SessionEnd(s) => {
             core.revoke(&core.session(&s.token).await?).await?;
             Answer::Empty
@@ -360,6 +384,24 @@ pub(crate) async fn execute(
         }
         Request::React(r) => {
             core.react(user, &r.conv, r.seq, &r.emoji, r.on).await?;
+            Answer::Empty
+        }
+        // 5.3
+        Request::ProfileUpdate(p) => Answer::User(
+            core.update_profile(user, p.name.as_deref(), p.avatar.as_deref())
+                .await?,
+        ),
+        Request::ConvSettingsSet(c) => Answer::ConvSettings(
+            core.set_conv_settings(user, &c.conv, c.muted_until, c.pinned)
+                .await?,
+        ),
+        Request::Sessions => Answer::Sessions(core.sessions(user, actor.session).await?),
+        Request::SessionRevoke(r) => {
+            core.revoke_session(user, &r.session).await?;
+            Answer::Empty
+        }
+        Request::SessionsRevokeAll => {
+            core.revoke_all_sessions(user).await?;
             Answer::Empty
         }
     })

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use tern_core::groups::GroupView;
-use tern_core::store::{ConvList, ConvSummary, StoredMessage};
+use tern_core::store::{ConvList, ConvSettings, ConvSummary, StoredMessage};
 use tern_core::{msg_view, SendOk};
 use tern_proto::wire::{ConvView, GroupAnswer, HistoryAnswer, SendAnswer, SyncAnswer};
 
@@ -17,12 +17,22 @@ pub fn send_answer(s: &SendOk) -> SendAnswer<'_> {
     }
 }
 
-pub fn sync_answer(l: &ConvList) -> SyncAnswer<'_> {
+/// A conversation list with the caller's settings (`settings` sorted by
+/// conv; a conversation without a row has the defaults).
+pub fn sync_answer<'a>(l: &'a ConvList, settings: &[ConvSettings]) -> SyncAnswer<'a> {
+    let of = |conv: &str| {
+        settings
+            .binary_search_by(|s| s.conv.as_str().cmp(conv))
+            .ok()
+            .map(|i| (settings[i].muted_until, settings[i].pinned))
+            .unwrap_or_default()
+    };
     SyncAnswer {
         convs: l
             .convs
             .iter()
-            .map(|c| ConvView {
+            .map(|c| (c, of(&c.conv)))
+            .map(|(c, (muted_until, pinned))| ConvView {
                 conv: Cow::Borrowed(&c.conv),
                 peer: c.peer.as_deref().map(Cow::Borrowed),
                 group: c.group.as_deref().map(Cow::Borrowed),
@@ -34,6 +44,8 @@ pub fn sync_answer(l: &ConvList) -> SyncAnswer<'_> {
                 peer_delivered_seq: has_peer(c).then_some(c.peer_delivered_seq),
                 peer_read_seq: has_peer(c).then_some(c.peer_read_seq),
                 mentioned: c.mention_seq > c.read_seq,
+                muted_until,
+                pinned,
             })
             .collect(),
         total_unread: l.total_unread,

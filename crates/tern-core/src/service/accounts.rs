@@ -87,10 +87,12 @@ impl Core {
         if !ok {
             return Err(bad());
         }
-        self.auth.issue(user, now_ms()).map_err(|e| {
+        let (token, expires_at) = self.auth.issue(user, now_ms()).map_err(|e| {
             tracing::error!(error = %e, "token signing failed");
             CoreError::unavailable()
-        })
+        })?;
+        self.session_issued(&token).await;
+        Ok((token, expires_at))
     }
 
     /// The user a token belongs to.
@@ -116,6 +118,7 @@ impl Core {
         if !self.user_exists(&session.user).await? {
             return Err(refused());
         }
+        self.session_seen(&session);
         Ok(session)
     }
 
@@ -129,6 +132,11 @@ impl Core {
             .revoke_token(&session.id_text(), session.expires_at, now)
             .await?;
         self.revoked.insert(session.id, session.expires_at, now);
+        // Listed no more (5.3); a failure here leaves a row the listing
+        // skips, as it skips every revoked id.
+        if let Err(e) = self.store.delete_session(&session.id_text()).await {
+            tracing::warn!(error = %e, "cannot forget a revoked session");
+        }
         let closed = self.hub.kick_session(&session.user, session.id);
         tracing::debug!(user = %session.user, closed, "token revoked");
         self.fanout

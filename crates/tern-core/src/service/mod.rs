@@ -15,10 +15,13 @@ mod blocks;
 mod moderation;
 // 5.1
 mod edits;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
 pub use moderation::GroupUpdate;
+pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
 use crate::acks::Acks;
 use crate::auth::Auth;
@@ -80,6 +83,13 @@ pub struct CoreConfig {
     pub reaction_emoji_max: usize,
     /// 5.1: most users listed per emoji in history.
     pub reaction_users_listed: u32,
+    /// 5.3: longest avatar (media) id, in bytes.
+    pub avatar_bytes: usize,
+    /// 5.3: a session's `last_seen` is written at most this often (ms)
+    /// per node.
+    pub session_seen_ms: i64,
+    /// 5.3: most sessions `GET /v1/sessions` lists (the newest).
+    pub sessions_listed: usize,
 }
 
 /// Largest `limit` of a history page.
@@ -106,6 +116,8 @@ pub struct SendOk {
 pub struct Actor<'a> {
     pub user: &'a str,
     pub device: Option<&'a str>,
+    /// The id of the session (token) the request came with; 0: none.
+    pub session: u128,
 }
 
 pub struct Core {
@@ -130,6 +142,9 @@ pub struct Core {
     /// Users known to exist (users are never deleted), to spare a lookup
     /// per send.
     known_users: dashmap::DashSet<String>,
+    /// 5.3: when this node last recorded each session's use (ms).
+    seen: dashmap::DashMap<u128, i64>,
+    seen_sweep: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Core {
@@ -236,6 +251,8 @@ impl Core {
             keeper,
             cfg,
             known_users: Default::default(),
+            seen: Default::default(),
+            seen_sweep: Default::default(),
         })
     }
 

@@ -89,6 +89,15 @@ pub struct LimitsConfig {
     pub reaction_emoji_max: usize,
     /// Most users listed per emoji in history (the count is exact).
     pub reaction_users_listed: u32,
+    // 5.3 profiles, conversation settings, sessions
+    /// Longest avatar (media) id in a profile, in bytes (`invalid`
+    /// beyond).
+    pub avatar_bytes: usize,
+    /// A session's `last_seen` is written at most this often (s) per
+    /// node, not on every request.
+    pub session_seen_secs: u64,
+    /// Most sessions `GET /v1/sessions` lists (the newest).
+    pub sessions_listed: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +191,9 @@ impl Default for LimitsConfig {
             edit_window_secs: 172_800,
             reaction_emoji_max: 20,
             reaction_users_listed: 50,
+            avatar_bytes: 128,
+            session_seen_secs: 300,
+            sessions_listed: 100,
         }
     }
 }

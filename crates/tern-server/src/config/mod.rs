@@ -169,6 +169,15 @@ impl Config {
         if l.reaction_users_listed == 0 || l.reaction_users_listed > 1000 {
             return bad("limits.reaction_users_listed must be 1 to 1000");
         }
+        if l.avatar_bytes < 16 || l.avatar_bytes > 1024 {
+            return bad("limits.avatar_bytes must be 16 to 1024");
+        }
+        if l.session_seen_secs == 0 || l.session_seen_secs > 86_400 {
+            return bad("limits.session_seen_secs must be 1 to 86400");
+        }
+        if l.sessions_listed == 0 || l.sessions_listed > 10_000 {
+            return bad("limits.sessions_listed must be 1 to 10000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -391,6 +400,12 @@ mod tests {
             "limits.close_linger_secs",
         );
         invalid(|c| c.limits.blocks_max = 0, "limits.blocks_max");
+        invalid(|c| c.limits.avatar_bytes = 8, "limits.avatar_bytes");
+        invalid(
+            |c| c.limits.session_seen_secs = 0,
+            "limits.session_seen_secs",
+        );
+        invalid(|c| c.limits.sessions_listed = 0, "limits.sessions_listed");
         invalid(
             |c| c.limits.edit_window_secs = 31_536_001,
             "limits.edit_window_secs",

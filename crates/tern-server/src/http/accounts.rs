@@ -2,10 +2,11 @@
 //! their own guards, so they call the core directly), a user's profile,
 //! and ending the caller's own session.
 
-use super::{bearer_token, body, ApiResult, Bearer, Param, RawBody};
+use super::{bearer_token, body, invalid, ApiResult, Bearer, Param, RawBody};
 use crate::dispatch::execute;
 use crate::state::App;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use tern_proto::request::{self, Request};
 use tern_proto::wire::{ErrorBody, SessionToken, UserCreated, UserInfo};
 use tern_proto::ErrorCode;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// `POST /v1/users`.
 #[derive(Deserialize, ToSchema)]
@@ -115,24 +116,41 @@ pub(super) async fn create_session(
     .into_response())
 }
 
-/// Revokes the bearer token everywhere (PROTOCOL.md 3).
+/// `DELETE /v1/sessions`'s query.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EndParams {
+    /// `true`: every session of the caller (5.3), not only this token's.
+    all: Option<bool>,
+}
+
+/// Revokes the bearer token everywhere (PROTOCOL.md 3); with `?all=true`
+/// every session of the caller (5.3).
 #[utoipa::path(
     delete,
     path = "/v1/sessions",
     tag = "sessions",
     security(("bearer" = [])),
+    params(EndParams),
     responses(
-        (status = 204, description = "the token is revoked everywhere: later calls with it get 401, its WebSockets close with 4001"),
+        (status = 204, description = "the token (or with `all=true`, every session of the caller) is revoked everywhere: later calls with it get 401, its WebSockets close with 4001"),
+        (status = 400, description = "`invalid`: a bad query", body = ErrorBody),
     )
 )]
 pub(super) async fn delete_session(
     State(app): State<Arc<App>>,
     me: Bearer,
     headers: HeaderMap,
+    q: Result<Query<EndParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let req = Request::SessionEnd(request::SessionEnd {
-        token: Cow::Borrowed(bearer_token(&headers)?),
-    });
+    let Query(q) = q.map_err(|e| invalid(format!("bad query parameters: {}", e.body_text())))?;
+    let req = if q.all == Some(true) {
+        Request::SessionsRevokeAll
+    } else {
+        Request::SessionEnd(request::SessionEnd {
+            token: Cow::Borrowed(bearer_token(&headers)?),
+        })
+    };
     execute(&app, me.actor(), None, req).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -144,7 +162,7 @@ pub(super) async fn delete_session(
     security(("bearer" = [])),
     params(("user" = String, Path, description = "user id")),
     responses(
-        (status = 200, description = "the user", body = UserInfo),
+        (status = 200, description = "the user: `avatar` is `null` when not set; `online` is false across a block", body = UserInfo),
         (status = 404, description = "`no_such_user`", body = ErrorBody),
     )
 )]

@@ -16,6 +16,8 @@ mod ops;
 mod moderation;
 // 5.1
 mod edits;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -43,7 +45,11 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(crate::ws::upgrade))
         .routes(routes!(accounts::create_user))
         .routes(routes!(accounts::get_user))
-        .routes(routes!(accounts::create_session, accounts::delete_session))
+        .routes(routes!(
+            accounts::create_session,
+            accounts::delete_session,
+            settings::list_sessions
+        ))
         .routes(routes!(friends::list_friends))
         .routes(routes!(friends::put_friend, friends::delete_friend))
         .routes(routes!(groups::create_group))
@@ -66,6 +72,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         // 5.1
         .routes(routes!(edits::edit_message))
         .routes(routes!(edits::put_reaction, edits::delete_reaction))
+        // 5.3
+        .routes(routes!(settings::patch_me))
+        .routes(routes!(settings::put_conv_settings))
+        .routes(routes!(settings::delete_one_session))
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -241,7 +251,7 @@ fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
 
 /// The caller's user id, from the `Authorization: Bearer` token; a handler
 /// that takes it answers 401 `unauthenticated` without one.
-pub(crate) struct Bearer(pub String);
+pub(crate) struct Bearer(pub String, pub u128);
 
 impl FromRequestParts<Arc<App>> for Bearer {
     type Rejection = ApiError;
@@ -251,7 +261,8 @@ impl FromRequestParts<Arc<App>> for Bearer {
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        Ok(Bearer(app.core.session(token).await?.user))
+        let s = app.core.session(token).await?;
+        Ok(Bearer(s.user, s.id))
     }
 }
 
@@ -261,6 +272,7 @@ impl Bearer {
         Actor {
             user: &self.0,
             device: None,
+            session: self.1,
         }
     }
 }

@@ -89,6 +89,7 @@ async fn handle_text(
             let actor = Actor {
                 user: &conn.user,
                 device: Some(&conn.device),
+                session: conn.session,
             };
             let socket = Socket {
                 conn,
