@@ -231,7 +231,12 @@ impl Core {
         };
         let now = now_ms();
         self.seen.insert(s.id, now);
-        if let Err(e) = self.store.touch_session(&record_of(&s, now)).await {
+        // Created now, to the ms (the token's own time is in seconds).
+        let rec = SessionRecord {
+            created_at: now,
+            ..record_of(&s, now)
+        };
+        if let Err(e) = self.store.touch_session(&rec).await {
             // Recorded on its first use instead.
             self.seen.remove(&s.id);
             tracing::warn!(error = %e, "cannot record a new session");

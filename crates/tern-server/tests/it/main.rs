@@ -19,6 +19,7 @@ mod reading;
 mod rooms;
 mod scale;
 mod session;
+mod settings;
 mod silent;
 mod store;
 mod tls;
