@@ -120,6 +120,10 @@ macro_rules! suite {
             replies_and_mentions_are_stored,
             edits_follow_the_rules,
             reactions_counted_and_bounded,
+            // 5.3
+            profiles_name_and_avatar,
+            conv_settings_per_user,
+            sessions_recorded_touched_and_forgotten,
         );
 
         #[tokio::test]

@@ -272,10 +272,14 @@ fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
 /// `sessions`. Stands alone and is safe to run again: it runs for any
 /// older version, whatever came between.
 fn migrate_to_8(c: &Connection) -> rusqlite::Result<()> {
+    let table: bool = c
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'")?
+        .exists([])?;
     let has: bool = c
         .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'avatar'")?
         .exists([])?;
-    if !has {
+    // No table yet: `SCHEMA` creates it with the column.
+    if table && !has {
         c.execute_batch("ALTER TABLE users ADD COLUMN avatar TEXT NOT NULL DEFAULT '';")?;
     }
     Ok(())

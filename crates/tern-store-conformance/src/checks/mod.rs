@@ -232,6 +232,8 @@ mod reading;
 mod moderation;
 // 5.1
 mod edits;
+// 5.3 profiles, conversation settings, sessions
+mod settings;
 
 pub use accounts::*;
 pub use append::*;
@@ -241,3 +243,4 @@ pub use groups::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
+pub use settings::*;
