@@ -34,11 +34,11 @@ mod moderation;
 // 5.1
 mod edits;
 // 5.3 profiles, conversation settings, sessions
-mod settings;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod settings;
 mod shared;
 
 use std::marker::PhantomData;
@@ -57,11 +57,11 @@ use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
 use moderation::Moderation;
-use settings::Settings;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use settings::Settings;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the

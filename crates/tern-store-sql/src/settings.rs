@@ -38,8 +38,7 @@ pub trait Settings: Dialect {
     /// Sorted by conv by the caller.
     async fn conv_settings(c: &mut Conn<Self>, user: &str) -> StoreResult<Vec<ConvSettings>>;
     async fn touch_session(c: &mut Conn<Self>, s: &SessionRecord) -> StoreResult<()>;
-    async fn sessions(c: &mut Conn<Self>, user: &str, now: i64)
-        -> StoreResult<Vec<SessionRecord>>;
+    async fn sessions(c: &mut Conn<Self>, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
     async fn delete_session(c: &mut Conn<Self>, session: &str) -> StoreResult<()>;
 }
 
@@ -58,14 +57,12 @@ where
     usize: ColumnIndex<RowOf<D>>,
 {
     async fn profile(c: &mut Conn<D>, user: &str) -> StoreResult<Option<Profile>> {
-        let row: Option<(String, String)> = sqlx::query_as(stmt!(
-            D,
-            "SELECT name, avatar FROM users WHERE user_id = ?"
-        ))
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
+        let row: Option<(String, String)> =
+            sqlx::query_as(stmt!(D, "SELECT name, avatar FROM users WHERE user_id = ?"))
+                .bind(user)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(be)?;
         Ok(row.map(|(name, avatar)| Profile {
             name,
             avatar: (!avatar.is_empty()).then_some(avatar),
@@ -197,14 +194,12 @@ where
         }
         // MySQL counts a row left as it was as unchanged: the row may
         // exist with a later last_seen.
-        let found: Option<i64> = sqlx::query_scalar(stmt!(
-            D,
-            "SELECT last_seen FROM sessions WHERE session = ?"
-        ))
-        .bind(s.session.as_str())
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
+        let found: Option<i64> =
+            sqlx::query_scalar(stmt!(D, "SELECT last_seen FROM sessions WHERE session = ?"))
+                .bind(s.session.as_str())
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(be)?;
         if found.is_some() {
             return Ok(());
         }

@@ -525,11 +525,9 @@ mod tests {
         .unwrap();
         assert_eq!(migrate(&c).unwrap(), Ok(()));
         let u: (String, String, String) = c
-            .query_row(
-                "SELECT user, name, avatar FROM users",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .query_row("SELECT user, name, avatar FROM users", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .unwrap();
         assert_eq!(u, ("ann".into(), "Ann".into(), String::new()));
         for table in ["conv_settings", "sessions"] {

@@ -47,11 +47,17 @@ async fn profile_update_is_seen_and_pushed_to_friends_and_own_devices() {
         .iter()
         .all(|f| f["type"] != "profile"));
     let (_, v) = call(&s, "GET", "/v1/users/alice", &tc, None).await;
-    assert_eq!((v["name"].clone(), v["avatar"].clone()), (json!("Alice A."), json!("m-123")));
+    assert_eq!(
+        (v["name"].clone(), v["avatar"].clone()),
+        (json!("Alice A."), json!("m-123"))
+    );
 
     // Only the avatar, then clearing it: the name stays.
     let (_, v) = call(&s, "PATCH", "/v1/users/me", &ta, Some(json!({"avatar":""}))).await;
-    assert_eq!((v["name"].clone(), v["avatar"].clone()), (json!("Alice A."), json!(null)));
+    assert_eq!(
+        (v["name"].clone(), v["avatar"].clone()),
+        (json!("Alice A."), json!(null))
+    );
 
     // Bad input: invalid.
     for body in [
@@ -64,7 +70,14 @@ async fn profile_update_is_seen_and_pushed_to_friends_and_own_devices() {
     ] {
         refused(&s, "PATCH", "/v1/users/me", &ta, Some(body), 400, "invalid").await;
     }
-    let (_, v) = call(&s, "PATCH", "/v1/users/me", &ta, Some(json!({"avatar":"x".repeat(16)}))).await;
+    let (_, v) = call(
+        &s,
+        "PATCH",
+        "/v1/users/me",
+        &ta,
+        Some(json!({"avatar":"x".repeat(16)})),
+    )
+    .await;
     assert_eq!(v["avatar"], json!("x".repeat(16)));
 }
 
@@ -101,27 +114,67 @@ async fn conv_settings_are_checked_synced_and_pushed() {
     alice.send_text("bob", "a2", "again").await;
     let (_, v) = s.get("/v1/conversations", Some(&tb)).await;
     let e = &v["convs"][0];
-    assert_eq!((e["muted_until"].clone(), e["pinned"].clone()), (json!(until), json!(true)));
+    assert_eq!(
+        (e["muted_until"].clone(), e["pinned"].clone()),
+        (json!(until), json!(true))
+    );
     assert_eq!(e["unread"], json!(2));
     let q = bob.ok(json!({"type":"sync"})).await;
     assert_eq!(q["convs"][0]["pinned"], json!(true));
     // The other side's settings are its own.
     let (_, v) = s.get("/v1/conversations", Some(&ta)).await;
     assert_eq!(
-        (v["convs"][0]["muted_until"].clone(), v["convs"][0]["pinned"].clone()),
+        (
+            v["convs"][0]["muted_until"].clone(),
+            v["convs"][0]["pinned"].clone()
+        ),
         (json!(0), json!(false))
     );
 
     // One field at a time; 0 unmutes; a past time is stored as 0.
     let (_, v) = call(&s, "PUT", &path, &tb, Some(json!({"muted_until":0}))).await;
     assert_eq!(v, json!({"muted_until":0,"pinned":true}));
-    let (_, v) = call(&s, "PUT", &path, &tb, Some(json!({"muted_until":5,"pinned":false}))).await;
+    let (_, v) = call(
+        &s,
+        "PUT",
+        &path,
+        &tb,
+        Some(json!({"muted_until":5,"pinned":false})),
+    )
+    .await;
     assert_eq!(v, json!({"muted_until":0,"pinned":false}));
 
     // Access and input.
-    refused(&s, "PUT", &path, &tc, Some(json!({"pinned":true})), 403, "not_member").await;
-    refused(&s, "PUT", &path, &tb, Some(json!({"muted_until":-1})), 400, "invalid").await;
-    refused(&s, "PUT", &path, &tb, Some(json!({"pinned":"yes"})), 400, "invalid").await;
+    refused(
+        &s,
+        "PUT",
+        &path,
+        &tc,
+        Some(json!({"pinned":true})),
+        403,
+        "not_member",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &path,
+        &tb,
+        Some(json!({"muted_until":-1})),
+        400,
+        "invalid",
+    )
+    .await;
+    refused(
+        &s,
+        "PUT",
+        &path,
+        &tb,
+        Some(json!({"pinned":"yes"})),
+        400,
+        "invalid",
+    )
+    .await;
     refused(
         &s,
         "PUT",
@@ -146,7 +199,16 @@ async fn conv_settings_are_checked_synced_and_pushed() {
     let gpath = format!("/v1/conversations/group:{g}/settings");
     let (st, _) = call(&s, "PUT", &gpath, &tb, Some(json!({"pinned":true}))).await;
     assert_eq!(st, 200);
-    refused(&s, "PUT", &gpath, &tc, Some(json!({"pinned":true})), 403, "not_member").await;
+    refused(
+        &s,
+        "PUT",
+        &gpath,
+        &tc,
+        Some(json!({"pinned":true})),
+        403,
+        "not_member",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -162,7 +224,10 @@ async fn sessions_are_listed_and_revoked_one_or_all() {
     assert_eq!(st, 200, "{v}");
     let list = v["sessions"].as_array().unwrap().clone();
     assert_eq!(list.len(), 3, "{v}");
-    assert_eq!(list.iter().filter(|e| e["current"] == json!(true)).count(), 1);
+    assert_eq!(
+        list.iter().filter(|e| e["current"] == json!(true)).count(),
+        1
+    );
     assert_eq!(list[0]["current"], json!(true), "oldest first: {v}");
     for e in &list {
         assert!(e["expires_at"].as_i64() > e["created_at"].as_i64(), "{e}");
@@ -172,8 +237,26 @@ async fn sessions_are_listed_and_revoked_one_or_all() {
     let second = list[1]["session"].as_str().unwrap().to_owned();
 
     // Someone else's, an unknown one: not_found.
-    refused(&s, "DELETE", &format!("/v1/sessions/{second}"), &tb, None, 404, "not_found").await;
-    refused(&s, "DELETE", "/v1/sessions/nope", &t1, None, 404, "not_found").await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("/v1/sessions/{second}"),
+        &tb,
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+    refused(
+        &s,
+        "DELETE",
+        "/v1/sessions/nope",
+        &t1,
+        None,
+        404,
+        "not_found",
+    )
+    .await;
     refused(
         &s,
         "DELETE",
@@ -189,7 +272,16 @@ async fn sessions_are_listed_and_revoked_one_or_all() {
     done(&s, "DELETE", &format!("/v1/sessions/{second}"), &t1, None).await;
     assert_eq!(phone.closed_with().await, 4001);
     refused(&s, "GET", "/v1/sessions", &t2, None, 401, "unauthenticated").await;
-    refused(&s, "DELETE", &format!("/v1/sessions/{second}"), &t1, None, 404, "not_found").await;
+    refused(
+        &s,
+        "DELETE",
+        &format!("/v1/sessions/{second}"),
+        &t1,
+        None,
+        404,
+        "not_found",
+    )
+    .await;
     let (_, v) = call(&s, "GET", "/v1/sessions", &t3, None).await;
     assert_eq!(v["sessions"].as_array().unwrap().len(), 2, "{v}");
 
@@ -202,7 +294,16 @@ async fn sessions_are_listed_and_revoked_one_or_all() {
     }
     let (st, _) = call(&s, "GET", "/v1/sessions", &tb, None).await;
     assert_eq!(st, 200);
-    refused(&s, "DELETE", "/v1/sessions?all=maybe", &tb, None, 400, "invalid").await;
+    refused(
+        &s,
+        "DELETE",
+        "/v1/sessions?all=maybe",
+        &tb,
+        None,
+        400,
+        "invalid",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -25,7 +25,10 @@ pub async fn profiles_name_and_avatar(s: &dyn Store) {
     assert_eq!(s.profile("pro").await.unwrap(), want("Pro 2", None));
     // The account's own record follows the name.
     assert_eq!(s.get_user("pro").await.unwrap().unwrap().name, "Pro 2");
-    assert_eq!(s.set_profile("nobody", Some("x"), None).await.unwrap(), None);
+    assert_eq!(
+        s.set_profile("nobody", Some("x"), None).await.unwrap(),
+        None
+    );
 }
 
 pub async fn conv_settings_per_user(s: &dyn Store) {
@@ -38,21 +41,39 @@ pub async fn conv_settings_per_user(s: &dyn Store) {
         pinned,
     };
     assert!(s.conv_settings("sa").await.unwrap().is_empty());
-    assert_eq!(set("sa", "dm:sa:sb", Some(500), None).await, cs("dm:sa:sb", 500, false));
-    assert_eq!(set("sa", "dm:sa:sb", None, Some(true)).await, cs("dm:sa:sb", 500, true));
-    assert_eq!(set("sa", "group:g1", None, Some(true)).await, cs("group:g1", 0, true));
-    assert_eq!(set("sb", "dm:sa:sb", Some(9), Some(false)).await, cs("dm:sa:sb", 9, false));
+    assert_eq!(
+        set("sa", "dm:sa:sb", Some(500), None).await,
+        cs("dm:sa:sb", 500, false)
+    );
+    assert_eq!(
+        set("sa", "dm:sa:sb", None, Some(true)).await,
+        cs("dm:sa:sb", 500, true)
+    );
+    assert_eq!(
+        set("sa", "group:g1", None, Some(true)).await,
+        cs("group:g1", 0, true)
+    );
+    assert_eq!(
+        set("sb", "dm:sa:sb", Some(9), Some(false)).await,
+        cs("dm:sa:sb", 9, false)
+    );
     assert_eq!(
         s.conv_settings("sa").await.unwrap(),
         vec![cs("dm:sa:sb", 500, true), cs("group:g1", 0, true)]
     );
     // Back at the defaults: no row.
-    assert_eq!(set("sa", "group:g1", Some(0), Some(false)).await, cs("group:g1", 0, false));
+    assert_eq!(
+        set("sa", "group:g1", Some(0), Some(false)).await,
+        cs("group:g1", 0, false)
+    );
     assert_eq!(
         s.conv_settings("sa").await.unwrap(),
         vec![cs("dm:sa:sb", 500, true)]
     );
-    assert_eq!(s.conv_settings("sb").await.unwrap(), vec![cs("dm:sa:sb", 9, false)]);
+    assert_eq!(
+        s.conv_settings("sb").await.unwrap(),
+        vec![cs("dm:sa:sb", 9, false)]
+    );
 }
 
 pub async fn sessions_recorded_touched_and_forgotten(s: &dyn Store) {
@@ -63,13 +84,23 @@ pub async fn sessions_recorded_touched_and_forgotten(s: &dyn Store) {
         expires_at: expires,
         last_seen: seen,
     };
-    s.touch_session(&rec('b', "ses", 20, 1_000, 20)).await.unwrap();
-    s.touch_session(&rec('a', "ses", 10, 1_000, 10)).await.unwrap();
+    s.touch_session(&rec('b', "ses", 20, 1_000, 20))
+        .await
+        .unwrap();
+    s.touch_session(&rec('a', "ses", 10, 1_000, 10))
+        .await
+        .unwrap();
     s.touch_session(&rec('c', "ses", 30, 50, 30)).await.unwrap();
-    s.touch_session(&rec('d', "oth", 30, 1_000, 30)).await.unwrap();
+    s.touch_session(&rec('d', "oth", 30, 1_000, 30))
+        .await
+        .unwrap();
     // last_seen moves forward only; created and expiry stay.
-    s.touch_session(&rec('a', "ses", 99, 9_999, 40)).await.unwrap();
-    s.touch_session(&rec('a', "ses", 99, 9_999, 35)).await.unwrap();
+    s.touch_session(&rec('a', "ses", 99, 9_999, 40))
+        .await
+        .unwrap();
+    s.touch_session(&rec('a', "ses", 99, 9_999, 35))
+        .await
+        .unwrap();
     assert_eq!(
         s.sessions("ses", 40).await.unwrap(),
         vec![
@@ -81,7 +112,9 @@ pub async fn sessions_recorded_touched_and_forgotten(s: &dyn Store) {
     // Expired ones are not listed.
     assert_eq!(s.sessions("ses", 50).await.unwrap().len(), 2);
     // A new session of the user drops its expired ones.
-    s.touch_session(&rec('e', "ses", 60, 1_000, 60)).await.unwrap();
+    s.touch_session(&rec('e', "ses", 60, 1_000, 60))
+        .await
+        .unwrap();
     assert_eq!(s.sessions("ses", 0).await.unwrap().len(), 3);
     s.delete_session(&"b".repeat(32)).await.unwrap();
     s.delete_session(&"b".repeat(32)).await.unwrap();

@@ -36,9 +36,13 @@ pub fn set_profile(
 
 fn conv_setting(c: &Connection, user: &str, conv: &str) -> StoreResult<ConvSettings> {
     let row = c
-        .prepare_cached("SELECT muted_until, pinned FROM conv_settings WHERE user = ?1 AND conv = ?2")
+        .prepare_cached(
+            "SELECT muted_until, pinned FROM conv_settings WHERE user = ?1 AND conv = ?2",
+        )
         .map_err(be)?
-        .query_row([user, conv], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))
+        .query_row([user, conv], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+        })
         .optional()
         .map_err(be)?;
     let (muted_until, pinned) = row.unwrap_or_default();
@@ -101,9 +105,7 @@ pub fn conv_settings(c: &Connection, user: &str) -> StoreResult<Vec<ConvSettings
 
 pub fn touch_session(c: &Connection, s: &SessionRecord) -> StoreResult<()> {
     let n = c
-        .prepare_cached(
-            "UPDATE sessions SET last_seen = max(last_seen, ?2) WHERE session = ?1",
-        )
+        .prepare_cached("UPDATE sessions SET last_seen = max(last_seen, ?2) WHERE session = ?1")
         .map_err(be)?
         .execute(params![s.session, s.last_seen])
         .map_err(be)?;
