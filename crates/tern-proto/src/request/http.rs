@@ -320,7 +320,7 @@ mod settings_tests {
     /// frame.
     #[test]
     fn profile_settings_and_session_calls() {
-        let reqs = vec![
+        let reqs = [
             Request::ProfileUpdate(ProfileUpdate {
                 name: Some(c("Al")),
                 avatar: None,
