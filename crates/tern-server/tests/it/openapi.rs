@@ -47,6 +47,11 @@ const API: &[(&str, &str)] = &[
         "DELETE",
         "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}",
     ),
+    // 5.3
+    ("PATCH", "/v1/users/me"),
+    ("PUT", "/v1/conversations/{conv}/settings"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/{session}"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
