@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::request::{self, Request};
 use tern_proto::wire::{
-    FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SendAnswer, SessionToken, SyncAnswer,
-    UserCreated, UserInfo,
+    FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SearchAnswer, SendAnswer, SessionToken,
+    SyncAnswer, UserCreated, UserInfo,
 };
 
 /// A connection to one Tern server: its HTTP API, with or without a token,
@@ -295,6 +295,24 @@ impl Client {
             before_seq,
             after_seq,
             limit,
+        });
+        self.call(self.request_for(&req)?).await
+    }
+
+    /// 5.2 `GET /v1/search`: the caller's messages holding every word of
+    /// `q` (the last also as a prefix), newest first.
+    pub async fn search(
+        &self,
+        q: &str,
+        conv: Option<&str>,
+        limit: Option<u64>,
+        before_ts: Option<i64>,
+    ) -> Result<SearchAnswer<'static>> {
+        let req = Request::Search(request::Search {
+            q: q.into(),
+            conv: conv.map(Into::into),
+            limit,
+            before_ts,
         });
         self.call(self.request_for(&req)?).await
     }

@@ -23,6 +23,7 @@ pub mod revoked;
 pub mod roles;
 pub mod rooms;
 pub mod rules;
+pub mod search;
 pub mod service;
 pub mod store;
 mod views;

@@ -706,6 +706,32 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions(&self, user: &str, now: i64) -> StoreResult<Vec<SessionRecord>>;
     /// Forgets a session (revoked). Idempotent.
     async fn delete_session(&self, session: &str) -> StoreResult<()>;
+
+    // ----- 5.2 search -----
+
+    /// Indexes up to `max` stored messages the index does not hold yet
+    /// (oldest first, from a durable position, so a restart resumes and
+    /// existing messages get indexed after an upgrade); returns how many
+    /// it took (fewer than `max`: caught up). Terms come from
+    /// [`crate::search::index_message`]. Never called inside an append's
+    /// transaction. Nodes sharing a store may call it concurrently: each
+    /// message is indexed once.
+    async fn index_pending(&self, max: u32) -> StoreResult<u32>;
+
+    /// Indexes message `seq` of `conv` again from its stored content (for
+    /// a change of content); nothing if there is no such message.
+    async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()>;
+
+    /// `user`'s indexed messages that match every part of `q.terms`,
+    /// newest first (`ts`, then `msg_id`), at most `q.limit`: in the
+    /// conversations `user` has a place in (a former group member: up to
+    /// their removal), leaving out recalled messages and those `user`
+    /// deleted.
+    async fn search(
+        &self,
+        user: &str,
+        q: &crate::search::SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>>;
 }
 
 /// A user's public profile (5.3), from [`Store::profile`].

@@ -60,6 +60,8 @@ frame_types! {
     // 5.1
     Edit = "edit";
     React = "react";
+    // 5.2
+    Search = "search";
 }
 
 /// A client frame: every field any request type uses, all optional.
@@ -130,6 +132,12 @@ pub struct ClientFrame<'a> {
     pub emoji: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on: Option<bool>,
+    // 5.2
+    #[serde(borrow)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_ts: Option<i64>,
 }
 
 /// A field that is there, whatever its value: `null` is `Some("null")`.

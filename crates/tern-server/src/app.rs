@@ -71,6 +71,9 @@ impl App {
                 avatar_bytes: cfg.limits.avatar_bytes,
                 session_seen_ms: (cfg.limits.session_seen_secs * 1000) as i64,
                 sessions_listed: cfg.limits.sessions_listed,
+                search_limit_max: cfg.limits.search_limit_max,
+                search_query_bytes: cfg.limits.search_query_bytes,
+                search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
             },
         )
         .await

@@ -27,7 +27,7 @@ use tern_proto::request::Request;
 use tern_proto::wire::{
     BlocksList, ConvSettingsAnswer, EditAnswer, Empty, FriendAnswer, FriendEntry, FriendState,
     FriendsList, GroupAnswer, HistoryAnswer, OkFrame, Pong, PresenceAnswer, ReadAnswer,
-    ReadStatusAnswer, SendAnswer, SessionView, SessionsList, SyncAnswer, UserInfo,
+    ReadStatusAnswer, SearchAnswer, SendAnswer, SessionView, SessionsList, SyncAnswer, UserInfo,
 };
 
 /// What a WebSocket caller brings besides its identity: the connection,
@@ -76,6 +76,9 @@ pub(crate) enum Answer {
     // 5.3
     ConvSettings(ConvSettings),
     Sessions(Vec<SessionInfo>),
+    // 5.2
+    /// Search hits, newest first.
+    Hits(Vec<StoredMessage>),
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -101,6 +104,8 @@ enum Body<'a> {
     // 5.3
     ConvSettings(ConvSettingsAnswer),
     Sessions(SessionsList<'a>),
+    // 5.2
+    Hits(SearchAnswer<'a>),
 }
 
 /// Borrowed user ids.
@@ -188,6 +193,9 @@ impl Answer {
                     })
                     .collect(),
             }),
+            Answer::Hits(msgs) => Body::Hits(SearchAnswer {
+                hits: msgs.iter().map(tern_core::msg_view).collect(),
+            }),
         }
     }
 
@@ -240,6 +248,10 @@ pub(crate) async fn execute(
         }
         Request::History(h) => Answer::History(
             core.history(user, &h.conv, h.before_seq, h.after_seq, h.limit)
+                .await?,
+        ),
+        Request::Search(q) => Answer::Hits(
+            core.search(user, &q.q, q.conv.as_deref(), q.limit, q.before_ts)
                 .await?,
         ),
         Request::Recall(p) => {

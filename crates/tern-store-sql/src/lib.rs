@@ -39,6 +39,8 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod settings;
+// 5.2
+mod search;
 mod shared;
 
 use std::marker::PhantomData;
@@ -62,6 +64,7 @@ pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 use settings::Settings;
+use search::SearchIndex;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
@@ -209,7 +212,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -681,6 +684,24 @@ impl<D: Shared + Moderation + Edits + Settings> Store for SqlStore<D> {
 
     async fn delete_session(&self, session: &str) -> StoreResult<()> {
         on_conn!(self, |c| D::delete_session(c, session))
+    }
+
+    // ----- 5.2 search -----
+
+    async fn index_pending(&self, max: u32) -> StoreResult<u32> {
+        in_tx!(self, |c| D::index_pending(c, max))
+    }
+
+    async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()> {
+        in_tx!(self, |c| D::reindex_message(c, conv, seq))
+    }
+
+    async fn search(
+        &self,
+        user: &str,
+        q: &tern_core::search::SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        on_conn!(self, |c| D::search(c, user, q))
     }
 }
 

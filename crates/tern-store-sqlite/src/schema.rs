@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -266,7 +266,22 @@ fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Creates, upgrades or checks the schema, in one transaction.
+/// Version 9 (5.2 search) adds the full-text index of messages and the
+/// indexer's position, which starts at 0: the indexer then takes every
+/// existing message. Terms are `tern_core::search`'s encoded words, which
+/// `unicode61` keeps whole. The step stands alone and may run again.
+fn migrate_to_9(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+             terms, content = '', contentless_delete = 1, tokenize = 'unicode61');
+         CREATE TABLE IF NOT EXISTS search_cursor (
+             id         INTEGER PRIMARY KEY CHECK (id = 1),
+             last_rowid INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO search_cursor (id, last_rowid) VALUES (1, 0);",
+    )
+}
+
 /// Version 8 (5.3 profiles, conversation settings, sessions): the
 /// users' avatar column; `SCHEMA` then creates `conv_settings` and
 /// `sessions`. Stands alone and is safe to run again: it runs for any
@@ -285,6 +300,7 @@ fn migrate_to_8(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -313,6 +329,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
         migrate_to_8(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
+    // 5.2 search
+    if version < 9 {
+        migrate_to_9(&tx)?;
+    }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
     Ok(Ok(()))

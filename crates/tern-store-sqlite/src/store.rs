@@ -331,4 +331,25 @@ impl Store for SqliteStore {
         let session = session.to_owned();
         self.write(move |c| ops::delete_session(c, &session)).await
     }
+
+    // ----- 5.2 search -----
+
+    async fn index_pending(&self, max: u32) -> StoreResult<u32> {
+        self.write(move |c| ops::index_pending(c, max)).await
+    }
+
+    async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()> {
+        let conv = conv.to_owned();
+        self.write(move |c| ops::reindex_message(c, &conv, seq))
+            .await
+    }
+
+    async fn search(
+        &self,
+        user: &str,
+        q: &tern_core::search::SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let (user, q) = (user.to_owned(), q.clone());
+        self.read(move |c| ops::search(c, &user, &q)).await
+    }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use task::Task;
 use tern_proto::request::{self, ConvSeq, Request};
 use tern_proto::wire::{
-    Empty, HistoryAnswer, OkFrame, PresenceAnswer, ReadAnswer, SendAnswer, SyncAnswer,
+    Empty, HistoryAnswer, OkFrame, PresenceAnswer, ReadAnswer, SearchAnswer, SendAnswer, SyncAnswer,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Instant};
@@ -305,6 +305,24 @@ impl Session {
             before_seq,
             after_seq,
             limit,
+        });
+        self.request(req, ReqKind::Other).await
+    }
+
+    /// 5.2 `search`: the user's messages holding every word of `q` (the
+    /// last also as a prefix), newest first; `before_ts` (ms) pages back.
+    pub async fn search(
+        &self,
+        q: &str,
+        conv: Option<&str>,
+        limit: Option<u64>,
+        before_ts: Option<i64>,
+    ) -> Result<SearchAnswer<'static>> {
+        let req = Request::Search(request::Search {
+            q: q.into(),
+            conv: conv.map(Into::into),
+            limit,
+            before_ts,
         });
         self.request(req, ReqKind::Other).await
     }

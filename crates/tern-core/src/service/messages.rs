@@ -22,6 +22,13 @@ use tern_proto::{request, ConvId, ErrorCode};
 impl Core {
     /// `send` (PROTOCOL.md 2.2): the core checks every field's value.
     pub async fn send(&self, actor: Actor<'_>, req: &request::Send<'_>) -> CoreResult<SendOk> {
+        let ok = self.send_checked(actor, req).await?;
+        // 5.2: the new message is stored; the indexer takes it from here.
+        self.indexer.wake();
+        Ok(ok)
+    }
+
+    async fn send_checked(&self, actor: Actor<'_>, req: &request::Send<'_>) -> CoreResult<SendOk> {
         let cmid = &*req.client_msg_id;
         if !is_valid_token(cmid) {
             return Err(CoreError::invalid("client_msg_id must be 1-64 characters"));

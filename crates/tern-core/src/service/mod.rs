@@ -17,6 +17,8 @@ mod moderation;
 mod edits;
 // 5.3 profiles, conversation settings, sessions
 mod settings;
+// 5.2
+mod search;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
@@ -90,6 +92,11 @@ pub struct CoreConfig {
     pub session_seen_ms: i64,
     /// 5.3: most sessions `GET /v1/sessions` lists (the newest).
     pub sessions_listed: usize,
+    /// 5.2 search: the largest `limit`, the longest `q` (bytes), and how
+    /// often the indexer looks for new messages besides its wake-ups.
+    pub search_limit_max: u32,
+    pub search_query_bytes: usize,
+    pub search_poll: std::time::Duration,
 }
 
 /// Largest `limit` of a history page.
@@ -145,6 +152,8 @@ pub struct Core {
     /// 5.3: when this node last recorded each session's use (ms).
     seen: dashmap::DashMap<u128, i64>,
     seen_sweep: std::sync::atomic::AtomicI64,
+    /// 5.2: indexes stored messages for search, off the send path.
+    indexer: crate::search::Indexer,
 }
 
 impl std::fmt::Debug for Core {
@@ -235,6 +244,7 @@ impl Core {
         }
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
+        let indexer = crate::search::Indexer::start(store.clone(), cfg.search_poll);
         Ok(Core {
             store,
             _bus: bus,
@@ -253,6 +263,7 @@ impl Core {
             known_users: Default::default(),
             seen: Default::default(),
             seen_sweep: Default::default(),
+            indexer,
         })
     }
 

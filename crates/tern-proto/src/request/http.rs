@@ -87,6 +87,16 @@ impl Request<'_> {
                     ..call("GET", "/v1/conversations/{conv}/messages", path)
                 }
             }
+            Request::Search(q) => {
+                opt("q", Some(q.q.to_string()));
+                opt("conv", q.conv.as_ref().map(|c| c.to_string()));
+                opt("limit", q.limit.map(|v| v.to_string()));
+                opt("before_ts", q.before_ts.map(|v| v.to_string()));
+                HttpCall {
+                    query,
+                    ..call("GET", "/v1/search", "/v1/search".into())
+                }
+            }
             Request::UserGet(u) => call("GET", "/v1/users/{user}", format!("/v1/users/{}", u.user)),
             Request::SessionEnd(_) => call("DELETE", "/v1/sessions", "/v1/sessions".into()),
             Request::Friends => call("GET", "/v1/friends", "/v1/friends".into()),

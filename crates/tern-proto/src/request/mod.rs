@@ -86,6 +86,15 @@ pub struct History<'a> {
     pub limit: Option<u64>,
 }
 
+/// `search` (and `GET /v1/search`), 5.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search<'a> {
+    pub q: Cow<'a, str>,
+    pub conv: Option<Cow<'a, str>>,
+    pub limit: Option<u64>,
+    pub before_ts: Option<i64>,
+}
+
 /// `delete`: hides messages from the caller's own history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete<'a> {
@@ -318,6 +327,8 @@ pub enum Request<'a> {
     /// `DELETE /v1/sessions?all=true` (HTTP-only): every session of the
     /// caller.
     SessionsRevokeAll,
+    // 5.2
+    Search(Search<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -427,6 +438,12 @@ impl<'a> Request<'a> {
                 emoji: need(f.emoji, "emoji")?,
                 on: need(f.on, "on")?,
             }),
+            FrameType::Search => Request::Search(Search {
+                q: need(f.q, "q")?,
+                conv: f.conv,
+                limit: f.limit,
+                before_ts: f.before_ts,
+            }),
         })
     }
 
@@ -451,6 +468,7 @@ impl<'a> Request<'a> {
             Request::ReadStatus(_) => FrameType::ReadStatus,
             Request::Edit(_) => FrameType::Edit,
             Request::React(_) => FrameType::React,
+            Request::Search(_) => FrameType::Search,
             Request::UserGet(_)
             | Request::SessionEnd(_)
             | Request::Friends
@@ -532,6 +550,12 @@ impl<'a> Request<'a> {
             Request::Delete(d) => {
                 f.conv = Some(d.conv);
                 f.seqs = Some(d.seqs);
+            }
+            Request::Search(s) => {
+                f.q = Some(s.q);
+                f.conv = s.conv;
+                f.limit = s.limit;
+                f.before_ts = s.before_ts;
             }
             Request::Presence(p) => f.users = Some(p.users),
             Request::Typing(t) => f.conv = Some(t.conv),

@@ -209,6 +209,14 @@ pub struct HistoryAnswer<'a> {
     pub msgs: Vec<MsgView<'a>>,
 }
 
+/// 5.2: the answer to `search` (WebSocket `ok`) and `GET /v1/search`:
+/// the matching messages, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchAnswer<'a> {
+    pub hits: Vec<MsgView<'a>>,
+}
+
 /// The `ok` to `presence`: each user asked about, online or not (in user
 /// id order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,6 +98,15 @@ pub struct LimitsConfig {
     pub session_seen_secs: u64,
     /// Most sessions `GET /v1/sessions` lists (the newest).
     pub sessions_listed: usize,
+    // 5.2 search
+    /// Largest `limit` of a search (the default is 20).
+    pub search_limit_max: u32,
+    /// Longest search `q`, in bytes (`invalid` beyond).
+    pub search_query_bytes: usize,
+    /// How often (ms) the search indexer looks for new messages besides
+    /// the wake-up each send gives it; bounds how long a message forwarded
+    /// from another node or written by a group change waits to be found.
+    pub search_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -194,6 +203,9 @@ impl Default for LimitsConfig {
             avatar_bytes: 128,
             session_seen_secs: 300,
             sessions_listed: 100,
+            search_limit_max: 100,
+            search_query_bytes: 256,
+            search_poll_ms: 200,
         }
     }
 }

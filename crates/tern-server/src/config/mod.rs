@@ -178,6 +178,15 @@ impl Config {
         if l.sessions_listed == 0 || l.sessions_listed > 10_000 {
             return bad("limits.sessions_listed must be 1 to 10000");
         }
+        if l.search_limit_max == 0 || l.search_limit_max > 1000 {
+            return bad("limits.search_limit_max must be 1 to 1000");
+        }
+        if l.search_query_bytes == 0 || l.search_query_bytes > 4096 {
+            return bad("limits.search_query_bytes must be 1 to 4096");
+        }
+        if l.search_poll_ms == 0 || l.search_poll_ms > 60_000 {
+            return bad("limits.search_poll_ms must be 1 to 60000");
+        }
         let r = &self.rate;
         if [
             r.login_user_failures,
@@ -418,6 +427,12 @@ mod tests {
             |c| c.limits.reaction_users_listed = 0,
             "limits.reaction_users_listed",
         );
+        invalid(|c| c.limits.search_limit_max = 0, "limits.search_limit_max");
+        invalid(
+            |c| c.limits.search_query_bytes = 0,
+            "limits.search_query_bytes",
+        );
+        invalid(|c| c.limits.search_poll_ms = 0, "limits.search_poll_ms");
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

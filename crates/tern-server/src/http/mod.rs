@@ -18,6 +18,8 @@ mod moderation;
 mod edits;
 // 5.3 profiles, conversation settings, sessions
 mod settings;
+// 5.2
+mod search;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -76,6 +78,8 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(settings::patch_me))
         .routes(routes!(settings::put_conv_settings))
         .routes(routes!(settings::delete_one_session))
+        // 5.2
+        .routes(routes!(search::search))
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -18,6 +18,7 @@ mod props;
 mod reading;
 mod rooms;
 mod scale;
+mod search;
 mod session;
 mod settings;
 mod silent;

@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -274,6 +274,45 @@ async fn add_missing(
     Ok(())
 }
 
+/// Version 7 (5.2 search): each message's mark `indexed` (0 for every
+/// existing message, so the indexers take them all, and for every new one
+/// by default), the index that finds those not yet indexed, and the terms
+/// of the indexed ones (`search_docs`) under a FULLTEXT index. The terms
+/// are `tern_core::search`'s encoded words (`x` and hex: at least three
+/// characters, never a stop word), which the default parser keeps whole.
+/// Safe to run again: each part is added only when missing.
+async fn search_index(conn: &mut MySqlConnection) -> StoreResult<()> {
+    let has: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'messages' AND column_name = 'indexed'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(be)?;
+    if has == 0 {
+        sqlx::query(
+            "ALTER TABLE messages ADD COLUMN indexed BOOLEAN NOT NULL DEFAULT FALSE, \
+             ADD INDEX messages_unindexed (indexed, msg_id)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    }
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS search_docs (
+            conv  VARCHAR(140) NOT NULL,
+            seq   BIGINT NOT NULL,
+            terms MEDIUMTEXT NOT NULL,
+            PRIMARY KEY (conv, seq),
+            FULLTEXT KEY search_docs_terms (terms)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(be)?;
+    Ok(())
+}
+
 /// Creates or checks the schema. Holds the advisory lock on `conn` while
 /// it works, so nodes starting together migrate one after the other.
 pub async fn migrate(conn: &mut MySqlConnection) -> StoreResult<()> {
@@ -368,6 +407,8 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     migrate_to_5(conn).await?;
     // 5.3 profiles, conversation settings, sessions
     migrate_to_6(conn).await?;
+    // 5.2 search
+    search_index(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

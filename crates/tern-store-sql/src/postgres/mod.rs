@@ -24,6 +24,8 @@ mod append;
 mod ops;
 mod revocations;
 mod schema;
+// 5.2
+mod search;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -230,6 +230,24 @@ ALTER TABLE group_members ADD COLUMN IF NOT EXISTS admin BOOLEAN NOT NULL DEFAUL
 ALTER TABLE group_members ADD COLUMN IF NOT EXISTS muted_until BIGINT;
 "#;
 
+/// Version 7 (5.2 search): each message's mark `indexed` (false for every
+/// existing message, so the indexers take them all, and for every new one
+/// by default: nothing more is written when a message is stored), the
+/// index of those not yet indexed, and the terms of the indexed ones
+/// (`search_docs`, shard key conv) under a GIN index. The step stands
+/// alone and may run again.
+const MIGRATE_TO_7: &str = r#"
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS indexed BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS messages_unindexed ON messages (msg_id) WHERE NOT indexed;
+CREATE TABLE IF NOT EXISTS search_docs (
+    conv  TEXT NOT NULL,
+    seq   BIGINT NOT NULL,
+    terms tsvector NOT NULL,
+    PRIMARY KEY (conv, seq)
+);
+CREATE INDEX IF NOT EXISTS search_docs_terms ON search_docs USING GIN (terms);
+"#;
+
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id
 /// above every stored one, the oldest keeps its own. `SCHEMA` then
@@ -303,6 +321,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                     .map_err(be)?;
             }
             sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(be)?;
+            // 5.2 search (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_7)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
             sqlx::query(
                 "INSERT INTO tern_meta (key, value) VALUES ('schema_version', $1) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

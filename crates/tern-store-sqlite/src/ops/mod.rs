@@ -19,6 +19,8 @@ mod moderation;
 mod edits;
 // 5.3 profiles, conversation settings, sessions
 mod settings;
+// 5.2
+mod search;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -27,6 +29,7 @@ pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use settings::*;
+pub use search::{index_pending, reindex_message, search};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
