@@ -124,6 +124,9 @@ macro_rules! suite {
             profiles_name_and_avatar,
             conv_settings_per_user,
             sessions_recorded_touched_and_forgotten,
+            // 5.2
+            search_words_prefixes_and_cjk,
+            search_bounds_and_exclusions,
         );
 
         #[tokio::test]

@@ -234,6 +234,8 @@ mod moderation;
 mod edits;
 // 5.3 profiles, conversation settings, sessions
 mod settings;
+// 5.2
+mod search;
 
 pub use accounts::*;
 pub use append::*;
@@ -244,3 +246,4 @@ pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
 pub use settings::*;
+pub use search::*;
