@@ -52,6 +52,8 @@ const API: &[(&str, &str)] = &[
     ("PUT", "/v1/conversations/{conv}/settings"),
     ("GET", "/v1/sessions"),
     ("DELETE", "/v1/sessions/{session}"),
+    // 5.2
+    ("GET", "/v1/search"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
