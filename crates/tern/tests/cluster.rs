@@ -19,6 +19,9 @@ mod moderation;
 // 5.1
 #[path = "cluster/edits.rs"]
 mod edits;
+// 5.2
+#[path = "cluster/search.rs"]
+mod search;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

@@ -41,6 +41,7 @@ commands:
   /list                    conversations, unread counts, presence
   /open USER | #GROUP | N  open a conversation (N: its number in /list)
   /more                    older messages of the open conversation
+  /search WORDS            messages holding every word, newest first
   /group NAME USER...      create a group with these members
   /invite USER...          add users to the open group
   /leave                   leave the open group
@@ -181,6 +182,19 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
                 for m in &h.msgs {
                     println!("{}", chat.line(m));
                 }
+            }
+        }
+        Some("/search") => {
+            let q = words.collect::<Vec<_>>().join(" ");
+            if q.is_empty() {
+                anyhow::bail!("/search WORDS");
+            }
+            let found = s.search(&q, None, Some(20), None).await?;
+            if found.hits.is_empty() {
+                println!("(nothing found)");
+            }
+            for m in &found.hits {
+                println!("[{}] {}", m.conv, chat.line(m));
             }
         }
         Some("/group") => {
