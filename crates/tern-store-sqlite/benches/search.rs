@@ -11,14 +11,18 @@ use tern_core::store::{NewMessage, Store};
 use tern_store_sqlite::{SqliteOptions, SqliteStore};
 
 const WORDS: [&str; 16] = [
-    "hello", "meeting", "tomorrow", "lunch", "project", "deadline", "coffee", "weekend",
-    "report", "call", "北京", "会议", "明天", "travel", "budget", "review",
+    "hello", "meeting", "tomorrow", "lunch", "project", "deadline", "coffee", "weekend", "report",
+    "call", "北京", "会议", "明天", "travel", "budget", "review",
 ];
 
 fn message(i: u64) -> NewMessage {
     let (a, b) = (format!("u{}", i % 1000), format!("v{}", i % 1000));
     let w = |k: u64| WORDS[((i * 7 + k * 13) % 16) as usize];
-    let rare = if i % 10_000 == 0 { " zebra" } else { "" };
+    let rare = if i.is_multiple_of(10_000) {
+        " zebra"
+    } else {
+        ""
+    };
     NewMessage {
         msg_id: i + 1,
         conv: format!("dm:{a}:{b}"),
