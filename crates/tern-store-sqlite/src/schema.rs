@@ -565,6 +565,37 @@ mod tests {
         assert_eq!(migrate(&c).unwrap(), Ok(()));
     }
 
+    /// 5.2: a version 6 database gets the search index, empty, with the
+    /// indexer's position at 0 (it then takes every existing message).
+    #[test]
+    fn upgrade_to_version_9_starts_the_index_at_0() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts)
+                 VALUES ('dm:a:b', 1, 1, 'a', 'text', '\"hello\"', 1);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let pos: i64 = c
+            .query_row("SELECT last_rowid FROM search_cursor", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pos, 0);
+        crate::ops::index_pending(&c, 10).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM search_fts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        migrate_to_9(&c).unwrap();
+        c.pragma_update(None, "user_version", 6).unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let pos: i64 = c
+            .query_row("SELECT last_rowid FROM search_cursor", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pos, 1, "running the step again keeps the position");
+    }
+
     #[test]
     fn newer_schema_is_refused() {
         let c = Connection::open_in_memory().unwrap();
