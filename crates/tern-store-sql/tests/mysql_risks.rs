@@ -316,9 +316,9 @@ async fn upgrade_from_version_1_makes_ids_unique() {
         .await
         .unwrap();
     // The current version: the upgrade also made the signing keys' table
-    // (3), the groups' roles and blocks (4), 5.1's columns (5), and profiles,
-    // settings and sessions (6).
-    assert_eq!(version, 6);
+    // (3), the groups' roles and blocks (4), 5.1's columns (5), profiles,
+    // settings and sessions (6), and the search index (7).
+    assert_eq!(version, 7);
     let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
         .fetch_one(&mut c)
         .await
