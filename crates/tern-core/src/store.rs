@@ -718,8 +718,9 @@ pub trait Store: Send + Sync + 'static {
     /// message is indexed once.
     async fn index_pending(&self, max: u32) -> StoreResult<u32>;
 
-    /// Indexes message `seq` of `conv` again from its stored content (for
-    /// a change of content); nothing if there is no such message.
+    /// Indexes message `seq` of `conv` again from its stored content;
+    /// nothing if there is no such message. `edit` does this itself, in
+    /// its transaction.
     async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()>;
 
     /// `user`'s indexed messages that match every part of `q.terms`,
@@ -769,7 +770,6 @@ pub struct SessionRecord {
     /// When it was last used, at the granularity the server records.
     pub last_seen: i64,
 }
-
 
 /// Groups rows `(seq, emoji, user)` already in [`Store::reactions`] order,
 /// each row with the emoji's count, into summaries (for the stores).

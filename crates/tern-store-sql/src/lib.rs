@@ -63,8 +63,8 @@ use moderation::Moderation;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
-use settings::Settings;
 use search::SearchIndex;
+use settings::Settings;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
@@ -588,6 +588,9 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
             // Never before the send, and after an earlier edit.
             let at = now.max(m.ts).max(m.edited_at.map_or(i64::MIN, |e| e + 1));
             D::set_content(c, conv, seq, content, at, now).await?;
+            // The search index follows the new content in the same
+            // transaction.
+            D::reindex_message(c, conv, seq).await?;
             m.content = Some(content.to_owned());
             m.edited_at = Some(at);
             Ok(m)

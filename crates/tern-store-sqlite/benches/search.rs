@@ -37,6 +37,7 @@ fn message(i: u64) -> NewMessage {
         participants: vec![a, b],
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 

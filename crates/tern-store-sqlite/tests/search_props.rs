@@ -22,6 +22,7 @@ fn message(seq: u64, text: &str) -> NewMessage {
         participants: vec!["ann".into(), "bob".into()],
         inbox_members_up_to: 0,
         change: None,
+        extras: Default::default(),
     }
 }
 

@@ -46,10 +46,4 @@ impl Core {
         metrics::counter!("tern_searches_total").increment(1);
         Ok(self.store.search(user, &query).await?)
     }
-
-    /// Indexes message `seq` of `conv` again from its stored content: for
-    /// a change of content (5.1 edit).
-    pub async fn reindex(&self, conv: &str, seq: u64) -> CoreResult<()> {
-        Ok(self.store.reindex_message(conv, seq).await?)
-    }
 }

@@ -245,5 +245,5 @@ pub use groups::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
-pub use settings::*;
 pub use search::*;
+pub use settings::*;

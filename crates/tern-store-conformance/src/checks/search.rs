@@ -120,4 +120,25 @@ pub async fn search_bounds_and_exclusions(s: &dyn Store) {
     s.reindex_message(&d, 1).await.unwrap();
     s.reindex_message(&d, 99).await.unwrap();
     assert_eq!(words(s, "ann", "apple 0").await, ["apple 0"]);
+    // An edit takes the index with it: found by its new words only, once,
+    // whether the indexer had taken the message before (seq 2) or not
+    // (seq 6, sent and edited before the next indexing).
+    s.edit(&d, 2, "ann", "\"banana split\"", WINDOW, 400)
+        .await
+        .unwrap();
+    let late = send(s, dm("ann", "bob", 410, "cherry pie")).await;
+    s.edit(&d, late.seq, "ann", "\"banana bread\"", WINDOW, 420)
+        .await
+        .unwrap();
+    assert_eq!(words(s, "bob", "banana split").await, ["banana split"]);
+    index_all(s).await;
+    assert_eq!(
+        words(s, "bob", "banana").await,
+        ["banana bread", "banana split"]
+    );
+    assert!(words(s, "bob", "cherry").await.is_empty());
+    assert_eq!(
+        find(s, "bob", "apple", Some(&d), None, 10).await,
+        ["apple 2", "apple 0"]
+    );
 }

@@ -68,6 +68,8 @@ pub fn edit(
         .map_err(be)?
         .execute(params![conv, now])
         .map_err(be)?;
+    // The search index follows the new content in the same transaction.
+    super::reindex_message(c, conv, seq)?;
     m.content = Some(content.to_owned());
     m.edited_at = Some(at);
     Ok(m)

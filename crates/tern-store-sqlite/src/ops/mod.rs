@@ -28,8 +28,8 @@ pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
-pub use settings::*;
 pub use search::{index_pending, reindex_message, search};
+pub use settings::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
