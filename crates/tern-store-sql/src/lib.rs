@@ -590,7 +590,7 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
             D::set_content(c, conv, seq, content, at, now).await?;
             // The search index follows the new content in the same
             // transaction.
-            D::reindex_message(c, conv, seq).await?;
+            search::reindex::<D>(c, conv, seq).await?;
             m.content = Some(content.to_owned());
             m.edited_at = Some(at);
             Ok(m)
@@ -696,7 +696,7 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
     }
 
     async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()> {
-        in_tx!(self, |c| D::reindex_message(c, conv, seq))
+        in_tx!(self, |c| search::reindex::<D>(c, conv, seq))
     }
 
     async fn search(

@@ -17,17 +17,40 @@ use tern_core::search::SearchQuery;
 use tern_core::store::{StoreResult, StoredMessage};
 
 use crate::dialect::{Conn, Dialect};
+use crate::shared::Shared;
 
 #[async_trait]
 pub trait SearchIndex: Dialect {
     /// `Store::index_pending`, in the caller's transaction.
     async fn index_pending(c: &mut Conn<Self>, max: u32) -> StoreResult<u32>;
-    /// `Store::reindex_message`, in the caller's transaction.
-    async fn reindex_message(c: &mut Conn<Self>, conv: &str, seq: u64) -> StoreResult<()>;
+    /// Writes (or replaces) the terms of these messages `(conv, seq, kind,
+    /// content)` and marks them indexed, in the caller's transaction.
+    async fn write_docs(
+        c: &mut Conn<Self>,
+        rows: &[(String, i64, String, Option<String>)],
+    ) -> StoreResult<()>;
     /// `Store::search`.
     async fn search(
         c: &mut Conn<Self>,
         user: &str,
         q: &SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>>;
+}
+
+/// `Store::reindex_message`, in the caller's transaction: the message's
+/// row locked, its old terms dropped, its terms as stored now written (an
+/// edit calls it in its own transaction). Nothing for no such message.
+pub async fn reindex<D: SearchIndex + Shared>(
+    c: &mut Conn<D>,
+    conv: &str,
+    seq: u64,
+) -> StoreResult<()> {
+    let Ok(at) = i64::try_from(seq) else {
+        return Ok(());
+    };
+    let Some(m) = D::message(c, conv, seq, true).await? else {
+        return Ok(());
+    };
+    D::drop_doc(c, conv, seq).await?;
+    D::write_docs(c, &[(m.conv, at, m.kind, m.content)]).await
 }

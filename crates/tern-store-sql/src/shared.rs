@@ -175,6 +175,11 @@ pub trait Shared: Dialect {
     ) -> StoreResult<()>;
     async fn revoked_tokens(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64)>>;
 
+    // ----- 5.2 search -----
+
+    /// Drops the indexed terms of message `seq` of `conv`.
+    async fn drop_doc(c: &mut Conn<Self>, conv: &str, seq: u64) -> StoreResult<()>;
+
     // ----- token signing keys -----
 
     /// Every signing key, oldest first (`created_at`, then `kid`, sorted
@@ -659,6 +664,16 @@ where
             .fetch_all(&mut *c)
             .await
             .map_err(be)
+    }
+
+    async fn drop_doc(c: &mut Conn<D>, conv: &str, seq: u64) -> StoreResult<()> {
+        sqlx::query(stmt!(D, "DELETE FROM search_docs WHERE conv = ? AND seq = ?"))
+            .bind(conv)
+            .bind(sql_seq(seq))
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(())
     }
 
     async fn signing_keys(c: &mut Conn<D>) -> StoreResult<Vec<SigningKey>> {

@@ -184,20 +184,11 @@ const STEPS: &[&str] = &[
 /// avatar, added to a table of an older version with its default (none).
 /// Stands alone and is safe to run again: added only when missing.
 async fn migrate_to_6(conn: &mut MySqlConnection) -> StoreResult<()> {
-    let has: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.columns \
-         WHERE table_schema = DATABASE() AND table_name = 'users' AND column_name = 'avatar'",
+    add_missing(
+        conn,
+        &[("users", "avatar", "VARCHAR(255) NOT NULL DEFAULT ''")],
     )
-    .fetch_one(&mut *conn)
     .await
-    .map_err(be)?;
-    if has == 0 {
-        sqlx::query("ALTER TABLE users ADD COLUMN avatar VARCHAR(255) NOT NULL DEFAULT ''")
-            .execute(&mut *conn)
-            .await
-            .map_err(be)?;
-    }
-    Ok(())
 }
 
 /// Version 4 (5.4 and blocks): the groups' settings and the members'
@@ -213,25 +204,7 @@ async fn moderation_columns(conn: &mut MySqlConnection) -> StoreResult<()> {
         ("group_members", "admin", "BOOLEAN NOT NULL DEFAULT FALSE"),
         ("group_members", "muted_until", "BIGINT NULL"),
     ];
-    for (table, column, ty) in COLUMNS {
-        let has: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.columns \
-             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?",
-        )
-        .bind(table)
-        .bind(column)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(be)?;
-        if has == 0 {
-            let ddl = format!("ALTER TABLE {table} ADD COLUMN {column} {ty}");
-            sqlx::query(sqlx::AssertSqlSafe(ddl))
-                .execute(&mut *conn)
-                .await
-                .map_err(be)?;
-        }
-    }
-    Ok(())
+    add_missing(conn, &COLUMNS).await
 }
 
 /// Version 5 (5.1) adds a message's reply, mentions and edit time, and a

@@ -84,27 +84,11 @@ impl SearchIndex for Pg {
         Ok(rows.len() as u32)
     }
 
-    async fn reindex_message(c: &mut PgConnection, conv: &str, seq: u64) -> StoreResult<()> {
-        let Ok(seq) = i64::try_from(seq) else {
-            return Ok(());
-        };
-        let row: Option<(String, i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT conv, seq, kind, content FROM messages WHERE conv = $1 AND seq = $2 \
-             FOR UPDATE",
-        )
-        .bind(conv)
-        .bind(seq)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
-        let Some(row) = row else { return Ok(()) };
-        sqlx::query("DELETE FROM search_docs WHERE conv = $1 AND seq = $2")
-            .bind(conv)
-            .bind(seq)
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
-        write_docs(c, &[row]).await
+    async fn write_docs(
+        c: &mut PgConnection,
+        rows: &[(String, i64, String, Option<String>)],
+    ) -> StoreResult<()> {
+        write_docs(c, rows).await
     }
 
     async fn search(

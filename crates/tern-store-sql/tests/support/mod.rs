@@ -13,3 +13,21 @@ pub async fn history_seqs(store: &dyn Store, user: &str, conv: &str) -> Vec<u64>
     let h = store.history(user, conv, q).await.unwrap();
     h.iter().map(|m| m.seq).collect()
 }
+
+/// The schema version an upgrade ends at: it also made the signing keys'
+/// table (3), the groups' roles and blocks (4), 5.1's columns (5),
+/// profiles, settings and sessions (6), and the search index (7).
+pub const UPGRADED_VERSION: i64 = 7;
+
+/// After the upgrade of a database whose messages `dm:a:b` 1 and 2 had
+/// msg ids 500 and 900 and whose `dm:a:b` 3 and `dm:a:c` 1 repeated 500:
+/// the first two keep theirs, the repeats got new distinct ids above 900.
+pub async fn assert_msg_ids_made_unique(store: &dyn Store) {
+    let id = |conv: &'static str, seq: u64| async move {
+        store.message(conv, seq).await.unwrap().unwrap().msg_id
+    };
+    assert_eq!(id("dm:a:b", 1).await, 500);
+    assert_eq!(id("dm:a:b", 2).await, 900);
+    let (x, y) = (id("dm:a:b", 3).await, id("dm:a:c", 1).await);
+    assert!(x > 900 && y > 900 && x != y, "{x} {y}");
+}
