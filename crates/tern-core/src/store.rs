@@ -14,6 +14,9 @@
 //!   nothing.
 //! - An `Ok` result means the data is durable (fsync'd) before it returns.
 //! - Times are milliseconds since the Unix epoch, given by the caller.
+//!
+//! One concern, whatever its length: the storage contract (the trait, its
+//! rules and the types it speaks); no implementation lives here.
 
 use async_trait::async_trait;
 

@@ -27,6 +27,10 @@
 //! Outage: taking a connection waits at most 3 s, so calls fail fast with
 //! `StoreError::Backend` while the server is down; the pool drops broken
 //! connections and opens new ones once it is back.
+//!
+//! One concern, whatever its length: the `Store` implementation (one
+//! method per trait method, each a transaction or a connection around the
+//! dialect's statements); the statements themselves live elsewhere.
 
 mod common;
 mod dialect;

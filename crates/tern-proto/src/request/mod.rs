@@ -11,6 +11,9 @@
 //! [`GroupGet`], [`MembersAdd`] and [`MemberRemove`]. They have no frame
 //! type ([`Request::ty`] is `None`), so [`Request::parse`] never yields
 //! them: a WebSocket frame naming one is an unknown type like any other.
+//!
+//! One concern, whatever its length: the request types and their parsing
+//! from a frame; the HTTP call of each is in `http.rs`.
 
 use crate::frames::{ClientFrame, Decoded, FrameType};
 use serde_json::value::RawValue;

@@ -1,6 +1,9 @@
 //! The connection loop: one task per authenticated connection reads and
 //! handles frames one at a time while it writes the queue onto the socket,
 //! on one timer armed at the earliest of the loop's deadlines.
+//!
+//! One concern, the loop of one connection, whatever its length: what it
+//! writes is decided in `writer.rs`, what a request does in `dispatch.rs`.
 
 use super::handshake::{close_msg, close_reason};
 use super::limits::{RateLimit, Stall, Verdict};
