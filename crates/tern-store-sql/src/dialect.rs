@@ -35,6 +35,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// The table of groups and its owner column.
     const GROUPS: &'static str;
     const OWNER: &'static str;
+    /// 5.2: the condition that a search document `d` matches the one bound
+    /// query text (the engine's own syntax, see `search.rs`).
+    const SEARCH_MATCH: &'static str;
     /// Records a revoked token (binds: jti, expires_at), keeping the later
     /// expiry of two.
     const UPSERT_REVOKED: &'static str;

@@ -696,7 +696,7 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
     // ----- 5.2 search -----
 
     async fn index_pending(&self, max: u32) -> StoreResult<u32> {
-        in_tx!(self, |c| D::index_pending(c, max))
+        in_tx!(self, |c| search::index_pending::<D>(c, max))
     }
 
     async fn reindex_message(&self, conv: &str, seq: u64) -> StoreResult<()> {
@@ -708,7 +708,7 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
         user: &str,
         q: &tern_core::search::SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>> {
-        on_conn!(self, |c| D::search(c, user, q))
+        on_conn!(self, |c| search::search::<D>(c, user, q))
     }
 }
 

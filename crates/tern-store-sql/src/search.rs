@@ -13,7 +13,7 @@
 //! itself writes nothing more.
 
 use async_trait::async_trait;
-use tern_core::search::SearchQuery;
+use tern_core::search::{SearchQuery, Terms};
 use tern_core::store::{StoreResult, StoredMessage};
 
 use crate::dialect::{Conn, Dialect};
@@ -21,20 +21,22 @@ use crate::shared::Shared;
 
 #[async_trait]
 pub trait SearchIndex: Dialect {
-    /// `Store::index_pending`, in the caller's transaction.
-    async fn index_pending(c: &mut Conn<Self>, max: u32) -> StoreResult<u32>;
     /// Writes (or replaces) the terms of these messages `(conv, seq, kind,
     /// content)` and marks them indexed, in the caller's transaction.
     async fn write_docs(
         c: &mut Conn<Self>,
         rows: &[(String, i64, String, Option<String>)],
     ) -> StoreResult<()>;
-    /// `Store::search`.
-    async fn search(
-        c: &mut Conn<Self>,
-        user: &str,
-        q: &SearchQuery,
-    ) -> StoreResult<Vec<StoredMessage>>;
+    /// The engine's query text for `t` (bound where `SEARCH_MATCH` has
+    /// its placeholder).
+    fn matching(t: &Terms) -> String;
+}
+
+/// `Store::index_pending`, in the caller's transaction.
+pub async fn index_pending<D: SearchIndex + Shared>(c: &mut Conn<D>, max: u32) -> StoreResult<u32> {
+    let rows = D::pending_docs(c, max).await?;
+    D::write_docs(c, &rows).await?;
+    Ok(rows.len() as u32)
 }
 
 /// `Store::reindex_message`, in the caller's transaction: the message's
@@ -53,4 +55,13 @@ pub async fn reindex<D: SearchIndex + Shared>(
     };
     D::drop_doc(c, conv, seq).await?;
     D::write_docs(c, &[(m.conv, at, m.kind, m.content)]).await
+}
+
+/// `Store::search`.
+pub async fn search<D: SearchIndex + Shared>(
+    c: &mut Conn<D>,
+    user: &str,
+    q: &SearchQuery,
+) -> StoreResult<Vec<StoredMessage>> {
+    D::search(c, user, D::matching(&q.terms), q).await
 }

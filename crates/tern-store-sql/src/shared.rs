@@ -3,7 +3,8 @@
 //! decodes the plain column types these statements use.
 //!
 //! Statement text is written with `?` placeholders, in bind order, and
-//! `{groups}` / `{owner}` for the two names the schemas spell differently;
+//! `{groups}` / `{owner}` for the two names the schemas spell differently
+//! (and `{match}`, the full-text condition of each engine);
 //! [`Sql`] renders it for a dialect once (PostgreSQL numbers the
 //! placeholders: `$1`, `$2`, ...) and keeps the result for every later call.
 //! The row mappers are here too ([`Shared::message_at`]); the two columns
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use tern_core::offline::QueueSpan;
 use tern_core::rules;
+use tern_core::search::SearchQuery;
 use tern_core::store::{GroupRecord, SigningKey, StoreResult, StoredMessage, UserRecord};
 
 use crate::common::{be, msg_cols, sql_seq, ConvRow};
@@ -48,7 +50,8 @@ impl Sql {
 pub fn render<D: Dialect>(text: &str) -> String {
     let named = text
         .replace("{groups}", D::GROUPS)
-        .replace("{owner}", D::OWNER);
+        .replace("{owner}", D::OWNER)
+        .replace("{match}", D::SEARCH_MATCH);
     if !D::NUMBERED {
         return named;
     }
@@ -179,6 +182,22 @@ pub trait Shared: Dialect {
 
     /// Drops the indexed terms of message `seq` of `conv`.
     async fn drop_doc(c: &mut Conn<Self>, conv: &str, seq: u64) -> StoreResult<()>;
+    /// `user`'s hits for the engine's query text `matching` (5.2): in the
+    /// conversations the user has a place in (a former member: up to the
+    /// removal), neither recalled nor deleted by the user, newest first.
+    async fn search(
+        c: &mut Conn<Self>,
+        user: &str,
+        matching: String,
+        q: &SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Up to `max` messages not indexed yet, oldest first, as `(conv, seq,
+    /// kind, content)`: locked, skipping those another node's indexer
+    /// holds.
+    async fn pending_docs(
+        c: &mut Conn<Self>,
+        max: u32,
+    ) -> StoreResult<Vec<(String, i64, String, Option<String>)>>;
 
     // ----- token signing keys -----
 
@@ -201,6 +220,8 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
     for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> i64: Encode<'q, D::DB>,
+    for<'q> Option<&'q str>: Encode<'q, D::DB>,
+    for<'q> Option<i64>: Encode<'q, D::DB>,
     i64: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     String: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     bool: Type<D::DB> + for<'r> Decode<'r, D::DB>,
@@ -677,6 +698,62 @@ where
         .await
         .map_err(be)?;
         Ok(())
+    }
+
+    async fn search(
+        c: &mut Conn<D>,
+        user: &str,
+        matching: String,
+        q: &SearchQuery,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        // COALESCE: an absent conv or before_ts filters nothing, and each
+        // placeholder takes its type from its column on both servers.
+        let sql = stmt!(
+            D,
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM search_docs d \
+                 JOIN messages m ON m.conv = d.conv AND m.seq = d.seq \
+                 JOIN user_convs uc ON uc.user_id = ? AND uc.conv = d.conv \
+                 WHERE {match} AND NOT m.recalled \
+                   AND (uc.until_seq IS NULL OR m.seq <= uc.until_seq) \
+                   AND d.conv = COALESCE(?, d.conv) AND m.ts < COALESCE(?, m.ts + 1) \
+                   AND NOT EXISTS (SELECT 1 FROM hidden h \
+                       WHERE h.user_id = uc.user_id AND h.conv = m.conv AND h.seq = m.seq) \
+                 ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?"
+            )
+        );
+        let rows = sqlx::query(sql)
+            .bind(user)
+            .bind(matching.as_str())
+            .bind(q.conv.as_deref())
+            .bind(q.before_ts)
+            .bind(i64::from(q.limit))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(be)?;
+        D::messages_at(&rows, 0)
+    }
+
+    async fn pending_docs(
+        c: &mut Conn<D>,
+        max: u32,
+    ) -> StoreResult<Vec<(String, i64, String, Option<String>)>> {
+        let sql = stmt!(
+            D,
+            "SELECT conv, seq, kind, content FROM messages WHERE indexed = FALSE \
+             ORDER BY msg_id LIMIT ? FOR UPDATE SKIP LOCKED"
+        );
+        let rows = sqlx::query(sql)
+            .bind(i64::from(max))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(be)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(be)
     }
 
     async fn signing_keys(c: &mut Conn<D>) -> StoreResult<Vec<SigningKey>> {

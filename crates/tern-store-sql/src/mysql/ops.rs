@@ -117,6 +117,7 @@ impl Dialect for MySqlDialect {
     const NUMBERED: bool = false;
     const GROUPS: &'static str = "chat_groups";
     const OWNER: &'static str = "owner_id";
+    const SEARCH_MATCH: &'static str = "MATCH (d.terms) AGAINST (? IN BOOLEAN MODE)";
     const UPSERT_REVOKED: &'static str =
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";

@@ -6,13 +6,12 @@
 
 use async_trait::async_trait;
 use sqlx::{MySql, MySqlConnection, QueryBuilder};
-use tern_core::search::{index_message, Part, SearchQuery, Terms};
-use tern_core::store::{StoreResult, StoredMessage};
+use tern_core::search::{index_message, Part, Terms};
+use tern_core::store::StoreResult;
 
 use super::MySqlDialect;
-use crate::common::{be, msg_cols};
+use crate::common::be;
 use crate::search::SearchIndex;
-use crate::shared::Shared;
 
 /// Boolean-mode text of `t`: every part required (`+`), a prefix as
 /// `term*`, a phrase quoted. Encoded terms are plain ASCII words.
@@ -68,19 +67,6 @@ async fn write_docs(
 
 #[async_trait]
 impl SearchIndex for MySqlDialect {
-    async fn index_pending(c: &mut MySqlConnection, max: u32) -> StoreResult<u32> {
-        let rows: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT conv, seq, kind, content FROM messages WHERE indexed = FALSE \
-             ORDER BY msg_id LIMIT ? FOR UPDATE SKIP LOCKED",
-        )
-        .bind(i64::from(max))
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        write_docs(c, &rows).await?;
-        Ok(rows.len() as u32)
-    }
-
     async fn write_docs(
         c: &mut MySqlConnection,
         rows: &[(String, i64, String, Option<String>)],
@@ -88,36 +74,7 @@ impl SearchIndex for MySqlDialect {
         write_docs(c, rows).await
     }
 
-    async fn search(
-        c: &mut MySqlConnection,
-        user: &str,
-        q: &SearchQuery,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM search_docs d \
-             JOIN messages m ON m.conv = d.conv AND m.seq = d.seq \
-             JOIN user_convs uc ON uc.user_id = ? AND uc.conv = d.conv \
-             WHERE MATCH (d.terms) AGAINST (? IN BOOLEAN MODE) AND NOT m.recalled \
-               AND (uc.until_seq IS NULL OR m.seq <= uc.until_seq) \
-               AND (? IS NULL OR d.conv = ?) AND (? IS NULL OR m.ts < ?) \
-               AND NOT EXISTS (SELECT 1 FROM hidden h \
-                   WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq) \
-             ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?"
-        );
-        let rows = sqlx::query(sql)
-            .bind(user)
-            .bind(boolean_query(&q.terms))
-            .bind(q.conv.as_deref())
-            .bind(q.conv.as_deref())
-            .bind(q.before_ts)
-            .bind(q.before_ts)
-            .bind(user)
-            .bind(i64::from(q.limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        MySqlDialect::messages_at(&rows, 0)
+    fn matching(t: &Terms) -> String {
+        boolean_query(t)
     }
 }

@@ -68,6 +68,7 @@ impl Dialect for Pg {
     const NUMBERED: bool = true;
     const GROUPS: &'static str = "groups";
     const OWNER: &'static str = "owner";
+    const SEARCH_MATCH: &'static str = "d.terms @@ ?::tsquery";
     const UPSERT_REVOKED: &'static str =
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
          ON CONFLICT (jti) DO UPDATE SET expires_at = \

@@ -4,13 +4,12 @@
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use tern_core::search::{index_message, Part, SearchQuery, Terms};
-use tern_core::store::{StoreResult, StoredMessage};
+use tern_core::search::{index_message, Part, Terms};
+use tern_core::store::StoreResult;
 
 use super::Pg;
-use crate::common::{be, msg_cols};
+use crate::common::be;
 use crate::search::SearchIndex;
-use crate::shared::Shared;
 
 /// `tsquery` text of `t`: every part (`&`), a prefix as `term:*`, a phrase
 /// with `<->`. Encoded terms are plain ASCII words: nothing to quote.
@@ -71,19 +70,6 @@ async fn write_docs(
 
 #[async_trait]
 impl SearchIndex for Pg {
-    async fn index_pending(c: &mut PgConnection, max: u32) -> StoreResult<u32> {
-        let rows: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT conv, seq, kind, content FROM messages WHERE NOT indexed \
-             ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(i64::from(max))
-        .fetch_all(&mut *c)
-        .await
-        .map_err(be)?;
-        write_docs(c, &rows).await?;
-        Ok(rows.len() as u32)
-    }
-
     async fn write_docs(
         c: &mut PgConnection,
         rows: &[(String, i64, String, Option<String>)],
@@ -91,33 +77,7 @@ impl SearchIndex for Pg {
         write_docs(c, rows).await
     }
 
-    async fn search(
-        c: &mut PgConnection,
-        user: &str,
-        q: &SearchQuery,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let sql = concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM search_docs d \
-             JOIN messages m ON m.conv = d.conv AND m.seq = d.seq \
-             JOIN user_convs uc ON uc.user_id = $1 AND uc.conv = d.conv \
-             WHERE d.terms @@ $2::tsquery AND NOT m.recalled \
-               AND (uc.until_seq IS NULL OR m.seq <= uc.until_seq) \
-               AND ($3::text IS NULL OR d.conv = $3) AND ($4::bigint IS NULL OR m.ts < $4) \
-               AND NOT EXISTS (SELECT 1 FROM hidden h \
-                   WHERE h.user_id = $1 AND h.conv = m.conv AND h.seq = m.seq) \
-             ORDER BY m.ts DESC, m.msg_id DESC LIMIT $5"
-        );
-        let rows = sqlx::query(sql)
-            .bind(user)
-            .bind(tsquery(&q.terms))
-            .bind(q.conv.as_deref())
-            .bind(q.before_ts)
-            .bind(i64::from(q.limit))
-            .fetch_all(&mut *c)
-            .await
-            .map_err(be)?;
-        Pg::messages_at(&rows, 0)
+    fn matching(t: &Terms) -> String {
+        tsquery(t)
     }
 }
