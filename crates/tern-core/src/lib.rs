@@ -12,6 +12,7 @@ pub mod groups;
 pub mod hashpool;
 pub mod hub;
 pub mod ids;
+pub mod indexer;
 pub mod keeper;
 pub mod limits;
 pub mod offline;

@@ -1,5 +1,5 @@
 //! PROTOCOL 5.2 search: the one normaliser every store indexes and queries
-//! with, and the background indexer.
+//! with (a leaf: the indexer that drives the stores is `indexer.rs`).
 //!
 //! Text becomes **terms**: each word (a run of letters and digits outside
 //! the Chinese, Japanese and Korean scripts) lowercased, and for each run
@@ -17,11 +17,6 @@
 //! a prefix is a prefix of the hex. Words are cut to [`WORD_BYTES`] (at a
 //! character boundary) in text and query alike, which keeps an encoded
 //! term within every engine's token length.
-
-use crate::store::Store;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
 
 /// Longest word kept, in bytes; longer words are cut (text and query alike).
 pub const WORD_BYTES: usize = 40;
@@ -197,45 +192,6 @@ pub fn query_terms(q: &str) -> Option<Terms> {
         })
         .collect();
     Some(Terms { parts })
-}
-
-/// Messages one indexer call takes at most.
-pub const INDEX_BATCH: u32 = 500;
-
-/// The node's indexer: indexes what the store has not indexed yet, in
-/// batches, whenever woken (after a send) and at least every `poll`.
-/// Indexing never runs inside a send's transaction; a wake-up costs a
-/// [`Notify`] permit.
-pub struct Indexer {
-    wake: Arc<Notify>,
-}
-
-impl Indexer {
-    pub fn start(store: Arc<dyn Store>, poll: Duration) -> Indexer {
-        let wake = Arc::new(Notify::new());
-        let w = wake.clone();
-        tokio::spawn(async move {
-            loop {
-                match store.index_pending(INDEX_BATCH).await {
-                    // More may wait: go on at once.
-                    Ok(n) if n >= INDEX_BATCH => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "search indexing failed"),
-                }
-                // Ends with the runtime; a dropped Core leaves it idle.
-                if Arc::strong_count(&w) == 1 {
-                    return;
-                }
-                let _ = tokio::time::timeout(poll, w.notified()).await;
-            }
-        });
-        Indexer { wake }
-    }
-
-    /// New messages were stored.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ pub struct Core {
     seen: dashmap::DashMap<u128, i64>,
     seen_sweep: std::sync::atomic::AtomicI64,
     /// 5.2: indexes stored messages for search, off the send path.
-    indexer: crate::search::Indexer,
+    indexer: crate::indexer::Indexer,
 }
 
 impl std::fmt::Debug for Core {
@@ -244,7 +244,7 @@ impl Core {
         }
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
-        let indexer = crate::search::Indexer::start(store.clone(), cfg.search_poll);
+        let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
         Ok(Core {
             store,
             _bus: bus,
