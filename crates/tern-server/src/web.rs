@@ -41,6 +41,11 @@ static ASSETS: &[Asset] = &[
         body: include_bytes!("../web/format.js"),
     },
     Asset {
+        path: "/web/bubbles.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/bubbles.js"),
+    },
+    Asset {
         path: "/web/panels.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/panels.js"),

@@ -3,8 +3,9 @@
 // (`textContent`), never as HTML.
 
 import { api, ApiError, Session } from './conn.js';
-import { clock, dayLabel, dayStart, el, listTime, randomId } from './format.js';
+import { el, listTime, randomId } from './format.js';
 import { initPanels, panels } from './panels.js';
+import { initBubbles, mentionsMe, msgItem, preview, snippet, withDays } from './bubbles.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -158,6 +159,8 @@ function enter() {
   $('login').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = me;
+  $('me-name').title = me;
+  nameOf(me);
   try {
     outbox = JSON.parse(store.getItem(`tern.outbox.${me}`) || '[]');
   } catch (e) {
@@ -658,11 +661,6 @@ async function toggleReaction(m, emoji) {
   if (openConv === m.conv) renderMessages(conv(m.conv));
 }
 
-/** Whether a message mentions this user (by name or `@all`). */
-function mentionsMe(m) {
-  return Array.isArray(m.mentions) && (m.mentions.includes(me) || m.mentions.includes('@all'));
-}
-
 /** My rank in a group: 'owner', 'admin' or 'member'. */
 function rankIn(g) {
   if (!g) return 'member';
@@ -697,13 +695,6 @@ function setCompose(next) {
     fitComposer();
   }
   $('text').focus();
-}
-
-function snippet(m) {
-  if (!m) return '';
-  if (m.recalled) return 'Message recalled';
-  if (m.kind === 'text') return String(m.content).slice(0, 140);
-  return `[${m.kind}]`;
 }
 
 async function refreshBlocks() {
@@ -910,6 +901,7 @@ function scheduleNames() {
     namesTimer = null;
     renderConvList();
     renderFriends();
+    if (me) $('me-name').textContent = nameOf(me);
     const c = openConv && convs.get(openConv);
     if (c) {
       renderHeader(c);
@@ -985,56 +977,6 @@ function convName(c) {
 // ---- rendering ------------------------------------------------------
 
 
-function preview(m) {
-  if (!m) return '';
-  if (m.recalled) return 'Message recalled';
-  if (m.kind === 'text') {
-    const who = m.from === me ? 'You: ' : m.group ? `${nameOf(m.from)}: ` : '';
-    return `${who}${m.content}`;
-  }
-  if (m.kind === 'system') return systemText(m);
-  return `[${m.kind}]`;
-}
-
-function systemText(m) {
-  const ev = m.content || {};
-  switch (ev.event) {
-    case 'group_created':
-      return `${nameOf(m.from)} created the group`;
-    case 'member_joined':
-      return m.from === ev.user
-        ? `${nameOf(ev.user)} joined`
-        : `${nameOf(m.from)} added ${nameOf(ev.user)}`;
-    case 'member_left':
-      return `${nameOf(ev.user)} left`;
-    case 'member_removed':
-      return `${nameOf(m.from)} removed ${nameOf(ev.user)}`;
-    case 'admin_added':
-      return `${nameOf(m.from)} made ${nameOf(ev.user)} an admin`;
-    case 'admin_removed':
-      return `${nameOf(m.from)} removed ${nameOf(ev.user)} as admin`;
-    case 'member_muted':
-      return `${nameOf(m.from)} muted ${nameOf(ev.user)} until ${new Date(ev.until).toLocaleString()}`;
-    case 'member_unmuted':
-      return `${nameOf(m.from)} unmuted ${nameOf(ev.user)}`;
-    case 'group_renamed':
-      return `${nameOf(m.from)} renamed the group to “${ev.name}”`;
-    case 'announcement_changed':
-      return ev.announcement
-        ? `${nameOf(m.from)} changed the announcement`
-        : `${nameOf(m.from)} cleared the announcement`;
-    case 'muted_all_changed':
-      return ev.muted_all
-        ? `${nameOf(m.from)}: only admins may send now`
-        : `${nameOf(m.from)}: everyone may send again`;
-    case 'group_dissolved':
-      return `${nameOf(m.from)} dissolved the group`;
-    default:
-      return `${nameOf(m.from)}: ${ev.event || 'event'}`;
-  }
-}
-
-
 function renderConvList() {
   const ul = $('conv-list');
   const list = [...convs.values()]
@@ -1062,11 +1004,15 @@ function renderConvList() {
       top.append(el('b', 'name', convName(c)));
       if (c.muted_until > Date.now()) {
         li.classList.add('muted');
-        top.append(el('span', 'flag muted-flag', '🔕'));
+        const f = el('span', 'flag muted-flag');
+        f.title = 'muted';
+        top.append(f);
       }
       if (c.pinned) {
         li.classList.add('pinned');
-        top.append(el('span', 'flag pin-flag', '📌'));
+        const f = el('span', 'flag pin-flag');
+        f.title = 'pinned';
+        top.append(f);
       }
       if (c.last) {
         const t = el('small', 'time', listTime(c.last.ts));
@@ -1188,7 +1134,8 @@ function renderHeader(c) {
   $('add-members-btn').hidden = !c.group;
   const g = c.group && groups.get(c.group);
   $('announcement').hidden = !g?.announcement;
-  $('announcement').textContent = g?.announcement ? `📣 ${g.announcement}` : '';
+  $('announcement').replaceChildren();
+  if (g?.announcement) $('announcement').append(el('b', '', 'Announcement: '), g.announcement);
 }
 
 function renderConv() {
@@ -1209,157 +1156,10 @@ function renderConv() {
   renderMessages(c, { toBottom: !c.hit });
 }
 
-/** The mark of one of my messages: pending, sent, delivered or read. */
-function markOf(c, m) {
-  if (!c.peer || c.peer === me) return 'sent';
-  if (m.seq <= c.peerRead) return 'read';
-  if (m.seq <= c.delivered) return 'delivered';
-  return 'sent';
-}
-
-const MARK_TEXT = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓' };
-const MARK_TITLE = { pending: 'not sent yet', sent: 'sent', delivered: 'delivered', read: 'read' };
-
-function msgItem(c, m, pending) {
-  const mine = m.from === me;
-  const li = el('li', `msg ${mine ? 'mine' : 'theirs'}`);
-  if (m.kind === 'system') {
-    li.className = 'msg system';
-    li.append(el('span', 'text', systemText(m)));
-    li.dataset.seq = String(m.seq);
-    return li;
-  }
-  const bubble = el('div', 'bubble');
-  if (c.group && !mine) bubble.append(el('small', 'from', nameOf(m.from)));
-  if (m.reply_to) bubble.append(quoteOf(c, m.reply_to));
-  if (m.recalled) {
-    li.classList.add('recalled');
-    bubble.append(el('span', 'text', 'Message recalled'));
-  } else if (m.kind === 'text') {
-    bubble.append(textWithMentions(m));
-    if (mentionsMe(m) && !mine) li.classList.add('mentions-me');
-  } else {
-    const url = m.content && typeof m.content.url === 'string' ? ` ${m.content.url}` : '';
-    bubble.append(el('span', 'text', `[${m.kind}]${url}`));
-  }
-  const meta = el('small', 'meta');
-  if (m.edited_at && !m.recalled) {
-    const ed = el('span', 'edited', 'edited ');
-    ed.title = `edited ${new Date(m.edited_at).toLocaleString()}`;
-    meta.append(ed);
-  }
-  meta.append(clock(m.ts));
-  meta.title = new Date(m.ts).toLocaleString();
-  if (mine && !m.recalled) {
-    const mark = pending ? 'pending' : markOf(c, m);
-    const s = el('span', `mark ${mark}`, MARK_TEXT[mark]);
-    s.title = MARK_TITLE[mark];
-    li.dataset.mark = mark;
-    meta.append(' ', s);
-  }
-  bubble.append(meta);
-  li.append(bubble);
-  if (!pending && !m.recalled && m.reactions && Object.keys(m.reactions).length) {
-    li.append(reactionsOf(m));
-  }
-  if (pending) {
-    li.dataset.cid = m.client_msg_id;
-  } else {
-    li.dataset.seq = String(m.seq);
-    li.dataset.msgId = m.msg_id;
-    {
-      li.addEventListener('contextmenu', (ev) => {
-        ev.preventDefault();
-        showMenu(ev.clientX, ev.clientY, m);
-      });
-      // Touch screens without a context menu: a tap opens it.
-      if (window.matchMedia('(pointer: coarse)').matches) {
-        li.addEventListener('click', (ev) => {
-          ev.stopPropagation();
-          showMenu(ev.clientX, ev.clientY, m);
-        });
-      }
-    }
-  }
-  return li;
-}
-
-/** The quoted message above a reply's text; a click shows it. */
-function quoteOf(c, seq) {
-  const q = c.msgs.get(seq);
-  const box = el('div', 'quote');
-  box.dataset.seq = String(seq);
-  box.append(el('b', '', q ? nameOf(q.from) : 'Reply'), el('span', 'q-text', q ? snippet(q) : 'an earlier message'));
-  box.addEventListener('click', (ev) => {
-    ev.stopPropagation();
-    c.hit = seq;
-    loadAround(c, seq);
-  });
-  return box;
-}
-
-/** A text whose `@id`s naming mentioned members stand out. */
-function textWithMentions(m) {
-  const span = el('span', 'text');
-  const text = String(m.content);
-  const named = new Set(Array.isArray(m.mentions) ? m.mentions : []);
-  if (named.size === 0) {
-    span.textContent = text;
-    return span;
-  }
-  let at = 0;
-  for (const x of text.matchAll(/@([A-Za-z0-9_.-]{1,64})/g)) {
-    const u = x[1];
-    if (!(named.has(u) || (u === 'all' && named.has('@all')))) continue;
-    span.append(text.slice(at, x.index));
-    const b = el('span', 'mention', x[0]);
-    b.title = u === 'all' ? 'everyone' : nameOf(u);
-    span.append(b);
-    at = x.index + x[0].length;
-  }
-  span.append(text.slice(at));
-  return span;
-}
-
-/** The reaction chips under a bubble: a click adds or takes back one's own. */
-function reactionsOf(m) {
-  const row = el('div', 'reactions');
-  for (const [emoji, r] of Object.entries(m.reactions)) {
-    const b = el('button', 'chip', `${emoji} ${r.count}`);
-    b.type = 'button';
-    b.dataset.emoji = emoji;
-    if (r.users.includes(me)) b.classList.add('own');
-    b.title = r.users.map(nameOf).join(', ');
-    b.addEventListener('click', (ev) => {
-      ev.stopPropagation();
-      toggleReaction(m, emoji);
-    });
-    row.append(b);
-  }
-  return row;
-}
-
 /** Whether the message list is scrolled to (near) its end. */
 function atBottom() {
   const box = $('msgs');
   return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-}
-
-/** A day divider before the first message of each day. */
-function withDays(items, tsOf) {
-  const out = [];
-  let day = null;
-  for (const li of items) {
-    const ts = tsOf(li);
-    if (ts !== undefined && dayStart(ts) !== day) {
-      day = dayStart(ts);
-      const d = el('li', 'day');
-      d.append(el('span', '', dayLabel(ts)));
-      out.push(d);
-    }
-    out.push(li);
-  }
-  return out;
 }
 
 function renderJump() {
@@ -1696,6 +1496,16 @@ initPanels({
     names.set(u, n);
     scheduleNames();
   },
+});
+
+initBubbles({
+  get me() {
+    return me;
+  },
+  nameOf,
+  showMenu,
+  loadAround,
+  toggleReaction,
 });
 
 // Exposed for the end-to-end test and the curious: read-only views.

@@ -79,7 +79,7 @@ function settingsRow(c) {
 function dmInfo(c) {
   const u = c.peer;
   const body = [
-    section('', el('p', 'big', ctx.nameOf(u)), el('p', 'muted', `@${u}`)),
+    section('', el('p', 'big', ctx.nameOf(u)), el('p', 'dim', `@${u}`)),
     section('Notifications and order', settingsRow(c)),
   ];
   if (u !== ctx.me) {
@@ -98,7 +98,7 @@ function dmInfo(c) {
         'Block',
         el(
           'p',
-          'muted',
+          'dim',
           isBlocked
             ? 'Blocked: their messages and friend requests to you are refused, and neither of you sees the other online.'
             : 'A blocked user cannot message you or ask to be your friend; groups are not affected.',
@@ -116,7 +116,7 @@ async function groupInfoPanel(c) {
   const g = await ctx.groupInfo(c.group, true);
   if (!shown || shown.conv !== c.id) return;
   if (!g) {
-    show('Group', [section('', el('p', 'muted', 'Only members see a group.')), section('Notifications and order', settingsRow(c))]);
+    show('Group', [section('', el('p', 'dim', 'Only members see a group.')), section('Notifications and order', settingsRow(c))]);
     return;
   }
   const rank = ctx.rankIn(g);
@@ -155,7 +155,7 @@ async function groupInfoPanel(c) {
   } else {
     head.append(el('p', 'big', g.name));
   }
-  head.append(el('p', 'muted', g.dissolved ? 'This group was dissolved: it can be read, not written to.' : `${g.members.length} members`));
+  head.append(el('p', 'dim', g.dissolved ? 'This group was dissolved: it can be read, not written to.' : `${g.members.length} members`));
 
   const ann = section('Announcement');
   if (staff) {
@@ -174,8 +174,8 @@ async function groupInfoPanel(c) {
     all.append(box, ' Only the owner and admins may send');
     ann.append(all);
   } else {
-    ann.append(el('p', g.announcement ? '' : 'muted', g.announcement || 'No announcement.'));
-    if (g.muted_all) ann.append(el('p', 'muted', 'Only the owner and admins may send.'));
+    ann.append(el('p', g.announcement ? '' : 'dim', g.announcement || 'No announcement.'));
+    if (g.muted_all) ann.append(el('p', 'dim', 'Only the owner and admins may send.'));
   }
 
   const admins = new Set(g.admins || []);
@@ -286,7 +286,7 @@ async function settingsPanel() {
     d.append(el('b', '', s.current ? 'This browser' : `Signed in ${new Date(s.created_at).toLocaleDateString()}`));
     const devs = s.devices.length ? `online: ${s.devices.join(', ')}` : 'not connected';
     const seen = s.last_seen ? `last seen ${dayLabel(s.last_seen)} ${clock(s.last_seen)}` : '';
-    d.append(el('small', 'muted block', [devs, seen].filter(Boolean).join(' · ')));
+    d.append(el('small', 'dim block', [devs, seen].filter(Boolean).join(' · ')));
     li.append(d);
     li.append(
       button('Sign out', 'secondary small', async () => {

@@ -76,9 +76,9 @@ async function newPage(name, options) {
 }
 
 // Desktop for alice, a phone for bob.
-const a = await newPage('alice', { viewport: { width: 1100, height: 720 } });
+const a = await newPage('alice', { viewport: { width: 1280, height: 800 } });
 const b = await newPage('bob', {
-  viewport: { width: 390, height: 780 },
+  viewport: { width: 390, height: 844 },
   deviceScaleFactor: 2,
   isMobile: true,
   hasTouch: true,
@@ -429,7 +429,7 @@ try {
   await waitMark(b, 'back again', 'read');
 
   step('a fresh page of alice sees the same conversation from history');
-  const a2 = await newPage('alice-2', { viewport: { width: 1100, height: 720 } });
+  const a2 = await newPage('alice-2', { viewport: { width: 1280, height: 800 } });
   await a2.goto(url);
   await a2.fill('#login-user', 'alice');
   await a2.fill('#login-pass', PASSWORD);
