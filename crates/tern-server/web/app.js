@@ -1131,8 +1131,13 @@ function renderHeader(c) {
         : `${g.members.length} members`
       : 'group';
   }
-  $('add-members-btn').hidden = !c.group;
   const g = c.group && groups.get(c.group);
+  // A dissolved group stays readable; every send would be refused.
+  const closed = !!g?.dissolved;
+  $('text').disabled = closed;
+  $('send-btn').disabled = closed;
+  $('text').placeholder = closed ? 'This group was dissolved' : 'Message';
+  $('add-members-btn').hidden = !c.group || closed;
   $('announcement').hidden = !g?.announcement;
   $('announcement').replaceChildren();
   if (g?.announcement) $('announcement').append(el('b', '', 'Announcement: '), g.announcement);

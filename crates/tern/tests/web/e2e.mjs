@@ -68,6 +68,8 @@ async function newPage(name, options) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(WAIT);
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  // Leaving and dissolving ask first: the test says yes.
+  page.on('dialog', (d) => d.accept());
   page.on('console', (m) => {
     const t = m.text();
     if (/Content Security Policy|Refused to/i.test(t)) problems.push(`${name}: ${t}`);
@@ -233,6 +235,7 @@ try {
   await waitMark(a, 'a reply', 'read');
   await a.click('#msg-list li.msg.mine:last-child .bubble', { button: 'right' });
   check(await a.isVisible('#edit-btn'), 'edit offered for a fresh own message');
+  await shot(a, 'desktop-menu.png');
   await a.click('#edit-btn');
   check((await a.inputValue('#text')) === 'a reply', 'the box holds the text to edit');
   await a.fill('#text', 'a reply, edited');
@@ -494,6 +497,27 @@ try {
 
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
+
+  step('dissolve: the group stays readable, the message box is closed');
+  await a2.click('#conv-list li:has-text("Launch crew")');
+  await a2.click('#info-btn');
+  await a2.click('#dissolve-btn');
+  await a2.waitForSelector('#msg-list li.system:has-text("dissolved the group")');
+  await a2.waitForSelector('#text[disabled]');
+  await a2.waitForSelector('#panel :text("This group was dissolved")');
+  check(!(await a2.isVisible('#leave-btn')), 'no leaving a dissolved group');
+  await b.waitForSelector('#conv-list li:has-text("Launch crew") .preview:has-text("dissolved the group")', {
+    state: 'attached',
+  });
+  await a2.click('#panel-close');
+
+  step('dark mode follows the system setting');
+  const light = await a2.$eval('#msgs', (e) => getComputedStyle(e).backgroundColor);
+  await a2.emulateMedia({ colorScheme: 'dark' });
+  const dark = await a2.$eval('#msgs', (e) => getComputedStyle(e).backgroundColor);
+  check(light !== dark, `dark background differs (${light} / ${dark})`);
+  await shot(a2, 'desktop-dark.png');
+  await a2.emulateMedia({ colorScheme: 'light' });
 
   step('sessions: this page signs out alice\'s other page');
   await a2.click('#settings-btn');
