@@ -577,9 +577,17 @@ async function deleteForMe(m) {
   if (openConv === c.id) renderMessages(c);
 }
 
-/** Whether `m` may still be recalled: one's own, within the window. */
+/**
+ * Whether this user may recall `m`: its own within the window; in a group,
+ * the owner and admins also their own and lower ranks' at any age (5.4).
+ */
 function recallable(m) {
-  return m.from === me && !m.recalled && Date.now() - m.ts < settings.recall_window_secs * 1000;
+  if (m.recalled || m.kind === 'system') return false;
+  if (m.from === me && Date.now() - m.ts < settings.recall_window_secs * 1000) return true;
+  const g = m.group && groups.get(m.group);
+  if (!g || g.dissolved) return false;
+  const rank = (u) => (u === g.owner ? 2 : (g.admins || []).includes(u) ? 1 : 0);
+  return rank(me) > 0 && (m.from === me || rank(me) > rank(m.from));
 }
 
 async function recall(m) {

@@ -301,6 +301,14 @@ try {
   await expectTexts(b, ['welcome, team', 'look @bob here'], 'bob sees the mention');
   await b.waitForSelector('#msg-list li.msg.mentions-me .mention:text("@bob")');
 
+  step('the owner recalls a member\'s message');
+  await sendText(b, 'from bob');
+  await expectTexts(a, ['welcome, team', 'look @bob here', 'from bob'], 'alice sees bob in the group');
+  await a.click('#msg-list li.msg.theirs:has-text("from bob") .bubble', { button: 'right' });
+  check(await a.isVisible('#recall-btn'), "the owner may recall a member's message");
+  await a.click('#recall-btn');
+  await expectTexts(b, ['welcome, team', 'look @bob here', 'Message recalled'], 'bob after the recall');
+
   step('group info: make an admin, announcement, role-appropriate controls');
   await a.click('#info-btn');
   await a.waitForSelector('#member-list li[data-user="bob"] button:has-text("Make admin")');
