@@ -3,8 +3,8 @@
 //! needs no files beside it and no build step. The client speaks only the
 //! public protocol (HTTP API and `/v1/ws`); nothing here knows the core.
 //! Besides its files, the client reads `/web/settings.json`: the limits of
-//! this server that decide what it offers (a recall only within the
-//! window).
+//! this server that decide what it offers (a recall or an edit only
+//! within its window).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,21 @@ static ASSETS: &[Asset] = &[
         body: include_bytes!("../web/conn.js"),
     },
     Asset {
+        path: "/web/format.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/format.js"),
+    },
+    Asset {
+        path: "/web/bubbles.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/bubbles.js"),
+    },
+    Asset {
+        path: "/web/panels.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/panels.js"),
+    },
+    Asset {
         path: "/web/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../web/style.css"),
@@ -59,6 +74,8 @@ object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 pub struct Settings {
     /// `delivery.recall_window_secs`.
     pub recall_window_secs: u64,
+    /// `limits.edit_window_secs`.
+    pub edit_window_secs: u64,
 }
 
 /// The client's routes, to be merged into the API router.

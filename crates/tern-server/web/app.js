@@ -3,6 +3,9 @@
 // (`textContent`), never as HTML.
 
 import { api, ApiError, Session } from './conn.js';
+import { el, listTime, randomId } from './format.js';
+import { initPanels, panels } from './panels.js';
+import { initBubbles, mentionsMe, msgItem, preview, snippet, withDays } from './bubbles.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -25,16 +28,14 @@ const ackTimers = new Map(); // conv -> timer
 let menuTarget = null;
 const names = new Map(); // user -> display name, once fetched
 const nameFetches = new Set(); // users whose name is being fetched
-let settings = { recall_window_secs: 120 }; // /web/settings.json
+// /web/settings.json; these defaults are the server's own until it answers.
+let settings = { recall_window_secs: 120, edit_window_secs: 172800 };
 let unseenBelow = 0; // messages that arrived below the scrolled-up view
+let compose = null; // {mode: 'reply'|'edit', m}: what the message box is for
+const blocked = new Set(); // users this user blocked
+const QUICK_EMOJIS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+const MUTED_FOREVER = 32503680000000; // year 3000: muted until unmuted
 
-/** A random id: a UUID where the page is a secure context, hex otherwise. */
-function randomId() {
-  if (window.crypto?.randomUUID) return crypto.randomUUID();
-  const b = new Uint8Array(16);
-  crypto.getRandomValues(b);
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-}
 
 /** This tab's device: kept across reloads, different in every tab. */
 function device() {
@@ -78,6 +79,10 @@ function conv(id, peer, group) {
       failed: false, // the last page fetch was refused or lost
       delivered: 0, // peer's delivered position (1:1)
       peerRead: 0, // peer's read position (1:1)
+      muted_until: 0, // this user's settings of the conversation (5.3)
+      pinned: false,
+      mentioned: false, // an unread message mentions this user
+      hit: 0, // a search hit to show when the conversation opens
     };
     convs.set(id, c);
   }
@@ -154,6 +159,8 @@ function enter() {
   $('login').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = me;
+  $('me-name').title = me;
+  nameOf(me);
   try {
     outbox = JSON.parse(store.getItem(`tern.outbox.${me}`) || '[]');
   } catch (e) {
@@ -236,6 +243,24 @@ function onFrame(f) {
     case 'friend':
       onFriend(f);
       break;
+    case 'edited':
+      onEdited(f);
+      break;
+    case 'reaction':
+      onReaction(f);
+      break;
+    case 'conv_settings': {
+      const c = conv(f.conv);
+      c.muted_until = f.muted_until;
+      c.pinned = f.pinned;
+      renderConvList();
+      panels.refresh();
+      break;
+    }
+    case 'profile':
+      names.set(f.user, f.name || f.user);
+      scheduleNames();
+      break;
     case 'notify': {
       const c = conv(f.conv);
       if (f.max_seq > c.max_seq) fillGap(c, f.max_seq + 1);
@@ -263,12 +288,16 @@ async function resume() {
       // or device shows the same marks as the one that was pushed them.
       if (e.peer_delivered_seq) c.delivered = Math.max(c.delivered, e.peer_delivered_seq);
       if (e.peer_read_seq) c.peerRead = Math.max(c.peerRead, e.peer_read_seq);
+      c.muted_until = e.muted_until || 0;
+      c.pinned = !!e.pinned;
+      c.mentioned = !!e.mentioned;
       if (c.loaded && e.max_seq > c.max_seq) await fillGap(c, e.max_seq + 1);
       c.max_seq = Math.max(c.max_seq, e.max_seq);
     }
     serverTotal = r.total_unread;
     await askPresence();
     refreshFriends();
+    refreshBlocks();
     await flushOutbox();
     if (openConv) markRead(convs.get(openConv));
     renderConvList();
@@ -299,10 +328,18 @@ function addMsg(m) {
       had.recalled = true;
       had.content = null;
     }
+    // A history page is newer than what was pushed: its edit and its
+    // reactions win.
+    if (m.edited_at && !(had.edited_at >= m.edited_at)) {
+      had.content = m.content;
+      had.edited_at = m.edited_at;
+    }
+    if (m.reactions) had.reactions = m.reactions;
     return false;
   }
   c.msgs.set(m.seq, m);
   if (m.from !== me && m.seq > c.read_seq && m.seq > c.syncMax) setUnread(c, c.unread + 1);
+  if (m.from !== me && m.seq > c.read_seq && mentionsMe(m)) c.mentioned = true;
   if (m.seq > c.max_seq) c.max_seq = m.seq;
   if (!c.last || m.seq >= c.last.seq) {
     c.last = m;
@@ -429,6 +466,7 @@ function markRead(c) {
   }
   const seq = c.max_seq;
   c.read_seq = seq;
+  c.mentioned = false;
   setUnread(c, 0);
   renderConvList();
   session.request({ type: 'read', conv: c.id, seq }).catch(() => {
@@ -441,6 +479,12 @@ function markRead(c) {
 function send(text) {
   const c = convs.get(openConv);
   if (!c || !text) return;
+  if (compose?.mode === 'edit') {
+    const m = compose.m;
+    setCompose(null);
+    if (text !== m.content) editMsg(m, text);
+    return;
+  }
   const item = {
     cid: randomId(),
     conv: c.id,
@@ -448,6 +492,12 @@ function send(text) {
     content: text,
     ts: Date.now(),
   };
+  if (compose?.mode === 'reply') item.reply_to = compose.m.seq;
+  if (c.group) {
+    const mentions = mentionsIn(c, text);
+    if (mentions.length) item.mentions = mentions;
+  }
+  setCompose(null);
   if (c.group) item.group = c.group;
   else item.to = c.peer;
   outbox.push(item);
@@ -463,6 +513,8 @@ async function trySend(item) {
   const frame = { type: 'send', client_msg_id: item.cid, kind: item.kind, content: item.content };
   if (item.group) frame.group = item.group;
   else frame.to = item.to;
+  if (item.reply_to) frame.reply_to = item.reply_to;
+  if (item.mentions) frame.mentions = item.mentions;
   try {
     const r = await session.request(frame);
     outbox = outbox.filter((o) => o.cid !== item.cid);
@@ -477,6 +529,8 @@ async function trySend(item) {
       ts: r.ts,
       client_msg_id: item.cid,
     };
+    if (item.reply_to) m.reply_to = item.reply_to;
+    if (item.mentions) m.mentions = item.mentions;
     if (item.group) m.group = item.group;
     else m.to = item.to;
     const c = conv(r.conv);
@@ -523,9 +577,17 @@ async function deleteForMe(m) {
   if (openConv === c.id) renderMessages(c);
 }
 
-/** Whether `m` may still be recalled: one's own, within the window. */
+/**
+ * Whether this user may recall `m`: its own within the window; in a group,
+ * the owner and admins also their own and lower ranks' at any age (5.4).
+ */
 function recallable(m) {
-  return m.from === me && !m.recalled && Date.now() - m.ts < settings.recall_window_secs * 1000;
+  if (m.recalled || m.kind === 'system') return false;
+  if (m.from === me && Date.now() - m.ts < settings.recall_window_secs * 1000) return true;
+  const g = m.group && groups.get(m.group);
+  if (!g || g.dissolved) return false;
+  const rank = (u) => (u === g.owner ? 2 : (g.admins || []).includes(u) ? 1 : 0);
+  return rank(me) > 0 && (m.from === me || rank(me) > rank(m.from));
 }
 
 async function recall(m) {
@@ -535,6 +597,224 @@ async function recall(m) {
   } catch (e) {
     toast(e.code === 'forbidden' ? 'Too late to recall this message.' : e.message);
   }
+}
+
+/** Whether `m` may still be edited: one's own text, within the window. */
+function editable(m) {
+  return (
+    m.from === me &&
+    m.kind === 'text' &&
+    !m.recalled &&
+    Date.now() - m.ts <= settings.edit_window_secs * 1000
+  );
+}
+
+async function editMsg(m, text) {
+  try {
+    const r = await session.request({ type: 'edit', conv: m.conv, seq: m.seq, content: text });
+    onEdited({ conv: m.conv, seq: m.seq, content: text, edited_at: r.edited_at });
+  } catch (e) {
+    toast(e.code === 'forbidden' ? 'This message can no longer be edited.' : e.message);
+  }
+}
+
+/** An `edited` push (or this device's own edit answered). */
+function onEdited(f) {
+  const c = conv(f.conv);
+  for (const m of [c.msgs.get(f.seq), c.last?.seq === f.seq ? c.last : null]) {
+    if (!m || m.edited_at >= f.edited_at) continue;
+    m.content = f.content;
+    m.edited_at = f.edited_at;
+  }
+  renderConvList();
+  if (openConv === c.id) renderMessages(c);
+}
+
+/** Applies one user's reaction to the held message, once. */
+function applyReaction(m, user, emoji, on) {
+  const rs = { ...(m.reactions || {}) };
+  const r = rs[emoji] ? { count: rs[emoji].count, users: [...rs[emoji].users] } : { count: 0, users: [] };
+  const has = r.users.includes(user);
+  if (on === has) return; // already so (this device's own, then its push)
+  if (on) {
+    r.users.push(user);
+    r.count += 1;
+  } else {
+    r.users = r.users.filter((u) => u !== user);
+    r.count = Math.max(0, r.count - 1);
+  }
+  if (r.count === 0) delete rs[emoji];
+  else rs[emoji] = r;
+  m.reactions = rs;
+}
+
+function onReaction(f) {
+  const c = conv(f.conv);
+  const m = c.msgs.get(f.seq);
+  if (!m) return;
+  applyReaction(m, f.user, f.emoji, f.on);
+  if (openConv === c.id) renderMessages(c);
+}
+
+/** Adds this user's `emoji` to `m`, or takes it back. */
+async function toggleReaction(m, emoji) {
+  const on = !(m.reactions?.[emoji]?.users || []).includes(me);
+  try {
+    await session.request({ type: 'react', conv: m.conv, seq: m.seq, emoji, on });
+    applyReaction(m, me, emoji, on);
+  } catch (e) {
+    if (e.code === 'not_found') applyReaction(m, me, emoji, false);
+    else toast(e.message);
+  }
+  if (openConv === m.conv) renderMessages(conv(m.conv));
+}
+
+/** My rank in a group: 'owner', 'admin' or 'member'. */
+function rankIn(g) {
+  if (!g) return 'member';
+  if (g.owner === me) return 'owner';
+  return (g.admins || []).includes(me) ? 'admin' : 'member';
+}
+
+/** The `mentions` of a group message: the `@id`s of its text that name members. */
+function mentionsIn(c, text) {
+  const g = groups.get(c.group);
+  if (!g) return [];
+  const out = new Set();
+  for (const [, u] of text.matchAll(/(?:^|\s)@([A-Za-z0-9_.-]{1,64})/g)) {
+    if (u === 'all' && rankIn(g) !== 'member') return ['@all'];
+    if (u !== me && g.members.includes(u)) out.add(u);
+  }
+  return [...out];
+}
+
+/** Sets what the message box is for: a reply to `m`, an edit of `m`, or a new message. */
+function setCompose(next) {
+  compose = next;
+  const box = $('compose-ctx');
+  box.hidden = !next;
+  if (!next) return;
+  const m = next.m;
+  $('compose-ctx-title').textContent =
+    next.mode === 'edit' ? 'Edit message' : `Reply to ${nameOf(m.from)}`;
+  $('compose-ctx-text').textContent = snippet(m);
+  if (next.mode === 'edit') {
+    $('text').value = String(m.content);
+    fitComposer();
+  }
+  $('text').focus();
+}
+
+async function refreshBlocks() {
+  try {
+    const r = await api('GET', '/v1/blocks', token);
+    blocked.clear();
+    for (const u of r.blocked) blocked.add(u);
+  } catch (e) {
+    // Kept as it was; the next resume asks again.
+  }
+}
+
+/**
+ * Makes the messages from `seq` up to the held ones contiguous, then shows
+ * `seq` (a search hit). Pages of 500 forward from just before the hit.
+ */
+async function loadAround(c, seq) {
+  if (!c.loaded && session?.online) {
+    try {
+      const r = await session.request({ type: 'history', conv: c.id, limit: 50 });
+      for (const m of r.msgs) addMsg(m);
+      c.loaded = true;
+      if (r.msgs.length === 0 || r.msgs[0].seq <= 1) c.complete = true;
+    } catch (e) {
+      return;
+    }
+  }
+  let lowest = Infinity;
+  for (const s of c.msgs.keys()) lowest = Math.min(lowest, s);
+  if (seq < lowest) {
+    const from = Math.max(0, seq - 21);
+    await fillGap(c, lowest === Infinity ? undefined : lowest, from);
+    if (from === 0) c.complete = true;
+  }
+  if (openConv !== c.id) return;
+  renderMessages(c);
+  showHit(c);
+}
+
+/** Scrolls to the conversation's search hit and marks it for a moment. */
+function showHit(c) {
+  const li = document.querySelector(`#msg-list li[data-seq="${c.hit}"]`);
+  if (!li) return;
+  li.scrollIntoView({ block: 'center' });
+  li.classList.add('hit');
+  renderJump();
+  const seq = c.hit;
+  setTimeout(() => {
+    if (c.hit === seq) c.hit = 0;
+    document.querySelector(`#msg-list li[data-seq="${seq}"]`)?.classList.remove('hit');
+  }, 3000);
+}
+
+// ---- mention completion ---------------------------------------------
+
+let mentionPick = 0;
+
+/** The `@word` just before the caret, if any. */
+function mentionQuery() {
+  const t = $('text');
+  const before = t.value.slice(0, t.selectionStart);
+  const m = before.match(/(?:^|\s)@([A-Za-z0-9_.-]*)$/);
+  return m ? m[1] : null;
+}
+
+function mentionChoices() {
+  const c = openConv && convs.get(openConv);
+  const q = mentionQuery();
+  if (!c?.group || q === null) return [];
+  const g = groups.get(c.group);
+  if (!g) return [];
+  const low = q.toLowerCase();
+  const all = g.members.filter((u) => u !== me);
+  if (rankIn(g) !== 'member') all.unshift('all');
+  return all
+    .filter((u) => {
+      const name = u === 'all' ? 'everyone' : nameOf(u);
+      return u.toLowerCase().startsWith(low) || name.toLowerCase().startsWith(low);
+    })
+    .slice(0, 8);
+}
+
+function renderMentions() {
+  const list = mentionChoices();
+  const ul = $('mention-list');
+  ul.hidden = list.length === 0;
+  mentionPick = Math.min(mentionPick, Math.max(0, list.length - 1));
+  ul.replaceChildren(
+    ...list.map((u, i) => {
+      const li = el('li', i === mentionPick ? 'active' : '');
+      li.dataset.user = u;
+      li.setAttribute('role', 'option');
+      li.append(el('b', '', u === 'all' ? 'Everyone' : nameOf(u)), el('small', '', ` @${u}`));
+      li.addEventListener('mousedown', (ev) => {
+        ev.preventDefault();
+        pickMention(u);
+      });
+      return li;
+    }),
+  );
+}
+
+function pickMention(u) {
+  const t = $('text');
+  const q = mentionQuery();
+  if (q === null) return;
+  const at = t.selectionStart - q.length;
+  t.value = `${t.value.slice(0, at)}${u} ${t.value.slice(t.selectionStart)}`;
+  t.selectionStart = t.selectionEnd = at + u.length + 1;
+  mentionPick = 0;
+  renderMentions();
+  t.focus();
 }
 
 // ---- history --------------------------------------------------------
@@ -629,6 +909,7 @@ function scheduleNames() {
     namesTimer = null;
     renderConvList();
     renderFriends();
+    if (me) $('me-name').textContent = nameOf(me);
     const c = openConv && convs.get(openConv);
     if (c) {
       renderHeader(c);
@@ -654,6 +935,7 @@ function notify(title, body, tag, onclick) {
 }
 
 function notifyMsg(c, m) {
+  if (c.muted_until > Date.now() && !mentionsMe(m)) return;
   const from = nameOf(m.from);
   const title = c.group ? `${from} in ${convName(c)}` : from;
   notify(title, m.kind === 'text' ? String(m.content).slice(0, 200) : `[${m.kind}]`, c.id, () => open(c.id));
@@ -683,6 +965,7 @@ function groupInfo(gid, refresh) {
       renderConvList();
       const c = openConv && convs.get(openConv);
       if (c && c.group === gid) renderHeader(c);
+      panels.refresh();
       return g;
     })
     .catch(() => null)
@@ -701,91 +984,15 @@ function convName(c) {
 
 // ---- rendering ------------------------------------------------------
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
-function preview(m) {
-  if (!m) return '';
-  if (m.recalled) return 'Message recalled';
-  if (m.kind === 'text') {
-    const who = m.from === me ? 'You: ' : m.group ? `${nameOf(m.from)}: ` : '';
-    return `${who}${m.content}`;
-  }
-  if (m.kind === 'system') return systemText(m);
-  return `[${m.kind}]`;
-}
-
-function systemText(m) {
-  const ev = m.content || {};
-  switch (ev.event) {
-    case 'group_created':
-      return `${nameOf(m.from)} created the group`;
-    case 'member_joined':
-      return m.from === ev.user
-        ? `${nameOf(ev.user)} joined`
-        : `${nameOf(m.from)} added ${nameOf(ev.user)}`;
-    case 'member_left':
-      return `${nameOf(ev.user)} left`;
-    case 'member_removed':
-      return `${nameOf(m.from)} removed ${nameOf(ev.user)}`;
-    default:
-      return `${nameOf(m.from)}: ${ev.event || 'event'}`;
-  }
-}
-
-function clock(ts) {
-  const d = new Date(ts);
-  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
-}
-
-/** Local midnight of `ts`'s day: messages of one day share it. */
-function dayStart(ts) {
-  const d = new Date(ts);
-  d.setHours(0, 0, 0, 0);
-  return d.getTime();
-}
-
-const DAY_MS = 86400000;
-
-/** "Today", "Yesterday", a weekday this week, else the date. */
-function dayLabel(ts) {
-  const today = dayStart(Date.now());
-  const day = dayStart(ts);
-  if (day === today) return 'Today';
-  if (day === dayStart(today - DAY_MS / 2)) return 'Yesterday';
-  const d = new Date(ts);
-  if (today - day < 6 * DAY_MS) return d.toLocaleDateString(undefined, { weekday: 'long' });
-  const sameYear = d.getFullYear() === new Date().getFullYear();
-  return d.toLocaleDateString(undefined, {
-    day: 'numeric',
-    month: 'long',
-    year: sameYear ? undefined : 'numeric',
-  });
-}
-
-/** The time in the conversation list: the clock today, else the day. */
-function listTime(ts) {
-  const today = dayStart(Date.now());
-  const day = dayStart(ts);
-  if (day === today) return clock(ts);
-  if (day === dayStart(today - DAY_MS / 2)) return 'Yesterday';
-  const d = new Date(ts);
-  if (today - day < 6 * DAY_MS) return d.toLocaleDateString(undefined, { weekday: 'short' });
-  if (d.getFullYear() === new Date().getFullYear()) {
-    return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
-  }
-  return d.toLocaleDateString();
-}
 
 function renderConvList() {
   const ul = $('conv-list');
   const list = [...convs.values()]
     .filter((c) => c.last || c.msgs.size || c.id === openConv)
-    .sort((a, b) => b.updated_at - a.updated_at || (a.id < b.id ? -1 : 1));
+    .sort(
+      (a, b) =>
+        Number(b.pinned) - Number(a.pinned) || b.updated_at - a.updated_at || (a.id < b.id ? -1 : 1),
+    );
   ul.replaceChildren(
     ...list.map((c) => {
       const li = el('li', 'item conv-item');
@@ -803,6 +1010,18 @@ function renderConvList() {
       const body = el('div', 'grow');
       const top = el('div', 'line');
       top.append(el('b', 'name', convName(c)));
+      if (c.muted_until > Date.now()) {
+        li.classList.add('muted');
+        const f = el('span', 'flag muted-flag');
+        f.title = 'muted';
+        top.append(f);
+      }
+      if (c.pinned) {
+        li.classList.add('pinned');
+        const f = el('span', 'flag pin-flag');
+        f.title = 'pinned';
+        top.append(f);
+      }
       if (c.last) {
         const t = el('small', 'time', listTime(c.last.ts));
         t.title = new Date(c.last.ts).toLocaleString();
@@ -817,7 +1036,11 @@ function renderConvList() {
           typ ? `${nameOf(typ.user)} is typing…` : preview(c.last),
         ),
       );
-      if (c.unread > 0) bottom.append(el('span', 'badge unread', String(c.unread)));
+      if (c.mentioned && c.unread > 0) bottom.append(el('span', 'badge mention', '@'));
+      if (c.unread > 0) {
+        const muted = c.muted_until > Date.now() ? ' quiet' : '';
+        bottom.append(el('span', `badge unread${muted}`, String(c.unread)));
+      }
       body.append(top, bottom);
       li.append(dot, body);
       li.addEventListener('click', () => open(c.id));
@@ -827,7 +1050,7 @@ function renderConvList() {
       return li;
     }),
   );
-  $('no-convs').hidden = list.length > 0;
+  $('no-convs').hidden = list.length > 0 || !$('search-results').hidden;
   const total = Math.max(0, serverTotal);
   $('total-unread').hidden = total === 0;
   $('total-unread').textContent = String(total);
@@ -910,9 +1133,22 @@ function renderHeader(c) {
   } else {
     dot.hidden = true;
     const g = groups.get(c.group);
-    $('conv-sub').textContent = g ? `${g.members.length} members` : 'group';
+    $('conv-sub').textContent = g
+      ? g.dissolved
+        ? 'dissolved'
+        : `${g.members.length} members`
+      : 'group';
   }
-  $('add-members-btn').hidden = !c.group;
+  const g = c.group && groups.get(c.group);
+  // A dissolved group stays readable; every send would be refused.
+  const closed = !!g?.dissolved;
+  $('text').disabled = closed;
+  $('send-btn').disabled = closed;
+  $('text').placeholder = closed ? 'This group was dissolved' : 'Message';
+  $('add-members-btn').hidden = !c.group || closed;
+  $('announcement').hidden = !g?.announcement;
+  $('announcement').replaceChildren();
+  if (g?.announcement) $('announcement').append(el('b', '', 'Announcement: '), g.announcement);
 }
 
 function renderConv() {
@@ -924,97 +1160,19 @@ function renderConv() {
   $('msgs').parentElement.hidden = !c;
   $('composer').hidden = !c;
   $('add-members-form').hidden = true;
+  $('announcement').hidden = true;
+  $('mention-list').hidden = true;
+  if (compose && compose.m.conv !== openConv) setCompose(null);
   if (!c) return;
   renderHeader(c);
   renderTyping();
-  renderMessages(c, { toBottom: true });
-}
-
-/** The mark of one of my messages: pending, sent, delivered or read. */
-function markOf(c, m) {
-  if (!c.peer || c.peer === me) return 'sent';
-  if (m.seq <= c.peerRead) return 'read';
-  if (m.seq <= c.delivered) return 'delivered';
-  return 'sent';
-}
-
-const MARK_TEXT = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓' };
-const MARK_TITLE = { pending: 'not sent yet', sent: 'sent', delivered: 'delivered', read: 'read' };
-
-function msgItem(c, m, pending) {
-  const mine = m.from === me;
-  const li = el('li', `msg ${mine ? 'mine' : 'theirs'}`);
-  if (m.kind === 'system') {
-    li.className = 'msg system';
-    li.append(el('span', 'text', systemText(m)));
-    li.dataset.seq = String(m.seq);
-    return li;
-  }
-  const bubble = el('div', 'bubble');
-  if (c.group && !mine) bubble.append(el('small', 'from', nameOf(m.from)));
-  if (m.recalled) {
-    li.classList.add('recalled');
-    bubble.append(el('span', 'text', 'Message recalled'));
-  } else if (m.kind === 'text') {
-    bubble.append(el('span', 'text', String(m.content)));
-  } else {
-    const url = m.content && typeof m.content.url === 'string' ? ` ${m.content.url}` : '';
-    bubble.append(el('span', 'text', `[${m.kind}]${url}`));
-  }
-  const meta = el('small', 'meta', clock(m.ts));
-  meta.title = new Date(m.ts).toLocaleString();
-  if (mine && !m.recalled) {
-    const mark = pending ? 'pending' : markOf(c, m);
-    const s = el('span', `mark ${mark}`, MARK_TEXT[mark]);
-    s.title = MARK_TITLE[mark];
-    li.dataset.mark = mark;
-    meta.append(' ', s);
-  }
-  bubble.append(meta);
-  li.append(bubble);
-  if (pending) {
-    li.dataset.cid = m.client_msg_id;
-  } else {
-    li.dataset.seq = String(m.seq);
-    li.dataset.msgId = m.msg_id;
-    {
-      li.addEventListener('contextmenu', (ev) => {
-        ev.preventDefault();
-        showMenu(ev.clientX, ev.clientY, m);
-      });
-      // Touch screens without a context menu: a tap opens it.
-      if (window.matchMedia('(pointer: coarse)').matches) {
-        li.addEventListener('click', (ev) => {
-          ev.stopPropagation();
-          showMenu(ev.clientX, ev.clientY, m);
-        });
-      }
-    }
-  }
-  return li;
+  renderMessages(c, { toBottom: !c.hit });
 }
 
 /** Whether the message list is scrolled to (near) its end. */
 function atBottom() {
   const box = $('msgs');
   return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-}
-
-/** A day divider before the first message of each day. */
-function withDays(items, tsOf) {
-  const out = [];
-  let day = null;
-  for (const li of items) {
-    const ts = tsOf(li);
-    if (ts !== undefined && dayStart(ts) !== day) {
-      day = dayStart(ts);
-      const d = el('li', 'day');
-      d.append(el('span', '', dayLabel(ts)));
-      out.push(d);
-    }
-    out.push(li);
-  }
-  return out;
 }
 
 function renderJump() {
@@ -1038,7 +1196,7 @@ function renderMessages(c, opts = {}) {
       items.push(
         msgItem(
           c,
-          { from: me, kind: o.kind, content: o.content, ts: o.ts, client_msg_id: o.cid },
+          { from: me, kind: o.kind, content: o.content, ts: o.ts, client_msg_id: o.cid, reply_to: o.reply_to },
           true,
         ),
       );
@@ -1055,9 +1213,10 @@ function renderMessages(c, opts = {}) {
   else if (!c.complete && box.scrollHeight <= box.clientHeight + 10) loadOlder(c);
 }
 
-function open(id) {
+function open(id, hitSeq) {
   hideMenu();
   const c = conv(id);
+  c.hit = hitSeq || 0;
   openConv = id;
   showTab('chats');
   renderConvList();
@@ -1072,6 +1231,8 @@ function open(id) {
       })
       .catch(() => {});
   }
+  if (c.hit) loadAround(c, c.hit);
+  panels.follow();
   if (window.matchMedia('(min-width: 721px)').matches) $('text').focus();
 }
 
@@ -1086,6 +1247,22 @@ function showMenu(x, y, m) {
   menuTarget = m;
   const menu = $('menu');
   $('recall-btn').hidden = !recallable(m);
+  $('edit-btn').hidden = !editable(m);
+  $('reply-btn').hidden = m.recalled;
+  $('react-row').hidden = m.recalled;
+  $('react-row').replaceChildren(
+    ...QUICK_EMOJIS.map((e) => {
+      const b = el('button', 'emoji', e);
+      b.type = 'button';
+      b.title = `React with ${e}`;
+      if ((m.reactions?.[e]?.users || []).includes(me)) b.classList.add('own');
+      b.addEventListener('click', () => {
+        hideMenu();
+        toggleReaction(m, e);
+      });
+      return b;
+    }),
+  );
   menu.hidden = false;
   menu.style.left = `${Math.min(x, window.innerWidth - menu.offsetWidth - 8)}px`;
   menu.style.top = `${Math.min(y, window.innerHeight - menu.offsetHeight - 8)}px`;
@@ -1142,12 +1319,60 @@ function wireApp() {
   // Enter sends, Shift+Enter starts a new line (not while an input method
   // is composing a character).
   $('text').addEventListener('keydown', (ev) => {
+    if (!$('mention-list').hidden && !ev.isComposing) {
+      const n = $('mention-list').children.length;
+      if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+        ev.preventDefault();
+        mentionPick = (mentionPick + (ev.key === 'ArrowDown' ? 1 : n - 1)) % n;
+        renderMentions();
+        return;
+      }
+      if (ev.key === 'Enter' || ev.key === 'Tab') {
+        ev.preventDefault();
+        pickMention($('mention-list').children[mentionPick].dataset.user);
+        return;
+      }
+      if (ev.key === 'Escape') {
+        $('mention-list').hidden = true;
+        return;
+      }
+    }
+    if (ev.key === 'Escape' && compose) {
+      setCompose(null);
+      $('text').value = '';
+      fitComposer();
+      return;
+    }
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
       $('composer').requestSubmit();
     }
   });
   $('text').addEventListener('input', fitComposer);
+  $('text').addEventListener('input', renderMentions);
+  $('text').addEventListener('blur', () => {
+    $('mention-list').hidden = true;
+  });
+  $('compose-ctx-cancel').addEventListener('click', () => {
+    if (compose?.mode === 'edit') $('text').value = '';
+    setCompose(null);
+    fitComposer();
+  });
+  $('reply-btn').addEventListener('click', () => {
+    const m = menuTarget;
+    hideMenu();
+    if (m) setCompose({ mode: 'reply', m });
+  });
+  $('edit-btn').addEventListener('click', () => {
+    const m = menuTarget;
+    hideMenu();
+    if (m) setCompose({ mode: 'edit', m });
+  });
+  $('info-btn').addEventListener('click', () => {
+    const c = openConv && convs.get(openConv);
+    if (c) panels.info(c);
+  });
+  $('settings-btn').addEventListener('click', () => panels.settings());
   $('text').addEventListener('input', () => {
     const now = Date.now();
     if (openConv && $('text').value && now - lastTypingSent > 3000) {
@@ -1242,6 +1467,59 @@ function wireApp() {
   });
   window.addEventListener('online', () => session?.kick());
 }
+
+initPanels({
+  get me() {
+    return me;
+  },
+  get token() {
+    return token;
+  },
+  get session() {
+    return session;
+  },
+  get openConv() {
+    return openConv && convs.get(openConv);
+  },
+  convs,
+  groups,
+  blocked,
+  conv,
+  open,
+  nameOf,
+  convName,
+  rankIn,
+  groupInfo,
+  toast,
+  snippet,
+  refreshBlocks,
+  logoutLocal,
+  MUTED_FOREVER,
+  closeConv: () => {
+    openConv = null;
+    renderConv();
+    renderConvList();
+  },
+  redraw: () => {
+    renderConvList();
+    const c = openConv && convs.get(openConv);
+    if (c) renderHeader(c);
+  },
+  setName: (u, n) => {
+    names.set(u, n);
+    scheduleNames();
+  },
+});
+
+initBubbles({
+  get me() {
+    return me;
+  },
+  nameOf,
+  showMenu,
+  loadAround,
+  toggleReaction,
+});
 
 // Exposed for the end-to-end test and the curious: read-only views.
 window.tern = {

@@ -5,7 +5,9 @@
 // delivered and read marks and unread badges, recall, use a group and
 // older history, day dividers, multi-line messages, display names,
 // jump-to-latest, delete-for-me, receipts restored on a new page and
-// friend requests pushed; one page reloads and the server is restarted in the
+// friend requests pushed; reply, edit, reactions and mentions (5.1),
+// search (5.2), pin, mute, block, profile and sessions (5.3), and the
+// group info panel with roles (5.4); one page reloads and the server is restarted in the
 // middle, and both pages must end with the same messages, none lost or
 // doubled. Screenshots go to OUTDIR.
 //
@@ -66,6 +68,8 @@ async function newPage(name, options) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(WAIT);
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  // Leaving and dissolving ask first: the test says yes.
+  page.on('dialog', (d) => d.accept());
   page.on('console', (m) => {
     const t = m.text();
     if (/Content Security Policy|Refused to/i.test(t)) problems.push(`${name}: ${t}`);
@@ -74,9 +78,9 @@ async function newPage(name, options) {
 }
 
 // Desktop for alice, a phone for bob.
-const a = await newPage('alice', { viewport: { width: 1100, height: 720 } });
+const a = await newPage('alice', { viewport: { width: 1280, height: 800 } });
 const b = await newPage('bob', {
-  viewport: { width: 390, height: 780 },
+  viewport: { width: 390, height: 844 },
   deviceScaleFactor: 2,
   isMobile: true,
   hasTouch: true,
@@ -217,6 +221,45 @@ try {
   const afterRecall = ['hello bob', 'hi alice <b>not bold</b>', 'line one\nline two', 'Message recalled'];
   await expectTexts(a, afterRecall, 'alice');
   await expectTexts(b, afterRecall, 'bob');
+
+  step('reply: the quote shows above the bubble on both pages');
+  await a.click('#msg-list li.msg.theirs:has-text("line two") .bubble', { button: 'right' });
+  await a.click('#reply-btn');
+  await a.waitForSelector('#compose-ctx:not([hidden]) :text("Reply to bob")');
+  await sendText(a, 'a reply');
+  await a.waitForSelector('#compose-ctx', { state: 'hidden' });
+  await expectTexts(b, [...afterRecall, 'a reply'], 'bob sees the reply');
+  await b.waitForSelector('#msg-list li.msg.theirs:last-child .quote .q-text:has-text("line one")');
+
+  step('edit: marked edited on the other page by the push');
+  await waitMark(a, 'a reply', 'read');
+  await a.click('#msg-list li.msg.mine:last-child .bubble', { button: 'right' });
+  check(await a.isVisible('#edit-btn'), 'edit offered for a fresh own message');
+  await shot(a, 'desktop-menu.png');
+  await a.click('#edit-btn');
+  check((await a.inputValue('#text')) === 'a reply', 'the box holds the text to edit');
+  await a.fill('#text', 'a reply, edited');
+  await a.press('#text', 'Enter');
+  const after51 = [...afterRecall, 'a reply, edited'];
+  await expectTexts(a, after51, 'alice after the edit');
+  await expectTexts(b, after51, 'bob after the edit');
+  await b.waitForSelector('#msg-list li.msg.theirs:last-child .meta .edited');
+  await b.waitForSelector('#msg-list li.msg.theirs:last-child .quote');
+
+  step('reactions: a tap and a click, counted on both pages');
+  await b.click('#msg-list li.msg.theirs:last-child .bubble');
+  await b.click('#react-row button:has-text("👍")');
+  await a.waitForSelector('#msg-list li.msg.mine:last-child .reactions .chip:has-text("👍 1")');
+  await a.click('#msg-list li.msg.mine:last-child .reactions .chip');
+  await b.waitForSelector('#msg-list li.msg.theirs:last-child .reactions .chip.own:has-text("👍 2")');
+  await a.waitForSelector('#msg-list li.msg.mine:last-child .reactions .chip.own:has-text("👍 2")');
+  await b.click('#msg-list li.msg.theirs:last-child .reactions .chip');
+  await a.waitForSelector('#msg-list li.msg.mine:last-child .reactions .chip.own:has-text("👍 1")');
+  await a.click('#msg-list li.msg.mine:last-child .reactions .chip');
+  await b.waitForSelector('#msg-list li.msg.theirs:last-child .reactions', { state: 'detached' });
+  await b.click('#msg-list li.msg.theirs:last-child .bubble');
+  await b.click('#react-row button:has-text("❤️")');
+  await a.waitForSelector('#msg-list li.msg.mine:last-child .reactions .chip:has-text("❤️ 1")');
   await shot(a, 'desktop-chat.png');
   await shot(b, 'phone-chat.png');
 
@@ -243,7 +286,53 @@ try {
   await b.waitForSelector('#conv-list li:has-text("Launch crew") .badge.unread');
   await b.click('#conv-list li:has-text("Launch crew")');
   await expectTexts(b, ['welcome, team'], 'bob in the group');
+
+  step('mention with @ completion');
+  await b.click('#back-btn');
+  await a.fill('#text', 'look @b');
+  await a.waitForSelector('#mention-list li[data-user="bob"]');
+  check(!(await a.isVisible('#mention-list li[data-user="carol"]')), 'completion filters by prefix');
+  await a.press('#text', 'Enter');
+  check((await a.inputValue('#text')) === 'look @bob ', 'completion inserted the id');
+  await a.type('#text', 'here');
+  await a.press('#text', 'Enter');
+  await b.waitForSelector('#conv-list li:has-text("Launch crew") .badge.mention');
+  await b.click('#conv-list li:has-text("Launch crew")');
+  await expectTexts(b, ['welcome, team', 'look @bob here'], 'bob sees the mention');
+  await b.waitForSelector('#msg-list li.msg.mentions-me .mention:text("@bob")');
+
+  step('the owner recalls a member\'s message');
+  await sendText(b, 'from bob');
+  await expectTexts(a, ['welcome, team', 'look @bob here', 'from bob'], 'alice sees bob in the group');
+  await a.click('#msg-list li.msg.theirs:has-text("from bob") .bubble', { button: 'right' });
+  check(await a.isVisible('#recall-btn'), "the owner may recall a member's message");
+  await a.click('#recall-btn');
+  await expectTexts(b, ['welcome, team', 'look @bob here', 'Message recalled'], 'bob after the recall');
+
+  step('group info: make an admin, announcement, role-appropriate controls');
+  await a.click('#info-btn');
+  await a.waitForSelector('#member-list li[data-user="bob"] button:has-text("Make admin")');
+  await a.click('#member-list li[data-user="bob"] button:has-text("Make admin")');
+  await b.waitForSelector('#msg-list li.system:has-text("alice made bob an admin")');
+  await a.waitForSelector('#member-list li[data-user="bob"] .role.admin');
+  await a.fill('#group-announcement', 'Ship on Friday');
+  await a.click('button:has-text("Save announcement")');
+  await b.waitForSelector('#announcement:has-text("Ship on Friday")');
   await shot(a, 'desktop-group.png');
+  // Bob, an admin now: he may act on carol, not on the owner.
+  await b.click('#info-btn');
+  await b.waitForSelector('#member-list li[data-user="carol"] button:has-text("Mute 1 h")');
+  check(
+    (await b.$$('#member-list li[data-user="alice"] button')).length === 0,
+    'an admin has no controls over the owner',
+  );
+  check(!(await b.isVisible('#dissolve-btn')), 'only the owner dissolves');
+  check(await b.isVisible('#group-rename'), 'an admin may rename');
+  await shot(b, 'phone-group-info.png');
+  await b.click('#member-list li[data-user="carol"] button:has-text("Mute 1 h")');
+  await a.waitForSelector('#msg-list li.system:has-text("bob muted carol")');
+  await b.click('#panel-close');
+  await a.click('#panel-close');
 
   step('70 messages from carol to bob, for history on scroll');
   const login = await fetch(`${url}v1/sessions`, {
@@ -270,6 +359,31 @@ try {
   });
   await b.waitForTimeout(300);
 
+  step('search: a hit opens the conversation at the message');
+  await b.waitForTimeout(1000); // findable within a second of its ok
+  await b.click('#back-btn');
+  await b.fill('#search', 'carol 12');
+  await b.waitForSelector('#search-results li.hit[data-conv="dm:bob:carol"]');
+  const hits = await b.$$eval('#search-results li.hit .preview', (els) => els.map((e) => e.textContent));
+  check(JSON.stringify(hits) === JSON.stringify(['Carol Jones: carol 12']), `one hit: ${hits}`);
+  await b.click('#search-results li.hit');
+  await b.waitForSelector('#msg-list li.msg.hit[data-seq="12"]');
+  const seen = await b.$eval('#msg-list li.msg.hit', (li) => {
+    const r = li.getBoundingClientRect();
+    const box = document.getElementById('msgs').getBoundingClientRect();
+    return r.top >= box.top && r.bottom <= box.bottom && li.textContent.includes('carol 12');
+  });
+  check(seen, 'the hit is scrolled into view');
+  await expectTexts(
+    b,
+    Array.from({ length: 70 }, (_, i) => `carol ${i + 1}`),
+    'bob around the hit',
+  );
+  await noDuplicates(b, 'bob around the hit');
+  await b.click('#back-btn');
+  await b.fill('#search', '');
+  await b.waitForSelector('#conv-list', { state: 'visible' });
+
   step('bob reloads; alice writes meanwhile');
   await a.click(`#conv-list li[data-conv="${dm}"]`);
   await b.reload();
@@ -277,7 +391,7 @@ try {
   await b.waitForSelector('body[data-conn="online"]');
   await b.waitForSelector(`#conv-list li[data-conv="${dm}"] .badge.unread:has-text("1")`);
   await b.click(`#conv-list li[data-conv="${dm}"]`);
-  const afterReload = [...afterRecall, 'are you there?'];
+  const afterReload = [...after51, 'are you there?'];
   await expectTexts(b, afterReload, 'bob after the reload');
   await noDuplicates(b, 'bob');
   await waitMark(a, 'are you there?', 'read');
@@ -326,7 +440,7 @@ try {
   await waitMark(b, 'back again', 'read');
 
   step('a fresh page of alice sees the same conversation from history');
-  const a2 = await newPage('alice-2', { viewport: { width: 1100, height: 720 } });
+  const a2 = await newPage('alice-2', { viewport: { width: 1280, height: 800 } });
   await a2.goto(url);
   await a2.fill('#login-user', 'alice');
   await a2.fill('#login-pass', PASSWORD);
@@ -339,6 +453,50 @@ try {
   await waitMark(a2, 'sent while the server was down', 'read');
   await waitMark(a2, 'hello bob', 'read');
 
+  // The edit, the quote and the reactions come from history too.
+  await a2.waitForSelector('#msg-list li.msg.mine:has-text("a reply, edited") .meta .edited');
+  await a2.waitForSelector('#msg-list li.msg.mine:has-text("a reply, edited") .quote');
+  await a2.waitForSelector('#msg-list li.msg.mine:has-text("a reply, edited") .chip:has-text("❤️ 1")');
+
+  step('pin and mute: the list sorts pinned first, other pages follow by push');
+  await a2.click('#info-btn');
+  await a2.click('#pin-btn');
+  await a2.click('#mute-btn');
+  await a.waitForSelector(`#conv-list li:first-child[data-conv="${dm}"].pinned.muted .muted-flag`);
+  await a2.waitForSelector(`#conv-list li:first-child[data-conv="${dm}"].pinned`);
+  await a2.click('#panel-close');
+
+  step('display name: changed in settings, pushed to friends');
+  await a2.click('#settings-btn');
+  await a2.fill('#my-name', 'Alice Smith');
+  await a2.click('#panel button:has-text("Save")');
+  await b.waitForSelector(`#conv-list li[data-conv="${dm}"] .name:has-text("Alice Smith")`, { state: 'attached' });
+  await a2.click('#panel-close');
+
+  step('block and unblock: a blocked user cannot send');
+  const carolSend = async (cid) =>
+    (
+      await fetch(`${url}v1/messages`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ to: 'bob', client_msg_id: cid, kind: 'text', content: cid }),
+      })
+    ).status;
+  await b.click('#back-btn');
+  await b.click('#conv-list li[data-conv="dm:bob:carol"]');
+  await b.click('#info-btn');
+  await b.click('#block-btn');
+  await b.waitForSelector('#block-btn:has-text("Unblock")');
+  check((await carolSend('blocked-1')) === 403, 'a blocked user gets 403');
+  await b.click('#panel-close');
+  await b.click('#back-btn');
+  await b.click('#settings-btn');
+  await b.click('#blocked-list li[data-user="carol"] button:has-text("Unblock")');
+  await b.waitForSelector('#blocked-list li[data-user="carol"]', { state: 'detached' });
+  check((await carolSend('unblocked-1')) === 200, 'unblocked: carol sends again');
+  await b.click('#panel-close');
+  await b.click(`#conv-list li[data-conv="${dm}"]`);
+
   step('delete for me: gone on this user\'s pages, kept for the other');
   await a2.click('#msg-list li.msg.mine .bubble >> nth=0', { button: 'right' });
   await a2.click('#delete-btn');
@@ -347,6 +505,39 @@ try {
 
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
+
+  step('dissolve: the group stays readable, the message box is closed');
+  await a2.click('#conv-list li:has-text("Launch crew")');
+  await a2.click('#info-btn');
+  await a2.click('#dissolve-btn');
+  await a2.waitForSelector('#msg-list li.system:has-text("dissolved the group")');
+  await a2.waitForSelector('#text[disabled]');
+  await a2.waitForSelector('#panel :text("This group was dissolved")');
+  check(!(await a2.isVisible('#leave-btn')), 'no leaving a dissolved group');
+  await b.waitForSelector('#conv-list li:has-text("Launch crew") .preview:has-text("dissolved the group")', {
+    state: 'attached',
+  });
+  await a2.click('#panel-close');
+
+  step('dark mode follows the system setting');
+  const light = await a2.$eval('#msgs', (e) => getComputedStyle(e).backgroundColor);
+  await a2.emulateMedia({ colorScheme: 'dark' });
+  const dark = await a2.$eval('#msgs', (e) => getComputedStyle(e).backgroundColor);
+  check(light !== dark, `dark background differs (${light} / ${dark})`);
+  await shot(a2, 'desktop-dark.png');
+  await a2.emulateMedia({ colorScheme: 'light' });
+
+  step('sessions: this page signs out alice\'s other page');
+  await a2.click('#settings-btn');
+  await a2.waitForSelector('#session-list li.session.current');
+  const others = await a2.$$('#session-list li.session:not(.current)');
+  check(others.length === 1, `alice has one other session (${others.length})`);
+  await shot(a2, 'desktop-settings.png');
+  await a2.click('#session-list li.session:not(.current) button:has-text("Sign out")');
+  await a.waitForSelector('#login:not([hidden])');
+  await a2.waitForFunction(() => document.querySelectorAll('#session-list li.session').length === 1);
+  check(await a2.isVisible('#app'), 'this page is still signed in');
+
   check(problems.length === 0, `no page errors: ${problems.join('; ')}`);
   step('passed');
   await browser.close();
