@@ -47,7 +47,10 @@ async fn a_profile_change_reaches_friends_and_own_devices() {
         );
     }
     let seen = bob.user_info("alice").await.unwrap();
-    assert_eq!((&*seen.name, seen.avatar.as_deref()), ("Alice A.", Some("av-1")));
+    assert_eq!(
+        (&*seen.name, seen.avatar.as_deref()),
+        ("Alice A.", Some("av-1"))
+    );
 
     // Only the avatar, cleared: the name stays.
     let me = alice.update_profile(None, Some("")).await.unwrap();
@@ -154,7 +157,11 @@ async fn sessions_are_listed_and_revoked_one_by_one_or_all() {
     assert_eq!(laptop.sessions().await.unwrap().sessions.len(), 2);
 
     // Gone already, or never there: not_found.
-    for id in [phone_session.as_str(), "0123456789abcdef0123456789abcdef", "x"] {
+    for id in [
+        phone_session.as_str(),
+        "0123456789abcdef0123456789abcdef",
+        "x",
+    ] {
         let e = laptop.revoke_session(id).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::NotFound), "{id}: {e}");
     }

@@ -139,7 +139,15 @@ async fn redis_fixed_and_reused_ids() {
     };
     assert_eq!(first.node(), 77);
     first
-        .connected("old", "phone", tern_core::Route { node: 77, conn: 1, session: 0 })
+        .connected(
+            "old",
+            "phone",
+            tern_core::Route {
+                node: 77,
+                conn: 1,
+                session: 0,
+            },
+        )
         .await
         .unwrap();
     // Held: the second instance waits out the expiry, then gives up.
@@ -150,7 +158,15 @@ async fn redis_fixed_and_reused_ids() {
     assert_eq!(second.node(), 77);
     assert_eq!(second.online(&["old"]).await.unwrap(), [false]);
     let c = second
-        .connected("old", "laptop", tern_core::Route { node: 77, conn: 1, session: 0 })
+        .connected(
+            "old",
+            "laptop",
+            tern_core::Route {
+                node: 77,
+                conn: 1,
+                session: 0,
+            },
+        )
         .await
         .unwrap();
     assert!(c.first);

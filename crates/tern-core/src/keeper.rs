@@ -138,7 +138,11 @@ async fn restore(
         presence.room_joined(room).await?;
     }
     // What ended while this ran must not stay written.
-    let now: HashSet<u64> = hub.connections().into_iter().map(|(_, _, id, _)| id).collect();
+    let now: HashSet<u64> = hub
+        .connections()
+        .into_iter()
+        .map(|(_, _, id, _)| id)
+        .collect();
     let mut gone: Vec<_> = std::mem::take(&mut *k.gone.lock());
     gone.extend(
         routes

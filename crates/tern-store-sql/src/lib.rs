@@ -534,7 +534,9 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
         expires_at: i64,
         now: i64,
     ) -> StoreResult<()> {
-        in_tx!(self, |c| D::revoke_user_tokens(c, user, before, expires_at, now))
+        in_tx!(self, |c| D::revoke_user_tokens(
+            c, user, before, expires_at, now
+        ))
     }
 
     async fn revoked_users(&self, now: i64) -> StoreResult<Vec<(String, i64, i64)>> {

@@ -184,8 +184,7 @@ pub trait Shared: Dialect {
         expires_at: i64,
         now: i64,
     ) -> StoreResult<()>;
-    async fn revoked_users(c: &mut Conn<Self>, now: i64)
-        -> StoreResult<Vec<(String, i64, i64)>>;
+    async fn revoked_users(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64, i64)>>;
 
     // ----- 5.2 search -----
 
@@ -713,12 +712,15 @@ where
     }
 
     async fn drop_doc(c: &mut Conn<D>, conv: &str, seq: u64) -> StoreResult<()> {
-        sqlx::query(stmt!(D, "DELETE FROM search_docs WHERE conv = ? AND seq = ?"))
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
+        sqlx::query(stmt!(
+            D,
+            "DELETE FROM search_docs WHERE conv = ? AND seq = ?"
+        ))
+        .bind(conv)
+        .bind(sql_seq(seq))
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
         Ok(())
     }
 

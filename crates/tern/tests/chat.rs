@@ -305,7 +305,8 @@ async fn chat_profile_settings_and_sessions() {
     bob.update_profile(Some("Bob B."), Some("av-9"))
         .await
         .unwrap();
-    t.wait_for("* bob's profile: name Bob B., avatar av-9").await;
+    t.wait_for("* bob's profile: name Bob B., avatar av-9")
+        .await;
     t.line("/name Alice A.");
     t.wait_for("* your name is now Alice A.").await;
     let p = tokio::time::timeout(WAIT, async {
@@ -370,7 +371,8 @@ async fn chat_profile_settings_and_sessions() {
     t.wait_for(&format!("{tablet_session} last seen")).await;
     t.wait_for("online: tablet").await;
     t.line(&format!("/signout {tablet_session}"));
-    t.wait_for(&format!("* session {tablet_session} ended")).await;
+    t.wait_for(&format!("* session {tablet_session} ended"))
+        .await;
     let end = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(Event::Disconnected { code, .. }) = te.recv().await {

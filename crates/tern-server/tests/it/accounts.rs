@@ -83,12 +83,18 @@ async fn register_login_and_lookup() {
     let (st, b) = s.get("/v1/users/alice", Some(&token)).await;
     assert_eq!(
         (st, b),
-        (200, json!({"user":"alice","name":"Alice A","avatar":null,"online":false}))
+        (
+            200,
+            json!({"user":"alice","name":"Alice A","avatar":null,"online":false})
+        )
     );
     let (st, b) = s.get("/v1/users/carol", Some(&token)).await;
     assert_eq!(
         (st, b),
-        (200, json!({"user":"carol","name":"carol","avatar":null,"online":false}))
+        (
+            200,
+            json!({"user":"carol","name":"carol","avatar":null,"online":false})
+        )
     );
     let (st, b) = s.get("/v1/users/nobody", Some(&token)).await;
     assert_eq!((st, b["code"].as_str()), (404, Some("no_such_user")));

@@ -24,6 +24,9 @@ const USERS_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS revoked_users (
 
 pub async fn init(c: &mut MySqlConnection) -> StoreResult<()> {
     sqlx::query(TABLE).execute(&mut *c).await.map_err(be)?;
-    sqlx::query(USERS_TABLE).execute(&mut *c).await.map_err(be)?;
+    sqlx::query(USERS_TABLE)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
     Ok(())
 }

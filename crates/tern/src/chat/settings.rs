@@ -128,8 +128,14 @@ mod tests {
             name: Cow::Borrowed("Bob B."),
             avatar: None,
         };
-        assert_eq!(profile_text(&p, "alice"), "* bob's profile: name Bob B., no avatar");
-        assert_eq!(profile_text(&p, "bob"), "* your profile: name Bob B., no avatar");
+        assert_eq!(
+            profile_text(&p, "alice"),
+            "* bob's profile: name Bob B., no avatar"
+        );
+        assert_eq!(
+            profile_text(&p, "bob"),
+            "* your profile: name Bob B., no avatar"
+        );
         let c = ConvSettingsPush {
             ty: tag::ConvSettings,
             conv: Cow::Borrowed("dm:alice:bob"),

@@ -50,7 +50,10 @@ async fn settings_on(sql: Sql) {
         Some(json!({"name": "Ann A.", "avatar": "av-1"})),
     )
     .await;
-    assert_eq!((&me["name"], &me["avatar"]), (&json!("Ann A."), &json!("av-1")));
+    assert_eq!(
+        (&me["name"], &me["avatar"]),
+        (&json!("Ann A."), &json!("av-1"))
+    );
     for ws in [&mut bob, &mut phone] {
         let p = ws.next_of("profile").await;
         assert_eq!(
@@ -84,7 +87,10 @@ async fn settings_on(sql: Sql) {
     let ta2 = n0.login("ann").await;
     let list = sessions(n0, &ta2).await;
     assert_eq!(list.len(), 2, "{list:?}");
-    let with_phone: Vec<&Value> = list.iter().filter(|s| s["devices"] == json!(["phone"])).collect();
+    let with_phone: Vec<&Value> = list
+        .iter()
+        .filter(|s| s["devices"] == json!(["phone"]))
+        .collect();
     assert_eq!(with_phone.len(), 1, "{list:?}");
     assert_eq!(with_phone[0]["current"], false);
     let phone_session = with_phone[0]["session"].as_str().unwrap().to_owned();
