@@ -2,8 +2,8 @@
 //! they happened.
 
 use tern_proto::wire::{
-    Edited, ErrorFrame, FriendPush, MsgView, Notify, PresencePush, ReactionPush, Recalled, Receipt,
-    RoomMsg, SyncAnswer, Typing,
+    ConvSettingsPush, Edited, ErrorFrame, FriendPush, MsgView, Notify, PresencePush, ProfilePush,
+    ReactionPush, Recalled, Receipt, RoomMsg, SyncAnswer, Typing,
 };
 
 /// One thing that happened on a session. Messages come once each (by
@@ -42,6 +42,12 @@ pub enum Event {
     /// A friendship changed: `status` is how the user now stands in this
     /// user's friend lists (`incoming`, `outgoing`, `friends`, `removed`).
     Friend(FriendPush<'static>),
+    /// 5.3: a friend (or this user, from another device) changed its
+    /// name or avatar.
+    Profile(ProfilePush<'static>),
+    /// 5.3: this user changed its settings of a conversation (from any of
+    /// its devices, this one included).
+    ConvSettings(ConvSettingsPush<'static>),
     /// A large group moved on while this device was in the background
     /// (`Session::set_active(false)`): fetch with `history`.
     Notify(Notify<'static>),

@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::request::{self, Request};
 use tern_proto::wire::{
-    FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SearchAnswer, SendAnswer, SessionToken,
-    SyncAnswer, UserCreated, UserInfo,
+    ConvSettingsAnswer, FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SearchAnswer,
+    SendAnswer, SessionToken, SessionsList, SyncAnswer, UserCreated, UserInfo,
 };
 
 /// A connection to one Tern server: its HTTP API, with or without a token,
@@ -439,5 +439,64 @@ impl Client {
         let list: tern_proto::wire::BlocksList<'static> =
             self.call(self.request_for(&Request::Blocks)?).await?;
         Ok(list.blocked.into_iter().map(Cow::into_owned).collect())
+    }
+}
+
+// 5.3 profiles, conversation settings, sessions
+impl Client {
+    /// `PATCH /v1/users/me`: changes the display name and/or the avatar (a
+    /// media id, `""` clears it; `None`: unchanged); the user view after.
+    /// Friends' online devices and this user's get `profile`.
+    pub async fn update_profile(
+        &self,
+        name: Option<&str>,
+        avatar: Option<&str>,
+    ) -> Result<UserInfo<'static>> {
+        let req = Request::ProfileUpdate(request::ProfileUpdate {
+            name: name.map(Cow::Borrowed),
+            avatar: avatar.map(Cow::Borrowed),
+        });
+        self.call(self.request_for(&req)?).await
+    }
+
+    /// `PUT /v1/conversations/{conv}/settings`: mutes until `muted_until`
+    /// (ms; 0 unmutes) and/or pins (`None`: unchanged); the settings
+    /// after. This user's online devices get `conv_settings`.
+    pub async fn set_conv_settings(
+        &self,
+        conv: &str,
+        muted_until: Option<i64>,
+        pinned: Option<bool>,
+    ) -> Result<ConvSettingsAnswer> {
+        let req = Request::ConvSettingsSet(request::ConvSettingsSet {
+            conv: conv.into(),
+            muted_until,
+            pinned,
+        });
+        self.call(self.request_for(&req)?).await
+    }
+
+    /// `GET /v1/sessions`: this user's unexpired sessions, oldest first,
+    /// each with its online devices; `current` marks this client's.
+    pub async fn sessions(&self) -> Result<SessionsList<'static>> {
+        self.call(self.request_for(&Request::Sessions)?).await
+    }
+
+    /// `DELETE /v1/sessions/{session}`: revokes one session everywhere
+    /// (its sockets close with 4001); `not_found` for an unknown id.
+    pub async fn revoke_session(&self, session: &str) -> Result<()> {
+        let req = Request::SessionRevoke(request::SessionRevoke {
+            session: session.into(),
+        });
+        self.answer(self.request_for(&req)?).await?;
+        Ok(())
+    }
+
+    /// `DELETE /v1/sessions?all=true`: revokes every session of this user,
+    /// this client's included.
+    pub async fn revoke_all_sessions(&self) -> Result<()> {
+        self.answer(self.request_for(&Request::SessionsRevokeAll)?)
+            .await?;
+        Ok(())
     }
 }

@@ -115,6 +115,7 @@ async fn presence_fails_fast_and_recovers_across_a_redis_restart() {
     let route = Route {
         node: p.node(),
         conn: 1,
+        session: 0,
     };
     p.connected("ann", "phone", route).await.unwrap();
     server.stop();
@@ -390,6 +391,7 @@ async fn presence_on_a_redis_cluster_survives_a_master_failover() {
     let route = Route {
         node: p.node(),
         conn: 99,
+        session: 0,
     };
     p.connected("zed", "phone", route).await.unwrap();
     // Let the replica copy it, then kill its master.

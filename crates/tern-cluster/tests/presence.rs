@@ -101,6 +101,7 @@ checks! {
     live_nodes_include_all: 3,
     routes_and_online_across_nodes: 2,
     same_device_replaces: 2,
+    devices_with_sessions: 2,
     stale_disconnect_keeps_newer_route: 2,
     restore_keeps_route_elsewhere: 2,
     nodes_of_order_and_dedup: 3,
@@ -138,7 +139,15 @@ async fn redis_fixed_and_reused_ids() {
     };
     assert_eq!(first.node(), 77);
     first
-        .connected("old", "phone", tern_core::Route { node: 77, conn: 1 })
+        .connected(
+            "old",
+            "phone",
+            tern_core::Route {
+                node: 77,
+                conn: 1,
+                session: 0,
+            },
+        )
         .await
         .unwrap();
     // Held: the second instance waits out the expiry, then gives up.
@@ -149,7 +158,15 @@ async fn redis_fixed_and_reused_ids() {
     assert_eq!(second.node(), 77);
     assert_eq!(second.online(&["old"]).await.unwrap(), [false]);
     let c = second
-        .connected("old", "laptop", tern_core::Route { node: 77, conn: 1 })
+        .connected(
+            "old",
+            "laptop",
+            tern_core::Route {
+                node: 77,
+                conn: 1,
+                session: 0,
+            },
+        )
         .await
         .unwrap();
     assert!(c.first);

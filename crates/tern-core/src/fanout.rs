@@ -188,10 +188,21 @@ impl Fanout {
     /// the user, so that a node that joined since the last heartbeat still
     /// closes the token's sockets.
     pub async fn revoked(&self, user: &str, session: u128, expires_at: i64) {
+        let user: Arc<str> = user.into();
+        let env = Envelope::Revoked {
+            user: user.clone(),
+            session,
+            expires_at,
+        };
+        self.to_live_and_user_nodes(user, env).await;
+    }
+
+    /// Sends `env` to the live nodes as last seen and to every node
+    /// holding a connection of `user` (looked up now).
+    async fn to_live_and_user_nodes(&self, user: Arc<str>, env: Envelope) {
         let Some(c) = &self.cluster else {
             return;
         };
-        let user: Arc<str> = user.into();
         let mut nodes = c.presence.live_nodes();
         match c.presence.nodes_of(std::slice::from_ref(&user)).await {
             Ok(found) => nodes.extend(found.into_iter().flatten()),
@@ -199,14 +210,19 @@ impl Fanout {
         }
         nodes.sort_unstable();
         nodes.dedup();
-        self.to_nodes(
-            &nodes,
-            &Envelope::Revoked {
-                user,
-                session,
-                expires_at,
-            },
-        );
+        self.to_nodes(&nodes, &env);
+    }
+
+    /// Tells the other nodes that `user`'s tokens issued before `before`
+    /// are revoked (until `until`), as [`Fanout::revoked`] does for one.
+    pub async fn revoked_before(&self, user: &str, before: i64, until: i64) {
+        let user: Arc<str> = user.into();
+        let env = Envelope::RevokedBefore {
+            user: user.clone(),
+            before,
+            until,
+        };
+        self.to_live_and_user_nodes(user, env).await;
     }
 
     /// This node now has members of live room `room`: other nodes are to
@@ -403,6 +419,16 @@ impl Inbound for NodeInbound {
                 self.revoked.insert(session, expires_at, crate::now_ms());
                 let closed = self.hub.kick_session(&user, session);
                 tracing::debug!(%user, closed, "a token was revoked on another node");
+            }
+            Envelope::RevokedBefore {
+                user,
+                before,
+                until,
+            } => {
+                self.revoked
+                    .insert_user(&user, before, until, crate::now_ms());
+                let closed = self.hub.kick_issued_before(&user, before);
+                tracing::debug!(%user, closed, "older tokens were revoked on another node");
             }
             Envelope::Batch(all) => {
                 for env in all {

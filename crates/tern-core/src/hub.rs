@@ -25,6 +25,9 @@ pub struct Conn {
     /// The id of the token the connection authenticated with (0: none),
     /// so that revoking the token closes it.
     pub session: u128,
+    /// When that token was issued (ms, whole seconds; 0: no token), so
+    /// that revoking every older token of the user closes it.
+    pub issued_at: i64,
     tx: flume::Sender<Outbound>,
     close_code: AtomicU16,
     closing: Notify,
@@ -33,15 +36,17 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(user: &str, device: &str, queue: usize) -> (Arc<Conn>, flume::Receiver<Outbound>) {
-        Conn::for_session(user, device, queue, 0)
+        Conn::for_session(user, device, queue, 0, 0)
     }
 
-    /// A connection authenticated with the token whose id is `session`.
+    /// A connection authenticated with the token whose id is `session`,
+    /// issued at `issued_at` (ms).
     pub fn for_session(
         user: &str,
         device: &str,
         queue: usize,
         session: u128,
+        issued_at: i64,
     ) -> (Arc<Conn>, flume::Receiver<Outbound>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = flume::bounded(queue);
@@ -50,6 +55,7 @@ impl Conn {
             user: user.into(),
             device: device.into(),
             session,
+            issued_at,
             tx,
             close_code: AtomicU16::new(0),
             closing: Notify::new(),
@@ -229,11 +235,12 @@ impl Hub {
     }
 
     /// `(user, device, connection id)` of every connection.
-    pub fn connections(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+    /// Every connection of this node: (user, device, id, session).
+    pub fn connections(&self) -> Vec<(Arc<str>, Arc<str>, u64, u128)> {
         let mut out = Vec::with_capacity(self.users.len());
         for entry in self.users.iter() {
             for c in entry.value() {
-                out.push((c.user.clone(), c.device.clone(), c.id));
+                out.push((c.user.clone(), c.device.clone(), c.id, c.session));
             }
         }
         out
@@ -306,6 +313,23 @@ impl Hub {
         };
         let mut n = 0;
         for c in devices.iter().filter(|c| c.session == session) {
+            c.kick(close::UNAUTHENTICATED);
+            n += 1;
+        }
+        n
+    }
+
+    /// Closes `user`'s connections whose tokens were issued before
+    /// `before` (ms; every older token revoked) with 4001; how many.
+    pub fn kick_issued_before(&self, user: &str, before: i64) -> usize {
+        let Some(devices) = self.users.get(user) else {
+            return 0;
+        };
+        let mut n = 0;
+        for c in devices
+            .iter()
+            .filter(|c| c.session != 0 && c.issued_at < before)
+        {
             c.kick(close::UNAUTHENTICATED);
             n += 1;
         }

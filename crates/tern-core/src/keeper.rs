@@ -109,7 +109,17 @@ async fn restore(
     let routes: Vec<DeviceRoute> = hub
         .connections()
         .into_iter()
-        .map(|(user, device, conn)| (user, device, Route { node, conn }))
+        .map(|(user, device, conn, session)| {
+            (
+                user,
+                device,
+                Route {
+                    node,
+                    conn,
+                    session,
+                },
+            )
+        })
         .collect();
     let elsewhere = presence.restore(&routes).await?;
     // Devices that connected to another node while this one could not
@@ -128,7 +138,11 @@ async fn restore(
         presence.room_joined(room).await?;
     }
     // What ended while this ran must not stay written.
-    let now: HashSet<u64> = hub.connections().into_iter().map(|(_, _, id)| id).collect();
+    let now: HashSet<u64> = hub
+        .connections()
+        .into_iter()
+        .map(|(_, _, id, _)| id)
+        .collect();
     let mut gone: Vec<_> = std::mem::take(&mut *k.gone.lock());
     gone.extend(
         routes

@@ -19,6 +19,9 @@ pub struct Route {
     pub node: NodeId,
     /// The connection's number on its node.
     pub conn: u64,
+    /// The id of the token it authenticated with (0: none, or not known:
+    /// a route written by a node that does not record it).
+    pub session: u128,
 }
 
 /// What [`Routes::connected`] found.
@@ -66,6 +69,9 @@ pub trait Routes: Send + Sync + 'static {
     async fn online(&self, users: &[&str]) -> PlumbingResult<Vec<bool>>;
     /// Per user, in order: the live nodes holding a device of theirs.
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>>;
+    /// `user`'s live devices and their routes, on every node, sorted by
+    /// device (5.3: the devices of each session).
+    async fn devices(&self, user: &str) -> PlumbingResult<Vec<(String, Route)>>;
     /// Writes routes of this node's connections, `(user, device, route)`,
     /// after a loss: what the node holds is the truth for its own
     /// connections, but not for a device that connected to another node
@@ -186,6 +192,17 @@ impl Routes for LocalPresence {
     async fn online(&self, users: &[&str]) -> PlumbingResult<Vec<bool>> {
         let s = self.state.read();
         Ok(users.iter().map(|u| s.routes.contains_key(*u)).collect())
+    }
+
+    async fn devices(&self, user: &str) -> PlumbingResult<Vec<(String, Route)>> {
+        let s = self.state.read();
+        let mut out: Vec<(String, Route)> = s
+            .routes
+            .get(user)
+            .map(|d| d.iter().map(|(k, r)| (k.clone(), *r)).collect())
+            .unwrap_or_default();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     async fn nodes_of(&self, users: &[Arc<str>]) -> PlumbingResult<Vec<Vec<NodeId>>> {

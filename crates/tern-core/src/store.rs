@@ -580,6 +580,23 @@ pub trait Store: Send + Sync + 'static {
     /// in no particular order.
     async fn revoked_tokens(&self, now: i64) -> StoreResult<Vec<(String, i64)>>;
 
+    /// Records that every token of `user` issued before `before` (ms) is
+    /// revoked (5.3 `DELETE /v1/sessions?all=true`, which must also reach
+    /// tokens that no session record names), kept until `expires_at`.
+    /// For each field the later of two records wins. Records that expired
+    /// by `now` are dropped on the way.
+    async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        before: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+
+    /// Every such record that expires after `now`: `(user, before,
+    /// expires_at)`, in no particular order.
+    async fn revoked_users(&self, now: i64) -> StoreResult<Vec<(String, i64, i64)>>;
+
     // ----- token signing keys -----
 
     /// Every signing key, oldest first (by `created_at`, then `kid`).

@@ -106,6 +106,7 @@ macro_rules! suite {
             group_version_follows_changes,
             users_and_friends,
             revoked_tokens_until_expiry,
+            revoked_users_until_expiry,
             msg_id_is_unique,
             max_msg_id_per_node,
             group_units_are_all_or_nothing,

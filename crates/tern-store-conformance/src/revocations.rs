@@ -46,3 +46,48 @@ pub async fn revoked_tokens_seen_by_other_handle(first: &dyn Store, second: &dyn
         .unwrap()
         .contains(&(a.to_owned(), i64::MAX - 1)));
 }
+
+/// 5.3: a user's revocation of every older token is listed until it
+/// expires; for each field the later value wins; expired records go.
+pub async fn revoked_users_until_expiry(store: &dyn Store) {
+    let sorted = |mut v: Vec<(String, i64, i64)>| {
+        v.sort();
+        v
+    };
+    assert!(store.revoked_users(0).await.unwrap().is_empty());
+    store
+        .revoke_user_tokens("ann", 1_000, 2_000, 1_000)
+        .await
+        .unwrap();
+    store
+        .revoke_user_tokens("bob", 1_100, 5_000, 1_100)
+        .await
+        .unwrap();
+    // An older call arriving late moves nothing back.
+    store
+        .revoke_user_tokens("ann", 900, 1_500, 1_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(store.revoked_users(1_100).await.unwrap()),
+        vec![("ann".into(), 1_000, 2_000), ("bob".into(), 1_100, 5_000)]
+    );
+    store
+        .revoke_user_tokens("bob", 1_200, 6_000, 1_200)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.revoked_users(2_000).await.unwrap(),
+        vec![("bob".into(), 1_200, 6_000)]
+    );
+    // A user id of the longest form fits.
+    let long = "u".repeat(64);
+    store
+        .revoke_user_tokens(&long, 3_000, 9_000, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(store.revoked_users(0).await.unwrap()),
+        vec![("bob".into(), 1_200, 6_000), (long, 3_000, 9_000)]
+    );
+}

@@ -41,6 +41,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// Records a revoked token (binds: jti, expires_at), keeping the later
     /// expiry of two.
     const UPSERT_REVOKED: &'static str;
+    /// Records that a user's older tokens are revoked (binds: user_id,
+    /// before_ms, expires_at), keeping the later value of each field.
+    const UPSERT_REVOKED_USER: &'static str;
     /// Stores a signing key (binds: kid, secret, created_at) unless its
     /// kid exists; changes one row when it stored it.
     const INSERT_SIGNING_KEY: &'static str;

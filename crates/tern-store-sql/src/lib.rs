@@ -531,6 +531,22 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
         on_conn!(self, |c| D::revoked_tokens(c, now))
     }
 
+    async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        before: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        in_tx!(self, |c| D::revoke_user_tokens(
+            c, user, before, expires_at, now
+        ))
+    }
+
+    async fn revoked_users(&self, now: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+        on_conn!(self, |c| D::revoked_users(c, now))
+    }
+
     // ----- token signing keys -----
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {

@@ -177,6 +177,17 @@ pub trait Shared: Dialect {
         now: i64,
     ) -> StoreResult<()>;
     async fn revoked_tokens(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64)>>;
+    /// Drops expired records, then records that `user`'s tokens issued
+    /// before `before` are revoked until `expires_at` (per field, the
+    /// later wins).
+    async fn revoke_user_tokens(
+        c: &mut Conn<Self>,
+        user: &str,
+        before: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn revoked_users(c: &mut Conn<Self>, now: i64) -> StoreResult<Vec<(String, i64, i64)>>;
 
     // ----- 5.2 search -----
 
@@ -679,6 +690,40 @@ where
         let sql = stmt!(
             D,
             "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?"
+        );
+        sqlx::query_as(sql)
+            .bind(now)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(be)
+    }
+
+    async fn revoke_user_tokens(
+        c: &mut Conn<D>,
+        user: &str,
+        before: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(stmt!(D, "DELETE FROM revoked_users WHERE expires_at <= ?"))
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+        sqlx::query(D::UPSERT_REVOKED_USER)
+            .bind(user)
+            .bind(before)
+            .bind(expires_at)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+        Ok(())
+    }
+
+    async fn revoked_users(c: &mut Conn<D>, now: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+        let sql = stmt!(
+            D,
+            "SELECT user_id, before_ms, expires_at FROM revoked_users WHERE expires_at > ?"
         );
         sqlx::query_as(sql)
             .bind(now)

@@ -190,6 +190,22 @@ impl Store for SqliteStore {
         self.read(move |c| revocations::list(c, now)).await
     }
 
+    async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        before: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        let user = user.to_owned();
+        self.write(move |c| revocations::revoke_user(c, &user, before, expires_at, now))
+            .await
+    }
+
+    async fn revoked_users(&self, now: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+        self.read(move |c| revocations::list_users(c, now)).await
+    }
+
     // ----- token signing keys -----
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {

@@ -273,3 +273,119 @@ async fn chat_moderates_a_group_and_blocks() {
     );
     t.line("/quit");
 }
+
+/// 5.3 from the terminal: the display name, pin and silence of the open
+/// conversation, sessions listed and ended; profile and settings events
+/// shown as lines.
+#[tokio::test]
+async fn chat_profile_settings_and_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let tern = Tern::start(dir.path()).await;
+    let url = format!("http://{}", tern.addr);
+    let server = Client::new(&url).unwrap();
+    server.register("bob", PASSWORD, None).await.unwrap();
+    let bob = server.login("bob", PASSWORD).await.unwrap();
+    let (b, mut be) = bob.connect("phone").await.unwrap();
+
+    // The pane stays after the chat exits (its session ends at the end).
+    let cmd = format!(
+        "{} chat --url {url} --user alice --register; sleep 60",
+        env!("CARGO_BIN_EXE_tern")
+    );
+    let t = Tmux::start(&cmd);
+    t.wait_for("password for alice:").await;
+    t.line(PASSWORD);
+    t.wait_for("logged in as alice").await;
+    t.line("/friend bob");
+    t.wait_for("bob: Requested").await;
+    bob.add_friend("alice").await.unwrap();
+    t.wait_for("you and bob are friends").await;
+
+    // Bob's new name shows; alice's reaches bob.
+    bob.update_profile(Some("Bob B."), Some("av-9"))
+        .await
+        .unwrap();
+    t.wait_for("* bob's profile: name Bob B., avatar av-9")
+        .await;
+    t.line("/name Alice A.");
+    t.wait_for("* your name is now Alice A.").await;
+    let p = tokio::time::timeout(WAIT, async {
+        loop {
+            // Bob's own change comes to his devices first.
+            match be.recv().await {
+                Some(Event::Profile(p)) if p.user == "alice" => return p,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a profile event");
+    assert_eq!((&*p.user, &*p.name), ("alice", "Alice A."));
+    t.line("/name");
+    t.wait_for("/name NAME").await;
+
+    // Pin and silence the conversation with bob.
+    b.send(OutMessage::text_to("alice", "hi")).await.unwrap();
+    t.line("/open bob");
+    t.wait_for("#1 bob: hi").await;
+    t.line("/pin");
+    t.wait_for("* bob: pinned, not silenced").await;
+    t.line("/silence 30");
+    t.wait_for("* bob: pinned, silent until").await;
+    t.line("/unpin");
+    t.wait_for("* bob: not pinned, silent until").await;
+    t.line("/silence forever");
+    t.wait_for("/silence MINUTES: a number from 0").await;
+    let alice = server.login("alice", PASSWORD).await.unwrap();
+    let entry = |s: tern_client::wire::SyncAnswer<'static>| {
+        s.convs
+            .into_iter()
+            .find(|c| c.conv == "dm:alice:bob")
+            .map(|c| (c.muted_until > 0, c.pinned))
+    };
+    assert_eq!(
+        entry(alice.conversations().await.unwrap()),
+        Some((true, false))
+    );
+    t.line("/silence 0");
+    t.wait_for("* bob: not pinned, not silenced").await;
+    assert_eq!(
+        entry(alice.conversations().await.unwrap()),
+        Some((false, false))
+    );
+
+    // Sessions: the chat's own, and a tablet's, ended from the chat.
+    let (_tablet, mut te) = alice.connect("tablet").await.unwrap();
+    let tablet_session = alice
+        .sessions()
+        .await
+        .unwrap()
+        .sessions
+        .into_iter()
+        .find(|s| s.current)
+        .expect("the tablet's session")
+        .session
+        .into_owned();
+    t.line("/sessions");
+    t.wait_for("online: chat (this one)").await;
+    t.wait_for(&format!("{tablet_session} last seen")).await;
+    t.wait_for("online: tablet").await;
+    t.line(&format!("/signout {tablet_session}"));
+    t.wait_for(&format!("* session {tablet_session} ended"))
+        .await;
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Event::Disconnected { code, .. }) = te.recv().await {
+                return code;
+            }
+        }
+    })
+    .await
+    .expect("the tablet's session ends");
+    assert_eq!(end, Some(4001));
+    t.line("/signout nope");
+    t.wait_for("not_found").await;
+    t.line("/signout all");
+    t.wait_for("* every session ended, this one too").await;
+    t.wait_for("* session ended").await;
+}

@@ -22,6 +22,9 @@ mod edits;
 // 5.2
 #[path = "cluster/search.rs"]
 mod search;
+// 5.3
+#[path = "cluster/settings.rs"]
+mod settings;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

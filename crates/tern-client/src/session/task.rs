@@ -369,6 +369,8 @@ impl Task {
             "typing" => self.push(text, Event::Typing).await,
             "presence" => self.push(text, Event::Presence).await,
             "friend" => self.push(text, Event::Friend).await,
+            "profile" => self.push(text, Event::Profile).await,
+            "conv_settings" => self.push(text, Event::ConvSettings).await,
             "notify" => self.push(text, Event::Notify).await,
             "room_msg" => self.push(text, Event::RoomMessage).await,
             other => {

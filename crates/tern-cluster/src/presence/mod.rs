@@ -303,6 +303,12 @@ impl Inner {
         format!("{}:r:{user}", self.prefix)
     }
 
+    /// Per device of `user`: its route value and its session (see
+    /// `scripts::CONNECTED`).
+    fn sessions_key(&self, user: &str) -> String {
+        format!("{}:rs:{user}", self.prefix)
+    }
+
     fn room_key(&self, room: &str) -> String {
         format!("{}:room:{room}", self.prefix)
     }
@@ -369,11 +375,13 @@ impl LiveSet {
     }
 }
 
+/// The route of a `node:conn:gen` value; its session is not in it (0).
 fn parse_route(v: &str) -> Option<Route> {
     let mut parts = v.split(':');
     Some(Route {
         node: parts.next()?.parse().ok()?,
         conn: parts.next()?.parse().ok()?,
+        session: 0,
     })
 }
 
@@ -422,9 +430,11 @@ impl RedisPresence {
         inv.key(i.route_key(user))
             .key(&i.nodes_key)
             .key(&i.gen_key)
+            .key(i.sessions_key(user))
             .arg(device)
             .arg(i.value(route))
-            .arg(i.expiry_ms);
+            .arg(i.expiry_ms)
+            .arg(format!("{:032x}", route.session));
         call(inv.invoke_async(&mut con)).await
     }
 }
@@ -497,6 +507,43 @@ impl Routes for RedisPresence {
         self.live_route_nodes(users).await
     }
 
+    async fn devices(&self, user: &str) -> PlumbingResult<Vec<(String, Route)>> {
+        let i = &self.inner;
+        let mut pipe = redis::pipe();
+        i.live_cmds(&mut pipe);
+        pipe.cmd("HGETALL")
+            .arg(i.route_key(user))
+            .cmd("HGETALL")
+            .arg(i.sessions_key(user));
+        let mut con = i.con.clone();
+        let replies: Vec<Value> = call(pipe.query_async(&mut con)).await?;
+        let mut replies = replies.into_iter();
+        let live = LiveSet::parse(&mut replies, i.expiry_ms)?;
+        let mut next = |what: &str| -> PlumbingResult<HashMap<String, String>> {
+            FromRedisValue::from_redis_value(replies.next().ok_or_else(|| bad_reply(what))?)
+                .map_err(unavailable)
+        };
+        let routes = next("HGETALL routes")?;
+        let sessions = next("HGETALL sessions")?;
+        let mut out: Vec<(String, Route)> = routes
+            .into_iter()
+            .filter(|(_, v)| live.route_node(v).is_some())
+            .filter_map(|(device, v)| {
+                let mut route = parse_route(&v)?;
+                // The session recorded with this very route value, if any
+                // (a route written by a node that records none has none).
+                route.session = sessions
+                    .get(&device)
+                    .and_then(|s| s.strip_prefix(v.as_str())?.strip_prefix(' '))
+                    .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0);
+                Some((device, route))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     async fn restore(&self, routes: &[(Arc<str>, Arc<str>, Route)]) -> PlumbingResult<Vec<usize>> {
         let i = &self.inner;
         let mut elsewhere = Vec::new();
@@ -512,6 +559,23 @@ impl Routes for RedisPresence {
             }
             let mut con = i.con.clone();
             let skipped: Vec<usize> = call(inv.invoke_async(&mut con)).await?;
+            // The sessions of the routes written (see `scripts::CONNECTED`).
+            let mut pipe = redis::pipe();
+            let mut n = 0;
+            for (k, (user, device, route)) in chunk.iter().enumerate() {
+                if !skipped.contains(&k) {
+                    n += 1;
+                    let v = format!("{} {:032x}", i.value(*route), route.session);
+                    pipe.cmd("HSET")
+                        .arg(i.sessions_key(user))
+                        .arg(&**device)
+                        .arg(v)
+                        .ignore();
+                }
+            }
+            if n > 0 {
+                call::<()>(pipe.query_async(&mut con)).await?;
+            }
             elsewhere.extend(skipped.into_iter().map(|k| c * RESTORE_CHUNK + k));
         }
         Ok(elsewhere)

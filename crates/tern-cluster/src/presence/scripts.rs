@@ -32,7 +32,10 @@ local function live(v)
 end
 ";
 
-/// KEYS: routes hash, nodes zset, gen hash. ARGV: device, value, expiry.
+/// KEYS: routes hash, nodes zset, gen hash, sessions hash. ARGV: device,
+/// value, expiry, session. The sessions hash holds, per device, its route
+/// value and the session (token id) of its connection, apart from the
+/// route so that the route value keeps its form.
 /// Returns {first (1/0), replaced value or ''}.
 pub(super) const CONNECTED: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -44,20 +47,24 @@ for i = 1, #fields, 2 do
     first = 0
   elseif d ~= ARGV[1] then
     redis.call('HDEL', KEYS[1], d)
+    redis.call('HDEL', KEYS[4], d)
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ' ' .. ARGV[4])
 local replaced = ''
 if old and old ~= ARGV[2] and live(old) then replaced = old end
 return {first, replaced}
 ";
 
-/// KEYS: routes hash, nodes zset, gen hash. ARGV: device, value, expiry.
+/// KEYS: routes hash, nodes zset, gen hash, sessions hash. ARGV: device,
+/// value, expiry, session.
 /// Returns 1 when no live device remains, 0 otherwise (also when the
 /// field no longer holds this route).
 pub(super) const DISCONNECTED: &str = r"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 local fields = redis.call('HGETALL', KEYS[1])
 local last = 1
 for i = 1, #fields, 2 do
@@ -65,6 +72,7 @@ for i = 1, #fields, 2 do
     last = 0
   else
     redis.call('HDEL', KEYS[1], fields[i])
+    redis.call('HDEL', KEYS[4], fields[i])
   end
 end
 return last

@@ -26,6 +26,7 @@ fn route(p: &dyn Presence, conn: u64) -> Route {
     Route {
         node: p.node(),
         conn,
+        session: 0,
     }
 }
 
@@ -147,6 +148,44 @@ pub async fn same_device_replaces(p: &[&dyn Presence]) {
             replaced: None,
             first: false
         }
+    );
+}
+
+/// 5.3: `devices` lists a user's live devices on every node with the
+/// session of each connection, sorted; a replaced or disconnected device
+/// goes, and a restored route keeps its session.
+pub async fn devices_with_sessions(p: &[&dyn Presence]) {
+    let (a, b) = (p[0], p[1]);
+    let with = |r: Route, session: u128| Route { session, ..r };
+    let (ra, rb) = (with(route(a, 31), 7), with(route(b, 32), u128::MAX));
+    a.connected("eve", "phone", ra).await.unwrap();
+    b.connected("eve", "laptop", rb).await.unwrap();
+    let want = vec![("laptop".to_owned(), rb), ("phone".to_owned(), ra)];
+    assert_eq!(a.devices("eve").await.unwrap(), want);
+    assert_eq!(b.devices("eve").await.unwrap(), want);
+    assert!(a.devices("nobody").await.unwrap().is_empty());
+    // The phone again through node b, with another session.
+    let rb2 = with(route(b, 33), 9);
+    b.connected("eve", "phone", rb2).await.unwrap();
+    assert_eq!(
+        a.devices("eve").await.unwrap(),
+        vec![("laptop".to_owned(), rb), ("phone".to_owned(), rb2)]
+    );
+    assert!(!b.disconnected("eve", "laptop", rb).await.unwrap());
+    assert_eq!(
+        a.devices("eve").await.unwrap(),
+        vec![("phone".to_owned(), rb2)]
+    );
+    // Written back after a loss: the session comes back with it.
+    let ra2 = with(route(a, 34), 11);
+    assert!(a
+        .restore(&[("eve".into(), "tablet".into(), ra2)])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.devices("eve").await.unwrap(),
+        vec![("phone".to_owned(), rb2), ("tablet".to_owned(), ra2)]
     );
 }
 

@@ -35,6 +35,14 @@ pub enum Envelope {
         session: u128,
         expires_at: i64,
     },
+    /// Every token of `user` issued before `before` (ms) was revoked (5.3
+    /// `DELETE /v1/sessions?all=true`): refuse them until `until` and
+    /// close their connections with 4001.
+    RevokedBefore {
+        user: Arc<str>,
+        before: i64,
+        until: i64,
+    },
 }
 
 /// The envelope's header on the wire; frames follow it.
@@ -70,6 +78,11 @@ enum Header {
         /// The token id as 32 hex digits.
         session: String,
         expires_at: i64,
+    },
+    RevokedBefore {
+        user: Arc<str>,
+        before: i64,
+        until: i64,
     },
 }
 
@@ -282,6 +295,18 @@ impl Envelope {
                 },
                 [None, None],
             ),
+            Envelope::RevokedBefore {
+                user,
+                before,
+                until,
+            } => (
+                Header::RevokedBefore {
+                    user: user.clone(),
+                    before: *before,
+                    until: *until,
+                },
+                [None, None],
+            ),
         };
         let body: usize = frames.iter().flatten().map(|f| f.len()).sum();
         let mut buf = BytesMut::with_capacity(body + 128);
@@ -318,6 +343,8 @@ impl Envelope {
                         .sum::<usize>()
             }
             Envelope::Revoked { user, .. } => HEADER_BOUND + json_str_len(user) + 34,
+            // Two numbers of at most 20 characters each.
+            Envelope::RevokedBefore { user, .. } => HEADER_BOUND + json_str_len(user) + 40,
         }
     }
 
@@ -376,6 +403,15 @@ impl Envelope {
                 session: u128::from_str_radix(&session, 16)
                     .map_err(|_| PlumbingError::Malformed("bad token id"))?,
                 expires_at,
+            },
+            Header::RevokedBefore {
+                user,
+                before,
+                until,
+            } => Envelope::RevokedBefore {
+                user,
+                before,
+                until,
             },
             Header::Batch { lens } => {
                 let mut all = Vec::with_capacity(lens.len());
@@ -439,6 +475,11 @@ mod tests {
                 user: "a".into(),
                 session: u128::MAX - 5,
                 expires_at: 1_700_000_000_000,
+            },
+            Envelope::RevokedBefore {
+                user: "a".into(),
+                before: 1_700_000_000_000,
+                until: 1_731_000_000_000,
             },
             Envelope::Batch(vec![
                 Envelope::GroupChanged { gid: "g".into() },
@@ -504,6 +545,11 @@ mod tests {
             user: "a".into(),
             session: u128::MAX,
             expires_at: i64::MIN,
+        });
+        all.push(Envelope::RevokedBefore {
+            user: "\u{7}".into(),
+            before: i64::MIN,
+            until: i64::MIN,
         });
         for env in &all {
             let len = env.encode().len();

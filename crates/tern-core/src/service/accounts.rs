@@ -113,7 +113,7 @@ impl Core {
             .auth
             .verify_fresh(token)
             .await
-            .filter(|s| !self.revoked.contains(s.id))
+            .filter(|s| !self.revoked.refuses(&s.user, s.id, s.issued_at))
             .ok_or_else(refused)?;
         if !self.user_exists(&session.user).await? {
             return Err(refused());
@@ -161,7 +161,12 @@ impl Core {
         if !self.revoked.is_empty() {
             self.hub.kick_sessions(|id| self.revoked.contains(id));
         }
-        Ok(self.revoked.len())
+        let users = self.store.revoked_users(now).await?;
+        for (user, before, until) in &users {
+            self.revoked.insert_user(user, *before, *until, now);
+            self.hub.kick_issued_before(user, *before);
+        }
+        Ok(self.revoked.len() + users.len())
     }
 
     pub async fn user_exists(&self, user: &str) -> CoreResult<bool> {

@@ -137,6 +137,7 @@ impl Core {
         let route = Route {
             node: self.fanout.node(),
             conn: conn.id,
+            session: conn.session,
         };
         let found = self.presence.connected(&user, &conn.device, route).await;
         let Registered { replaced, .. } = self.hub.register(conn.clone());
@@ -178,6 +179,7 @@ impl Core {
         let route = Route {
             node: self.fanout.node(),
             conn: conn.id,
+            session: conn.session,
         };
         match self
             .presence

@@ -11,7 +11,12 @@
 //! - A session is one token, named by its id. The store records it at
 //!   login and on use (its `last_seen`, written at most once per
 //!   `session_seen_ms` per node); revoking one goes through the revoked
-//!   tokens every node keeps.
+//!   tokens every node keeps. Revoking all also revokes every token of
+//!   the user issued before that second, recorded or not (a token from
+//!   before sessions were recorded, or whose record failed).
+//! - A session's devices are its online connections on every node: this
+//!   node's from its hub, the others' from the presence routes, which
+//!   carry the session of each connection.
 
 use super::Core;
 use crate::auth::Session;
@@ -19,6 +24,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::frame::encode;
 use crate::now_ms;
 use crate::push::{Outbound, Push};
+use crate::revoked::USER_REVOCATION_KEEP_MS;
 use crate::store::{ConvSettings, SessionRecord};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -254,21 +260,24 @@ impl Core {
             .await?
             .into_iter()
             .filter(|r| {
-                u128::from_str_radix(&r.session, 16).is_ok_and(|id| !self.revoked.contains(id))
+                // Recorded to the ms, issued to the second.
+                let issued = r.created_at - r.created_at.rem_euclid(1000);
+                u128::from_str_radix(&r.session, 16)
+                    .is_ok_and(|id| !self.revoked.refuses(user, id, issued))
             })
             .collect();
         if recs.len() > self.cfg.sessions_listed {
             recs.drain(..recs.len() - self.cfg.sessions_listed);
         }
-        let conns = self.hub.devices(user);
+        let devices = self.session_devices(user).await;
         Ok(recs
             .into_iter()
             .map(|record| {
                 let id = u128::from_str_radix(&record.session, 16).unwrap_or(0);
-                let mut devices: Vec<String> = conns
+                let mut devices: Vec<String> = devices
                     .iter()
-                    .filter(|c| c.session == id && c.close_code().is_none())
-                    .map(|c| c.device.to_string())
+                    .filter(|(_, s)| *s == id)
+                    .map(|(d, _)| d.clone())
                     .collect();
                 devices.sort_unstable();
                 devices.dedup();
@@ -279,6 +288,31 @@ impl Core {
                 }
             })
             .collect())
+    }
+
+    /// `user`'s online devices on every node with the session of each:
+    /// this node's from its hub (connections being closed left out), the
+    /// other nodes' from the presence routes. Without presence, this
+    /// node's only.
+    async fn session_devices(&self, user: &str) -> Vec<(String, u128)> {
+        let node = self.fanout.node();
+        let mut out: Vec<(String, u128)> = self
+            .hub
+            .devices(user)
+            .iter()
+            .filter(|c| c.close_code().is_none())
+            .map(|c| (c.device.to_string(), c.session))
+            .collect();
+        match self.presence.devices(user).await {
+            Ok(routes) => out.extend(
+                routes
+                    .into_iter()
+                    .filter(|(_, r)| r.node != node)
+                    .map(|(d, r)| (d, r.session)),
+            ),
+            Err(e) => tracing::warn!(error = %e, "sessions: other nodes' devices unknown"),
+        }
+        out
     }
 
     /// `DELETE /v1/sessions/{session}`: revokes one of `user`'s sessions
@@ -307,10 +341,24 @@ impl Core {
         .await
     }
 
-    /// `DELETE /v1/sessions?all=true`: revokes every recorded session of
-    /// `user`, the caller's own included; how many.
+    /// `DELETE /v1/sessions?all=true`: revokes every token of `user`
+    /// issued before this second, recorded as a session or not, then each
+    /// recorded session (those issued within this second too), the
+    /// caller's own included; how many recorded ones. A login after the
+    /// call is not touched.
     pub async fn revoke_all_sessions(&self, user: &str) -> CoreResult<usize> {
-        let recs = self.store.sessions(user, now_ms()).await?;
+        let now = now_ms();
+        // Tokens carry their issue time in whole seconds.
+        let before = now - now.rem_euclid(1000);
+        let until = before.saturating_add(USER_REVOCATION_KEEP_MS);
+        self.store
+            .revoke_user_tokens(user, before, until, now)
+            .await?;
+        self.revoked.insert_user(user, before, until, now);
+        let closed = self.hub.kick_issued_before(user, before);
+        tracing::debug!(%user, closed, "older tokens revoked");
+        self.fanout.revoked_before(user, before, until).await;
+        let recs = self.store.sessions(user, now).await?;
         let mut n = 0;
         for rec in recs {
             let Ok(id) = u128::from_str_radix(&rec.session, 16) else {

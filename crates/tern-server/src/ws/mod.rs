@@ -117,7 +117,13 @@ async fn session(
         return;
     };
     let user = session.user;
-    let (conn, rx) = Conn::for_session(&user, &device, app.cfg.limits.outbound_queue, session.id);
+    let (conn, rx) = Conn::for_session(
+        &user,
+        &device,
+        app.cfg.limits.outbound_queue,
+        session.id,
+        session.issued_at,
+    );
     if let Err(e) = Box::pin(app.core.connect(conn.clone())).await {
         let _ = socket
             .send(text(error_frame(None, e.code, &e.message)))

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod accounts;
 mod blocks;
+mod codes;
 mod edits;
 mod groups;
 mod hostile;

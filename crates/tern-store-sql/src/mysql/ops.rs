@@ -121,6 +121,10 @@ impl Dialect for MySqlDialect {
     const UPSERT_REVOKED: &'static str =
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
          ON DUPLICATE KEY UPDATE expires_at = GREATEST(expires_at, VALUES(expires_at))";
+    const UPSERT_REVOKED_USER: &'static str =
+        "INSERT INTO revoked_users (user_id, before_ms, expires_at) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE before_ms = GREATEST(before_ms, VALUES(before_ms)), \
+         expires_at = GREATEST(expires_at, VALUES(expires_at))";
     const INSERT_SIGNING_KEY: &'static str =
         "INSERT IGNORE INTO signing_keys (kid, secret, created_at) VALUES (?, ?, ?)";
     // 5.4 and blocks

@@ -73,6 +73,11 @@ impl Dialect for Pg {
         "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
          ON CONFLICT (jti) DO UPDATE SET expires_at = \
          GREATEST(revoked_tokens.expires_at, EXCLUDED.expires_at)";
+    const UPSERT_REVOKED_USER: &'static str =
+        "INSERT INTO revoked_users (user_id, before_ms, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+         before_ms = GREATEST(revoked_users.before_ms, EXCLUDED.before_ms), \
+         expires_at = GREATEST(revoked_users.expires_at, EXCLUDED.expires_at)";
     const INSERT_SIGNING_KEY: &'static str =
         "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (kid) DO NOTHING";

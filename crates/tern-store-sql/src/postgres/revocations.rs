@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revoked_users (
+    user_id    TEXT PRIMARY KEY,
+    before_ms  BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
 "#;
 
 pub async fn init(c: &mut PgConnection) -> StoreResult<()> {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// `HH:MM` (UTC) of a time in ms.
-fn clock(ts: i64) -> String {
+pub(super) fn clock(ts: i64) -> String {
     let secs = ts.div_euclid(1000).rem_euclid(86_400);
     format!("{:02}:{:02}", secs / 3600, secs / 60 % 60)
 }

@@ -9,6 +9,8 @@
 mod view;
 // 5.4 and blocks
 mod events;
+// 5.3
+mod settings;
 
 use anyhow::Context;
 use clap::Args;
@@ -55,6 +57,11 @@ commands:
   /edit SEQ TEXT           edit your message SEQ of the open conversation
   /reply SEQ TEXT          answer message SEQ of the open conversation
   /react SEQ EMOJI, /unreact SEQ EMOJI   react to message SEQ, or take it back
+  /name NAME               change your display name
+  /pin, /unpin             pin the open conversation to the top, or unpin it
+  /silence MINUTES         no offline push for the open conversation (0: again)
+  /sessions                your sessions and their online devices
+  /signout ID | all        end one session (an ID of /sessions) or every one
   /help                    this list
   /quit                    leave
 anything else is sent to the open conversation";
@@ -294,6 +301,11 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
                 }
             }
         }
+        // 5.3
+        Some(c @ ("/name" | "/pin" | "/unpin" | "/silence" | "/sessions" | "/signout")) => {
+            let rest = line[c.len()..].trim();
+            settings::command(chat, me, c, rest).await?;
+        }
         Some(c) if c.starts_with('/') => anyhow::bail!("unknown command {c}; /help lists them"),
         Some(_) => {
             let Some(open) = chat.open.clone() else {
@@ -460,6 +472,11 @@ async fn on_event(chat: &mut Chat, s: &Session, ev: Event) -> anyhow::Result<()>
             r.emoji,
             r.seq,
             chat.title(&r.conv)
+        ),
+        Event::Profile(p) => println!("{}", settings::profile_text(&p, &chat.me)),
+        Event::ConvSettings(c) => println!(
+            "{}",
+            settings::conv_settings_text(&chat.title(&c.conv), &c, now_ms())
         ),
         Event::Disconnected {
             reconnecting,
