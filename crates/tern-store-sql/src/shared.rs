@@ -667,12 +667,15 @@ where
     }
 
     async fn drop_doc(c: &mut Conn<D>, conv: &str, seq: u64) -> StoreResult<()> {
-        sqlx::query(stmt!(D, "DELETE FROM search_docs WHERE conv = ? AND seq = ?"))
-            .bind(conv)
-            .bind(sql_seq(seq))
-            .execute(&mut *c)
-            .await
-            .map_err(be)?;
+        sqlx::query(stmt!(
+            D,
+            "DELETE FROM search_docs WHERE conv = ? AND seq = ?"
+        ))
+        .bind(conv)
+        .bind(sql_seq(seq))
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
         Ok(())
     }
 

@@ -117,6 +117,7 @@ async fn open() -> Option<(Arc<dyn Store>, Ctx)> {
 }
 
 tern_store_conformance::suite!(open: open, reopen: reopen);
+tern_store_conformance::search_access_property!(open: open, cases: 24);
 tern_store_conformance::shared_suite!(open: open, reopen: reopen);
 
 // ----- PostgreSQL-specific risks -----
