@@ -188,15 +188,20 @@ macro_rules! suite {
 pub use proptest as __proptest;
 
 /// The property of [`search_follows_access`] as a test: `cases` random
-/// histories of up to 40 steps, each on a fresh store from `open`.
+/// histories of up to 40 steps (`PROPTEST_CASES` when set), each on a
+/// fresh store from `open`.
 #[macro_export]
 macro_rules! search_access_property {
     (open: $open:path, cases: $cases:expr $(,)?) => {
         #[test]
         fn search_follows_access() {
             use $crate::__proptest::test_runner::{Config, TestRunner};
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or($cases);
             let mut runner = TestRunner::new(Config {
-                cases: $cases,
+                cases,
                 failure_persistence: None,
                 ..Config::default()
             });
