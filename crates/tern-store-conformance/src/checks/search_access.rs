@@ -221,7 +221,7 @@ pub async fn search_follows_access(s: &dyn Store, ops: &[AccessOp]) {
                 readable.extend(msgs);
             }
         }
-        readable.sort_by(|a, b| (b.ts, b.msg_id).cmp(&(a.ts, a.msg_id)));
+        readable.sort_by_key(|m| std::cmp::Reverse((m.ts, m.msg_id)));
         for word in WORDS {
             let want: Vec<_> = readable
                 .iter()

@@ -197,7 +197,7 @@ pub fn search(c: &Connection, user: &str, q: &SearchQuery) -> StoreResult<Vec<St
         out.extend(hits(&tx, user, &fts, q)?);
     }
     if convs.len() > CONVS_PER_QUERY {
-        out.sort_by(|a, b| (b.ts, b.msg_id).cmp(&(a.ts, a.msg_id)));
+        out.sort_by_key(|m| std::cmp::Reverse((m.ts, m.msg_id)));
         out.truncate(q.limit as usize);
     }
     Ok(out)
