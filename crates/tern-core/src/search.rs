@@ -157,6 +157,16 @@ pub fn index_text(text: &str) -> String {
     out
 }
 
+/// A conversation as an indexed term: `c` and the hex of its id. A store
+/// may index it with each message's terms, so that a query can name the
+/// conversations it may find (a word term begins with `x`: the two never
+/// meet, not even as a prefix).
+pub fn conv_term(conv: &str) -> String {
+    let mut s = encode(conv);
+    s.replace_range(..1, "c");
+    s
+}
+
 /// The indexed text of a stored message: its text content for `kind`
 /// `text` (a JSON string), nothing for other kinds or a recalled message.
 pub fn index_message(kind: &str, content: Option<&str>) -> String {
@@ -261,5 +271,11 @@ mod tests {
         assert_eq!(index_message("text", Some("\"Hi\"")), encode("hi"));
         assert_eq!(index_message("image", Some("\"Hi\"")), "");
         assert_eq!(index_message("text", None), "");
+    }
+
+    #[test]
+    fn conv_terms_are_no_word_terms() {
+        assert_eq!(conv_term("dm:a:b"), "c646d3a613a62");
+        assert!(!conv_term("xy").starts_with(&encode("")));
     }
 }

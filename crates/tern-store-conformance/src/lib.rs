@@ -128,6 +128,7 @@ macro_rules! suite {
             // 5.2
             search_words_prefixes_and_cjk,
             search_bounds_and_exclusions,
+            search_across_many_conversations,
         );
 
         #[tokio::test]
@@ -181,6 +182,47 @@ macro_rules! suite {
                 $crate::$name(&*store).await;
             }
         )*
+    };
+}
+
+#[doc(hidden)]
+pub use proptest as __proptest;
+
+/// The property of [`search_follows_access`] as a test: `cases` random
+/// histories of up to 40 steps (`PROPTEST_CASES` when set), each on a
+/// fresh store from `open`.
+#[macro_export]
+macro_rules! search_access_property {
+    (open: $open:path, cases: $cases:expr $(,)?) => {
+        #[test]
+        fn search_follows_access() {
+            use $crate::__proptest::test_runner::{Config, TestRunner};
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or($cases);
+            let mut runner = TestRunner::new(Config {
+                cases,
+                failure_persistence: None,
+                ..Config::default()
+            });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let outcome = runner.run(&$crate::search_access_ops(40), |ops| {
+                rt.block_on(async {
+                    let Some((store, _ctx)) = $open().await else {
+                        return;
+                    };
+                    $crate::search_follows_access(&*store, &ops).await;
+                });
+                Ok(())
+            });
+            if let Err(e) = outcome {
+                panic!("{e}");
+            }
+        }
     };
 }
 

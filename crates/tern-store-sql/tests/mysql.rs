@@ -9,4 +9,5 @@ mod common;
 use common::{open, reopen};
 
 tern_store_conformance::suite!(open: open, reopen: reopen);
+tern_store_conformance::search_access_property!(open: open, cases: 24);
 tern_store_conformance::shared_suite!(open: open, reopen: reopen);

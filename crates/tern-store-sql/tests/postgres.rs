@@ -117,6 +117,7 @@ async fn open() -> Option<(Arc<dyn Store>, Ctx)> {
 }
 
 tern_store_conformance::suite!(open: open, reopen: reopen);
+tern_store_conformance::search_access_property!(open: open, cases: 24);
 tern_store_conformance::shared_suite!(open: open, reopen: reopen);
 
 // ----- PostgreSQL-specific risks -----
@@ -511,4 +512,80 @@ async fn upgrade_from_version_3_keeps_groups() {
     c.close().await.unwrap();
     let store = reopen(&ctx).await;
     support::assert_groups_upgraded(&*store).await;
+}
+
+/// 5.2 search timings on PostgreSQL (not a check; run by hand):
+/// `TERN_BENCH_MESSAGES` (default 100,000) text messages in 1,000
+/// conversations of two users, as the embedded store's search bench, then
+/// p50 and p99 of 50 searches per query by different users.
+/// `cargo test --release -p tern-store-sql --test postgres search_timings -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn search_timings() {
+    use std::time::Instant;
+    use tern_core::search::{query_terms, SearchQuery};
+    const WORDS: [&str; 16] = [
+        "hello", "meeting", "tomorrow", "lunch", "project", "deadline", "coffee", "weekend",
+        "report", "call", "北京", "会议", "明天", "travel", "budget", "review",
+    ];
+    let Some((store, _ctx)) = open().await else {
+        return;
+    };
+    let n: u64 = std::env::var("TERN_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<NewMessage> = (i..(i + 1000).min(n))
+            .map(|i| {
+                let (a, b) = (format!("u{}", i % 1000), format!("v{}", i % 1000));
+                let w = |k: u64| WORDS[((i * 7 + k * 13) % 16) as usize];
+                let rare = if i % 10_000 == 0 { " zebra" } else { "" };
+                NewMessage {
+                    msg_id: i + 1,
+                    conv: format!("dm:{a}:{b}"),
+                    from: a.clone(),
+                    to: Some(b.clone()),
+                    group: None,
+                    kind: "text".into(),
+                    content: format!("\"{} {} {} number {i}{rare}\"", w(1), w(2), w(3)),
+                    ts: 1_795_000_000_000 + i as i64,
+                    client_msg_id: Some(format!("c{i}")),
+                    participants: vec![a, b],
+                    inbox_members_up_to: 0,
+                    change: None,
+                    extras: Default::default(),
+                }
+            })
+            .collect();
+        i += batch.len() as u64;
+        store.append_messages(batch).await.unwrap();
+    }
+    println!("stored {n} messages in {:.1?}", t.elapsed());
+    let t = Instant::now();
+    while store.index_pending(5000).await.unwrap() > 0 {}
+    println!("indexed them in {:.1?}", t.elapsed());
+    for q in ["zebra", "meeting", "meet", "北京", "coffee lunch"] {
+        let query = SearchQuery {
+            terms: query_terms(q).unwrap(),
+            conv: None,
+            before_ts: None,
+            limit: 20,
+        };
+        let mut times = Vec::new();
+        for k in 0..50u64 {
+            let user = format!("u{}", (k * 37) % 1000);
+            let t = Instant::now();
+            store.search(&user, &query).await.unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "search {q:?} (one user, limit 20): p50 {:.2?}, p99 {:.2?}",
+            times[times.len() / 2],
+            times[(times.len() - 1) * 99 / 100]
+        );
+    }
 }

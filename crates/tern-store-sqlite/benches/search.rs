@@ -2,7 +2,8 @@
 //! `TERN_BENCH_MESSAGES` (default 1,000,000) text messages in 1,000
 //! conversations through the `Store` API, indexes them, then times
 //! searches of one user (one rare word, one common word, a prefix, a CJK
-//! pair) and prints p50 and p99. Run with
+//! pair) and prints p50 and p99; then the same for `hub`, a user in 1,000
+//! conversations more (one message each, with all sixteen words). Run with
 //! `cargo bench -p tern-store-sqlite --bench search`.
 
 use std::time::{Duration, Instant};
@@ -66,7 +67,25 @@ fn main() {
         let t = Instant::now();
         while store.index_pending(5000).await.unwrap() > 0 {}
         println!("indexed them in {:.1?}", t.elapsed());
-        for q in ["zebra", "meeting", "meet", "北京", "coffee lunch"] {
+        let hub: Vec<_> = (0..1000u64)
+            .map(|k| {
+                let mut m = message(n + k);
+                let peer = format!("u{k}");
+                m.conv = format!("dm:hub:{peer}");
+                m.from = "hub".into();
+                m.to = Some(peer.clone());
+                m.participants = vec!["hub".into(), peer];
+                m.content = serde_json::to_string(&WORDS.join(" ")).unwrap();
+                m
+            })
+            .collect();
+        store.append_messages(hub).await.unwrap();
+        while store.index_pending(5000).await.unwrap() > 0 {}
+        for (q, who) in ["zebra", "meeting", "meet", "北京", "coffee lunch"]
+            .into_iter()
+            .map(|q| (q, "one user"))
+            .chain(["zebra", "meeting", "北京"].into_iter().map(|q| (q, "hub")))
+        {
             let query = SearchQuery {
                 terms: query_terms(q).unwrap(),
                 conv: None,
@@ -76,13 +95,17 @@ fn main() {
             let mut times = Vec::new();
             let mut hits = 0;
             for k in 0..200u64 {
-                let user = format!("u{}", (k * 37) % 1000);
+                let user = if who == "hub" {
+                    "hub".to_string()
+                } else {
+                    format!("u{}", (k * 37) % 1000)
+                };
                 let t = Instant::now();
                 hits = store.search(&user, &query).await.unwrap().len();
                 times.push(t.elapsed());
             }
             println!(
-                "search {q:?} (one user, limit 20, {hits} hits): p50 {:.2?}, p99 {:.2?}",
+                "search {q:?} ({who}, limit 20, {hits} hits): p50 {:.2?}, p99 {:.2?}",
                 pct(times.clone(), 0.5),
                 pct(times, 0.99)
             );

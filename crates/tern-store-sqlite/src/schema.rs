@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -282,6 +282,18 @@ fn migrate_to_9(c: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 10 indexes each message's conversation term
+/// (`tern_core::search::conv_term`) with its words, which searches name:
+/// the index starts again from the first message (emptied, the indexer's
+/// position back at 0) and the indexer rebuilds it. Stands alone (after
+/// `migrate_to_9`) and may run again.
+fn migrate_to_10(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "INSERT INTO search_fts (search_fts) VALUES ('delete-all');
+         UPDATE search_cursor SET last_rowid = 0 WHERE id = 1;",
+    )
+}
+
 /// Version 8 (5.3 profiles, conversation settings, sessions): the
 /// users' avatar column; `SCHEMA` then creates `conv_settings` and
 /// `sessions`. Stands alone and is safe to run again: it runs for any
@@ -332,6 +344,9 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     // 5.2 search
     if version < 9 {
         migrate_to_9(&tx)?;
+    }
+    if version < 10 {
+        migrate_to_10(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
@@ -588,12 +603,53 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         migrate_to_9(&c).unwrap();
-        c.pragma_update(None, "user_version", 6).unwrap();
-        assert_eq!(migrate(&c).unwrap(), Ok(()));
         let pos: i64 = c
             .query_row("SELECT last_rowid FROM search_cursor", [], |r| r.get(0))
             .unwrap();
         assert_eq!(pos, 1, "running the step again keeps the position");
+    }
+
+    /// A version 9 database indexed messages without their conversation:
+    /// version 10 empties the index and the indexer takes every message
+    /// again, each found by its words in its conversation.
+    #[test]
+    fn upgrade_to_version_10_reindexes() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        migrate_to_9(&c).unwrap();
+        c.execute_batch(
+            "INSERT INTO messages (conv, seq, msg_id, from_user, kind, content, ts)
+                 VALUES ('dm:a:b', 1, 1, 'a', 'text', '\"hello\"', 1);
+             INSERT INTO user_convs (user, conv) VALUES ('b', 'dm:a:b');
+             INSERT INTO convs (conv, max_seq, updated_at) VALUES ('dm:a:b', 1, 1);
+             INSERT INTO search_fts (rowid, terms) VALUES (1, 'x68656c6c6f');
+             UPDATE search_cursor SET last_rowid = 1;
+             PRAGMA user_version = 9;",
+        )
+        .unwrap();
+        assert_eq!(migrate(&c).unwrap(), Ok(()));
+        let pos: i64 = c
+            .query_row("SELECT last_rowid FROM search_cursor", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pos, 0);
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM search_fts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(crate::ops::index_pending(&c, 10).unwrap(), 1);
+        let q = tern_core::search::SearchQuery {
+            terms: tern_core::search::query_terms("hell").unwrap(),
+            conv: None,
+            before_ts: None,
+            limit: 10,
+        };
+        let hits = crate::ops::search(&c, "b", &q).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].msg_id, 1);
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
     }
 
     #[test]

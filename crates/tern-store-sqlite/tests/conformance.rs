@@ -23,3 +23,4 @@ async fn open() -> Option<(Arc<dyn Store>, TempDir)> {
 }
 
 tern_store_conformance::suite!(open: open, reopen: reopen);
+tern_store_conformance::search_access_property!(open: open, cases: 64);

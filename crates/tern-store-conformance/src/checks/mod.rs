@@ -236,6 +236,7 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+mod search_access;
 
 pub use accounts::*;
 pub use append::*;
@@ -246,4 +247,5 @@ pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
 pub use search::*;
+pub use search_access::*;
 pub use settings::*;

@@ -142,3 +142,34 @@ pub async fn search_bounds_and_exclusions(s: &dyn Store) {
         ["apple 2", "apple 0"]
     );
 }
+
+/// A user in many conversations (more than a store may name in one
+/// full-text query) finds the newest hits across all of them, and only
+/// theirs.
+pub async fn search_across_many_conversations(s: &dyn Store) {
+    for k in 0..150i64 {
+        send(
+            s,
+            dm("hub", &format!("p{k:03}"), 1000 + k, &format!("plum {k}")),
+        )
+        .await;
+        if k % 10 == 0 {
+            send(
+                s,
+                dm("zed", &format!("p{k:03}"), 2000 + k, &format!("plum z{k}")),
+            )
+            .await;
+        }
+    }
+    index_all(s).await;
+    let all: Vec<String> = (0..150).rev().map(|k| format!("plum {k}")).collect();
+    assert_eq!(words(s, "hub", "plum").await, all[..100]);
+    assert_eq!(find(s, "hub", "plum", None, None, 500).await, all);
+    assert_eq!(
+        find(s, "hub", "plum", None, Some(1003), 5).await,
+        ["plum 2", "plum 1", "plum 0"]
+    );
+    assert_eq!(find(s, "hub", "pl", None, None, 4).await, all[..4]);
+    assert_eq!(words(s, "p000", "plum").await, ["plum z0", "plum 0"]);
+    assert_eq!(words(s, "zed", "plum").await.len(), 15);
+}
