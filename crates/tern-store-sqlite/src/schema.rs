@@ -213,43 +213,10 @@ UPDATE messages SET msg_id = (SELECT max(msg_id) FROM messages) + rowid
 WHERE rowid NOT IN (SELECT min(rowid) FROM messages GROUP BY msg_id);
 "#;
 
-/// Version 6 (5.4 and blocks) adds the groups' settings and the members'
-/// roles as columns with defaults (every existing group open, every
-/// member plain and unmuted); `SCHEMA` then creates `blocks`. The step
-/// stands alone: it runs for any older version, whatever came between,
-/// and adds only the columns a table lacks.
-fn migrate_to_6(c: &Connection) -> rusqlite::Result<()> {
-    const COLUMNS: [(&str, &str, &str); 5] = [
-        ("groups", "announcement", "TEXT NOT NULL DEFAULT ''"),
-        ("groups", "muted_all", "INTEGER NOT NULL DEFAULT 0"),
-        ("groups", "dissolved", "INTEGER NOT NULL DEFAULT 0"),
-        ("group_members", "admin", "INTEGER NOT NULL DEFAULT 0"),
-        ("group_members", "muted_until", "INTEGER"),
-    ];
-    for (table, column, ty) in COLUMNS {
-        let has: bool = c
-            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
-            .exists([table, column])?;
-        if !has {
-            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty};"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Version 7 (5.1) adds a message's reply, mentions and edit time, and a
-/// user's mention position, as columns (empty for what exists); `SCHEMA`
-/// then creates `reactions`. Like `migrate_to_6` it stands alone and adds
-/// only the columns a table lacks.
-fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
-    const COLUMNS: [(&str, &str, &str); 4] = [
-        ("messages", "reply_to", "INTEGER"),
-        ("messages", "mentions", "TEXT"),
-        ("messages", "edited_at", "INTEGER"),
-        ("user_convs", "mention_seq", "INTEGER NOT NULL DEFAULT 0"),
-    ];
-    for (table, column, ty) in COLUMNS {
-        // A table that is not there yet gets its columns from `SCHEMA`.
+/// Adds each `(table, column, type)` a table lacks; a table that is not
+/// there yet gets its columns from `SCHEMA`.
+fn add_missing(c: &Connection, columns: &[(&str, &str, &str)]) -> rusqlite::Result<()> {
+    for (table, column, ty) in columns {
         let table_exists: bool = c
             .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
             .exists([table])?;
@@ -264,6 +231,36 @@ fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Version 6 (5.4 and blocks) adds the groups' settings and the members'
+/// roles as columns with defaults (every existing group open, every
+/// member plain and unmuted); `SCHEMA` then creates `blocks`. The step
+/// stands alone: it runs for any older version, whatever came between,
+/// and adds only the columns a table lacks.
+fn migrate_to_6(c: &Connection) -> rusqlite::Result<()> {
+    const COLUMNS: [(&str, &str, &str); 5] = [
+        ("groups", "announcement", "TEXT NOT NULL DEFAULT ''"),
+        ("groups", "muted_all", "INTEGER NOT NULL DEFAULT 0"),
+        ("groups", "dissolved", "INTEGER NOT NULL DEFAULT 0"),
+        ("group_members", "admin", "INTEGER NOT NULL DEFAULT 0"),
+        ("group_members", "muted_until", "INTEGER"),
+    ];
+    add_missing(c, &COLUMNS)
+}
+
+/// Version 7 (5.1) adds a message's reply, mentions and edit time, and a
+/// user's mention position, as columns (empty for what exists); `SCHEMA`
+/// then creates `reactions`. Like `migrate_to_6` it stands alone and adds
+/// only the columns a table lacks.
+fn migrate_to_7(c: &Connection) -> rusqlite::Result<()> {
+    const COLUMNS: [(&str, &str, &str); 4] = [
+        ("messages", "reply_to", "INTEGER"),
+        ("messages", "mentions", "TEXT"),
+        ("messages", "edited_at", "INTEGER"),
+        ("user_convs", "mention_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ];
+    add_missing(c, &COLUMNS)
 }
 
 /// Version 9 (5.2 search) adds the full-text index of messages and the
