@@ -15,6 +15,7 @@ pub mod ids;
 pub mod indexer;
 pub mod keeper;
 pub mod limits;
+pub mod media;
 pub mod offline;
 pub mod order;
 mod pipeline;

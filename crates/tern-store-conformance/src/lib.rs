@@ -129,6 +129,8 @@ macro_rules! suite {
             search_words_prefixes_and_cjk,
             search_bounds_and_exclusions,
             search_across_many_conversations,
+            // 5.5
+            media_stored_referenced_and_swept,
         );
 
         #[tokio::test]

@@ -43,6 +43,8 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod settings;
+// 5.5 media
+mod media;
 // 5.2
 mod search;
 mod shared;
@@ -53,7 +55,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
+    AckMark, Appended, MediaRecord, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
     SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
@@ -69,6 +71,7 @@ pub use mysql::{MySqlOptions, MySqlStore};
 pub use postgres::{PgOptions, PgStore};
 use search::SearchIndex;
 use settings::Settings;
+use media::Media;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the
@@ -216,7 +219,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Media> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -725,6 +728,24 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex> Store for SqlStore
         q: &tern_core::search::SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>> {
         on_conn!(self, |c| search::search::<D>(c, user, q))
+    }
+
+    // ----- 5.5 media -----
+
+    async fn media_add(&self, m: &MediaRecord) -> StoreResult<()> {
+        in_tx!(self, |c| D::media_add(c, m))
+    }
+
+    async fn media_get(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
+        on_conn!(self, |c| D::media_get(c, id))
+    }
+
+    async fn media_reference(&self, id: &str, owner: &str) -> StoreResult<Option<MediaRecord>> {
+        in_tx!(self, |c| D::media_reference(c, id, owner))
+    }
+
+    async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
+        in_tx!(self, |c| D::media_sweep(c, created_before, max))
     }
 }
 

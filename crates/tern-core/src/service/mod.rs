@@ -19,6 +19,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+mod media;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;

@@ -237,12 +237,15 @@ mod settings;
 // 5.2
 mod search;
 mod search_access;
+// 5.5 media
+mod media;
 
 pub use accounts::*;
 pub use append::*;
 pub use durability::*;
 pub use edits::*;
 pub use groups::*;
+pub use media::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;

@@ -21,6 +21,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+mod media;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -29,6 +31,7 @@ pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use search::{index_pending, reindex_message, search};
+pub use media::{media_add, media_get, media_reference, media_sweep};
 pub use settings::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
