@@ -25,6 +25,9 @@ mod search;
 // 5.3
 #[path = "cluster/settings.rs"]
 mod settings;
+// 5.5
+#[path = "cluster/media.rs"]
+mod media;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

@@ -10,10 +10,13 @@
 mod auth;
 mod io;
 mod limits;
+// 5.5
+mod media;
 
 pub use auth::*;
 pub use io::*;
 pub use limits::*;
+pub use media::MediaConfig;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -40,6 +43,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    /// 5.5 media.
+    pub media: MediaConfig,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         let l = &self.limits;
         let d = &self.delivery;
+        self.media.check().map_err(ConfigError::Invalid)?;
         if self.node_id > 1023 {
             return bad("node_id must be at most 1023");
         }

@@ -20,6 +20,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+pub(crate) mod media;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -80,6 +82,9 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(settings::delete_one_session))
         // 5.2
         .routes(routes!(search::search))
+        // 5.5
+        .routes(routes!(media::upload_media))
+        .routes(routes!(media::get_media))
 }
 
 pub fn router(app: Arc<App>) -> Router {

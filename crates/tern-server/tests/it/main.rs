@@ -11,6 +11,7 @@ mod edits;
 mod groups;
 mod hostile;
 mod limits;
+mod media;
 mod messaging;
 mod moderation;
 mod openapi;
