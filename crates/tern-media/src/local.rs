@@ -77,6 +77,10 @@ impl BlobWriter for FileWriter {
     async fn abort(self: Box<Self>) {
         drop(self.file);
         let _ = tokio::fs::remove_file(&self.tmp).await;
+        // The media's directory, if this was all it held.
+        if let Some(dir) = self.dest.parent() {
+            let _ = tokio::fs::remove_dir(dir).await;
+        }
     }
 }
 

@@ -288,7 +288,7 @@ async fn send_names_own_media_only() {
         .get(&format!("/v1/conversations/{conv}/messages"), Some(&tb))
         .await;
     assert_eq!(st, 200, "{h}");
-    let msgs = h["messages"].as_array().unwrap();
+    let msgs = h["msgs"].as_array().unwrap();
     let c = &msgs.last().unwrap()["content"];
     assert_eq!(c["media"], mine.as_str());
     assert_eq!(c["url"], format!("/v1/media/{mine}"));
@@ -301,7 +301,7 @@ async fn send_names_own_media_only() {
     let (st, v) = s.post("/v1/messages", Some(&ta), send("c6", "file", &doc)).await;
     assert_eq!(st, 200, "{v}");
     let (_, h) = s.get(&format!("/v1/conversations/{conv}/messages"), Some(&tb)).await;
-    let c = &h["messages"].as_array().unwrap().last().unwrap()["content"];
+    let c = &h["msgs"].as_array().unwrap().last().unwrap()["content"];
     assert_eq!((c["mime"].as_str(), c["size"].as_u64()), (Some("application/pdf"), Some(8)));
     assert!(c.get("w").is_none());
     s.stop().await;

@@ -161,7 +161,7 @@ async fn media_shared_through_s3() {
         )
         .await;
     assert_eq!(st, 200, "{h}");
-    let content = &h["messages"][0]["content"];
+    let content = &h["msgs"][0]["content"];
     assert_eq!(content["url"], format!("/v1/media/{img_id}"));
     assert_eq!((content["w"].as_u64(), content["h"].as_u64()), (Some(300), Some(150)));
     // Bob cannot send ann's media.
