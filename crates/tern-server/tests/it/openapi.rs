@@ -54,6 +54,9 @@ const API: &[(&str, &str)] = &[
     ("DELETE", "/v1/sessions/{session}"),
     // 5.2
     ("GET", "/v1/search"),
+    // 5.5
+    ("POST", "/v1/media"),
+    ("GET", "/v1/media/{media}"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
