@@ -26,7 +26,9 @@ pub fn new_media_id() -> String {
 /// Whether `s` has the form of a media id (32 lowercase hex digits): what
 /// the server looks up; anything else is no media.
 pub fn is_media_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The path a media is served at (5.5), filled into a message as `url`.

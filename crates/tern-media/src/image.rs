@@ -20,7 +20,9 @@ pub fn format_of_mime(mime: &str) -> Option<ImageFormat> {
 /// The format the bytes start as, among those of [`format_of_mime`].
 pub fn sniff(head: &[u8]) -> Option<ImageFormat> {
     match image::guess_format(head).ok()? {
-        f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP) => Some(f),
+        f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP) => {
+            Some(f)
+        }
         _ => None,
     }
 }

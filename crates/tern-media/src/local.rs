@@ -65,9 +65,7 @@ impl BlobWriter for FileWriter {
     async fn finish(mut self: Box<Self>) -> BlobResult<()> {
         self.file.flush().await.map_err(io)?;
         self.file.sync_all().await.map_err(io)?;
-        tokio::fs::rename(&self.tmp, &self.dest)
-            .await
-            .map_err(io)?;
+        tokio::fs::rename(&self.tmp, &self.dest).await.map_err(io)?;
         if let Some(dir) = self.dest.parent() {
             sync_dir(dir).await;
         }

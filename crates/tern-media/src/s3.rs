@@ -71,10 +71,7 @@ struct S3Writer {
 #[async_trait]
 impl BlobWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> BlobResult<()> {
-        self.w
-            .write_all(&chunk)
-            .await
-            .map_err(BlobError::backend)
+        self.w.write_all(&chunk).await.map_err(BlobError::backend)
     }
 
     async fn finish(mut self: Box<Self>) -> BlobResult<()> {

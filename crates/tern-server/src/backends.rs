@@ -230,7 +230,7 @@ pub fn open_blobs(cfg: &Config) -> anyhow::Result<Arc<dyn tern_core::media::Blob
         );
     }
     let dir = cfg.data_dir.join("media");
-    let blobs = tern_media::LocalBlobs::new(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    let blobs =
+        tern_media::LocalBlobs::new(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(Arc::new(blobs))
 }

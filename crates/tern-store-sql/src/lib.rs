@@ -55,15 +55,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, MediaRecord, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
-    SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
+    HistoryQuery, MediaRecord, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
+    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
+use media::Media;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
@@ -71,7 +72,6 @@ pub use mysql::{MySqlOptions, MySqlStore};
 pub use postgres::{PgOptions, PgStore};
 use search::SearchIndex;
 use settings::Settings;
-use media::Media;
 use shared::Shared;
 
 /// How long a call waits for a connection before it fails: when the

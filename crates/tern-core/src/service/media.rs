@@ -56,11 +56,10 @@ impl Core {
         let Some(id) = named.as_str().filter(|s| is_media_id(s)) else {
             return Err(CoreError::invalid("media must be a media id"));
         };
-        let m = self
-            .store
-            .media_reference(id, user)
-            .await?
-            .ok_or_else(|| CoreError::invalid(format!("no media {id} uploaded by the sender")))?;
+        let m =
+            self.store.media_reference(id, user).await?.ok_or_else(|| {
+                CoreError::invalid(format!("no media {id} uploaded by the sender"))
+            })?;
         let fits = match kind {
             "image" => m.mime.starts_with("image/"),
             "voice" => m.mime.starts_with("audio/"),

@@ -334,7 +334,12 @@ pub(super) async fn get_media(
     app.core.session(&token).await?;
     let m = app.core.media(&id).await?;
     let (variant, size, mime, etag) = match p.thumb.as_deref() {
-        None => (ORIGINAL.to_owned(), m.size, m.mime.clone(), m.sha256.clone()),
+        None => (
+            ORIGINAL.to_owned(),
+            m.size,
+            m.mime.clone(),
+            m.sha256.clone(),
+        ),
         Some(t) => {
             let n = t
                 .parse::<u32>()

@@ -31,7 +31,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -79,7 +83,9 @@ async fn upload_streamed(s: &Server, token: &str, mime: &str, body: Vec<u8>) -> 
         .post(s.url("/v1/media"))
         .bearer_auth(token)
         .header("content-type", mime)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -93,7 +99,12 @@ async fn ok_upload(s: &Server, token: &str, mime: &str, body: Vec<u8>) -> String
     v["media"].as_str().unwrap().to_owned()
 }
 
-async fn download(s: &Server, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> reqwest::Response {
+async fn download(
+    s: &Server,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut req = s.http.get(s.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -136,23 +147,59 @@ async fn upload_download_etag_and_ranges() {
 
     // ETag and If-None-Match.
     let etag = format!("\"{sha}\"");
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("if-none-match", &etag)]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("if-none-match", &etag)],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 304);
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("if-none-match", "\"other\"")]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("if-none-match", "\"other\"")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
 
     // Ranges: a-b, a-, -n; past the end is 416.
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("range", "bytes=10-19")]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("range", "bytes=10-19")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 10-19/300000");
     assert_eq!(&r.bytes().await.unwrap()[..], &data[10..20]);
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("range", "bytes=299990-")]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("range", "bytes=299990-")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(&r.bytes().await.unwrap()[..], &data[299_990..]);
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("range", "bytes=-5")]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("range", "bytes=-5")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(&r.bytes().await.unwrap()[..], &data[299_995..]);
-    let r = download(&s, &format!("/v1/media/{id}"), Some(&ta), &[("range", "bytes=300000-300010")]).await;
+    let r = download(
+        &s,
+        &format!("/v1/media/{id}"),
+        Some(&ta),
+        &[("range", "bytes=300000-300010")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */300000");
     let v: Value = r.json().await.unwrap();
@@ -161,12 +208,20 @@ async fn upload_download_etag_and_ranges() {
     // No token: 401; unknown ids: 404.
     let (st, v) = s.get(&format!("/v1/media/{id}"), None).await;
     assert_eq!((st, v["code"].as_str()), (401, Some("unauthenticated")));
-    let (st, v) = s.get(&format!("/v1/media/{}", "0".repeat(32)), Some(&ta)).await;
+    let (st, v) = s
+        .get(&format!("/v1/media/{}", "0".repeat(32)), Some(&ta))
+        .await;
     assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
     let (st, v) = s.get("/v1/media/nope", Some(&ta)).await;
     assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
     // Uploading needs a token too.
-    let r = s.http.post(s.url("/v1/media")).body("x").send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/v1/media"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     s.stop().await;
 }
@@ -184,7 +239,11 @@ async fn size_before_type_and_types_checked() {
         } else {
             upload(&s, &ta, "application/octet-stream", body).await
         };
-        assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")), "{v}");
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (413, Some("content_too_large")),
+            "{v}"
+        );
         // Size before type, either way.
         let body = bytes_of(100_001, 3);
         let (st, v) = if streamed {
@@ -192,7 +251,11 @@ async fn size_before_type_and_types_checked() {
         } else {
             upload(&s, &ta, "application/x-evil", body).await
         };
-        assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")), "{v}");
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (413, Some("content_too_large")),
+            "{v}"
+        );
     }
     // Nothing of the refused uploads is kept.
     let left: Vec<_> = std::fs::read_dir(s.dir.path().join("media"))
@@ -202,14 +265,30 @@ async fn size_before_type_and_types_checked() {
     assert_eq!(left.len(), 1, "{left:?}");
     // A type outside the list: 415.
     let (st, v) = upload(&s, &ta, "application/x-evil", b"hello".to_vec()).await;
-    assert_eq!((st, v["code"].as_str()), (415, Some("unsupported_media")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (415, Some("unsupported_media")),
+        "{v}"
+    );
     let (st, v) = upload(&s, &ta, "text/html", b"<b>x</b>".to_vec()).await;
-    assert_eq!((st, v["code"].as_str()), (415, Some("unsupported_media")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (415, Some("unsupported_media")),
+        "{v}"
+    );
     // Text declared as PNG, a PNG declared as JPEG: refused.
     let (st, v) = upload(&s, &ta, "image/png", b"not an image at all".to_vec()).await;
-    assert_eq!((st, v["code"].as_str()), (415, Some("unsupported_media")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (415, Some("unsupported_media")),
+        "{v}"
+    );
     let (st, v) = upload(&s, &ta, "image/jpeg", png(8, 8)).await;
-    assert_eq!((st, v["code"].as_str()), (415, Some("unsupported_media")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (415, Some("unsupported_media")),
+        "{v}"
+    );
     // Parameters and case of Content-Type do not matter.
     let (st, v) = upload(&s, &ta, "Text/Plain; charset=utf-8", b"hi".to_vec()).await;
     assert_eq!((st, v["mime"].as_str()), (201, Some("text/plain")), "{v}");
@@ -220,8 +299,18 @@ async fn size_before_type_and_types_checked() {
 async fn default_limit_is_25_mib() {
     let s = Server::start().await;
     let ta = s.user("alice").await;
-    let (st, v) = upload(&s, &ta, "application/octet-stream", vec![7u8; 25 * 1024 * 1024 + 1]).await;
-    assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")), "{v}");
+    let (st, v) = upload(
+        &s,
+        &ta,
+        "application/octet-stream",
+        vec![7u8; 25 * 1024 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (413, Some("content_too_large")),
+        "{v}"
+    );
     s.stop().await;
 }
 
@@ -244,21 +333,35 @@ async fn thumbnails_and_decompression_bombs() {
     let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
     assert_eq!((img.width(), img.height()), (400, 200));
     for bad in ["15", "1025", "x"] {
-        let (st, v) = s.get(&format!("/v1/media/{id}?thumb={bad}"), Some(&ta)).await;
+        let (st, v) = s
+            .get(&format!("/v1/media/{id}?thumb={bad}"), Some(&ta))
+            .await;
         assert_eq!((st, v["code"].as_str()), (400, Some("invalid")), "{bad}");
     }
     let text = ok_upload(&s, &ta, "text/plain", b"hello".to_vec()).await;
-    let (st, v) = s.get(&format!("/v1/media/{text}?thumb=100"), Some(&ta)).await;
+    let (st, v) = s
+        .get(&format!("/v1/media/{text}?thumb=100"), Some(&ta))
+        .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid")));
 
     // A PNG declaring 100000x100000 pixels: refused at upload.
     let (st, v) = upload(&s, &ta, "image/png", bomb_png(100_000, 100_000)).await;
-    assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (413, Some("content_too_large")),
+        "{v}"
+    );
     // One within the side bound but not the decoding memory: stored,
     // and its thumbnail refused by the decoder's limits.
     let bomb = ok_upload(&s, &ta, "image/png", bomb_png(60_000, 60_000)).await;
-    let (st, v) = s.get(&format!("/v1/media/{bomb}?thumb=100"), Some(&ta)).await;
-    assert_eq!((st, v["code"].as_str()), (413, Some("content_too_large")), "{v}");
+    let (st, v) = s
+        .get(&format!("/v1/media/{bomb}?thumb=100"), Some(&ta))
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (413, Some("content_too_large")),
+        "{v}"
+    );
     s.stop().await;
 }
 
@@ -269,19 +372,25 @@ async fn send_names_own_media_only() {
     let tb = s.user("bob").await;
     let mine = ok_upload(&s, &ta, "image/png", png(64, 32)).await;
     let theirs = ok_upload(&s, &tb, "image/png", png(8, 8)).await;
-    let send = |cmid: &str, kind: &str, media: &str| {
-        json!({"to":"bob","client_msg_id":cmid,"kind":kind,"content":{"media":media,"caption":"hi"}})
-    };
+    let send = |cmid: &str, kind: &str, media: &str| json!({"to":"bob","client_msg_id":cmid,"kind":kind,"content":{"media":media,"caption":"hi"}});
     for (cmid, kind, media) in [
         ("c1", "image", theirs.as_str()),
         ("c2", "image", "0123456789abcdef0123456789abcdef"),
         ("c3", "image", "not-an-id"),
         ("c4", "voice", mine.as_str()),
     ] {
-        let (st, v) = s.post("/v1/messages", Some(&ta), send(cmid, kind, media)).await;
-        assert_eq!((st, v["code"].as_str()), (400, Some("invalid")), "{cmid}: {v}");
+        let (st, v) = s
+            .post("/v1/messages", Some(&ta), send(cmid, kind, media))
+            .await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (400, Some("invalid")),
+            "{cmid}: {v}"
+        );
     }
-    let (st, v) = s.post("/v1/messages", Some(&ta), send("c5", "image", &mine)).await;
+    let (st, v) = s
+        .post("/v1/messages", Some(&ta), send("c5", "image", &mine))
+        .await;
     assert_eq!(st, 200, "{v}");
     let conv = v["conv"].as_str().unwrap().to_owned();
     let (st, h) = s
@@ -298,11 +407,18 @@ async fn send_names_own_media_only() {
     assert!(c["size"].as_u64().unwrap() > 0);
     // A file message takes any type and gets no w/h.
     let doc = ok_upload(&s, &ta, "application/pdf", b"%PDF-1.4".to_vec()).await;
-    let (st, v) = s.post("/v1/messages", Some(&ta), send("c6", "file", &doc)).await;
+    let (st, v) = s
+        .post("/v1/messages", Some(&ta), send("c6", "file", &doc))
+        .await;
     assert_eq!(st, 200, "{v}");
-    let (_, h) = s.get(&format!("/v1/conversations/{conv}/messages"), Some(&tb)).await;
+    let (_, h) = s
+        .get(&format!("/v1/conversations/{conv}/messages"), Some(&tb))
+        .await;
     let c = &h["msgs"].as_array().unwrap().last().unwrap()["content"];
-    assert_eq!((c["mime"].as_str(), c["size"].as_u64()), (Some("application/pdf"), Some(8)));
+    assert_eq!(
+        (c["mime"].as_str(), c["size"].as_u64()),
+        (Some("application/pdf"), Some(8))
+    );
     assert!(c.get("w").is_none());
     s.stop().await;
 }
@@ -343,7 +459,10 @@ async fn unreferenced_media_are_swept() {
             break;
         }
         assert_eq!(st, 200);
-        assert!(tokio::time::Instant::now() < deadline, "the loose media stayed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loose media stayed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!s.dir.path().join("media").join(&loose).exists());

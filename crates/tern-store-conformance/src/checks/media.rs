@@ -42,7 +42,10 @@ pub async fn media_stored_referenced_and_swept(s: &dyn Store) {
     assert!(!s.media_get(&a.id).await.unwrap().unwrap().referenced);
     let got = s.media_reference(&a.id, "mowner").await.unwrap().unwrap();
     assert!(got.referenced);
-    assert_eq!(s.media_reference(&"d".repeat(32), "mowner").await.unwrap(), None);
+    assert_eq!(
+        s.media_reference(&"d".repeat(32), "mowner").await.unwrap(),
+        None
+    );
 
     // Nothing created at or after the cutoff goes; referenced media stay.
     assert_eq!(s.media_sweep(1_000, 100).await.unwrap(), Vec::new());

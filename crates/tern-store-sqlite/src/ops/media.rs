@@ -6,8 +6,7 @@ use super::be;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::store::{MediaRecord, StoreError, StoreResult};
 
-const COLUMNS: &str =
-    "id, owner, size, mime, sha256, w, h, filename, created_at, referenced";
+const COLUMNS: &str = "id, owner, size, mime, sha256, w, h, filename, created_at, referenced";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<MediaRecord> {
     Ok(MediaRecord {

@@ -49,10 +49,17 @@ impl OwnMoto {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = http.put(format!("{}/{bucket}", moto.url)).send().await {
-                assert!(r.status().is_success(), "creating the bucket: {}", r.status());
+                assert!(
+                    r.status().is_success(),
+                    "creating the bucket: {}",
+                    r.status()
+                );
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "moto_server did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Some(moto)
@@ -103,7 +110,10 @@ async fn media_shared_through_s3() {
     let data: Vec<u8> = (0..6_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let v = upload(n0, &ta, "application/zip", data.clone()).await;
     let id = v["media"].as_str().unwrap().to_owned();
-    let sha: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    let sha: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(v["sha256"], sha.as_str());
     let r = n1
         .http
@@ -147,7 +157,9 @@ async fn media_shared_through_s3() {
             reqwest::Method::POST,
             "/v1/messages",
             Some(&ta),
-            Some(json!({"to":"bob","client_msg_id":"x1","kind":"image","content":{"media":img_id}})),
+            Some(
+                json!({"to":"bob","client_msg_id":"x1","kind":"image","content":{"media":img_id}}),
+            ),
         )
         .await;
     assert_eq!(st, 200, "{v}");
@@ -163,7 +175,10 @@ async fn media_shared_through_s3() {
     assert_eq!(st, 200, "{h}");
     let content = &h["msgs"][0]["content"];
     assert_eq!(content["url"], format!("/v1/media/{img_id}"));
-    assert_eq!((content["w"].as_u64(), content["h"].as_u64()), (Some(300), Some(150)));
+    assert_eq!(
+        (content["w"].as_u64(), content["h"].as_u64()),
+        (Some(300), Some(150))
+    );
     // Bob cannot send ann's media.
     let (st, v) = n0
         .call(
