@@ -19,9 +19,11 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 integrations
+mod hooks;
 
 pub use crate::frame::encode;
-pub use accounts::register_user;
+pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
@@ -97,6 +99,8 @@ pub struct CoreConfig {
     pub search_limit_max: u32,
     pub search_query_bytes: usize,
     pub search_poll: std::time::Duration,
+    /// 5.6: webhooks and the before-send hook (none by default).
+    pub integrations: crate::integrations::Integrations,
 }
 
 /// Largest `limit` of a history page.
@@ -154,6 +158,8 @@ pub struct Core {
     seen_sweep: std::sync::atomic::AtomicI64,
     /// 5.2: indexes stored messages for search, off the send path.
     indexer: crate::indexer::Indexer,
+    /// 5.6: the before-send hook and the webhook runner.
+    hooks: hooks::Hooks,
 }
 
 impl std::fmt::Debug for Core {
@@ -230,6 +236,7 @@ impl Core {
             id_floor,
             cfg.batch_max,
             cfg.commit_lanes,
+            cfg.integrations.webhooks.clone(),
         );
         let forwarding = bus.forwarding().filter(|_| cfg.forward_timeout.is_some());
         if let (Some(f), Some(_)) = (forwarding, cfg.cluster_queue) {
@@ -245,6 +252,7 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
+        let hooks = hooks::Hooks::start(cfg.integrations.clone(), &store);
         Ok(Core {
             store,
             _bus: bus,
@@ -264,6 +272,7 @@ impl Core {
             seen: Default::default(),
             seen_sweep: Default::default(),
             indexer,
+            hooks,
         })
     }
 

@@ -128,6 +128,7 @@ pub fn user(name: &str, created_at: i64) -> UserRecord {
         name: format!("{name} display"),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         created_at,
+        bot: false,
     }
 }
 
@@ -237,6 +238,8 @@ mod settings;
 // 5.2
 mod search;
 mod search_access;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use append::*;
@@ -249,3 +252,4 @@ pub use reading::*;
 pub use search::*;
 pub use search_access::*;
 pub use settings::*;
+pub use jobs::*;

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -248,6 +248,25 @@ CREATE TABLE IF NOT EXISTS search_docs (
 CREATE INDEX IF NOT EXISTS search_docs_terms ON search_docs USING GIN (terms);
 "#;
 
+/// Version 8 (5.6): the users' bot flag (every existing user a person)
+/// and the durable jobs (webhook deliveries; shard key: none, a small
+/// table of work in flight). Stands alone and may run again.
+const MIGRATE_TO_8: &str = r#"
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bot BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE IF NOT EXISTS jobs (
+    id            BIGSERIAL PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    job_key       TEXT NOT NULL UNIQUE,
+    payload       TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    due_at        BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
+"#;
+
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id
 /// above every stored one, the oldest keeps its own. `SCHEMA` then
@@ -323,6 +342,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
             sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(be)?;
             // 5.2 search (a new database too)
             sqlx::raw_sql(MIGRATE_TO_7)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.6 integrations (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_8)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

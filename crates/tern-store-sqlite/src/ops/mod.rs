@@ -21,6 +21,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -30,6 +32,7 @@ pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
+pub use jobs::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
