@@ -62,6 +62,10 @@ error_codes! {
     UnsupportedMedia = "unsupported_media", 415;
     /// HTTP only: a `Range` wholly past the end of the media (416).
     RangeNotSatisfiable = "range_not_satisfiable", 416;
+    // 5.6
+    /// The before-send hook refused the message (its reason is the
+    /// error's message).
+    Rejected = "rejected", 403;
 }
 
 impl ErrorCode {

@@ -131,7 +131,16 @@ macro_rules! suite {
             search_across_many_conversations,
             // 5.5
             media_stored_referenced_and_swept,
+            // 5.6
+            jobs_claimed_once_until_the_lease_ends,
+            jobs_commit_with_their_message,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_claims_take_each_job_once() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::concurrent_claims_take_each_job_once(vec![store]).await;
+        }
 
         #[tokio::test]
         async fn durable_across_reopen() {
@@ -258,6 +267,15 @@ macro_rules! shared_suite {
             };
             let other = $reopen(&ctx).await;
             $crate::first_signing_key_once(vec![store, other]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_concurrent_claims_take_each_job_once() {
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
+            let other = $reopen(&ctx).await;
+            $crate::concurrent_claims_take_each_job_once(vec![store, other]).await;
         }
     };
 }

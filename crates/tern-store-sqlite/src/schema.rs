@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created_at    INTEGER NOT NULL,
     -- A media id, '' for none (since version 8).
-    avatar        TEXT NOT NULL DEFAULT ''
+    avatar        TEXT NOT NULL DEFAULT '',
+    -- 5.6 (since version 11): 1 for a bot (no password login).
+    bot           INTEGER NOT NULL DEFAULT 0
 );
 
 -- An unanswered friend request.
@@ -165,6 +167,21 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user, expires_at);
+
+-- 5.6 (since version 11): durable jobs (webhook deliveries). A job is
+-- claimed while claimed_until > now; done jobs are deleted.
+CREATE TABLE IF NOT EXISTS jobs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    job_key       TEXT NOT NULL UNIQUE,
+    payload       TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    claimed_until INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a
@@ -309,10 +326,16 @@ fn migrate_to_8(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Version 11 (5.5 media): the uploads' metadata. `referenced` is set
+/// Version 11 (5.6): the users' bot flag (every existing user a person);
+/// `SCHEMA` then creates `jobs`. Stands alone and may run again.
+fn migrate_to_11(c: &Connection) -> rusqlite::Result<()> {
+    add_missing(c, &[("users", "bot", "INTEGER NOT NULL DEFAULT 0")])
+}
+
+/// Version 12 (5.5 media): the uploads' metadata. `referenced` is set
 /// once a message or a profile names the media; the sweep removes those
 /// still unset after the grace period. Stands alone and may run again.
-fn migrate_to_11(c: &Connection) -> rusqlite::Result<()> {
+fn migrate_to_12(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TABLE IF NOT EXISTS media (
             id         TEXT PRIMARY KEY,
@@ -358,6 +381,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     if (1..8).contains(&version) {
         migrate_to_8(&tx)?;
     }
+    // 5.6 integrations
+    if (1..11).contains(&version) {
+        migrate_to_11(&tx)?;
+    }
     tx.execute_batch(SCHEMA)?;
     // 5.2 search
     if version < 9 {
@@ -367,8 +394,8 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
         migrate_to_10(&tx)?;
     }
     // 5.5 media
-    if version < 11 {
-        migrate_to_11(&tx)?;
+    if version < 12 {
+        migrate_to_12(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -28,6 +28,9 @@ mod settings;
 // 5.5
 #[path = "cluster/media.rs"]
 mod media;
+// 5.6
+#[path = "cluster/webhooks.rs"]
+mod webhooks;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

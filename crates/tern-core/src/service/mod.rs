@@ -21,9 +21,11 @@ mod settings;
 mod search;
 // 5.5 media
 mod media;
+// 5.6 integrations
+mod hooks;
 
 pub use crate::frame::encode;
-pub use accounts::register_user;
+pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
@@ -99,6 +101,8 @@ pub struct CoreConfig {
     pub search_limit_max: u32,
     pub search_query_bytes: usize,
     pub search_poll: std::time::Duration,
+    /// 5.6: webhooks and the before-send hook (none by default).
+    pub integrations: crate::integrations::Integrations,
 }
 
 /// Largest `limit` of a history page.
@@ -156,6 +160,8 @@ pub struct Core {
     seen_sweep: std::sync::atomic::AtomicI64,
     /// 5.2: indexes stored messages for search, off the send path.
     indexer: crate::indexer::Indexer,
+    /// 5.6: the before-send hook and the webhook runner.
+    hooks: hooks::Hooks,
 }
 
 impl std::fmt::Debug for Core {
@@ -232,6 +238,7 @@ impl Core {
             id_floor,
             cfg.batch_max,
             cfg.commit_lanes,
+            cfg.integrations.webhooks.clone(),
         );
         let forwarding = bus.forwarding().filter(|_| cfg.forward_timeout.is_some());
         if let (Some(f), Some(_)) = (forwarding, cfg.cluster_queue) {
@@ -247,6 +254,7 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
+        let hooks = hooks::Hooks::start(cfg.integrations.clone(), &store);
         Ok(Core {
             store,
             _bus: bus,
@@ -266,6 +274,7 @@ impl Core {
             seen: Default::default(),
             seen_sweep: Default::default(),
             indexer,
+            hooks,
         })
     }
 

@@ -9,6 +9,7 @@ mod blocks;
 mod codes;
 mod edits;
 mod groups;
+mod hooks;
 mod hostile;
 mod limits;
 mod media;

@@ -128,6 +128,7 @@ pub fn user(name: &str, created_at: i64) -> UserRecord {
         name: format!("{name} display"),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         created_at,
+        bot: false,
     }
 }
 
@@ -239,6 +240,8 @@ mod search;
 mod search_access;
 // 5.5 media
 mod media;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use append::*;
@@ -252,3 +255,4 @@ pub use reading::*;
 pub use search::*;
 pub use search_access::*;
 pub use settings::*;
+pub use jobs::*;

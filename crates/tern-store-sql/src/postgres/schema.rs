@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -248,11 +248,30 @@ CREATE TABLE IF NOT EXISTS search_docs (
 CREATE INDEX IF NOT EXISTS search_docs_terms ON search_docs USING GIN (terms);
 "#;
 
-/// Version 8 (5.5 media): the uploads' metadata (shard key id).
+/// Version 8 (5.6): the users' bot flag (every existing user a person)
+/// and the durable jobs (webhook deliveries; shard key: none, a small
+/// table of work in flight). Stands alone and may run again.
+const MIGRATE_TO_8: &str = r#"
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bot BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE IF NOT EXISTS jobs (
+    id            BIGSERIAL PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    job_key       TEXT NOT NULL UNIQUE,
+    payload       TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    due_at        BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
+"#;
+
+/// Version 9 (5.5 media): the uploads' metadata (shard key id).
 /// `referenced` is set once a message or a profile names the media; the
 /// sweep removes those still unset after the grace period. The step
 /// stands alone and may run again.
-const MIGRATE_TO_8: &str = r#"
+const MIGRATE_TO_9: &str = r#"
 CREATE TABLE IF NOT EXISTS media (
     id         TEXT PRIMARY KEY,
     owner      TEXT NOT NULL,
@@ -346,8 +365,13 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;
-            // 5.5 media
+            // 5.6 integrations (a new database too)
             sqlx::raw_sql(MIGRATE_TO_8)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.5 media (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_9)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

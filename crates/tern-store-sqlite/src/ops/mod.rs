@@ -23,6 +23,8 @@ mod settings;
 mod search;
 // 5.5 media
 mod media;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -33,6 +35,7 @@ pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
+pub use jobs::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
