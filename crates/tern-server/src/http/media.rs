@@ -145,7 +145,7 @@ pub(super) async fn upload_media(
         drain(&mut stream).await;
         return Err(too_large(max));
     }
-    if !cfg.allowed_types.iter().any(|t| *t == mime) {
+    if !cfg.allowed_types.contains(&mime) {
         // The size still comes first: read (and drop) up to the limit.
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
