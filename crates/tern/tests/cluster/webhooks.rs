@@ -11,7 +11,9 @@ type Seen = Arc<Mutex<Vec<String>>>;
 
 async fn take(State(seen): State<Seen>, body: String) -> axum::http::StatusCode {
     let v: Value = serde_json::from_str(&body).unwrap();
-    seen.lock().unwrap().push(v["id"].as_str().unwrap().to_owned());
+    seen.lock()
+        .unwrap()
+        .push(v["id"].as_str().unwrap().to_owned());
     axum::http::StatusCode::OK
 }
 
@@ -69,7 +71,12 @@ async fn webhook_events_once_per_event_across_nodes() {
     .await;
     // Every job is done (deleted after its delivery): nothing more comes.
     let db = &c.db;
-    eventually(WAIT, "no job left", || async move { jobs_left(db).await == 0 }).await;
+    eventually(
+        WAIT,
+        "no job left",
+        || async move { jobs_left(db).await == 0 },
+    )
+    .await;
     let all = seen.lock().unwrap().clone();
     assert_eq!(all.len(), 2 * N, "an event delivered twice: {all:?}");
 }
