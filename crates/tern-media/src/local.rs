@@ -54,6 +54,21 @@ struct FileWriter {
     file: tokio::fs::File,
     tmp: PathBuf,
     dest: PathBuf,
+    /// Renamed into place: nothing to clean up.
+    done: bool,
+}
+
+impl Drop for FileWriter {
+    /// A writer dropped unfinished (its request timed out or was cut)
+    /// leaves nothing behind.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+            if let Some(dir) = self.dest.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -72,8 +87,8 @@ impl BlobWriter for FileWriter {
         Ok(())
     }
 
-    async fn abort(self: Box<Self>) {
-        drop(self.file);
+    async fn abort(mut self: Box<Self>) {
+        self.done = true;
         let _ = tokio::fs::remove_file(&self.tmp).await;
         // The media's directory, if this was all it held.
         if let Some(dir) = self.dest.parent() {
@@ -119,7 +134,12 @@ impl Blobs for LocalBlobs {
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         let tmp = dir.join(format!(".{variant}.{:016x}.tmp", rand::random::<u64>()));
         let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
-        Ok(Box::new(FileWriter { file, tmp, dest }))
+        Ok(Box::new(FileWriter {
+            file,
+            tmp,
+            dest,
+            done: false,
+        }))
     }
 
     async fn get(
