@@ -189,8 +189,9 @@ impl JobHandler for WebhookJobs {
                 return Ok(());
             };
             match self.store.message_by_id(msg_id).await {
-                Ok(Some(m)) => serde_json::to_value(crate::frame::msg_view(&m))
-                    .map_err(|e| e.to_string())?,
+                Ok(Some(m)) => {
+                    serde_json::to_value(crate::frame::msg_view(&m)).map_err(|e| e.to_string())?
+                }
                 Ok(None) => {
                     tracing::warn!(msg_id, "message of a webhook event is gone: dropped");
                     return Ok(());

@@ -138,7 +138,10 @@ async fn run_loop(
             }
             continue;
         }
-        let claimed = match store.claim_jobs(kind, now_ms(), lease_ms, free as u32).await {
+        let claimed = match store
+            .claim_jobs(kind, now_ms(), lease_ms, free as u32)
+            .await
+        {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(kind, error = %e, "claiming jobs failed");
@@ -170,7 +173,13 @@ async fn run_loop(
     while running.join_next().await.is_some() {}
 }
 
-async fn run_one(store: &dyn Store, kind: &'static str, handler: &dyn JobHandler, policy: &JobPolicy, job: Job) {
+async fn run_one(
+    store: &dyn Store,
+    kind: &'static str,
+    handler: &dyn JobHandler,
+    policy: &JobPolicy,
+    job: Job,
+) {
     let outcome = handler.run(&job).await;
     let now = now_ms();
     let result = match outcome {
@@ -191,8 +200,7 @@ async fn run_one(store: &dyn Store, kind: &'static str, handler: &dyn JobHandler
             store.finish_job(job.id).await
         }
         Err(e) => {
-            metrics::counter!("tern_jobs_total", "kind" => kind, "result" => "failed")
-                .increment(1);
+            metrics::counter!("tern_jobs_total", "kind" => kind, "result" => "failed").increment(1);
             let attempts = job.attempts + 1;
             let delay = backoff(policy, attempts);
             tracing::debug!(kind, key = %job.key, attempts, error = %e, "job failed; retrying");

@@ -837,6 +837,8 @@ pub struct Profile {
     pub name: String,
     /// A media id; `None` when not set.
     pub avatar: Option<String>,
+    /// 5.6: a bot account.
+    pub bot: bool,
 }
 
 /// One user's settings of one conversation (5.3).

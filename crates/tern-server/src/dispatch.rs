@@ -145,6 +145,7 @@ impl Answer {
                 name: Cow::Borrowed(&u.name),
                 online: u.online,
                 user: Cow::Borrowed(&u.user),
+                bot: u.bot,
             }),
             Answer::Friend(status) => Body::Friend(FriendAnswer {
                 status: match status {

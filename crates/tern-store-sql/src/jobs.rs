@@ -165,7 +165,11 @@ where
         };
         let row = sqlx::query(stmt!(
             D,
-            concat!("SELECT ", msg_cols!(), " FROM messages m WHERE m.msg_id = ?")
+            concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.msg_id = ?"
+            )
         ))
         .bind(id)
         .fetch_optional(&mut *c)

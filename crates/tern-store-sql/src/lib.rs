@@ -56,21 +56,21 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
-    SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord, Job, NewJob,
+    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
+    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
+use jobs::Jobs;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 use search::SearchIndex;
-use jobs::Jobs;
 use settings::Settings;
 use shared::Shared;
 

@@ -5,8 +5,8 @@ use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, SessionRecord,
-    SigningKey, Store, StoreError, Job, NewJob, StoreResult, StoredMessage, UserRecord,
+    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
+    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]

@@ -73,11 +73,13 @@ impl Core {
     /// new group included).
     async fn emit_joins(&self, gid: &str, by: &str, stored: &[StoredMessage]) {
         for m in stored {
-            if let Some(user) = serde_json::from_str::<serde_json::Value>(m.content.as_deref().unwrap_or("{}"))
-                .ok()
-                .and_then(|c| c.get("user").and_then(|u| u.as_str()).map(str::to_owned))
+            if let Some(user) =
+                serde_json::from_str::<serde_json::Value>(m.content.as_deref().unwrap_or("{}"))
+                    .ok()
+                    .and_then(|c| c.get("user").and_then(|u| u.as_str()).map(str::to_owned))
             {
-                self.emit_member("member.joined", gid, &user, by, m.seq).await;
+                self.emit_member("member.joined", gid, &user, by, m.seq)
+                    .await;
             }
         }
     }

@@ -199,7 +199,10 @@ async fn message_created_is_signed_and_retried_with_the_same_id() {
         let p = rx.next().await;
         check_signature(&p, SECRET);
         let v = p.json();
-        assert_eq!(v["event"], "message.created", "only the event asked for: {v}");
+        assert_eq!(
+            v["event"], "message.created",
+            "only the event asked for: {v}"
+        );
         ids.push(v["id"].as_str().unwrap().to_owned());
         // The message as history shows it.
         let m = &v["data"];
@@ -214,7 +217,10 @@ async fn message_created_is_signed_and_retried_with_the_same_id() {
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         assert_eq!(keys.len(), 4, "{{event,id,ts,data}}: {v}");
     }
-    assert!(ids.iter().all(|i| *i == ids[0]), "one id on every retry: {ids:?}");
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one id on every retry: {ids:?}"
+    );
     // A resend of the same client_msg_id is no new event.
     a.send_text("whb", "c1", "hello hooks").await;
     a.send_text("whb", "c2", "second").await;
@@ -272,7 +278,10 @@ async fn every_event_and_the_events_filter() {
     assert_eq!(recalled["data"]["recalled"], true);
     assert_eq!(recalled["data"]["msg_id"], sent["msg_id"]);
     let ids = [&created["id"], &edited["id"], &recalled["id"]];
-    assert!(ids[0] != ids[1] && ids[1] != ids[2], "each event its id: {ids:?}");
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2],
+        "each event its id: {ids:?}"
+    );
 
     s.remove_member(&tb, &gid, "web").await;
     let left = rx.next_event("member.left").await.json();
@@ -411,12 +420,14 @@ async fn calls_beyond_the_bound_get_on_error_at_once() {
 
 #[tokio::test]
 async fn bad_webhook_settings_are_refused_at_start() {
-    let mut cfg = tern_server::Config::default();
-    cfg.webhooks = vec![WebhookConfig {
-        url: "http://127.0.0.1:9/x".into(),
-        secret: "short".into(),
-        events: vec![],
-    }];
+    let mut cfg = tern_server::Config {
+        webhooks: vec![WebhookConfig {
+            url: "http://127.0.0.1:9/x".into(),
+            secret: "short".into(),
+            events: vec![],
+        }],
+        ..Default::default()
+    };
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("webhooks.secret"), "{e}");
     cfg.webhooks[0].secret = SECRET.into();

@@ -31,19 +31,33 @@ pub async fn jobs_claimed_once_until_the_lease_ends(s: &dyn Store) {
 
     let got = s.claim_jobs("test", 1_000, 5_000, 10).await.unwrap();
     let keys: Vec<&str> = got.iter().map(|j| j.key.as_str()).collect();
-    assert_eq!(keys, ["a", "b"], "due jobs, oldest first; not the later one");
+    assert_eq!(
+        keys,
+        ["a", "b"],
+        "due jobs, oldest first; not the later one"
+    );
     assert_eq!(got[0].payload, "{\"key\":\"a\"}");
     assert_eq!((got[0].attempts, got[0].due_at), (0, 100));
     assert_eq!(got[0].last_error, None);
     // Claimed: nobody else gets them until the lease ends.
-    assert!(s.claim_jobs("test", 2_000, 5_000, 10).await.unwrap().is_empty());
-    assert!(s.claim_jobs("other", 2_000, 5_000, 10).await.unwrap().is_empty());
+    assert!(s
+        .claim_jobs("test", 2_000, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .claim_jobs("other", 2_000, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let after = s.claim_jobs("test", 6_000, 5_000, 1).await.unwrap();
     assert_eq!(after.len(), 1, "at most max");
     assert_eq!(after[0].key, "a");
 
     // A retry moves due_at and frees the job.
-    s.retry_job(after[0].id, 20_000, 1, "HTTP 500").await.unwrap();
+    s.retry_job(after[0].id, 20_000, 1, "HTTP 500")
+        .await
+        .unwrap();
     let due = s.claim_jobs("test", 12_000, 60_000, 10).await.unwrap();
     let keys: Vec<&str> = due.iter().map(|j| j.key.as_str()).collect();
     assert_eq!(keys, ["b", "later"], "a is not due before 20000");
@@ -60,7 +74,11 @@ pub async fn jobs_claimed_once_until_the_lease_ends(s: &dyn Store) {
     }
     s.finish_job(i64::MAX).await.unwrap();
     assert_eq!(s.count_jobs("test").await.unwrap(), 0);
-    assert!(s.claim_jobs("test", 99_000, 5_000, 10).await.unwrap().is_empty());
+    assert!(s
+        .claim_jobs("test", 99_000, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn jobs_commit_with_their_message(s: &dyn Store) {

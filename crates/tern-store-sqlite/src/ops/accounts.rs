@@ -22,9 +22,7 @@ pub fn create_user(c: &Connection, u: &UserRecord) -> StoreResult<()> {
 }
 
 pub fn get_user(c: &Connection, user: &str) -> StoreResult<Option<UserRecord>> {
-    c.prepare_cached(
-        "SELECT user, name, password_hash, created_at, bot FROM users WHERE user = ?1",
-    )
+    c.prepare_cached("SELECT user, name, password_hash, created_at, bot FROM users WHERE user = ?1")
         .map_err(be)?
         .query_row([user], |r| {
             Ok(UserRecord {

@@ -27,12 +27,12 @@ mod jobs;
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
 pub use groups::{get_group, group_version, read_positions};
+pub use jobs::*;
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
-pub use jobs::*;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tern_core::rules;
