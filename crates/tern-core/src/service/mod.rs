@@ -19,10 +19,13 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 scheduled messages
+mod scheduled;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
 pub use moderation::GroupUpdate;
+pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
 use crate::acks::Acks;
@@ -97,6 +100,11 @@ pub struct CoreConfig {
     pub search_limit_max: u32,
     pub search_query_bytes: usize,
     pub search_poll: std::time::Duration,
+    /// 5.6 scheduled messages: most pending per user (`invalid` beyond),
+    /// and how often the scheduler looks for due ones besides waking at
+    /// the next due time it knows (another node's may come sooner).
+    pub scheduled_max: u32,
+    pub scheduled_poll: std::time::Duration,
 }
 
 /// Largest `limit` of a history page.
@@ -154,6 +162,9 @@ pub struct Core {
     seen_sweep: std::sync::atomic::AtomicI64,
     /// 5.2: indexes stored messages for search, off the send path.
     indexer: crate::indexer::Indexer,
+    /// 5.6: wakes the scheduler ([`crate::scheduler`]) when a message is
+    /// scheduled.
+    sched_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Core {
@@ -264,6 +275,7 @@ impl Core {
             seen: Default::default(),
             seen_sweep: Default::default(),
             indexer,
+            sched_wake: Default::default(),
         })
     }
 

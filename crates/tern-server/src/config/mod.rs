@@ -10,10 +10,13 @@
 mod auth;
 mod io;
 mod limits;
+// 5.6 scheduled messages and retention
+mod sched;
 
 pub use auth::*;
 pub use io::*;
 pub use limits::*;
+pub use sched::*;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -40,6 +43,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    // 5.6
+    pub scheduled: ScheduledConfig,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            scheduled: ScheduledConfig::default(),
         }
     }
 }
@@ -92,6 +98,10 @@ impl Config {
     /// Checks every bound once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        // 5.6
+        self.scheduled
+            .check()
+            .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         let l = &self.limits;
         let d = &self.delivery;
         if self.node_id > 1023 {

@@ -19,6 +19,7 @@ mod props;
 mod reading;
 mod rooms;
 mod scale;
+mod scheduled;
 mod search;
 mod session;
 mod settings;

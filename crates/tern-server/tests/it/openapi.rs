@@ -708,6 +708,7 @@ fn request_calls_are_documented_operations() {
             content: Box::leak(serde_json::value::RawValue::from_string("1".into()).unwrap()),
             reply_to: Some(1),
             mentions: None,
+            at: Some(2),
         }),
         Request::Edit(r::Edit {
             conv: c("dm:u:v"),

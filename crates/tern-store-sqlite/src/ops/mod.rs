@@ -21,6 +21,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 scheduled messages
+mod scheduled;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -28,6 +30,7 @@ pub use groups::{get_group, group_version, read_positions};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
 
