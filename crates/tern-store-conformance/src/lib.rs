@@ -129,7 +129,16 @@ macro_rules! suite {
             search_words_prefixes_and_cjk,
             search_bounds_and_exclusions,
             search_across_many_conversations,
+            // 5.6
+            scheduled_bound_list_and_cancel,
+            scheduled_claims_take_due_rows_under_a_lease,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn scheduled_claimed_once() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::scheduled_claimed_once(vec![store]).await;
+        }
 
         #[tokio::test]
         async fn durable_across_reopen() {
@@ -256,6 +265,15 @@ macro_rules! shared_suite {
             };
             let other = $reopen(&ctx).await;
             $crate::first_signing_key_once(vec![store, other]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_scheduled_claimed_once() {
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
+            let other = $reopen(&ctx).await;
+            $crate::scheduled_claimed_once(vec![store, other]).await;
         }
     };
 }

@@ -237,6 +237,8 @@ mod settings;
 // 5.2
 mod search;
 mod search_access;
+// 5.6 scheduled messages
+mod scheduled;
 
 pub use accounts::*;
 pub use append::*;
@@ -247,5 +249,6 @@ pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
 pub use search::*;
+pub use scheduled::*;
 pub use search_access::*;
 pub use settings::*;
