@@ -527,3 +527,15 @@ impl Client {
         Ok(())
     }
 }
+
+/// 5.6 account data.
+impl Client {
+    /// `GET /v1/users/me/export`: this user's data as a zip of JSON
+    /// documents (see PROTOCOL.md 5.6), as the server sent it.
+    pub async fn export(&self) -> Result<Vec<u8>> {
+        let r = self
+            .answer(self.request(Method::GET, "/v1/users/me/export")?)
+            .await?;
+        Ok(r.bytes().await.map_err(Error::Http)?.to_vec())
+    }
+}

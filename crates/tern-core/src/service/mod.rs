@@ -21,10 +21,13 @@ mod settings;
 mod search;
 // 5.6 scheduled messages
 mod scheduled;
+// 5.6 account data
+mod account;
 
 pub use crate::frame::encode;
 pub use accounts::register_user;
 pub use moderation::GroupUpdate;
+pub use account::{Export, EXPORT_CONVS_MAX};
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 

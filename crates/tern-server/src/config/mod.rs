@@ -45,6 +45,7 @@ pub struct Config {
     pub log: LogConfig,
     // 5.6
     pub scheduled: ScheduledConfig,
+    pub account: AccountConfig,
 }
 
 impl Default for Config {
@@ -65,6 +66,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             scheduled: ScheduledConfig::default(),
+            account: AccountConfig::default(),
         }
     }
 }

@@ -34,3 +34,30 @@ impl ScheduledConfig {
         Ok(())
     }
 }
+
+/// 5.6 account data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Most messages one export (`GET /v1/users/me/export`) holds, over
+    /// all conversations (oldest conversations first; beyond it the
+    /// export says `"truncated": true`). The zip is built in memory.
+    pub export_max_messages: usize,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        AccountConfig {
+            export_max_messages: 100_000,
+        }
+    }
+}
+
+impl AccountConfig {
+    pub(super) fn check(&self) -> Result<(), &'static str> {
+        if self.export_max_messages == 0 || self.export_max_messages > 10_000_000 {
+            return Err("account.export_max_messages must be 1 to 10000000");
+        }
+        Ok(())
+    }
+}

@@ -22,6 +22,8 @@ mod settings;
 mod search;
 // 5.6 scheduled messages
 mod scheduled;
+// 5.6 account data
+mod account;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -85,6 +87,7 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         // 5.6
         .routes(routes!(scheduled::list_scheduled))
         .routes(routes!(scheduled::cancel_scheduled))
+        .routes(routes!(account::export))
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -57,6 +57,7 @@ const API: &[(&str, &str)] = &[
     // 5.6
     ("GET", "/v1/scheduled"),
     ("DELETE", "/v1/scheduled/{id}"),
+    ("GET", "/v1/users/me/export"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
