@@ -10,7 +10,7 @@
 mod auth;
 mod io;
 mod limits;
-// 5.6 scheduled messages and retention
+// 5.6 scheduled messages and account data
 mod sched;
 
 pub use auth::*;
@@ -102,6 +102,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         // 5.6
         self.scheduled
+            .check()
+            .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
+        self.account
             .check()
             .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         let l = &self.limits;
@@ -445,6 +448,13 @@ mod tests {
             "limits.search_query_bytes",
         );
         invalid(|c| c.limits.search_poll_ms = 0, "limits.search_poll_ms");
+        // 5.6
+        invalid(|c| c.scheduled.max_per_user = 0, "scheduled.max_per_user");
+        invalid(|c| c.scheduled.poll_ms = 0, "scheduled.poll_ms");
+        invalid(
+            |c| c.account.export_max_messages = 0,
+            "account.export_max_messages",
+        );
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

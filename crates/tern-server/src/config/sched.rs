@@ -1,4 +1,5 @@
-//! 5.6 sections: `[scheduled]` (scheduled messages) and `[retention]`.
+//! 5.6 sections: `[scheduled]` (scheduled messages) and `[account]`
+//! (account data).
 
 use serde::{Deserialize, Serialize};
 
