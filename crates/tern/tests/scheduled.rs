@@ -17,7 +17,7 @@ fn now() -> i64 {
 
 /// Bob's view of the conversation once it holds `n` messages (or what
 /// it holds after `WAIT`).
-async fn history_of(server: &Tern, n: usize) -> Vec<tern_client::wire::MsgView> {
+async fn history_of(server: &Tern, n: usize) -> Vec<tern_client::wire::MsgView<'static>> {
     let bob = server.login_client("bob").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

@@ -25,9 +25,9 @@ mod scheduled;
 mod account;
 
 pub use crate::frame::encode;
+pub use account::{Export, EXPORT_CONVS_MAX};
 pub use accounts::register_user;
 pub use moderation::GroupUpdate;
-pub use account::{Export, EXPORT_CONVS_MAX};
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 

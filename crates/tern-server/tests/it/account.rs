@@ -117,7 +117,9 @@ async fn export_is_bounded_by_export_max_messages() {
     let _tb = s.user("bob").await;
     let mut alice = s.connect(&ta, "a").await;
     for i in 0..5 {
-        alice.send_text("bob", &format!("m{i}"), &format!("n{i}")).await;
+        alice
+            .send_text("bob", &format!("m{i}"), &format!("n{i}"))
+            .await;
     }
     let a = export(&s, &ta).await;
     assert_eq!(a["export.json"]["truncated"], true);

@@ -248,7 +248,7 @@ pub use groups::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
-pub use search::*;
 pub use scheduled::*;
+pub use search::*;
 pub use search_access::*;
 pub use settings::*;

@@ -80,7 +80,10 @@ pub async fn scheduled_claimed_once(stores: Vec<Arc<dyn Store>>) {
     const ROWS: usize = 60;
     for i in 0..ROWS {
         stores[0]
-            .schedule(&row(&format!("k{i:03}"), &format!("u{}", i % 3), 10 + i as i64), 1000)
+            .schedule(
+                &row(&format!("k{i:03}"), &format!("u{}", i % 3), 10 + i as i64),
+                1000,
+            )
             .await
             .unwrap();
     }

@@ -30,8 +30,10 @@ async fn scheduled_on(sql: Sql) {
                 Method::POST,
                 "/v1/messages",
                 Some(&ta),
-                Some(json!({"to":"sb","client_msg_id":format!("k{i}"),"kind":"text",
-                            "content":format!("m{i}"),"at": at + (i as i64 % 3)})),
+                Some(
+                    json!({"to":"sb","client_msg_id":format!("k{i}"),"kind":"text",
+                            "content":format!("m{i}"),"at": at + (i as i64 % 3)}),
+                ),
             )
             .await;
         assert_eq!(st, 200, "{v}");
