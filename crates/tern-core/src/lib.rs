@@ -13,6 +13,8 @@ pub mod hashpool;
 pub mod hub;
 pub mod ids;
 pub mod indexer;
+pub mod integrations;
+pub mod jobs;
 pub mod keeper;
 pub mod limits;
 pub mod offline;
@@ -37,7 +39,7 @@ pub use hub::{Conn, Hub};
 pub use limits::{Decision, FallbackLimiter, Limiter, LocalLimiter, Rule};
 pub use presence::{LocalPresence, Presence, Route};
 pub use push::{Outbound, Push};
-pub use service::{register_user, Actor, Core, CoreConfig, SendOk};
+pub use service::{register_bot, register_user, Actor, Core, CoreConfig, SendOk};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

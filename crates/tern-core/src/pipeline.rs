@@ -14,6 +14,7 @@ use crate::frame::{encode, encode_msg_push};
 use crate::groups::{GroupView, Groups};
 use crate::hub::Audience;
 use crate::ids::IdGen;
+use crate::integrations::{created_jobs, WebhookTarget};
 use crate::now_ms;
 use crate::push::{Outbound, Push};
 use crate::store::{
@@ -108,8 +109,14 @@ impl Pipeline {
         id_floor: u64,
         batch_max: usize,
         lanes: usize,
+        created: Vec<WebhookTarget>,
     ) -> Pipeline {
         let publisher = Arc::new(publisher);
+        // 5.6: the webhooks that want `message.created`.
+        let created: Arc<[WebhookTarget]> = created
+            .into_iter()
+            .filter(|w| w.wants(crate::integrations::MESSAGE_CREATED))
+            .collect();
         // One id generator for every lane: ids stay unique and increasing.
         let ids = Arc::new(parking_lot::Mutex::new(IdGen::resume(node_id, id_floor)));
         let senders: Vec<_> = (0..lanes.max(1))
@@ -117,7 +124,14 @@ impl Pipeline {
                 let (tx, rx) = mpsc::channel(batch_max * 4);
                 let (ctx, crx) = mpsc::channel::<Vec<Done>>(4);
                 let store = publisher.store.clone();
-                tokio::spawn(commit_loop(store, rx, ctx, ids.clone(), batch_max));
+                tokio::spawn(commit_loop(
+                    store,
+                    rx,
+                    ctx,
+                    ids.clone(),
+                    batch_max,
+                    created.clone(),
+                ));
                 tokio::spawn(publish_loop(publisher.clone(), crx));
                 tx
             })
@@ -224,6 +238,7 @@ async fn commit_loop(
     out: mpsc::Sender<Vec<Done>>,
     ids: Arc<parking_lot::Mutex<IdGen>>,
     batch_max: usize,
+    created: Arc<[WebhookTarget]>,
 ) {
     let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -238,6 +253,17 @@ async fn commit_loop(
                 for m in msgs {
                     m.msg_id = ids.next(now);
                     m.ts = now;
+                }
+            }
+        }
+        // 5.6: a sent message's `message.created` webhook jobs go into its
+        // own transaction (nothing is added without such a webhook).
+        if !created.is_empty() {
+            for job in batch.iter_mut() {
+                if let AppendJob::One { msg, .. } = job {
+                    if msg.client_msg_id.is_some() {
+                        msg.extras.jobs = created_jobs(&created, msg.msg_id, now);
+                    }
                 }
             }
         }

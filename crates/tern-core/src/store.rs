@@ -64,6 +64,9 @@ pub struct UserRecord {
     /// PHC string (argon2).
     pub password_hash: String,
     pub created_at: i64,
+    /// 5.6: a bot account: it cannot log in with a password (its tokens
+    /// are minted by `tern token`).
+    pub bot: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for UserRecord {
             .field("name", &self.name)
             .field("password_hash", &"<redacted>")
             .field("created_at", &self.created_at)
+            .field("bot", &self.bot)
             .finish()
     }
 }
@@ -146,6 +150,11 @@ pub struct Extras {
     /// store moves the mention position of each member named (of every
     /// current member but the sender, for `@all`) to the new seq.
     pub mentions: Vec<String>,
+    /// 5.6: durable jobs written in the message's own transaction, and
+    /// only when the message is stored new (not for a duplicate or a
+    /// refusal); empty on the hot path unless a webhook wants
+    /// `message.created`.
+    pub jobs: Vec<NewJob>,
 }
 
 /// The mention of every member of a group.
@@ -727,6 +736,44 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a session (revoked). Idempotent.
     async fn delete_session(&self, session: &str) -> StoreResult<()>;
 
+    // ----- 5.6 durable jobs -----
+
+    /// Stores jobs; a job whose `key` is stored already is left as it is
+    /// (enqueueing twice does nothing).
+    async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<()>;
+
+    /// Takes up to `max` jobs of `kind` that are due (`due_at <= now`)
+    /// and not claimed (or whose claim ended: `claimed_until <= now`),
+    /// oldest due first, and claims them until `now + lease_ms`. Nodes
+    /// sharing a store may call it at once: a job is taken by one of them
+    /// until its claim ends.
+    async fn claim_jobs(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_ms: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Job>>;
+
+    /// The job is done: it is removed. Unknown ids are ignored.
+    async fn finish_job(&self, id: i64) -> StoreResult<()>;
+
+    /// The job failed: it is due again at `due_at`, unclaimed, having
+    /// been tried `attempts` times, the last with `last_error`.
+    async fn retry_job(
+        &self,
+        id: i64,
+        due_at: i64,
+        attempts: u32,
+        last_error: &str,
+    ) -> StoreResult<()>;
+
+    /// How many jobs of `kind` are stored (due, waiting or claimed).
+    async fn count_jobs(&self, kind: &str) -> StoreResult<u64>;
+
+    /// The stored message with this `msg_id`, `None` if there is none.
+    async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>>;
+
     // ----- 5.2 search -----
 
     /// Indexes up to `max` stored messages the index does not hold yet
@@ -821,6 +868,35 @@ pub fn mentions_of_column(text: &str) -> Vec<String> {
     } else {
         serde_json::from_str(text).unwrap_or_default()
     }
+}
+
+/// 5.6: a job to store durably ([`Store::enqueue_jobs`], or with a
+/// message: [`Extras::jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Which runner takes it (e.g. `webhook`).
+    pub kind: String,
+    /// Unique: a job with a stored key is not stored again.
+    pub key: String,
+    /// What the runner needs, as the runner reads it (JSON text).
+    pub payload: String,
+    pub created_at: i64,
+    /// When it is first due (ms).
+    pub due_at: i64,
+}
+
+/// 5.6: a stored job, as [`Store::claim_jobs`] hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub key: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub due_at: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
 }
 
 /// A user's public profile (5.3), from [`Store::profile`].

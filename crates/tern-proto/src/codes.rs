@@ -56,6 +56,10 @@ error_codes! {
     Blocked = "blocked", 403;
     /// The sender is muted in the group, or `muted_all` is on (5.4).
     Muted = "muted", 403;
+    // 5.6
+    /// The before-send hook refused the message (its reason is the
+    /// error's message).
+    Rejected = "rejected", 403;
 }
 
 impl ErrorCode {

@@ -98,7 +98,42 @@ impl Admin {
         name: Option<&str>,
     ) -> Result<(), CoreError> {
         let auth = self.auth(self.cfg.auth.token_ttl_secs)?;
-        tern_core::register_user(&*self.store, &auth, user, password, name).await
+        tern_core::register_user(&*self.store, &auth, user, password, name).await?;
+        self.user_created(user, name.unwrap_or(user), false).await;
+        Ok(())
+    }
+
+    /// 5.6: creates a bot account (no password login; `token` mints its
+    /// tokens).
+    pub async fn add_bot(&self, user: &str, name: Option<&str>) -> Result<(), CoreError> {
+        tern_core::register_bot(&*self.store, user, name).await?;
+        self.user_created(user, name.unwrap_or(user), true).await;
+        Ok(())
+    }
+
+    /// 5.6: the `user.created` event for the configured webhooks (a
+    /// running server delivers it on its next poll).
+    async fn user_created(&self, user: &str, name: &str, bot: bool) {
+        use tern_core::integrations::{event_jobs, new_event_id, WebhookTarget};
+        let targets: Vec<WebhookTarget> = self
+            .cfg
+            .webhooks
+            .iter()
+            .map(|w| WebhookTarget {
+                url: w.url.clone(),
+                events: w.events.clone(),
+            })
+            .collect();
+        let jobs = event_jobs(
+            &targets,
+            "user.created",
+            &new_event_id("user.created"),
+            tern_core::now_ms(),
+            serde_json::json!({"user": user, "name": name, "bot": bot}),
+        );
+        if let Err(e) = self.store.enqueue_jobs(&jobs).await {
+            tracing::error!(error = %e, "user.created event not enqueued");
+        }
     }
 
     /// A session token for an existing `user`, valid for `ttl_secs`

@@ -76,6 +76,7 @@ impl App {
                 search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
                 scheduled_max: cfg.scheduled.max_per_user,
                 scheduled_poll: std::time::Duration::from_millis(cfg.scheduled.poll_ms),
+                integrations: crate::integrations::from_config(&cfg),
             },
         )
         .await
@@ -187,6 +188,11 @@ pub async fn serve_ready(
     })
     .await;
     wait_for("to take their close (1001)", &app.sessions, deadline).await;
+    // 5.6: deliveries in hand finish within what is left of the bound;
+    // the rest run again later (their claims end).
+    app.core
+        .stop_jobs(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

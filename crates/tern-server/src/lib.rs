@@ -9,6 +9,8 @@ pub mod config;
 mod dispatch;
 mod guard;
 mod http;
+// 5.6 webhooks and the before-send hook over HTTP
+pub mod integrations;
 mod listener;
 pub mod metrics;
 mod openapi;

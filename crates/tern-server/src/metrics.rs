@@ -81,6 +81,23 @@ impl Hot {
             "tern_slow_reader_closes_total",
             "Connections closed because their queue was full"
         );
+        // 5.6
+        metrics::describe_gauge!(
+            "tern_jobs_pending",
+            "Durable jobs stored, by kind (webhook: events not yet delivered)"
+        );
+        metrics::describe_counter!(
+            "tern_jobs_total",
+            "Durable job runs by kind and result (ok, failed and retried, given_up)"
+        );
+        metrics::describe_counter!(
+            "tern_webhook_deliveries_total",
+            "Webhook POSTs by result (ok: a 2xx answer, failed)"
+        );
+        metrics::describe_counter!(
+            "tern_before_send_total",
+            "Before-send hook calls by result (answered, timeout, error, bad_answer, busy)"
+        );
         metrics::describe_histogram!(
             "tern_storage_seconds",
             metrics::Unit::Seconds,

@@ -77,6 +77,15 @@ pub fn group_answer(v: &GroupView, with_size: bool) -> GroupAnswer<'_> {
         admins: v.roles.admins.iter().map(|a| Cow::Borrowed(&**a)).collect(),
         announcement: Cow::Borrowed(&v.roles.announcement),
         muted_all: v.roles.state.muted_all,
+        mutes: {
+            let now = tern_core::now_ms();
+            v.roles
+                .mutes
+                .iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(m, until)| (Cow::Borrowed(&**m), *until))
+                .collect()
+        },
         dissolved: v.roles.state.dissolved,
     }
 }

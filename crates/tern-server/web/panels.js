@@ -190,6 +190,12 @@ async function groupInfoPanel(c) {
     who.append(el('b', 'name', u === ctx.me ? `${ctx.nameOf(u)} (you)` : ctx.nameOf(u)));
     const role = u === g.owner ? 'owner' : admins.has(u) ? 'admin' : '';
     if (role) who.append(el('span', `role ${role}`, role));
+    const mutedUntil = (g.mutes || {})[u] || 0;
+    if (mutedUntil > Date.now()) {
+      const tag = el('span', 'role muted', 'muted');
+      tag.title = `Muted until ${new Date(mutedUntil).toLocaleString()}`;
+      who.append(tag);
+    }
     li.append(who);
     const acts = el('div', 'row wrap acts');
     if (!g.dissolved && u !== ctx.me) {
@@ -202,10 +208,12 @@ async function groupInfoPanel(c) {
       }
       if (mine > rankOf(u)) {
         acts.append(
-          button('Mute 1 h', 'secondary small', () =>
-            after(call('PUT', `${gp}/mutes/${enc(u)}`, { until: Date.now() + HOUR_MS })),
-          'Stop them sending for an hour'),
-          button('Unmute', 'secondary small', () => after(call('DELETE', `${gp}/mutes/${enc(u)}`))),
+          mutedUntil > Date.now()
+            ? button('Unmute', 'secondary small', () => after(call('DELETE', `${gp}/mutes/${enc(u)}`)),
+              'Let them send again')
+            : button('Mute 1 h', 'secondary small', () =>
+              after(call('PUT', `${gp}/mutes/${enc(u)}`, { until: Date.now() + HOUR_MS })),
+            'Stop them sending for an hour'),
           button('Remove', 'danger small', () => after(call('DELETE', `${gp}/members/${enc(u)}`))),
         );
       }

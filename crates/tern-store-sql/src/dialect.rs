@@ -51,6 +51,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// Records a block (binds: user_id, blocked, created_at) unless it
     /// exists.
     const INSERT_BLOCK: &'static str;
+    // 5.6
+    /// Stores a job (binds: kind, job_key, payload, created_at, due_at)
+    /// unless its key exists.
+    const INSERT_JOB: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

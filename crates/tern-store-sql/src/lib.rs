@@ -48,6 +48,8 @@ mod sched;
 // 5.2
 mod search;
 mod shared;
+// 5.6 durable jobs
+mod jobs;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -56,14 +58,16 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, Scheduled,
-    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
+    Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
+    UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
 use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
+use jobs::Jobs;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
@@ -219,7 +223,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Sched> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -254,6 +258,10 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Sched> Store for 
             for (m, a) in batch.iter().zip(&out) {
                 if let Appended::New(s) = a {
                     D::store_extras(c, m, s.seq).await?;
+                    // 5.6: the message's jobs commit with it.
+                    if !m.extras.jobs.is_empty() {
+                        D::enqueue_jobs(c, &m.extras.jobs).await?;
+                    }
                 }
             }
             Ok(out)
@@ -710,6 +718,47 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Sched> Store for 
 
     async fn delete_session(&self, session: &str) -> StoreResult<()> {
         on_conn!(self, |c| D::delete_session(c, session))
+    }
+
+    // ----- 5.6 durable jobs -----
+
+    async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, |c| D::enqueue_jobs(c, jobs))
+    }
+
+    async fn claim_jobs(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_ms: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Job>> {
+        in_tx!(self, |c| D::claim_jobs(c, kind, now, lease_ms, max))
+    }
+
+    async fn finish_job(&self, id: i64) -> StoreResult<()> {
+        on_conn!(self, |c| D::finish_job(c, id))
+    }
+
+    async fn retry_job(
+        &self,
+        id: i64,
+        due_at: i64,
+        attempts: u32,
+        last_error: &str,
+    ) -> StoreResult<()> {
+        on_conn!(self, |c| D::retry_job(c, id, due_at, attempts, last_error))
+    }
+
+    async fn count_jobs(&self, kind: &str) -> StoreResult<u64> {
+        on_conn!(self, |c| D::count_jobs(c, kind))
+    }
+
+    async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>> {
+        on_conn!(self, |c| D::message_by_id(c, msg_id))
     }
 
     // ----- 5.2 search -----

@@ -265,7 +265,7 @@ where
     async fn get_user(c: &mut Conn<D>, user: &str) -> StoreResult<Option<UserRecord>> {
         let sql = stmt!(
             D,
-            "SELECT user_id, name, password_hash, created_at FROM users WHERE user_id = ?"
+            "SELECT user_id, name, password_hash, created_at, bot FROM users WHERE user_id = ?"
         );
         let row = sqlx::query(sql)
             .bind(user)
@@ -278,6 +278,7 @@ where
                 name: r.try_get(1)?,
                 password_hash: r.try_get(2)?,
                 created_at: r.try_get(3)?,
+                bot: Self::flag_at(&r, 4)?,
             })
         })
         .transpose()

@@ -357,6 +357,7 @@ mod tests {
             name: name.into(),
             password_hash: "x".into(),
             created_at: 1,
+            bot: false,
         }
     }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created_at    INTEGER NOT NULL,
     -- A media id, '' for none (since version 8).
-    avatar        TEXT NOT NULL DEFAULT ''
+    avatar        TEXT NOT NULL DEFAULT '',
+    -- 5.6 (since version 11): 1 for a bot (no password login).
+    bot           INTEGER NOT NULL DEFAULT 0
 );
 
 -- An unanswered friend request.
@@ -166,7 +168,22 @@ CREATE TABLE IF NOT EXISTS sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user, expires_at);
 
--- 5.6 scheduled messages (since version 11): a send kept until `at`.
+-- 5.6 (since version 11): durable jobs (webhook deliveries). A job is
+-- claimed while claimed_until > now; done jobs are deleted.
+CREATE TABLE IF NOT EXISTS jobs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    job_key       TEXT NOT NULL UNIQUE,
+    payload       TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    claimed_until INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
+
+-- 5.6 scheduled messages (since version 12): a send kept until `at`.
 -- `peer`: the recipient of a 1:1 message or the group id; `reply_to` 0
 -- for none; `mentions` a JSON array, '' for none; `lease_until`: a
 -- scheduler claimed the row until then.
@@ -330,6 +347,12 @@ fn migrate_to_8(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Version 11 (5.6): the users' bot flag (every existing user a person);
+/// `SCHEMA` then creates `jobs`. Stands alone and may run again.
+fn migrate_to_11(c: &Connection) -> rusqlite::Result<()> {
+    add_missing(c, &[("users", "bot", "INTEGER NOT NULL DEFAULT 0")])
+}
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -357,6 +380,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     // 5.3 profiles, conversation settings, sessions
     if (1..8).contains(&version) {
         migrate_to_8(&tx)?;
+    }
+    // 5.6 integrations
+    if (1..11).contains(&version) {
+        migrate_to_11(&tx)?;
     }
     tx.execute_batch(SCHEMA)?;
     // 5.2 search

@@ -5,8 +5,9 @@ use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome, Scheduled,
-    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
+    Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
+    UserRecord,
 };
 
 #[async_trait]
@@ -346,6 +347,53 @@ impl Store for SqliteStore {
     async fn delete_session(&self, session: &str) -> StoreResult<()> {
         let session = session.to_owned();
         self.write(move |c| ops::delete_session(c, &session)).await
+    }
+
+    // ----- 5.6 durable jobs -----
+
+    async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        self.write(move |c| ops::enqueue_jobs(c, &jobs)).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        kind: &str,
+        now: i64,
+        lease_ms: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Job>> {
+        let kind = kind.to_owned();
+        self.write(move |c| ops::claim_jobs(c, &kind, now, lease_ms, max))
+            .await
+    }
+
+    async fn finish_job(&self, id: i64) -> StoreResult<()> {
+        self.write(move |c| ops::finish_job(c, id)).await
+    }
+
+    async fn retry_job(
+        &self,
+        id: i64,
+        due_at: i64,
+        attempts: u32,
+        last_error: &str,
+    ) -> StoreResult<()> {
+        let last_error = last_error.to_owned();
+        self.write(move |c| ops::retry_job(c, id, due_at, attempts, &last_error))
+            .await
+    }
+
+    async fn count_jobs(&self, kind: &str) -> StoreResult<u64> {
+        let kind = kind.to_owned();
+        self.read(move |c| ops::count_jobs(c, &kind)).await
+    }
+
+    async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>> {
+        self.read(move |c| ops::message_by_id(c, msg_id)).await
     }
 
     // ----- 5.2 search -----

@@ -381,6 +381,7 @@ async fn setup() -> Harness {
                 name: u.into(),
                 password_hash: "x".into(),
                 created_at: 0,
+                bot: false,
             })
             .await
             .unwrap();

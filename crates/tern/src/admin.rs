@@ -55,8 +55,12 @@ pub struct UserAddArgs {
     #[arg(long = "name", value_name = "DISPLAY")]
     pub display: Option<String>,
     /// Read the password from the first line of standard input.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bot")]
     pub password_stdin: bool,
+    /// A bot: an account without a password (it cannot log in); mint its
+    /// token with `tern token NAME --ttl 365d`.
+    #[arg(long)]
+    pub bot: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -100,6 +104,17 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<()> {
 
 pub fn user(cmd: UserCmd, cfg: tern_server::Config) -> anyhow::Result<()> {
     let UserCmd::Add(args) = cmd;
+    if args.bot {
+        return runtime()?.block_on(async {
+            let admin = Admin::open(cfg).await?;
+            admin
+                .add_bot(&args.name, args.display.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            println!("created bot {}", args.name);
+            Ok(())
+        });
+    }
     let password = if args.password_stdin {
         let mut line = String::new();
         std::io::stdin()

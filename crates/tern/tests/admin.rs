@@ -375,3 +375,63 @@ async fn json_log_format_by_flag_and_by_variable() {
     let by_env = Tern::spawn(cmd).await;
     assert_json_lines(&log_with(&by_env, "listening").await);
 }
+
+/// 5.6: `tern user add --bot` makes an account that cannot log in with a
+/// password (401 `bad_credentials`, as a wrong password); `tern token`
+/// mints its token, which works like any other.
+#[tokio::test]
+async fn a_bot_has_no_password_login_and_its_token_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Tern::start(dir.path()).await;
+    let data = data_args(dir.path());
+    let mut args = vec!["user", "add", "--bot", "helper", "--name", "Helper Bot"];
+    args.extend(data);
+    let (ok, out, err) = run(&args, "").await;
+    assert!(ok, "user add --bot failed: {out} {err}");
+    assert!(out.contains("created bot helper"), "{out}");
+    for password in ["", "!bot", PASSWORD] {
+        let (st, b) = server
+            .post(
+                "/v1/sessions",
+                json!({"user": "helper", "password": password}),
+            )
+            .await;
+        assert_eq!(
+            (st, b["code"].as_str()),
+            (401, Some("bad_credentials")),
+            "{b}"
+        );
+    }
+    // Taken like any user id.
+    let (st, b) = server
+        .post("/v1/users", json!({"user": "helper", "password": PASSWORD}))
+        .await;
+    assert_eq!((st, b["code"].as_str()), (409, Some("user_exists")), "{b}");
+
+    let mut args = vec!["token", "helper", "--ttl", "365d"];
+    args.extend(data);
+    let (ok, out, err) = run(&args, "").await;
+    assert!(ok, "token failed: {err}");
+    let token = out.trim().to_owned();
+    let (st, b) = server.get("/v1/users/helper", &token).await;
+    assert_eq!((st, b["name"].as_str()), (200, Some("Helper Bot")), "{b}");
+    // It sends like a user.
+    let human = server.user("human").await;
+    let (st, b) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&token),
+            Some(json!({"to":"human","client_msg_id":"b1","kind":"text","content":"beep"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, h) = server
+        .get(
+            &format!("/v1/conversations/{}/messages", "dm:helper:human"),
+            &human,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(h["msgs"][0]["content"], "beep");
+}

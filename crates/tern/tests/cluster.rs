@@ -28,6 +28,8 @@ mod settings;
 // 5.6
 #[path = "cluster/scheduled.rs"]
 mod scheduled;
+#[path = "cluster/webhooks.rs"]
+mod webhooks;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

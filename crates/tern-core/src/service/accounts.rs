@@ -40,7 +40,38 @@ pub async fn register_user(
         name: name.to_owned(),
         password_hash: hash,
         created_at: now_ms(),
+        bot: false,
     };
+    store_user(store, rec).await
+}
+
+/// 5.6: creates a bot account (`tern user add --bot`): it has no password
+/// (no password ever matches its hash, and login refuses bots before
+/// checking); its tokens are minted by `tern token`.
+pub async fn register_bot(store: &dyn Store, user: &str, name: Option<&str>) -> CoreResult<()> {
+    if !is_valid_name(user) {
+        return Err(CoreError::invalid(
+            "user must be 1-64 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    let name = name.unwrap_or(user);
+    if name.chars().count() > 128 {
+        return Err(CoreError::invalid("name must be at most 128 characters"));
+    }
+    let rec = UserRecord {
+        user: user.to_owned(),
+        name: name.to_owned(),
+        password_hash: BOT_PASSWORD_HASH.to_owned(),
+        created_at: now_ms(),
+        bot: true,
+    };
+    store_user(store, rec).await
+}
+
+/// The password hash of bots: not a PHC string, so no password matches.
+pub const BOT_PASSWORD_HASH: &str = "!bot";
+
+async fn store_user(store: &dyn Store, rec: UserRecord) -> CoreResult<()> {
     match store.create_user(rec).await {
         Ok(()) => Ok(()),
         Err(StoreError::Conflict) => Err(CoreError::new(ErrorCode::UserExists, "user exists")),
@@ -67,6 +98,12 @@ impl Core {
     pub async fn register(&self, user: &str, password: &str, name: Option<&str>) -> CoreResult<()> {
         register_user(&*self.store, &self.auth, user, password, name).await?;
         self.known_users.insert(user.to_owned());
+        // 5.6
+        self.emit(
+            "user.created",
+            serde_json::json!({"user": user, "name": name.unwrap_or(user), "bot": false}),
+        )
+        .await;
         Ok(())
     }
 
@@ -77,6 +114,9 @@ impl Core {
             return Err(bad());
         }
         let rec = self.store.get_user(user).await?;
+        // 5.6: a bot never logs in with a password; like an unknown user
+        // it costs one hash, so timing does not tell bots apart.
+        let rec = rec.filter(|r| !r.bot);
         // An unknown user costs one hash too, so timing does not tell
         // which users exist.
         let ok = self

@@ -68,6 +68,8 @@ impl Core {
             out: Outbound::Frame(frame),
             inactive: None,
         });
+        // 5.6: after its commit, before the answer.
+        self.emit_message("message.edited", &m).await;
         Ok(edited_at)
     }
 

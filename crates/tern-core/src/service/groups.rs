@@ -4,7 +4,7 @@ use super::{group_message, Core, LIST_MAX};
 use crate::error::{CoreError, CoreResult};
 use crate::groups::GroupView;
 use crate::pipeline::PushPlan;
-use crate::store::MemberChange;
+use crate::store::{MemberChange, StoredMessage};
 use std::sync::Arc;
 use tern_proto::ErrorCode;
 
@@ -64,8 +64,24 @@ impl Core {
                 self.group_plan(&gid),
             ));
         }
-        self.pipeline.append_unit(jobs).await?;
+        let stored = self.pipeline.append_unit(jobs).await?;
+        self.emit_joins(&gid, owner, &stored).await;
         self.group_view(&gid).await
+    }
+
+    /// 5.6: `member.joined` for each member a unit added (the owner of a
+    /// new group included).
+    async fn emit_joins(&self, gid: &str, by: &str, stored: &[StoredMessage]) {
+        for m in stored {
+            if let Some(user) =
+                serde_json::from_str::<serde_json::Value>(m.content.as_deref().unwrap_or("{}"))
+                    .ok()
+                    .and_then(|c| c.get("user").and_then(|u| u.as_str()).map(str::to_owned))
+            {
+                self.emit_member("member.joined", gid, &user, by, m.seq)
+                    .await;
+            }
+        }
     }
 
     fn group_plan(&self, gid: &str) -> PushPlan {
@@ -171,7 +187,8 @@ impl Core {
                 )
             })
             .collect();
-        self.pipeline.append_unit(jobs).await?;
+        let stored = self.pipeline.append_unit(jobs).await?;
+        self.emit_joins(gid, actor, &stored).await;
         self.group_view(gid).await
     }
 
@@ -204,7 +221,9 @@ impl Core {
         }
         let change = MemberChange::Leave(user.to_owned());
         let content = serde_json::json!({"event": event, "user": user});
-        self.write_change(actor, &view, change, content).await
+        let seq = self.write_change_seq(actor, &view, change, content).await?;
+        self.emit_member("member.left", gid, user, actor, seq).await;
+        Ok(())
     }
 }
 

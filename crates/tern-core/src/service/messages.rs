@@ -30,6 +30,8 @@ impl Core {
         let ok = self.send_checked(actor, req).await?;
         // 5.2: the new message is stored; the indexer takes it from here.
         self.indexer.wake();
+        // 5.6: and the webhook runner its `message.created` jobs.
+        self.wake_jobs();
         Ok(ok)
     }
 
@@ -73,7 +75,7 @@ impl Core {
         if to != actor.user {
             participants.push(to.to_owned());
         }
-        let msg = NewMessage {
+        let mut msg = NewMessage {
             msg_id: 0,
             conv,
             from: actor.user.to_owned(),
@@ -88,9 +90,11 @@ impl Core {
             change: None,
             extras: Extras {
                 reply_to,
-                mentions: Vec::new(),
+                ..Default::default()
             },
         };
+        // 5.6: on this request only, before anything is queued.
+        self.before_send(&mut msg).await?;
         let plan = PushPlan::Users {
             users: participants.iter().map(|u| Arc::from(u.as_str())).collect(),
             except: except_of(actor),
@@ -147,7 +151,10 @@ impl Core {
         msg.extras = Extras {
             reply_to: self.check_reply_to(&msg.conv, req.reply_to).await?,
             mentions,
+            ..Default::default()
         };
+        // 5.6: on this request only, before it is forwarded or queued.
+        self.before_send(&mut msg).await?;
         let started = now_ms();
         let owner = self.owner(&msg.conv);
         if let Some(owner) = owner {
@@ -350,6 +357,8 @@ impl Core {
             out: Outbound::Frame(frame),
             inactive: None,
         });
+        // 5.6: after its commit, before the answer.
+        self.emit_message("message.recalled", &m).await;
         Ok(())
     }
 
@@ -478,6 +487,7 @@ impl ForwardHandler for Owner {
         msg.extras = Extras {
             reply_to: req.reply_to,
             mentions: req.mentions,
+            ..Default::default()
         };
         let except = req
             .device

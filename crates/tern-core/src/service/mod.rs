@@ -23,10 +23,12 @@ mod search;
 mod scheduled;
 // 5.6 account data
 mod account;
+// 5.6 integrations
+mod hooks;
 
 pub use crate::frame::encode;
 pub use account::{Export, EXPORT_CONVS_MAX};
-pub use accounts::register_user;
+pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
@@ -108,6 +110,8 @@ pub struct CoreConfig {
     /// the next due time it knows (another node's may come sooner).
     pub scheduled_max: u32,
     pub scheduled_poll: std::time::Duration,
+    /// 5.6: webhooks and the before-send hook (none by default).
+    pub integrations: crate::integrations::Integrations,
 }
 
 /// Largest `limit` of a history page.
@@ -168,6 +172,8 @@ pub struct Core {
     /// 5.6: wakes the scheduler ([`crate::scheduler`]) when a message is
     /// scheduled.
     sched_wake: Arc<tokio::sync::Notify>,
+    /// 5.6: the before-send hook and the webhook runner.
+    hooks: hooks::Hooks,
 }
 
 impl std::fmt::Debug for Core {
@@ -244,6 +250,7 @@ impl Core {
             id_floor,
             cfg.batch_max,
             cfg.commit_lanes,
+            cfg.integrations.webhooks.clone(),
         );
         let forwarding = bus.forwarding().filter(|_| cfg.forward_timeout.is_some());
         if let (Some(f), Some(_)) = (forwarding, cfg.cluster_queue) {
@@ -259,6 +266,7 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
+        let hooks = hooks::Hooks::start(cfg.integrations.clone(), &store);
         Ok(Core {
             store,
             _bus: bus,
@@ -279,6 +287,7 @@ impl Core {
             seen_sweep: Default::default(),
             indexer,
             sched_wake: Default::default(),
+            hooks,
         })
     }
 

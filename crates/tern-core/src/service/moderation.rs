@@ -75,6 +75,19 @@ impl Core {
         change: MemberChange,
         content: serde_json::Value,
     ) -> CoreResult<()> {
+        self.write_change_seq(actor, view, change, content)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Core::write_change`], answering the change's seq.
+    pub(super) async fn write_change_seq(
+        &self,
+        actor: &str,
+        view: &GroupView,
+        change: MemberChange,
+        content: serde_json::Value,
+    ) -> CoreResult<u64> {
         let target = change.target().and_then(|t| view.standing(t));
         roles::admit(
             &view.roles.state,
@@ -101,7 +114,7 @@ impl Core {
         };
         match self.pipeline.append(msg, plan).await? {
             Appended::Refused(r) => Err(refused(r)),
-            _ => Ok(()),
+            a => Ok(a.message().map_or(0, |m| m.seq)),
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::codes::ErrorCode;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// An error `code`: one of the names [`ErrorCode`] knows.
 #[cfg(feature = "openapi")]
@@ -122,6 +123,9 @@ pub struct GroupAnswer<'a> {
     /// Only the owner and admins may send while on.
     #[serde(default)]
     pub muted_all: bool,
+    /// Members muted now, each with the time (ms) their mute ends.
+    #[serde(default)]
+    pub mutes: BTreeMap<Cow<'a, str>, i64>,
     /// Dissolved by its owner: readable, never written again.
     #[serde(default)]
     pub dissolved: bool,

@@ -504,19 +504,21 @@ fn http_bodies() {
         admins: vec![],
         announcement: c(""),
         muted_all: false,
+        mutes: Default::default(),
         dissolved: false,
     };
     round_trip(
         &group,
-        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","admins":[],"announcement":"","muted_all":false,"dissolved":false}"#,
+        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","admins":[],"announcement":"","muted_all":false,"mutes":{},"dissolved":false}"#,
     );
     group.size = Some(2);
     group.admins = vec![c("bob")];
     group.announcement = c("hi");
     group.muted_all = true;
+    group.mutes = [(c("bob"), 1_700_000_000_000)].into_iter().collect();
     group.dissolved = true;
     round_trip(
         &group,
-        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","size":2,"admins":["bob"],"announcement":"hi","muted_all":true,"dissolved":true}"#,
+        r#"{"group":"g8x2k","members":["alice","bob"],"name":"team","owner":"alice","size":2,"admins":["bob"],"announcement":"hi","muted_all":true,"mutes":{"bob":1700000000000},"dissolved":true}"#,
     );
 }

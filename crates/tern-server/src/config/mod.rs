@@ -12,8 +12,11 @@ mod io;
 mod limits;
 // 5.6 scheduled messages and account data
 mod sched;
+// 5.6 integrations
+mod integrations;
 
 pub use auth::*;
+pub use integrations::*;
 pub use io::*;
 pub use limits::*;
 pub use sched::*;
@@ -46,6 +49,11 @@ pub struct Config {
     // 5.6
     pub scheduled: ScheduledConfig,
     pub account: AccountConfig,
+    /// 5.6: `[[webhooks]]` (none by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+    /// 5.6: `[hooks]`.
+    pub hooks: HooksConfig,
 }
 
 impl Default for Config {
@@ -67,6 +75,8 @@ impl Default for Config {
             log: LogConfig::default(),
             scheduled: ScheduledConfig::default(),
             account: AccountConfig::default(),
+            webhooks: Vec::new(),
+            hooks: HooksConfig::default(),
         }
     }
 }
@@ -287,6 +297,7 @@ impl Config {
                 return bad("cluster.forward_timeout_ms must be at most 60000 (0: no forwarding)");
             }
         }
+        integrations::validate(&self.webhooks, &self.hooks).map_err(ConfigError::Invalid)?;
         let a = &self.auth;
         if !a.secret.is_empty() && a.secret.len() < SECRET_MIN_BYTES {
             return bad("auth.secret must be at least 32 bytes (or empty: generated)");
@@ -370,6 +381,25 @@ mod tests {
                 i + 1
             );
         }
+    }
+
+    /// 5.6: `[[webhooks]]` also comes from one variable
+    /// (`TERN_WEBHOOKS='[{url="...",secret="...",events=[...]}]'`).
+    #[test]
+    fn webhooks_from_a_variable() {
+        use figment::providers::{Env, Serialized};
+        std::env::set_var(
+            "TERN_HOOKTEST_WEBHOOKS",
+            r#"[{url="http://127.0.0.1:9/e",secret="0123456789abcdef0123456789abcdef",events=["member.left"]}]"#,
+        );
+        let cfg: Config = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Env::prefixed("TERN_HOOKTEST_").split("__"))
+            .extract()
+            .expect("webhooks from the variable");
+        assert_eq!(cfg.webhooks.len(), 1);
+        assert_eq!(cfg.webhooks[0].url, "http://127.0.0.1:9/e");
+        assert_eq!(cfg.webhooks[0].events, ["member.left"]);
+        cfg.validate().unwrap();
     }
 
     #[test]

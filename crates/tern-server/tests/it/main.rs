@@ -10,6 +10,7 @@ mod blocks;
 mod codes;
 mod edits;
 mod groups;
+mod hooks;
 mod hostile;
 mod limits;
 mod messaging;

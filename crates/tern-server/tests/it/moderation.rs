@@ -356,6 +356,9 @@ async fn settings_admins_and_mutes() {
         (Some("carol"), Some(until))
     );
     carol.err(send(&g, "c1"), "muted").await;
+    // The group view names who is muted, until when.
+    let (st, v) = call(&s, "GET", &path, &tc, None).await;
+    assert_eq!((st, &v["mutes"]), (200, &json!({"carol": until})), "{v}");
     let (st, v) = s
         .post(
             "/v1/messages",
@@ -365,6 +368,8 @@ async fn settings_admins_and_mutes() {
         .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("muted")), "{v}");
     done(&s, "DELETE", &format!("{path}/mutes/carol"), &tb, None).await;
+    let (_, v) = call(&s, "GET", &path, &tc, None).await;
+    assert_eq!(v["mutes"], json!({}), "{v}");
     carol.send_group(&g, "c2", "back").await;
 
     // muted_all: only the owner and admins send.

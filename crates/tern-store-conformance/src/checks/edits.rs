@@ -23,6 +23,7 @@ pub async fn replies_and_mentions_are_stored(s: &dyn Store) {
     m.extras = Extras {
         reply_to: Some(first.seq),
         mentions: vec!["cat".into()],
+        ..Default::default()
     };
     let stored = send(s, m).await;
     assert_eq!(stored.reply_to, Some(first.seq));

@@ -128,6 +128,7 @@ pub fn user(name: &str, created_at: i64) -> UserRecord {
         name: format!("{name} display"),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         created_at,
+        bot: false,
     }
 }
 
@@ -239,12 +240,15 @@ mod search;
 mod search_access;
 // 5.6 scheduled messages
 mod scheduled;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use append::*;
 pub use durability::*;
 pub use edits::*;
 pub use groups::*;
+pub use jobs::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;

@@ -130,6 +130,8 @@ impl Dialect for MySqlDialect {
     // 5.4 and blocks
     const INSERT_BLOCK: &'static str =
         "INSERT IGNORE INTO blocks (user_id, blocked, created_at) VALUES (?, ?, ?)";
+    const INSERT_JOB: &'static str =
+        "INSERT IGNORE INTO jobs (kind, job_key, payload, created_at, due_at) VALUES (?, ?, ?, ?, ?)";
 
     fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
         r.try_get::<u64, _>(i)
@@ -162,12 +164,14 @@ impl Dialect for MySqlDialect {
 
     async fn create_user(c: &mut MySqlConnection, u: &UserRecord) -> StoreResult<()> {
         let r = sqlx::query(
-            "INSERT INTO users (user_id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO users (user_id, name, password_hash, created_at, bot) \
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&u.user)
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(u.created_at)
+        .bind(u.bot)
         .execute(&mut *c)
         .await;
         match r {

@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -178,7 +178,7 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (session),
         KEY sessions_user (user_id, expires_at)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
-    // 5.6 scheduled messages (version 8): a send kept until at_ms. peer:
+    // 5.6 scheduled messages (version 9): a send kept until at_ms. peer:
     // the recipient of a 1:1 message or the group id; reply_to 0 for
     // none; mentions a JSON array, '' for none; lease_until: a node
     // claimed the row until then. Shard key: id.
@@ -210,6 +210,33 @@ async fn migrate_to_6(conn: &mut MySqlConnection) -> StoreResult<()> {
         &[("users", "avatar", "VARCHAR(255) NOT NULL DEFAULT ''")],
     )
     .await
+}
+
+/// Version 8 (5.6): the users' bot flag (every existing user a person)
+/// and the durable jobs (webhook deliveries). Stands alone and is safe to
+/// run again.
+async fn migrate_to_8(conn: &mut MySqlConnection) -> StoreResult<()> {
+    add_missing(conn, &[("users", "bot", "BOOLEAN NOT NULL DEFAULT FALSE")]).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS jobs (
+            id            BIGINT NOT NULL AUTO_INCREMENT,
+            kind          VARCHAR(64) NOT NULL,
+            job_key       VARCHAR(255) NOT NULL,
+            payload       MEDIUMTEXT NOT NULL,
+            created_at    BIGINT NOT NULL,
+            due_at        BIGINT NOT NULL,
+            claimed_until BIGINT NOT NULL DEFAULT 0,
+            attempts      BIGINT NOT NULL DEFAULT 0,
+            last_error    TEXT NULL,
+            PRIMARY KEY (id),
+            UNIQUE KEY jobs_key (job_key),
+            KEY jobs_due (kind, due_at)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(be)?;
+    Ok(())
 }
 
 /// Version 4 (5.4 and blocks): the groups' settings and the members'
@@ -403,6 +430,8 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     migrate_to_6(conn).await?;
     // 5.2 search
     search_index(conn).await?;
+    // 5.6 integrations
+    migrate_to_8(conn).await?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

@@ -85,6 +85,9 @@ impl Dialect for Pg {
     const INSERT_BLOCK: &'static str =
         "INSERT INTO blocks (user_id, blocked, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (user_id, blocked) DO NOTHING";
+    const INSERT_JOB: &'static str =
+        "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (job_key) DO NOTHING";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)
@@ -117,13 +120,14 @@ impl Dialect for Pg {
 
     async fn create_user(c: &mut PgConnection, u: &UserRecord) -> StoreResult<()> {
         let n = sqlx::query(
-            "INSERT INTO users (user_id, name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id) DO NOTHING",
+            "INSERT INTO users (user_id, name, password_hash, created_at, bot) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(&u.user)
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(u.created_at)
+        .bind(u.bot)
         .execute(&mut *c)
         .await
         .map_err(be)?

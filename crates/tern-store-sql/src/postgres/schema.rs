@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -198,7 +198,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, expires_at);
 
--- 5.6 scheduled messages (version 8): a send kept until at_ms. peer: the
+-- 5.6 scheduled messages (version 9): a send kept until at_ms. peer: the
 -- recipient of a 1:1 message or the group id; reply_to 0 for none;
 -- mentions a JSON array, '' for none; lease_until: a node claimed the row
 -- until then. Shard key: id.
@@ -267,6 +267,25 @@ CREATE TABLE IF NOT EXISTS search_docs (
     PRIMARY KEY (conv, seq)
 );
 CREATE INDEX IF NOT EXISTS search_docs_terms ON search_docs USING GIN (terms);
+"#;
+
+/// Version 8 (5.6): the users' bot flag (every existing user a person)
+/// and the durable jobs (webhook deliveries; shard key: none, a small
+/// table of work in flight). Stands alone and may run again.
+const MIGRATE_TO_8: &str = r#"
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bot BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE IF NOT EXISTS jobs (
+    id            BIGSERIAL PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    job_key       TEXT NOT NULL UNIQUE,
+    payload       TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    due_at        BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    attempts      BIGINT NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
 "#;
 
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
@@ -344,6 +363,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
             sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(be)?;
             // 5.2 search (a new database too)
             sqlx::raw_sql(MIGRATE_TO_7)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.6 integrations (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_8)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

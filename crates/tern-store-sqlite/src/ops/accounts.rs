@@ -9,11 +9,11 @@ use tern_core::store::{FriendLists, FriendStatus, StoreError, StoreResult, UserR
 pub fn create_user(c: &Connection, u: &UserRecord) -> StoreResult<()> {
     let n = c
         .prepare_cached(
-            "INSERT INTO users (user, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO users (user, name, password_hash, created_at, bot) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (user) DO NOTHING",
         )
         .map_err(be)?
-        .execute(params![u.user, u.name, u.password_hash, u.created_at])
+        .execute(params![u.user, u.name, u.password_hash, u.created_at, u.bot])
         .map_err(be)?;
     if n == 0 {
         return Err(StoreError::Conflict);
@@ -22,7 +22,7 @@ pub fn create_user(c: &Connection, u: &UserRecord) -> StoreResult<()> {
 }
 
 pub fn get_user(c: &Connection, user: &str) -> StoreResult<Option<UserRecord>> {
-    c.prepare_cached("SELECT user, name, password_hash, created_at FROM users WHERE user = ?1")
+    c.prepare_cached("SELECT user, name, password_hash, created_at, bot FROM users WHERE user = ?1")
         .map_err(be)?
         .query_row([user], |r| {
             Ok(UserRecord {
@@ -30,6 +30,7 @@ pub fn get_user(c: &Connection, user: &str) -> StoreResult<Option<UserRecord>> {
                 name: r.get(1)?,
                 password_hash: r.get(2)?,
                 created_at: r.get(3)?,
+                bot: r.get(4)?,
             })
         })
         .optional()

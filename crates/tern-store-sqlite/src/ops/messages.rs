@@ -116,6 +116,10 @@ fn append_one(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
     .map_err(be)?;
     let useq = stored.seq;
     super::edits::mark_mentions(c, m, useq)?;
+    // 5.6: the message's jobs commit with it.
+    if !m.extras.jobs.is_empty() {
+        super::jobs::enqueue_jobs(c, &m.extras.jobs)?;
+    }
 
     // Conversation list entries; the sender has read their own message.
     for p in &m.participants {

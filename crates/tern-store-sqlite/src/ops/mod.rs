@@ -23,10 +23,13 @@ mod settings;
 mod search;
 // 5.6 scheduled messages
 mod scheduled;
+// 5.6 durable jobs
+mod jobs;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
 pub use groups::{get_group, group_version, read_positions};
+pub use jobs::*;
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;

@@ -331,6 +331,13 @@ try {
   await shot(b, 'phone-group-info.png');
   await b.click('#member-list li[data-user="carol"] button:has-text("Mute 1 h")');
   await a.waitForSelector('#msg-list li.system:has-text("bob muted carol")');
+  // The panel now says carol is muted and offers only to lift it.
+  await b.waitForSelector('#member-list li[data-user="carol"] .role.muted');
+  await b.waitForSelector('#member-list li[data-user="carol"] button:has-text("Unmute")');
+  check(
+    !(await b.isVisible('#member-list li[data-user="carol"] button:has-text("Mute 1 h")')),
+    'a muted member is offered Unmute, not Mute',
+  );
   await b.click('#panel-close');
   await a.click('#panel-close');
 
