@@ -95,7 +95,7 @@ async fn create_get_add_and_remove_over_http() {
     assert_eq!(
         v,
         json!({"group":gid,"name":"Team","owner":"alice","members":["alice","bob","carol"],
-               "admins":[],"announcement":"","muted_all":false,"dissolved":false})
+               "admins":[],"announcement":"","muted_all":false,"mutes":{},"dissolved":false})
     );
 
     // Members only: others 403 not_member, unknown groups 404.
@@ -104,7 +104,7 @@ async fn create_get_add_and_remove_over_http() {
     assert_eq!(
         v,
         json!({"group":gid,"name":"Team","owner":"alice","members":["alice","bob","carol"],"size":3,
-               "admins":[],"announcement":"","muted_all":false,"dissolved":false})
+               "admins":[],"announcement":"","muted_all":false,"mutes":{},"dissolved":false})
     );
     let (st, v) = s.get(&format!("/v1/groups/{gid}"), Some(&td)).await;
     assert_eq!((st, v["code"].as_str()), (403, Some("not_member")));
