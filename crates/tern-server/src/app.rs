@@ -74,6 +74,8 @@ impl App {
                 search_limit_max: cfg.limits.search_limit_max,
                 search_query_bytes: cfg.limits.search_query_bytes,
                 search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
+                scheduled_max: cfg.scheduled.max_per_user,
+                scheduled_poll: std::time::Duration::from_millis(cfg.scheduled.poll_ms),
                 integrations: crate::integrations::from_config(&cfg),
             },
         )
@@ -91,7 +93,8 @@ impl App {
         );
         let prometheus = prometheus();
         Hot::describe();
-        Ok(Arc::new(App {
+        let scheduled_poll = std::time::Duration::from_millis(cfg.scheduled.poll_ms);
+        let app = Arc::new(App {
             core,
             cfg,
             hot: Hot::new(),
@@ -100,7 +103,10 @@ impl App {
             readers: Counter::default(),
             sessions: Counter::default(),
             guard,
-        }))
+        });
+        // 5.6: sends scheduled messages at their time.
+        tern_core::scheduler::start(&app, scheduled_poll);
+        Ok(app)
     }
 }
 

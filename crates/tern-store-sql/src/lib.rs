@@ -43,6 +43,8 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod settings;
+// 5.6 scheduled messages
+mod sched;
 // 5.2
 mod search;
 mod shared;
@@ -57,7 +59,8 @@ use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
-    SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage, UserRecord,
+    Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
+    UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -70,6 +73,7 @@ use moderation::Moderation;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use sched::Sched;
 use search::SearchIndex;
 use settings::Settings;
 use shared::Shared;
@@ -219,7 +223,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched> Store for SqlStore<D> {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -773,6 +777,33 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs> Store for S
         q: &tern_core::search::SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>> {
         on_conn!(self, |c| search::search::<D>(c, user, q))
+    }
+
+    // ----- 5.6 scheduled messages -----
+
+    async fn schedule(&self, s: &Scheduled, max: u32) -> StoreResult<()> {
+        in_tx!(self, |c| D::schedule(c, s, max))
+    }
+
+    async fn scheduled(&self, user: &str) -> StoreResult<Vec<Scheduled>> {
+        on_conn!(self, |c| D::scheduled(c, user))
+    }
+
+    async fn unschedule(&self, user: &str, id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| D::unschedule(c, user, id))
+    }
+
+    async fn claim_scheduled(
+        &self,
+        now: i64,
+        lease_until: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Scheduled>> {
+        on_conn!(self, |c| D::claim_scheduled(c, now, lease_until, max))
+    }
+
+    async fn next_scheduled(&self) -> StoreResult<Option<i64>> {
+        on_conn!(self, |c| D::next_scheduled(c))
     }
 }
 

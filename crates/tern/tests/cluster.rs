@@ -26,6 +26,8 @@ mod search;
 #[path = "cluster/settings.rs"]
 mod settings;
 // 5.6
+#[path = "cluster/scheduled.rs"]
+mod scheduled;
 #[path = "cluster/webhooks.rs"]
 mod webhooks;
 

@@ -20,6 +20,10 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 scheduled messages
+mod scheduled;
+// 5.6 account data
+mod account;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -80,6 +84,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(settings::delete_one_session))
         // 5.2
         .routes(routes!(search::search))
+        // 5.6
+        .routes(routes!(scheduled::list_scheduled))
+        .routes(routes!(scheduled::cancel_scheduled))
+        .routes(routes!(account::export))
 }
 
 pub fn router(app: Arc<App>) -> Router {

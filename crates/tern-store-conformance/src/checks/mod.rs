@@ -238,6 +238,8 @@ mod settings;
 // 5.2
 mod search;
 mod search_access;
+// 5.6 scheduled messages
+mod scheduled;
 // 5.6 durable jobs
 mod jobs;
 
@@ -250,6 +252,7 @@ pub use jobs::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
+pub use scheduled::*;
 pub use search::*;
 pub use search_access::*;
 pub use settings::*;

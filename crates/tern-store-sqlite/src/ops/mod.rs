@@ -21,6 +21,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.6 scheduled messages
+mod scheduled;
 // 5.6 durable jobs
 mod jobs;
 
@@ -31,6 +33,7 @@ pub use jobs::*;
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
 
