@@ -12,8 +12,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::request::{self, Request};
 use tern_proto::wire::{
-    ConvSettingsAnswer, FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, SearchAnswer,
-    SendAnswer, SessionToken, SessionsList, SyncAnswer, UserCreated, UserInfo,
+    ConvSettingsAnswer, FriendAnswer, FriendsList, GroupAnswer, HistoryAnswer, ScheduledAnswer,
+    ScheduledList, SearchAnswer, SendAnswer, SessionToken, SessionsList, SyncAnswer, UserCreated,
+    UserInfo,
 };
 
 /// A connection to one Tern server: its HTTP API, with or without a token,
@@ -542,5 +543,43 @@ impl Client {
             );
         }
         Ok(self.answer(b).await?.bytes().await?)
+    }
+}
+
+/// 5.6 scheduled messages.
+impl Client {
+    /// `POST /v1/messages` with `at` (set by [`OutMessage::at`]): kept by
+    /// the server until then.
+    pub async fn schedule_http(&self, msg: OutMessage) -> Result<ScheduledAnswer<'static>> {
+        if msg.scheduled_at().is_none() {
+            return Err(Error::Invalid("schedule_http needs OutMessage::at".into()));
+        }
+        self.call(self.request_for(&msg.request())?).await
+    }
+
+    /// `GET /v1/scheduled`: this user's pending scheduled messages, by
+    /// time.
+    pub async fn scheduled(&self) -> Result<ScheduledList<'static>> {
+        self.call(self.request(Method::GET, "/v1/scheduled")?).await
+    }
+
+    /// `DELETE /v1/scheduled/{id}`: cancels one; `not_found` for an
+    /// unknown id or another user's.
+    pub async fn cancel_scheduled(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/scheduled/{}", request::percent(id));
+        self.answer(self.request(Method::DELETE, &path)?).await?;
+        Ok(())
+    }
+}
+
+/// 5.6 account data.
+impl Client {
+    /// `GET /v1/users/me/export`: this user's data as a zip of JSON
+    /// documents (see PROTOCOL.md 5.6), as the server sent it.
+    pub async fn export(&self) -> Result<Vec<u8>> {
+        let r = self
+            .answer(self.request(Method::GET, "/v1/users/me/export")?)
+            .await?;
+        Ok(r.bytes().await.map_err(Error::Http)?.to_vec())
     }
 }

@@ -81,6 +81,8 @@ pub struct OutMessage {
     reply_to: Option<u64>,
     /// 5.1, groups: members named, or `@all`.
     mentions: Vec<String>,
+    /// 5.6: sent at this time (ms) rather than now.
+    at: Option<i64>,
 }
 
 /// A fresh client message id: 128 random bits in hex.
@@ -101,6 +103,7 @@ impl OutMessage {
             client_msg_id: new_client_msg_id(),
             reply_to: None,
             mentions: Vec::new(),
+            at: None,
         })
     }
 
@@ -147,6 +150,19 @@ impl OutMessage {
         self
     }
 
+    /// 5.6: to be sent at `ts` (ms; future, within a year) rather than
+    /// now: send it with [`Session::schedule`] or
+    /// [`Client::schedule_http`].
+    pub fn at(mut self, ts: i64) -> OutMessage {
+        self.at = Some(ts);
+        self
+    }
+
+    /// 5.6: when it is to be sent, if scheduled.
+    pub fn scheduled_at(&self) -> Option<i64> {
+        self.at
+    }
+
     pub fn target(&self) -> &Target {
         &self.target
     }
@@ -183,6 +199,7 @@ impl OutMessage {
                     .map(|m| Cow::Borrowed(m.as_str()))
                     .collect()
             }),
+            at: self.at,
         })
     }
 

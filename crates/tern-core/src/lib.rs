@@ -27,6 +27,7 @@ pub mod revoked;
 pub mod roles;
 pub mod rooms;
 pub mod rules;
+pub mod scheduler;
 pub mod search;
 pub mod service;
 pub mod store;

@@ -801,6 +801,31 @@ pub trait Store: Send + Sync + 'static {
         q: &crate::search::SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>>;
 
+    // ----- 5.6 scheduled messages -----
+
+    /// Stores a scheduled message: `Forbidden` (nothing stored) when its
+    /// user already has `max` pending, `Conflict` when its id exists.
+    async fn schedule(&self, s: &Scheduled, max: u32) -> StoreResult<()>;
+    /// `user`'s pending scheduled messages, by `at`, then id.
+    async fn scheduled(&self, user: &str) -> StoreResult<Vec<Scheduled>>;
+    /// Removes `user`'s scheduled message `id` (cancelled, or sent);
+    /// whether there was one.
+    async fn unschedule(&self, user: &str, id: &str) -> StoreResult<bool>;
+    /// Claims up to `max` scheduled messages that are due (`at <= now`)
+    /// and not claimed (their lease ended by `now`), the earliest first:
+    /// each one's lease now ends at `lease_until`. Of callers on nodes
+    /// sharing the store, one gets a row while its lease runs.
+    async fn claim_scheduled(
+        &self,
+        now: i64,
+        lease_until: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Scheduled>>;
+    /// When the next scheduled message can be claimed (the later of its
+    /// `at` and its lease's end), the earliest over all users; `None`
+    /// when none is pending.
+    async fn next_scheduled(&self) -> StoreResult<Option<i64>>;
+
     // ----- 5.5 media -----
 
     /// Stores the metadata of an uploaded media (its blob is written
@@ -821,6 +846,49 @@ pub trait Store: Send + Sync + 'static {
     /// `created_before` that nothing referenced, and returns them (their
     /// blobs are the caller's to delete).
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>>;
+}
+
+/// 5.6: a `send` kept until its time, from [`Store::scheduled`] and
+/// [`Store::claim_scheduled`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    /// 32 hex digits, chosen by the server.
+    pub id: String,
+    /// The sender.
+    pub user: String,
+    pub conv: String,
+    /// The recipient of a 1:1 message, or the group id (`conv` says which).
+    pub peer: String,
+    /// When it is to be sent (ms).
+    pub at: i64,
+    pub kind: String,
+    /// The content as JSON text.
+    pub content: String,
+    /// The client's, or one the server made up.
+    pub client_msg_id: String,
+    /// 5.1: 0 for none.
+    pub reply_to: u64,
+    /// 5.1: the mentions of a group message.
+    pub mentions: Vec<String>,
+    pub created_at: i64,
+}
+
+/// `Scheduled::mentions` as one column: a JSON array, `""` for none.
+pub fn mentions_column(mentions: &[String]) -> String {
+    if mentions.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(mentions).unwrap_or_default()
+    }
+}
+
+/// The mentions of a [`mentions_column`] text.
+pub fn mentions_of_column(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(text).unwrap_or_default()
+    }
 }
 
 /// An uploaded media's metadata (5.5).
@@ -878,6 +946,8 @@ pub struct Profile {
     pub name: String,
     /// A media id; `None` when not set.
     pub avatar: Option<String>,
+    /// 5.6: a bot account.
+    pub bot: bool,
 }
 
 /// One user's settings of one conversation (5.3).

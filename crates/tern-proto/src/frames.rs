@@ -138,6 +138,9 @@ pub struct ClientFrame<'a> {
     pub q: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before_ts: Option<i64>,
+    // 5.6 scheduled messages
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
 }
 
 /// A field that is there, whatever its value: `null` is `Some("null")`.

@@ -76,6 +76,8 @@ impl App {
                 search_limit_max: cfg.limits.search_limit_max,
                 search_query_bytes: cfg.limits.search_query_bytes,
                 search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
+                scheduled_max: cfg.scheduled.max_per_user,
+                scheduled_poll: std::time::Duration::from_millis(cfg.scheduled.poll_ms),
                 integrations: crate::integrations::from_config(&cfg),
             },
         )
@@ -93,7 +95,8 @@ impl App {
         );
         let prometheus = prometheus();
         Hot::describe();
-        Ok(Arc::new(App {
+        let scheduled_poll = std::time::Duration::from_millis(cfg.scheduled.poll_ms);
+        let app = Arc::new(App {
             core,
             cfg,
             hot: Hot::new(),
@@ -104,7 +107,10 @@ impl App {
             guard,
             blobs,
             thumbs: tokio::sync::Semaphore::new(cfg_thumbs),
-        }))
+        });
+        // 5.6: sends scheduled messages at their time.
+        tern_core::scheduler::start(&app, scheduled_poll);
+        Ok(app)
     }
 }
 

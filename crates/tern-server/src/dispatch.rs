@@ -79,6 +79,9 @@ pub(crate) enum Answer {
     // 5.2
     /// Search hits, newest first.
     Hits(Vec<StoredMessage>),
+    // 5.6
+    /// A send with `at`, kept until then.
+    Scheduled(tern_core::service::ScheduledOk),
 }
 
 /// An answer as its wire body: one value that both the `ok` frame (its
@@ -106,6 +109,8 @@ enum Body<'a> {
     Sessions(SessionsList<'a>),
     // 5.2
     Hits(SearchAnswer<'a>),
+    // 5.6
+    Scheduled(tern_proto::wire::ScheduledAnswer<'a>),
 }
 
 /// Borrowed user ids.
@@ -145,6 +150,7 @@ impl Answer {
                 name: Cow::Borrowed(&u.name),
                 online: u.online,
                 user: Cow::Borrowed(&u.user),
+                bot: u.bot,
             }),
             Answer::Friend(status) => Body::Friend(FriendAnswer {
                 status: match status {
@@ -196,6 +202,12 @@ impl Answer {
             Answer::Hits(msgs) => Body::Hits(SearchAnswer {
                 hits: msgs.iter().map(tern_core::msg_view).collect(),
             }),
+            Answer::Scheduled(s) => Body::Scheduled(tern_proto::wire::ScheduledAnswer {
+                scheduled: Cow::Borrowed(&s.id),
+                conv: Cow::Borrowed(&s.conv),
+                at: s.at,
+                client_msg_id: Cow::Borrowed(&s.client_msg_id),
+            }),
         }
     }
 
@@ -234,6 +246,7 @@ pub(crate) async fn execute(
     Ok(match req {
         Request::Ping => Answer::Pong,
         Request::Auth(_) => return Err(CoreError::invalid("already authenticated")),
+        Request::Send(s) if s.at.is_some() => Answer::Scheduled(core.schedule(actor, &s).await?),
         Request::Send(s) => Answer::Sent(core.send(actor, &s).await?),
         Request::Ack(p) => {
             on_socket()?.pending.lock().ack(&p.conv, p.seq);

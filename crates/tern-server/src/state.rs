@@ -67,3 +67,10 @@ impl Counter {
         .is_ok()
     }
 }
+
+/// 5.6: the scheduler holds the state and reaches the core through it.
+impl AsRef<Core> for App {
+    fn as_ref(&self) -> &Core {
+        &self.core
+    }
+}

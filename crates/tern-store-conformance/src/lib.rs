@@ -132,9 +132,17 @@ macro_rules! suite {
             // 5.5
             media_stored_referenced_and_swept,
             // 5.6
+            scheduled_bound_list_and_cancel,
+            scheduled_claims_take_due_rows_under_a_lease,
             jobs_claimed_once_until_the_lease_ends,
             jobs_commit_with_their_message,
         );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn scheduled_claimed_once() {
+            let Some((store, _ctx)) = $open().await else { return };
+            $crate::scheduled_claimed_once(vec![store]).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_claims_take_each_job_once() {
@@ -267,6 +275,15 @@ macro_rules! shared_suite {
             };
             let other = $reopen(&ctx).await;
             $crate::first_signing_key_once(vec![store, other]).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn shared_scheduled_claimed_once() {
+            let Some((store, ctx)) = $open().await else {
+                return;
+            };
+            let other = $reopen(&ctx).await;
+            $crate::scheduled_claimed_once(vec![store, other]).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

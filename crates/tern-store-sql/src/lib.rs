@@ -45,6 +45,8 @@ pub mod postgres;
 mod settings;
 // 5.5 media
 mod media;
+// 5.6 scheduled messages
+mod sched;
 // 5.2
 mod search;
 mod shared;
@@ -59,8 +61,8 @@ use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
-    ReadOutcome, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
-    UserRecord,
+    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -74,6 +76,7 @@ use moderation::Moderation;
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use sched::Sched;
 use search::SearchIndex;
 use settings::Settings;
 use shared::Shared;
@@ -223,7 +226,9 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Media> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media> Store
+    for SqlStore<D>
+{
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -795,6 +800,33 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Media> Sto
 
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
         in_tx!(self, |c| D::media_sweep(c, created_before, max))
+    }
+
+    // ----- 5.6 scheduled messages -----
+
+    async fn schedule(&self, s: &Scheduled, max: u32) -> StoreResult<()> {
+        in_tx!(self, |c| D::schedule(c, s, max))
+    }
+
+    async fn scheduled(&self, user: &str) -> StoreResult<Vec<Scheduled>> {
+        on_conn!(self, |c| D::scheduled(c, user))
+    }
+
+    async fn unschedule(&self, user: &str, id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| D::unschedule(c, user, id))
+    }
+
+    async fn claim_scheduled(
+        &self,
+        now: i64,
+        lease_until: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Scheduled>> {
+        on_conn!(self, |c| D::claim_scheduled(c, now, lease_until, max))
+    }
+
+    async fn next_scheduled(&self) -> StoreResult<Option<i64>> {
+        on_conn!(self, |c| D::next_scheduled(c))
     }
 }
 

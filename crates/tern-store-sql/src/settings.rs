@@ -57,15 +57,18 @@ where
     usize: ColumnIndex<RowOf<D>>,
 {
     async fn profile(c: &mut Conn<D>, user: &str) -> StoreResult<Option<Profile>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as(stmt!(D, "SELECT name, avatar FROM users WHERE user_id = ?"))
-                .bind(user)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(be)?;
-        Ok(row.map(|(name, avatar)| Profile {
+        let row: Option<(String, String, bool)> = sqlx::query_as(stmt!(
+            D,
+            "SELECT name, avatar, bot FROM users WHERE user_id = ?"
+        ))
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(be)?;
+        Ok(row.map(|(name, avatar, bot)| Profile {
             name,
             avatar: (!avatar.is_empty()).then_some(avatar),
+            bot,
         }))
     }
 

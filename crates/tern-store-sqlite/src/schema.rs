@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 12;
+pub const VERSION: i64 = 13;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -182,6 +182,27 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
+
+-- 5.6 scheduled messages (since version 12): a send kept until `at`.
+-- `peer`: the recipient of a 1:1 message or the group id; `reply_to` 0
+-- for none; `mentions` a JSON array, '' for none; `lease_until`: a
+-- scheduler claimed the row until then.
+CREATE TABLE IF NOT EXISTS scheduled (
+    id            TEXT PRIMARY KEY,
+    user          TEXT NOT NULL,
+    conv          TEXT NOT NULL,
+    peer          TEXT NOT NULL,
+    at            INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    reply_to      INTEGER NOT NULL DEFAULT 0,
+    mentions      TEXT NOT NULL DEFAULT '',
+    created_at    INTEGER NOT NULL,
+    lease_until   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS scheduled_user ON scheduled (user, at);
+CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (at);
 "#;
 
 /// Settings of every connection. `synchronous = FULL` in WAL mode makes a
@@ -332,10 +353,10 @@ fn migrate_to_11(c: &Connection) -> rusqlite::Result<()> {
     add_missing(c, &[("users", "bot", "INTEGER NOT NULL DEFAULT 0")])
 }
 
-/// Version 12 (5.5 media): the uploads' metadata. `referenced` is set
+/// Version 13 (5.5 media): the uploads' metadata. `referenced` is set
 /// once a message or a profile names the media; the sweep removes those
 /// still unset after the grace period. Stands alone and may run again.
-fn migrate_to_12(c: &Connection) -> rusqlite::Result<()> {
+fn migrate_to_13(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TABLE IF NOT EXISTS media (
             id         TEXT PRIMARY KEY,
@@ -394,8 +415,8 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
         migrate_to_10(&tx)?;
     }
     // 5.5 media
-    if version < 12 {
-        migrate_to_12(&tx)?;
+    if version < 13 {
+        migrate_to_13(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
-    ReadOutcome, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
-    UserRecord,
+    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 #[async_trait]
@@ -438,5 +438,36 @@ impl Store for SqliteStore {
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
         self.write(move |c| ops::media_sweep(c, created_before, max))
             .await
+    }
+
+    // ----- 5.6 scheduled messages -----
+
+    async fn schedule(&self, s: &Scheduled, max: u32) -> StoreResult<()> {
+        let s = s.clone();
+        self.write(move |c| ops::schedule(c, &s, max)).await
+    }
+
+    async fn scheduled(&self, user: &str) -> StoreResult<Vec<Scheduled>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::scheduled(c, &user)).await
+    }
+
+    async fn unschedule(&self, user: &str, id: &str) -> StoreResult<bool> {
+        let (user, id) = (user.to_owned(), id.to_owned());
+        self.write(move |c| ops::unschedule(c, &user, &id)).await
+    }
+
+    async fn claim_scheduled(
+        &self,
+        now: i64,
+        lease_until: i64,
+        max: u32,
+    ) -> StoreResult<Vec<Scheduled>> {
+        self.write(move |c| ops::claim_scheduled(c, now, lease_until, max))
+            .await
+    }
+
+    async fn next_scheduled(&self) -> StoreResult<Option<i64>> {
+        self.read(ops::next_scheduled).await
     }
 }

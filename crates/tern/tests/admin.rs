@@ -415,8 +415,11 @@ async fn a_bot_has_no_password_login_and_its_token_works() {
     let token = out.trim().to_owned();
     let (st, b) = server.get("/v1/users/helper", &token).await;
     assert_eq!((st, b["name"].as_str()), (200, Some("Helper Bot")), "{b}");
+    assert_eq!(b["bot"], true, "the user view shows a bot: {b}");
     // It sends like a user.
     let human = server.user("human").await;
+    let (_, b) = server.get("/v1/users/human", &token).await;
+    assert_eq!(b.get("bot"), None, "no field for a person: {b}");
     let (st, b) = server
         .call(
             reqwest::Method::POST,

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use task::Task;
 use tern_proto::request::{self, ConvSeq, Request};
 use tern_proto::wire::{
-    Empty, HistoryAnswer, OkFrame, PresenceAnswer, ReadAnswer, SearchAnswer, SendAnswer, SyncAnswer,
+    Empty, HistoryAnswer, OkFrame, PresenceAnswer, ReadAnswer, ScheduledAnswer, SearchAnswer,
+    SendAnswer, SyncAnswer,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Instant};
@@ -274,6 +275,17 @@ impl Session {
                 r => return r,
             }
         }
+    }
+
+    /// 5.6: `send` with `at` (set by [`OutMessage::at`]): the server
+    /// keeps the message until then and answers with its scheduled id.
+    /// Not retried: scheduling again with the same `client_msg_id` keeps
+    /// a second copy, which dedup turns into a no-op at its time.
+    pub async fn schedule(&self, msg: OutMessage) -> Result<ScheduledAnswer<'static>> {
+        if msg.scheduled_at().is_none() {
+            return Err(Error::Invalid("schedule needs OutMessage::at".into()));
+        }
+        self.request(msg.request(), ReqKind::Other).await
     }
 
     /// `read`: moves the read position of `conv` to `seq`.

@@ -22,6 +22,11 @@ use tern_proto::{request, ConvId, ErrorCode};
 impl Core {
     /// `send` (PROTOCOL.md 2.2): the core checks every field's value.
     pub async fn send(&self, actor: Actor<'_>, req: &request::Send<'_>) -> CoreResult<SendOk> {
+        if req.at.is_some() {
+            return Err(CoreError::invalid(
+                "a send with at is kept by Core::schedule",
+            ));
+        }
         let ok = self.send_checked(actor, req).await?;
         // 5.2: the new message is stored; the indexer takes it from here.
         self.indexer.wake();
@@ -240,7 +245,11 @@ impl Core {
 
     /// 5.1: `reply_to` must name an existing seq of `conv` (seqs have
     /// no gaps: 1 to the newest).
-    async fn check_reply_to(&self, conv: &str, reply_to: Option<u64>) -> CoreResult<Option<u64>> {
+    pub(super) async fn check_reply_to(
+        &self,
+        conv: &str,
+        reply_to: Option<u64>,
+    ) -> CoreResult<Option<u64>> {
         let Some(seq) = reply_to else {
             return Ok(None);
         };
@@ -405,7 +414,7 @@ impl Core {
 /// 5.1: the mentions of a group send, checked against the sender's view
 /// of the group: members only (each once), or `@all` alone, which only
 /// the owner and admins may use ([`crate::roles`]).
-fn check_mentions(
+pub(super) fn check_mentions(
     view: &GroupView,
     standing: Standing,
     mentions: Option<&[Cow<'_, str>]>,

@@ -21,12 +21,18 @@ mod settings;
 mod search;
 // 5.5 media
 mod media;
+// 5.6 scheduled messages
+mod scheduled;
+// 5.6 account data
+mod account;
 // 5.6 integrations
 mod hooks;
 
 pub use crate::frame::encode;
+pub use account::{Export, EXPORT_CONVS_MAX};
 pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
+pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 
 use crate::acks::Acks;
@@ -101,6 +107,11 @@ pub struct CoreConfig {
     pub search_limit_max: u32,
     pub search_query_bytes: usize,
     pub search_poll: std::time::Duration,
+    /// 5.6 scheduled messages: most pending per user (`invalid` beyond),
+    /// and how often the scheduler looks for due ones besides waking at
+    /// the next due time it knows (another node's may come sooner).
+    pub scheduled_max: u32,
+    pub scheduled_poll: std::time::Duration,
     /// 5.6: webhooks and the before-send hook (none by default).
     pub integrations: crate::integrations::Integrations,
 }
@@ -160,6 +171,9 @@ pub struct Core {
     seen_sweep: std::sync::atomic::AtomicI64,
     /// 5.2: indexes stored messages for search, off the send path.
     indexer: crate::indexer::Indexer,
+    /// 5.6: wakes the scheduler ([`crate::scheduler`]) when a message is
+    /// scheduled.
+    sched_wake: Arc<tokio::sync::Notify>,
     /// 5.6: the before-send hook and the webhook runner.
     hooks: hooks::Hooks,
 }
@@ -274,6 +288,7 @@ impl Core {
             seen: Default::default(),
             seen_sweep: Default::default(),
             indexer,
+            sched_wake: Default::default(),
             hooks,
         })
     }

@@ -41,6 +41,8 @@ pub struct UserView {
     pub name: String,
     pub avatar: Option<String>,
     pub online: bool,
+    /// 5.6
+    pub bot: bool,
 }
 
 /// One session of `GET /v1/sessions`.
@@ -76,6 +78,7 @@ impl Core {
             name: p.name,
             avatar: p.avatar,
             online,
+            bot: p.bot,
         })
     }
 
@@ -119,6 +122,7 @@ impl Core {
             name: p.name,
             avatar: p.avatar,
             online,
+            bot: p.bot,
         })
     }
 

@@ -45,6 +45,10 @@ pub struct Send<'a> {
     pub reply_to: Option<u64>,
     /// 5.1, groups only: members named, or `["@all"]`.
     pub mentions: Option<Vec<Cow<'a, str>>>,
+    /// 5.6: send at this time (ms) rather than now. A scheduled send may
+    /// leave out `client_msg_id` (then it is `""` here, and the server
+    /// makes one up).
+    pub at: Option<i64>,
 }
 
 /// `edit` (5.1, and `PATCH /v1/conversations/{conv}/messages/{seq}`): the
@@ -350,6 +354,15 @@ fn need<T>(v: Option<T>, field: &'static str) -> Result<T, Missing> {
     v.ok_or(Missing(field))
 }
 
+/// 5.6: the `client_msg_id` of a send; a scheduled one (`at` given)
+/// without it gets `""`, which the server replaces with one of its own.
+pub fn scheduled_cmid(cmid: Option<Cow<'_, str>>, at: Option<i64>) -> Option<Cow<'_, str>> {
+    match (cmid, at) {
+        (None, Some(_)) => Some(Cow::Borrowed("")),
+        (c, _) => c,
+    }
+}
+
 impl<'a> Send<'a> {
     /// A `send` from its optional parts, checked in the order a client
     /// reads the errors: the deduplication key, the kind, the content.
@@ -368,6 +381,7 @@ impl<'a> Send<'a> {
             group,
             reply_to: None,
             mentions: None,
+            at: None,
         })
     }
 }
@@ -391,7 +405,14 @@ impl<'a> Request<'a> {
             FrameType::Send => Request::Send(Send {
                 reply_to: f.reply_to,
                 mentions: f.mentions,
-                ..Send::from_parts(f.to, f.group, f.client_msg_id, f.kind, f.content)?
+                at: f.at,
+                ..Send::from_parts(
+                    f.to,
+                    f.group,
+                    scheduled_cmid(f.client_msg_id, f.at),
+                    f.kind,
+                    f.content,
+                )?
             }),
             FrameType::Ack => Request::Ack(conv_seq(f.conv, f.seq)?),
             FrameType::Read => Request::Read(conv_seq(f.conv, f.seq)?),
@@ -524,6 +545,10 @@ impl<'a> Request<'a> {
                 f.content = Some(s.content);
                 f.reply_to = s.reply_to;
                 f.mentions = s.mentions;
+                f.at = s.at;
+                if s.at.is_some() && f.client_msg_id.as_deref() == Some("") {
+                    f.client_msg_id = None;
+                }
             }
             Request::Edit(e) => {
                 f.conv = Some(e.conv);

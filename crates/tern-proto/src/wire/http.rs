@@ -61,6 +61,9 @@ pub struct UserInfo<'a> {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub avatar: Option<Cow<'a, str>>,
+    /// 5.6: present (`true`) for a bot account only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
     pub name: Cow<'a, str>,
     pub online: bool,
     pub user: Cow<'a, str>,

@@ -24,11 +24,14 @@ mod ok;
 mod push;
 mod raw;
 pub mod tag;
+// 5.6 scheduled messages
+mod sched;
 
 pub use http::*;
 pub use ok::*;
 pub use push::*;
 pub use raw::RawJson;
+pub use sched::*;
 
 #[cfg(test)]
 mod tests;

@@ -422,6 +422,7 @@ fn http_bodies() {
             name: c("Alice"),
             online: false,
             user: c("alice"),
+            bot: false,
         },
         r#"{"avatar":null,"name":"Alice","online":false,"user":"alice"}"#,
     );
@@ -431,8 +432,9 @@ fn http_bodies() {
             name: c("Alice"),
             online: true,
             user: c("alice"),
+            bot: true,
         },
-        r#"{"avatar":"m1","name":"Alice","online":true,"user":"alice"}"#,
+        r#"{"avatar":"m1","bot":true,"name":"Alice","online":true,"user":"alice"}"#,
     );
     round_trip(
         &ProfilePush {

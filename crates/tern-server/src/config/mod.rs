@@ -12,6 +12,8 @@ mod io;
 mod limits;
 // 5.5
 mod media;
+// 5.6 scheduled messages and account data
+mod sched;
 // 5.6 integrations
 mod integrations;
 
@@ -20,6 +22,7 @@ pub use integrations::*;
 pub use io::*;
 pub use limits::*;
 pub use media::MediaConfig;
+pub use sched::*;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -48,6 +51,9 @@ pub struct Config {
     pub log: LogConfig,
     /// 5.5 media.
     pub media: MediaConfig,
+    // 5.6
+    pub scheduled: ScheduledConfig,
+    pub account: AccountConfig,
     /// 5.6: `[[webhooks]]` (none by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -73,6 +79,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             media: MediaConfig::default(),
+            scheduled: ScheduledConfig::default(),
+            account: AccountConfig::default(),
             webhooks: Vec::new(),
             hooks: HooksConfig::default(),
         }
@@ -108,6 +116,13 @@ impl Config {
     /// Checks every bound once, at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        // 5.6
+        self.scheduled
+            .check()
+            .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
+        self.account
+            .check()
+            .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         let l = &self.limits;
         let d = &self.delivery;
         self.media.check().map_err(ConfigError::Invalid)?;
@@ -470,6 +485,13 @@ mod tests {
             "limits.search_query_bytes",
         );
         invalid(|c| c.limits.search_poll_ms = 0, "limits.search_poll_ms");
+        // 5.6
+        invalid(|c| c.scheduled.max_per_user = 0, "scheduled.max_per_user");
+        invalid(|c| c.scheduled.poll_ms = 0, "scheduled.poll_ms");
+        invalid(
+            |c| c.account.export_max_messages = 0,
+            "account.export_max_messages",
+        );
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

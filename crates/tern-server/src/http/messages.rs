@@ -117,6 +117,12 @@ pub(crate) struct SendBody<'a> {
     #[schema(nullable = false)]
     #[serde(borrow, default)]
     mentions: Option<Vec<Cow<'a, str>>>,
+    /// 5.6: send at this time (ms; future, within a year) instead of now:
+    /// the answer is then `{"scheduled","conv","at","client_msg_id"}`, and
+    /// `client_msg_id` may be left out (the server makes one up).
+    #[schema(nullable = false)]
+    #[serde(default)]
+    at: Option<i64>,
 }
 
 #[utoipa::path(
@@ -126,7 +132,7 @@ pub(crate) struct SendBody<'a> {
     security(("bearer" = [])),
     request_body = SendBody,
     responses(
-        (status = 200, description = "stored; `duplicate` when this `client_msg_id` was sent before", body = SendAnswer),
+        (status = 200, description = "stored; `duplicate` when this `client_msg_id` was sent before (with `at`: kept until then, answered with a `ScheduledAnswer`)", body = SendAnswer),
         (status = 403, description = "`not_member`: not a member of the group", body = ErrorBody),
         (status = 404, description = "`no_such_user` / `no_such_group`", body = ErrorBody),
         (status = 413, description = "`content_too_large`: content over `limits.content_bytes`", body = ErrorBody),
@@ -145,8 +151,15 @@ pub(super) async fn send_message(
     let req = request::Send {
         reply_to: b.reply_to,
         mentions: b.mentions,
-        ..request::Send::from_parts(b.to, b.group, b.client_msg_id, b.kind, b.content)
-            .map_err(|m| invalid(m.to_string()))?
+        at: b.at,
+        ..request::Send::from_parts(
+            b.to,
+            b.group,
+            request::scheduled_cmid(b.client_msg_id, b.at),
+            b.kind,
+            b.content,
+        )
+        .map_err(|m| invalid(m.to_string()))?
     };
     Ok(execute(&app, me.actor(), None, Request::Send(req))
         .await?

@@ -22,6 +22,10 @@ mod settings;
 mod search;
 // 5.5 media
 pub(crate) mod media;
+// 5.6 scheduled messages
+mod scheduled;
+// 5.6 account data
+mod account;
 
 use crate::state::App;
 use axum::body::Bytes;
@@ -85,6 +89,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         // 5.5
         .routes(routes!(media::upload_media))
         .routes(routes!(media::get_media))
+        // 5.6
+        .routes(routes!(scheduled::list_scheduled))
+        .routes(routes!(scheduled::cancel_scheduled))
+        .routes(routes!(account::export))
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -420,12 +420,14 @@ async fn calls_beyond_the_bound_get_on_error_at_once() {
 
 #[tokio::test]
 async fn bad_webhook_settings_are_refused_at_start() {
-    let mut cfg = tern_server::Config::default();
-    cfg.webhooks = vec![WebhookConfig {
-        url: "http://127.0.0.1:9/x".into(),
-        secret: "short".into(),
-        events: vec![],
-    }];
+    let mut cfg = tern_server::Config {
+        webhooks: vec![WebhookConfig {
+            url: "http://127.0.0.1:9/x".into(),
+            secret: "short".into(),
+            events: vec![],
+        }],
+        ..Default::default()
+    };
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("webhooks.secret"), "{e}");
     cfg.webhooks[0].secret = SECRET.into();

@@ -4,6 +4,7 @@
 mod common;
 
 mod access;
+mod account;
 mod accounts;
 mod blocks;
 mod codes;
@@ -21,6 +22,7 @@ mod props;
 mod reading;
 mod rooms;
 mod scale;
+mod scheduled;
 mod search;
 mod session;
 mod settings;

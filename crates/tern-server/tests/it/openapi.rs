@@ -57,6 +57,10 @@ const API: &[(&str, &str)] = &[
     // 5.5
     ("POST", "/v1/media"),
     ("GET", "/v1/media/{media}"),
+    // 5.6
+    ("GET", "/v1/scheduled"),
+    ("DELETE", "/v1/scheduled/{id}"),
+    ("GET", "/v1/users/me/export"),
 ];
 
 /// The web client's pages and assets (`GET /` and what it loads): routed,
@@ -711,6 +715,7 @@ fn request_calls_are_documented_operations() {
             content: Box::leak(serde_json::value::RawValue::from_string("1".into()).unwrap()),
             reply_to: Some(1),
             mentions: None,
+            at: Some(2),
         }),
         Request::Edit(r::Edit {
             conv: c("dm:u:v"),

@@ -240,6 +240,8 @@ mod search;
 mod search_access;
 // 5.5 media
 mod media;
+// 5.6 scheduled messages
+mod scheduled;
 // 5.6 durable jobs
 mod jobs;
 
@@ -253,6 +255,7 @@ pub use media::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
+pub use scheduled::*;
 pub use search::*;
 pub use search_access::*;
 pub use settings::*;

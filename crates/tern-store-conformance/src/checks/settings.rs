@@ -16,6 +16,7 @@ pub async fn profiles_name_and_avatar(s: &dyn Store) {
         Some(Profile {
             name: name.into(),
             avatar: avatar.map(str::to_owned),
+            bot: false,
         })
     };
     assert_eq!(set(Some("Pro"), Some("m1")).await, want("Pro", Some("m1")));

@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -178,9 +178,30 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (session),
         KEY sessions_user (user_id, expires_at)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
+    // 5.6 scheduled messages (version 9): a send kept until at_ms. peer:
+    // the recipient of a 1:1 message or the group id; reply_to 0 for
+    // none; mentions a JSON array, '' for none; lease_until: a node
+    // claimed the row until then. Shard key: id.
+    r#"CREATE TABLE IF NOT EXISTS scheduled (
+        id            CHAR(32) NOT NULL,
+        user_id       VARCHAR(64) NOT NULL,
+        conv          VARCHAR(132) NOT NULL,
+        peer          VARCHAR(64) NOT NULL,
+        at_ms         BIGINT NOT NULL,
+        kind          VARCHAR(64) NOT NULL,
+        content       MEDIUMTEXT NOT NULL,
+        client_msg_id VARCHAR(64) NOT NULL,
+        reply_to      BIGINT NOT NULL DEFAULT 0,
+        mentions      MEDIUMTEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        lease_until   BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (id),
+        KEY scheduled_user (user_id, at_ms),
+        KEY scheduled_due (at_ms)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
 
-/// Version 9 (5.5 media): the uploads' metadata (shard key id).
+/// Version 10 (5.5 media): the uploads' metadata (shard key id).
 /// `referenced` is set once a message or a profile names the media; the
 /// sweep removes those still unset after the grace period. Stands alone
 /// and may run again.

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -197,6 +197,27 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, expires_at);
+
+-- 5.6 scheduled messages (version 9): a send kept until at_ms. peer: the
+-- recipient of a 1:1 message or the group id; reply_to 0 for none;
+-- mentions a JSON array, '' for none; lease_until: a node claimed the row
+-- until then. Shard key: id.
+CREATE TABLE IF NOT EXISTS scheduled (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    conv          TEXT NOT NULL,
+    peer          TEXT NOT NULL,
+    at_ms         BIGINT NOT NULL,
+    kind          TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    reply_to      BIGINT NOT NULL DEFAULT 0,
+    mentions      TEXT NOT NULL DEFAULT '',
+    created_at    BIGINT NOT NULL,
+    lease_until   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS scheduled_user ON scheduled (user_id, at_ms);
+CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (at_ms);
 "#;
 
 /// Version 5 (5.1) adds a message's reply, mentions and edit time, and a
@@ -267,11 +288,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
 "#;
 
-/// Version 9 (5.5 media): the uploads' metadata (shard key id).
+/// Version 10 (5.5 media): the uploads' metadata (shard key id).
 /// `referenced` is set once a message or a profile names the media; the
 /// sweep removes those still unset after the grace period. The step
 /// stands alone and may run again.
-const MIGRATE_TO_9: &str = r#"
+const MIGRATE_TO_10: &str = r#"
 CREATE TABLE IF NOT EXISTS media (
     id         TEXT PRIMARY KEY,
     owner      TEXT NOT NULL,
@@ -371,7 +392,7 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                 .await
                 .map_err(be)?;
             // 5.5 media (a new database too)
-            sqlx::raw_sql(MIGRATE_TO_9)
+            sqlx::raw_sql(MIGRATE_TO_10)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

@@ -23,6 +23,8 @@ mod settings;
 mod search;
 // 5.5 media
 mod media;
+// 5.6 scheduled messages
+mod scheduled;
 // 5.6 durable jobs
 mod jobs;
 
@@ -34,6 +36,7 @@ pub use media::{media_add, media_get, media_reference, media_sweep};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
 

@@ -6,13 +6,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tern_core::store::{ConvSettings, Profile, SessionRecord, StoreResult};
 
 pub fn profile(c: &Connection, user: &str) -> StoreResult<Option<Profile>> {
-    c.prepare_cached("SELECT name, avatar FROM users WHERE user = ?1")
+    c.prepare_cached("SELECT name, avatar, bot FROM users WHERE user = ?1")
         .map_err(be)?
         .query_row([user], |r| {
             let avatar: String = r.get(1)?;
             Ok(Profile {
                 name: r.get(0)?,
                 avatar: (!avatar.is_empty()).then_some(avatar),
+                bot: r.get(2)?,
             })
         })
         .optional()
