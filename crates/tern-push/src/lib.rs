@@ -76,6 +76,27 @@ pub struct WebPushKeys {
     pub auth: String,
 }
 
+impl WebPushKeys {
+    /// The browser's public key and auth secret.
+    pub fn decode(&self) -> Result<(p256::PublicKey, web_push_native::Auth), String> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        let public = URL_SAFE_NO_PAD
+            .decode(self.p256dh.trim_end_matches('='))
+            .ok()
+            .and_then(|b| p256::PublicKey::from_sec1_bytes(&b).ok())
+            .ok_or("webpush keys.p256dh is not a P-256 public key (base64url)")?;
+        let auth = URL_SAFE_NO_PAD
+            .decode(self.auth.trim_end_matches('='))
+            .ok()
+            .filter(|b| b.len() == 16)
+            .ok_or("webpush keys.auth is not 16 bytes (base64url)")?;
+        let mut secret = web_push_native::Auth::default();
+        secret.copy_from_slice(&auth);
+        Ok((public, secret))
+    }
+}
+
 /// One device's registration: where its provider delivers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
@@ -112,7 +133,7 @@ impl Device {
                     return Err("webpush needs an endpoint URL".into());
                 }
                 let keys = self.keys.as_ref().ok_or("webpush needs keys")?;
-                webpush::subscriber_keys(keys).map(|_| ())
+                keys.decode().map(|_| ())
             }
             _ => Ok(()),
         }

@@ -9,7 +9,7 @@ use p256::pkcs8::EncodePrivateKey as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{Device, Notification, Provider, ProviderKind, PushError, WebPushKeys};
+use crate::{Device, Notification, Provider, ProviderKind, PushError};
 
 /// How long a push service keeps an undelivered push (`TTL`, seconds).
 const TTL_SECS: u64 = 24 * 3600;
@@ -43,25 +43,6 @@ pub struct WebPush {
     public_key: String,
     subject: String,
     http: reqwest::Client,
-}
-
-/// The browser's public key and auth secret from a subscription's keys.
-pub(crate) fn subscriber_keys(
-    keys: &WebPushKeys,
-) -> Result<(p256::PublicKey, web_push_native::Auth), String> {
-    let public = URL_SAFE_NO_PAD
-        .decode(keys.p256dh.trim_end_matches('='))
-        .ok()
-        .and_then(|b| p256::PublicKey::from_sec1_bytes(&b).ok())
-        .ok_or("webpush keys.p256dh is not a P-256 public key (base64url)")?;
-    let auth = URL_SAFE_NO_PAD
-        .decode(keys.auth.trim_end_matches('='))
-        .ok()
-        .filter(|b| b.len() == 16)
-        .ok_or("webpush keys.auth is not 16 bytes (base64url)")?;
-    let mut secret = web_push_native::Auth::default();
-    secret.copy_from_slice(&auth);
-    Ok((public, secret))
 }
 
 impl WebPush {
@@ -149,7 +130,7 @@ impl Provider for WebPush {
             .keys
             .as_ref()
             .ok_or_else(|| PushError::Gone("no keys".into()))?;
-        let (public, auth) = subscriber_keys(keys).map_err(PushError::Gone)?;
+        let (public, auth) = keys.decode().map_err(PushError::Gone)?;
         let body = web_push_native::encrypt(WebPush::payload(note), &public, &auth)
             .map_err(|e| PushError::Refused(format!("encrypt: {e}")))?;
         let resp = self
