@@ -502,6 +502,50 @@ impl Client {
     }
 }
 
+/// 5.5 media.
+impl Client {
+    /// `POST /v1/media`: uploads `body` (bytes, or a `reqwest::Body`
+    /// wrapping a stream) declared as `mime`, optionally with its file
+    /// name. Over `media.max_bytes`: `content_too_large`; a type the
+    /// server does not take: `unsupported_media`.
+    pub async fn upload_media(
+        &self,
+        body: impl Into<reqwest::Body>,
+        mime: &str,
+        filename: Option<&str>,
+    ) -> Result<tern_proto::wire::MediaUploaded> {
+        let mut b = self
+            .request(Method::POST, "/v1/media")?
+            .header(reqwest::header::CONTENT_TYPE, mime)
+            .body(body);
+        if let Some(f) = filename {
+            b = b.query(&[("filename", f)]);
+        }
+        self.call(b).await
+    }
+
+    /// `GET /v1/media/{media}`: the bytes, or bytes `range` of them
+    /// (`start..end`, end exclusive and clipped to the size); a range
+    /// starting past the end: `range_not_satisfiable`.
+    pub async fn download_media(
+        &self,
+        media: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<bytes::Bytes> {
+        let mut b = self.request(Method::GET, &format!("/v1/media/{media}"))?;
+        if let Some(r) = range {
+            if r.end <= r.start {
+                return Err(Error::Invalid("an empty range".into()));
+            }
+            b = b.header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", r.start, r.end - 1),
+            );
+        }
+        Ok(self.answer(b).await?.bytes().await?)
+    }
+}
+
 /// 5.6 scheduled messages.
 impl Client {
     /// `POST /v1/messages` with `at` (set by [`OutMessage::at`]): kept by

@@ -17,6 +17,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod keeper;
 pub mod limits;
+pub mod media;
 pub mod offline;
 pub mod order;
 mod pipeline;

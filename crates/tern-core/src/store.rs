@@ -825,6 +825,27 @@ pub trait Store: Send + Sync + 'static {
     /// `at` and its lease's end), the earliest over all users; `None`
     /// when none is pending.
     async fn next_scheduled(&self) -> StoreResult<Option<i64>>;
+
+    // ----- 5.5 media -----
+
+    /// Stores the metadata of an uploaded media (its blob is written
+    /// before). An id stored before: `Conflict`.
+    async fn media_add(&self, m: &MediaRecord) -> StoreResult<()>;
+
+    /// The media of this id, if it exists.
+    async fn media_get(&self, id: &str) -> StoreResult<Option<MediaRecord>>;
+
+    /// Marks media `id` of `owner` as referenced (by a message or a
+    /// profile), in one transaction, and returns it; `None` when there is
+    /// no such media of this owner (never uploaded, another user's, or
+    /// swept). A sweep running at the same time either removed it before
+    /// (then `None`) or leaves it.
+    async fn media_reference(&self, id: &str, owner: &str) -> StoreResult<Option<MediaRecord>>;
+
+    /// Removes, in one transaction, at most `max` media created before
+    /// `created_before` that nothing referenced, and returns them (their
+    /// blobs are the caller's to delete).
+    async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>>;
 }
 
 /// 5.6: a `send` kept until its time, from [`Store::scheduled`] and
@@ -868,6 +889,26 @@ pub fn mentions_of_column(text: &str) -> Vec<String> {
     } else {
         serde_json::from_str(text).unwrap_or_default()
     }
+}
+
+/// An uploaded media's metadata (5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRecord {
+    /// At least 128 random bits, as 32 lowercase hex characters.
+    pub id: String,
+    pub owner: String,
+    pub size: u64,
+    pub mime: String,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// Pixel size, for images whose header was read.
+    pub w: Option<u32>,
+    pub h: Option<u32>,
+    /// The `?filename=` of the upload, `""` for none.
+    pub filename: String,
+    pub created_at: i64,
+    /// Whether a message or a profile refers to it: then it is kept.
+    pub referenced: bool,
 }
 
 /// 5.6: a job to store durably ([`Store::enqueue_jobs`], or with a

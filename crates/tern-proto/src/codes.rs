@@ -56,6 +56,12 @@ error_codes! {
     Blocked = "blocked", 403;
     /// The sender is muted in the group, or `muted_all` is on (5.4).
     Muted = "muted", 403;
+    // 5.5 media
+    /// The upload's type is not in `media.allowed_types`, or its bytes are
+    /// not of the image type it declares (415).
+    UnsupportedMedia = "unsupported_media", 415;
+    /// HTTP only: a `Range` wholly past the end of the media (416).
+    RangeNotSatisfiable = "range_not_satisfiable", 416;
     // 5.6
     /// The before-send hook refused the message (its reason is the
     /// error's message).

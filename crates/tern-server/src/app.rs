@@ -21,6 +21,8 @@ impl App {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let backends = crate::backends::open(&cfg).await?;
+        let blobs = crate::backends::open_blobs(&cfg)?;
+        let cfg_thumbs = cfg.media.thumb_concurrency;
         let keys = crate::backends::token_keys(&cfg, &*backends.store).await?;
         let auth = keys
             .auth(
@@ -103,6 +105,8 @@ impl App {
             readers: Counter::default(),
             sessions: Counter::default(),
             guard,
+            blobs,
+            thumbs: tokio::sync::Semaphore::new(cfg_thumbs),
         });
         // 5.6: sends scheduled messages at their time.
         tern_core::scheduler::start(&app, scheduled_poll);
@@ -162,6 +166,8 @@ pub async fn serve_ready(
             }
         });
     }
+    // 5.5: media nothing refers to go after the grace period.
+    tokio::spawn(crate::http::media::sweep(app.clone()));
     let router = crate::http::router(app.clone());
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, tls = tls.is_some(), "listening");

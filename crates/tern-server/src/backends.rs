@@ -207,3 +207,30 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .context("opening the embedded store")?;
     Ok(Arc::new(store))
 }
+
+/// 5.5: where media bytes go: the S3-compatible store `media.s3_bucket`
+/// names, else files under `data_dir/media` (in a cluster, then, each
+/// node serves only what was uploaded to it).
+pub fn open_blobs(cfg: &Config) -> anyhow::Result<Arc<dyn tern_core::media::Blobs>> {
+    let m = &cfg.media;
+    if !m.s3_bucket.is_empty() {
+        let blobs = tern_media::S3Blobs::new(&tern_media::S3Options {
+            bucket: m.s3_bucket.clone(),
+            endpoint: m.s3_endpoint.clone(),
+            region: m.s3_region.clone(),
+            access_key: m.s3_access_key.clone(),
+            secret_key: m.s3_secret_key.clone(),
+        })
+        .context("media.s3_* settings")?;
+        return Ok(Arc::new(blobs));
+    }
+    if cfg.cluster.enabled() {
+        tracing::warn!(
+            "cluster mode without media.s3_bucket: media are kept on the node they were uploaded to"
+        );
+    }
+    let dir = cfg.data_dir.join("media");
+    let blobs =
+        tern_media::LocalBlobs::new(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Arc::new(blobs))
+}

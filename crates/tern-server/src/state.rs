@@ -22,6 +22,10 @@ pub struct App {
     pub sessions: Counter,
     /// Rate limits and connection counts.
     pub guard: crate::guard::Guard,
+    /// 5.5: where media bytes are kept.
+    pub blobs: std::sync::Arc<dyn tern_core::media::Blobs>,
+    /// 5.5: thumbnails being made at once (`media.thumb_concurrency`).
+    pub thumbs: tokio::sync::Semaphore,
 }
 
 /// A count that can be awaited down to zero.

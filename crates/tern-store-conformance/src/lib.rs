@@ -129,6 +129,8 @@ macro_rules! suite {
             search_words_prefixes_and_cjk,
             search_bounds_and_exclusions,
             search_across_many_conversations,
+            // 5.5
+            media_stored_referenced_and_swept,
             // 5.6
             scheduled_bound_list_and_cancel,
             scheduled_claims_take_due_rows_under_a_lease,

@@ -43,6 +43,8 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod settings;
+// 5.5 media
+mod media;
 // 5.6 scheduled messages
 mod sched;
 // 5.2
@@ -58,9 +60,9 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
-    Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
-    UserRecord,
+    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
+    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -68,6 +70,7 @@ use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
 use jobs::Jobs;
+use media::Media;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
@@ -223,7 +226,9 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched> Store for SqlStore<D> {
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media> Store
+    for SqlStore<D>
+{
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
     }
@@ -777,6 +782,24 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched> Sto
         q: &tern_core::search::SearchQuery,
     ) -> StoreResult<Vec<StoredMessage>> {
         on_conn!(self, |c| search::search::<D>(c, user, q))
+    }
+
+    // ----- 5.5 media -----
+
+    async fn media_add(&self, m: &MediaRecord) -> StoreResult<()> {
+        in_tx!(self, |c| D::media_add(c, m))
+    }
+
+    async fn media_get(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
+        on_conn!(self, |c| D::media_get(c, id))
+    }
+
+    async fn media_reference(&self, id: &str, owner: &str) -> StoreResult<Option<MediaRecord>> {
+        in_tx!(self, |c| D::media_reference(c, id, owner))
+    }
+
+    async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
+        in_tx!(self, |c| D::media_sweep(c, created_before, max))
     }
 
     // ----- 5.6 scheduled messages -----

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 12;
+pub const VERSION: i64 = 13;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -353,6 +353,27 @@ fn migrate_to_11(c: &Connection) -> rusqlite::Result<()> {
     add_missing(c, &[("users", "bot", "INTEGER NOT NULL DEFAULT 0")])
 }
 
+/// Version 13 (5.5 media): the uploads' metadata. `referenced` is set
+/// once a message or a profile names the media; the sweep removes those
+/// still unset after the grace period. Stands alone and may run again.
+fn migrate_to_13(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS media (
+            id         TEXT PRIMARY KEY,
+            owner      TEXT NOT NULL,
+            size       INTEGER NOT NULL,
+            mime       TEXT NOT NULL,
+            sha256     TEXT NOT NULL,
+            w          INTEGER,
+            h          INTEGER,
+            filename   TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            referenced INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX IF NOT EXISTS media_unreferenced ON media (created_at) WHERE referenced = 0;",
+    )
+}
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -392,6 +413,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     }
     if version < 10 {
         migrate_to_10(&tx)?;
+    }
+    // 5.5 media
+    if version < 13 {
+        migrate_to_13(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -5,9 +5,9 @@ use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary, ReadOutcome,
-    Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult, StoredMessage,
-    UserRecord,
+    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
+    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
 };
 
 #[async_trait]
@@ -415,6 +415,29 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredMessage>> {
         let (user, q) = (user.to_owned(), q.clone());
         self.read(move |c| ops::search(c, &user, &q)).await
+    }
+
+    // ----- 5.5 media -----
+
+    async fn media_add(&self, m: &MediaRecord) -> StoreResult<()> {
+        let m = m.clone();
+        self.write(move |c| ops::media_add(c, &m)).await
+    }
+
+    async fn media_get(&self, id: &str) -> StoreResult<Option<MediaRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| ops::media_get(c, &id)).await
+    }
+
+    async fn media_reference(&self, id: &str, owner: &str) -> StoreResult<Option<MediaRecord>> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.write(move |c| ops::media_reference(c, &id, &owner))
+            .await
+    }
+
+    async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
+        self.write(move |c| ops::media_sweep(c, created_before, max))
+            .await
     }
 
     // ----- 5.6 scheduled messages -----

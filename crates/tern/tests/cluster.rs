@@ -25,6 +25,9 @@ mod search;
 // 5.3
 #[path = "cluster/settings.rs"]
 mod settings;
+// 5.5
+#[path = "cluster/media.rs"]
+mod media;
 // 5.6
 #[path = "cluster/scheduled.rs"]
 mod scheduled;

@@ -49,9 +49,13 @@ impl Core {
                 format!("content is over {} bytes", self.cfg.content_bytes),
             ));
         }
+        // 5.5: a media named in the content is the sender's; its details
+        // are filled in.
+        let filled = self.fill_media(actor.user, kind, content).await?;
+        let content = filled.as_deref().unwrap_or(content.get());
         let to = match (req.to.as_deref(), req.group.as_deref()) {
             (Some(to), None) => to,
-            (None, Some(gid)) => return self.send_group(actor, gid, req).await,
+            (None, Some(gid)) => return self.send_group(actor, gid, req, content).await,
             _ => {
                 return Err(CoreError::invalid(
                     "exactly one of to and group is required",
@@ -82,7 +86,7 @@ impl Core {
             to: Some(to.to_owned()),
             group: None,
             kind: kind.to_owned(),
-            content: content.get().to_owned(),
+            content: content.to_owned(),
             ts: 0,
             client_msg_id: Some(cmid.to_owned()),
             participants: participants.clone(),
@@ -107,8 +111,9 @@ impl Core {
         actor: Actor<'_>,
         gid: &str,
         req: &request::Send<'_>,
+        content: &str,
     ) -> CoreResult<SendOk> {
-        let (cmid, kind, content) = (&*req.client_msg_id, &*req.kind, req.content);
+        let (cmid, kind) = (&*req.client_msg_id, &*req.kind);
         let view = self.group_view(gid).await?;
         let Some(standing) = view.standing(actor.user) else {
             return Err(CoreError::new(
@@ -144,7 +149,7 @@ impl Core {
             gid,
             actor.user,
             kind,
-            content.get().to_owned(),
+            content.to_owned(),
             Some(cmid),
             None,
         );

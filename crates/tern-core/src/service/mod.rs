@@ -19,6 +19,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+mod media;
 // 5.6 scheduled messages
 mod scheduled;
 // 5.6 account data

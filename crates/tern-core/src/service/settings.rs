@@ -104,6 +104,8 @@ impl Core {
                     self.cfg.avatar_bytes
                 )));
             }
+            // 5.5: a media of the caller named as avatar is kept.
+            self.reference_avatar(user, a).await?;
         }
         let p = self
             .store

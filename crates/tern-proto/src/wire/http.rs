@@ -178,3 +178,18 @@ pub struct SessionView<'a> {
 pub struct SessionsList<'a> {
     pub sessions: Vec<SessionView<'a>>,
 }
+
+/// 5.5 `POST /v1/media`: the stored upload.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaUploaded {
+    /// The media id (32 hex digits, 128 random bits): what a `send`'s
+    /// content names as `"media"`.
+    pub media: String,
+    /// Where it is served: `/v1/media/{media}`.
+    pub url: String,
+    pub size: u64,
+    pub mime: String,
+    /// Hex SHA-256 of the bytes (also the download's `ETag`).
+    pub sha256: String,
+}

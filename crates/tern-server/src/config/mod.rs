@@ -10,6 +10,8 @@
 mod auth;
 mod io;
 mod limits;
+// 5.5
+mod media;
 // 5.6 scheduled messages and account data
 mod sched;
 // 5.6 integrations
@@ -19,6 +21,7 @@ pub use auth::*;
 pub use integrations::*;
 pub use io::*;
 pub use limits::*;
+pub use media::MediaConfig;
 pub use sched::*;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +49,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    /// 5.5 media.
+    pub media: MediaConfig,
     // 5.6
     pub scheduled: ScheduledConfig,
     pub account: AccountConfig,
@@ -73,6 +78,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            media: MediaConfig::default(),
             scheduled: ScheduledConfig::default(),
             account: AccountConfig::default(),
             webhooks: Vec::new(),
@@ -119,6 +125,7 @@ impl Config {
             .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         let l = &self.limits;
         let d = &self.delivery;
+        self.media.check().map_err(ConfigError::Invalid)?;
         if self.node_id > 1023 {
             return bad("node_id must be at most 1023");
         }

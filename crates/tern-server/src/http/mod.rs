@@ -20,6 +20,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+pub(crate) mod media;
 // 5.6 scheduled messages
 mod scheduled;
 // 5.6 account data
@@ -84,6 +86,9 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(settings::delete_one_session))
         // 5.2
         .routes(routes!(search::search))
+        // 5.5
+        .routes(routes!(media::upload_media))
+        .routes(routes!(media::get_media))
         // 5.6
         .routes(routes!(scheduled::list_scheduled))
         .routes(routes!(scheduled::cancel_scheduled))

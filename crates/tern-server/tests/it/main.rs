@@ -13,6 +13,7 @@ mod groups;
 mod hooks;
 mod hostile;
 mod limits;
+mod media;
 mod messaging;
 mod moderation;
 mod openapi;

@@ -54,6 +54,9 @@ const API: &[(&str, &str)] = &[
     ("DELETE", "/v1/sessions/{session}"),
     // 5.2
     ("GET", "/v1/search"),
+    // 5.5
+    ("POST", "/v1/media"),
+    ("GET", "/v1/media/{media}"),
     // 5.6
     ("GET", "/v1/scheduled"),
     ("DELETE", "/v1/scheduled/{id}"),

@@ -238,6 +238,8 @@ mod settings;
 // 5.2
 mod search;
 mod search_access;
+// 5.5 media
+mod media;
 // 5.6 scheduled messages
 mod scheduled;
 // 5.6 durable jobs
@@ -249,6 +251,7 @@ pub use durability::*;
 pub use edits::*;
 pub use groups::*;
 pub use jobs::*;
+pub use media::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;

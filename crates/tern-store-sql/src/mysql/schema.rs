@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -200,6 +200,25 @@ const STEPS: &[&str] = &[
         KEY scheduled_due (at_ms)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#,
 ];
+
+/// Version 10 (5.5 media): the uploads' metadata (shard key id).
+/// `referenced` is set once a message or a profile names the media; the
+/// sweep removes those still unset after the grace period. Stands alone
+/// and may run again.
+const MEDIA_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS media (
+    id         CHAR(32) NOT NULL,
+    owner      VARCHAR(64) NOT NULL,
+    size       BIGINT NOT NULL,
+    mime       VARCHAR(255) NOT NULL,
+    sha256     CHAR(64) NOT NULL,
+    w          BIGINT NULL,
+    h          BIGINT NULL,
+    filename   VARCHAR(1024) NOT NULL,
+    created_at BIGINT NOT NULL,
+    referenced BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (id),
+    KEY media_unreferenced (referenced, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
 
 /// Version 6 (5.3 profiles, conversation settings, sessions): the users'
 /// avatar, added to a table of an older version with its default (none).
@@ -432,6 +451,11 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     search_index(conn).await?;
     // 5.6 integrations
     migrate_to_8(conn).await?;
+    // 5.5 media
+    sqlx::query(MEDIA_TABLE)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
     sqlx::query(
         "INSERT INTO tern_schema (id, version) VALUES (1, ?) \
          ON DUPLICATE KEY UPDATE version = VALUES(version)",

@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 9;
+pub const VERSION: i64 = 10;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -288,6 +288,26 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
 "#;
 
+/// Version 10 (5.5 media): the uploads' metadata (shard key id).
+/// `referenced` is set once a message or a profile names the media; the
+/// sweep removes those still unset after the grace period. The step
+/// stands alone and may run again.
+const MIGRATE_TO_10: &str = r#"
+CREATE TABLE IF NOT EXISTS media (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    mime       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    w          BIGINT,
+    h          BIGINT,
+    filename   TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    referenced BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS media_unreferenced ON media (created_at) WHERE NOT referenced;
+"#;
+
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id
 /// above every stored one, the oldest keeps its own. `SCHEMA` then
@@ -368,6 +388,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                 .map_err(be)?;
             // 5.6 integrations (a new database too)
             sqlx::raw_sql(MIGRATE_TO_8)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.5 media (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_10)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

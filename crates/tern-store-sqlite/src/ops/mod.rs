@@ -21,6 +21,8 @@ mod edits;
 mod settings;
 // 5.2
 mod search;
+// 5.5 media
+mod media;
 // 5.6 scheduled messages
 mod scheduled;
 // 5.6 durable jobs
@@ -30,6 +32,7 @@ pub use accounts::*;
 pub use edits::{edit, react, reactions};
 pub use groups::{get_group, group_version, read_positions};
 pub use jobs::*;
+pub use media::{media_add, media_get, media_reference, media_sweep};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;

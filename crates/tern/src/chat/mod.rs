@@ -57,6 +57,7 @@ commands:
   /edit SEQ TEXT           edit your message SEQ of the open conversation
   /reply SEQ TEXT          answer message SEQ of the open conversation
   /react SEQ EMOJI, /unreact SEQ EMOJI   react to message SEQ, or take it back
+  /send-file PATH          upload a file and send it (an image for png/jpeg/gif/webp)
   /name NAME               change your display name
   /pin, /unpin             pin the open conversation to the top, or unpin it
   /silence MINUTES         no offline push for the open conversation (0: again)
@@ -306,6 +307,11 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
             let rest = line[c.len()..].trim();
             settings::command(chat, me, c, rest).await?;
         }
+        // 5.5
+        Some("/send-file") => {
+            let path = line["/send-file".len()..].trim();
+            send_file(chat, me, s, path).await?;
+        }
         Some(c) if c.starts_with('/') => anyhow::bail!("unknown command {c}; /help lists them"),
         Some(_) => {
             let Some(open) = chat.open.clone() else {
@@ -318,6 +324,47 @@ async fn command(chat: &mut Chat, me: &Client, s: &Session, line: &str) -> anyho
         }
     }
     Ok(true)
+}
+
+/// 5.5 `/send-file PATH`: uploads the file, then sends it to the open
+/// conversation, as an `image` for png/jpeg/gif/webp, else as a `file`.
+async fn send_file(chat: &mut Chat, me: &Client, s: &Session, path: &str) -> anyhow::Result<()> {
+    if path.is_empty() {
+        anyhow::bail!("/send-file PATH");
+    }
+    let Some(open) = chat.open.clone() else {
+        anyhow::bail!("open a conversation first (/open USER)");
+    };
+    let p = std::path::Path::new(path);
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (kind, mime) = match ext.as_str() {
+        "png" => ("image", "image/png"),
+        "jpg" | "jpeg" => ("image", "image/jpeg"),
+        "gif" => ("image", "image/gif"),
+        "webp" => ("image", "image/webp"),
+        "pdf" => ("file", "application/pdf"),
+        "zip" => ("file", "application/zip"),
+        "txt" => ("file", "text/plain"),
+        _ => ("file", "application/octet-stream"),
+    };
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let bytes = tokio::fs::read(p)
+        .await
+        .with_context(|| format!("reading {path}"))?;
+    let up = me.upload_media(bytes, mime, Some(name)).await?;
+    let content = serde_json::json!({"media": up.media, "name": name});
+    let msg = OutMessage::new(open.target.clone(), kind, &content)?;
+    let sent = s.send(msg).await?;
+    chat.sent(&sent.conv, sent.seq);
+    println!(
+        "{}",
+        chat.own_line(sent.seq, &format!("[{kind} {name}, {} bytes]", up.size))
+    );
+    Ok(())
 }
 
 /// A group command of 5.4 on group `g`; `rest` is the line after the
