@@ -771,8 +771,34 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs of `kind` are stored (due, waiting or claimed).
     async fn count_jobs(&self, kind: &str) -> StoreResult<u64>;
 
+    /// Stores jobs; a job whose `key` is stored already keeps its row
+    /// (due time, attempts, claim) and takes the new `payload`: the
+    /// newer content replaces the pending one (5.5 collapsed pushes).
+    async fn put_jobs(&self, jobs: &[NewJob]) -> StoreResult<()>;
+
+    /// The job ran with `payload` and succeeded: it is removed if its
+    /// payload is still that one. If [`Store::put_jobs`] changed it
+    /// meanwhile, it stays, unclaimed and due at `now`, so the newer
+    /// content runs too; `false` then.
+    async fn complete_job(&self, id: i64, payload: &str, now: i64) -> StoreResult<bool>;
+
     /// The stored message with this `msg_id`, `None` if there is none.
     async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>>;
+
+    // ----- 5.5 offline push registrations -----
+
+    /// Stores `reg`, replacing the registration of the same user and
+    /// device. `Forbidden` (nothing stored) when it is a new device and
+    /// the user has `max` registrations already.
+    async fn push_register(&self, reg: &PushRegistration, max: u32) -> StoreResult<()>;
+    /// Removes `user`'s registration of `device`; whether there was one.
+    async fn push_unregister(&self, user: &str, device: &str) -> StoreResult<bool>;
+    /// Removes `user`'s registrations made with `session`, or all of
+    /// them (`None`); how many.
+    async fn push_unregister_session(&self, user: &str, session: Option<&str>)
+        -> StoreResult<u64>;
+    /// `user`'s registrations, by device.
+    async fn push_registrations(&self, user: &str) -> StoreResult<Vec<PushRegistration>>;
 
     // ----- 5.2 search -----
 
@@ -938,6 +964,25 @@ pub struct Job {
     /// Failed attempts so far.
     pub attempts: u32,
     pub last_error: Option<String>,
+}
+
+/// 5.5: one device's offline push registration (`PUT /v1/push/{device}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRegistration {
+    pub user: String,
+    pub device: String,
+    /// `fcm`, `apns`, `webpush` or `webhook`.
+    pub provider: String,
+    /// The provider's device token; `""` for Web Push.
+    pub token: String,
+    /// Web Push: the subscription's endpoint and keys; `""` otherwise.
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    /// The session (token id, 32 hex digits) that registered it: revoking
+    /// that session removes it.
+    pub session: String,
+    pub updated_at: i64,
 }
 
 /// A user's public profile (5.3), from [`Store::profile`].

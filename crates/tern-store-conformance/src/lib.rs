@@ -131,6 +131,8 @@ macro_rules! suite {
             search_across_many_conversations,
             // 5.5
             media_stored_referenced_and_swept,
+            push_registrations_bounded_replaced_and_removed,
+            put_jobs_replace_pending_content,
             // 5.6
             scheduled_bound_list_and_cancel,
             scheduled_claims_take_due_rows_under_a_lease,

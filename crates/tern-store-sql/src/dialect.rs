@@ -55,6 +55,14 @@ pub trait Dialect: Send + Sync + 'static {
     /// Stores a job (binds: kind, job_key, payload, created_at, due_at)
     /// unless its key exists.
     const INSERT_JOB: &'static str;
+    /// Stores a job (binds: kind, job_key, payload, created_at, due_at),
+    /// or gives a stored key the new payload.
+    const PUT_JOB: &'static str;
+    // 5.5
+    /// Stores a push registration (binds: user_id, device, provider,
+    /// token, endpoint, p256dh, auth, session, updated_at), replacing the
+    /// one of the same user and device.
+    const UPSERT_PUSH_DEVICE: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

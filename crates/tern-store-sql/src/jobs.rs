@@ -33,6 +33,11 @@ pub trait Jobs: Dialect {
         max: u32,
     ) -> StoreResult<Vec<Job>>;
     async fn finish_job(c: &mut Conn<Self>, id: i64) -> StoreResult<()>;
+    /// Stores each job, or gives a stored key the new payload
+    /// ([`Dialect::PUT_JOB`]).
+    async fn put_jobs(c: &mut Conn<Self>, jobs: &[NewJob]) -> StoreResult<()>;
+    async fn complete_job(c: &mut Conn<Self>, id: i64, payload: &str, now: i64)
+        -> StoreResult<bool>;
     async fn retry_job(
         c: &mut Conn<Self>,
         id: i64,
@@ -126,6 +131,49 @@ where
             .await
             .map_err(be)?;
         Ok(())
+    }
+
+    async fn put_jobs(c: &mut Conn<D>, jobs: &[NewJob]) -> StoreResult<()> {
+        for j in jobs {
+            sqlx::query(D::PUT_JOB)
+                .bind(j.kind.as_str())
+                .bind(j.key.as_str())
+                .bind(j.payload.as_str())
+                .bind(j.created_at)
+                .bind(j.due_at)
+                .execute(&mut *c)
+                .await
+                .map_err(be)?;
+        }
+        Ok(())
+    }
+
+    async fn complete_job(
+        c: &mut Conn<D>,
+        id: i64,
+        payload: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(stmt!(D, "DELETE FROM jobs WHERE id = ? AND payload = ?"))
+            .bind(id)
+            .bind(payload)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
+        if D::rows_affected(&done) > 0 {
+            return Ok(true);
+        }
+        sqlx::query(stmt!(
+            D,
+            "UPDATE jobs SET claimed_until = 0, due_at = LEAST(due_at, ?), attempts = 0 \
+             WHERE id = ?"
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *c)
+        .await
+        .map_err(be)?;
+        Ok(false)
     }
 
     async fn retry_job(

@@ -52,6 +52,8 @@ mod search;
 mod shared;
 // 5.6 durable jobs
 mod jobs;
+// 5.5 offline push registrations
+mod push;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -60,7 +62,8 @@ use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
+    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
+    ReactionSummary,
     ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
     StoredMessage, UserRecord,
 };
@@ -70,6 +73,7 @@ use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
 use jobs::Jobs;
+use push::Push;
 use media::Media;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
@@ -226,7 +230,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media> Store
+impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media + Push> Store
     for SqlStore<D>
 {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
@@ -764,6 +768,39 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Me
 
     async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>> {
         on_conn!(self, |c| D::message_by_id(c, msg_id))
+    }
+
+    async fn put_jobs(&self, jobs: &[NewJob]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, |c| D::put_jobs(c, jobs))
+    }
+
+    async fn complete_job(&self, id: i64, payload: &str, now: i64) -> StoreResult<bool> {
+        in_tx!(self, |c| D::complete_job(c, id, payload, now))
+    }
+
+    // ----- 5.5 offline push registrations -----
+
+    async fn push_register(&self, reg: &PushRegistration, max: u32) -> StoreResult<()> {
+        in_tx!(self, |c| D::push_register(c, reg, max))
+    }
+
+    async fn push_unregister(&self, user: &str, device: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| D::push_unregister(c, user, device))
+    }
+
+    async fn push_unregister_session(
+        &self,
+        user: &str,
+        session: Option<&str>,
+    ) -> StoreResult<u64> {
+        on_conn!(self, |c| D::push_unregister_session(c, user, session))
+    }
+
+    async fn push_registrations(&self, user: &str) -> StoreResult<Vec<PushRegistration>> {
+        on_conn!(self, |c| D::push_registrations(c, user))
     }
 
     // ----- 5.2 search -----

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 13;
+pub const VERSION: i64 = 14;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -374,6 +374,26 @@ fn migrate_to_13(c: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 14 (5.5 offline push): each device's registration with its
+/// provider, and the session that made it. Stands alone and may run
+/// again.
+fn migrate_to_14(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS push_devices (
+            user       TEXT NOT NULL,
+            device     TEXT NOT NULL,
+            provider   TEXT NOT NULL,
+            token      TEXT NOT NULL,
+            endpoint   TEXT NOT NULL,
+            p256dh     TEXT NOT NULL,
+            auth       TEXT NOT NULL,
+            session    TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (user, device)
+        ) WITHOUT ROWID;",
+    )
+}
+
 /// Creates, upgrades or checks the schema, in one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -417,6 +437,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     // 5.5 media
     if version < 13 {
         migrate_to_13(&tx)?;
+    }
+    // 5.5 offline push
+    if version < 14 {
+        migrate_to_14(&tx)?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;

@@ -5,7 +5,8 @@ use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
+    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
+    ReactionSummary,
     ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
     StoredMessage, UserRecord,
 };
@@ -394,6 +395,48 @@ impl Store for SqliteStore {
 
     async fn message_by_id(&self, msg_id: u64) -> StoreResult<Option<StoredMessage>> {
         self.read(move |c| ops::message_by_id(c, msg_id)).await
+    }
+
+    async fn put_jobs(&self, jobs: &[NewJob]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        self.write(move |c| ops::put_jobs(c, &jobs)).await
+    }
+
+    async fn complete_job(&self, id: i64, payload: &str, now: i64) -> StoreResult<bool> {
+        let payload = payload.to_owned();
+        self.write(move |c| ops::complete_job(c, id, &payload, now))
+            .await
+    }
+
+    // ----- 5.5 offline push registrations -----
+
+    async fn push_register(&self, reg: &PushRegistration, max: u32) -> StoreResult<()> {
+        let reg = reg.clone();
+        self.write(move |c| ops::push_register(c, &reg, max)).await
+    }
+
+    async fn push_unregister(&self, user: &str, device: &str) -> StoreResult<bool> {
+        let (user, device) = (user.to_owned(), device.to_owned());
+        self.write(move |c| ops::push_unregister(c, &user, &device))
+            .await
+    }
+
+    async fn push_unregister_session(
+        &self,
+        user: &str,
+        session: Option<&str>,
+    ) -> StoreResult<u64> {
+        let (user, session) = (user.to_owned(), session.map(str::to_owned));
+        self.write(move |c| ops::push_unregister_session(c, &user, session.as_deref()))
+            .await
+    }
+
+    async fn push_registrations(&self, user: &str) -> StoreResult<Vec<PushRegistration>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::push_registrations(c, &user)).await
     }
 
     // ----- 5.2 search -----

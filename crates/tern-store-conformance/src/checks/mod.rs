@@ -244,6 +244,8 @@ mod media;
 mod scheduled;
 // 5.6 durable jobs
 mod jobs;
+// 5.5 offline push
+mod push;
 
 pub use accounts::*;
 pub use append::*;
@@ -254,6 +256,7 @@ pub use jobs::*;
 pub use media::*;
 pub use moderation::*;
 pub use offline::*;
+pub use push::*;
 pub use reading::*;
 pub use scheduled::*;
 pub use search::*;

@@ -132,6 +132,15 @@ impl Dialect for MySqlDialect {
         "INSERT IGNORE INTO blocks (user_id, blocked, created_at) VALUES (?, ?, ?)";
     const INSERT_JOB: &'static str =
         "INSERT IGNORE INTO jobs (kind, job_key, payload, created_at, due_at) VALUES (?, ?, ?, ?, ?)";
+    const PUT_JOB: &'static str =
+        "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) VALUES (?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE payload = VALUES(payload)";
+    const UPSERT_PUSH_DEVICE: &'static str =
+        "INSERT INTO push_devices (user_id, device, provider, token, endpoint, p256dh, auth, \
+         session, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE provider = VALUES(provider), token = VALUES(token), \
+         endpoint = VALUES(endpoint), p256dh = VALUES(p256dh), auth = VALUES(auth), \
+         session = VALUES(session), updated_at = VALUES(updated_at)";
 
     fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
         r.try_get::<u64, _>(i)

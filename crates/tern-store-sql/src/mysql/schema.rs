@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -218,6 +218,21 @@ const MEDIA_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS media (
     referenced BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (id),
     KEY media_unreferenced (referenced, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
+
+/// Version 11 (5.5 offline push): each device's registration with its
+/// provider and the session that made it. Stands alone and may run again.
+const PUSH_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS push_devices (
+    user_id    VARCHAR(64) NOT NULL,
+    device     VARCHAR(64) NOT NULL,
+    provider   VARCHAR(16) NOT NULL,
+    token      VARCHAR(4096) NOT NULL,
+    endpoint   VARCHAR(2048) NOT NULL,
+    p256dh     VARCHAR(255) NOT NULL,
+    auth       VARCHAR(255) NOT NULL,
+    session    VARCHAR(64) NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
 
 /// Version 6 (5.3 profiles, conversation settings, sessions): the users'
@@ -453,6 +468,11 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     migrate_to_8(conn).await?;
     // 5.5 media
     sqlx::query(MEDIA_TABLE)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    // 5.5 offline push
+    sqlx::query(PUSH_TABLE)
         .execute(&mut *conn)
         .await
         .map_err(be)?;

@@ -88,6 +88,15 @@ impl Dialect for Pg {
     const INSERT_JOB: &'static str =
         "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (job_key) DO NOTHING";
+    const PUT_JOB: &'static str =
+        "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (job_key) DO UPDATE SET payload = EXCLUDED.payload";
+    const UPSERT_PUSH_DEVICE: &'static str =
+        "INSERT INTO push_devices (user_id, device, provider, token, endpoint, p256dh, auth, \
+         session, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (user_id, device) DO UPDATE SET provider = EXCLUDED.provider, \
+         token = EXCLUDED.token, endpoint = EXCLUDED.endpoint, p256dh = EXCLUDED.p256dh, \
+         auth = EXCLUDED.auth, session = EXCLUDED.session, updated_at = EXCLUDED.updated_at";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)

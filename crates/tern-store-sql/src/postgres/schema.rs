@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 11;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -308,6 +308,24 @@ CREATE TABLE IF NOT EXISTS media (
 CREATE INDEX IF NOT EXISTS media_unreferenced ON media (created_at) WHERE NOT referenced;
 "#;
 
+/// Version 11 (5.5 offline push): each device's registration with its
+/// provider and the session that made it (shard key user_id). Stands
+/// alone and may run again.
+const MIGRATE_TO_11: &str = r#"
+CREATE TABLE IF NOT EXISTS push_devices (
+    user_id    TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    token      TEXT NOT NULL,
+    endpoint   TEXT NOT NULL,
+    p256dh     TEXT NOT NULL,
+    auth       TEXT NOT NULL,
+    session    TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device)
+);
+"#;
+
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id
 /// above every stored one, the oldest keeps its own. `SCHEMA` then
@@ -393,6 +411,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                 .map_err(be)?;
             // 5.5 media (a new database too)
             sqlx::raw_sql(MIGRATE_TO_10)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.5 offline push (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_11)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

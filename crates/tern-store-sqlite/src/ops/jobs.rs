@@ -19,6 +19,41 @@ pub fn enqueue_jobs(c: &Connection, jobs: &[NewJob]) -> StoreResult<()> {
     Ok(())
 }
 
+/// Inserts jobs, or gives a stored key the new payload (its due time,
+/// attempts and claim stay).
+pub fn put_jobs(c: &Connection, jobs: &[NewJob]) -> StoreResult<()> {
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (job_key) DO UPDATE SET payload = excluded.payload",
+        )
+        .map_err(be)?;
+    for j in jobs {
+        stmt.execute(params![j.kind, j.key, j.payload, j.created_at, j.due_at])
+            .map_err(be)?;
+    }
+    Ok(())
+}
+
+pub fn complete_job(c: &Connection, id: i64, payload: &str, now: i64) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND payload = ?2")
+        .map_err(be)?
+        .execute(params![id, payload])
+        .map_err(be)?;
+    if n > 0 {
+        return Ok(true);
+    }
+    c.prepare_cached(
+        "UPDATE jobs SET claimed_until = 0, due_at = min(due_at, ?2), attempts = 0 WHERE id = ?1",
+    )
+    .map_err(be)?
+    .execute(params![id, now])
+    .map_err(be)?;
+    Ok(false)
+}
+
 pub fn claim_jobs(
     c: &Connection,
     kind: &str,

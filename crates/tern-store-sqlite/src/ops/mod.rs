@@ -27,6 +27,8 @@ mod media;
 mod scheduled;
 // 5.6 durable jobs
 mod jobs;
+// 5.5 offline push registrations
+mod push;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -34,6 +36,7 @@ pub use groups::{get_group, group_version, read_positions};
 pub use jobs::*;
 pub use media::{media_add, media_get, media_reference, media_sweep};
 pub use messages::*;
+pub use push::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
 pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
