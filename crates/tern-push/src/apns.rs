@@ -15,7 +15,7 @@ const DEFAULT_ENDPOINT: &str = "https://api.push.apple.com";
 const TOKEN_LIFE: Duration = Duration::from_secs(30 * 60);
 
 /// `[push.apns]`.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ApnsConfig {
     #[serde(default = "default_endpoint")]

@@ -16,7 +16,7 @@ const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
 
 /// `[push.fcm]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FcmConfig {
     /// The FCM API's base URL.
@@ -24,6 +24,15 @@ pub struct FcmConfig {
     pub endpoint: String,
     /// The service account key: the JSON file's path, or its contents.
     pub credentials: String,
+}
+
+impl std::fmt::Debug for FcmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcmConfig")
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &"<redacted>")
+            .finish()
+    }
 }
 
 fn default_endpoint() -> String {

@@ -247,7 +247,7 @@ pub trait Provider: Send + Sync {
 }
 
 /// The `[push]` configuration's providers (PROTOCOL 5.7); each is optional.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     #[serde(default)]
@@ -264,6 +264,8 @@ pub struct ProvidersConfig {
 #[derive(Clone, Default)]
 pub struct Providers {
     by_kind: HashMap<ProviderKind, Arc<dyn Provider>>,
+    /// The VAPID public key, when Web Push is configured.
+    webpush_key: Option<String>,
 }
 
 impl Providers {
@@ -281,7 +283,9 @@ impl Providers {
             p.add(Arc::new(Apns::new(c)?));
         }
         if let Some(c) = &config.webpush {
-            p.add(Arc::new(WebPush::new(c)?));
+            let w = WebPush::new(c)?;
+            p.webpush_key = Some(w.public_key().to_owned());
+            p.add(Arc::new(w));
         }
         Ok(p)
     }
@@ -296,6 +300,25 @@ impl Providers {
 
     pub fn is_empty(&self) -> bool {
         self.by_kind.is_empty()
+    }
+
+    /// The configured kinds, in a fixed order.
+    pub fn kinds(&self) -> Vec<ProviderKind> {
+        [
+            ProviderKind::Fcm,
+            ProviderKind::Apns,
+            ProviderKind::Webpush,
+            ProviderKind::Webhook,
+        ]
+        .into_iter()
+        .filter(|k| self.by_kind.contains_key(k))
+        .collect()
+    }
+
+    /// The VAPID public key browsers subscribe with (base64url, an
+    /// uncompressed P-256 point), when Web Push is configured.
+    pub fn webpush_public_key(&self) -> Option<&str> {
+        self.webpush_key.as_deref()
     }
 
     /// Sends through `device`'s provider; `Refused` when that provider is

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{sign, Device, Notification, Provider, ProviderKind, PushError};
 
 /// `[push.webhook]`.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,

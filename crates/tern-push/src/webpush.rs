@@ -17,7 +17,7 @@ const TTL_SECS: u64 = 24 * 3600;
 const PREVIEW_MAX_CHARS: usize = 1000;
 
 /// `[push.webpush]`.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebPushConfig {
     /// The VAPID private key: 32 bytes, base64url (as `web-push
