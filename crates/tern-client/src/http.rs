@@ -546,6 +546,74 @@ impl Client {
     }
 }
 
+/// Where a device's offline pushes go (5.5 `PUT /v1/push/{device}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushProvider {
+    /// Firebase Cloud Messaging: the app's registration token.
+    Fcm { token: String },
+    /// Apple Push Notification service: the device token (hex).
+    Apns { token: String },
+    /// A browser's `PushSubscription`: its endpoint and keys (base64url).
+    WebPush {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+    /// The server's generic provider: an opaque token its receiver knows.
+    Webhook { token: String },
+}
+
+impl PushProvider {
+    fn body(&self) -> serde_json::Value {
+        match self {
+            PushProvider::Fcm { token } => json!({"provider": "fcm", "token": token}),
+            PushProvider::Apns { token } => json!({"provider": "apns", "token": token}),
+            PushProvider::Webhook { token } => json!({"provider": "webhook", "token": token}),
+            PushProvider::WebPush {
+                endpoint,
+                p256dh,
+                auth,
+            } => json!({
+                "provider": "webpush",
+                "endpoint": endpoint,
+                "keys": {"p256dh": p256dh, "auth": auth},
+            }),
+        }
+    }
+}
+
+/// 5.5 offline push.
+impl Client {
+    /// `PUT /v1/push/{device}`: registers (or replaces) this user's
+    /// `device` for offline push. A provider the server has not
+    /// configured, a missing token or subscription, or more devices than
+    /// the server allows: `invalid`.
+    pub async fn register_push(&self, device: &str, provider: &PushProvider) -> Result<()> {
+        let path = format!("/v1/push/{}", request::percent(device));
+        self.answer(self.request(Method::PUT, &path)?.json(&provider.body()))
+            .await?;
+        Ok(())
+    }
+
+    /// `DELETE /v1/push/{device}`: the device gets no more pushes;
+    /// `not_found` when it was not registered.
+    pub async fn unregister_push(&self, device: &str) -> Result<()> {
+        let path = format!("/v1/push/{}", request::percent(device));
+        self.answer(self.request(Method::DELETE, &path)?).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/push/webpush-key`: the VAPID public key (base64url) a
+    /// browser subscribes with; `not_found` when the server has no Web
+    /// Push.
+    pub async fn webpush_key(&self) -> Result<String> {
+        let k: tern_proto::wire::WebPushKey = self
+            .call(self.request(Method::GET, "/v1/push/webpush-key")?)
+            .await?;
+        Ok(k.public_key)
+    }
+}
+
 /// 5.6 scheduled messages.
 impl Client {
     /// `POST /v1/messages` with `at` (set by [`OutMessage::at`]): kept by

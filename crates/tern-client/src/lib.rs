@@ -41,7 +41,7 @@ mod session;
 pub use config::ClientConfig;
 pub use error::{Error, Result};
 pub use event::Event;
-pub use http::Client;
+pub use http::{Client, PushProvider};
 pub use session::{Events, Session, Stats};
 pub use tern_proto::wire;
 pub use tern_proto::{close, ConvId, ErrorCode};

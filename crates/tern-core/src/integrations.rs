@@ -86,6 +86,8 @@ pub struct Integrations {
     pub poster: Option<Arc<dyn WebhookPoster>>,
     pub delivery: Option<JobPolicy>,
     pub before_send: Option<BeforeSendConfig>,
+    /// 5.5 offline push; `None`: off (no push jobs are written).
+    pub push: Option<crate::notifications::PushConfig>,
 }
 
 impl std::fmt::Debug for Integrations {
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Integrations {
             .field("webhooks", &self.webhooks)
             .field("delivery", &self.delivery)
             .field("before_send", &self.before_send.is_some())
+            .field("push", &self.push)
             .finish()
     }
 }

@@ -185,7 +185,12 @@ async fn run_one(
     let result = match outcome {
         Ok(()) => {
             metrics::counter!("tern_jobs_total", "kind" => kind, "result" => "ok").increment(1);
-            store.finish_job(job.id).await
+            // A job whose content was replaced while it ran (5.5 collapsed
+            // pushes) stays, due now, for the newer content.
+            store
+                .complete_job(job.id, &job.payload, now)
+                .await
+                .map(|_| ())
         }
         Err(e) if now - job.created_at >= policy.max_age.as_millis() as i64 => {
             metrics::counter!("tern_jobs_total", "kind" => kind, "result" => "given_up")

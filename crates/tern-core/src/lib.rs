@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod keeper;
 pub mod limits;
 pub mod media;
+pub mod notifications;
 pub mod offline;
 pub mod order;
 mod pipeline;
@@ -40,7 +41,7 @@ pub use hub::{Conn, Hub};
 pub use limits::{Decision, FallbackLimiter, Limiter, LocalLimiter, Rule};
 pub use presence::{LocalPresence, Presence, Route};
 pub use push::{Outbound, Push};
-pub use service::{register_bot, register_user, Actor, Core, CoreConfig, SendOk};
+pub use service::{register_bot, register_user, Actor, Core, CoreConfig, PushTarget, SendOk};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

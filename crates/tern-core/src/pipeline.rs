@@ -15,6 +15,7 @@ use crate::groups::{GroupView, Groups};
 use crate::hub::Audience;
 use crate::ids::IdGen;
 use crate::integrations::{created_jobs, WebhookTarget};
+use crate::notifications::message_job;
 use crate::now_ms;
 use crate::push::{Outbound, Push};
 use crate::store::{
@@ -110,6 +111,7 @@ impl Pipeline {
         batch_max: usize,
         lanes: usize,
         created: Vec<WebhookTarget>,
+        push: bool,
     ) -> Pipeline {
         let publisher = Arc::new(publisher);
         // 5.6: the webhooks that want `message.created`.
@@ -131,6 +133,7 @@ impl Pipeline {
                     ids.clone(),
                     batch_max,
                     created.clone(),
+                    push,
                 ));
                 tokio::spawn(publish_loop(publisher.clone(), crx));
                 tx
@@ -239,6 +242,7 @@ async fn commit_loop(
     ids: Arc<parking_lot::Mutex<IdGen>>,
     batch_max: usize,
     created: Arc<[WebhookTarget]>,
+    push: bool,
 ) {
     let mut batch: Vec<AppendJob> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -258,11 +262,15 @@ async fn commit_loop(
         }
         // 5.6: a sent message's `message.created` webhook jobs go into its
         // own transaction (nothing is added without such a webhook).
-        if !created.is_empty() {
+        // 5.5: and its offline push job, when push is configured.
+        if !created.is_empty() || push {
             for job in batch.iter_mut() {
                 if let AppendJob::One { msg, .. } = job {
                     if msg.client_msg_id.is_some() {
                         msg.extras.jobs = created_jobs(&created, msg.msg_id, now);
+                        if push {
+                            msg.extras.jobs.push(message_job(msg.msg_id, now));
+                        }
                     }
                 }
             }

@@ -36,6 +36,11 @@ impl App {
         // (a token naming it is accepted at once).
         auth.refresh_every(KEY_REFRESH);
         let guard = crate::guard::Guard::new(&cfg, backends.limiter.clone());
+        // 5.5: the push providers, and the key Web Push subscribes with.
+        let providers = crate::push::providers(&cfg)?;
+        let webpush_key = providers.webpush_public_key().map(str::to_owned);
+        let mut integrations = crate::integrations::from_config(&cfg);
+        integrations.push = crate::push::core_config(&cfg, &providers);
         let hub = Arc::new(Hub::new());
         let core = Core::start(
             backends.store,
@@ -78,7 +83,7 @@ impl App {
                 search_poll: std::time::Duration::from_millis(cfg.limits.search_poll_ms),
                 scheduled_max: cfg.scheduled.max_per_user,
                 scheduled_poll: std::time::Duration::from_millis(cfg.scheduled.poll_ms),
-                integrations: crate::integrations::from_config(&cfg),
+                integrations,
             },
         )
         .await
@@ -107,6 +112,7 @@ impl App {
             guard,
             blobs,
             thumbs: tokio::sync::Semaphore::new(cfg_thumbs),
+            webpush_key,
         });
         // 5.6: sends scheduled messages at their time.
         tern_core::scheduler::start(&app, scheduled_poll);

@@ -150,6 +150,8 @@ pub fn from_config(cfg: &Config) -> Integrations {
             max_age: Duration::from_secs(d.max_age_secs),
         }),
         before_send,
+        // Set by the caller from `[push]` (`crate::push`).
+        push: None,
     }
 }
 

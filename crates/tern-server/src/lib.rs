@@ -15,6 +15,8 @@ mod listener;
 pub mod metrics;
 mod openapi;
 mod pending;
+// 5.5 offline push providers
+mod push;
 mod state;
 mod views;
 mod web;

@@ -84,7 +84,12 @@ impl Hot {
         // 5.6
         metrics::describe_gauge!(
             "tern_jobs_pending",
-            "Durable jobs stored, by kind (webhook: events not yet delivered)"
+            "Durable jobs stored, by kind (webhook: events not yet delivered; push: offline pushes not yet sent)"
+        );
+        // 5.5
+        metrics::describe_counter!(
+            "tern_push_total",
+            "Offline pushes by result (sent; failed and retried; gone: registration removed; refused: dropped; online, muted: not sent)"
         );
         metrics::describe_counter!(
             "tern_jobs_total",

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi as _};
     modifiers(&Shared),
     tags(
         (name = "users"), (name = "sessions"), (name = "friends"), (name = "groups"),
-        (name = "messages"), (name = "websocket"), (name = "operations"),
+        (name = "messages"), (name = "websocket"), (name = "operations"), (name = "push"),
     )
 )]
 struct Base;

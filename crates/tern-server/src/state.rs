@@ -26,6 +26,8 @@ pub struct App {
     pub blobs: std::sync::Arc<dyn tern_core::media::Blobs>,
     /// 5.5: thumbnails being made at once (`media.thumb_concurrency`).
     pub thumbs: tokio::sync::Semaphore,
+    /// 5.5: the VAPID public key, when Web Push is configured.
+    pub webpush_key: Option<String>,
 }
 
 /// A count that can be awaited down to zero.

@@ -177,6 +177,8 @@ impl Core {
         if let Err(e) = self.store.delete_session(&session.id_text()).await {
             tracing::warn!(error = %e, "cannot forget a revoked session");
         }
+        // 5.5: the devices it registered for push get no more.
+        self.push_forget(&session.user, Some(session.id)).await;
         let closed = self.hub.kick_session(&session.user, session.id);
         tracing::debug!(user = %session.user, closed, "token revoked");
         self.fanout

@@ -15,19 +15,27 @@ use super::Core;
 use crate::error::{CoreError, CoreResult};
 use crate::integrations::{event_jobs, new_event_id, read_verdict, Integrations, Verdict};
 use crate::jobs::JobRunner;
+use crate::notifications::{PushJobs, PUSH_JOB};
+use crate::presence::Presence;
 use crate::now_ms;
 use crate::store::{NewMessage, Store, StoredMessage};
 
-/// This node's integrations: the before-send hook's slots and the webhook
-/// runner.
+/// This node's integrations: the before-send hook's slots, the webhook
+/// runner and the offline push runner (5.5).
 pub(crate) struct Hooks {
     pub cfg: Integrations,
     slots: Semaphore,
     pub runner: Option<JobRunner>,
+    pub push: Option<JobRunner>,
 }
 
 impl Hooks {
-    pub fn start(cfg: Integrations, store: &Arc<dyn Store>) -> Hooks {
+    pub fn start(
+        cfg: Integrations,
+        store: &Arc<dyn Store>,
+        presence: &Arc<dyn Presence>,
+        write_limit: usize,
+    ) -> Hooks {
         let runner = match (&cfg.poster, &cfg.delivery) {
             (Some(poster), Some(policy)) if !cfg.webhooks.is_empty() => Some(JobRunner::start(
                 store.clone(),
@@ -41,8 +49,26 @@ impl Hooks {
             )),
             _ => None,
         };
+        let push = cfg.push.as_ref().map(|p| {
+            JobRunner::start(
+                store.clone(),
+                PUSH_JOB,
+                Arc::new(PushJobs {
+                    store: store.clone(),
+                    presence: presence.clone(),
+                    cfg: p.clone(),
+                    write_limit,
+                }),
+                p.delivery.clone(),
+            )
+        });
         let slots = Semaphore::new(cfg.before_send.as_ref().map_or(0, |b| b.concurrency));
-        Hooks { cfg, slots, runner }
+        Hooks {
+            cfg,
+            slots,
+            runner,
+            push,
+        }
     }
 }
 
@@ -167,9 +193,12 @@ impl Core {
         .await;
     }
 
-    /// Webhook jobs were enqueued.
+    /// Webhook or push jobs were enqueued.
     pub(super) fn wake_jobs(&self) {
         if let Some(r) = &self.hooks.runner {
+            r.wake();
+        }
+        if let Some(r) = &self.hooks.push {
             r.wake();
         }
     }
@@ -177,8 +206,10 @@ impl Core {
     /// Stops this node's job runners (at shutdown), waiting up to `bound`
     /// for deliveries in hand.
     pub async fn stop_jobs(&self, bound: Duration) {
-        if let Some(r) = &self.hooks.runner {
-            r.shutdown(bound).await;
+        let end = tokio::time::Instant::now() + bound;
+        for r in [&self.hooks.runner, &self.hooks.push].into_iter().flatten() {
+            r.shutdown(end.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
     }
 }

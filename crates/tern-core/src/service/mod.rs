@@ -27,6 +27,8 @@ mod scheduled;
 mod account;
 // 5.6 integrations
 mod hooks;
+// 5.5 offline push registrations
+mod push;
 
 pub use crate::frame::encode;
 pub use account::{Export, EXPORT_CONVS_MAX};
@@ -34,6 +36,7 @@ pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
+pub use push::{PushTarget, PUSH_ENDPOINT_MAX, PUSH_KEY_MAX, PUSH_TOKEN_MAX};
 
 use crate::acks::Acks;
 use crate::auth::Auth;
@@ -253,6 +256,7 @@ impl Core {
             cfg.batch_max,
             cfg.commit_lanes,
             cfg.integrations.webhooks.clone(),
+            cfg.integrations.push.is_some(),
         );
         let forwarding = bus.forwarding().filter(|_| cfg.forward_timeout.is_some());
         if let (Some(f), Some(_)) = (forwarding, cfg.cluster_queue) {
@@ -268,7 +272,12 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
-        let hooks = hooks::Hooks::start(cfg.integrations.clone(), &store);
+        let hooks = hooks::Hooks::start(
+            cfg.integrations.clone(),
+            &store,
+            &presence,
+            cfg.write_limit,
+        );
         Ok(Core {
             store,
             _bus: bus,

@@ -361,6 +361,8 @@ impl Core {
             .revoke_user_tokens(user, before, until, now)
             .await?;
         self.revoked.insert_user(user, before, until, now);
+        // 5.5: and every device registered for push.
+        self.push_forget(user, None).await;
         let closed = self.hub.kick_issued_before(user, before);
         tracing::debug!(%user, closed, "older tokens revoked");
         self.fanout.revoked_before(user, before, until).await;

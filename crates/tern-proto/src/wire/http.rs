@@ -193,3 +193,13 @@ pub struct MediaUploaded {
     /// Hex SHA-256 of the bytes (also the download's `ETag`).
     pub sha256: String,
 }
+
+/// 5.5 `GET /v1/push/webpush-key`: the VAPID application server key a
+/// browser subscribes with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebPushKey {
+    /// base64url (no padding) of the uncompressed P-256 point (65 bytes):
+    /// `applicationServerKey` of `pushManager.subscribe`.
+    pub public_key: String,
+}

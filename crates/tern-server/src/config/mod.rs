@@ -12,6 +12,8 @@ mod io;
 mod limits;
 // 5.5
 mod media;
+// 5.5 offline push
+mod push;
 // 5.6 scheduled messages and account data
 mod sched;
 // 5.6 integrations
@@ -22,6 +24,7 @@ pub use integrations::*;
 pub use io::*;
 pub use limits::*;
 pub use media::MediaConfig;
+pub use push::PushConfig;
 pub use sched::*;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,8 @@ pub struct Config {
     pub log: LogConfig,
     /// 5.5 media.
     pub media: MediaConfig,
+    /// 5.5 offline push.
+    pub push: PushConfig,
     // 5.6
     pub scheduled: ScheduledConfig,
     pub account: AccountConfig,
@@ -79,6 +84,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             media: MediaConfig::default(),
+            push: PushConfig::default(),
             scheduled: ScheduledConfig::default(),
             account: AccountConfig::default(),
             webhooks: Vec::new(),
@@ -126,6 +132,7 @@ impl Config {
         let l = &self.limits;
         let d = &self.delivery;
         self.media.check().map_err(ConfigError::Invalid)?;
+        self.push.check().map_err(ConfigError::Invalid)?;
         if self.node_id > 1023 {
             return bad("node_id must be at most 1023");
         }

@@ -22,6 +22,8 @@ mod settings;
 mod search;
 // 5.5 media
 pub(crate) mod media;
+// 5.5 offline push registrations
+mod push;
 // 5.6 scheduled messages
 mod scheduled;
 // 5.6 account data
@@ -89,6 +91,8 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         // 5.5
         .routes(routes!(media::upload_media))
         .routes(routes!(media::get_media))
+        .routes(routes!(push::put_push, push::delete_push))
+        .routes(routes!(push::webpush_key))
         // 5.6
         .routes(routes!(scheduled::list_scheduled))
         .routes(routes!(scheduled::cancel_scheduled))
