@@ -33,6 +33,9 @@ mod media;
 mod scheduled;
 #[path = "cluster/webhooks.rs"]
 mod webhooks;
+// 5.5 offline push
+#[path = "cluster/push.rs"]
+mod push;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

@@ -11,6 +11,8 @@ mod codes;
 mod edits;
 mod groups;
 mod hooks;
+// 5.5 offline push
+mod push;
 mod hostile;
 mod limits;
 mod media;

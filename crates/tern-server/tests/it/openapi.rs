@@ -57,6 +57,9 @@ const API: &[(&str, &str)] = &[
     // 5.5
     ("POST", "/v1/media"),
     ("GET", "/v1/media/{media}"),
+    ("PUT", "/v1/push/{device}"),
+    ("DELETE", "/v1/push/{device}"),
+    ("GET", "/v1/push/webpush-key"),
     // 5.6
     ("GET", "/v1/scheduled"),
     ("DELETE", "/v1/scheduled/{id}"),
