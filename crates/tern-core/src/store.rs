@@ -795,8 +795,7 @@ pub trait Store: Send + Sync + 'static {
     async fn push_unregister(&self, user: &str, device: &str) -> StoreResult<bool>;
     /// Removes `user`'s registrations made with `session`, or all of
     /// them (`None`); how many.
-    async fn push_unregister_session(&self, user: &str, session: Option<&str>)
-        -> StoreResult<u64>;
+    async fn push_unregister_session(&self, user: &str, session: Option<&str>) -> StoreResult<u64>;
     /// `user`'s registrations, by device.
     async fn push_registrations(&self, user: &str) -> StoreResult<Vec<PushRegistration>>;
 

@@ -36,8 +36,12 @@ pub trait Jobs: Dialect {
     /// Stores each job, or gives a stored key the new payload
     /// ([`Dialect::PUT_JOB`]).
     async fn put_jobs(c: &mut Conn<Self>, jobs: &[NewJob]) -> StoreResult<()>;
-    async fn complete_job(c: &mut Conn<Self>, id: i64, payload: &str, now: i64)
-        -> StoreResult<bool>;
+    async fn complete_job(
+        c: &mut Conn<Self>,
+        id: i64,
+        payload: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
     async fn retry_job(
         c: &mut Conn<Self>,
         id: i64,
@@ -148,12 +152,7 @@ where
         Ok(())
     }
 
-    async fn complete_job(
-        c: &mut Conn<D>,
-        id: i64,
-        payload: &str,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn complete_job(c: &mut Conn<D>, id: i64, payload: &str, now: i64) -> StoreResult<bool> {
         let done = sqlx::query(stmt!(D, "DELETE FROM jobs WHERE id = ? AND payload = ?"))
             .bind(id)
             .bind(payload)

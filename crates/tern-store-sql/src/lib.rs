@@ -63,9 +63,8 @@ use tern_core::offline::OfflineMerge;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
-    ReactionSummary,
-    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -73,13 +72,13 @@ use dialect::Conn;
 pub use dialect::Dialect;
 use edits::Edits;
 use jobs::Jobs;
-use push::Push;
 use media::Media;
 use moderation::Moderation;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use push::Push;
 use sched::Sched;
 use search::SearchIndex;
 use settings::Settings;
@@ -791,11 +790,7 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Me
         on_conn!(self, |c| D::push_unregister(c, user, device))
     }
 
-    async fn push_unregister_session(
-        &self,
-        user: &str,
-        session: Option<&str>,
-    ) -> StoreResult<u64> {
+    async fn push_unregister_session(&self, user: &str, session: Option<&str>) -> StoreResult<u64> {
         on_conn!(self, |c| D::push_unregister_session(c, user, session))
     }
 

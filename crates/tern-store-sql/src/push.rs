@@ -20,11 +20,8 @@ macro_rules! stmt {
 #[async_trait]
 pub trait Push: Dialect {
     /// In the caller's transaction: the count and the write.
-    async fn push_register(
-        c: &mut Conn<Self>,
-        reg: &PushRegistration,
-        max: u32,
-    ) -> StoreResult<()>;
+    async fn push_register(c: &mut Conn<Self>, reg: &PushRegistration, max: u32)
+        -> StoreResult<()>;
     async fn push_unregister(c: &mut Conn<Self>, user: &str, device: &str) -> StoreResult<bool>;
     async fn push_unregister_session(
         c: &mut Conn<Self>,
@@ -49,11 +46,7 @@ where
     String: Type<D::DB> + for<'r> Decode<'r, D::DB>,
     usize: ColumnIndex<RowOf<D>>,
 {
-    async fn push_register(
-        c: &mut Conn<D>,
-        reg: &PushRegistration,
-        max: u32,
-    ) -> StoreResult<()> {
+    async fn push_register(c: &mut Conn<D>, reg: &PushRegistration, max: u32) -> StoreResult<()> {
         let (all, known): (i64, i64) = {
             let all: i64 = sqlx::query_scalar(stmt!(
                 D,
@@ -133,10 +126,7 @@ where
         Ok(D::rows_affected(&r))
     }
 
-    async fn push_registrations(
-        c: &mut Conn<D>,
-        user: &str,
-    ) -> StoreResult<Vec<PushRegistration>> {
+    async fn push_registrations(c: &mut Conn<D>, user: &str) -> StoreResult<Vec<PushRegistration>> {
         let rows = sqlx::query(stmt!(
             D,
             "SELECT user_id, device, provider, token, endpoint, p256dh, auth, session, \

@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use tern_core::store::{
     AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
     HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
-    ReactionSummary,
-    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]
@@ -424,11 +423,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn push_unregister_session(
-        &self,
-        user: &str,
-        session: Option<&str>,
-    ) -> StoreResult<u64> {
+    async fn push_unregister_session(&self, user: &str, session: Option<&str>) -> StoreResult<u64> {
         let (user, session) = (user.to_owned(), session.map(str::to_owned));
         self.write(move |c| ops::push_unregister_session(c, &user, session.as_deref()))
             .await

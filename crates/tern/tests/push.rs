@@ -36,10 +36,12 @@ async fn take(State(rx): State<Rx>, body: String) -> StatusCode {
 async fn a_push_survives_kill_9_and_goes_out_once() {
     let ok = Arc::new(AtomicBool::new(false));
     let (tx, mut posts) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route("/push", post(take)).with_state(Rx {
-        ok: ok.clone(),
-        posts: tx,
-    });
+    let app = axum::Router::new()
+        .route("/push", post(take))
+        .with_state(Rx {
+            ok: ok.clone(),
+            posts: tx,
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/push", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -16,8 +16,8 @@ use crate::error::{CoreError, CoreResult};
 use crate::integrations::{event_jobs, new_event_id, read_verdict, Integrations, Verdict};
 use crate::jobs::JobRunner;
 use crate::notifications::{PushJobs, PUSH_JOB};
-use crate::presence::Presence;
 use crate::now_ms;
+use crate::presence::Presence;
 use crate::store::{NewMessage, Store, StoredMessage};
 
 /// This node's integrations: the before-send hook's slots, the webhook

@@ -34,9 +34,9 @@ pub use crate::frame::encode;
 pub use account::{Export, EXPORT_CONVS_MAX};
 pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
+pub use push::{PushTarget, PUSH_ENDPOINT_MAX, PUSH_KEY_MAX, PUSH_TOKEN_MAX};
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
-pub use push::{PushTarget, PUSH_ENDPOINT_MAX, PUSH_KEY_MAX, PUSH_TOKEN_MAX};
 
 use crate::acks::Acks;
 use crate::auth::Auth;
@@ -272,12 +272,8 @@ impl Core {
         let acks = Acks::start(store.clone(), fanout.clone());
         let keeper = Keeper::start(hub.clone(), rooms.clone(), presence.clone());
         let indexer = crate::indexer::Indexer::start(store.clone(), cfg.search_poll);
-        let hooks = hooks::Hooks::start(
-            cfg.integrations.clone(),
-            &store,
-            &presence,
-            cfg.write_limit,
-        );
+        let hooks =
+            hooks::Hooks::start(cfg.integrations.clone(), &store, &presence, cfg.write_limit);
         Ok(Core {
             store,
             _bus: bus,

@@ -68,9 +68,7 @@ impl Core {
             ("keys.auth", &target.auth, PUSH_KEY_MAX),
         ] {
             if value.len() > max {
-                return Err(CoreError::invalid(format!(
-                    "{name} is over {max} bytes"
-                )));
+                return Err(CoreError::invalid(format!("{name} is over {max} bytes")));
             }
         }
         let reg = PushRegistration {

@@ -70,7 +70,10 @@ impl PushConfig {
 
     /// Whether any provider is configured.
     pub fn enabled(&self) -> bool {
-        self.webhook.is_some() || self.fcm.is_some() || self.apns.is_some() || self.webpush.is_some()
+        self.webhook.is_some()
+            || self.fcm.is_some()
+            || self.apns.is_some()
+            || self.webpush.is_some()
     }
 
     pub fn check(&self) -> Result<(), String> {

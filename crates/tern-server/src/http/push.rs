@@ -105,14 +105,9 @@ pub(super) async fn put_push(
             .filter(|_| webpush)
             .map(|k| k.p256dh.clone())
             .unwrap_or_default(),
-        auth: keys
-            .filter(|_| webpush)
-            .map(|k| k.auth)
-            .unwrap_or_default(),
+        auth: keys.filter(|_| webpush).map(|k| k.auth).unwrap_or_default(),
     };
-    app.core
-        .push_register(&me.0, me.1, &device, target)
-        .await?;
+    app.core.push_register(&me.0, me.1, &device, target).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -12,7 +12,6 @@ mod edits;
 mod groups;
 mod hooks;
 // 5.5 offline push
-mod push;
 mod hostile;
 mod limits;
 mod media;
@@ -21,6 +20,7 @@ mod moderation;
 mod openapi;
 mod presence;
 mod props;
+mod push;
 mod reading;
 mod rooms;
 mod scale;

@@ -252,33 +252,74 @@ async fn registrations_are_checked_bounded_and_removed() {
         let (s, t) = (&s, t.clone());
         async move {
             let (st, b) = put_push(s, &t, "phone", body).await;
-            assert_eq!((st, b["code"].as_str()), (400, Some("invalid")), "{why}: {b}");
+            assert_eq!(
+                (st, b["code"].as_str()),
+                (400, Some("invalid")),
+                "{why}: {b}"
+            );
             b["message"].as_str().unwrap().to_owned()
         }
     };
     let m = bad(json!({"provider":"fcm","token":"x"}), "fcm not configured").await;
-    assert!(m.contains("configured") && m.contains("webpush") && m.contains("webhook"), "{m}");
-    bad(json!({"provider":"carrier-pigeon","token":"x"}), "no such provider").await;
+    assert!(
+        m.contains("configured") && m.contains("webpush") && m.contains("webhook"),
+        "{m}"
+    );
+    bad(
+        json!({"provider":"carrier-pigeon","token":"x"}),
+        "no such provider",
+    )
+    .await;
     bad(json!({"provider":"webhook"}), "no token").await;
     bad(json!({"provider":"webhook","token":""}), "empty token").await;
-    bad(json!({"provider":"webhook","token":"x".repeat(4097)}), "long token").await;
+    bad(
+        json!({"provider":"webhook","token":"x".repeat(4097)}),
+        "long token",
+    )
+    .await;
     bad(json!({"provider":"webpush","endpoint":wp}), "no keys").await;
-    bad(json!({"provider":"webpush","endpoint":"ftp://x/y","keys":rx.keys()}), "scheme").await;
+    bad(
+        json!({"provider":"webpush","endpoint":"ftp://x/y","keys":rx.keys()}),
+        "scheme",
+    )
+    .await;
     bad(
         json!({"provider":"webpush","endpoint":wp,"keys":{"p256dh":"AAAA","auth":rx.keys()["auth"]}}),
         "keys that do not decode",
     )
     .await;
-    bad(json!({"provider":"webhook","token":"x","extra":1}), "unknown field").await;
-    let (st, b) = put_push(&s, &t, &"d".repeat(65), json!({"provider":"webhook","token":"x"})).await;
+    bad(
+        json!({"provider":"webhook","token":"x","extra":1}),
+        "unknown field",
+    )
+    .await;
+    let (st, b) = put_push(
+        &s,
+        &t,
+        &"d".repeat(65),
+        json!({"provider":"webhook","token":"x"}),
+    )
+    .await;
     assert_eq!(st, 400, "a long device id: {b}");
 
     // Two devices; a third is over push.max_devices, the same one again
     // replaces its registration.
-    let (st, b) = put_push(&s, &t, "browser", json!({"provider":"webpush","endpoint":wp,"keys":rx.keys()})).await;
+    let (st, b) = put_push(
+        &s,
+        &t,
+        "browser",
+        json!({"provider":"webpush","endpoint":wp,"keys":rx.keys()}),
+    )
+    .await;
     assert_eq!(st, 204, "{b}");
     register(&s, &t, "phone", "tok1").await;
-    let (st, b) = put_push(&s, &t, "tablet", json!({"provider":"webhook","token":"tok3"})).await;
+    let (st, b) = put_push(
+        &s,
+        &t,
+        "tablet",
+        json!({"provider":"webhook","token":"tok3"}),
+    )
+    .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid")), "{b}");
     assert!(b["message"].as_str().unwrap().contains("at most 2"), "{b}");
     register(&s, &t, "phone", "tok2").await;
@@ -297,7 +338,11 @@ async fn registrations_are_checked_bounded_and_removed() {
     assert_eq!(st, 200, "{b}");
     let key = b["public_key"].as_str().unwrap();
     let point = URL_SAFE_NO_PAD.decode(key).unwrap();
-    assert_eq!((point.len(), point[0]), (65, 4), "an uncompressed P-256 point");
+    assert_eq!(
+        (point.len(), point[0]),
+        (65, 4),
+        "an uncompressed P-256 point"
+    );
     assert_eq!(s.as_user(&t).webpush_key().await.unwrap(), key);
     s.as_user(&t).unregister_push("tablet").await.unwrap();
     let e = s.as_user(&t).unregister_push("tablet").await.unwrap_err();
@@ -326,7 +371,10 @@ async fn without_web_push_or_any_provider() {
     let t = s.user("pnob").await;
     let (st, b) = put_push(&s, &t, "phone", json!({"provider":"webhook","token":"x"})).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid")), "{b}");
-    assert!(b["message"].as_str().unwrap().contains("not configured"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("not configured"),
+        "{b}"
+    );
 }
 
 #[tokio::test]
@@ -350,7 +398,12 @@ async fn an_offline_receiver_gets_one_signed_push_and_the_sender_none() {
     // A second unread message: badge 2 (total_unread when pushed).
     send(&s, &ta, "pofb", "c2", "still there?").await;
     let g = rx.next().await;
-    assert_eq!((g.body["seq"].as_u64(), g.body["badge"].as_u64()), (Some(2), Some(2)), "{:?}", g.body);
+    assert_eq!(
+        (g.body["seq"].as_u64(), g.body["badge"].as_u64()),
+        (Some(2), Some(2)),
+        "{:?}",
+        g.body
+    );
     // Their answer goes to the other side's device.
     send(&s, &tb, "pofa", "c3", "yes").await;
     let g = rx.next().await;
@@ -603,7 +656,10 @@ async fn web_push_end_to_end_decrypts_with_the_subscription() {
         .unwrap();
     send(&s, &ta, "pwpb", "c1", "hi from the web").await;
     let g = rx.next().await;
-    assert_eq!(g.auth, key, "signed with the key the browser subscribed with");
+    assert_eq!(
+        g.auth, key,
+        "signed with the key the browser subscribed with"
+    );
     assert_eq!(
         g.body,
         json!({"title":"Alice W.","body":"hi from the web","conv":dm("pwpa","pwpb"),
@@ -658,7 +714,10 @@ async fn push_throughput() {
     let members: Vec<&str> = names[1..].iter().map(String::as_str).collect();
     let mut groups = Vec::new();
     for g in 0..G {
-        groups.push(s.new_group(&tokens[0], &format!("bench{g}"), &members).await);
+        groups.push(
+            s.new_group(&tokens[0], &format!("bench{g}"), &members)
+                .await,
+        );
     }
     let started = std::time::Instant::now();
     for (g, gid) in groups.iter().enumerate() {

@@ -48,7 +48,10 @@ pub async fn push_registrations_bounded_replaced_and_removed(s: &dyn Store) {
     assert_eq!(s.push_registrations("pushbob").await.unwrap().len(), 1);
 
     assert!(s.push_unregister(user, "web").await.unwrap());
-    assert!(!s.push_unregister(user, "web").await.unwrap(), "gone already");
+    assert!(
+        !s.push_unregister(user, "web").await.unwrap(),
+        "gone already"
+    );
     assert!(!s.push_unregister(user, "nosuch").await.unwrap());
     assert_eq!(s.push_registrations(user).await.unwrap(), vec![again]);
 
@@ -120,7 +123,10 @@ pub async fn put_jobs_replace_pending_content(s: &dyn Store) {
     assert!(!s.complete_job(got[0].id, "seq 3", 9_200).await.unwrap());
     let again = s.claim_jobs("collapse", 9_200, 5_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].payload.as_str(), again[0].due_at), ("seq 4", 9_000));
+    assert_eq!(
+        (again[0].payload.as_str(), again[0].due_at),
+        ("seq 4", 9_000)
+    );
     // Completing the content it holds removes it.
     assert!(s.complete_job(again[0].id, "seq 4", 9_300).await.unwrap());
     assert_eq!(s.count_jobs("collapse").await.unwrap(), 0);

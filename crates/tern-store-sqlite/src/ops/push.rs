@@ -26,7 +26,9 @@ pub fn push_register(c: &Connection, reg: &PushRegistration, max: u32) -> StoreR
             "SELECT count(*), coalesce(sum(device = ?2), 0) FROM push_devices WHERE user = ?1",
         )
         .map_err(be)?
-        .query_row(params![reg.user, reg.device], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![reg.user, reg.device], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(be)?;
     if known == 0 && others >= i64::from(max) {
         return Err(StoreError::Forbidden("too many push registrations"));
