@@ -31,6 +31,9 @@ use crate::store::{Job, NewJob, PushRegistration, Store, StoredMessage, MENTION_
 /// The job kind of offline pushes.
 pub const PUSH_JOB: &str = "push";
 
+/// Most users in one presence query.
+const ONLINE_CHUNK: usize = 1000;
+
 /// The longest preview sent, in characters.
 pub const PREVIEW_MAX_CHARS: usize = 200;
 
@@ -244,7 +247,7 @@ impl PushJobs {
         }
         let now = crate::now_ms();
         let mut jobs = Vec::new();
-        for chunk in users.chunks(crate::service::LIST_MAX) {
+        for chunk in users.chunks(ONLINE_CHUNK) {
             let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let online = self
                 .presence

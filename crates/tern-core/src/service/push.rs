@@ -55,7 +55,7 @@ impl Core {
                 "device must be 1-64 characters of [A-Za-z0-9_.-]",
             ));
         }
-        if !cfg.providers.iter().any(|p| *p == target.provider) {
+        if !cfg.providers.contains(&target.provider) {
             return Err(CoreError::invalid(format!(
                 "provider must be one this server has configured: {}",
                 cfg.providers.join(", ")
