@@ -6,20 +6,7 @@ import { api, ApiError, Session } from './conn.js';
 import { el, listTime, randomId } from './format.js';
 import { initPanels, panels } from './panels.js';
 import { initBubbles, mentionsMe, msgItem, preview, snippet, withDays } from './bubbles.js';
-import {
-  avatar,
-  canRecord,
-  checkFile,
-  formatDuration,
-  formatSize,
-  imageSize,
-  initMedia,
-  isImageType,
-  record,
-  resetMedia,
-  upload,
-  uploadError,
-} from './media.js';
+import { avatar, canRecord, checkFile, formatDuration, formatSize, imageSize, initMedia, isImageType, record, resetMedia, upload, uploadError } from './media.js';
 import { onNotificationClick, registerWorker, subscribePush, unsubscribePush } from './push.js';
 
 const $ = (id) => document.getElementById(id);
