@@ -516,10 +516,13 @@ try {
 
   step('a fresh page of alice sees the same conversation from history');
   const a2 = await newPage('alice-2', { viewport: { width: 1280, height: 800 } });
-  await a2.goto(url);
+  // As a notification's click opens it: on the conversation, once signed in.
+  await a2.goto(`${url}#conv=${encodeURIComponent(dm)}`);
   await a2.fill('#login-user', 'alice');
   await a2.fill('#login-pass', PASSWORD);
   await a2.click('#login-btn');
+  await a2.waitForFunction(() => document.getElementById('conv-title').textContent === 'bob');
+  check((await a2.evaluate(() => location.hash)) === '', 'the address loses #conv= once used');
   await a2.waitForSelector(`#conv-list li[data-conv="${dm}"]`);
   await a2.click(`#conv-list li[data-conv="${dm}"]`);
   await expectTexts(a2, end, 'alice on a second page');
