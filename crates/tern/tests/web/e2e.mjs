@@ -7,8 +7,9 @@
 // jump-to-latest, delete-for-me, receipts restored on a new page and
 // friend requests pushed; reply, edit, reactions and mentions (5.1),
 // search (5.2), pin, mute, block, profile and sessions (5.3), and the
-// group info panel with roles (5.4); photos, files and voice notes, an
-// avatar and a Web Push notification of the service worker (5.5); one page
+// group info panel with roles (5.4); photos, files (picked, dropped,
+// pasted) and voice notes, refused and cancelled uploads, an avatar and a
+// Web Push notification of the service worker (5.5); one page
 // reloads and the server is restarted in the middle, and both pages must
 // end with the same messages, none lost or doubled. Screenshots go to
 // OUTDIR. The server runs with `media.max_bytes` = 262144 (web.rs).
@@ -742,6 +743,36 @@ try {
 
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
+
+  step('dropping a file on the conversation, and pasting a picture, attach them too');
+  const dropped = await a.evaluateHandle(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['dropped on the conversation'], 'dropped.txt', { type: 'text/plain' }));
+    return dt;
+  });
+  await a.dispatchEvent('#conv', 'dragenter', { dataTransfer: dropped });
+  await a.waitForSelector('#drop-zone:not([hidden])');
+  await a.dispatchEvent('#msgs', 'drop', { dataTransfer: dropped });
+  await a.waitForSelector('#drop-zone', { state: 'hidden' });
+  await b.waitForSelector('#msg-list li.msg.theirs.kind-file .file-name:text("dropped.txt")');
+  await a.evaluate(async () => {
+    const c = document.createElement('canvas');
+    c.width = 64;
+    c.height = 48;
+    const g = c.getContext('2d');
+    g.fillStyle = '#2a9ef1';
+    g.fillRect(0, 0, 64, 48);
+    const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'pasted.png', { type: 'image/png' }));
+    document
+      .getElementById('text')
+      .dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await b.waitForFunction(
+    () => document.querySelectorAll('#msg-list li.msg.theirs.kind-image .att-image.loaded').length === 2,
+  );
+  check((await a.inputValue('#text')) === '', 'a pasted picture is not pasted as text');
 
   step('dissolve: the group stays readable, the message box is closed');
   await a2.click('#conv-list li:has-text("Launch crew")');
