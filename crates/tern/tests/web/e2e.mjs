@@ -688,6 +688,15 @@ try {
   await a.mouse.up();
   await a.waitForSelector('#recorder', { state: 'hidden' });
   await b.waitForFunction(() => document.querySelectorAll('#msg-list li.msg.theirs.kind-voice audio').length === 2);
+  // A recording cancelled is neither uploaded nor sent.
+  await a.click('#mic-btn');
+  await a.waitForSelector('#recorder:not([hidden])');
+  await a.waitForFunction(() => document.getElementById('rec-time').textContent === '0:01');
+  await a.click('#rec-cancel');
+  await a.waitForSelector('#recorder', { state: 'hidden' });
+  check(await a.isVisible('#mic-btn'), 'the message box is back after a cancelled recording');
+  check((await a.$$('#msg-list li.upload')).length === 0, 'nothing uploads after a cancelled recording');
+  check((await a.$$('#msg-list li.msg.mine.kind-voice')).length === 2, 'two voice notes sent, not three');
   check(
     (await b.$$('#msg-list li.msg.theirs.kind-file')).length === 1,
     'the cancelled and the refused uploads were not sent',
