@@ -749,6 +749,15 @@ try {
     null,
     'the notification is shown',
   );
+  // A click on a notification: the worker tells the page which
+  // conversation to open (headless Chromium cannot click one itself).
+  const group = await a.getAttribute('#conv-list li:has-text("Launch crew")', 'data-conv');
+  await a.evaluate((conv) => {
+    navigator.serviceWorker.dispatchEvent(new MessageEvent('message', { data: { type: 'open', conv } }));
+  }, group);
+  await a.waitForFunction(() => document.getElementById('conv-title').textContent === 'Launch crew');
+  await a.click(`#conv-list li[data-conv="${dm}"]`);
+  await a.waitForFunction(() => document.getElementById('conv-title').textContent === 'bob');
 
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
