@@ -15,6 +15,8 @@ mod listener;
 pub mod metrics;
 mod openapi;
 mod pending;
+// 5.6
+mod retention;
 mod state;
 mod views;
 mod web;

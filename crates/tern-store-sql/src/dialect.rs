@@ -55,6 +55,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// Stores a job (binds: kind, job_key, payload, created_at, due_at)
     /// unless its key exists.
     const INSERT_JOB: &'static str;
+    /// 5.6 account erase: the statements that remove every friendship
+    /// and friend request of a user, each with `?` placeholders all bound
+    /// to the user.
+    const ERASE_FRIENDS: &'static [&'static str];
+    /// 5.6 retention: whether a message of a user (bind: user) has content
+    /// like a pattern (bind: pattern), through an index on the sender.
+    const SENT_LIKE: &'static str;
+    /// 5.6 retention: records a conversation's retention (binds: conv,
+    /// days, updated_at), replacing one set before.
+    const UPSERT_RETENTION: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

@@ -33,6 +33,8 @@ mod media;
 mod scheduled;
 #[path = "cluster/webhooks.rs"]
 mod webhooks;
+#[path = "cluster/retention.rs"]
+mod retention;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

@@ -27,11 +27,14 @@ mod scheduled;
 mod account;
 // 5.6 integrations
 mod hooks;
+// 5.6 retention and account erase
+mod retention;
 
 pub use crate::frame::encode;
 pub use account::{Export, EXPORT_CONVS_MAX};
 pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
+pub use retention::RETENTION_DAYS_MAX;
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 

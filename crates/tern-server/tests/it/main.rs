@@ -20,6 +20,7 @@ mod openapi;
 mod presence;
 mod props;
 mod reading;
+mod retention;
 mod rooms;
 mod scale;
 mod scheduled;

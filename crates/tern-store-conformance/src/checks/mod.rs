@@ -244,6 +244,8 @@ mod media;
 mod scheduled;
 // 5.6 durable jobs
 mod jobs;
+// 5.6 retention and account erase
+mod retention;
 
 pub use accounts::*;
 pub use append::*;
@@ -255,6 +257,7 @@ pub use media::*;
 pub use moderation::*;
 pub use offline::*;
 pub use reading::*;
+pub use retention::*;
 pub use scheduled::*;
 pub use search::*;
 pub use search_access::*;

@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 10;
+pub const VERSION: i64 = 12;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -218,6 +218,16 @@ const MEDIA_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS media (
     referenced BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (id),
     KEY media_unreferenced (referenced, created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
+
+/// Version 12 (5.6 retention): a conversation's own retention in days, a
+/// row only while one is set (shard key conv). Stands alone and may run
+/// again.
+const RETENTION_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS conv_retention (
+    conv       VARCHAR(140) NOT NULL,
+    days       BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (conv)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
 
 /// Version 6 (5.3 profiles, conversation settings, sessions): the users'
@@ -453,6 +463,11 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
     migrate_to_8(conn).await?;
     // 5.5 media
     sqlx::query(MEDIA_TABLE)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    // 5.6 retention
+    sqlx::query(RETENTION_TABLE)
         .execute(&mut *conn)
         .await
         .map_err(be)?;

@@ -88,6 +88,14 @@ impl Dialect for Pg {
     const INSERT_JOB: &'static str =
         "INSERT INTO jobs (kind, job_key, payload, created_at, due_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (job_key) DO NOTHING";
+    const ERASE_FRIENDS: &'static [&'static str] =
+        &["DELETE FROM friends WHERE user_id = ? OR other = ?"];
+    const SENT_LIKE: &'static str = "SELECT 1 FROM client_ids ci \
+         JOIN messages m ON m.conv = ci.conv AND m.seq = ci.seq \
+         WHERE ci.from_user = ? AND m.content LIKE ? LIMIT 1";
+    const UPSERT_RETENTION: &'static str =
+        "INSERT INTO conv_retention (conv, days, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (conv) DO UPDATE SET days = EXCLUDED.days, updated_at = EXCLUDED.updated_at";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)

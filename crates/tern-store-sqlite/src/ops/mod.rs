@@ -27,6 +27,8 @@ mod media;
 mod scheduled;
 // 5.6 durable jobs
 mod jobs;
+// 5.6 retention and account erase
+mod retention;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -36,6 +38,7 @@ pub use media::{media_add, media_get, media_reference, media_sweep};
 pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use reading::*;
+pub use retention::*;
 pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;
