@@ -155,7 +155,7 @@ async fn erase_revokes_everything_and_leaves_tombstones() {
     let s = Server::start().await;
     let ta = s.user("alice").await;
     let tb = s.user("bob").await;
-    let tc = s.user("carol").await;
+    let _tc = s.user("carol").await;
     let td = s.user("dave").await;
     s.befriend(("alice", &ta), ("bob", &tb)).await;
     s.as_user(&td).add_friend("alice").await.unwrap();
