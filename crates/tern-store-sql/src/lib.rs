@@ -61,10 +61,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    ExpireRound, Expired, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
-    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, ExpireRound, Expired, FriendLists,
+    FriendStatus, GroupRecord, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch,
+    Profile, ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -74,11 +74,11 @@ use edits::Edits;
 use jobs::Jobs;
 use media::Media;
 use moderation::Moderation;
-use retention::Retention;
 #[cfg(feature = "mysql")]
 pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+use retention::Retention;
 use sched::Sched;
 use search::SearchIndex;
 use settings::Settings;
@@ -229,8 +229,9 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media + Retention> Store
-    for SqlStore<D>
+impl<
+        D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media + Retention,
+    > Store for SqlStore<D>
 {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))

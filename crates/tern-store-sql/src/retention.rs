@@ -46,8 +46,7 @@ const ERASE: &[&str] = &[
 
 #[async_trait]
 pub trait Retention: Dialect {
-    async fn set_retention(c: &mut Conn<Self>, conv: &str, days: u32, now: i64)
-        -> StoreResult<()>;
+    async fn set_retention(c: &mut Conn<Self>, conv: &str, days: u32, now: i64) -> StoreResult<()>;
     async fn retention(c: &mut Conn<Self>, conv: &str) -> StoreResult<u32>;
     async fn retentions(c: &mut Conn<Self>, user: &str) -> StoreResult<Vec<(String, u32)>>;
     /// The conversations a round looks at, with their retention in days.
@@ -95,14 +94,12 @@ where
     }
 
     async fn retention(c: &mut Conn<D>, conv: &str) -> StoreResult<u32> {
-        let days: Option<i64> = sqlx::query_scalar(stmt!(
-            D,
-            "SELECT days FROM conv_retention WHERE conv = ?"
-        ))
-        .bind(conv)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(be)?;
+        let days: Option<i64> =
+            sqlx::query_scalar(stmt!(D, "SELECT days FROM conv_retention WHERE conv = ?"))
+                .bind(conv)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(be)?;
         Ok(days.unwrap_or(0) as u32)
     }
 
@@ -169,15 +166,12 @@ where
         };
         let gone = &rows[..=last];
         let upto = gone[last].0;
-        let deleted = sqlx::query(stmt!(
-            D,
-            "DELETE FROM messages WHERE conv = ? AND seq <= ?"
-        ))
-        .bind(conv)
-        .bind(upto)
-        .execute(&mut *c)
-        .await
-        .map_err(be)?;
+        let deleted = sqlx::query(stmt!(D, "DELETE FROM messages WHERE conv = ? AND seq <= ?"))
+            .bind(conv)
+            .bind(upto)
+            .execute(&mut *c)
+            .await
+            .map_err(be)?;
         let deleted = D::rows_affected(&deleted);
         for sql in [
             stmt!(D, "DELETE FROM reactions WHERE conv = ? AND seq <= ?"),

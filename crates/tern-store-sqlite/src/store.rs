@@ -4,10 +4,10 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    ExpireRound, Expired, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, ReactionSummary,
-    ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, ExpireRound, Expired, FriendLists,
+    FriendStatus, GroupRecord, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch,
+    Profile, ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]

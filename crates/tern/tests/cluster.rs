@@ -29,12 +29,12 @@ mod settings;
 #[path = "cluster/media.rs"]
 mod media;
 // 5.6
+#[path = "cluster/retention.rs"]
+mod retention;
 #[path = "cluster/scheduled.rs"]
 mod scheduled;
 #[path = "cluster/webhooks.rs"]
 mod webhooks;
-#[path = "cluster/retention.rs"]
-mod retention;
 
 use cluster_harness::*;
 use common::{dm, seqs, Client};

@@ -175,7 +175,11 @@ async fn erase_revokes_everything_and_leaves_tombstones() {
 
     // A wrong password changes nothing.
     let (st, v) = erase(&s, &ta, json!({"password": "wrong password"})).await;
-    assert_eq!((st, v["code"].as_str()), (401, Some("bad_credentials")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (401, Some("bad_credentials")),
+        "{v}"
+    );
     let (st, v) = erase(&s, &ta, json!({})).await;
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid")), "{v}");
     let (st, _) = s.get("/v1/friends", Some(&ta)).await;
@@ -189,12 +193,20 @@ async fn erase_revokes_everything_and_leaves_tombstones() {
         assert_eq!(st, 401);
     }
     let (st, v) = s
-        .post("/v1/sessions", None, json!({"user":"alice","password":PASSWORD}))
+        .post(
+            "/v1/sessions",
+            None,
+            json!({"user":"alice","password":PASSWORD}),
+        )
         .await;
     assert_eq!((st, v["code"].as_str()), (401, Some("bad_credentials")));
     // The name stays taken.
     let (st, v) = s
-        .post("/v1/users", None, json!({"user":"alice","password":PASSWORD}))
+        .post(
+            "/v1/users",
+            None,
+            json!({"user":"alice","password":PASSWORD}),
+        )
         .await;
     assert_eq!((st, v["code"].as_str()), (409, Some("user_exists")));
     let (st, v) = s.get("/v1/users/alice", Some(&tb)).await;
@@ -221,7 +233,10 @@ async fn erase_revokes_everything_and_leaves_tombstones() {
     assert_eq!(g["members"], json!(["bob", "carol"]));
     let left = bob.next_msg().await;
     assert_eq!(left["kind"], "system");
-    assert_eq!(left["content"], json!({"event":"member_left","user":"alice"}));
+    assert_eq!(
+        left["content"],
+        json!({"event":"member_left","user":"alice"})
+    );
 
     // Tombstones in bob's history (1:1 and group), without content.
     let conv = dm("alice", "bob");
@@ -235,7 +250,10 @@ async fn erase_revokes_everything_and_leaves_tombstones() {
     assert!(msgs[0].get("content").is_none(), "{}", msgs[0]);
     assert_eq!(msgs[1]["content"], "tell me");
     let (_, h) = s
-        .get(&format!("/v1/conversations/group:{gid}/messages"), Some(&tb))
+        .get(
+            &format!("/v1/conversations/group:{gid}/messages"),
+            Some(&tb),
+        )
         .await;
     let text: Vec<&Value> = h["msgs"]
         .as_array()

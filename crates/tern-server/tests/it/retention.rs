@@ -55,7 +55,10 @@ fn age(s: &Server, conv: &str, upto: u64, days: i64) {
 /// The seqs of `conv`'s history for `token`.
 async fn history(s: &Server, token: &str, conv: &str, query: &str) -> Vec<u64> {
     let (st, v) = s
-        .get(&format!("/v1/conversations/{conv}/messages{query}"), Some(token))
+        .get(
+            &format!("/v1/conversations/{conv}/messages{query}"),
+            Some(token),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     seqs(&v["msgs"])
@@ -110,7 +113,10 @@ async fn retention_is_validated_shared_and_only_for_those_allowed() {
     // Either party of a 1:1 conversation; the answer carries it.
     let (st, v) = put_settings(&s, &tb, &conv, json!({"retention_days": 7})).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v, json!({"muted_until": 0, "pinned": false, "retention_days": 7}));
+    assert_eq!(
+        v,
+        json!({"muted_until": 0, "pinned": false, "retention_days": 7})
+    );
     // A property of the conversation: the other side sees it, whatever
     // its own settings.
     let (e, _) = entry(&s, &ta, &conv).await;
@@ -124,7 +130,13 @@ async fn retention_is_validated_shared_and_only_for_those_allowed() {
     assert_eq!(v["retention_days"], 30);
 
     // Bounds: 1..=3650; 0 or null clears.
-    for bad in [json!(3651), json!(-1), json!("7"), json!(1.5), json!(4294967296u64)] {
+    for bad in [
+        json!(3651),
+        json!(-1),
+        json!("7"),
+        json!(1.5),
+        json!(4294967296u64),
+    ] {
         let (st, v) = put_settings(&s, &ta, &conv, json!({"retention_days": bad})).await;
         assert_eq!(st, 400, "{bad}: {v}");
         assert_eq!(v["code"], "invalid");
@@ -150,7 +162,9 @@ async fn retention_is_validated_shared_and_only_for_those_allowed() {
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
     let (st, _) = put_settings(&s, &ta, &gconv, json!({"retention_days": 2})).await;
     assert_eq!(st, 200);
-    let (st, _) = s.put(&format!("/v1/groups/{gid}/admins/bob"), Some(&ta)).await;
+    let (st, _) = s
+        .put(&format!("/v1/groups/{gid}/admins/bob"), Some(&ta))
+        .await;
     assert_eq!(st, 204);
     let (st, v) = put_settings(&s, &tb, &gconv, json!({"retention_days": 3})).await;
     assert_eq!((st, v["retention_days"].as_u64()), (200, Some(3)));
@@ -184,7 +198,10 @@ async fn expired_messages_leave_history_search_queue_and_unread() {
     assert_eq!(history(&s, &ta, &conv, "").await, vec![3]);
     // Gap fill from below the kept history starts at its first seq.
     assert_eq!(history(&s, &tb, &conv, "?after_seq=0").await, vec![3]);
-    assert_eq!(history(&s, &tb, &conv, "?before_seq=3").await, Vec::<u64>::new());
+    assert_eq!(
+        history(&s, &tb, &conv, "?before_seq=3").await,
+        Vec::<u64>::new()
+    );
     // Search: the expired never match.
     assert_eq!(hits(&s, &tb, "zebra").await, 0);
     assert_eq!(hits(&s, &tb, "yak").await, 0);
@@ -244,7 +261,10 @@ async fn the_server_default_applies_where_no_retention_is_set() {
     until_history(&s, &tb, &ab, &[]).await;
     assert_eq!(history(&s, &tc, &ac, "").await, vec![1, 2, 3, 4, 5]);
     let (e, total) = entry(&s, &tb, &ab).await;
-    assert_eq!((e["unread"].as_u64(), e["max_seq"].as_u64()), (Some(0), Some(5)));
+    assert_eq!(
+        (e["unread"].as_u64(), e["max_seq"].as_u64()),
+        (Some(0), Some(5))
+    );
     assert_eq!(e["last"], Value::Null);
     assert_eq!(total, 0);
     alice.close().await;

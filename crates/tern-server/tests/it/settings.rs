@@ -103,7 +103,13 @@ async fn conv_settings_are_checked_synced_and_pushed() {
         Some(json!({"muted_until":until,"pinned":true})),
     )
     .await;
-    assert_eq!((st, v), (200, json!({"muted_until":until,"pinned":true,"retention_days":0})));
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"muted_until":until,"pinned":true,"retention_days":0})
+        )
+    );
     let p = bob.next_of("conv_settings").await;
     assert_eq!(
         p,
@@ -142,7 +148,10 @@ async fn conv_settings_are_checked_synced_and_pushed() {
         Some(json!({"muted_until":5,"pinned":false})),
     )
     .await;
-    assert_eq!(v, json!({"muted_until":0,"pinned":false,"retention_days":0}));
+    assert_eq!(
+        v,
+        json!({"muted_until":0,"pinned":false,"retention_days":0})
+    );
 
     // Access and input.
     refused(

@@ -3,9 +3,7 @@
 
 use super::*;
 use tern_core::search::{query_terms, SearchQuery};
-use tern_core::store::{
-    ExpireRound, MediaRecord, DELETED_USER_KIND, ERASED_PASSWORD_HASH,
-};
+use tern_core::store::{ExpireRound, MediaRecord, DELETED_USER_KIND, ERASED_PASSWORD_HASH};
 
 const DAY: i64 = 86_400_000;
 
@@ -93,7 +91,9 @@ pub async fn expiry_removes_a_prefix_and_moves_positions(s: &dyn Store) {
     send(s, dm("ea", "eb", 2_000, "bravo")).await;
     send(s, dm("ea", "eb", 3_000, "charlie")).await;
     send(s, dm("ea", "eb", 5 * DAY, "delta")).await;
-    s.react(&conv, 1, "eb", "👍", true, 20, 1_500).await.unwrap();
+    s.react(&conv, 1, "eb", "👍", true, 20, 1_500)
+        .await
+        .unwrap();
     s.delete_for_user("eb", &conv, &[2]).await.unwrap();
     assert_eq!(found(s, "eb", "alpha").await, vec![1]);
     assert_eq!(convs(s, "eb").await.total_unread, 4);
@@ -195,9 +195,8 @@ pub async fn expiry_releases_media_no_kept_message_names(s: &dyn Store) {
     send(s, image("ma", "mb", 3 * DAY, "i4", &both)).await;
     let done = s.expire_messages(&round(1, 2 * DAY, 100)).await.unwrap();
     assert_eq!((done.messages, done.media), (3, 1));
-    let referenced = |id: String| async move {
-        s.media_get(&id).await.unwrap().unwrap().referenced
-    };
+    let referenced =
+        |id: String| async move { s.media_get(&id).await.unwrap().unwrap().referenced };
     assert!(!referenced(only.clone()).await);
     assert!(referenced(both.clone()).await);
     assert!(referenced(avatar.clone()).await);

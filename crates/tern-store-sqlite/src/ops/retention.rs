@@ -130,7 +130,14 @@ fn expire_conv(c: &Connection, conv: &str, cutoff: i64, budget: u32) -> StoreRes
             .map_err(be)?;
         let it = st
             .query_map(params![conv, budget], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .map_err(be)?;
         it.collect::<Result<_, _>>().map_err(be)?

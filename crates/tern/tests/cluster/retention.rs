@@ -150,10 +150,7 @@ async fn erase_on(sql: Sql) {
         assert!(msgs[0].get("content").is_none(), "{msgs}");
     }
     let (st, _) = n1
-        .post(
-            "/v1/sessions",
-            json!({"user": "ann", "password": PASSWORD}),
-        )
+        .post("/v1/sessions", json!({"user": "ann", "password": PASSWORD}))
         .await;
     assert_eq!(st, 401);
 }
