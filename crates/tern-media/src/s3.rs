@@ -64,6 +64,18 @@ fn os(e: object_store::Error) -> BlobError {
     }
 }
 
+/// Bytes gathered before a part goes up: S3's smallest part (every part
+/// but the last must be at least 5 MiB). A file no larger goes up as one
+/// plain PUT.
+const PART_BYTES: usize = 5 << 20;
+
+/// Parts uploading at once per upload. While that many are in flight the
+/// writer stops taking bytes, and so the request body stops being read:
+/// an upload holds at most about (1 + this) x [`PART_BYTES`] however slow
+/// the store is (the defaults, 10 MiB parts and 8 in flight, let a fast
+/// client park 90 MiB per upload in the node).
+const PARTS_IN_FLIGHT: usize = 2;
+
 struct S3Writer {
     w: BufWriter,
 }
@@ -100,7 +112,8 @@ impl BlobReader for S3Reader {
 impl Blobs for S3Blobs {
     async fn put(&self, media: &str, variant: &str) -> BlobResult<Box<dyn BlobWriter>> {
         Ok(Box::new(S3Writer {
-            w: BufWriter::new(self.store.clone(), path(media, variant)),
+            w: BufWriter::with_capacity(self.store.clone(), path(media, variant), PART_BYTES)
+                .with_max_concurrency(PARTS_IN_FLIGHT),
         }))
     }
 

@@ -4,7 +4,9 @@
 //! public protocol (HTTP API and `/v1/ws`); nothing here knows the core.
 //! Besides its files, the client reads `/web/settings.json`: the limits of
 //! this server that decide what it offers (a recall or an edit only
-//! within its window).
+//! within its window, an upload only up to `media.max_bytes`), and
+//! `/sw.js`, its service worker (Web Push notifications), served from the
+//! root so that its scope is the whole client.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +53,21 @@ static ASSETS: &[Asset] = &[
         body: include_bytes!("../web/panels.js"),
     },
     Asset {
+        path: "/web/media.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/media.js"),
+    },
+    Asset {
+        path: "/web/push.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/push.js"),
+    },
+    Asset {
+        path: "/sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/sw.js"),
+    },
+    Asset {
         path: "/web/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../web/style.css"),
@@ -65,8 +82,11 @@ static ASSETS: &[Asset] = &[
 /// Scripts, styles and images only from this origin, no inline script or
 /// style, no plugins, no framing; the WebSocket and `fetch` go to this
 /// server (`ws:`/`wss:` because `'self'` does not cover them everywhere).
+/// Media the client fetched with its token are shown from `blob:` URLs
+/// (images, voice notes); the service worker is a file of this origin.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; \
+style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
+connect-src 'self' ws: wss:; worker-src 'self'; \
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// What the client needs to know of this server's configuration.
@@ -76,6 +96,8 @@ pub struct Settings {
     pub recall_window_secs: u64,
     /// `limits.edit_window_secs`.
     pub edit_window_secs: u64,
+    /// `media.max_bytes`: a larger file is refused before it is sent.
+    pub media_max_bytes: u64,
 }
 
 /// The client's routes, to be merged into the API router.

@@ -6,6 +6,8 @@ import { api, ApiError, Session } from './conn.js';
 import { el, listTime, randomId } from './format.js';
 import { initPanels, panels } from './panels.js';
 import { initBubbles, mentionsMe, msgItem, preview, snippet, withDays } from './bubbles.js';
+import { avatar, canRecord, checkFile, formatDuration, formatSize, imageSize, initMedia, isImageType, record, resetMedia, upload, uploadError } from './media.js';
+import { onNotificationClick, registerWorker, subscribePush, unsubscribePush } from './push.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -29,7 +31,12 @@ let menuTarget = null;
 const names = new Map(); // user -> display name, once fetched
 const nameFetches = new Set(); // users whose name is being fetched
 // /web/settings.json; these defaults are the server's own until it answers.
-let settings = { recall_window_secs: 120, edit_window_secs: 172800 };
+let settings = { recall_window_secs: 120, edit_window_secs: 172800, media_max_bytes: 26214400 };
+const avatars = new Map(); // user -> avatar media id ('' for none), once known
+// Files being uploaded (and refused ones, until dismissed): {lid, conv,
+// kind, name, size, progress, error, abort, li}. Sent once uploaded.
+let uploads = [];
+let recording = null; // a voice note being recorded: {conv, h, hold, ...}
 let unseenBelow = 0; // messages that arrived below the scrolled-up view
 let compose = null; // {mode: 'reply'|'edit', m}: what the message box is for
 const blocked = new Set(); // users this user blocked
@@ -102,6 +109,10 @@ function setUnread(c, n) {
 // ---- start ----------------------------------------------------------
 
 function init() {
+  registerWorker();
+  onNotificationClick((id) => {
+    if (me && /^(dm|group):/.test(id)) open(id);
+  });
   token = store.getItem('tern.token');
   me = store.getItem('tern.user');
   if (token && me) {
@@ -181,13 +192,26 @@ function enter() {
     })
     .catch(() => {});
   renderNotifyButton();
+  renderMe();
   renderConvList();
   renderConv();
+  subscribePush(token);
+  // A notification's click opened this page on a conversation.
+  const h = location.hash.match(/^#conv=([^&]+)$/);
+  if (h) {
+    history.replaceState(null, '', location.pathname);
+    const id = decodeURIComponent(h[1]);
+    if (/^(dm|group):/.test(id)) open(id);
+  }
 }
 
 function logoutLocal(msg) {
   if (session) session.stop();
   session = null;
+  for (const u of uploads) u.abort?.();
+  uploads = [];
+  if (recording) finishRecording(false);
+  resetMedia();
   for (const k of Object.keys(store)) {
     if (k.startsWith('tern.') && k !== 'tern.device') store.removeItem(k);
   }
@@ -259,6 +283,7 @@ function onFrame(f) {
     }
     case 'profile':
       names.set(f.user, f.name || f.user);
+      avatars.set(f.user, f.avatar || '');
       scheduleNames();
       break;
     case 'notify': {
@@ -498,13 +523,188 @@ function send(text) {
     if (mentions.length) item.mentions = mentions;
   }
   setCompose(null);
+  enqueue(c, item);
+}
+
+/** Puts a send in the outbox (kept across reloads) and tries it. */
+function enqueue(c, item) {
   if (c.group) item.group = c.group;
   else item.to = c.peer;
   outbox.push(item);
   saveOutbox();
   unseenBelow = 0;
-  renderMessages(c, { toBottom: true });
+  if (openConv === c.id) renderMessages(c, { toBottom: true });
   trySend(item);
+}
+
+/** What a sent message holds: the content sent, with what the upload told. */
+function contentOf(item) {
+  return item.local ? { ...item.content, ...item.local } : item.content;
+}
+
+// ---- attachments and voice notes --------------------------------------
+
+/** Whether files may be sent to the open conversation now. */
+function canAttach() {
+  return !!openConv && !$('text').disabled;
+}
+
+function attachFiles(list) {
+  const c = canAttach() && convs.get(openConv);
+  if (!c) return;
+  for (const file of list) startUpload(c, file);
+}
+
+/**
+ * Uploads `file` to send it to `c` as `opts.kind` (else `image` for the
+ * image types the server takes, `file` for the rest), with a pending
+ * bubble that shows the progress, an error in words, and a cancel button.
+ */
+function startUpload(c, file, opts = {}) {
+  const checked = checkFile(file);
+  const mime = opts.mime || checked.mime;
+  const name = opts.name ?? file.name;
+  const kind = opts.kind || (isImageType(mime) ? 'image' : 'file');
+  const u = { lid: randomId(), conv: c.id, kind, name, size: file.size, progress: 0, error: checked.error || null };
+  uploads.push(u);
+  if (!u.error) {
+    const dims = kind === 'image' ? imageSize(file) : Promise.resolve(null);
+    const up = upload(file, mime, kind === 'voice' ? '' : name, (p) => {
+      u.progress = p;
+      drawUpload(u);
+    });
+    u.abort = up.abort;
+    up.promise.then(
+      async (r) => {
+        const d = await dims;
+        uploads = uploads.filter((x) => x !== u);
+        const content = { media: r.media };
+        if (kind === 'voice') content.duration = opts.duration;
+        else content.name = name;
+        if (d) Object.assign(content, d);
+        const local = { url: r.url, size: r.size, mime: r.mime };
+        enqueue(c, { cid: randomId(), conv: c.id, kind, content, local, ts: Date.now() });
+      },
+      (e) => {
+        if (e.code === 'cancelled') uploads = uploads.filter((x) => x !== u);
+        else u.error = uploadError(e, name);
+        drawUpload(u);
+        if (openConv === c.id) renderMessages(c);
+      },
+    );
+  }
+  unseenBelow = 0;
+  if (openConv === c.id) renderMessages(c, { toBottom: true });
+}
+
+/** The pending bubble of an upload (one node per upload, updated in place). */
+function uploadItem(u) {
+  if (!u.li) {
+    const li = el('li', 'msg mine upload');
+    li.dataset.upload = u.lid;
+    const bubble = el('div', 'bubble media');
+    const row = el('div', 'up-row');
+    const icon = el('span', 'file-icon', u.kind === 'image' ? 'IMG' : u.kind === 'voice' ? 'REC' : 'FILE');
+    const body = el('div', 'grow');
+    u.sizeEl = el('small', 'up-size');
+    body.append(el('b', 'up-name', u.kind === 'voice' ? 'Voice message' : u.name), u.sizeEl);
+    const cancel = el('button', 'icon-btn up-cancel', '×');
+    cancel.type = 'button';
+    cancel.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      if (!u.error) u.abort?.();
+      uploads = uploads.filter((x) => x !== u);
+      const c = convs.get(u.conv);
+      if (c && openConv === c.id) renderMessages(c);
+    });
+    u.cancelEl = cancel;
+    row.append(icon, body, cancel);
+    const bar = el('div', 'bar');
+    u.fillEl = el('span', 'fill');
+    bar.append(u.fillEl);
+    u.errorEl = el('p', 'error');
+    u.errorEl.setAttribute('role', 'alert');
+    bubble.append(row, bar, u.errorEl);
+    li.append(bubble);
+    u.li = li;
+  }
+  drawUpload(u);
+  return u.li;
+}
+
+function drawUpload(u) {
+  if (!u.li) return;
+  u.li.classList.toggle('failed', !!u.error);
+  u.fillEl.style.width = `${Math.round(u.progress * 100)}%`;
+  u.sizeEl.textContent = u.error
+    ? formatSize(u.size)
+    : `${formatSize(Math.round(u.progress * u.size))} of ${formatSize(u.size)}`;
+  u.errorEl.textContent = u.error || '';
+  u.cancelEl.title = u.error ? 'Dismiss' : 'Cancel the upload';
+  u.cancelEl.setAttribute('aria-label', u.cancelEl.title);
+}
+
+/** How long the microphone button is held for a hold-to-record note. */
+const HOLD_MS = 450;
+
+async function startRecording(hold) {
+  const c = canAttach() && convs.get(openConv);
+  if (!c || recording) return;
+  const r = { conv: c.id, hold, h: null, cancelled: false, sendWhenReady: false, at: performance.now() };
+  recording = r;
+  $('rec-time').textContent = '0:00';
+  $('rec-hint').textContent = hold ? 'Recording… release to send' : 'Recording… Send when done';
+  document.body.classList.add('recording');
+  $('recorder').hidden = false;
+  try {
+    r.h = await record((secs) => {
+      $('rec-time').textContent = formatDuration(Math.floor(secs));
+    });
+  } catch (e) {
+    if (recording === r) recording = null;
+    showRecorder(false);
+    toast(
+      e.name === 'NotAllowedError'
+        ? 'This page may not use the microphone (see the browser’s site settings).'
+        : `Cannot record: ${e.message}`,
+    );
+    return;
+  }
+  if (r.cancelled) r.h.cancel();
+  else if (r.sendWhenReady) finishRecording(true);
+}
+
+function showRecorder(on) {
+  document.body.classList.toggle('recording', on);
+  $('recorder').hidden = !on;
+}
+
+/** Ends the recording: sent as a voice note, or dropped. */
+async function finishRecording(sendIt) {
+  const r = recording;
+  if (!r) return;
+  if (!r.h) {
+    // The microphone is still opening.
+    if (sendIt) r.sendWhenReady = true;
+    else {
+      r.cancelled = true;
+      recording = null;
+      showRecorder(false);
+    }
+    return;
+  }
+  recording = null;
+  showRecorder(false);
+  const out = await r.h.stop();
+  const c = convs.get(r.conv);
+  if (!sendIt || !c) return;
+  if (out.duration < 0.5 || out.blob.size === 0) {
+    toast('Too short to send: hold the microphone button, or click it and then Send.');
+    return;
+  }
+  const ext = out.mime.includes('ogg') ? 'ogg' : out.mime.includes('mp4') ? 'm4a' : 'webm';
+  const file = new File([out.blob], `voice.${ext}`, { type: out.mime });
+  startUpload(c, file, { kind: 'voice', mime: out.mime, duration: out.duration });
 }
 
 async function trySend(item) {
@@ -525,7 +725,7 @@ async function trySend(item) {
       seq: r.seq,
       from: me,
       kind: item.kind,
-      content: item.content,
+      content: contentOf(item),
       ts: r.ts,
       client_msg_id: item.cid,
     };
@@ -894,6 +1094,7 @@ function nameOf(u) {
     api('GET', `/v1/users/${encodeURIComponent(u)}`, token)
       .then((v) => {
         names.set(u, v.name || u);
+        avatars.set(u, v.avatar || '');
         scheduleNames();
       })
       .catch(() => names.set(u, u));
@@ -909,7 +1110,10 @@ function scheduleNames() {
     namesTimer = null;
     renderConvList();
     renderFriends();
-    if (me) $('me-name').textContent = nameOf(me);
+    if (me) {
+      $('me-name').textContent = nameOf(me);
+      renderMe();
+    }
     const c = openConv && convs.get(openConv);
     if (c) {
       renderHeader(c);
@@ -938,7 +1142,7 @@ function notifyMsg(c, m) {
   if (c.muted_until > Date.now() && !mentionsMe(m)) return;
   const from = nameOf(m.from);
   const title = c.group ? `${from} in ${convName(c)}` : from;
-  notify(title, m.kind === 'text' ? String(m.content).slice(0, 200) : `[${m.kind}]`, c.id, () => open(c.id));
+  notify(title, snippet(m).slice(0, 200), c.id, () => open(c.id));
 }
 
 function renderNotifyButton() {
@@ -999,14 +1203,7 @@ function renderConvList() {
       li.dataset.conv = c.id;
       li.tabIndex = 0;
       if (c.id === openConv) li.classList.add('active');
-      const dot = el('span', 'dot');
-      if (c.peer) {
-        dot.dataset.user = c.peer;
-        dot.classList.toggle('online', presence.get(c.peer) === true);
-      } else {
-        dot.classList.add('group');
-        dot.textContent = '#';
-      }
+      const pic = c.peer ? userPic(c.peer) : avatar(c.id, convName(c), null, 'group');
       const body = el('div', 'grow');
       const top = el('div', 'line');
       top.append(el('b', 'name', convName(c)));
@@ -1042,7 +1239,7 @@ function renderConvList() {
         bottom.append(el('span', `badge unread${muted}`, String(c.unread)));
       }
       body.append(top, bottom);
-      li.append(dot, body);
+      li.append(pic, body);
       li.addEventListener('click', () => open(c.id));
       li.addEventListener('keydown', (ev) => {
         if (ev.key === 'Enter') open(c.id);
@@ -1064,9 +1261,7 @@ function renderFriends() {
       const li = el('li', 'item friend');
       li.dataset.user = f.user;
       li.tabIndex = 0;
-      const dot = el('span', 'dot');
-      dot.dataset.user = f.user;
-      li.append(dot, el('b', 'grow name', nameOf(f.user)));
+      li.append(userPic(f.user, 'small'), el('b', 'grow name', nameOf(f.user)));
       const chat = el('button', 'secondary', 'Chat');
       chat.type = 'button';
       chat.addEventListener('click', () => open(dmConv(me, f.user)));
@@ -1121,8 +1316,27 @@ function renderTyping() {
   $('typing').textContent = t ? `${nameOf(t.user)} is typing…` : '';
 }
 
+/** A user's picture with the presence dot on its corner. */
+function userPic(u, cls) {
+  const pic = avatar(u, nameOf(u), avatars.get(u), cls);
+  const dot = el('span', 'dot');
+  dot.dataset.user = u;
+  dot.classList.toggle('online', presence.get(u) === true);
+  pic.append(dot);
+  return pic;
+}
+
+function renderMe() {
+  if (!me) return;
+  $('me-avatar').replaceChildren(avatar(me, nameOf(me), avatars.get(me), 'small'));
+}
+
 function renderHeader(c) {
   $('conv-title').textContent = convName(c);
+  $('conv-avatar').replaceChildren(
+    c.peer ? avatar(c.peer, nameOf(c.peer), avatars.get(c.peer), 'small') : avatar(c.id, convName(c), null, 'group small'),
+    $('conv-dot'),
+  );
   const dot = $('conv-dot');
   if (c.peer) {
     const on = presence.get(c.peer) === true;
@@ -1144,6 +1358,8 @@ function renderHeader(c) {
   const closed = !!g?.dissolved;
   $('text').disabled = closed;
   $('send-btn').disabled = closed;
+  $('attach-btn').disabled = closed;
+  $('mic-btn').disabled = closed;
   $('text').placeholder = closed ? 'This group was dissolved' : 'Message';
   $('add-members-btn').hidden = !c.group || closed;
   $('announcement').hidden = !g?.announcement;
@@ -1196,12 +1412,13 @@ function renderMessages(c, opts = {}) {
       items.push(
         msgItem(
           c,
-          { from: me, kind: o.kind, content: o.content, ts: o.ts, client_msg_id: o.cid, reply_to: o.reply_to },
+          { from: me, kind: o.kind, content: contentOf(o), ts: o.ts, client_msg_id: o.cid, reply_to: o.reply_to },
           true,
         ),
       );
     }
   }
+  for (const u of uploads) if (u.conv === c.id) items.push(uploadItem(u));
   const ts = new Map(items.map((li, i) => [li, i < seqs.length ? c.msgs.get(seqs[i]).ts : Date.now()]));
   $('msg-list').replaceChildren(...withDays(items, (li) => ts.get(li)));
   $('history-state').textContent = c.complete ? 'Start of the conversation' : c.loading ? 'Loading…' : '';
@@ -1215,6 +1432,7 @@ function renderMessages(c, opts = {}) {
 
 function open(id, hitSeq) {
   hideMenu();
+  if (recording && recording.conv !== id) finishRecording(false);
   const c = conv(id);
   c.hit = hitSeq || 0;
   openConv = id;
@@ -1292,6 +1510,8 @@ function fitComposer() {
   const t = $('text');
   t.style.height = 'auto';
   t.style.height = `${Math.min(t.scrollHeight, window.innerHeight / 3)}px`;
+  // An empty box offers the microphone where Send would be.
+  $('composer').classList.toggle('empty', t.value === '');
 }
 
 function wireApp() {
@@ -1301,9 +1521,12 @@ function wireApp() {
     refreshFriends();
   });
   $('logout-btn').addEventListener('click', async () => {
+    await unsubscribePush(token);
     await api('DELETE', '/v1/sessions', token).catch(() => {});
     logoutLocal('');
   });
+  $('me-avatar').addEventListener('click', () => panels.settings());
+  wireAttachments();
   $('back-btn').addEventListener('click', () => {
     openConv = null;
     renderConv();
@@ -1393,6 +1616,7 @@ function wireApp() {
   $('notify-btn').addEventListener('click', async () => {
     await Notification.requestPermission().catch(() => {});
     renderNotifyButton();
+    subscribePush(token);
   });
   $('add-friend-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1468,6 +1692,82 @@ function wireApp() {
   window.addEventListener('online', () => session?.kick());
 }
 
+/** The paperclip, drag and drop, paste, and the microphone. */
+function wireAttachments() {
+  $('attach-btn').addEventListener('click', () => $('file-input').click());
+  $('file-input').addEventListener('change', () => {
+    const files = [...$('file-input').files];
+    $('file-input').value = '';
+    attachFiles(files);
+  });
+  $('text').addEventListener('paste', (ev) => {
+    const files = [...(ev.clipboardData?.files || [])];
+    if (files.length === 0) return;
+    ev.preventDefault();
+    attachFiles(files);
+  });
+  const hasFiles = (ev) => [...(ev.dataTransfer?.types || [])].includes('Files');
+  let depth = 0;
+  const zone = $('drop-zone');
+  $('conv').addEventListener('dragenter', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    depth += 1;
+    zone.hidden = !canAttach();
+  });
+  $('conv').addEventListener('dragover', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = canAttach() ? 'copy' : 'none';
+  });
+  $('conv').addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) zone.hidden = true;
+  });
+  $('conv').addEventListener('drop', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    depth = 0;
+    zone.hidden = true;
+    attachFiles([...ev.dataTransfer.files]);
+  });
+  // A file dropped elsewhere is not opened in place of the client.
+  for (const t of ['dragover', 'drop']) {
+    window.addEventListener(t, (ev) => {
+      if (hasFiles(ev)) ev.preventDefault();
+    });
+  }
+
+  const mic = $('mic-btn');
+  mic.hidden = !canRecord();
+  $('composer').classList.toggle('can-record', canRecord());
+  mic.addEventListener('pointerdown', (ev) => {
+    if (ev.button !== 0 || recording) return;
+    ev.preventDefault();
+    startRecording(true);
+    const at = performance.now();
+    window.addEventListener(
+      'pointerup',
+      () => {
+        if (!recording) return;
+        if (performance.now() - at >= HOLD_MS) finishRecording(true);
+        else {
+          // A click: recording goes on until Send or Cancel.
+          recording.hold = false;
+          $('rec-hint').textContent = 'Recording… Send when done';
+        }
+      },
+      { once: true },
+    );
+  });
+  // The keyboard (Enter or Space on the button) starts a recording too.
+  mic.addEventListener('click', (ev) => {
+    if (ev.detail === 0 && !recording) startRecording(false);
+  });
+  $('rec-send').addEventListener('click', () => finishRecording(true));
+  $('rec-cancel').addEventListener('click', () => finishRecording(false));
+}
+
 initPanels({
   get me() {
     return me;
@@ -1509,6 +1809,22 @@ initPanels({
     names.set(u, n);
     scheduleNames();
   },
+  setAvatar: (u, id) => {
+    avatars.set(u, id || '');
+    scheduleNames();
+  },
+  avatarOf: (u, cls) => avatar(u, nameOf(u), avatars.get(u), cls),
+  dropPush: () => unsubscribePush(token),
+});
+
+initMedia({
+  get token() {
+    return token;
+  },
+  get maxBytes() {
+    return settings.media_max_bytes;
+  },
+  toast,
 });
 
 initBubbles({

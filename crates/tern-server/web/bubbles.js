@@ -3,6 +3,7 @@
 // dividers. The state stays in app.js, reached through `ctx`.
 
 import { clock, dayLabel, dayStart, el } from './format.js';
+import { attachment, formatDuration } from './media.js';
 
 let ctx = null;
 
@@ -19,23 +20,38 @@ export function mentionsMe(m) {
   return Array.isArray(m.mentions) && (m.mentions.includes(ctx.me) || m.mentions.includes('@all'));
 }
 
+/** A media message in words: "Photo", "Voice message (0:07)", "File: name". */
+function mediaText(m) {
+  const c = m.content && typeof m.content === 'object' ? m.content : {};
+  switch (m.kind) {
+    case 'image':
+      return 'Photo';
+    case 'voice':
+      return Number(c.duration) > 0 ? `Voice message (${formatDuration(c.duration)})` : 'Voice message';
+    case 'file':
+      return typeof c.name === 'string' && c.name ? `File: ${c.name}` : 'File';
+    default:
+      return `[${m.kind}]`;
+  }
+}
+
 export function snippet(m) {
   if (!m) return '';
   if (m.recalled) return 'Message recalled';
   if (m.kind === 'text') return String(m.content).slice(0, 140);
-  return `[${m.kind}]`;
+  return mediaText(m);
 }
 
 export function preview(m) {
   if (!m) return '';
   if (m.recalled) return 'Message recalled';
-  if (m.kind === 'text') {
-    const who = m.from === ctx.me ? 'You: ' : m.group ? `${ctx.nameOf(m.from)}: ` : '';
-    return `${who}${m.content}`;
-  }
   if (m.kind === 'system') return systemText(m);
-  return `[${m.kind}]`;
+  const who = m.from === ctx.me ? 'You: ' : m.group ? `${ctx.nameOf(m.from)}: ` : '';
+  if (m.kind === 'text') return `${who}${m.content}`;
+  return `${who}${mediaText(m)}`;
 }
+
+const MEDIA_KINDS = ['image', 'voice', 'file'];
 
 export function systemText(m) {
   const ev = m.content || {};
@@ -105,9 +121,12 @@ export function msgItem(c, m, pending) {
   } else if (m.kind === 'text') {
     bubble.append(textWithMentions(m));
     if (mentionsMe(m) && !mine) li.classList.add('mentions-me');
+  } else if (MEDIA_KINDS.includes(m.kind)) {
+    li.classList.add(`kind-${m.kind}`);
+    bubble.classList.add('media');
+    bubble.append(attachment(m, pending ? `cid:${m.client_msg_id}` : m.msg_id));
   } else {
-    const url = m.content && typeof m.content.url === 'string' ? ` ${m.content.url}` : '';
-    bubble.append(el('span', 'text', `[${m.kind}]${url}`));
+    bubble.append(el('span', 'text', `[${m.kind}]`));
   }
   const meta = el('small', 'meta');
   if (m.edited_at && !m.recalled) {

@@ -5,6 +5,7 @@
 
 import { api } from './conn.js';
 import { clock, dayLabel, el, listTime } from './format.js';
+import { checkFile, isImageType, upload, uploadError } from './media.js';
 
 const $ = (id) => document.getElementById(id);
 let ctx = null;
@@ -284,6 +285,8 @@ async function settingsPanel() {
     }
   });
 
+  const photo = avatarSection(meView.ok ? meView.v.avatar : null);
+
   const ul = el('ul', 'list sessions');
   ul.id = 'session-list';
   for (const s of sessions.ok ? sessions.v.sessions : []) {
@@ -298,6 +301,7 @@ async function settingsPanel() {
     li.append(d);
     li.append(
       button('Sign out', 'secondary small', async () => {
+        if (s.current) await ctx.dropPush();
         const r = await call('DELETE', `/v1/sessions/${enc(s.session)}`);
         if (!r.ok) return;
         if (s.current) ctx.logoutLocal('');
@@ -308,6 +312,7 @@ async function settingsPanel() {
   }
   const all = button('Sign out everywhere', 'danger', async () => {
     if (!confirm('Sign out of every browser and device?')) return;
+    await ctx.dropPush();
     const r = await call('DELETE', '/v1/sessions?all=true');
     if (r.ok) ctx.logoutLocal('Signed out everywhere.');
   });
@@ -334,10 +339,77 @@ async function settingsPanel() {
   if (list.length === 0) bl.append(el('li', 'empty', 'Nobody is blocked.'));
 
   show('Settings', [
+    section('Profile photo', photo),
     section('Display name', f),
     section('Signed-in browsers and devices', ul, all),
     section('Blocked users', bl),
   ]);
+}
+
+/**
+ * This user's picture with Change and Remove: an image is uploaded
+ * (`POST /v1/media`), then named as the avatar (`PATCH /v1/users/me`).
+ */
+function avatarSection(current) {
+  const box = el('div', 'row my-avatar-row');
+  const pic = el('div', 'my-avatar');
+  pic.id = 'my-avatar';
+  pic.append(ctx.avatarOf(ctx.me, 'large'));
+  const input = el('input');
+  input.type = 'file';
+  input.accept = 'image/png,image/jpeg,image/gif,image/webp';
+  input.id = 'avatar-input';
+  input.hidden = true;
+  const status = el('small', 'dim block');
+  status.id = 'avatar-status';
+  status.setAttribute('role', 'status');
+  const change = button('Change photo', 'secondary small', () => input.click());
+  const remove = button('Remove', 'secondary small', async () => {
+    const r = await call('PATCH', '/v1/users/me', { avatar: '' });
+    if (r.ok) {
+      ctx.setAvatar(ctx.me, '');
+      refresh();
+    }
+  });
+  remove.hidden = !current;
+  input.addEventListener('change', async () => {
+    const file = input.files[0];
+    input.value = '';
+    if (!file) return;
+    const checked = checkFile(file);
+    if (!checked.error && !isImageType(checked.mime)) {
+      checked.error = `“${file.name}” is not a photo (PNG, JPEG, GIF or WebP).`;
+    }
+    if (checked.error) {
+      status.textContent = checked.error;
+      return;
+    }
+    status.textContent = 'Uploading…';
+    let m;
+    try {
+      m = await upload(file, checked.mime, file.name, (p) => {
+        status.textContent = `Uploading… ${Math.round(p * 100)}%`;
+      }).promise;
+    } catch (e) {
+      status.textContent = e.code === 'cancelled' ? '' : uploadError(e, file.name);
+      return;
+    }
+    const r = await call('PATCH', '/v1/users/me', { avatar: m.media });
+    if (!r.ok) {
+      status.textContent = '';
+      return;
+    }
+    ctx.setAvatar(ctx.me, r.v.avatar);
+    status.textContent = 'Photo saved.';
+    pic.replaceChildren(ctx.avatarOf(ctx.me, 'large'));
+    remove.hidden = false;
+  });
+  const side = el('div', 'grow');
+  const row = el('div', 'row wrap');
+  row.append(change, remove);
+  side.append(row, status, input);
+  box.append(pic, side);
+  return box;
 }
 
 // ---- search -------------------------------------------------------------

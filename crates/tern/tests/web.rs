@@ -1,6 +1,8 @@
 //! The web client end to end: a real `tern serve` and two users chatting
 //! in headless Chromium (`tests/web/e2e.mjs`, driven by playwright-core),
-//! with a page reload and a server restart in the middle.
+//! with a page reload and a server restart in the middle. The server's
+//! upload limit is small here ([`MAX_BYTES`]) so that the page's refusal
+//! of a larger file is cheap to show.
 //!
 //! Needs `node`, `npm ci` done in `tests/web/` and `/usr/bin/chromium`
 //! (`.ci/run` installs both). Without them the test is skipped with a
@@ -20,6 +22,9 @@ use tokio::time::timeout;
 
 /// The whole browser run: generous, it is many steps on a shared machine.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `media.max_bytes` of the server under test (`e2e.mjs` knows it too).
+const MAX_BYTES: u64 = 262_144;
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
@@ -53,14 +58,17 @@ fn missing() -> Option<String> {
     None
 }
 
-/// A `tern serve` on `addr` (port 0: any) with data in `data`.
-async fn serve(data: &Path, addr: &str) -> Tern {
+/// A `tern serve` on `addr` (port 0: any) with data in `data` and its
+/// configuration file in `config`.
+async fn serve(data: &Path, config: &Path, addr: &str) -> Tern {
     Tern::spawn(tern_cmd(&[
         "serve",
         "--listen",
         addr,
         "--data",
         data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
     ]))
     .await
 }
@@ -75,7 +83,10 @@ async fn two_users_chat_in_chromium() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let mut tern = Some(serve(data.path(), "127.0.0.1:0").await);
+    let etc = tempfile::tempdir().unwrap();
+    let config = etc.path().join("tern.toml");
+    std::fs::write(&config, format!("[media]\nmax_bytes = {MAX_BYTES}\n")).unwrap();
+    let mut tern = Some(serve(data.path(), &config, "127.0.0.1:0").await);
     let addr = tern.as_ref().unwrap().addr;
     let shots_tmp = tempfile::tempdir().unwrap();
     let shots = std::env::var_os("TERN_WEB_SCREENSHOTS")
@@ -119,7 +130,7 @@ async fn two_users_chat_in_chromium() {
                 }
                 "tern-e2e: start" => {
                     // The same address: the pages reconnect to it.
-                    tern = Some(serve(data.path(), &addr.to_string()).await);
+                    tern = Some(serve(data.path(), &config, &addr.to_string()).await);
                     stdin.write_all(b"started\n").await.unwrap();
                 }
                 other => println!("node: {other}"),

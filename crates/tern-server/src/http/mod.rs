@@ -103,6 +103,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::web::router(crate::web::Settings {
             recall_window_secs: app.cfg.delivery.recall_window_secs,
             edit_window_secs: app.cfg.limits.edit_window_secs,
+            media_max_bytes: app.cfg.media.max_bytes,
         }))
         .fallback(|| async { ApiError(CoreError::new(ErrorCode::NotFound, "no such endpoint")) })
         .method_not_allowed_fallback(|| async {

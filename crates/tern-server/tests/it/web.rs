@@ -17,6 +17,13 @@ async fn page_and_assets_are_served_with_their_headers() {
         ("/web/conn.js", "text/javascript", "export class Session"),
         ("/web/style.css", "text/css", "@media (max-width: 720px)"),
         ("/web/icon.svg", "image/svg+xml", "<svg"),
+        ("/web/media.js", "text/javascript", "export function upload"),
+        (
+            "/web/push.js",
+            "text/javascript",
+            "export async function subscribePush",
+        ),
+        ("/sw.js", "text/javascript", "showNotification"),
     ] {
         let r = s.http.get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -28,6 +35,9 @@ async fn page_and_assets_are_served_with_their_headers() {
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("connect-src 'self' ws: wss:"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        // Media fetched with the token are shown from blob: URLs.
+        assert!(csp.contains("img-src 'self' data: blob:"), "{path}: {csp}");
+        assert!(csp.contains("media-src 'self' blob:"), "{path}: {csp}");
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
         let etag = h[header::ETAG].clone();
         let body = r.text().await.unwrap();
@@ -69,4 +79,21 @@ async fn unknown_web_paths_stay_json_errors() {
     assert_eq!(r.status(), 405);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], "method_not_allowed");
+}
+
+/// The page learns the upload limit from `/web/settings.json`, to refuse
+/// a larger file before sending it.
+#[tokio::test]
+async fn settings_name_the_upload_limit() {
+    let s = Server::start_with(|c| c.media.max_bytes = 123_456).await;
+    let r = s
+        .http
+        .get(s.url("/web/settings.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["media_max_bytes"], 123_456, "{v}");
+    assert!(v["recall_window_secs"].is_u64(), "{v}");
 }

@@ -4,7 +4,8 @@
 //!
 //! Scenarios: `connect` (idle connections, RSS per connection), `dm` (1:1
 //! pairs), `group` (fan-out), `room` (live-room broadcast), `grow` (1:1
-//! pairs while a group grows). Each creates its
+//! pairs while a group grows), `media` (upload and download throughput).
+//! Each creates its
 //! own users under a fresh prefix, so runs never interfere.
 
 mod client;
@@ -13,6 +14,7 @@ mod dm;
 mod group;
 mod grow;
 mod load;
+mod media;
 mod plot;
 mod report;
 mod room;
@@ -35,6 +37,9 @@ pub enum BenchCmd {
     /// 1:1 pairs at an offered rate while one group grows by --step
     /// members per call up to --members.
     Grow(GrowArgs),
+    /// Uploads then downloads files of one size: MB/s each way, server
+    /// memory held per concurrent upload.
+    Media(MediaArgs),
 }
 
 /// Options every scenario takes.
@@ -167,6 +172,24 @@ pub struct GrowArgs {
     pub step: usize,
 }
 
+#[derive(Args, Clone)]
+pub struct MediaArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Bytes per file (`1048576`, `64k`, `20M`).
+    #[arg(long, default_value = "1M", value_parser = media::parse_size)]
+    pub size: u64,
+    /// Files to upload (and then download).
+    #[arg(long, default_value_t = 50)]
+    pub count: usize,
+    /// Uploads (then downloads) in flight, one user each.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// `Content-Type` of the uploads (one the server allows).
+    #[arg(long, default_value = "application/octet-stream")]
+    pub mime: String,
+}
+
 /// Runs one scenario on a fresh multi-threaded runtime.
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -184,6 +207,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             BenchCmd::Group(a) => (a.common.clone(), group::run(a).await?),
             BenchCmd::Room(a) => (a.common.clone(), room::run(a).await?),
             BenchCmd::Grow(a) => (a.common.clone(), grow::run(a).await?),
+            BenchCmd::Media(a) => return media::run(a).await,
         };
         report::emit(&common, &report)
     })

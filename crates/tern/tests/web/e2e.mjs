@@ -7,9 +7,12 @@
 // jump-to-latest, delete-for-me, receipts restored on a new page and
 // friend requests pushed; reply, edit, reactions and mentions (5.1),
 // search (5.2), pin, mute, block, profile and sessions (5.3), and the
-// group info panel with roles (5.4); one page reloads and the server is restarted in the
-// middle, and both pages must end with the same messages, none lost or
-// doubled. Screenshots go to OUTDIR.
+// group info panel with roles (5.4); photos, files (picked, dropped,
+// pasted) and voice notes, refused and cancelled uploads, an avatar and a
+// Web Push notification of the service worker (5.5); one page
+// reloads and the server is restarted in the middle, and both pages must
+// end with the same messages, none lost or doubled. Screenshots go to
+// OUTDIR. The server runs with `media.max_bytes` = 262144 (web.rs).
 //
 // The server restart is asked of the driving test on stdout: a line
 // `tern-e2e: stop` (the test stops the server and answers `stopped` on
@@ -17,7 +20,8 @@
 // the same address again).
 
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
@@ -29,6 +33,8 @@ if (!url || !outdir) {
 mkdirSync(outdir, { recursive: true });
 
 const WAIT = 20000;
+/** The server's `media.max_bytes` in this test (web.rs writes it). */
+const MAX_BYTES = 262144;
 const PASSWORD = 'password1';
 const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
@@ -59,8 +65,66 @@ const browser = await chromium.launch({
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
+    // A microphone that plays a tone, allowed without asking.
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
   ],
 });
+
+function crc32(buf) {
+  let crc = 0xffffffff;
+  for (const byte of buf) {
+    let c = (crc ^ byte) & 0xff;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    crc = (crc >>> 8) ^ c;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A `w` x `h` RGB PNG whose pixel (x, y) is `rgb(x, y)`. */
+function png(w, h, rgb) {
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    const row = y * (w * 3 + 1);
+    for (let x = 0; x < w; x++) raw.set(rgb(x, y), row + 1 + x * 3);
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bits per channel
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** Waits until `pred` (run in the page, may be async) is true. */
+async function until(page, pred, arg, what) {
+  const end = Date.now() + WAIT;
+  for (;;) {
+    if (await page.evaluate(pred, arg)) return;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await page.waitForTimeout(100);
+  }
+}
+
+/** Whether the image `sel` is loaded (`naturalWidth` > 0). */
+const imageLoaded = (page, sel) =>
+  page.waitForFunction((s) => {
+    const i = document.querySelector(s);
+    return !!i && i.complete && i.naturalWidth > 0;
+  }, sel);
 
 const problems = [];
 async function newPage(name, options) {
@@ -77,9 +141,14 @@ async function newPage(name, options) {
   return page;
 }
 
-// Desktop for alice, a phone for bob.
-const a = await newPage('alice', { viewport: { width: 1280, height: 800 } });
+// Desktop for alice, a phone for bob. Alice's page may show notifications
+// (its service worker gets a push).
+const a = await newPage('alice', {
+  viewport: { width: 1280, height: 800 },
+  permissions: ['notifications', 'microphone'],
+});
 const b = await newPage('bob', {
+  permissions: ['microphone'],
   viewport: { width: 390, height: 844 },
   deviceScaleFactor: 2,
   isMobile: true,
@@ -448,10 +517,13 @@ try {
 
   step('a fresh page of alice sees the same conversation from history');
   const a2 = await newPage('alice-2', { viewport: { width: 1280, height: 800 } });
-  await a2.goto(url);
+  // As a notification's click opens it: on the conversation, once signed in.
+  await a2.goto(`${url}#conv=${encodeURIComponent(dm)}`);
   await a2.fill('#login-user', 'alice');
   await a2.fill('#login-pass', PASSWORD);
   await a2.click('#login-btn');
+  await a2.waitForFunction(() => document.getElementById('conv-title').textContent === 'bob');
+  check((await a2.evaluate(() => location.hash)) === '', 'the address loses #conv= once used');
   await a2.waitForSelector(`#conv-list li[data-conv="${dm}"]`);
   await a2.click(`#conv-list li[data-conv="${dm}"]`);
   await expectTexts(a2, end, 'alice on a second page');
@@ -510,8 +582,215 @@ try {
   await expectTexts(a2, end.slice(1), 'alice after deleting her first message');
   await expectTexts(b, end, 'bob keeps it');
 
+  step('a photo: both pages show its preview, sized before it loads; the viewer opens and closes');
+  const photo = png(480, 320, (x, y) => [
+    255 - Math.round((y / 320) * 120),
+    120 + Math.round((x / 480) * 80) - Math.round((y / 320) * 60),
+    90 + Math.round((y / 320) * 140),
+  ]);
+  await a.setInputFiles('#file-input', { name: 'sunset.png', mimeType: 'image/png', buffer: photo });
+  await imageLoaded(a, '#msg-list li.msg.mine.kind-image[data-msg-id] .att-image img');
+  await imageLoaded(b, '#msg-list li.msg.theirs.kind-image .att-image img');
+  const shape = await b.$eval('#msg-list li.msg.theirs.kind-image .att-image', (e) => {
+    const r = e.getBoundingClientRect();
+    return r.width / r.height;
+  });
+  check(Math.abs(shape - 1.5) < 0.03, `the preview has the photo's shape (${shape})`);
+  const leaks = await b.evaluate(() => document.documentElement.outerHTML.includes(sessionStorage.getItem('tern.token')));
+  check(!leaks, 'no token in the page (media come from blob: URLs)');
+  await b.waitForSelector(`#conv-list li[data-conv="${dm}"] .preview:has-text("Photo")`, { state: 'attached' });
+  await a.click('#msg-list li.msg.mine.kind-image .att-image');
+  await a.waitForSelector('#viewer:not([hidden])');
+  await a.waitForFunction(() => document.getElementById('viewer-img').naturalWidth === 480);
+  await a.keyboard.press('Escape');
+  await a.waitForSelector('#viewer', { state: 'hidden' });
+  await b.click('#msg-list li.msg.theirs.kind-image .att-image');
+  await b.waitForSelector('#viewer:not([hidden])');
+  await b.waitForFunction(() => document.getElementById('viewer-img').naturalWidth === 480);
+  await b.click('#viewer-img');
+  await b.waitForSelector('#viewer', { state: 'hidden' });
+  check(!(await b.isVisible('#menu')), 'opening a photo opens no menu');
+
+  step('a file: name, size, and a download link that returns its bytes');
+  const notes = Buffer.from('Tern release notes\n'.repeat(60));
+  await a.setInputFiles('#file-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: notes });
+  await b.waitForSelector('#msg-list li.msg.theirs.kind-file .file-name:text("notes.txt")');
+  const sizeText = await b.textContent('#msg-list li.msg.theirs.kind-file .file-size');
+  check(sizeText === '1.1 KB', `the file's size is shown (${sizeText})`);
+  const [dl] = await Promise.all([
+    b.waitForEvent('download'),
+    b.click('#msg-list li.msg.theirs.kind-file .file-name'),
+  ]);
+  check(dl.suggestedFilename() === 'notes.txt', `saved as ${dl.suggestedFilename()}`);
+  check(readFileSync(await dl.path()).equals(notes), 'the download is the file');
+
+  step('refused uploads say why in words');
+  await a.setInputFiles('#file-input', {
+    name: 'big.bin',
+    mimeType: 'application/octet-stream',
+    buffer: Buffer.alloc(MAX_BYTES + 1, 7),
+  });
+  await a.waitForSelector('#msg-list li.upload.failed .error:has-text("“big.bin” is too large to send: the limit is 256 KB.")');
+  await a.click('#msg-list li.upload.failed .up-cancel');
+  await a.setInputFiles('#file-input', { name: 'page.html', mimeType: 'text/html', buffer: Buffer.from('<p>hi</p>') });
+  await a.waitForSelector(
+    '#msg-list li.upload.failed .error:has-text("“page.html” is a type of file this server does not accept.")',
+  );
+  await a.click('#msg-list li.upload.failed .up-cancel');
+  await a.waitForSelector('#msg-list li.upload', { state: 'detached' });
+
+  step('upload progress on a slow link, and cancel');
+  const net = await a.context().newCDPSession(a);
+  await net.send('Network.enable');
+  await net.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: 50000,
+  });
+  await a.setInputFiles('#file-input', { name: 'slow.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(200000, 1) });
+  await a.waitForFunction(() => {
+    const f = document.querySelector('#msg-list li.upload .bar .fill');
+    const p = f ? parseFloat(f.style.width) : 0;
+    return p > 0 && p < 100;
+  });
+  await a.click('#msg-list li.upload .up-cancel');
+  await a.waitForSelector('#msg-list li.upload', { state: 'detached' });
+  await net.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: -1,
+  });
+
+  step('voice notes: click to record, and hold to record; playable on the other page');
+  await a.click('#mic-btn');
+  await a.waitForSelector('#recorder:not([hidden])');
+  await a.waitForFunction(() => document.getElementById('rec-time').textContent === '0:02');
+  await a.click('#rec-send');
+  await a.waitForSelector('#recorder', { state: 'hidden' });
+  await b.waitForSelector('#msg-list li.msg.theirs.kind-voice .att-voice');
+  await b.waitForFunction(() => {
+    const au = document.querySelector('#msg-list li.msg.theirs.kind-voice audio');
+    return !!au && au.readyState >= 1 && !au.error;
+  });
+  const dur = await b.textContent('#msg-list li.msg.theirs.kind-voice .dur');
+  check(/^0:0[2-4]$/.test(dur), `the voice note's length is shown (${dur})`);
+  await b.click('#msg-list li.msg.theirs.kind-voice .play');
+  await b.waitForFunction(() => document.querySelector('#msg-list li.msg.theirs.kind-voice audio').currentTime > 0);
+  await b.click('#msg-list li.msg.theirs.kind-voice .play');
+  await b.waitForSelector('#msg-list li.msg.theirs.kind-voice .att-voice:not(.playing)');
+  const mic = await a.$('#mic-btn');
+  const box = await mic.boundingBox();
+  await a.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await a.mouse.down();
+  await a.waitForFunction(() => document.getElementById('rec-time').textContent === '0:01');
+  await a.mouse.up();
+  await a.waitForSelector('#recorder', { state: 'hidden' });
+  await b.waitForFunction(() => document.querySelectorAll('#msg-list li.msg.theirs.kind-voice audio').length === 2);
+  // A recording cancelled is neither uploaded nor sent.
+  await a.click('#mic-btn');
+  await a.waitForSelector('#recorder:not([hidden])');
+  await a.waitForFunction(() => document.getElementById('rec-time').textContent === '0:01');
+  await a.click('#rec-cancel');
+  await a.waitForSelector('#recorder', { state: 'hidden' });
+  check(await a.isVisible('#mic-btn'), 'the message box is back after a cancelled recording');
+  check((await a.$$('#msg-list li.upload')).length === 0, 'nothing uploads after a cancelled recording');
+  check((await a.$$('#msg-list li.msg.mine.kind-voice')).length === 2, 'two voice notes sent, not three');
+  check(
+    (await b.$$('#msg-list li.msg.theirs.kind-file')).length === 1,
+    'the cancelled and the refused uploads were not sent',
+  );
+
+  step('avatar: alice sets a photo, bob sees it in his list');
+  await a.click('#settings-btn');
+  const face = png(96, 96, (x, y) => {
+    const d = Math.hypot(x - 48, y - 40);
+    return d < 22 ? [255, 214, 150] : [40 + y, 110, 200 - y];
+  });
+  await a.setInputFiles('#avatar-input', { name: 'me.png', mimeType: 'image/png', buffer: face });
+  await a.waitForSelector('#avatar-status:has-text("Photo saved.")');
+  await imageLoaded(a, '#my-avatar .avatar img');
+  await a.click('#panel-close');
+  await imageLoaded(b, `#conv-list li[data-conv="${dm}"] .avatar img`);
+  await imageLoaded(b, '#conv-avatar .avatar img');
+  await imageLoaded(a, '#me-avatar .avatar img');
+  check(
+    (await b.textContent(`#conv-list li[data-conv="dm:bob:carol"] .avatar .initials`)) === 'CJ',
+    'no avatar: initials',
+  );
+
+  step('service worker: a Web Push message is shown as a notification');
+  await until(a, async () => (await navigator.serviceWorker.ready).active?.scriptURL.endsWith('/sw.js'), null,
+    'the service worker is active');
+  const sw = await a.context().newCDPSession(a);
+  const regs = new Map();
+  sw.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+    for (const r of e.registrations) regs.set(r.registrationId, r);
+  });
+  await sw.send('ServiceWorker.enable');
+  const origin = new URL(url).origin;
+  for (let i = 0; ![...regs.values()].some((r) => r.scopeURL === url && !r.isDeleted); i++) {
+    check(i < 100, 'the service worker registration is reported');
+    await a.waitForTimeout(100);
+  }
+  const reg = [...regs.values()].find((r) => r.scopeURL === url && !r.isDeleted);
+  await sw.send('ServiceWorker.deliverPushMessage', {
+    origin,
+    registrationId: reg.registrationId,
+    data: JSON.stringify({ title: 'Bob', body: 'see you at 6', conv: dm, seq: 99, from: 'bob', badge: 3 }),
+  });
+  await until(
+    a,
+    async () => {
+      const n = await (await navigator.serviceWorker.ready).getNotifications();
+      return n.some((x) => x.title === 'Bob' && x.body === 'see you at 6' && x.tag === 'dm:alice:bob');
+    },
+    null,
+    'the notification is shown',
+  );
+  // A click on a notification: the worker tells the page which
+  // conversation to open (headless Chromium cannot click one itself).
+  const group = await a.getAttribute('#conv-list li:has-text("Launch crew")', 'data-conv');
+  await a.evaluate((conv) => {
+    navigator.serviceWorker.dispatchEvent(new MessageEvent('message', { data: { type: 'open', conv } }));
+  }, group);
+  await a.waitForFunction(() => document.getElementById('conv-title').textContent === 'Launch crew');
+  await a.click(`#conv-list li[data-conv="${dm}"]`);
+  await a.waitForFunction(() => document.getElementById('conv-title').textContent === 'bob');
+
   await shot(a, 'desktop.png');
   await shot(b, 'phone.png');
+
+  step('dropping a file on the conversation, and pasting a picture, attach them too');
+  const dropped = await a.evaluateHandle(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['dropped on the conversation'], 'dropped.txt', { type: 'text/plain' }));
+    return dt;
+  });
+  await a.dispatchEvent('#conv', 'dragenter', { dataTransfer: dropped });
+  await a.waitForSelector('#drop-zone:not([hidden])');
+  await a.dispatchEvent('#msgs', 'drop', { dataTransfer: dropped });
+  await a.waitForSelector('#drop-zone', { state: 'hidden' });
+  await b.waitForSelector('#msg-list li.msg.theirs.kind-file .file-name:text("dropped.txt")');
+  await a.evaluate(async () => {
+    const c = document.createElement('canvas');
+    c.width = 64;
+    c.height = 48;
+    const g = c.getContext('2d');
+    g.fillStyle = '#2a9ef1';
+    g.fillRect(0, 0, 64, 48);
+    const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'pasted.png', { type: 'image/png' }));
+    document
+      .getElementById('text')
+      .dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await b.waitForFunction(
+    () => document.querySelectorAll('#msg-list li.msg.theirs.kind-image .att-image.loaded').length === 2,
+  );
+  check((await a.inputValue('#text')) === '', 'a pasted picture is not pasted as text');
 
   step('dissolve: the group stays readable, the message box is closed');
   await a2.click('#conv-list li:has-text("Launch crew")');
@@ -531,6 +810,8 @@ try {
   await a2.emulateMedia({ colorScheme: 'dark' });
   const dark = await a2.$eval('#msgs', (e) => getComputedStyle(e).backgroundColor);
   check(light !== dark, `dark background differs (${light} / ${dark})`);
+  await a2.click(`#conv-list li[data-conv="${dm}"]`);
+  await imageLoaded(a2, '#msg-list li.msg.mine.kind-image .att-image img');
   await shot(a2, 'desktop-dark.png');
   await a2.emulateMedia({ colorScheme: 'light' });
 
