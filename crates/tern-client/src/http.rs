@@ -473,6 +473,20 @@ impl Client {
             conv: conv.into(),
             muted_until,
             pinned,
+            retention_days: None,
+        });
+        self.call(self.request_for(&req)?).await
+    }
+
+    /// 5.6 `PUT /v1/conversations/{conv}/settings` with `retention_days`:
+    /// the conversation's retention (shared by its members; 1:1 either
+    /// party, groups the owner or an admin), 0 to clear it. Answers the
+    /// caller's settings with it.
+    pub async fn set_retention(&self, conv: &str, days: u32) -> Result<ConvSettingsAnswer> {
+        let req = Request::ConvSettingsSet(request::ConvSettingsSet {
+            conv: conv.into(),
+            retention_days: Some(days),
+            ..Default::default()
         });
         self.call(self.request_for(&req)?).await
     }
@@ -498,6 +512,18 @@ impl Client {
     pub async fn revoke_all_sessions(&self) -> Result<()> {
         self.answer(self.request_for(&Request::SessionsRevokeAll)?)
             .await?;
+        Ok(())
+    }
+
+    // ----- 5.6 account erase -----
+
+    /// `DELETE /v1/users/me`: erases this account (every token revoked,
+    /// this client's included); a wrong `password` is `bad_credentials`.
+    pub async fn erase_account(&self, password: &str) -> Result<()> {
+        let req = Request::AccountErase(request::AccountErase {
+            password: password.into(),
+        });
+        self.answer(self.request_for(&req)?).await?;
         Ok(())
     }
 }

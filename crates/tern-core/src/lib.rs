@@ -41,7 +41,9 @@ pub use hub::{Conn, Hub};
 pub use limits::{Decision, FallbackLimiter, Limiter, LocalLimiter, Rule};
 pub use presence::{LocalPresence, Presence, Route};
 pub use push::{Outbound, Push};
-pub use service::{register_bot, register_user, Actor, Core, CoreConfig, PushTarget, SendOk};
+pub use service::{
+    register_bot, register_user, Actor, Core, CoreConfig, PushTarget, SendOk, RETENTION_DAYS_MAX,
+};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

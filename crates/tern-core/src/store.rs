@@ -871,6 +871,114 @@ pub trait Store: Send + Sync + 'static {
     /// `created_before` that nothing referenced, and returns them (their
     /// blobs are the caller's to delete).
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>>;
+
+    // ----- 5.6 retention and account erase -----
+
+    /// Sets the retention of `conv` (a property of the conversation,
+    /// shared by its members) to `days`; 0 clears it (the server default
+    /// applies again).
+    async fn set_retention(&self, conv: &str, days: u32, now: i64) -> StoreResult<()>;
+
+    /// The retention set on `conv`, 0 when none.
+    async fn retention(&self, conv: &str) -> StoreResult<u32>;
+
+    /// The retentions set on the conversations `user` has a place in
+    /// (`(conv, days)`), in no particular order.
+    async fn retentions(&self, user: &str) -> StoreResult<Vec<(String, u32)>>;
+
+    /// One bounded round of expiry (see [`ExpireRound`]): in the
+    /// conversations after `q.after` (by conv id), at most `q.max_convs`
+    /// of them, removes the messages older than the conversation's
+    /// retention (its own, else `q.default_days`; 0 keeps everything),
+    /// at most `q.max_msgs` in all. What goes is always a prefix of the
+    /// conversation (every message up to the newest expired seq), in one
+    /// transaction per conversation: with it go its reactions, its
+    /// search entries and the deletions-for-me naming it; every read
+    /// position in the conversation moves up to it (so unread counts only
+    /// what is kept); a media it named is marked unreferenced unless a
+    /// kept message of its owner or the owner's avatar names it. Nodes
+    /// may run rounds at once: a message already gone is simply not
+    /// found again.
+    async fn expire_messages(&self, q: &ExpireRound) -> StoreResult<Expired>;
+
+    /// Erases `user`'s account data, in one transaction, all of it
+    /// idempotent (running it again changes nothing): the name and
+    /// avatar are cleared and the password hash becomes
+    /// [`ERASED_PASSWORD_HASH`] (the row stays: the id is never given
+    /// again); friends, friend requests and blocks either way, the user's
+    /// conversation settings, sessions, scheduled messages, reactions and
+    /// deletions-for-me are removed; the user's messages (not `system`
+    /// ones) become tombstones: kind [`DELETED_USER_KIND`], no content,
+    /// no mentions, and they leave the search index; the user's offline
+    /// queue is emptied; the user's media are marked unreferenced (the
+    /// media sweep removes them). Group memberships are the caller's to
+    /// end before (they write `system` messages).
+    async fn erase_user(&self, user: &str) -> StoreResult<()>;
+}
+
+/// 5.6: the password hash of an erased account. Not a PHC string: no
+/// password matches it.
+pub const ERASED_PASSWORD_HASH: &str = "!erased";
+
+/// 5.6: the kind of an erased user's messages, kept as tombstones without
+/// content.
+pub const DELETED_USER_KIND: &str = "deleted_user";
+
+impl UserRecord {
+    /// 5.6: the account was erased (the id stays reserved).
+    pub fn is_erased(&self) -> bool {
+        self.password_hash == ERASED_PASSWORD_HASH
+    }
+}
+
+/// 5.6: one round of [`Store::expire_messages`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireRound {
+    /// Retention of conversations without their own, in days; 0 keeps
+    /// them forever.
+    pub default_days: u32,
+    /// The clock the cutoffs are computed from (ms).
+    pub now: i64,
+    /// Conversations after this id are looked at (`""`: from the first).
+    pub after: String,
+    pub max_convs: u32,
+    pub max_msgs: u32,
+}
+
+impl ExpireRound {
+    /// The cutoff of a retention of `days`: messages with `ts` below it
+    /// have expired; `None` for 0 (kept forever).
+    pub fn cutoff(&self, days: u32) -> Option<i64> {
+        (days > 0).then(|| self.now - i64::from(days) * 86_400_000)
+    }
+}
+
+/// 5.6: what a round of [`Store::expire_messages`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Where the next round starts (`after`); `None`: the round reached
+    /// the last conversation (the next starts from the first).
+    pub next: Option<String>,
+    /// Messages removed.
+    pub messages: u64,
+    /// Media marked unreferenced.
+    pub media: u64,
+}
+
+/// 5.6: the media ids a message's content names (`"media"` of an
+/// `image`, `voice` or `file` message), for the stores' expiry.
+pub fn media_named(kind: &str, content: Option<&str>) -> Option<String> {
+    if !matches!(kind, "image" | "voice" | "file") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(content?).ok()?;
+    v.get("media")?.as_str().map(str::to_owned)
+}
+
+/// 5.6: the `LIKE` pattern that finds a media id in a message's content
+/// as the core writes it (`"media":"<id>"`; ids are hex, no wildcard).
+pub fn media_like(id: &str) -> String {
+    format!("%\"media\":\"{id}\"%")
 }
 
 /// 5.6: a `send` kept until its time, from [`Store::scheduled`] and
@@ -1001,6 +1109,11 @@ pub struct ConvSettings {
     /// Muted until then (ms); 0: not muted.
     pub muted_until: i64,
     pub pinned: bool,
+    /// 5.6: the conversation's retention in days (shared by its members,
+    /// not the user's own setting); 0: none set. Stores leave it 0 in
+    /// these per-user rows; the core fills it from
+    /// [`Store::retentions`].
+    pub retention_days: u32,
 }
 
 impl ConvSettings {

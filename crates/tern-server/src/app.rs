@@ -174,6 +174,8 @@ pub async fn serve_ready(
     }
     // 5.5: media nothing refers to go after the grace period.
     tokio::spawn(crate::http::media::sweep(app.clone()));
+    // 5.6: messages older than their conversation's retention go.
+    tokio::spawn(crate::retention::sweep(app.clone()));
     let router = crate::http::router(app.clone());
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, tls = tls.is_some(), "listening");

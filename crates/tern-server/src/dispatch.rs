@@ -185,6 +185,7 @@ impl Answer {
             Answer::ConvSettings(c) => Body::ConvSettings(ConvSettingsAnswer {
                 muted_until: c.muted_until,
                 pinned: c.pinned,
+                retention_days: c.retention_days,
             }),
             Answer::Sessions(list) => Body::Sessions(SessionsList {
                 sessions: list
@@ -417,9 +418,14 @@ pub(crate) async fn execute(
                 .await?,
         ),
         Request::ConvSettingsSet(c) => Answer::ConvSettings(
-            core.set_conv_settings(user, &c.conv, c.muted_until, c.pinned)
+            core.set_conv_settings(user, &c.conv, c.muted_until, c.pinned, c.retention_days)
                 .await?,
         ),
+        // 5.6
+        Request::AccountErase(a) => {
+            core.erase_account(user, &a.password).await?;
+            Answer::Empty
+        }
         Request::Sessions => Answer::Sessions(core.sessions(user, actor.session).await?),
         Request::SessionRevoke(r) => {
             core.revoke_session(user, &r.session).await?;

@@ -17,6 +17,8 @@ mod openapi;
 mod pending;
 // 5.5 offline push providers
 mod push;
+// 5.6
+mod retention;
 mod state;
 mod views;
 mod web;

@@ -24,7 +24,10 @@ pub fn sync_answer<'a>(l: &'a ConvList, settings: &[ConvSettings]) -> SyncAnswer
         settings
             .binary_search_by(|s| s.conv.as_str().cmp(conv))
             .ok()
-            .map(|i| (settings[i].muted_until, settings[i].pinned))
+            .map(|i| {
+                let s = &settings[i];
+                (s.muted_until, s.pinned, s.retention_days)
+            })
             .unwrap_or_default()
     };
     SyncAnswer {
@@ -32,7 +35,7 @@ pub fn sync_answer<'a>(l: &'a ConvList, settings: &[ConvSettings]) -> SyncAnswer
             .convs
             .iter()
             .map(|c| (c, of(&c.conv)))
-            .map(|(c, (muted_until, pinned))| ConvView {
+            .map(|(c, (muted_until, pinned, retention_days))| ConvView {
                 conv: Cow::Borrowed(&c.conv),
                 peer: c.peer.as_deref().map(Cow::Borrowed),
                 group: c.group.as_deref().map(Cow::Borrowed),
@@ -46,6 +49,7 @@ pub fn sync_answer<'a>(l: &'a ConvList, settings: &[ConvSettings]) -> SyncAnswer
                 mentioned: c.mention_seq > c.read_seq,
                 muted_until,
                 pinned,
+                retention_days,
             })
             .collect(),
         total_unread: l.total_unread,

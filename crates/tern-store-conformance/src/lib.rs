@@ -138,6 +138,11 @@ macro_rules! suite {
             scheduled_claims_take_due_rows_under_a_lease,
             jobs_claimed_once_until_the_lease_ends,
             jobs_commit_with_their_message,
+            retention_set_cleared_and_listed,
+            expiry_removes_a_prefix_and_moves_positions,
+            expiry_is_bounded_and_honours_the_default,
+            expiry_releases_media_no_kept_message_names,
+            erase_keeps_tombstones_and_removes_the_rest,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

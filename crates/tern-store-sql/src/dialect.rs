@@ -63,6 +63,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// token, endpoint, p256dh, auth, session, updated_at), replacing the
     /// one of the same user and device.
     const UPSERT_PUSH_DEVICE: &'static str;
+    /// 5.6 account erase: the statements that remove every friendship
+    /// and friend request of a user, each with `?` placeholders all bound
+    /// to the user.
+    const ERASE_FRIENDS: &'static [&'static str];
+    /// 5.6 retention: whether a message of a user (bind: user) has content
+    /// like a pattern (bind: pattern), through an index on the sender.
+    const SENT_LIKE: &'static str;
+    /// 5.6 retention: records a conversation's retention (binds: conv,
+    /// days, updated_at), replacing one set before.
+    const UPSERT_RETENTION: &'static str;
 
     /// `messages.msg_id` at column `i`.
     fn msg_id_at(r: &RowOf<Self>, i: usize) -> Result<u64, sqlx::Error>;

@@ -54,6 +54,8 @@ mod shared;
 mod jobs;
 // 5.5 offline push registrations
 mod push;
+// 5.6 retention and account erase
+mod retention;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -61,10 +63,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tern_core::offline::OfflineMerge;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
-    ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, ExpireRound, Expired, FriendLists,
+    FriendStatus, GroupRecord, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch,
+    Profile, PushRegistration, ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey,
+    Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 use common::{be, sql_seq, PageFetch};
@@ -79,6 +81,7 @@ pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 use push::Push;
+use retention::Retention;
 use sched::Sched;
 use search::SearchIndex;
 use settings::Settings;
@@ -229,8 +232,18 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Media + Push> Store
-    for SqlStore<D>
+impl<
+        D: Shared
+            + Moderation
+            + Edits
+            + Settings
+            + SearchIndex
+            + Jobs
+            + Sched
+            + Media
+            + Push
+            + Retention,
+    > Store for SqlStore<D>
 {
     async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
         on_conn!(self, |c| D::create_user(c, &user))
@@ -832,6 +845,58 @@ impl<D: Shared + Moderation + Edits + Settings + SearchIndex + Jobs + Sched + Me
 
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
         in_tx!(self, |c| D::media_sweep(c, created_before, max))
+    }
+
+    // ----- 5.6 retention and account erase -----
+
+    async fn set_retention(&self, conv: &str, days: u32, now: i64) -> StoreResult<()> {
+        in_tx!(self, |c| D::set_retention(c, conv, days, now))
+    }
+
+    async fn retention(&self, conv: &str) -> StoreResult<u32> {
+        on_conn!(self, |c| D::retention(c, conv))
+    }
+
+    async fn retentions(&self, user: &str) -> StoreResult<Vec<(String, u32)>> {
+        on_conn!(self, |c| D::retentions(c, user))
+    }
+
+    async fn expire_messages(&self, q: &ExpireRound) -> StoreResult<Expired> {
+        let convs = on_conn!(self, |c| D::round_convs(c, q))?;
+        let mut out = Expired {
+            next: (convs.len() as u32 >= q.max_convs)
+                .then(|| convs.last().map(|(conv, _)| conv.clone()))
+                .flatten(),
+            ..Expired::default()
+        };
+        let mut budget = q.max_msgs;
+        let mut prev = q.after.clone();
+        for (conv, days) in convs {
+            let Some(cutoff) = q.cutoff(days) else {
+                prev = conv;
+                continue;
+            };
+            if budget == 0 {
+                // Not looked at: the next round starts here.
+                out.next = Some(prev);
+                break;
+            }
+            let (n, media) = in_tx!(self, |c| D::expire_conv(c, &conv, cutoff, budget))?;
+            out.messages += n;
+            out.media += media;
+            budget = budget.saturating_sub(n as u32);
+            if budget == 0 {
+                // There may be more: the next round looks at it again.
+                out.next = Some(prev);
+                break;
+            }
+            prev = conv;
+        }
+        Ok(out)
+    }
+
+    async fn erase_user(&self, user: &str) -> StoreResult<()> {
+        in_tx!(self, |c| D::erase_user(c, user))
     }
 
     // ----- 5.6 scheduled messages -----

@@ -122,6 +122,7 @@ where
             conv: conv.to_owned(),
             muted_until: muted_until.unwrap_or(m),
             pinned: pinned.unwrap_or(p),
+            retention_days: 0,
         };
         if s.is_default() {
             if existed {
@@ -178,6 +179,7 @@ where
                 conv,
                 muted_until,
                 pinned,
+                retention_days: 0,
             })
             .collect())
     }

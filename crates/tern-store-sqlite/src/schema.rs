@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `PRAGMA user_version`.
-pub const VERSION: i64 = 14;
+pub const VERSION: i64 = 15;
 
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -182,6 +182,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (kind, due_at);
+
+-- 5.6 retention (since version 15): a conversation's own retention in
+-- days (a row only while one is set), shared by its members.
+CREATE TABLE IF NOT EXISTS conv_retention (
+    conv       TEXT PRIMARY KEY,
+    days       INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- 5.6 scheduled messages (since version 12): a send kept until `at`.
 -- `peer`: the recipient of a 1:1 message or the group id; `reply_to` 0

@@ -4,10 +4,10 @@
 use crate::{ops, revocations, signing_keys, SqliteStore};
 use async_trait::async_trait;
 use tern_core::store::{
-    AckMark, Appended, Blocks, ConvList, ConvSettings, FriendLists, FriendStatus, GroupRecord,
-    HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch, Profile, PushRegistration,
-    ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    AckMark, Appended, Blocks, ConvList, ConvSettings, ExpireRound, Expired, FriendLists,
+    FriendStatus, GroupRecord, HistoryQuery, Job, MediaRecord, NewJob, NewMessage, OfflineBatch,
+    Profile, PushRegistration, ReactionSummary, ReadOutcome, Scheduled, SessionRecord, SigningKey,
+    Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 #[async_trait]
@@ -476,6 +476,34 @@ impl Store for SqliteStore {
     async fn media_sweep(&self, created_before: i64, max: u32) -> StoreResult<Vec<MediaRecord>> {
         self.write(move |c| ops::media_sweep(c, created_before, max))
             .await
+    }
+
+    // ----- 5.6 retention and account erase -----
+
+    async fn set_retention(&self, conv: &str, days: u32, now: i64) -> StoreResult<()> {
+        let conv = conv.to_owned();
+        self.write(move |c| ops::set_retention(c, &conv, days, now))
+            .await
+    }
+
+    async fn retention(&self, conv: &str) -> StoreResult<u32> {
+        let conv = conv.to_owned();
+        self.read(move |c| ops::retention(c, &conv)).await
+    }
+
+    async fn retentions(&self, user: &str) -> StoreResult<Vec<(String, u32)>> {
+        let user = user.to_owned();
+        self.read(move |c| ops::retentions(c, &user)).await
+    }
+
+    async fn expire_messages(&self, q: &ExpireRound) -> StoreResult<Expired> {
+        let q = q.clone();
+        self.write(move |c| ops::expire_messages(c, &q)).await
+    }
+
+    async fn erase_user(&self, user: &str) -> StoreResult<()> {
+        let user = user.to_owned();
+        self.write(move |c| ops::erase_user(c, &user)).await
     }
 
     // ----- 5.6 scheduled messages -----

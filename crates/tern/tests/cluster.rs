@@ -29,6 +29,8 @@ mod settings;
 #[path = "cluster/media.rs"]
 mod media;
 // 5.6
+#[path = "cluster/retention.rs"]
+mod retention;
 #[path = "cluster/scheduled.rs"]
 mod scheduled;
 #[path = "cluster/webhooks.rs"]

@@ -81,7 +81,7 @@ async fn store_user(store: &dyn Store, rec: UserRecord) -> CoreResult<()> {
 
 /// A hashing pool that is full is `unavailable` (503 with `Retry-After`:
 /// waiting helps); PROTOCOL.md keeps 429 for failed logins.
-fn pool_error(e: crate::hashpool::PoolError) -> CoreError {
+pub(super) fn pool_error(e: crate::hashpool::PoolError) -> CoreError {
     match e {
         crate::hashpool::PoolError::Busy(_) => {
             metrics::counter!("tern_hash_refused_total").increment(1);
@@ -116,7 +116,8 @@ impl Core {
         let rec = self.store.get_user(user).await?;
         // 5.6: a bot never logs in with a password; like an unknown user
         // it costs one hash, so timing does not tell bots apart.
-        let rec = rec.filter(|r| !r.bot);
+        // An erased account (5.6) logs in no more either.
+        let rec = rec.filter(|r| !r.bot && !r.is_erased());
         // An unknown user costs one hash too, so timing does not tell
         // which users exist.
         let ok = self
@@ -143,9 +144,10 @@ impl Core {
     /// The session of a valid, unexpired, unrevoked token of a user that
     /// exists. A token signed with this server's secret for a user it does
     /// not know (a store reset with the secret kept, a token minted by
-    /// hand) is refused. Users are never deleted, so a user once seen is
-    /// remembered ([`user_exists`](Core::user_exists)): the store is asked
-    /// once per user, not per call.
+    /// hand) is refused. A user once seen is remembered
+    /// ([`user_exists`](Core::user_exists)): the store is asked once per
+    /// user, not per call; an erased account (5.6) is forgotten on its
+    /// node, and its tokens were all revoked everywhere before.
     pub async fn session(&self, token: &str) -> CoreResult<Session> {
         let refused =
             || CoreError::new(ErrorCode::Unauthenticated, "missing, bad or expired token");
@@ -218,7 +220,12 @@ impl Core {
         if !is_valid_name(user) {
             return Ok(false);
         }
-        let found = self.store.get_user(user).await?.is_some();
+        // 5.6: an erased account's id stays taken but names nobody.
+        let found = self
+            .store
+            .get_user(user)
+            .await?
+            .is_some_and(|r| !r.is_erased());
         if found {
             self.known_users.insert(user.to_owned());
         }
@@ -232,7 +239,9 @@ impl Core {
         } else {
             None
         };
-        let rec = rec.ok_or_else(|| CoreError::new(ErrorCode::NoSuchUser, "no such user"))?;
+        let rec = rec
+            .filter(|r| !r.is_erased())
+            .ok_or_else(|| CoreError::new(ErrorCode::NoSuchUser, "no such user"))?;
         let online = self.online(&[user]).await.first().copied().unwrap_or(false);
         Ok((rec.user, rec.name, online))
     }

@@ -29,12 +29,15 @@ mod account;
 mod hooks;
 // 5.5 offline push registrations
 mod push;
+// 5.6 retention and account erase
+mod retention;
 
 pub use crate::frame::encode;
 pub use account::{Export, EXPORT_CONVS_MAX};
 pub use accounts::{register_bot, register_user, BOT_PASSWORD_HASH};
 pub use moderation::GroupUpdate;
 pub use push::{PushTarget, PUSH_ENDPOINT_MAX, PUSH_KEY_MAX, PUSH_TOKEN_MAX};
+pub use retention::RETENTION_DAYS_MAX;
 pub use scheduled::{DueOutcome, ScheduledOk, SCHEDULE_HORIZON_MS};
 pub use settings::{SessionInfo, UserView, NAME_MAX_CHARS};
 

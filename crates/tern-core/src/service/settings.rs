@@ -18,6 +18,7 @@
 //!   node's from its hub, the others' from the presence routes, which
 //!   carry the session of each connection.
 
+use super::retention::RETENTION_DAYS_MAX;
 use super::Core;
 use crate::auth::Session;
 use crate::error::{CoreError, CoreResult};
@@ -68,7 +69,7 @@ impl Core {
     /// a block.
     pub async fn user_view(&self, viewer: &str, user: &str) -> CoreResult<UserView> {
         let no_such = || CoreError::new(ErrorCode::NoSuchUser, "no such user");
-        if !tern_proto::ids::is_valid_name(user) {
+        if !tern_proto::ids::is_valid_name(user) || !self.user_exists(user).await? {
             return Err(no_such());
         }
         let p = self.store.profile(user).await?.ok_or_else(no_such)?;
@@ -165,17 +166,28 @@ impl Core {
     /// `PUT /v1/conversations/{conv}/settings`, for a conversation `user`
     /// can read (a former group member's too). `muted_until` 0 unmutes; a
     /// time already past is stored as 0.
+    ///
+    /// 5.6: `retention_days` (1 to [`RETENTION_DAYS_MAX`], 0 clears) is
+    /// the conversation's, shared by its members: either party of a 1:1
+    /// conversation, the owner or an admin of a group may set it
+    /// (`forbidden` otherwise).
     pub async fn set_conv_settings(
         &self,
         user: &str,
         conv: &str,
         muted_until: Option<i64>,
         pinned: Option<bool>,
+        retention_days: Option<u32>,
     ) -> CoreResult<ConvSettings> {
         if muted_until.is_some_and(|t| t < 0) {
             return Err(CoreError::invalid(
                 "muted_until must be a time in ms, or 0 to unmute",
             ));
+        }
+        if retention_days.is_some_and(|d| d > RETENTION_DAYS_MAX) {
+            return Err(CoreError::invalid(format!(
+                "retention_days must be 1-{RETENTION_DAYS_MAX}, or 0 or null to clear it"
+            )));
         }
         let access = self.access(user, conv, true).await?;
         if let Some(peer) = access.id.peer_of(user) {
@@ -183,11 +195,16 @@ impl Core {
         }
         let conv = access.id.to_string();
         let now = now_ms();
+        if let Some(days) = retention_days {
+            self.may_set_retention(user, &access.id).await?;
+            self.store.set_retention(&conv, days, now).await?;
+        }
         let muted_until = muted_until.map(|t| if t <= now { 0 } else { t });
-        let s = self
+        let mut s = self
             .store
             .set_conv_settings(user, &conv, muted_until, pinned)
             .await?;
+        s.retention_days = self.store.retention(&conv).await?;
         let frame = encode(&ConvSettingsPush {
             ty: tag::ConvSettings,
             conv: Cow::Borrowed(&s.conv),
@@ -205,8 +222,25 @@ impl Core {
 
     /// `user`'s settings that differ from the defaults, sorted by conv
     /// (what sync entries carry).
+    /// 5.6: with each conversation's retention (a conversation with a
+    /// retention and no setting of the user's gets an entry too).
     pub async fn conv_settings(&self, user: &str) -> CoreResult<Vec<ConvSettings>> {
-        Ok(self.store.conv_settings(user).await?)
+        let mut out = self.store.conv_settings(user).await?;
+        let retentions = self.store.retentions(user).await?;
+        for (conv, days) in retentions {
+            match out.binary_search_by(|s| s.conv.as_str().cmp(conv.as_str())) {
+                Ok(i) => out[i].retention_days = days,
+                Err(i) => out.insert(
+                    i,
+                    ConvSettings {
+                        conv,
+                        retention_days: days,
+                        ..ConvSettings::default()
+                    },
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Records that a session was used now, at most once per

@@ -220,6 +220,11 @@ impl Request<'_> {
                 query: vec![("all", "true".to_owned())],
                 ..call("DELETE", "/v1/sessions", "/v1/sessions".into())
             },
+            // 5.6
+            Request::AccountErase(a) => HttpCall {
+                body: Some(json(a)),
+                ..call("DELETE", "/v1/users/me", "/v1/users/me".into())
+            },
             Request::Auth(_)
             | Request::Ping
             | Request::Ack(_)
@@ -339,6 +344,7 @@ mod settings_tests {
                 conv: c("dm:a:b"),
                 muted_until: Some(0),
                 pinned: Some(true),
+                retention_days: None,
             }),
             Request::Sessions,
             Request::SessionRevoke(SessionRevoke { session: c("00ff") }),

@@ -274,6 +274,23 @@ pub struct ConvSettingsSet<'a> {
     pub muted_until: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<bool>,
+    /// 5.6: the conversation's retention in days (shared by its
+    /// members); 0 clears it (the body may also say `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// 5.6 `DELETE /v1/users/me` (HTTP-only): erases the caller's account.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountErase<'a> {
+    pub password: Cow<'a, str>,
+}
+
+impl std::fmt::Debug for AccountErase<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is never printed.
+        f.debug_struct("AccountErase").finish_non_exhaustive()
+    }
 }
 
 /// `DELETE /v1/sessions/{session}` (HTTP-only): revokes one of the
@@ -336,6 +353,8 @@ pub enum Request<'a> {
     SessionsRevokeAll,
     // 5.2
     Search(Search<'a>),
+    // 5.6
+    AccountErase(AccountErase<'a>),
 }
 
 /// A required field that a request lacks: `invalid`, "`field` is required".
@@ -518,6 +537,8 @@ impl<'a> Request<'a> {
             | Request::Sessions
             | Request::SessionRevoke(_)
             | Request::SessionsRevokeAll => return None,
+            // 5.6
+            Request::AccountErase(_) => return None,
         })
     }
 
@@ -617,7 +638,8 @@ impl<'a> Request<'a> {
             | Request::ConvSettingsSet(_)
             | Request::Sessions
             | Request::SessionRevoke(_)
-            | Request::SessionsRevokeAll => {}
+            | Request::SessionsRevokeAll
+            | Request::AccountErase(_) => {}
         }
         f
     }

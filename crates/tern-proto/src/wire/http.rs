@@ -153,6 +153,10 @@ pub struct ConvSettingsAnswer {
     /// Muted until then (ms); 0: not muted.
     pub muted_until: i64,
     pub pinned: bool,
+    /// 5.6: the conversation's retention in days, shared by its members;
+    /// 0: none set (the server's default applies).
+    #[serde(default)]
+    pub retention_days: u32,
 }
 
 /// One session of `GET /v1/sessions`.

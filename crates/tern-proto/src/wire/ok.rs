@@ -191,6 +191,14 @@ pub struct ConvView<'a> {
     pub muted_until: i64,
     #[serde(default)]
     pub pinned: bool,
+    /// 5.6: the conversation's retention in days, shared by its members;
+    /// left out when none is set (the server's default applies).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retention_days: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The answer to `sync` (WebSocket `ok`) and `GET /v1/conversations`.

@@ -126,6 +126,7 @@ fn ok_sync() {
                 mentioned: false,
                 muted_until: 1796000000000,
                 pinned: true,
+                retention_days: 0,
             },
             ConvView {
                 conv: c("group:g8x2k"),
@@ -141,6 +142,7 @@ fn ok_sync() {
                 mentioned: false,
                 muted_until: 0,
                 pinned: false,
+                retention_days: 30,
             },
         ],
         total_unread: 1,
@@ -149,7 +151,7 @@ fn ok_sync() {
         r#""convs":[{"conv":"dm:alice:bob","peer":"bob","max_seq":41,"read_seq":40,"unread":1,"#,
         r#""last":{"msg_id":"7311845012345678901","conv":"dm:alice:bob","seq":41,"from":"alice","to":"bob","kind":"text","content":"hello","ts":1795000000000,"client_msg_id":"6f1c"},"#,
         r#""updated_at":1795000000000,"peer_delivered_seq":41,"peer_read_seq":39,"muted_until":1796000000000,"pinned":true},"#,
-        r#"{"conv":"group:g8x2k","group":"g8x2k","max_seq":0,"read_seq":0,"unread":0,"last":null,"updated_at":1794000000000,"muted_until":0,"pinned":false}],"total_unread":1"#
+        r#"{"conv":"group:g8x2k","group":"g8x2k","max_seq":0,"read_seq":0,"unread":0,"last":null,"updated_at":1794000000000,"muted_until":0,"pinned":false,"retention_days":30}],"total_unread":1"#
     );
     round_trip(
         &OkFrame::new(Some("5"), answer.clone()),
@@ -458,8 +460,9 @@ fn http_bodies() {
         &ConvSettingsAnswer {
             muted_until: 0,
             pinned: false,
+            retention_days: 7,
         },
-        r#"{"muted_until":0,"pinned":false}"#,
+        r#"{"muted_until":0,"pinned":false,"retention_days":7}"#,
     );
     round_trip(
         &SessionsList {

@@ -59,6 +59,7 @@ pub struct Config {
     // 5.6
     pub scheduled: ScheduledConfig,
     pub account: AccountConfig,
+    pub retention: RetentionConfig,
     /// 5.6: `[[webhooks]]` (none by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -87,6 +88,7 @@ impl Default for Config {
             push: PushConfig::default(),
             scheduled: ScheduledConfig::default(),
             account: AccountConfig::default(),
+            retention: RetentionConfig::default(),
             webhooks: Vec::new(),
             hooks: HooksConfig::default(),
         }
@@ -127,6 +129,9 @@ impl Config {
             .check()
             .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         self.account
+            .check()
+            .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
+        self.retention
             .check()
             .map_err(|m| ConfigError::Invalid(m.to_owned()))?;
         let l = &self.limits;
@@ -499,6 +504,12 @@ mod tests {
             |c| c.account.export_max_messages = 0,
             "account.export_max_messages",
         );
+        invalid(
+            |c| c.retention.default_days = 3651,
+            "retention.default_days",
+        );
+        invalid(|c| c.retention.sweep_secs = 0, "retention.sweep_secs");
+        invalid(|c| c.retention.sweep_batch = 0, "retention.sweep_batch");
         invalid(
             |c| c.limits.lagging_window_bytes = 1000,
             "limits.lagging_window_bytes",

@@ -1,5 +1,5 @@
-//! 5.6 sections: `[scheduled]` (scheduled messages) and `[account]`
-//! (account data).
+//! 5.6 sections: `[scheduled]` (scheduled messages), `[account]`
+//! (account data) and `[retention]`.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,52 @@ impl AccountConfig {
     pub(super) fn check(&self) -> Result<(), &'static str> {
         if self.export_max_messages == 0 || self.export_max_messages > 10_000_000 {
             return Err("account.export_max_messages must be 1 to 10000000");
+        }
+        Ok(())
+    }
+}
+
+/// 5.6 retention: how long messages are kept, and the sweep that removes
+/// expired ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a message is kept in conversations without a retention of
+    /// their own; 0 keeps them forever.
+    pub default_days: u32,
+    /// How often (s) a node sweeps expired messages: at most a day, so
+    /// that they leave within a day.
+    pub sweep_secs: u64,
+    /// Most conversations one round of the sweep looks at.
+    pub sweep_convs: u32,
+    /// Most messages one round removes (the next takes the rest).
+    pub sweep_batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            default_days: 0,
+            sweep_secs: 3600,
+            sweep_convs: 1000,
+            sweep_batch: 1000,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub(super) fn check(&self) -> Result<(), &'static str> {
+        if self.default_days > tern_core::RETENTION_DAYS_MAX {
+            return Err("retention.default_days must be 0 (keep forever) to 3650");
+        }
+        if self.sweep_secs == 0 || self.sweep_secs > 86_400 {
+            return Err("retention.sweep_secs must be 1 to 86400");
+        }
+        if self.sweep_convs == 0 || self.sweep_convs > 1_000_000 {
+            return Err("retention.sweep_convs must be 1 to 1000000");
+        }
+        if self.sweep_batch == 0 || self.sweep_batch > 100_000 {
+            return Err("retention.sweep_batch must be 1 to 100000");
         }
         Ok(())
     }

@@ -1,14 +1,53 @@
 //! 5.6 account data over HTTP: `GET /v1/users/me/export`, a zip of JSON
-//! documents. HTTP only: the handler calls the core directly.
+//! documents (HTTP only: the handler calls the core directly), and
+//! `DELETE /v1/users/me`, the account's erase.
 
-use super::{ApiResult, Bearer};
+use super::{body, ApiResult, Bearer, RawBody};
+use crate::dispatch::execute;
 use crate::state::App;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use tern_core::CoreError;
+use tern_proto::request::{self, Request};
+use tern_proto::wire::ErrorBody;
+
+/// `DELETE /v1/users/me`: the caller's password, again.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EraseBody<'a> {
+    #[serde(borrow)]
+    password: Cow<'a, str>,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = EraseBody,
+    responses(
+        (status = 204, description = "the account is erased: every token revoked (sockets close with 4001 on every node), profile, friends, requests and blocks removed, groups left (an owner's passes to the longest-standing member; a group with no other member is dissolved), its media released, its messages kept as `deleted_user` tombstones without content; the id stays taken and cannot log in"),
+        (status = 400, description = "`invalid`: bad JSON", body = ErrorBody),
+        (status = 401, description = "`bad_credentials`: a wrong password", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a bot (it has no password)", body = ErrorBody),
+    )
+)]
+pub(super) async fn erase(
+    State(app): State<Arc<App>>,
+    me: Bearer,
+    RawBody(raw): RawBody,
+) -> ApiResult<Response> {
+    let b: EraseBody = body(&raw)?;
+    let req = Request::AccountErase(request::AccountErase {
+        password: b.password,
+    });
+    execute(&app, me.actor(), None, req).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
 
 #[utoipa::path(
     get,

@@ -83,7 +83,7 @@ pub(crate) fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(edits::edit_message))
         .routes(routes!(edits::put_reaction, edits::delete_reaction))
         // 5.3
-        .routes(routes!(settings::patch_me))
+        .routes(routes!(settings::patch_me, account::erase))
         .routes(routes!(settings::put_conv_settings))
         .routes(routes!(settings::delete_one_session))
         // 5.2

@@ -38,6 +38,16 @@ pub(crate) struct ConvSettingsBody {
     muted_until: Option<i64>,
     #[serde(default)]
     pinned: Option<bool>,
+    /// 5.6: the conversation's retention in days (1-3650), shared by its
+    /// members; 0 or `null` clears it. 1:1: either party; groups: the
+    /// owner or an admin.
+    #[serde(default, deserialize_with = "nullable_days")]
+    retention_days: Option<u32>,
+}
+
+/// `retention_days`: absent leaves it, `null` (like 0) clears it.
+fn nullable_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Ok(Some(Option::<u32>::deserialize(d)?.unwrap_or(0)))
 }
 
 #[utoipa::path(
@@ -73,8 +83,8 @@ pub(super) async fn patch_me(
     request_body = ConvSettingsBody,
     responses(
         (status = 200, description = "the caller's settings of the conversation; its online devices get `conv_settings`", body = ConvSettingsAnswer),
-        (status = 400, description = "`invalid`: a bad conversation id, a negative time, bad JSON", body = ErrorBody),
-        (status = 403, description = "`not_member`: a conversation the caller cannot read", body = ErrorBody),
+        (status = 400, description = "`invalid`: a bad conversation id, a negative time, a retention outside 1-3650 days, bad JSON", body = ErrorBody),
+        (status = 403, description = "`not_member`: a conversation the caller cannot read; `forbidden`: a group's retention set by a plain member", body = ErrorBody),
         (status = 404, description = "`no_such_group` / `no_such_user`", body = ErrorBody),
     )
 )]
@@ -89,6 +99,7 @@ pub(super) async fn put_conv_settings(
         conv: Cow::Owned(conv),
         muted_until: b.muted_until,
         pinned: b.pinned,
+        retention_days: b.retention_days,
     });
     Ok(execute(&app, me.actor(), None, req).await?.json())
 }

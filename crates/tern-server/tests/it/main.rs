@@ -22,6 +22,7 @@ mod presence;
 mod props;
 mod push;
 mod reading;
+mod retention;
 mod rooms;
 mod scale;
 mod scheduled;

@@ -49,6 +49,8 @@ const API: &[(&str, &str)] = &[
     ),
     // 5.3
     ("PATCH", "/v1/users/me"),
+    // 5.6
+    ("DELETE", "/v1/users/me"),
     ("PUT", "/v1/conversations/{conv}/settings"),
     ("GET", "/v1/sessions"),
     ("DELETE", "/v1/sessions/{session}"),

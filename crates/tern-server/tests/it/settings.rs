@@ -103,7 +103,13 @@ async fn conv_settings_are_checked_synced_and_pushed() {
         Some(json!({"muted_until":until,"pinned":true})),
     )
     .await;
-    assert_eq!((st, v), (200, json!({"muted_until":until,"pinned":true})));
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"muted_until":until,"pinned":true,"retention_days":0})
+        )
+    );
     let p = bob.next_of("conv_settings").await;
     assert_eq!(
         p,
@@ -133,7 +139,7 @@ async fn conv_settings_are_checked_synced_and_pushed() {
 
     // One field at a time; 0 unmutes; a past time is stored as 0.
     let (_, v) = call(&s, "PUT", &path, &tb, Some(json!({"muted_until":0}))).await;
-    assert_eq!(v, json!({"muted_until":0,"pinned":true}));
+    assert_eq!(v, json!({"muted_until":0,"pinned":true,"retention_days":0}));
     let (_, v) = call(
         &s,
         "PUT",
@@ -142,7 +148,10 @@ async fn conv_settings_are_checked_synced_and_pushed() {
         Some(json!({"muted_until":5,"pinned":false})),
     )
     .await;
-    assert_eq!(v, json!({"muted_until":0,"pinned":false}));
+    assert_eq!(
+        v,
+        json!({"muted_until":0,"pinned":false,"retention_days":0})
+    );
 
     // Access and input.
     refused(

@@ -246,6 +246,8 @@ mod scheduled;
 mod jobs;
 // 5.5 offline push
 mod push;
+// 5.6 retention and account erase
+mod retention;
 
 pub use accounts::*;
 pub use append::*;
@@ -258,6 +260,7 @@ pub use moderation::*;
 pub use offline::*;
 pub use push::*;
 pub use reading::*;
+pub use retention::*;
 pub use scheduled::*;
 pub use search::*;
 pub use search_access::*;

@@ -40,6 +40,7 @@ pub async fn conv_settings_per_user(s: &dyn Store) {
         conv: conv.into(),
         muted_until,
         pinned,
+        retention_days: 0,
     };
     assert!(s.conv_settings("sa").await.unwrap().is_empty());
     assert_eq!(

@@ -141,6 +141,15 @@ impl Dialect for MySqlDialect {
          ON DUPLICATE KEY UPDATE provider = VALUES(provider), token = VALUES(token), \
          endpoint = VALUES(endpoint), p256dh = VALUES(p256dh), auth = VALUES(auth), \
          session = VALUES(session), updated_at = VALUES(updated_at)";
+    const ERASE_FRIENDS: &'static [&'static str] = &[
+        "DELETE FROM friends WHERE user_id = ? OR friend = ?",
+        "DELETE FROM friend_requests WHERE from_user = ? OR to_user = ?",
+    ];
+    const SENT_LIKE: &'static str =
+        "SELECT 1 FROM messages WHERE from_user = ? AND content LIKE ? LIMIT 1";
+    const UPSERT_RETENTION: &'static str =
+        "INSERT INTO conv_retention (conv, days, updated_at) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE days = VALUES(days), updated_at = VALUES(updated_at)";
 
     fn msg_id_at(r: &MySqlRow, i: usize) -> Result<u64, sqlx::Error> {
         r.try_get::<u64, _>(i)

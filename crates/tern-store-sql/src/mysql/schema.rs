@@ -8,7 +8,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`STEPS`]; kept in `tern_schema`.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Every table is InnoDB, utf8mb4 with the binary collation (ids compare
 /// by bytes, as in SQLite). User and group ids are at most 64 characters;
@@ -233,6 +233,16 @@ const PUSH_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS push_devices (
     session    VARCHAR(64) NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (user_id, device)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
+
+/// Version 12 (5.6 retention): a conversation's own retention in days, a
+/// row only while one is set (shard key conv). Stands alone and may run
+/// again.
+const RETENTION_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS conv_retention (
+    conv       VARCHAR(140) NOT NULL,
+    days       BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (conv)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"#;
 
 /// Version 6 (5.3 profiles, conversation settings, sessions): the users'
@@ -473,6 +483,11 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StoreResult<()> {
         .map_err(be)?;
     // 5.5 offline push
     sqlx::query(PUSH_TABLE)
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
+    // 5.6 retention
+    sqlx::query(RETENTION_TABLE)
         .execute(&mut *conn)
         .await
         .map_err(be)?;

@@ -97,6 +97,14 @@ impl Dialect for Pg {
          ON CONFLICT (user_id, device) DO UPDATE SET provider = EXCLUDED.provider, \
          token = EXCLUDED.token, endpoint = EXCLUDED.endpoint, p256dh = EXCLUDED.p256dh, \
          auth = EXCLUDED.auth, session = EXCLUDED.session, updated_at = EXCLUDED.updated_at";
+    const ERASE_FRIENDS: &'static [&'static str] =
+        &["DELETE FROM friends WHERE user_id = ? OR other = ?"];
+    const SENT_LIKE: &'static str = "SELECT 1 FROM client_ids ci \
+         JOIN messages m ON m.conv = ci.conv AND m.seq = ci.seq \
+         WHERE ci.from_user = ? AND m.content LIKE ? LIMIT 1";
+    const UPSERT_RETENTION: &'static str =
+        "INSERT INTO conv_retention (conv, days, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (conv) DO UPDATE SET days = EXCLUDED.days, updated_at = EXCLUDED.updated_at";
 
     fn msg_id_at(r: &PgRow, i: usize) -> Result<u64, sqlx::Error> {
         Ok(r.try_get::<i64, _>(i)? as u64)

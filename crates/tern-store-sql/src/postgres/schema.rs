@@ -14,7 +14,7 @@ use tern_core::store::{StoreError, StoreResult};
 use crate::common::be;
 
 /// Bumped with every change of [`SCHEMA`]; kept in `tern_meta`.
-pub const VERSION: i64 = 11;
+pub const VERSION: i64 = 12;
 
 /// Key of the advisory lock that serializes migrations of nodes starting at
 /// the same time (ASCII "tern-mig").
@@ -326,6 +326,17 @@ CREATE TABLE IF NOT EXISTS push_devices (
 );
 "#;
 
+/// Version 12 (5.6 retention): a conversation's own retention in days, a
+/// row only while one is set (shard key conv). Stands alone and may run
+/// again.
+const MIGRATE_TO_12: &str = r#"
+CREATE TABLE IF NOT EXISTS conv_retention (
+    conv       TEXT PRIMARY KEY,
+    days       BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#;
+
 /// Version 2 makes `msg_id` unique. A clock that stepped back across a
 /// restart may have repeated ids before: each later copy gets a fresh id
 /// above every stored one, the oldest keeps its own. `SCHEMA` then
@@ -416,6 +427,11 @@ pub async fn migrate(conn: &mut PgConnection) -> StoreResult<()> {
                 .map_err(be)?;
             // 5.5 offline push (a new database too)
             sqlx::raw_sql(MIGRATE_TO_11)
+                .execute(&mut *tx)
+                .await
+                .map_err(be)?;
+            // 5.6 retention (a new database too)
+            sqlx::raw_sql(MIGRATE_TO_12)
                 .execute(&mut *tx)
                 .await
                 .map_err(be)?;

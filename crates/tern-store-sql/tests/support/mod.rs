@@ -17,9 +17,10 @@ pub async fn history_seqs(store: &dyn Store, user: &str, conv: &str) -> Vec<u64>
 /// The schema version an upgrade ends at: it also made the signing keys'
 /// table (3), the groups' roles and blocks (4), 5.1's columns (5),
 /// profiles, settings and sessions (6), the search index (7), bots and
-/// durable jobs (8), scheduled messages (9), media (10) and push
-/// registrations (11).
-pub const UPGRADED_VERSION: i64 = 11;
+/// durable jobs (8), scheduled messages (9), media (10), push registrations
+/// (11) and conversation
+/// retention (12).
+pub const UPGRADED_VERSION: i64 = 12;
 
 /// After an upgrade: the schema is at [`UPGRADED_VERSION`] and the new
 /// signing keys' table is empty.

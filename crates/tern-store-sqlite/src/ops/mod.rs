@@ -29,6 +29,8 @@ mod scheduled;
 mod jobs;
 // 5.5 offline push registrations
 mod push;
+// 5.6 retention and account erase
+mod retention;
 
 pub use accounts::*;
 pub use edits::{edit, react, reactions};
@@ -39,6 +41,7 @@ pub use messages::*;
 pub use moderation::{block, blocks, is_blocked, unblock};
 pub use push::*;
 pub use reading::*;
+pub use retention::*;
 pub use scheduled::{claim_scheduled, next_scheduled, schedule, scheduled, unschedule};
 pub use search::{index_pending, reindex_message, search};
 pub use settings::*;

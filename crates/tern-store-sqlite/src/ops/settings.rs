@@ -51,6 +51,7 @@ fn conv_setting(c: &Connection, user: &str, conv: &str) -> StoreResult<ConvSetti
         conv: conv.to_owned(),
         muted_until,
         pinned,
+        retention_days: 0,
     })
 }
 
@@ -98,6 +99,7 @@ pub fn conv_settings(c: &Connection, user: &str) -> StoreResult<Vec<ConvSettings
                 conv: r.get(0)?,
                 muted_until: r.get(1)?,
                 pinned: r.get(2)?,
+                retention_days: 0,
             })
         })
         .map_err(be)?;

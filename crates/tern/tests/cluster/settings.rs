@@ -76,7 +76,10 @@ async fn settings_on(sql: Sql) {
         Some(json!({"muted_until": until, "pinned": true})),
     )
     .await;
-    assert_eq!(s, json!({"muted_until": until, "pinned": true}));
+    assert_eq!(
+        s,
+        json!({"muted_until": until, "pinned": true, "retention_days": 0})
+    );
     let p = phone.next_of("conv_settings").await;
     assert_eq!(
         p,
